@@ -1,0 +1,59 @@
+# estkit: `make demo` runs the main job on a built-in corpus, `make test` runs
+# every test. Both need only the Go toolchain (see README.md).
+
+GO          ?= go
+BIN         := bin/estkit
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+DEMO        := .demo
+BENCHTIME   ?= 3x
+BENCHCOUNT  ?= 5
+FUZZTIME    ?= 20s
+
+.PHONY: all build demo test lint vet fmt-check unit bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/estkit
+
+# The main job on the built-in default corpus (samples drawn from the Go
+# toolchain's own sources, laid out in every supported format). The trainer
+# issue extends this to shard and train.
+demo: build
+	rm -rf $(DEMO)
+	$(BIN) samples --out $(DEMO)/samples
+	$(BIN) ingest --out $(DEMO)/docs $(DEMO)/samples
+	$(BIN) ingest --out $(DEMO)/docs $(DEMO)/samples
+	$(BIN) inspect $(DEMO)/docs
+	$(BIN) inspect $(DEMO)/docs --doc 0 --json | head -c 600; echo
+
+test: fmt-check vet lint unit
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	$(GO) run $(STATICCHECK) ./...
+
+unit:
+	$(GO) test -count=1 ./...
+
+# Benchmarks with their anchors measured in the same run; prints one table.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee $(DEMO)-bench.txt
+	$(GO) run ./internal/benchtable < $(DEMO)-bench.txt
+
+# A short coverage-guided run of every fuzz target.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin $(DEMO) $(DEMO)-bench.txt

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// progress renders a library's progress: a bar redrawn in place when stderr
+// is a terminal, a plain log line every interval otherwise, nothing with
+// --quiet.
+type progress struct {
+	w        io.Writer
+	tty      bool
+	log      *slog.Logger
+	quiet    bool
+	start    time.Time
+	last     time.Time
+	interval time.Duration
+	drawn    bool
+	phase    string
+}
+
+func newProgress(g *globals) *progress {
+	tty := false
+	if f, ok := g.stderr.(*os.File); ok && !g.json {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	now := time.Now()
+	p := &progress{w: g.stderr, tty: tty, log: g.log, quiet: g.quiet, start: now, last: now, interval: 10 * time.Second}
+	if tty {
+		p.interval = 200 * time.Millisecond
+	}
+	return p
+}
+
+// update shows done of total bytes and a count of items.
+func (p *progress) update(phase string, done, total, items int64, unit string) {
+	if p.quiet {
+		return
+	}
+	now := time.Now()
+	if phase != p.phase {
+		p.phase, p.start, p.last = phase, now, now
+		p.finish()
+	}
+	if now.Sub(p.last) < p.interval && (done < total || !p.tty) {
+		return // a plain log gets a line per interval, so short work logs none
+	}
+	p.last = now
+	el := now.Sub(p.start).Seconds()
+	if el <= 0 {
+		return
+	}
+	rate := float64(done) / el
+	eta := "?"
+	if rate > 0 && total >= done {
+		eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
+	}
+	frac := 0.0
+	if total > 0 {
+		frac = float64(done) / float64(total)
+	}
+	if !p.tty {
+		p.log.Info(phase, "done", fmt.Sprintf("%.1f%%", 100*frac), "MB/s", fmt.Sprintf("%.1f", rate/1e6), unit+"/s", fmt.Sprintf("%.0f", float64(items)/el), unit, items, "eta", eta)
+		return
+	}
+	const width = 30
+	n := min(int(frac*width), width)
+	bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
+	fmt.Fprintf(p.w, "\r%-7s [%s] %5.1f%% %8.1f MB/s %9.0f %s/s  ETA %-8s", phase, bar, 100*frac, rate/1e6, float64(items)/el, unit, eta)
+	p.drawn = true
+}
+
+// finish ends the bar's line.
+func (p *progress) finish() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}

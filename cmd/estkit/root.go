@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	quiet   bool
+	json    bool
+	verbose bool
+	stdout  io.Writer
+	stderr  io.Writer
+	log     *slog.Logger
+}
+
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globals) {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "estkit",
+		Short: "From raw corpora to a language model trained with Evolving Subnetwork Training",
+		Long: `estkit ingests raw pretraining corpora (OpenWebText, SlimPajama, StarCoderData,
+jsonl, parquet, text) into document shards with lineage, tokenizes them into
+token shards, and trains GPT-2 and Llama models with Evolving Subnetwork
+Training (Li et al., ICML 2024).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelInfo
+			switch {
+			case g.quiet:
+				level = slog.LevelWarn
+			case g.verbose:
+				level = slog.LevelDebug
+			}
+			opts := &slog.HandlerOptions{Level: level}
+			if g.json {
+				g.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
+			} else {
+				g.log = slog.New(slog.NewTextHandler(g.stderr, opts))
+			}
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only, and show no progress")
+	pf.BoolVar(&g.json, "json", false, "machine-readable output: logs as JSON lines on stderr, results as JSON on stdout")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
+	root.AddCommand(newVersionCmd(g), newIngestCmd(g), newInspectCmd(g), newSamplesCmd(g))
+	return root, g
+}
+
+// execute runs the command line and returns the process exit status.
+func execute(args []string, stdout, stderr io.Writer) int {
+	root, _ := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(stderr, "estkit: interrupted")
+			return 130
+		}
+		fmt.Fprintln(stderr, "estkit:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,246 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Result is the outcome of Run.
+type Result struct {
+	Manifest *Manifest
+	UpToDate bool // the directory already held this exact output; nothing was done
+}
+
+// Run ingests the inputs under roots into o.OutDir.
+func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
+	if err := o.resolve(); err != nil {
+		return nil, err
+	}
+	if len(roots) == 0 {
+		return nil, errors.New("ingest: no inputs")
+	}
+	log := o.Logger
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	unlock, err := lockDir(o.OutDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	start := time.Now()
+	inputs, ignored, err := expandInputs(roots, &o)
+	if err != nil {
+		return nil, err
+	}
+	for _, ig := range ignored {
+		log.Info("ignoring input file", "path", ig.Path, "reason", ig.Reason)
+	}
+	var total int64
+	for _, in := range inputs {
+		total += in.Size
+	}
+	log.Info("hashing inputs", "files", len(inputs), "bytes", total)
+	var hashed atomic.Int64
+	report := func(phase string, n int64, m *Counts) {
+		if o.Progress != nil {
+			p := Progress{Phase: phase, Bytes: n, TotalBytes: total}
+			if m != nil {
+				p.Documents, p.Kept, p.TextBytes = m.Read, m.Documents, m.TextBytes
+			}
+			o.Progress(p)
+		}
+	}
+	if err := hashInputs(ctx, inputs, o.Workers, func(n int64) { report("hash", hashed.Add(n), nil) }); err != nil {
+		return nil, err
+	}
+	hashDone := time.Now()
+	entries := make([]InputEntry, len(inputs))
+	for i, in := range inputs {
+		entries[i] = InputEntry{Root: slices.Index(roots, in.Root), Path: in.Rel, Size: in.Size, SHA256: in.SHA256, Format: in.Format, Corpus: in.Corpus}
+		if in.Format == FormatStarCoder {
+			entries[i].Lang = in.Lang
+		}
+	}
+	key := manifestKey(&o, entries)
+	if !o.Force {
+		if old, err := ReadManifest(o.OutDir); err == nil && old.Key == key && old.outputsPresent(o.OutDir) {
+			log.Info("output is up to date: same inputs and options; nothing to do", "dir", o.OutDir, "key", key[:12])
+			return &Result{Manifest: old, UpToDate: true}, nil
+		}
+	}
+	old, _ := ReadManifest(o.OutDir)
+	removeTemps(o.OutDir)
+
+	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
+		Options: o, Inputs: entries, Ignored: ignored, Counts: *newCounts(), Corpora: map[string]*Counts{}}
+	w := newShardWriter(o.OutDir, "docs-"+key[:12], o.ShardBytes, o.Compression)
+	var seen map[[16]byte]struct{}
+	if o.Dedup {
+		seen = map[[16]byte]struct{}{}
+	}
+	var read atomic.Int64
+	lastReport := time.Now()
+	sink := func(in *Input, res *result) error {
+		c := m.Corpora[in.Corpus]
+		if c == nil {
+			c = newCounts()
+			m.Corpora[in.Corpus] = c
+		}
+		for _, e := range res.rejects {
+			if e.File == "" {
+				e.File = in.Rel
+			}
+			if o.OnError == OnErrorFail {
+				return fmt.Errorf("ingest: %w (--on-error skip counts such inputs as rejected and goes on)", e)
+			}
+			reason := reasonOf(e.Err)
+			m.Counts.Rejected[reason]++
+			c.Rejected[reason]++
+			if len(m.Rejections) < maxRecordedRejections {
+				m.Rejections = append(m.Rejections, RejectionEntry{File: e.File, Position: e.Position, Reason: reason, Error: e.Error()})
+				log.Warn("rejected", "file", e.File, "position", e.Position, "reason", reason, "err", e.Err)
+			}
+		}
+		for reason, n := range res.filtered {
+			m.Counts.Filtered[reason] += n
+			c.Filtered[reason] += n
+		}
+		m.Counts.Read += res.read
+		c.Read += res.read
+		m.Counts.UTF8Repaired += res.repaired
+		c.UTF8Repaired += res.repaired
+		for i := range res.docs {
+			d := &res.docs[i]
+			if seen != nil {
+				k := [16]byte(d.Lineage.SHA256[:16])
+				if _, dup := seen[k]; dup {
+					m.Counts.Filtered[FilterDuplicate]++
+					c.Filtered[FilterDuplicate]++
+					continue
+				}
+				seen[k] = struct{}{}
+			}
+			w.add(d)
+			m.Counts.Documents++
+			m.Counts.TextBytes += d.Lineage.Bytes
+			c.Documents++
+			c.TextBytes += d.Lineage.Bytes
+		}
+		if time.Since(lastReport) > 100*time.Millisecond {
+			lastReport = time.Now()
+			report("ingest", read.Load(), &m.Counts)
+		}
+		return nil
+	}
+	log.Info("ingesting", "files", len(inputs), "workers", o.Workers, "out", o.OutDir)
+	if err := runPipeline(ctx, inputs, &o, &read, sink); err != nil {
+		w.abort()
+		removeOrphans(o.OutDir, w.outputs, old)
+		return nil, err
+	}
+	outputs, err := w.finish()
+	if err != nil {
+		removeOrphans(o.OutDir, outputs, old)
+		return nil, err
+	}
+	report("ingest", read.Load(), &m.Counts)
+	m.Outputs = outputs
+	if m.Outputs == nil {
+		m.Outputs = []OutputFile{}
+	}
+	end := time.Now()
+	secs := end.Sub(hashDone).Seconds()
+	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), HashSeconds: hashDone.Sub(start).Seconds(), IngestSeconds: secs,
+		InputMBps: float64(total) / 1e6 / secs, TextMBps: float64(m.Counts.TextBytes) / 1e6 / secs, Workers: o.Workers}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("ingest: manifest: %w", err)
+	}
+	if err := syncDir(o.OutDir); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if err := writeFileAtomic(o.OutDir, ManifestName, append(b, '\n')); err != nil {
+		return nil, fmt.Errorf("ingest: write manifest: %w", err)
+	}
+	removeStale(o.OutDir, m)
+	log.Info("ingested", "documents", m.Counts.Documents, "text_bytes", m.Counts.TextBytes, "shards", len(m.Outputs),
+		"filtered", sum(m.Counts.Filtered), "rejected", sum(m.Counts.Rejected), "seconds", fmt.Sprintf("%.1f", secs))
+	return &Result{Manifest: m}, nil
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// lockDir takes an exclusive lock on dir so that two runs never write one
+// directory at once.
+func lockDir(dir string) (func(), error) {
+	p := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ingest: %s is being written by another process (lock %s): %w", dir, p, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// removeTemps deletes temporary files a killed run left behind.
+func removeTemps(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// removeOrphans deletes the shards a failed run renamed into place, unless
+// the committed manifest names them.
+func removeOrphans(dir string, outs []OutputFile, committed *Manifest) {
+	keep := map[string]bool{}
+	if committed != nil {
+		for _, f := range committed.Outputs {
+			keep[f.Name] = true
+		}
+	}
+	for _, f := range outs {
+		if !keep[f.Name] {
+			os.Remove(filepath.Join(dir, f.Name))
+		}
+	}
+	removeTemps(dir)
+}
+
+// removeStale deletes document shards that the committed manifest does not
+// name (the output of an earlier run with other inputs or options).
+func removeStale(dir string, m *Manifest) {
+	keep := map[string]bool{}
+	for _, f := range m.Outputs {
+		keep[f.Name] = true
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, "docs-") && strings.HasSuffix(n, ".arrow") && !keep[n] {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+}

@@ -1,0 +1,339 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
+)
+
+// Format names an input format.
+type Format string
+
+// The input formats. FormatAuto recognises the others per file from names
+// and contents.
+const (
+	FormatAuto        Format = "auto"
+	FormatOWT         Format = "owt"         // OpenWebText tars of xz tars of .txt (any nesting of tar and xz)
+	FormatOWTParquet  Format = "owt-parquet" // OpenWebText on Hugging Face: parquet, column text
+	FormatSlimPajama  Format = "slimpajama"  // jsonl(.zst): {"text", "meta": {"redpajama_set_name"}}
+	FormatStarCoder   Format = "starcoder"   // parquet, column content plus repository columns
+	FormatJSONL       Format = "jsonl"       // jsonl, .jsonl.zst, .jsonl.gz with --text-field
+	FormatParquet     Format = "parquet"     // parquet with --text-column
+	FormatText        Format = "text"        // one .txt file per document
+	corpusOpenWebText        = "openwebtext"
+	corpusSlimPajama         = "slimpajama"
+	corpusStarCoder          = "starcoderdata"
+)
+
+// Formats lists every format a user may name, auto first.
+var Formats = []Format{FormatAuto, FormatOWT, FormatOWTParquet, FormatSlimPajama, FormatStarCoder, FormatJSONL, FormatParquet, FormatText}
+
+// ParseFormat validates a format name.
+func ParseFormat(s string) (Format, error) {
+	for _, f := range Formats {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("ingest: %w: format %q (want one of %v)", ErrFormat, s, Formats)
+}
+
+// Input is one input file.
+type Input struct {
+	Root   string // the INPUT argument it was found under
+	Path   string // path on disk
+	Rel    string // path relative to Root, slash-separated (the base name when Root is the file)
+	Size   int64
+	SHA256 string // hex; filled by hashInputs
+	Format Format // never FormatAuto once resolved
+	Corpus string
+	Lang   string // starcoder: the parent directory's name
+}
+
+var owtInnerName = regexp.MustCompile(`^urlsf_subset\d+-\d+_data\.xz$`)
+
+// Magic numbers of the containers we recognise.
+var (
+	magicZstd    = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	magicXZ      = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	magicGzip    = []byte{0x1f, 0x8b}
+	magicParquet = []byte("PAR1")
+)
+
+// Ignored is an input file skipped during expansion of a directory because it
+// is not of the requested format (for example a README beside the data).
+type Ignored struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// expandInputs lists the input files under roots in a deterministic order
+// (root order, then relative path) and resolves each file's format.
+func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
+	var inputs []*Input
+	var ignored []Ignored
+	seen := map[string]string{}
+	for _, root := range roots {
+		st, err := os.Stat(root)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ingest: %w", err)
+		}
+		var files []*Input
+		if !st.IsDir() {
+			abs, _ := filepath.Abs(root)
+			files = append(files, &Input{Root: root, Path: root, Rel: filepath.Base(root), Size: st.Size(),
+				Lang: filepath.Base(filepath.Dir(abs))})
+		} else {
+			err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				name := d.Name()
+				if p != root && strings.HasPrefix(name, ".") {
+					if d.IsDir() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+				if !d.Type().IsRegular() {
+					return nil
+				}
+				info, err := d.Info()
+				if err != nil {
+					return err
+				}
+				rel, _ := filepath.Rel(root, p)
+				rel = filepath.ToSlash(rel)
+				lang := path.Base(path.Dir(rel))
+				if lang == "." {
+					abs, _ := filepath.Abs(root)
+					lang = filepath.Base(abs)
+				}
+				files = append(files, &Input{Root: root, Path: p, Rel: rel, Size: info.Size(), Lang: lang})
+				return nil
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: walk %s: %w", root, err)
+			}
+			sort.Slice(files, func(i, j int) bool { return files[i].Rel < files[j].Rel })
+		}
+		for _, in := range files {
+			f, why, err := resolveFormat(in, o)
+			if err != nil {
+				return nil, nil, err
+			}
+			if f == "" {
+				if !st.IsDir() {
+					return nil, nil, &InputError{File: in.Rel, Err: wrapf(ErrFormat, "%s", why)}
+				}
+				ignored = append(ignored, Ignored{Path: in.Rel, Reason: why})
+				continue
+			}
+			in.Format = f
+			in.Corpus = corpusOf(f, o)
+			if prev, ok := seen[in.Rel]; ok {
+				return nil, nil, fmt.Errorf("ingest: input path %s appears under both %s and %s: give roots whose relative paths differ", in.Rel, prev, root)
+			}
+			seen[in.Rel] = root
+			inputs = append(inputs, in)
+		}
+	}
+	if len(inputs) == 0 {
+		return nil, ignored, fmt.Errorf("ingest: no input files of format %s under %v", o.Format, roots)
+	}
+	return inputs, ignored, nil
+}
+
+func corpusOf(f Format, o *Options) string {
+	if o.Corpus != "" {
+		return o.Corpus
+	}
+	switch f {
+	case FormatOWT, FormatOWTParquet:
+		return corpusOpenWebText
+	case FormatSlimPajama:
+		return corpusSlimPajama
+	case FormatStarCoder:
+		return corpusStarCoder
+	}
+	return string(f)
+}
+
+// resolveFormat returns the file's format, or "" and a reason when a
+// directory walk should pass it by. An explicit format accepts the file
+// names that format is released under; auto also reads the file's first
+// bytes.
+func resolveFormat(in *Input, o *Options) (Format, string, error) {
+	name := path.Base(in.Rel)
+	switch o.Format {
+	case FormatOWT:
+		if strings.HasSuffix(name, ".xz") || strings.HasSuffix(name, ".tar") {
+			return FormatOWT, "", nil
+		}
+		return "", "not a .xz or .tar file", nil
+	case FormatOWTParquet, FormatStarCoder, FormatParquet:
+		if strings.HasSuffix(name, ".parquet") {
+			return o.Format, "", nil
+		}
+		return "", "not a .parquet file", nil
+	case FormatSlimPajama, FormatJSONL:
+		if isJSONLName(name) {
+			return o.Format, "", nil
+		}
+		return "", "not a .jsonl, .jsonl.zst or .jsonl.gz file", nil
+	case FormatText:
+		if strings.HasSuffix(name, ".txt") {
+			return FormatText, "", nil
+		}
+		return "", "not a .txt file", nil
+	}
+	return sniffFormat(in, o)
+}
+
+func isJSONLName(name string) bool {
+	for _, s := range []string{".jsonl", ".jsonl.zst", ".jsonl.gz", ".json", ".json.zst", ".json.gz", ".ndjson"} {
+		if strings.HasSuffix(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// sniffFormat recognises a file from its name and first bytes.
+func sniffFormat(in *Input, o *Options) (Format, string, error) {
+	f, err := os.Open(in.Path)
+	if err != nil {
+		return "", "", fmt.Errorf("ingest: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	name := path.Base(in.Rel)
+	switch {
+	case n == 0:
+		// Let the reader of the name's format report the empty file.
+		switch {
+		case strings.HasSuffix(name, ".parquet"):
+			return FormatParquet, "", nil
+		case isJSONLName(name):
+			return FormatJSONL, "", nil
+		case strings.HasSuffix(name, ".xz"), strings.HasSuffix(name, ".tar"):
+			return FormatOWT, "", nil
+		case strings.HasSuffix(name, ".txt"):
+			return FormatText, "", nil
+		}
+		return "", "empty file of unknown format", nil
+	case bytes.HasPrefix(head, magicParquet) || strings.HasSuffix(name, ".parquet"):
+		return sniffParquet(in)
+	case bytes.HasPrefix(head, magicXZ), owtInnerName.MatchString(name), isTar(head):
+		return FormatOWT, "", nil
+	case isJSONLName(name) || bytes.HasPrefix(head, magicZstd) || bytes.HasPrefix(head, magicGzip):
+		if !isJSONLName(name) {
+			return "", "compressed file that is not named .jsonl.zst or .jsonl.gz", nil
+		}
+		return sniffJSONL(in, o)
+	case strings.HasSuffix(name, ".txt"):
+		return FormatText, "", nil
+	}
+	return "", "unrecognised name and contents", nil
+}
+
+func isTar(head []byte) bool {
+	return len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar"))
+}
+
+// sniffJSONL decides between slimpajama and plain jsonl from the first line.
+func sniffJSONL(in *Input, o *Options) (Format, string, error) {
+	f, err := os.Open(in.Path)
+	if err != nil {
+		return "", "", fmt.Errorf("ingest: %w", err)
+	}
+	defer f.Close()
+	r, closer, err := decompressor(in.Rel, f)
+	if err != nil {
+		return FormatJSONL, "", nil // the reader reports the fault with its position
+	}
+	defer closer()
+	br := bufio.NewReaderSize(r, 1<<16)
+	line, _ := br.ReadSlice('\n')
+	var probe struct {
+		Meta struct {
+			Set *string `json:"redpajama_set_name"`
+		} `json:"meta"`
+	}
+	if json.Unmarshal(line, &probe) == nil && probe.Meta.Set != nil && o.TextField == "" {
+		return FormatSlimPajama, "", nil
+	}
+	return FormatJSONL, "", nil
+}
+
+// decompressor wraps r by the file name's compression suffix.
+func decompressor(name string, r io.Reader) (io.Reader, func(), error) {
+	switch {
+	case strings.HasSuffix(name, ".zst"):
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<31))
+		if err != nil {
+			return nil, nil, wrapf(ErrCorrupt, "zstd: %v", err)
+		}
+		return d, d.Close, nil
+	case strings.HasSuffix(name, ".gz"):
+		g, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, wrapf(ErrCorrupt, "gzip: %v", err)
+		}
+		g.Multistream(true)
+		return g, func() { g.Close() }, nil
+	}
+	return r, func() {}, nil
+}
+
+// hashInputs fills every input's SHA256, reading files concurrently.
+func hashInputs(ctx context.Context, inputs []*Input, workers int, onBytes func(int64)) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for _, in := range inputs {
+		g.Go(func() error {
+			f, err := os.Open(in.Path)
+			if err != nil {
+				return fmt.Errorf("ingest: %w", err)
+			}
+			defer f.Close()
+			h := sha256.New()
+			buf := make([]byte, 1<<20)
+			for {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				n, err := f.Read(buf)
+				h.Write(buf[:n])
+				onBytes(int64(n))
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("ingest: read %s: %w", in.Path, err)
+				}
+			}
+			in.SHA256 = hex.EncodeToString(h.Sum(nil))
+			return nil
+		})
+	}
+	return g.Wait()
+}

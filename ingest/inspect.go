@@ -1,0 +1,141 @@
+package ingest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// ReadDocument returns document k (0-based, in manifest order) of the
+// document shards in dir.
+func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
+	if k < 0 || k >= m.Counts.Documents {
+		return nil, fmt.Errorf("ingest: document %d out of range: %s holds %d documents", k, dir, m.Counts.Documents)
+	}
+	for _, out := range m.Outputs {
+		if k >= out.Rows {
+			k -= out.Rows
+			continue
+		}
+		var doc *Document
+		err := ScanShard(filepath.Join(dir, out.Name), func(rec arrow.RecordBatch) (bool, error) {
+			if k >= rec.NumRows() {
+				k -= rec.NumRows()
+				return true, nil
+			}
+			d := DocumentAt(rec, int(k))
+			doc = &d
+			return false, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if doc == nil {
+			return nil, fmt.Errorf("ingest: %s: %w: fewer rows than the manifest records", out.Name, ErrCorrupt)
+		}
+		return doc, nil
+	}
+	return nil, fmt.Errorf("ingest: %s: %w: outputs hold fewer documents than the manifest counts", dir, ErrCorrupt)
+}
+
+// ScanShard calls fn with each record batch of the document shard at path
+// until fn returns false. It checks the schema identity first.
+func ScanShard(path string, fn func(arrow.RecordBatch) (bool, error)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	defer f.Close()
+	r, err := ipc.NewFileReader(f, ipc.WithAllocator(memory.NewGoAllocator()))
+	if err != nil {
+		return fmt.Errorf("ingest: %s: %w: %v", path, ErrCorrupt, err)
+	}
+	defer r.Close()
+	md := r.Schema().Metadata()
+	if v, _ := md.GetValue("estkit.schema"); v != SchemaName {
+		return fmt.Errorf("ingest: %s: %w: not a document shard (schema %q)", path, ErrVersion, v)
+	}
+	if v, _ := md.GetValue("estkit.version"); v != SchemaVersion {
+		return fmt.Errorf("ingest: %s: %w: document shard version %q (this estkit reads %s)", path, ErrVersion, v, SchemaVersion)
+	}
+	if !r.Schema().Equal(DocSchema) {
+		return fmt.Errorf("ingest: %s: %w: columns differ from the document shard schema", path, ErrCorrupt)
+	}
+	for i := 0; i < r.NumRecords(); i++ {
+		rec, err := r.RecordBatch(i)
+		if err != nil {
+			return fmt.Errorf("ingest: %s: batch %d: %w: %v", path, i, ErrCorrupt, err)
+		}
+		more, err := fn(rec)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// DocumentAt decodes row i of a document shard record batch.
+func DocumentAt(rec arrow.RecordBatch, i int) Document {
+	str := func(c int) string { return rec.Column(c).(*array.String).Value(i) }
+	i64 := func(c int, absent int64) int64 {
+		a := rec.Column(c).(*array.Int64)
+		if a.IsNull(i) {
+			return absent
+		}
+		return a.Value(i)
+	}
+	d := Document{Text: str(colText)}
+	l := &d.Lineage
+	l.Corpus, l.File, l.FileSHA256 = str(colCorpus), str(colFile), str(colFileSHA256)
+	if !rec.Column(colMember).IsNull(i) {
+		l.Member = str(colMember)
+	}
+	l.Line, l.Offset, l.Row = i64(colLine, 0), i64(colOffset, -1), i64(colRow, -1)
+	l.RowGroup = -1
+	if rg := rec.Column(colRowGroup).(*array.Int32); !rg.IsNull(i) {
+		l.RowGroup = rg.Value(i)
+	}
+	l.Bytes = rec.Column(colBytes).(*array.Int64).Value(i)
+	copy(l.SHA256[:], rec.Column(colSHA256).(*array.FixedSizeBinary).Value(i))
+	mp := rec.Column(colMeta).(*array.Map)
+	start, end := mp.ValueOffsets(i)
+	keys, vals := mp.Keys().(*array.String), mp.Items().(*array.String)
+	for j := start; j < end; j++ {
+		l.Meta = append(l.Meta, KV{Key: keys.Value(int(j)), Value: vals.Value(int(j))})
+	}
+	return d
+}
+
+// LineageJSON is the JSON form of a lineage (inspect --doc --json).
+func (l *Lineage) JSON() map[string]any {
+	m := map[string]any{
+		"corpus": l.Corpus, "file": l.File, "file_sha256": l.FileSHA256,
+		"bytes": l.Bytes, "sha256": l.ContentHash(),
+	}
+	if l.Member != "" {
+		m["member"] = l.Member
+	}
+	if l.Line > 0 {
+		m["line"] = l.Line
+	}
+	if l.Offset >= 0 {
+		m["offset"] = l.Offset
+	}
+	if l.RowGroup >= 0 {
+		m["row_group"] = l.RowGroup
+	}
+	if l.Row >= 0 {
+		m["row"] = l.Row
+	}
+	meta := map[string]string{}
+	for _, kv := range l.Meta {
+		meta[kv.Key] = kv.Value
+	}
+	m["meta"] = meta
+	return m
+}

@@ -1,0 +1,169 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// queueDepth is how many units of one file may be in flight ahead of the
+// writer. With R files read at once and W workers, memory in flight is
+// about (R·queueDepth + 2W) units of chunkBytes each, plus nested archives.
+const queueDepth = 4
+
+// countingReader counts bytes read into a shared counter for progress.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type job struct {
+	u    unit
+	out  chan *result
+	file string
+}
+
+// runPipeline reads inputs with up to o.Workers files at once, runs their
+// units on o.Workers workers, and hands results to sink strictly in input
+// order (file by file, each file's units in order), so the output does not
+// depend on scheduling.
+func runPipeline(ctx context.Context, inputs []*Input, o *Options, bytesRead *atomic.Int64, sink func(*Input, *result) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	work := make(chan job, 2*o.Workers)
+	queues := make([]chan chan *result, len(inputs))
+	for i := range queues {
+		queues[i] = make(chan chan *result, queueDepth)
+	}
+	for w := 0; w < o.Workers; w++ {
+		g.Go(func() error {
+			for j := range work {
+				j.out <- runUnit(j)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(work)
+		var readers sync.WaitGroup
+		defer readers.Wait()
+		sem := make(chan struct{}, o.Workers)
+		for i, in := range inputs {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			readers.Add(1)
+			g.Go(func() error {
+				defer readers.Done()
+				defer func() { <-sem }()
+				defer close(queues[i])
+				emit := func(u unit) error {
+					out := make(chan *result, 1)
+					select {
+					case queues[i] <- out:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					select {
+					case work <- job{u: u, out: out, file: in.Rel}:
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return readInput(ctx, in, o, bytesRead, emit)
+			})
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for i, in := range inputs {
+			for fut := range queues[i] {
+				var res *result
+				select {
+				case res = <-fut:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if err := sink(in, res); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// runUnit runs u, turning a panic (a decoder's reaction to damaged input)
+// into a rejection rather than a crash of the whole run.
+func runUnit(j job) (res *result) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = &result{}
+			res.reject(&InputError{File: j.file, Err: wrapf(ErrCorrupt, "decoder panic: %v", p)})
+		}
+	}()
+	return j.u()
+}
+
+// readInput runs the reader of in's format and turns a stream-level fault
+// into a rejection unit that follows everything read before it.
+func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int64, emit func(unit) error) error {
+	f, err := os.Open(in.Path)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	defer f.Close()
+	if in.Size == 0 {
+		return emit(rejectUnit(&InputError{File: in.Rel, Position: "byte 0", Err: wrapf(ErrEmptyFile, "0 bytes")}))
+	}
+	r := countingReader{r: f, n: bytesRead}
+	switch in.Format {
+	case FormatOWT:
+		err = readOWT(ctx, in, r, o, emit)
+	case FormatSlimPajama, FormatJSONL:
+		err = readJSONL(ctx, in, r, o, emit)
+	case FormatOWTParquet, FormatStarCoder, FormatParquet:
+		err = readParquet(ctx, in, f, func(n int64) { bytesRead.Add(n) }, o, emit)
+	case FormatText:
+		err = readText(in, r, o, emit)
+	default:
+		panic("ingest: unresolved format " + string(in.Format))
+	}
+	var ie *InputError
+	if errors.As(err, &ie) && ctx.Err() == nil {
+		return emit(rejectUnit(ie))
+	}
+	return err
+}
+
+// readText reads one .txt file as one document.
+func readText(in *Input, r io.Reader, o *Options, emit func(unit) error) error {
+	body, err := io.ReadAll(io.LimitReader(r, o.MaxDocBytes+1))
+	if err != nil {
+		return &InputError{File: in.Rel, Err: fmt.Errorf("%w: %v", ErrCorrupt, err)}
+	}
+	if int64(len(body)) > o.MaxDocBytes {
+		return tooLarge(in.Rel, "", o.MaxDocBytes, "file")
+	}
+	d := Document{Text: string(body), Lineage: newLineage(in)}
+	return emit(func() *result {
+		res := &result{}
+		o.finish(&d, res)
+		return res
+	})
+}

@@ -1,0 +1,215 @@
+package ingest
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	"github.com/ulikunitz/xz"
+)
+
+// maxNestedBytes bounds a compressed archive nested in a tar (OpenWebText's
+// urlsf_subsetNN-M_data.xz members are a few MB); it is read whole so that a
+// worker can decode it while the reader goes on.
+const maxNestedBytes = 256 << 20
+
+// FilterNonText counts regular tar members that are neither documents (.txt)
+// nor nested archives (.xz, .tar).
+const FilterNonText = "non-text-member"
+
+// readOWT reads OpenWebText as released: any nesting of xz and tar whose
+// leaves are .txt documents. The outer stream is read here; nested archives
+// are handed to workers whole, so xz decoding runs on every core.
+func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(unit) error) error {
+	base := newLineage(in)
+	var batch []Document
+	var pending []*InputError
+	var filtered int64
+	flush := func() error {
+		if len(batch) == 0 && len(pending) == 0 && filtered == 0 {
+			return nil
+		}
+		docs, rejects, nf := batch, pending, filtered
+		batch, pending, filtered = nil, nil, 0
+		return emit(func() *result {
+			res := &result{}
+			for _, e := range rejects {
+				res.reject(e)
+			}
+			for i := int64(0); i < nf; i++ {
+				res.filter(FilterNonText)
+			}
+			for i := range docs {
+				o.finish(&docs[i], res)
+			}
+			return res
+		})
+	}
+	size := 0
+	err := walkArchive(ctx, r, in.Rel, "", o, func(member string, kind memberKind, body []byte, merr *InputError) error {
+		switch {
+		case merr != nil:
+			pending = append(pending, merr)
+		case kind == memberOther:
+			filtered++
+		case kind == memberText:
+			d := Document{Text: string(body), Lineage: base}
+			d.Lineage.Member = member
+			batch = append(batch, d)
+			size += len(body)
+		case kind == memberNested:
+			if err := flush(); err != nil {
+				return err
+			}
+			size = 0
+			return emit(func() *result {
+				res := &result{}
+				err := walkArchive(context.Background(), bytes.NewReader(body), in.Rel, member+"/", o, func(m string, k memberKind, b []byte, e *InputError) error {
+					switch {
+					case e != nil:
+						res.reject(e)
+					case k == memberOther:
+						res.filter(FilterNonText)
+					case k == memberNested:
+						res.reject(&InputError{File: in.Rel, Position: "member " + m, Err: wrapf(ErrCorrupt, "archive nested more than twice")})
+					default:
+						d := Document{Text: string(b), Lineage: base}
+						d.Lineage.Member = m
+						o.finish(&d, res)
+					}
+					return nil
+				})
+				if err != nil {
+					var ie *InputError
+					if !errors.As(err, &ie) {
+						ie = &InputError{File: in.Rel, Position: "member " + member, Err: wrapf(ErrCorrupt, "%v", err)}
+					}
+					res.reject(ie)
+				}
+				return res
+			})
+		}
+		if size >= chunkBytes || len(batch) >= chunkLines {
+			size = 0
+			return flush()
+		}
+		return nil
+	})
+	if ferr := flush(); ferr != nil && err == nil {
+		err = ferr
+	}
+	return err
+}
+
+type memberKind int
+
+const (
+	memberText memberKind = iota
+	memberNested
+	memberOther
+)
+
+// walkArchive reads r, which is a tar or an xz-compressed tar, and calls fn
+// for each regular member in order: text members and nested archives with
+// their bytes, other members with none, and unsafe or oversized members with
+// a rejection. A damaged stream ends the walk with an *InputError.
+func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Options, fn func(member string, kind memberKind, body []byte, err *InputError) error) error {
+	br := bufio.NewReaderSize(r, 1<<16)
+	head, _ := br.Peek(len(magicXZ))
+	var stream io.Reader = br
+	where := "member " + strings.TrimSuffix(prefix, "/")
+	if prefix == "" {
+		where = "byte 0"
+	}
+	if bytes.Equal(head, magicXZ) {
+		xr, err := xz.NewReader(br)
+		if err != nil {
+			return &InputError{File: file, Position: where, Err: wrapf(ErrCorrupt, "xz: %v", err)}
+		}
+		stream = xr
+	}
+	tr := tar.NewReader(stream)
+	last := ""
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			if n == 0 {
+				return &InputError{File: file, Position: where, Err: wrapf(ErrCorrupt, "no tar members")}
+			}
+			return nil
+		}
+		if err != nil {
+			return &InputError{File: file, Position: afterMember(prefix, last), Err: wrapf(ErrCorrupt, "%v", err)}
+		}
+		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA { //nolint:staticcheck // TypeRegA appears in old archives
+			continue
+		}
+		name := prefix + h.Name
+		last = h.Name
+		if !safeMemberName(h.Name) {
+			if err := fn(name, memberOther, nil, &InputError{File: file, Position: "member " + name, Err: wrapf(ErrUnsafePath, "member name %q escapes the archive", h.Name)}); err != nil {
+				return err
+			}
+			continue
+		}
+		var kind memberKind
+		var limit int64
+		switch {
+		case strings.HasSuffix(h.Name, ".txt"):
+			kind, limit = memberText, o.MaxDocBytes
+		case strings.HasSuffix(h.Name, ".xz"), strings.HasSuffix(h.Name, ".tar"):
+			kind, limit = memberNested, maxNestedBytes
+		default:
+			if err := fn(name, memberOther, nil, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		if h.Size > limit {
+			if err := fn(name, kind, nil, tooLarge(file, "member "+name, limit, "member")); err != nil {
+				return err
+			}
+			continue
+		}
+		body := make([]byte, h.Size)
+		if _, err := io.ReadFull(tr, body); err != nil {
+			return &InputError{File: file, Position: "member " + name, Err: wrapf(ErrCorrupt, "%v", err)}
+		}
+		if err := fn(name, kind, body, nil); err != nil {
+			return err
+		}
+	}
+}
+
+func afterMember(prefix, last string) string {
+	if last == "" {
+		if prefix == "" {
+			return "first tar header"
+		}
+		return "member " + strings.TrimSuffix(prefix, "/") + ": first tar header"
+	}
+	return fmt.Sprintf("after member %s%s", prefix, last)
+}
+
+// safeMemberName rejects names that would escape a directory the archive
+// was extracted into: absolute paths and any ".." component.
+func safeMemberName(name string) bool {
+	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "\\") {
+		return false
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return false
+		}
+	}
+	return path.Clean(name) != ".."
+}

@@ -1,0 +1,298 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Document shard schema identity, stored in the Arrow schema metadata.
+const (
+	SchemaName    = "estkit.docshard"
+	SchemaVersion = "1"
+)
+
+// The document shard columns, in order. docs/FORMATS.md describes each.
+const (
+	colText = iota
+	colCorpus
+	colFile
+	colFileSHA256
+	colMember
+	colLine
+	colOffset
+	colRowGroup
+	colRow
+	colBytes
+	colSHA256
+	colMeta
+)
+
+// DocSchema is the Arrow schema of document shards.
+var DocSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "text", Type: arrow.BinaryTypes.String},
+	{Name: "corpus", Type: arrow.BinaryTypes.String},
+	{Name: "file", Type: arrow.BinaryTypes.String},
+	{Name: "file_sha256", Type: arrow.BinaryTypes.String},
+	{Name: "member", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "line", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "offset", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "row_group", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+	{Name: "row", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "bytes", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "sha256", Type: &arrow.FixedSizeBinaryType{ByteWidth: 32}},
+	{Name: "meta", Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
+}, func() *arrow.Metadata {
+	m := arrow.NewMetadata([]string{"estkit.schema", "estkit.version"}, []string{SchemaName, SchemaVersion})
+	return &m
+}())
+
+// Record batch bounds: a batch is flushed at whichever comes first.
+const (
+	batchRows      = 8192
+	batchTextBytes = 16 << 20
+)
+
+// OutputFile is a finished shard as the manifest records it.
+type OutputFile struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256"`
+	Rows      int64  `json:"rows"`
+	TextBytes int64  `json:"text_bytes"`
+}
+
+// shardWriter appends documents to rolling shard files. Building record
+// batches happens in the caller's goroutine; compressing and writing them
+// happens in a goroutine of its own so that both overlap.
+type shardWriter struct {
+	dir, prefix string
+	shardBytes  int64
+	compression Compression
+	mem         memory.Allocator
+
+	b         *array.RecordBuilder
+	batchRows int
+	batchText int64
+	// text bytes added since the last shard roll
+	shardTextPending int64
+
+	cur     *openShard
+	shardNo int
+	outputs []OutputFile
+
+	batches chan arrow.RecordBatch
+	done    chan error
+}
+
+type openShard struct {
+	name, tmp string
+	f         *os.File
+	h         hash.Hash
+	cw        *countWriter
+	w         *ipc.FileWriter
+	rows      int64
+	text      int64
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func newShardWriter(dir, prefix string, shardBytes int64, c Compression) *shardWriter {
+	mem := memory.NewGoAllocator()
+	w := &shardWriter{dir: dir, prefix: prefix, shardBytes: shardBytes, compression: c, mem: mem,
+		b: array.NewRecordBuilder(mem, DocSchema), batches: make(chan arrow.RecordBatch, 2), done: make(chan error, 1)}
+	go w.loop()
+	return w
+}
+
+// batch markers sent through the channel: nil means "close the current shard".
+func (w *shardWriter) loop() {
+	var err error
+	for rec := range w.batches {
+		if err != nil {
+			if rec != nil {
+				rec.Release()
+			}
+			continue
+		}
+		if rec == nil {
+			err = w.closeShard()
+			continue
+		}
+		err = w.writeBatch(rec)
+		rec.Release()
+	}
+	w.done <- err
+}
+
+func (w *shardWriter) writeBatch(rec arrow.RecordBatch) error {
+	if w.cur == nil {
+		name := fmt.Sprintf("%s-%05d.arrow", w.prefix, w.shardNo)
+		w.shardNo++
+		tmp := filepath.Join(w.dir, tmpPrefix+name)
+		f, err := os.Create(tmp)
+		if err != nil {
+			return fmt.Errorf("ingest: create shard: %w", err)
+		}
+		h := sha256.New()
+		cw := &countWriter{w: io.MultiWriter(f, h)}
+		opts := []ipc.Option{ipc.WithSchema(DocSchema), ipc.WithAllocator(w.mem)}
+		switch w.compression {
+		case CompressZstd:
+			opts = append(opts, ipc.WithZstd())
+		case CompressLZ4:
+			opts = append(opts, ipc.WithLZ4())
+		}
+		iw, err := ipc.NewFileWriter(cw, opts...)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("ingest: shard %s: %w", name, err)
+		}
+		w.cur = &openShard{name: name, tmp: tmp, f: f, h: h, cw: cw, w: iw}
+	}
+	if err := w.cur.w.Write(rec); err != nil {
+		return fmt.Errorf("ingest: write shard %s: %w", w.cur.name, err)
+	}
+	w.cur.rows += rec.NumRows()
+	w.cur.text += textBytes(rec)
+	return nil
+}
+
+func textBytes(rec arrow.RecordBatch) int64 {
+	offs := rec.Column(colText).(*array.String).ValueOffsets()
+	if len(offs) == 0 {
+		return 0
+	}
+	return int64(offs[len(offs)-1] - offs[0])
+}
+
+func (w *shardWriter) closeShard() error {
+	s := w.cur
+	if s == nil {
+		return nil
+	}
+	w.cur = nil
+	if err := s.w.Close(); err != nil {
+		s.f.Close()
+		return fmt.Errorf("ingest: close shard %s: %w", s.name, err)
+	}
+	if err := syncClose(s.f); err != nil {
+		return fmt.Errorf("ingest: shard %s: %w", s.name, err)
+	}
+	if err := os.Rename(s.tmp, filepath.Join(w.dir, s.name)); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	w.outputs = append(w.outputs, OutputFile{Name: s.name, Size: s.cw.n, SHA256: hex.EncodeToString(s.h.Sum(nil)), Rows: s.rows, TextBytes: s.text})
+	return nil
+}
+
+// add appends one document; it may flush a batch and roll the shard.
+func (w *shardWriter) add(d *Document) {
+	b := w.b
+	l := &d.Lineage
+	b.Field(colText).(*array.StringBuilder).Append(d.Text)
+	b.Field(colCorpus).(*array.StringBuilder).Append(l.Corpus)
+	b.Field(colFile).(*array.StringBuilder).Append(l.File)
+	b.Field(colFileSHA256).(*array.StringBuilder).Append(l.FileSHA256)
+	appendStr(b.Field(colMember).(*array.StringBuilder), l.Member, l.Member != "")
+	appendI64(b.Field(colLine).(*array.Int64Builder), l.Line, l.Line > 0)
+	appendI64(b.Field(colOffset).(*array.Int64Builder), l.Offset, l.Offset >= 0)
+	if rg := b.Field(colRowGroup).(*array.Int32Builder); l.RowGroup >= 0 {
+		rg.Append(l.RowGroup)
+	} else {
+		rg.AppendNull()
+	}
+	appendI64(b.Field(colRow).(*array.Int64Builder), l.Row, l.Row >= 0)
+	b.Field(colBytes).(*array.Int64Builder).Append(l.Bytes)
+	b.Field(colSHA256).(*array.FixedSizeBinaryBuilder).Append(l.SHA256[:])
+	mb := b.Field(colMeta).(*array.MapBuilder)
+	mb.Append(true)
+	kb, vb := mb.KeyBuilder().(*array.StringBuilder), mb.ItemBuilder().(*array.StringBuilder)
+	for _, kv := range l.Meta {
+		kb.Append(kv.Key)
+		vb.Append(kv.Value)
+	}
+	w.batchRows++
+	w.batchText += l.Bytes
+	w.shardTextPending += l.Bytes
+	if w.batchRows >= batchRows || w.batchText >= batchTextBytes {
+		w.flush()
+	}
+	if w.shardTextPending >= w.shardBytes {
+		w.flush()
+		w.batches <- nil
+		w.shardTextPending = 0
+	}
+}
+
+func appendStr(b *array.StringBuilder, v string, ok bool) {
+	if ok {
+		b.Append(v)
+	} else {
+		b.AppendNull()
+	}
+}
+
+func appendI64(b *array.Int64Builder, v int64, ok bool) {
+	if ok {
+		b.Append(v)
+	} else {
+		b.AppendNull()
+	}
+}
+
+func (w *shardWriter) flush() {
+	if w.batchRows == 0 {
+		return
+	}
+	w.batches <- w.b.NewRecordBatch()
+	w.batchRows, w.batchText = 0, 0
+}
+
+// finish flushes, closes the last shard and returns the outputs in order.
+func (w *shardWriter) finish() ([]OutputFile, error) {
+	w.flush()
+	w.batches <- nil
+	close(w.batches)
+	err := <-w.done
+	w.b.Release()
+	return w.outputs, err
+}
+
+// abort stops the writer and removes the shard in progress.
+func (w *shardWriter) abort() {
+	close(w.batches)
+	<-w.done
+	w.b.Release()
+	if w.cur != nil {
+		w.cur.f.Close()
+		os.Remove(w.cur.tmp)
+	}
+}
+
+// syncClose fsyncs and closes f.
+func syncClose(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
