@@ -150,7 +150,7 @@ func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Optio
 		if err != nil {
 			return &InputError{File: file, Position: afterMember(prefix, last), Err: wrapf(ErrCorrupt, "%v", err)}
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA { //nolint:staticcheck // TypeRegA appears in old archives
+		if h.Typeflag != tar.TypeReg { // the reader reports old-style regular files (TypeRegA) as TypeReg
 			continue
 		}
 		name := prefix + h.Name
