@@ -57,7 +57,7 @@ func (lr *lineReader) next() (line []byte, num, off int64, tooLong bool, err err
 				return nil, lr.line, off, false, io.EOF
 			}
 			lr.line++
-			if tooLong {
+			if tooLong || len(lr.buf) > lr.max { // a last line has no '\n' to allow for
 				return nil, lr.line, off, true, nil
 			}
 			return lr.buf, lr.line, off, false, nil

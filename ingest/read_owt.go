@@ -107,6 +107,72 @@ func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(
 	return err
 }
 
+// maxXZDictCap bounds the LZMA2 dictionary an xz stream may ask for: the
+// decoder allocates it up front, so a damaged or hostile header could
+// otherwise demand 4 GiB. xz -9 uses 64 MiB.
+const (
+	maxXZDictCap   = 64 << 20
+	lzmaMinDictCap = 4096
+)
+
+// xzDictCap reads the dictionary size of the first block's LZMA2 filter
+// from the start of an xz stream (xz file format 1.0.4, sections 2.1 and
+// 5.3.1), or returns 0 when it cannot tell (the decoder then reports what
+// is wrong). Later blocks are not looked at.
+func xzDictCap(b []byte) int64 {
+	if len(b) < 13 || b[12] == 0 {
+		return 0
+	}
+	hdrSize := (int(b[12]) + 1) * 4
+	if len(b) < 12+hdrSize {
+		return 0
+	}
+	h := b[12 : 12+hdrSize]
+	flags := h[1]
+	i := 2
+	varint := func() (uint64, bool) {
+		var v uint64
+		for s := 0; i < len(h) && s < 63; s += 7 {
+			c := h[i]
+			i++
+			v |= uint64(c&0x7f) << s
+			if c&0x80 == 0 {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	if flags&0x40 != 0 {
+		if _, ok := varint(); !ok {
+			return 0
+		}
+	}
+	if flags&0x80 != 0 {
+		if _, ok := varint(); !ok {
+			return 0
+		}
+	}
+	for f := 0; f <= int(flags&0x03); f++ {
+		id, ok1 := varint()
+		n, ok2 := varint()
+		if !ok1 || !ok2 || i+int(n) > len(h) {
+			return 0
+		}
+		if id == 0x21 && n == 1 { // LZMA2
+			bits := h[i] & 0x3f
+			if bits > 40 {
+				return 0
+			}
+			if bits == 40 {
+				return 0xffffffff
+			}
+			return int64(2|bits&1) << (bits/2 + 11)
+		}
+		i += int(n)
+	}
+	return 0
+}
+
 type memberKind int
 
 const (
@@ -128,7 +194,13 @@ func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Optio
 		where = "byte 0"
 	}
 	if bytes.Equal(head, magicXZ) {
-		xr, err := xz.NewReader(br)
+		hdr, _ := br.Peek(64)
+		if dc := xzDictCap(hdr); dc > maxXZDictCap {
+			return &InputError{File: file, Position: where, Err: wrapf(ErrCorrupt, "xz: dictionary of %d MiB exceeds the %d MiB that xz -9 uses", dc>>20, maxXZDictCap>>20)}
+		}
+		// The decoder allocates max(DictCap, the block's dictionary): ask for
+		// the least, so small archives cost little.
+		xr, err := xz.ReaderConfig{DictCap: lzmaMinDictCap}.NewReader(br)
 		if err != nil {
 			return &InputError{File: file, Position: where, Err: wrapf(ErrCorrupt, "xz: %v", err)}
 		}
@@ -180,11 +252,14 @@ func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Optio
 			}
 			continue
 		}
-		body := make([]byte, h.Size)
-		if _, err := io.ReadFull(tr, body); err != nil {
+		// Grow with the bytes that arrive, not by the header's claim, so a
+		// damaged size field cannot allocate what the archive does not hold.
+		var body bytes.Buffer
+		body.Grow(int(min(h.Size, 1<<20)))
+		if _, err := io.CopyN(&body, tr, h.Size); err != nil {
 			return &InputError{File: file, Position: "member " + name, Err: wrapf(ErrCorrupt, "%v", err)}
 		}
-		if err := fn(name, kind, body, nil); err != nil {
+		if err := fn(name, kind, body.Bytes(), nil); err != nil {
 			return err
 		}
 	}
