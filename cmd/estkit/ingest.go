@@ -85,7 +85,13 @@ func runIngest(cmd *cobra.Command, g *globals, opts *ingestOptions, args []strin
 	o.Logger = g.log
 	o.Version = buildVersion()
 	p := newProgress(g)
-	o.Progress = func(pr ingest.Progress) { p.update(pr.Phase, pr.Bytes, pr.TotalBytes, pr.Documents, "docs") }
+	o.Progress = func(pr ingest.Progress) {
+		items := pr.Documents
+		if pr.Phase == "hash" {
+			items = -1
+		}
+		p.update(pr.Phase, pr.Bytes, pr.TotalBytes, items, "docs")
+	}
 	res, err := ingest.Run(cmd.Context(), args, o)
 	p.finish()
 	if err != nil {

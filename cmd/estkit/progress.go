@@ -39,7 +39,8 @@ func newProgress(g *globals) *progress {
 	return p
 }
 
-// update shows done of total bytes and a count of items.
+// update shows done of total bytes and a count of items (none when items
+// is negative).
 func (p *progress) update(phase string, done, total, items int64, unit string) {
 	if p.quiet {
 		return
@@ -67,13 +68,21 @@ func (p *progress) update(phase string, done, total, items int64, unit string) {
 		frac = float64(done) / float64(total)
 	}
 	if !p.tty {
-		p.log.Info(phase, "done", fmt.Sprintf("%.1f%%", 100*frac), "MB/s", fmt.Sprintf("%.1f", rate/1e6), unit+"/s", fmt.Sprintf("%.0f", float64(items)/el), unit, items, "eta", eta)
+		attrs := []any{"done", fmt.Sprintf("%.1f%%", 100*frac), "MB/s", fmt.Sprintf("%.1f", rate/1e6), "eta", eta}
+		if items >= 0 {
+			attrs = append(attrs, unit, items, unit+"/s", fmt.Sprintf("%.0f", float64(items)/el))
+		}
+		p.log.Info(phase, attrs...)
 		return
 	}
 	const width = 30
 	n := min(int(frac*width), width)
 	bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
-	fmt.Fprintf(p.w, "\r%-7s [%s] %5.1f%% %8.1f MB/s %9.0f %s/s  ETA %-8s", phase, bar, 100*frac, rate/1e6, float64(items)/el, unit, eta)
+	counts := ""
+	if items >= 0 {
+		counts = fmt.Sprintf(" %9.0f %s/s", float64(items)/el, unit)
+	}
+	fmt.Fprintf(p.w, "\r%-7s [%s] %5.1f%% %8.1f MB/s%s  ETA %-8s", phase, bar, 100*frac, rate/1e6, counts, eta)
 	p.drawn = true
 }
 

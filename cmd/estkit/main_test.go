@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/estkit/estkit/ingest/corpusgen"
+)
+
+// run executes the command line in-process and returns stdout, stderr and
+// the exit status.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := execute(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestIngestInspectCLI(t *testing.T) {
+	dir := t.TempDir()
+	samples := filepath.Join(dir, "samples")
+	if _, _, code := run(t, "samples", "--out", samples, "--bytes", "2000000"); code != 0 {
+		t.Fatal("samples failed")
+	}
+	docs := filepath.Join(dir, "docs")
+	out, errs, code := run(t, "ingest", "--out", docs, samples)
+	if code != 0 {
+		t.Fatalf("ingest: %s", errs)
+	}
+	for _, want := range []string{"openwebtext", "slimpajama", "starcoderdata", "total"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, code = run(t, "ingest", "--out", docs, samples)
+	if code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("second ingest did not report reuse:\n%s", out)
+	}
+
+	out, _, code = run(t, "inspect", docs, "--json")
+	if code != 0 {
+		t.Fatal("inspect --json failed")
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("inspect --json is not one JSON object: %v\n%s", err, out)
+	}
+	for _, k := range []string{"documents", "text_bytes", "filtered", "rejected"} {
+		if _, ok := s[k]; !ok {
+			t.Fatalf("inspect --json lacks %q", k)
+		}
+	}
+	if _, ok := s["filtered"].(map[string]any); !ok {
+		t.Fatal("filtered is not an object")
+	}
+	if s["documents"].(float64) < 10 {
+		t.Fatalf("documents %v", s["documents"])
+	}
+
+	out, _, code = run(t, "inspect", docs, "--doc", "3", "--json")
+	var d struct {
+		Text    string         `json:"text"`
+		Lineage map[string]any `json:"lineage"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || d.Text == "" || d.Lineage["file"] == nil || d.Lineage["sha256"] == nil {
+		t.Fatalf("inspect --doc 3 --json:\n%s", out)
+	}
+	if _, errs, code := run(t, "inspect", docs, "--doc", "100000"); code == 0 || !strings.Contains(errs, "out of range") {
+		t.Fatalf("out-of-range document: code %d, %s", code, errs)
+	}
+}
+
+func TestIngestBadInputCLI(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	if err := corpusgen.WriteFile(filepath.Join(in, "a.jsonl"), []byte("{\"text\": \"ok\"}\n{\"text\": \"broken\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := run(t, "ingest", "--quiet", "--out", filepath.Join(dir, "o"), in)
+	if code == 0 || !strings.Contains(errs, "a.jsonl: line 2: invalid JSON") {
+		t.Fatalf("code %d, stderr:\n%s", code, errs)
+	}
+	out, errs, code := run(t, "--json", "ingest", "--on-error", "skip", "--out", filepath.Join(dir, "o"), in)
+	if code != 0 {
+		t.Fatalf("skip: %s", errs)
+	}
+	var s struct {
+		Documents int64            `json:"documents"`
+		Rejected  map[string]int64 `json:"rejected"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || s.Documents != 1 || s.Rejected["invalid-json"] != 1 {
+		t.Fatalf("skip summary %s (%v)", out, err)
+	}
+	// --json logs are JSON lines.
+	for _, l := range strings.Split(strings.TrimSpace(errs), "\n") {
+		if l != "" && !json.Valid([]byte(l)) {
+			t.Fatalf("log line is not JSON: %s", l)
+		}
+	}
+	if _, errs, code := run(t, "ingest", "--format", "nope", "--out", filepath.Join(dir, "p"), in); code == 0 || !strings.Contains(errs, "format") {
+		t.Fatalf("unknown format accepted: %s", errs)
+	}
+	if _, errs, code := run(t, "ingest", in); code == 0 || !strings.Contains(errs, "out") {
+		t.Fatalf("missing --out accepted: %s", errs)
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	out, _, code := run(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "estkit ") {
+		t.Fatalf("version: %q", out)
+	}
+	out, _, code = run(t, "completion", "bash")
+	if code != 0 || !strings.Contains(out, "estkit") {
+		t.Fatal("bash completion missing")
+	}
+}
