@@ -314,3 +314,34 @@ func TestMixedRootsAndIgnored(t *testing.T) {
 		t.Fatal("order of roots not kept")
 	}
 }
+
+func TestSymlinksAndHidden(t *testing.T) {
+	texts := goTexts(t, 10)
+	base := t.TempDir()
+	blobs := filepath.Join(base, "blobs")
+	snap := filepath.Join(base, "snapshots", "main", "data")
+	if err := corpusgen.WriteTextParquet(filepath.Join(blobs, "abc123"), "text", texts, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(blobs, "abc123"), filepath.Join(snap, "train-00000-of-00001.parquet")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(blobs, filepath.Join(snap, "loop")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(snap, ".gitattributes"), []byte("*.parquet lfs\n"))
+	m, _ := mustIngest(t, []string{snap}, Options{})
+	if m.Counts.Documents != 10 || m.Inputs[0].Format != FormatOWTParquet {
+		t.Fatalf("symlinked parquet: %+v %+v", m.Counts, m.Inputs)
+	}
+	reasons := map[string]string{}
+	for _, ig := range m.Ignored {
+		reasons[ig.Path] = ig.Reason
+	}
+	if reasons[".gitattributes"] != "hidden" || !strings.Contains(reasons["loop"], "symlink") {
+		t.Fatalf("ignored %+v", m.Ignored)
+	}
+}

@@ -95,6 +95,7 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 			return nil, nil, fmt.Errorf("ingest: %w", err)
 		}
 		var files []*Input
+		var walkIgnored []Ignored
 		if !st.IsDir() {
 			abs, _ := filepath.Abs(root)
 			files = append(files, &Input{Root: root, Path: root, Rel: filepath.Base(root), Size: st.Size(),
@@ -105,21 +106,39 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 					return err
 				}
 				name := d.Name()
+				rel, _ := filepath.Rel(root, p)
+				rel = filepath.ToSlash(rel)
 				if p != root && strings.HasPrefix(name, ".") {
+					// Hidden files and folders (.git, .cache, .gitattributes)
+					// are not data; say so rather than pass them by silently.
+					walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: "hidden"})
 					if d.IsDir() {
 						return filepath.SkipDir
 					}
 					return nil
 				}
-				if !d.Type().IsRegular() {
+				if d.IsDir() {
 					return nil
 				}
 				info, err := d.Info()
 				if err != nil {
 					return err
 				}
-				rel, _ := filepath.Rel(root, p)
-				rel = filepath.ToSlash(rel)
+				if d.Type()&fs.ModeSymlink != 0 {
+					// Hugging Face's cache holds data files as symlinks to
+					// blobs: follow links to files, not to folders (cycles).
+					if info, err = os.Stat(p); err != nil {
+						return fmt.Errorf("broken symlink %s: %w", p, err)
+					}
+					if info.IsDir() {
+						walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: "symlink to a folder (not followed)"})
+						return nil
+					}
+				}
+				if !info.Mode().IsRegular() {
+					walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: "not a regular file"})
+					return nil
+				}
 				lang := path.Base(path.Dir(rel))
 				if lang == "." {
 					abs, _ := filepath.Abs(root)
@@ -132,6 +151,7 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 				return nil, nil, fmt.Errorf("ingest: walk %s: %w", root, err)
 			}
 			sort.Slice(files, func(i, j int) bool { return files[i].Rel < files[j].Rel })
+			ignored = append(ignored, walkIgnored...)
 		}
 		for _, in := range files {
 			f, why, err := resolveFormat(in, o)

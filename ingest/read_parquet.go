@@ -20,8 +20,10 @@ import (
 // lack them and simply contribute none).
 var starCoderMeta = []string{"id", "max_stars_count", "max_stars_repo_name", "max_stars_repo_path"}
 
-// parquetBatchRows is the record batch size read from parquet files.
-const parquetBatchRows = 1024
+// parquetBatchRows is the record batch size read from parquet files: small
+// enough that a batch of large source files (StarCoderData rows reach about
+// 1 MB) stays bounded, large enough to amortise the per-batch work.
+const parquetBatchRows = 256
 
 // readParquet reads the text column (and metadata columns) of a parquet
 // file row group by row group, in batches, so memory is bounded by a batch
