@@ -154,7 +154,7 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		removeOrphans(o.OutDir, outputs, old)
 		return nil, err
 	}
-	report("ingest", read.Load(), &m.Counts)
+	report("ingest", total, &m.Counts) // all read: parquet footers are not counted as they go
 	m.Outputs = outputs
 	if m.Outputs == nil {
 		m.Outputs = []OutputFile{}

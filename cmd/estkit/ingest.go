@@ -84,7 +84,7 @@ func runIngest(cmd *cobra.Command, g *globals, opts *ingestOptions, args []strin
 	o.Compression = ingest.Compression(opts.compression)
 	o.Logger = g.log
 	o.Version = buildVersion()
-	p := newProgress(g)
+	p := g.prog
 	o.Progress = func(pr ingest.Progress) {
 		items := pr.Documents
 		if pr.Phase == "hash" {

@@ -24,6 +24,7 @@ type progress struct {
 	interval time.Duration
 	drawn    bool
 	phase    string
+	complete bool // the phase's 100% has been shown
 }
 
 func newProgress(g *globals) *progress {
@@ -47,12 +48,14 @@ func (p *progress) update(phase string, done, total, items int64, unit string) {
 	}
 	now := time.Now()
 	if phase != p.phase {
-		p.phase, p.start, p.last = phase, now, now
+		p.phase, p.start, p.last, p.complete = phase, now, now, false
 		p.finish()
 	}
-	if now.Sub(p.last) < p.interval && (done < total || !p.tty) {
+	final := done >= total && p.tty && !p.complete
+	if now.Sub(p.last) < p.interval && !final {
 		return // a plain log gets a line per interval, so short work logs none
 	}
+	p.complete = p.complete || done >= total
 	p.last = now
 	el := now.Sub(p.start).Seconds()
 	if el <= 0 {
@@ -84,6 +87,20 @@ func (p *progress) update(phase string, done, total, items int64, unit string) {
 	}
 	fmt.Fprintf(p.w, "\r%-7s [%s] %5.1f%% %8.1f MB/s%s  ETA %-8s", phase, bar, 100*frac, rate/1e6, counts, eta)
 	p.drawn = true
+}
+
+// logWriter returns a writer for log lines that first clears a bar drawn
+// on the terminal; the next update redraws it below.
+func (p *progress) logWriter() io.Writer { return clearingWriter{p} }
+
+type clearingWriter struct{ p *progress }
+
+func (c clearingWriter) Write(b []byte) (int, error) {
+	if c.p.drawn {
+		fmt.Fprint(c.p.w, "\r\033[K")
+		c.p.drawn = false
+	}
+	return c.p.w.Write(b)
 }
 
 // finish ends the bar's line.

@@ -21,6 +21,7 @@ type globals struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	log     *slog.Logger
+	prog    *progress
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globals) {
@@ -43,11 +44,16 @@ Training (Li et al., ICML 2024).`,
 				level = slog.LevelDebug
 			}
 			opts := &slog.HandlerOptions{Level: level}
+			g.prog = newProgress(g)
+			// Logs go through the progress bar so that a log line never
+			// lands in the middle of a bar.
+			lw := g.prog.logWriter()
 			if g.json {
-				g.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
+				g.log = slog.New(slog.NewJSONHandler(lw, opts))
 			} else {
-				g.log = slog.New(slog.NewTextHandler(g.stderr, opts))
+				g.log = slog.New(slog.NewTextHandler(lw, opts))
 			}
+			g.prog.log = g.log
 		},
 	}
 	root.SetOut(stdout)
