@@ -105,8 +105,11 @@ func TestReuseAndStaleOutput(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	o := Options{OutDir: out, ShardBytes: 256 << 10}
 	res, _, err := ingestDir(t, []string{root}, o)
-	if err != nil || res.UpToDate {
-		t.Fatal(err, res.UpToDate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.UpToDate {
+		t.Fatal("first run reported up to date")
 	}
 	first := dirState(t, out)
 

@@ -152,7 +152,7 @@ func inputFor(t testing.TB, path string, f Format) *Input {
 	}
 	b, _ := os.ReadFile(path)
 	h := sha256.Sum256(b)
-	return &Input{Root: filepath.Dir(path), Path: path, Rel: filepath.Base(path), Size: st.Size(), SHA256: hex.EncodeToString(h[:]),
+	return &Input{Root: filepath.Dir(path), Path: path, Rel: filepath.Base(path), Size: st.Size(), ModTime: st.ModTime(), SHA256: hex.EncodeToString(h[:]),
 		Format: f, Corpus: string(f), Lang: filepath.Base(filepath.Dir(path))}
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,8 +53,11 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	}
 	log.Info("hashing inputs", "files", len(inputs), "bytes", total)
 	var hashed atomic.Int64
+	var progressMu sync.Mutex // hashing reports from several goroutines
 	report := func(phase string, n int64, m *Counts) {
 		if o.Progress != nil {
+			progressMu.Lock()
+			defer progressMu.Unlock()
 			p := Progress{Phase: phase, Bytes: n, TotalBytes: total}
 			if m != nil {
 				p.Documents, p.Kept, p.TextBytes = m.Read, m.Documents, m.TextBytes
@@ -75,6 +79,10 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	key := manifestKey(&o, entries)
 	if !o.Force {
 		if old, err := ReadManifest(o.OutDir); err == nil && old.Key == key && old.outputsPresent(o.OutDir) {
+			// What a killed run of other options left behind goes, so that a
+			// reader globbing docs-*.arrow sees only this output.
+			removeTemps(o.OutDir)
+			removeStale(o.OutDir, old)
 			log.Info("output is up to date: same inputs and options; nothing to do", "dir", o.OutDir, "key", key[:12])
 			return &Result{Manifest: old, UpToDate: true}, nil
 		}

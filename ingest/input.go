@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -15,8 +14,11 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
@@ -59,8 +61,9 @@ type Input struct {
 	Root   string // the INPUT argument it was found under
 	Path   string // path on disk
 	Rel    string // path relative to Root, slash-separated (the base name when Root is the file)
-	Size   int64
-	SHA256 string // hex; filled by hashInputs
+	Size    int64
+	ModTime time.Time // with Size, tells a file that changed during the run
+	SHA256  string    // hex; filled by hashInputs
 	Format Format // never FormatAuto once resolved
 	Corpus string
 	Lang   string // starcoder: the parent directory's name
@@ -98,17 +101,33 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 		var walkIgnored []Ignored
 		if !st.IsDir() {
 			abs, _ := filepath.Abs(root)
-			files = append(files, &Input{Root: root, Path: root, Rel: filepath.Base(root), Size: st.Size(),
+			files = append(files, &Input{Root: root, Path: root, Rel: filepath.Base(root), Size: st.Size(), ModTime: st.ModTime(),
 				Lang: filepath.Base(filepath.Dir(abs))})
 		} else {
-			err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			// A root that is a symlink to a folder is walked as that folder.
+			walkRoot, err := filepath.EvalSymlinks(root)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
+			outInfo, _ := os.Stat(o.OutDir)
+			err = filepath.WalkDir(walkRoot, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
 					return err
 				}
 				name := d.Name()
-				rel, _ := filepath.Rel(root, p)
+				rel, _ := filepath.Rel(walkRoot, p)
 				rel = filepath.ToSlash(rel)
-				if p != root && strings.HasPrefix(name, ".") {
+				if !utf8.ValidString(rel) {
+					return fmt.Errorf("%w: file name %q under %s is not valid UTF-8; rename it", ErrInvalidUTF8, rel, root)
+				}
+				if d.IsDir() && outInfo != nil {
+					if info, err := d.Info(); err == nil && os.SameFile(info, outInfo) {
+						// The output directory inside an input root is not input.
+						walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: "the output directory"})
+						return filepath.SkipDir
+					}
+				}
+				if p != walkRoot && strings.HasPrefix(name, ".") {
 					// Hidden files and folders (.git, .cache, .gitattributes)
 					// are not data; say so rather than pass them by silently.
 					walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: "hidden"})
@@ -144,7 +163,7 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 					abs, _ := filepath.Abs(root)
 					lang = filepath.Base(abs)
 				}
-				files = append(files, &Input{Root: root, Path: p, Rel: rel, Size: info.Size(), Lang: lang})
+				files = append(files, &Input{Root: root, Path: p, Rel: rel, Size: info.Size(), ModTime: info.ModTime(), Lang: lang})
 				return nil
 			})
 			if err != nil {
@@ -176,6 +195,16 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 	}
 	if len(inputs) == 0 {
 		return nil, ignored, fmt.Errorf("ingest: no input files of format %s under %v", o.Format, roots)
+	}
+	// A filter that no input can apply would silently do nothing.
+	has := func(f Format) bool {
+		return slices.ContainsFunc(inputs, func(in *Input) bool { return in.Format == f })
+	}
+	if (len(o.IncludeSets) > 0 || len(o.ExcludeSets) > 0) && !has(FormatSlimPajama) {
+		return nil, ignored, fmt.Errorf("ingest: --include-set/--exclude-set given, but no input is SlimPajama (give --format slimpajama if it is)")
+	}
+	if len(o.Langs) > 0 && !has(FormatStarCoder) {
+		return nil, ignored, fmt.Errorf("ingest: --lang given, but no input is StarCoderData (give --format starcoder if it is)")
 	}
 	return inputs, ignored, nil
 }
@@ -279,8 +308,18 @@ func isTar(head []byte) bool {
 	return len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar"))
 }
 
-// sniffJSONL decides between slimpajama and plain jsonl from the first line.
+// slimPajamaName matches SlimPajama's chunk files
+// (train/chunk1/example_train_0.jsonl.zst, validation/.../example_holdout_0...).
+var slimPajamaName = regexp.MustCompile(`^example_[a-z]+_\d+\.jsonl(\.zst)?$`)
+
+// sniffJSONL decides between slimpajama and plain jsonl from the name and
+// the first line, and passes by .json files that are not JSON lines (a
+// dataset_info.json beside the data).
 func sniffJSONL(in *Input, o *Options) (Format, string, error) {
+	name := path.Base(in.Rel)
+	if slimPajamaName.MatchString(name) && o.TextField == "" {
+		return FormatSlimPajama, "", nil
+	}
 	f, err := os.Open(in.Path)
 	if err != nil {
 		return "", "", fmt.Errorf("ingest: %w", err)
@@ -291,24 +330,41 @@ func sniffJSONL(in *Input, o *Options) (Format, string, error) {
 		return FormatJSONL, "", nil // the reader reports the fault with its position
 	}
 	defer closer()
-	br := bufio.NewReaderSize(r, 1<<16)
-	line, _ := br.ReadSlice('\n')
+	lr := newLineReader(r, jsonLineLimit(o.MaxDocBytes))
+	var line []byte
+	for {
+		l, _, _, tooLong, err := lr.next()
+		if err != nil || tooLong || len(bytes.TrimSpace(l)) > 0 {
+			line = l
+			break
+		}
+	}
 	var probe struct {
-		Meta struct {
+		Meta *struct {
 			Set *string `json:"redpajama_set_name"`
 		} `json:"meta"`
 	}
-	if json.Unmarshal(line, &probe) == nil && probe.Meta.Set != nil && o.TextField == "" {
+	isObject := json.Unmarshal(line, &probe) == nil && bytes.HasPrefix(bytes.TrimSpace(line), []byte("{"))
+	switch {
+	case isObject && probe.Meta != nil && probe.Meta.Set != nil && o.TextField == "":
 		return FormatSlimPajama, "", nil
+	case !isObject && !strings.Contains(name, ".jsonl") && !strings.HasSuffix(name, ".ndjson"):
+		return "", "a .json file whose first line is not a JSON object (not JSON lines)", nil
 	}
 	return FormatJSONL, "", nil
 }
+
+// maxZstdWindow bounds the window a zstd frame may ask the decoder for.
+const maxZstdWindow = 128 << 20
 
 // decompressor wraps r by the file name's compression suffix.
 func decompressor(name string, r io.Reader) (io.Reader, func(), error) {
 	switch {
 	case strings.HasSuffix(name, ".zst"):
-		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<31))
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1),
+			// A frame may declare a window of up to 3.75 TiB that the decoder
+			// would allocate; zstd -19 uses 8 MiB and --long=27 128 MiB.
+			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(1<<34))
 		if err != nil {
 			return nil, nil, wrapf(ErrCorrupt, "zstd: %v", err)
 		}
@@ -352,8 +408,23 @@ func hashInputs(ctx context.Context, inputs []*Input, workers int, onBytes func(
 				}
 			}
 			in.SHA256 = hex.EncodeToString(h.Sum(nil))
-			return nil
+			return in.checkUnchanged()
 		})
 	}
 	return g.Wait()
+}
+
+// checkUnchanged fails when the open file's size or modification time
+// differs from what the listing saw: its hash and lineage would not describe
+// the bytes read.
+func (in *Input) checkUnchanged() error {
+	st, err := os.Stat(in.Path)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if st.Size() != in.Size || !st.ModTime().Equal(in.ModTime) {
+		return fmt.Errorf("ingest: %s changed while being ingested (size %d → %d, modified %s → %s); run again when it is stable",
+			in.Path, in.Size, st.Size(), in.ModTime.Format(time.RFC3339Nano), st.ModTime().Format(time.RFC3339Nano))
+	}
+	return nil
 }

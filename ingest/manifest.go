@@ -17,6 +17,10 @@ const (
 	ManifestName    = "manifest.json"
 	ManifestSchema  = "estkit.docshards"
 	ManifestVersion = 1
+	// readerVersion is hashed into every key: bump it whenever a change to
+	// the readers or the writer changes the output for the same inputs, so
+	// that older output is rebuilt rather than reused.
+	readerVersion = 1
 	tmpPrefix       = ".tmp-"
 	// maxRecordedRejections bounds the rejections listed one by one; the
 	// counts always cover all of them.
@@ -90,9 +94,10 @@ func manifestKey(o *Options, inputs []InputEntry) string {
 		Schema  string       `json:"schema"`
 		Version int          `json:"version"`
 		Shard   string       `json:"shard_version"`
+		Reader  int          `json:"reader_version"`
 		Options *Options     `json:"options"`
 		Inputs  []InputEntry `json:"inputs"`
-	}{ManifestSchema, ManifestVersion, SchemaVersion, o, inputs})
+	}{ManifestSchema, ManifestVersion, SchemaVersion, readerVersion, o, inputs})
 	if err != nil {
 		panic(err) // plain data: cannot fail
 	}
@@ -118,6 +123,9 @@ func ReadManifest(dir string) (*Manifest, error) {
 	}
 	if m.Version != ManifestVersion {
 		return nil, fmt.Errorf("ingest: %s: %w: version %d (this estkit reads %d)", p, ErrVersion, m.Version, ManifestVersion)
+	}
+	if k, err := hex.DecodeString(m.Key); err != nil || len(k) != sha256.Size {
+		return nil, fmt.Errorf("ingest: %s: %w: key %q is not a hex sha256", p, ErrCorrupt, m.Key)
 	}
 	return &m, nil
 }

@@ -84,14 +84,26 @@ func runPipeline(ctx context.Context, inputs []*Input, o *Options, bytesRead *at
 						return ctx.Err()
 					}
 				}
-				return readInput(ctx, in, o, bytesRead, emit)
+				return readInputSafe(ctx, in, o, bytesRead, emit)
 			})
 		}
 		return nil
 	})
 	g.Go(func() error {
 		for i, in := range inputs {
-			for fut := range queues[i] {
+			for {
+				// A file whose reader never started (the run was cancelled)
+				// never closes its queue: watch ctx on every receive.
+				var fut chan *result
+				var ok bool
+				select {
+				case fut, ok = <-queues[i]:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if !ok {
+					break
+				}
 				var res *result
 				select {
 				case res = <-fut:
@@ -120,6 +132,18 @@ func runUnit(j job) (res *result) {
 	return j.u()
 }
 
+// readInputSafe is readInput with a third-party decoder's panic on damaged
+// input (zstd, xz, tar, parquet run in the reader's goroutine) turned into
+// a counted rejection of the file instead of a crash.
+func readInputSafe(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int64, emit func(unit) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = emit(rejectUnit(&InputError{File: in.Rel, Err: wrapf(ErrCorrupt, "decoder panic: %v", p)}))
+		}
+	}()
+	return readInput(ctx, in, o, bytesRead, emit)
+}
+
 // readInput runs the reader of in's format and turns a stream-level fault
 // into a rejection unit that follows everything read before it.
 func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int64, emit func(unit) error) error {
@@ -146,9 +170,12 @@ func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int
 	}
 	var ie *InputError
 	if errors.As(err, &ie) && ctx.Err() == nil {
-		return emit(rejectUnit(ie))
+		err = emit(rejectUnit(ie))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return in.checkUnchanged()
 }
 
 // readText reads one .txt file as one document.

@@ -72,6 +72,12 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, restore the default action so that a
+		// second Ctrl-C ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := root.ExecuteContext(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(stderr, "estkit: interrupted")
