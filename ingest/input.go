@@ -58,15 +58,15 @@ func ParseFormat(s string) (Format, error) {
 
 // Input is one input file.
 type Input struct {
-	Root   string // the INPUT argument it was found under
-	Path   string // path on disk
-	Rel    string // path relative to Root, slash-separated (the base name when Root is the file)
+	Root    string // the INPUT argument it was found under
+	Path    string // path on disk
+	Rel     string // path relative to Root, slash-separated (the base name when Root is the file)
 	Size    int64
 	ModTime time.Time // with Size, tells a file that changed during the run
 	SHA256  string    // hex; filled by hashInputs
-	Format Format // never FormatAuto once resolved
-	Corpus string
-	Lang   string // starcoder: the parent directory's name
+	Format  Format    // never FormatAuto once resolved
+	Corpus  string
+	Lang    string // starcoder: the parent directory's name
 }
 
 var owtInnerName = regexp.MustCompile(`^urlsf_subset\d+-\d+_data\.xz$`)

@@ -21,7 +21,7 @@ const (
 	// the readers or the writer changes the output for the same inputs, so
 	// that older output is rebuilt rather than reused.
 	readerVersion = 1
-	tmpPrefix       = ".tmp-"
+	tmpPrefix     = ".tmp-"
 	// maxRecordedRejections bounds the rejections listed one by one; the
 	// counts always cover all of them.
 	maxRecordedRejections = 1000
