@@ -160,8 +160,8 @@ func TestHelperIngestProcess(t *testing.T) {
 	if spec == "" {
 		t.Skip("child process of TestKilledRun")
 	}
-	parts := strings.SplitN(spec, "|", 2)
-	_, err := Run(context.Background(), []string{parts[1]}, Options{OutDir: parts[0], ShardBytes: 256 << 10, Workers: 2})
+	parts := strings.SplitN(spec, "|", 3)
+	_, err := Run(context.Background(), []string{parts[1]}, Options{OutDir: parts[0], ShardBytes: 256 << 10, Workers: 2, Force: parts[2] == "force"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,13 @@ func TestKilledRun(t *testing.T) {
 	mustIngest(t, []string{root}, Options{OutDir: out, ShardBytes: 1 << 20, Workers: 2})
 	for i, frac := range []float64{0.05, 0.2, 0.4, 0.6, 0.8, 0.95} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperIngestProcess$")
-		cmd.Env = append(os.Environ(), "ESTKIT_INGEST_CHILD="+out+"|"+root)
+		// Kills 0-2 interrupt a run of new options over an older committed
+		// output; kills 3-5 a same-key rebuild (--force) over this output.
+		mode := "new"
+		if i > 2 {
+			mode = "force"
+		}
+		cmd.Env = append(os.Environ(), "ESTKIT_INGEST_CHILD="+out+"|"+root+"|"+mode)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

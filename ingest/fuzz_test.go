@@ -25,12 +25,12 @@ func fuzzRead(t *testing.T, name string, f Format, data []byte, o Options, allow
 	write(t, p, data)
 	in := inputFor(t, p, f)
 	o.OnError, o.OutDir = OnErrorSkip, "unused"
-	docs, rejects, read, err := readAll(in, &o)
+	docs, rejects, read, filtered, err := readAllCounted(in, &o)
 	if err != nil {
 		t.Fatalf("reader returned a non-data error: %v", err)
 	}
-	if read < int64(len(docs)+len(rejects)) {
-		t.Fatalf("read %d < %d documents + %d rejections", read, len(docs), len(rejects))
+	if read != int64(len(docs)+len(rejects))+filtered {
+		t.Fatalf("read %d != %d documents + %d rejections + %d filtered", read, len(docs), len(rejects), filtered)
 	}
 	for i, d := range docs {
 		if !utf8.ValidString(d.Text) || d.Text == "" || int64(len(d.Text)) > o.MaxDocBytes || d.Lineage.Bytes != int64(len(d.Text)) || d.Lineage.File != in.Rel {

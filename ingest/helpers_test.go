@@ -130,8 +130,14 @@ func allDocs(t *testing.T, dir string) []Document {
 // readAll runs one input's reader with its units inline: the fuzz targets'
 // and unit tests' view of a reader without the pipeline around it.
 func readAll(in *Input, o *Options) (docs []Document, rejects []*InputError, read int64, err error) {
+	docs, rejects, read, _, err = readAllCounted(in, o)
+	return docs, rejects, read, err
+}
+
+// readAllCounted is readAll that also returns the number filtered.
+func readAllCounted(in *Input, o *Options) (docs []Document, rejects []*InputError, read, filtered int64, err error) {
 	if err := o.resolve(); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, 0, err
 	}
 	var n atomic.Int64
 	err = readInput(context.Background(), in, o, &n, func(u unit) error {
@@ -139,9 +145,10 @@ func readAll(in *Input, o *Options) (docs []Document, rejects []*InputError, rea
 		docs = append(docs, res.docs...)
 		rejects = append(rejects, res.rejects...)
 		read += res.read
+		filtered += sum(res.filtered)
 		return nil
 	})
-	return docs, rejects, read, err
+	return docs, rejects, read, filtered, err
 }
 
 // inputFor describes a file for readAll.

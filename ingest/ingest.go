@@ -139,7 +139,9 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 				}
 				seen[k] = struct{}{}
 			}
-			w.add(d)
+			if err := w.add(d); err != nil {
+				return err
+			}
 			m.Counts.Documents++
 			m.Counts.TextBytes += d.Lineage.Bytes
 			c.Documents++
@@ -153,7 +155,9 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	}
 	log.Info("ingesting", "files", len(inputs), "workers", o.Workers, "out", o.OutDir)
 	if err := runPipeline(ctx, inputs, &o, &read, sink); err != nil {
-		w.abort()
+		if werr := w.abort(); errors.Is(err, errWriteFailed) && werr != nil {
+			err = werr
+		}
 		removeOrphans(o.OutDir, w.outputs, old)
 		return nil, err
 	}

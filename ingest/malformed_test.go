@@ -1,11 +1,16 @@
 package ingest
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/estkit/estkit/ingest/corpusgen"
 )
@@ -151,5 +156,106 @@ func TestEmptyTextFiltered(t *testing.T) {
 	m, _ := mustIngest(t, []string{root}, Options{})
 	if m.Counts.Documents != 1 || m.Counts.Filtered[FilterEmptyText] != 1 || m.Counts.Read != 2 {
 		t.Fatalf("counts %+v", m.Counts)
+	}
+}
+
+func TestArchiveMembersCountedInOrder(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(h *tar.Header, body string) {
+		h.Size = int64(len(body))
+		h.Mode = 0o644
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	add(&tar.Header{Name: "dir/", Typeflag: tar.TypeDir}, "")
+	add(&tar.Header{Name: "dir/a.txt", Typeflag: tar.TypeReg}, "caf\xe9")
+	add(&tar.Header{Name: "../b.txt", Typeflag: tar.TypeReg}, "b")
+	add(&tar.Header{Name: "link.txt", Typeflag: tar.TypeSymlink, Linkname: "dir/a.txt"}, "")
+	add(&tar.Header{Name: "hard.txt", Typeflag: tar.TypeLink, Linkname: "dir/a.txt"}, "")
+	add(&tar.Header{Name: "notes.md", Typeflag: tar.TypeReg}, "# notes")
+	add(&tar.Header{Name: "bad-\xff.txt", Typeflag: tar.TypeReg}, "fine text")
+	add(&tar.Header{Name: "ok.txt", Typeflag: tar.TypeReg}, "ok")
+	tw.Close()
+	root := filepath.Join(t.TempDir(), "in")
+	write(t, filepath.Join(root, "m.tar"), buf.Bytes())
+
+	// The first error in input order is the invalid UTF-8 of dir/a.txt, not
+	// the unsafe name that follows it.
+	_, _, err := ingestDir(t, []string{root}, Options{Format: FormatOWT})
+	if !errors.Is(err, ErrInvalidUTF8) || !strings.Contains(err.Error(), "member dir/a.txt") {
+		t.Fatalf("first error: %v", err)
+	}
+	m, _ := mustIngest(t, []string{root}, Options{Format: FormatOWT, OnError: OnErrorSkip})
+	want := Counts{Read: 7, Documents: 1,
+		Filtered: map[string]int64{FilterNonRegular: 2, FilterNonText: 1},
+		Rejected: map[string]int64{ReasonInvalidUTF8: 2, ReasonUnsafePath: 1}}
+	if m.Counts.Read != want.Read || m.Counts.Documents != want.Documents || fmt.Sprint(m.Counts.Filtered) != fmt.Sprint(want.Filtered) || fmt.Sprint(m.Counts.Rejected) != fmt.Sprint(want.Rejected) {
+		t.Fatalf("counts %+v, want %+v", m.Counts, want)
+	}
+	if m.Rejections[0].Position != "member dir/a.txt" || m.Rejections[1].Position != "member ../b.txt" {
+		t.Fatalf("rejections out of order: %+v", m.Rejections)
+	}
+	m, _ = mustIngest(t, []string{root}, Options{Format: FormatOWT, OnError: OnErrorSkip, UTF8: UTF8Repair})
+	if m.Counts.Documents != 3 || m.Counts.UTF8Repaired != 2 {
+		t.Fatalf("repair: %+v", m.Counts)
+	}
+}
+
+func TestRepairKeepsSizeLimit(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "in")
+	write(t, filepath.Join(root, "r.txt"), []byte("\xffa\xffa\xffa")) // each run of bad bytes becomes 3 bytes
+	_, _, err := ingestDir(t, []string{root}, Options{UTF8: UTF8Repair, MaxDocBytes: 8})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("6 bytes repaired to 12 under an 8-byte limit: %v", err)
+	}
+}
+
+func TestCancelAndVanishingInputDoNotHang(t *testing.T) {
+	texts := goTexts(t, 40)
+	root := filepath.Join(t.TempDir(), "in")
+	for i := 0; i < 8; i++ {
+		write(t, filepath.Join(root, fmt.Sprintf("f%d.jsonl", i)), jsonlOf(texts[i*5:i*5+5]))
+	}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, err := Run(ctx, []string{root}, Options{OutDir: filepath.Join(t.TempDir(), "o"), Workers: 1,
+			Progress: func(p Progress) {
+				if p.Phase == "ingest" {
+					cancel()
+				}
+			}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("cancelled run hangs")
+	}
+	cancel()
+
+	// A file removed between hashing and reading fails the run cleanly.
+	go func() {
+		_, err := Run(context.Background(), []string{root}, Options{OutDir: filepath.Join(t.TempDir(), "o"), Workers: 1,
+			Progress: func(p Progress) {
+				if p.Phase == "hash" && p.Bytes == p.TotalBytes {
+					os.Remove(filepath.Join(root, "f0.jsonl"))
+				}
+			}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("vanished input not reported")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run with a vanished input hangs")
 	}
 }

@@ -52,14 +52,23 @@ func (o *Options) finish(d *Document, res *result) {
 			Err: wrapf(ErrTooLarge, "%d bytes > --max-doc-bytes %d", len(d.Text), o.MaxDocBytes)})
 		return
 	}
-	if !utf8.ValidString(d.Text) {
+	if bad := invalidField(d); bad != "" {
 		if o.UTF8 == UTF8Reject {
 			res.reject(&InputError{File: l.File, Position: l.Position(),
-				Err: wrapf(ErrInvalidUTF8, "first invalid byte at text offset %d (--utf8 repair replaces invalid bytes with U+FFFD)", firstInvalid(d.Text))})
+				Err: wrapf(ErrInvalidUTF8, "%s (--utf8 repair replaces invalid bytes with U+FFFD)", bad)})
 			return
 		}
 		d.Text = strings.ToValidUTF8(d.Text, "\uFFFD")
+		l.Member = strings.ToValidUTF8(l.Member, "\uFFFD")
+		for i := range l.Meta {
+			l.Meta[i].Value = strings.ToValidUTF8(l.Meta[i].Value, "\uFFFD")
+		}
 		res.repaired++
+		if int64(len(d.Text)) > o.MaxDocBytes { // a repair can lengthen the text
+			res.reject(&InputError{File: l.File, Position: l.Position(),
+				Err: wrapf(ErrTooLarge, "%d bytes after UTF-8 repair > --max-doc-bytes %d", len(d.Text), o.MaxDocBytes)})
+			return
+		}
 	}
 	if d.Text == "" {
 		res.filter(FilterEmptyText)
@@ -68,6 +77,23 @@ func (o *Options) finish(d *Document, res *result) {
 	d.hashText()
 	res.docs = append(res.docs, *d)
 	res.read++
+}
+
+// invalidField names the first string of d that is not valid UTF-8: the
+// text, an archive member name or a metadata value; "" when all are valid.
+func invalidField(d *Document) string {
+	if !utf8.ValidString(d.Text) {
+		return fmt.Sprintf("first invalid byte at text offset %d", firstInvalid(d.Text))
+	}
+	if !utf8.ValidString(d.Lineage.Member) {
+		return fmt.Sprintf("member name %q is not valid UTF-8", d.Lineage.Member)
+	}
+	for _, kv := range d.Lineage.Meta {
+		if !utf8.ValidString(kv.Value) || !utf8.ValidString(kv.Key) {
+			return fmt.Sprintf("metadata %q is not valid UTF-8", kv.Key)
+		}
+	}
+	return ""
 }
 
 func firstInvalid(s string) int {

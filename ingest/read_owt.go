@@ -15,88 +15,83 @@ import (
 )
 
 // maxNestedBytes bounds a compressed archive nested in a tar (OpenWebText's
-// urlsf_subsetNN-M_data.xz members are a few MB); it is read whole so that a
-// worker can decode it while the reader goes on.
+// urlsf_subsetNN-M_data.xz members are a few MB), which is read whole so that
+// a worker can decode it while the reader goes on, and also the text a worker
+// holds from one nested archive: members past that much text are rejected as
+// too large (extract such an archive and ingest its files instead).
 const maxNestedBytes = 256 << 20
 
-// FilterNonText counts regular tar members that are neither documents (.txt)
-// nor nested archives (.xz, .tar).
-const FilterNonText = "non-text-member"
+// Filter reasons of archive members that are not documents.
+const (
+	// FilterNonText counts regular members that are neither documents
+	// (.txt) nor nested archives (.xz, .tar).
+	FilterNonText = "non-text-member"
+	// FilterNonRegular counts symlinks, hard links, devices and FIFOs.
+	FilterNonRegular = "non-regular-member"
+)
+
+// entry is one item of a unit in input order: a document, a filtered item
+// or a rejection. Keeping them in one ordered list keeps the first error in
+// input order first.
+type entry struct {
+	doc    Document
+	filter string
+	err    *InputError
+}
+
+// finishEntries files the entries under res in order.
+func (o *Options) finishEntries(es []entry, res *result) {
+	for i := range es {
+		switch e := &es[i]; {
+		case e.err != nil:
+			res.reject(e.err)
+		case e.filter != "":
+			res.filter(e.filter)
+		default:
+			o.finish(&e.doc, res)
+		}
+	}
+}
 
 // readOWT reads OpenWebText as released: any nesting of xz and tar whose
 // leaves are .txt documents. The outer stream is read here; nested archives
 // are handed to workers whole, so xz decoding runs on every core.
 func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(unit) error) error {
 	base := newLineage(in)
-	var batch []Document
-	var pending []*InputError
-	var filtered int64
+	var batch []entry
+	size := 0
 	flush := func() error {
-		if len(batch) == 0 && len(pending) == 0 && filtered == 0 {
+		if len(batch) == 0 {
 			return nil
 		}
-		docs, rejects, nf := batch, pending, filtered
-		batch, pending, filtered = nil, nil, 0
+		es := batch
+		batch, size = nil, 0
 		return emit(func() *result {
 			res := &result{}
-			for _, e := range rejects {
-				res.reject(e)
-			}
-			for i := int64(0); i < nf; i++ {
-				res.filter(FilterNonText)
-			}
-			for i := range docs {
-				o.finish(&docs[i], res)
-			}
+			o.finishEntries(es, res)
 			return res
 		})
 	}
-	size := 0
 	err := walkArchive(ctx, r, in.Rel, "", o, func(member string, kind memberKind, body []byte, merr *InputError) error {
 		switch {
 		case merr != nil:
-			pending = append(pending, merr)
+			batch = append(batch, entry{err: merr})
 		case kind == memberOther:
-			filtered++
+			batch = append(batch, entry{filter: FilterNonText})
+		case kind == memberNonRegular:
+			batch = append(batch, entry{filter: FilterNonRegular})
 		case kind == memberText:
 			d := Document{Text: string(body), Lineage: base}
 			d.Lineage.Member = member
-			batch = append(batch, d)
+			batch = append(batch, entry{doc: d})
 			size += len(body)
 		case kind == memberNested:
 			if err := flush(); err != nil {
 				return err
 			}
-			size = 0
-			return emit(func() *result {
-				res := &result{}
-				err := walkArchive(context.Background(), bytes.NewReader(body), in.Rel, member+"/", o, func(m string, k memberKind, b []byte, e *InputError) error {
-					switch {
-					case e != nil:
-						res.reject(e)
-					case k == memberOther:
-						res.filter(FilterNonText)
-					case k == memberNested:
-						res.reject(&InputError{File: in.Rel, Position: "member " + m, Err: wrapf(ErrCorrupt, "archive nested more than twice")})
-					default:
-						d := Document{Text: string(b), Lineage: base}
-						d.Lineage.Member = m
-						o.finish(&d, res)
-					}
-					return nil
-				})
-				if err != nil {
-					var ie *InputError
-					if !errors.As(err, &ie) {
-						ie = &InputError{File: in.Rel, Position: "member " + member, Err: wrapf(ErrCorrupt, "%v", err)}
-					}
-					res.reject(ie)
-				}
-				return res
-			})
+			return emit(func() *result { return o.readNested(in, base, member, body) })
 		}
 		if size >= chunkBytes || len(batch) >= chunkLines {
-			size = 0
 			return flush()
 		}
 		return nil
@@ -105,6 +100,41 @@ func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(
 		err = ferr
 	}
 	return err
+}
+
+// readNested decodes a nested archive (a worker's unit). Archives nest at
+// most twice (tar → xz → tar), as OpenWebText's releases do.
+func (o *Options) readNested(in *Input, base Lineage, member string, body []byte) *result {
+	res := &result{}
+	var held int64
+	err := walkArchive(context.Background(), bytes.NewReader(body), in.Rel, member+"/", o, func(m string, k memberKind, b []byte, e *InputError) error {
+		switch {
+		case e != nil:
+			res.reject(e)
+		case k == memberOther:
+			res.filter(FilterNonText)
+		case k == memberNonRegular:
+			res.filter(FilterNonRegular)
+		case k == memberNested:
+			res.reject(&InputError{File: in.Rel, Position: "member " + m, Err: wrapf(ErrCorrupt, "archive nested more than twice")})
+		case held+int64(len(b)) > maxNestedBytes:
+			res.reject(tooLarge(in.Rel, "member "+m, maxNestedBytes, "text of one nested archive"))
+		default:
+			held += int64(len(b))
+			d := Document{Text: string(b), Lineage: base}
+			d.Lineage.Member = m
+			o.finish(&d, res)
+		}
+		return nil
+	})
+	if err != nil {
+		var ie *InputError
+		if !errors.As(err, &ie) {
+			ie = &InputError{File: in.Rel, Position: "member " + member, Err: wrapf(ErrCorrupt, "%v", err)}
+		}
+		res.reject(ie)
+	}
+	return res
 }
 
 // maxXZDictCap bounds the LZMA2 dictionary an xz stream may ask for: the
@@ -178,7 +208,8 @@ type memberKind int
 const (
 	memberText memberKind = iota
 	memberNested
-	memberOther
+	memberOther      // a regular file that is neither
+	memberNonRegular // symlink, hard link, device, FIFO
 )
 
 // walkArchive reads r, which is a tar or an xz-compressed tar, and calls fn
@@ -222,10 +253,18 @@ func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Optio
 		if err != nil {
 			return &InputError{File: file, Position: afterMember(prefix, last), Err: wrapf(ErrCorrupt, "%v", err)}
 		}
-		if h.Typeflag != tar.TypeReg { // the reader reports old-style regular files (TypeRegA) as TypeReg
+		name := prefix + h.Name
+		last = h.Name
+		switch h.Typeflag {
+		case tar.TypeReg: // the reader reports old-style regular files (TypeRegA) as TypeReg
+		case tar.TypeDir, tar.TypeXGlobalHeader:
+			continue // structure, not content
+		default:
+			if err := fn(name, memberNonRegular, nil, nil); err != nil {
+				return err
+			}
 			continue
 		}
-		name := prefix + h.Name
 		last = h.Name
 		if !safeMemberName(h.Name) {
 			if err := fn(name, memberOther, nil, &InputError{File: file, Position: "member " + name, Err: wrapf(ErrUnsafePath, "member name %q escapes the archive", h.Name)}); err != nil {

@@ -29,11 +29,12 @@ const parquetBatchRows = 256
 // file row group by row group, in batches, so memory is bounded by a batch
 // of rows rather than the file.
 func readParquet(ctx context.Context, in *Input, f *os.File, countBytes func(int64), o *Options, emit func(unit) error) (err error) {
+	where := "footer"
 	defer func() {
 		// arrow-go's parquet decoder can panic on damaged files; that is a
 		// fault of the file, reported as such.
 		if p := recover(); p != nil {
-			err = &InputError{File: in.Rel, Err: wrapf(ErrCorrupt, "parquet: %v", p)}
+			err = &InputError{File: in.Rel, Position: where, Err: wrapf(ErrCorrupt, "parquet decoder panic: %v", p)}
 		}
 	}()
 	pf, err := file.NewParquetReader(f)
@@ -79,6 +80,7 @@ func readParquet(ctx context.Context, in *Input, f *os.File, countBytes func(int
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		where = fmt.Sprintf("row group %d", rg)
 		rr, err := fr.GetRecordReader(ctx, cols, []int{rg})
 		if err != nil {
 			return &InputError{File: in.Rel, Position: fmt.Sprintf("row group %d", rg), Err: wrapf(ErrCorrupt, "parquet: %v", err)}
@@ -86,16 +88,12 @@ func readParquet(ctx context.Context, in *Input, f *os.File, countBytes func(int
 		var row int64
 		for rr.Next() {
 			rec := rr.RecordBatch()
-			docs, bad := parquetDocs(rec, keys, base, int32(rg), row, in)
+			es := parquetEntries(rec, keys, base, int32(rg), row, in)
 			row += rec.NumRows()
+			where = fmt.Sprintf("row group %d row %d", rg, row)
 			if err := emit(func() *result {
 				res := &result{}
-				for _, e := range bad {
-					res.reject(e)
-				}
-				for i := range docs {
-					o.finish(&docs[i], res)
-				}
+				o.finishEntries(es, res)
 				return res
 			}); err != nil {
 				rr.Release()
@@ -112,19 +110,18 @@ func readParquet(ctx context.Context, in *Input, f *os.File, countBytes func(int
 	return nil
 }
 
-// parquetDocs copies one record batch's rows into documents; null or
-// non-string text becomes a rejection.
-func parquetDocs(rec arrow.RecordBatch, keys []string, base Lineage, rg int32, row0 int64, in *Input) ([]Document, []*InputError) {
+// parquetEntries copies one record batch's rows into documents, in order;
+// null or non-string text becomes a rejection.
+func parquetEntries(rec arrow.RecordBatch, keys []string, base Lineage, rg int32, row0 int64, in *Input) []entry {
 	n := int(rec.NumRows())
-	docs := make([]Document, 0, n)
-	var bad []*InputError
+	es := make([]entry, 0, n)
 	text := rec.Column(0)
 	for i := 0; i < n; i++ {
 		lin := base
 		lin.RowGroup, lin.Row = rg, row0+int64(i)
 		s, ok := stringAt(text, i)
 		if !ok {
-			bad = append(bad, &InputError{File: in.Rel, Position: lin.Position(), Err: wrapf(ErrMissingField, "text is null or not a string (%s)", text.DataType())})
+			es = append(es, entry{err: &InputError{File: in.Rel, Position: lin.Position(), Err: wrapf(ErrMissingField, "text is null or not a string (%s)", text.DataType())}})
 			continue
 		}
 		for k, key := range keys {
@@ -142,9 +139,9 @@ func parquetDocs(rec arrow.RecordBatch, keys []string, base Lineage, rg int32, r
 			lin.Meta = append(lin.Meta, KV{Key: "lang", Value: in.Lang})
 		}
 		sort.Slice(lin.Meta, func(a, b int) bool { return lin.Meta[a].Key < lin.Meta[b].Key })
-		docs = append(docs, Document{Text: s, Lineage: lin})
+		es = append(es, entry{doc: Document{Text: s, Lineage: lin}})
 	}
-	return docs, bad
+	return es
 }
 
 // stringAt returns a copy of a string or binary value.

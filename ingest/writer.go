@@ -2,12 +2,14 @@ package ingest
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -92,6 +94,7 @@ type shardWriter struct {
 
 	batches chan arrow.RecordBatch
 	done    chan error
+	failed  atomic.Bool // set by the writing goroutine on its first error
 }
 
 type openShard struct {
@@ -135,10 +138,13 @@ func (w *shardWriter) loop() {
 		}
 		if rec == nil {
 			err = w.closeShard()
-			continue
+		} else {
+			err = w.writeBatch(rec)
+			rec.Release()
 		}
-		err = w.writeBatch(rec)
-		rec.Release()
+		if err != nil {
+			w.failed.Store(true)
+		}
 	}
 	w.done <- err
 }
@@ -204,8 +210,17 @@ func (w *shardWriter) closeShard() error {
 	return nil
 }
 
-// add appends one document; it may flush a batch and roll the shard.
-func (w *shardWriter) add(d *Document) {
+// errWriteFailed tells the caller to stop feeding a writer whose goroutine
+// failed; finish returns the error itself.
+var errWriteFailed = errors.New("ingest: writing shards failed")
+
+// add appends one document; it may flush a batch and roll the shard. It
+// fails as soon as a write has failed (a full disk), so that the run stops
+// instead of reading on.
+func (w *shardWriter) add(d *Document) error {
+	if w.failed.Load() {
+		return errWriteFailed
+	}
 	b := w.b
 	l := &d.Lineage
 	b.Field(colText).(*array.StringBuilder).Append(d.Text)
@@ -241,6 +256,7 @@ func (w *shardWriter) add(d *Document) {
 		w.batches <- nil
 		w.shardTextPending = 0
 	}
+	return nil
 }
 
 func appendStr(b *array.StringBuilder, v string, ok bool) {
@@ -277,15 +293,17 @@ func (w *shardWriter) finish() ([]OutputFile, error) {
 	return w.outputs, err
 }
 
-// abort stops the writer and removes the shard in progress.
-func (w *shardWriter) abort() {
+// abort stops the writer, removes the shard in progress and returns the
+// writer's own error, if any.
+func (w *shardWriter) abort() error {
 	close(w.batches)
-	<-w.done
+	err := <-w.done
 	w.b.Release()
 	if w.cur != nil {
 		w.cur.f.Close()
 		os.Remove(w.cur.tmp)
 	}
+	return err
 }
 
 // syncClose fsyncs and closes f.
