@@ -2,8 +2,8 @@ package ingest
 
 import (
 	"crypto/sha256"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
