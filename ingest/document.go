@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // Document is one document of a corpus with the lineage that names its
@@ -64,5 +65,7 @@ func newLineage(in *Input) Lineage {
 // hashText fills Bytes and SHA256 from the text.
 func (d *Document) hashText() {
 	d.Lineage.Bytes = int64(len(d.Text))
-	d.Lineage.SHA256 = sha256.Sum256([]byte(d.Text))
+	// Hash the string's bytes in place: a []byte(d.Text) conversion would
+	// copy every document once more (measured: 200 MB per 200 MB ingested).
+	d.Lineage.SHA256 = sha256.Sum256(unsafe.Slice(unsafe.StringData(d.Text), len(d.Text)))
 }

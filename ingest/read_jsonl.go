@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -37,6 +38,23 @@ type lineChunk struct {
 	lines []lineRec
 }
 
+// chunkPool recycles line chunks' buffers: grown from empty each time they
+// cost most of a second of page faults per 200 MB (docs/PERF.md). A buffer
+// returns once its unit is parsed; the JSON decoder has copied what it keeps.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkBytes+chunkBytes/4); return &b }}
+
+func newLineChunk() *lineChunk {
+	return &lineChunk{data: (*chunkPool.Get().(*[]byte))[:0]}
+}
+
+func (c *lineChunk) release() {
+	if cap(c.data) <= 4*chunkBytes { // one huge line does not stay pinned
+		b := c.data[:0]
+		chunkPool.Put(&b)
+	}
+	c.data = nil
+}
+
 // readJSONL reads JSON lines (slimpajama and jsonl formats), compressed by
 // the file name's suffix, and emits batches of lines for workers to parse.
 func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(unit) error) error {
@@ -47,13 +65,14 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 	defer closer()
 	parse := o.jsonParser(in)
 	lr := newLineReader(dr, jsonLineLimit(o.MaxDocBytes))
-	ch := &lineChunk{}
+	ch := newLineChunk()
+	defer func() { ch.release() }()
 	flush := func() error {
 		if len(ch.lines) == 0 {
 			return nil
 		}
 		c := ch
-		ch = &lineChunk{}
+		ch = newLineChunk()
 		return emit(func() *result {
 			res := &result{}
 			for _, l := range c.lines {
@@ -63,6 +82,7 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 				}
 				parse(c.data[l.start:l.end], l.num, l.off, res)
 			}
+			c.release()
 			return res
 		})
 	}
