@@ -327,9 +327,31 @@ type benchSlimLine struct {
 }
 
 // BenchmarkSlimPajamaBound: the anchor of BenchmarkSlimPajamaIngest on the
-// same files: zstd decoding and encoding/json decoding of every line into
-// the struct ingest uses, on one goroutine.
+// same files: zstd decoding and JSON decoding of every line with the reader
+// ingest uses (ingest/jsonline.go), on one goroutine.
 func BenchmarkSlimPajamaBound(b *testing.B) {
+	benchSlimBound(b, func(line []byte) (int, bool) {
+		text, _, err := ingest.DecodeSlimPajamaLine(line)
+		return len(text), err == nil
+	})
+}
+
+// BenchmarkSlimPajamaStdlibJSON: the same bound with encoding/json decoding
+// into a struct, the decoder ingest used before it had its own: shows what
+// the JSON reader gains.
+func BenchmarkSlimPajamaStdlibJSON(b *testing.B) {
+	benchSlimBound(b, func(line []byte) (int, bool) {
+		var v benchSlimLine
+		if json.Unmarshal(line, &v) != nil || v.Text == nil || v.Meta == nil || v.Meta.Set == nil {
+			return 0, false
+		}
+		return len(*v.Text), true
+	})
+}
+
+// benchSlimBound decodes the SlimPajama corpus on one goroutine with the
+// given line decoder.
+func benchSlimBound(b *testing.B, decode func([]byte) (int, bool)) {
 	c := benchSlimPajama(b)
 	b.ReportAllocs()
 	b.SetBytes(c.TextBytes)
@@ -362,12 +384,12 @@ func BenchmarkSlimPajamaBound(b *testing.B) {
 				}
 				if len(line) > 0 {
 					raw += int64(len(line))
-					var v benchSlimLine
-					if jerr := json.Unmarshal(line, &v); jerr != nil || v.Text == nil || v.Meta == nil || v.Meta.Set == nil {
-						b.Fatalf("%s: bad line: %v", p, jerr)
+					n, ok := decode(line)
+					if !ok {
+						b.Fatalf("%s: bad line", p)
 					}
 					docs++
-					text += int64(len(*v.Text))
+					text += int64(n)
 				}
 				if err == io.EOF {
 					break

@@ -20,7 +20,7 @@ const (
 	// readerVersion is hashed into every key: bump it whenever a change to
 	// the readers or the writer changes the output for the same inputs, so
 	// that older output is rebuilt rather than reused.
-	readerVersion = 1
+	readerVersion = 2
 	tmpPrefix     = ".tmp-"
 	// maxRecordedRejections bounds the rejections listed one by one; the
 	// counts always cover all of them.

@@ -3,8 +3,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -118,77 +116,55 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 // lineParser turns one JSON line into a document in res.
 type lineParser func(line []byte, num, off int64, res *result)
 
-// slimPajamaLine is the SlimPajama line schema.
-type slimPajamaLine struct {
-	Text *string `json:"text"`
-	Meta *struct {
-		Set *string `json:"redpajama_set_name"`
-	} `json:"meta"`
-}
-
+// jsonParser returns the line parser of in: the text at --text-field (or
+// "text"), SlimPajama's meta.redpajama_set_name, and the --meta-field
+// values, read by the strict scanner in jsonline.go.
 func (o *Options) jsonParser(in *Input) lineParser {
 	base := newLineage(in)
-	prepare := func(line []byte, num, off int64, res *result) ([]byte, Lineage, bool) {
+	textName := o.textField()
+	paths := jsonPaths{strings.Split(textName, ".")}
+	const setField = "meta.redpajama_set_name"
+	setIdx := -1
+	if in.Format == FormatSlimPajama {
+		setIdx = len(paths)
+		paths = append(paths, strings.Split(setField, "."))
+	}
+	metaIdx := len(paths)
+	for _, f := range o.MetaFields {
+		paths = append(paths, strings.Split(f, "."))
+	}
+	return func(line []byte, num, off int64, res *result) {
 		lin := base
 		lin.Line, lin.Offset = num, off
 		if !utf8.Valid(line) {
-			// encoding/json would silently replace invalid bytes: decide here.
+			// The scanner assumes UTF-8; decide here, and count a repair.
 			if o.UTF8 == UTF8Reject {
 				res.reject(&InputError{File: in.Rel, Position: linePos(num),
 					Err: wrapf(ErrInvalidUTF8, "first invalid byte at line byte %d (--utf8 repair replaces invalid bytes with U+FFFD)", firstInvalid(string(line)))})
-				return nil, lin, false
+				return
 			}
 			line = bytes.ToValidUTF8(line, []byte("\uFFFD"))
 			res.repaired++
 		}
-		return line, lin, true
-	}
-	if in.Format == FormatSlimPajama && o.TextField == "" && len(o.MetaFields) == 0 {
-		return func(line []byte, num, off int64, res *result) {
-			line, lin, ok := prepare(line, num, off, res)
-			if !ok {
-				return
-			}
-			var v slimPajamaLine
-			if err := json.Unmarshal(line, &v); err != nil {
-				res.reject(&InputError{File: in.Rel, Position: linePos(num), Err: wrapf(ErrInvalidJSON, "%v", err)})
-				return
-			}
-			if v.Text == nil {
-				res.reject(&InputError{File: in.Rel, Position: linePos(num), Err: wrapf(ErrMissingField, `no string field "text"`)})
-				return
-			}
-			set := ""
-			if v.Meta != nil && v.Meta.Set != nil {
-				set = *v.Meta.Set
-				lin.Meta = []KV{{Key: "redpajama_set_name", Value: set}}
-			}
-			if !o.keepSet(set) {
-				res.filter(FilterSet)
-				return
-			}
-			o.finish(&Document{Text: *v.Text, Lineage: lin}, res)
-		}
-	}
-	field := strings.Split(o.textField(), ".")
-	return func(line []byte, num, off int64, res *result) {
-		line, lin, ok := prepare(line, num, off, res)
-		if !ok {
-			return
-		}
-		var top map[string]json.RawMessage
-		if err := json.Unmarshal(line, &top); err != nil {
+		found := make([]span, len(paths))
+		if err := scanJSONLine(line, paths, found); err != nil {
 			res.reject(&InputError{File: in.Rel, Position: linePos(num), Err: wrapf(ErrInvalidJSON, "%v", err)})
 			return
 		}
-		text, err := lookupString(top, field)
-		if err != nil {
-			res.reject(&InputError{File: in.Rel, Position: linePos(num), Err: err})
+		t := found[0]
+		switch {
+		case !t.found:
+			res.reject(&InputError{File: in.Rel, Position: linePos(num), Err: wrapf(ErrMissingField, "no field %q", textName)})
+			return
+		case !t.isString:
+			res.reject(&InputError{File: in.Rel, Position: linePos(num), Err: wrapf(ErrMissingField, "field %q is not a string", textName)})
 			return
 		}
-		if in.Format == FormatSlimPajama {
-			set, _ := lookupString(top, []string{"meta", "redpajama_set_name"})
-			if set != "" {
+		text := decodeJSONString(line[t.start:t.end])
+		if setIdx >= 0 {
+			set := ""
+			if sp := found[setIdx]; sp.found && sp.isString {
+				set = decodeJSONString(line[sp.start:sp.end])
 				lin.Meta = append(lin.Meta, KV{Key: "redpajama_set_name", Value: set})
 			}
 			if !o.keepSet(set) {
@@ -196,16 +172,16 @@ func (o *Options) jsonParser(in *Input) lineParser {
 				return
 			}
 		}
-		for _, f := range o.MetaFields {
-			raw, err := lookupRaw(top, strings.Split(f, "."))
-			if err != nil {
+		for k, f := range o.MetaFields {
+			sp := found[metaIdx+k]
+			if !sp.found {
 				continue // absent metadata is not an error
 			}
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
-				s = string(raw) // numbers, booleans, objects: their JSON text
+			v := string(line[sp.start:sp.end]) // numbers, booleans, objects: their JSON text
+			if sp.isString {
+				v = decodeJSONString(line[sp.start:sp.end])
 			}
-			lin.Meta = append(lin.Meta, KV{Key: f, Value: s})
+			lin.Meta = append(lin.Meta, KV{Key: f, Value: v})
 		}
 		slices.SortFunc(lin.Meta, func(a, b KV) int { return strings.Compare(a.Key, b.Key) })
 		o.finish(&Document{Text: text, Lineage: lin}, res)
@@ -217,36 +193,4 @@ func (o *Options) keepSet(set string) bool {
 		return slices.Contains(o.IncludeSets, set)
 	}
 	return !slices.Contains(o.ExcludeSets, set)
-}
-
-var errNotObject = errors.New("not an object")
-
-func lookupRaw(top map[string]json.RawMessage, path []string) (json.RawMessage, error) {
-	cur := top
-	for i, k := range path {
-		raw, ok := cur[k]
-		if !ok {
-			return nil, wrapf(ErrMissingField, "no field %q", strings.Join(path[:i+1], "."))
-		}
-		if i == len(path)-1 {
-			return raw, nil
-		}
-		cur = nil
-		if err := json.Unmarshal(raw, &cur); err != nil || cur == nil {
-			return nil, wrapf(ErrMissingField, "field %q: %v", strings.Join(path[:i+1], "."), errNotObject)
-		}
-	}
-	return nil, wrapf(ErrMissingField, "empty field path")
-}
-
-func lookupString(top map[string]json.RawMessage, path []string) (string, error) {
-	raw, err := lookupRaw(top, path)
-	if err != nil {
-		return "", err
-	}
-	var s *string
-	if err := json.Unmarshal(raw, &s); err != nil || s == nil {
-		return "", wrapf(ErrMissingField, "field %q is not a string", strings.Join(path, "."))
-	}
-	return *s, nil
 }

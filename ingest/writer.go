@@ -61,7 +61,7 @@ var DocSchema = arrow.NewSchema([]arrow.Field{
 // Record batch bounds: a batch is flushed at whichever comes first.
 const (
 	batchRows      = 8192
-	batchTextBytes = 16 << 20
+	batchTextBytes = 4 << 20
 )
 
 // OutputFile is a finished shard as the manifest records it.
@@ -119,7 +119,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 func newShardWriter(dir, prefix string, shardBytes int64, c Compression) *shardWriter {
-	mem := memory.NewGoAllocator()
+	mem := newPoolAllocator()
 	w := &shardWriter{dir: dir, prefix: prefix, shardBytes: shardBytes, compression: c, mem: mem,
 		b: array.NewRecordBuilder(mem, DocSchema), batches: make(chan arrow.RecordBatch, 2), done: make(chan error, 1)}
 	w.reserve()
