@@ -175,7 +175,12 @@ func columnNames(pf *file.Reader) string {
 
 // sniffParquet tells StarCoderData and OpenWebText parquet from generic
 // parquet by their columns.
-func sniffParquet(in *Input) (Format, string, error) {
+func sniffParquet(in *Input) (format Format, why string, err error) {
+	defer func() {
+		if recover() != nil { // a damaged file: its reader reports the damage with a position
+			format, why, err = FormatParquet, "", nil
+		}
+	}()
 	f, err := os.Open(in.Path)
 	if err != nil {
 		return "", "", fmt.Errorf("ingest: %w", err)
