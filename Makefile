@@ -9,7 +9,7 @@ BENCHTIME   ?= 1x
 BENCHCOUNT  ?= 10
 FUZZTIME    ?= 20s
 
-.PHONY: all build demo test lint vet fmt-check unit bench fuzz clean
+.PHONY: all build demo test lint vet fmt-check unit race bench fuzz clean
 
 all: build
 
@@ -41,6 +41,10 @@ lint:
 
 unit:
 	$(GO) test -count=1 ./...
+
+# The tests under the race detector (needs cgo and gcc); CI runs it.
+race:
+	$(GO) test -race -short -count=1 ./...
 
 # Benchmarks with their anchors measured in the same run; prints one table
 # of medians (docs/PERF.md). BENCHCOUNT rounds, each a fresh `go test` of
