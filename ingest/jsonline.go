@@ -215,20 +215,28 @@ func (sc *jsonScanner) object(depth int, path []string) error {
 		if err := sc.value(depth, sub); err != nil {
 			return err
 		}
-		sc.ws()
-		if sc.i >= len(sc.s) {
-			return sc.errorf("")
-		}
-		switch sc.s[sc.i] {
-		case ',':
-			sc.i++
-		case '}':
-			sc.i++
-			return nil
-		default:
-			return sc.errorf("after object key:value pair")
+		if done, err := sc.separator('}', "after object key:value pair"); done || err != nil {
+			return err
 		}
 	}
+}
+
+// separator reads what follows a member of an object or array: ',' (more
+// follow) or the closing byte (done).
+func (sc *jsonScanner) separator(closing byte, where string) (done bool, err error) {
+	sc.ws()
+	if sc.i >= len(sc.s) {
+		return false, sc.errorf("")
+	}
+	switch sc.s[sc.i] {
+	case ',':
+		sc.i++
+		return false, nil
+	case closing:
+		sc.i++
+		return true, nil
+	}
+	return false, sc.errorf(where)
 }
 
 // rawKey returns a key without escapes as is.
@@ -253,18 +261,8 @@ func (sc *jsonScanner) array(depth int) error {
 		if err := sc.value(depth, nil); err != nil {
 			return err
 		}
-		sc.ws()
-		if sc.i >= len(sc.s) {
-			return sc.errorf("")
-		}
-		switch sc.s[sc.i] {
-		case ',':
-			sc.i++
-		case ']':
-			sc.i++
-			return nil
-		default:
-			return sc.errorf("after array element")
+		if done, err := sc.separator(']', "after array element"); done || err != nil {
+			return err
 		}
 	}
 }
