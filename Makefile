@@ -9,7 +9,9 @@ BENCHTIME   ?= 1x
 BENCHCOUNT  ?= 10
 FUZZTIME    ?= 20s
 
-.PHONY: all build demo test lint vet fmt-check unit race bench fuzz clean
+REFS        := $(CURDIR)/.cache/ref
+
+.PHONY: all build demo test lint vet fmt-check unit race refs node bench fuzz clean
 
 all: build
 
@@ -39,12 +41,26 @@ vet:
 lint:
 	$(GO) run $(STATICCHECK) ./...
 
-unit:
-	$(GO) test -count=1 ./...
+unit: refs
+	ESTKIT_REFS=$(REFS) ESTKIT_REQUIRE_REFS=1 $(GO) test -count=1 ./...
+
+# Reference ids for the tokenizer exactness tests: the corpus from a checked-in
+# generator, the ids from the reference tokenizers (tiktoken, from npm, run
+# by node). Needs node and npm (Debian: apt-get install nodejs npm).
+refs: $(REFS)/gpt2.jsonl
+
+$(REFS)/corpus.jsonl: tokenize/internal/refcorpus/main.go ingest/corpusgen/corpusgen.go
+	mkdir -p $(REFS)
+	$(GO) run ./tokenize/internal/refcorpus > $@.tmp && mv $@.tmp $@
+
+$(REFS)/gpt2.jsonl: $(REFS)/corpus.jsonl tokenize/testdata/ref/gpt2.mjs tokenize/testdata/ref/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || $(MAKE) node
+	cd tokenize/testdata/ref && npm ci --no-audit --no-fund --silent
+	node tokenize/testdata/ref/gpt2.mjs < $(REFS)/corpus.jsonl > $@.tmp && mv $@.tmp $@
 
 # The tests under the race detector (needs cgo and gcc); CI runs it.
-race:
-	$(GO) test -race -short -count=1 ./...
+race: refs
+	ESTKIT_REFS=$(REFS) $(GO) test -race -short -count=1 ./...
 
 # Benchmarks with their anchors measured in the same run; prints one table
 # of medians (docs/PERF.md). BENCHCOUNT rounds, each a fresh `go test` of
@@ -68,5 +84,10 @@ fuzz:
 	  done; \
 	done
 
+# node and npm from Debian when missing (as root; otherwise says what to run).
+node:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	else echo "node and npm are needed for the tokenizer references: sudo apt-get install -y nodejs npm"; exit 1; fi
+
 clean:
-	rm -rf bin $(DEMO) $(DEMO)-bench.txt
+	rm -rf bin $(DEMO) $(DEMO)-bench.txt .cache tokenize/testdata/ref/node_modules

@@ -1,6 +1,17 @@
-// Package tokenize will hold estkit's token-exact tokenizers: GPT-2's
-// byte-level BPE and the Llama 2 SentencePiece BPE with byte fallback,
-// loaded from Hugging Face tokenizer.json or SentencePiece tokenizer.model
-// files, with parallel batch encoding. It knows nothing of Arrow or corpus
-// files. It holds no code yet; docs/ARCHITECTURE.md tracks what has landed.
+// Package tokenize holds estkit's token-exact tokenizers. Today: GPT-2's
+// byte-level BPE (50257 tokens), identical to OpenAI tiktoken's "gpt2"
+// encode_ordinary; the Llama 2 SentencePiece BPE is still to come
+// (docs/ARCHITECTURE.md tracks what has landed).
+//
+// Contract and invariants:
+//
+//   - Encode is a pure function of the text and options; Decode(Encode(x))
+//     == x for GPT-2 on any input (invalid UTF-8 included: bytes are kept).
+//   - No step is quadratic in the length of a piece: merges use a heap
+//     (n log n) beyond a short-piece threshold, where tiktoken's own O(n²)
+//     scan is faster; both give the same ids (FuzzMergeDiff).
+//   - A Tokenizer is safe for concurrent use; an Encoder (with its piece
+//     cache) is not, and EncodeBatch gives each goroutine its own.
+//
+// The package knows nothing of Arrow or corpus files.
 package tokenize

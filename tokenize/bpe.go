@@ -1,0 +1,145 @@
+package tokenize
+
+import (
+	"container/heap"
+)
+
+// bpe holds a byte-level BPE vocabulary: token bytes ↔ rank (= id). A
+// merge's priority is the rank of the merged bytes, as in tiktoken.
+type bpe struct {
+	ranks   map[string]uint32 // token bytes → id
+	bytes   [][]byte          // id → token bytes
+	lookups *int              // tests count rank lookups here; nil otherwise
+}
+
+// shortPiece is the length up to which the O(n²) scan beats the heap.
+const shortPiece = 48
+
+// encodePiece appends the ids of one pre-tokenized piece.
+func (b *bpe) encodePiece(piece []byte, out []uint32) []uint32 {
+	if id, ok := b.ranks[string(piece)]; ok {
+		return append(out, id)
+	}
+	if len(piece) <= shortPiece {
+		return b.mergeScan(piece, out)
+	}
+	return b.mergeHeap(piece, out)
+}
+
+const noRank = ^uint32(0)
+
+func (b *bpe) rank(p []byte) uint32 {
+	if b.lookups != nil {
+		*b.lookups++
+	}
+	if r, ok := b.ranks[string(p)]; ok {
+		return r
+	}
+	return noRank
+}
+
+// mergeScan is tiktoken's byte_pair_merge: repeatedly merge the adjacent
+// pair whose joined bytes have the lowest rank, the leftmost on ties. It is
+// also the reference the heap version is fuzzed against.
+func (b *bpe) mergeScan(piece []byte, out []uint32) []uint32 {
+	var startsBuf [shortPiece + 1]int
+	starts := startsBuf[:0]
+	if len(piece) > shortPiece {
+		starts = make([]int, 0, len(piece)+1)
+	}
+	for i := 0; i <= len(piece); i++ {
+		starts = append(starts, i) // part k is piece[starts[k]:starts[k+1]]
+	}
+	for len(starts) > 2 {
+		best, at := noRank, -1
+		for k := 0; k+2 < len(starts); k++ {
+			if r := b.rank(piece[starts[k]:starts[k+2]]); r < best {
+				best, at = r, k
+			}
+		}
+		if at < 0 {
+			break
+		}
+		starts = append(starts[:at+1], starts[at+2:]...)
+	}
+	for k := 0; k+1 < len(starts); k++ {
+		out = append(out, b.ranks[string(piece[starts[k]:starts[k+1]])])
+	}
+	return out
+}
+
+// mergeHeap gives mergeScan's result in O(n log n): parts in a linked list,
+// candidate pairs in a heap ordered by (rank, position), stale candidates
+// recognised by the parts' versions and skipped.
+func (b *bpe) mergeHeap(piece []byte, out []uint32) []uint32 {
+	n := len(piece)
+	end := make([]int, n) // part starting at i ends at end[i]
+	next := make([]int, n)
+	prev := make([]int, n)
+	ver := make([]uint32, n)
+	for i := range n {
+		end[i], next[i], prev[i] = i+1, i+1, i-1
+	}
+	h := make(pairHeap, 0, n)
+	for i := 0; i+1 < n; i++ {
+		if rk := b.rank(piece[i : i+2]); rk != noRank {
+			h = append(h, pair{rank: rk, left: i, right: i + 1})
+		}
+	}
+	heap.Init(&h)
+	for h.Len() > 0 {
+		p := heap.Pop(&h).(pair)
+		l, r := p.left, p.right
+		if ver[l] != p.lver || ver[r] != p.rver || next[l] != r || end[l] == 0 || end[r] == 0 {
+			continue // a part changed since this candidate was made
+		}
+		// Merge r into l.
+		end[l] = end[r]
+		end[r] = 0 // dead
+		next[l] = next[r]
+		if next[l] < n {
+			prev[next[l]] = l
+		}
+		ver[l]++
+		if q := prev[l]; q >= 0 {
+			// The old (q, l) candidate is stale by l's version; rank anew.
+			if r2 := b.rank(piece[q:end[l]]); r2 != noRank {
+				heap.Push(&h, pair{rank: r2, left: q, right: l, lver: ver[q], rver: ver[l]})
+			}
+		}
+		if next[l] < n {
+			r := next[l]
+			if r2 := b.rank(piece[l:end[r]]); r2 != noRank {
+				heap.Push(&h, pair{rank: r2, left: l, right: r, lver: ver[l], rver: ver[r]})
+			}
+		}
+	}
+	for i := 0; i < n; i = end[i] {
+		out = append(out, b.ranks[string(piece[i:end[i]])])
+	}
+	return out
+}
+
+type pair struct {
+	rank        uint32
+	left, right int
+	lver, rver  uint32
+}
+
+type pairHeap []pair
+
+func (h pairHeap) Len() int { return len(h) }
+func (h pairHeap) Less(i, j int) bool {
+	if h[i].rank != h[j].rank {
+		return h[i].rank < h[j].rank
+	}
+	return h[i].left < h[j].left
+}
+func (h pairHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *pairHeap) Push(x any)   { *h = append(*h, x.(pair)) }
+func (h *pairHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

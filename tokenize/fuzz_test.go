@@ -1,0 +1,103 @@
+package tokenize
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func gpt2(t testing.TB) *Tokenizer {
+	t.Helper()
+	tok, err := GPT2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// FuzzGPT2RoundTrip: decode(encode(x)) == x for any input, and the split
+// covers the input with non-empty pieces.
+func FuzzGPT2RoundTrip(f *testing.F) {
+	for _, s := range []string{"Hello world's  \u0085x\ufeffy", "  a\n\n b", strings.Repeat("9", 100), "caf\xe9 \xff", "'S'll 'LL", "\r\n\t \u3000x"} {
+		f.Add(s)
+	}
+	tok := gpt2(f)
+	f.Fuzz(func(t *testing.T, s string) {
+		ids, err := tok.Encode(s, EncodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := tok.Decode(ids)
+		if err != nil || string(back) != s {
+			t.Fatalf("decode(encode(%q)) = %q (%v)", s, back, err)
+		}
+		var joined strings.Builder
+		for i := 0; i < len(s); {
+			n := gpt2Piece(s, i)
+			if n <= 0 {
+				t.Fatalf("empty piece at %d of %q", i, s)
+			}
+			joined.WriteString(s[i : i+n])
+			i += n
+		}
+		if joined.String() != s {
+			t.Fatalf("pieces do not cover %q", s)
+		}
+	})
+}
+
+// FuzzMergeDiff: the heap merge gives exactly the ids of tiktoken's scan.
+func FuzzMergeDiff(f *testing.F) {
+	f.Add([]byte("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"))
+	f.Add([]byte(strings.Repeat("1234567890", 20)))
+	f.Add([]byte(" internationalization antidisestablishmentarianism"))
+	f.Add(bytes.Repeat([]byte{0xe4, 0xb8, 0x80}, 30))
+	tok := gpt2(f)
+	f.Fuzz(func(t *testing.T, piece []byte) {
+		if len(piece) == 0 || len(piece) > 4096 {
+			return
+		}
+		want := tok.bpe.mergeScan(piece, nil)
+		got := tok.bpe.mergeHeap(piece, nil)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q: heap %v, scan %v", piece, got, want)
+		}
+	})
+}
+
+func TestMergeHeapMatchesScanOnCorpusPieces(t *testing.T) {
+	tok := gpt2(t)
+	// Long pieces that GPT-2's split produces: digit runs, letter runs,
+	// punctuation runs, mixed scripts.
+	pieces := []string{
+		strings.Repeat("1234567890", 300), strings.Repeat("abcdefghij", 300), " " + strings.Repeat("ab", 700),
+		strings.Repeat("é", 500), strings.Repeat("!?", 300), strings.Repeat("\u4e00\u4e8c\u4e09", 100),
+		"pneumonoultramicroscopicsilicovolcanoconiosis" + strings.Repeat("s", 60),
+	}
+	for _, p := range pieces {
+		if got, want := tok.bpe.mergeHeap([]byte(p), nil), tok.bpe.mergeScan([]byte(p), nil); !slices.Equal(got, want) {
+			t.Fatalf("%.20q...: heap and scan differ", p)
+		}
+	}
+}
+
+// TestLongPiecesNotQuadratic counts merge work, not time: doubling a
+// 50,000-digit number or a 20,000-letter word must about double the rank
+// lookups (n log n), where tiktoken's scan would quadruple them.
+func TestLongPiecesNotQuadratic(t *testing.T) {
+	tok := gpt2(t)
+	for _, unit := range []string{"7", "a", "ab"} {
+		count := func(n int) int {
+			b := *tok.bpe
+			calls := 0
+			b.lookups = &calls
+			b.encodePiece([]byte(strings.Repeat(unit, n)), nil)
+			return calls
+		}
+		a, c := count(25000), count(50000)
+		if ratio := float64(c) / float64(a); ratio > 2.5 {
+			t.Errorf("%q×n: doubling n multiplied rank lookups by %.2f (%d → %d)", unit, ratio, a, c)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package tokenize
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/tiktoken-go/tokenizer/codec"
+)
+
+// Tokenizer encodes text to token ids and back. It is safe for concurrent
+// use.
+type Tokenizer struct {
+	name    string
+	version string // fingerprint part: changes when the ids could
+	bpe     *bpe
+	special map[string]uint32 // special-token text → id
+	bos     int64             // -1: none
+	eos     int64
+	vocab   int
+}
+
+// Name is the tokenizer's name ("gpt2").
+func (t *Tokenizer) Name() string { return t.name }
+
+// Fingerprint identifies the tokenizer for manifests: a change of
+// vocabulary or of encoding rules changes it.
+func (t *Tokenizer) Fingerprint() string { return t.name + "@" + t.version }
+
+// VocabSize is the number of ids, special tokens included.
+func (t *Tokenizer) VocabSize() int { return t.vocab }
+
+// EncodeOptions adjust Encode. The zero value encodes text as text
+// (tiktoken's encode_ordinary).
+type EncodeOptions struct {
+	BOS, EOS       bool // add the tokenizer's BOS / EOS id
+	AllowedSpecial bool // recognise special-token text (e.g. <|endoftext|>) as its id
+}
+
+// ErrNoToken: the tokenizer has no BOS or EOS id to add.
+var ErrNoToken = errors.New("tokenize: no such special token")
+
+var (
+	gpt2Once sync.Once
+	gpt2Tok  *Tokenizer
+	gpt2Err  error
+)
+
+// GPT2 returns the built-in GPT-2 tokenizer (tiktoken "gpt2" / r50k_base).
+// Its ranks come from github.com/tiktoken-go/tokenizer, which embeds them,
+// so no file or network is needed; the encoder is estkit's own.
+func GPT2() (*Tokenizer, error) {
+	gpt2Once.Do(func() { gpt2Tok, gpt2Err = loadGPT2() })
+	return gpt2Tok, gpt2Err
+}
+
+const gpt2EndOfText = 50256
+
+func loadGPT2() (*Tokenizer, error) {
+	c := codec.NewR50kBase()
+	b := &bpe{ranks: make(map[string]uint32, gpt2EndOfText), bytes: make([][]byte, gpt2EndOfText)}
+	for id := 0; id < gpt2EndOfText; id++ {
+		// Decoding one id gives its bytes (the codec's default error mode
+		// returns bytes unchanged): the only way to the embedded ranks.
+		s, err := c.Decode([]uint{uint(id)})
+		if err != nil {
+			return nil, fmt.Errorf("tokenize: gpt2 rank %d: %w", id, err)
+		}
+		b.ranks[s] = uint32(id)
+		b.bytes[id] = []byte(s)
+	}
+	if len(b.ranks) != gpt2EndOfText {
+		return nil, fmt.Errorf("tokenize: gpt2 ranks: %d distinct tokens, want %d", len(b.ranks), gpt2EndOfText)
+	}
+	for c := 0; c < 256; c++ {
+		if _, ok := b.ranks[string([]byte{byte(c)})]; !ok {
+			return nil, fmt.Errorf("tokenize: gpt2 ranks lack byte %#x", c)
+		}
+	}
+	return &Tokenizer{name: "gpt2", version: "r50k_base.1", bpe: b,
+		special: map[string]uint32{"<|endoftext|>": gpt2EndOfText}, bos: -1, eos: gpt2EndOfText, vocab: gpt2EndOfText + 1}, nil
+}
+
+// Encoder encodes with a cache of recent pieces. It is not safe for
+// concurrent use: make one per goroutine.
+type Encoder struct {
+	t     *Tokenizer
+	cache map[string][]uint32
+}
+
+// maxCache bounds an Encoder's piece cache; it is emptied when full.
+const maxCache = 1 << 16
+
+// NewEncoder returns an Encoder of t.
+func (t *Tokenizer) NewEncoder() *Encoder {
+	return &Encoder{t: t, cache: make(map[string][]uint32, 1024)}
+}
+
+// Encode returns the ids of text (a convenience: an Encoder amortises its
+// cache over many calls).
+func (t *Tokenizer) Encode(text string, o EncodeOptions) ([]uint32, error) {
+	return t.NewEncoder().Encode(text, o, nil)
+}
+
+// Encode appends the ids of text to out.
+func (e *Encoder) Encode(text string, o EncodeOptions, out []uint32) ([]uint32, error) {
+	t := e.t
+	if o.BOS {
+		if t.bos < 0 {
+			return nil, fmt.Errorf("%w: %s has no BOS", ErrNoToken, t.name)
+		}
+		out = append(out, uint32(t.bos))
+	}
+	if o.AllowedSpecial && len(t.special) > 0 {
+		for len(text) > 0 {
+			at, id, n := t.nextSpecial(text)
+			if at < 0 {
+				break
+			}
+			out = e.encodeOrdinary(text[:at], out)
+			out = append(out, id)
+			text = text[at+n:]
+		}
+	}
+	out = e.encodeOrdinary(text, out)
+	if o.EOS {
+		if t.eos < 0 {
+			return nil, fmt.Errorf("%w: %s has no EOS", ErrNoToken, t.name)
+		}
+		out = append(out, uint32(t.eos))
+	}
+	return out, nil
+}
+
+// nextSpecial finds the earliest special-token text in s (the longest at
+// one position).
+func (t *Tokenizer) nextSpecial(s string) (at int, id uint32, n int) {
+	at = -1
+	for text, tid := range t.special {
+		i := strings.Index(s, text)
+		if i >= 0 && (at < 0 || i < at || i == at && len(text) > n) {
+			at, id, n = i, tid, len(text)
+		}
+	}
+	return at, id, n
+}
+
+func (e *Encoder) encodeOrdinary(text string, out []uint32) []uint32 {
+	for i := 0; i < len(text); {
+		n := gpt2Piece(text, i)
+		piece := text[i : i+n]
+		i += n
+		if ids, ok := e.cache[piece]; ok {
+			out = append(out, ids...)
+			continue
+		}
+		start := len(out)
+		out = e.t.bpe.encodePiece([]byte(piece), out)
+		if len(piece) <= 64 { // long pieces are rare and would fill the cache
+			if len(e.cache) >= maxCache {
+				clear(e.cache)
+			}
+			e.cache[piece] = append([]uint32(nil), out[start:]...)
+		}
+	}
+	return out
+}
+
+// Decode returns the bytes of ids. For GPT-2, Decode(Encode(x)) == x.
+func (t *Tokenizer) Decode(ids []uint32) ([]byte, error) {
+	var out []byte
+	for i, id := range ids {
+		switch {
+		case int(id) < len(t.bpe.bytes):
+			out = append(out, t.bpe.bytes[id]...)
+		default:
+			s, ok := t.specialText(id)
+			if !ok {
+				return nil, fmt.Errorf("tokenize: id %d at position %d is outside the %s vocabulary (%d ids)", id, i, t.name, t.vocab)
+			}
+			out = append(out, s...)
+		}
+	}
+	return out, nil
+}
+
+func (t *Tokenizer) specialText(id uint32) (string, bool) {
+	for s, sid := range t.special {
+		if sid == id {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// EncodeBatch encodes texts on workers goroutines (0: one per CPU) and
+// returns the ids in input order.
+func (t *Tokenizer) EncodeBatch(texts []string, o EncodeOptions, workers int) ([][]uint32, error) {
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	out := make([][]uint32, len(texts))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	var nextIdx sync.Mutex
+	idx := 0
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := t.NewEncoder()
+			for {
+				nextIdx.Lock()
+				i := idx
+				idx += 16
+				nextIdx.Unlock()
+				if i >= len(texts) {
+					return
+				}
+				for j := i; j < min(i+16, len(texts)); j++ {
+					ids, err := e.Encode(texts[j], o, nil)
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					out[j] = ids
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
