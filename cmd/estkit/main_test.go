@@ -118,3 +118,34 @@ func TestVersionAndCompletion(t *testing.T) {
 		t.Fatal("bash completion missing")
 	}
 }
+
+func TestTokenizeCLI(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "docs.jsonl")
+	if err := corpusgen.WriteFile(in, []byte("{\"id\": \"a\", \"text\": \"Hello world's <|endoftext|>\"}\n{\"body\": \"x\", \"text\": \"second doc\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, "tokenize", "--input", in, "--eos")
+	want := "{\"id\": \"a\", \"ids\": [15496,995,338,1279,91,437,1659,5239,91,29,50256]}\n{\"id\": 2, \"ids\": [12227,2205,50256]}\n"
+	if code != 0 || out != want {
+		t.Fatalf("tokenize: code %d, stderr %s\ngot  %q\nwant %q", code, errs, out, want)
+	}
+	ids := filepath.Join(dir, "ids.jsonl")
+	if err := corpusgen.WriteFile(ids, []byte(out)); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code = run(t, "tokenize", "--decode", "--input", ids)
+	if code != 0 || out != "{\"id\": \"a\", \"text\": \"Hello world's <|endoftext|><|endoftext|>\"}\n{\"id\": 2, \"text\": \"second doc<|endoftext|>\"}\n" {
+		t.Fatalf("decode: %q", out)
+	}
+	out, _, code = run(t, "tokenize", "--input", in, "--count")
+	if code != 0 || !strings.Contains(out, "\"documents\": 2") || !strings.Contains(out, "\"tokens\": 12") {
+		t.Fatalf("count: %q", out)
+	}
+	if _, errs, code := run(t, "tokenize", "--input", in, "--field", "nope"); code == 0 || !strings.Contains(errs, "line 1") {
+		t.Fatalf("missing field: %s", errs)
+	}
+	if _, errs, code := run(t, "tokenize", "--tokenizer", "llama2"); code == 0 || !strings.Contains(errs, "not supported yet") {
+		t.Fatalf("unknown tokenizer: %s", errs)
+	}
+}
