@@ -8,6 +8,7 @@ DEMO        := .demo
 BENCHTIME   ?= 1x
 BENCHCOUNT  ?= 10
 FUZZTIME    ?= 20s
+BENCH_TEXT_MB ?= 20
 
 REFS        := $(CURDIR)/.cache/ref
 
@@ -68,10 +69,12 @@ race: refs
 # XIngest and its XBound run close in time whatever else the machine is
 # doing; about 5 minutes on 2 cores. The load average is printed before and
 # after: other work on the machine skews the figures.
-bench:
+bench: refs
+	$(GO) run ./tokenize/internal/refcorpus -bench $(REFS)/bench -mb $(BENCH_TEXT_MB)
 	@echo "load average before: $$(cat /proc/loadavg 2>/dev/null)"
 	for i in $$(seq $(BENCHCOUNT)); do \
-	  $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
+	  ESTKIT_BENCH_TEXT=$(REFS)/bench $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
+	  node tokenize/testdata/ref/bench.mjs $(REFS)/bench || echo "FAIL: round $$i (tiktoken)"; \
 	done 2>&1 | tee $(DEMO)-bench.txt
 	@echo "load average after: $$(cat /proc/loadavg 2>/dev/null)"
 	$(GO) run ./internal/benchtable < $(DEMO)-bench.txt

@@ -1,9 +1,10 @@
 // Command benchtable summarises `go test -bench` output read on stdin as one
 // Markdown table: for each benchmark (its name without the -GOMAXPROCS
 // suffix), the number of runs and the median of every metric it reported.
-// For each pair of benchmarks named XIngest and XBound it then prints the
-// ratio of their median MB/s (by the convention of this repository, b.SetBytes
-// is given text bytes, so MB/s is MB of document text per second). It exits
+// For each pair of benchmarks named XIngest and XBound, or XEncode and
+// XAnchor, it then prints the ratio of their median MB/s (by the convention
+// of this repository, b.SetBytes is given text bytes, so MB/s is MB of text
+// per second). It exits
 // with status 1 when the input reports a failure, so that `make bench` fails
 // even when the output was piped through tee.
 package main
@@ -135,6 +136,17 @@ func format(v float64) string {
 	return strconv.FormatFloat(v, 'f', prec, 64)
 }
 
+// pairings are the benchmark name suffixes compared by the median of their
+// MB/s: XIngest against XBound (a share of the bound), XEncode against
+// XAnchor (a speed-up over the reference implementation).
+var pairings = []struct {
+	subject, anchor string
+	times           bool
+}{
+	{"Ingest", "Bound", false},
+	{"Encode", "Anchor", true},
+}
+
 func run(r io.Reader, w io.Writer) (failed bool, err error) {
 	benches, units, failed, err := parse(r)
 	if err != nil {
@@ -159,32 +171,38 @@ func run(r io.Reader, w io.Writer) (failed bool, err error) {
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
-	header := false
-	for _, b := range benches {
-		first, rest, _ := strings.Cut(b.name, "/")
-		if !strings.HasSuffix(first, "Ingest") {
-			continue
+	for _, pr := range pairings {
+		header := false
+		for _, b := range benches {
+			first, rest, _ := strings.Cut(b.name, "/")
+			if !strings.HasSuffix(first, pr.subject) {
+				continue
+			}
+			partner := strings.TrimSuffix(first, pr.subject) + pr.anchor
+			if rest != "" {
+				partner += "/" + rest
+			}
+			p := byName[partner]
+			if p == nil || b.metrics["MB/s"] == nil || p.metrics["MB/s"] == nil {
+				continue
+			}
+			if !header {
+				fmt.Fprintln(w)
+				fmt.Fprintf(w, "| pair | %s MB/s | %s MB/s | %s / %s |\n", pr.subject, pr.anchor, pr.subject, pr.anchor)
+				fmt.Fprintln(w, "|---|---:|---:|---:|")
+				header = true
+			}
+			in, bd := median(b.metrics["MB/s"]), median(p.metrics["MB/s"])
+			name := strings.TrimPrefix(strings.TrimSuffix(first, pr.subject), "Benchmark")
+			if rest != "" {
+				name += "/" + rest
+			}
+			ratio := fmt.Sprintf("%.0f%%", 100*in/bd)
+			if pr.times {
+				ratio = fmt.Sprintf("%.1f×", in/bd)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, format(in), format(bd), ratio)
 		}
-		partner := strings.TrimSuffix(first, "Ingest") + "Bound"
-		if rest != "" {
-			partner += "/" + rest
-		}
-		p := byName[partner]
-		if p == nil || b.metrics["MB/s"] == nil || p.metrics["MB/s"] == nil {
-			continue
-		}
-		if !header {
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| pair | Ingest MB/s | Bound MB/s | Ingest / Bound |")
-			fmt.Fprintln(w, "|---|---:|---:|---:|")
-			header = true
-		}
-		in, bd := median(b.metrics["MB/s"]), median(p.metrics["MB/s"])
-		pair := strings.TrimPrefix(strings.TrimSuffix(first, "Ingest"), "Benchmark")
-		if rest != "" {
-			pair += "/" + rest
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f%% |\n", pair, format(in), format(bd), 100*in/bd)
 	}
 	return failed, nil
 }

@@ -10,6 +10,8 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
+	"path/filepath"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -21,6 +23,16 @@ import (
 )
 
 func main() {
+	benchDir := flag.String("bench", "", "write the benchmark texts (english.jsonl, code.jsonl) into this directory instead")
+	benchMB := flag.Int64("mb", 20, "MB of text per benchmark file")
+	flag.Parse()
+	if *benchDir != "" {
+		if err := writeBench(*benchDir, *benchMB<<20); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	enc := json.NewEncoder(w)
@@ -140,4 +152,38 @@ func synthetic() [][2]string {
 		add(fmt.Sprintf("random/%03d", k), b.String())
 	}
 	return out
+}
+
+// writeBench writes english.jsonl (the prose of GOROOT: Markdown, HTML and
+// text files) and code.jsonl (Go sources), each repeated to n bytes, as
+// {"id", "text"} lines.
+func writeBench(dir string, n int64) error {
+	texts, err := corpusgen.GoRootTexts(1 << 40)
+	if err != nil {
+		return err
+	}
+	var prose, code []corpusgen.Text
+	for _, t := range texts {
+		switch filepath.Ext(t.Name) {
+		case ".md", ".html", ".txt":
+			prose = append(prose, t)
+		case ".go":
+			code = append(code, t)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, set := range map[string][]corpusgen.Text{"english.jsonl": prose, "code.jsonl": code} {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		for _, t := range corpusgen.Repeat(set, n) {
+			enc.Encode(map[string]string{"id": t.Name, "text": t.Body})
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
