@@ -16,8 +16,8 @@ type bpe struct {
 const shortPiece = 48
 
 // encodePiece appends the ids of one pre-tokenized piece.
-func (b *bpe) encodePiece(piece []byte, out []uint32) []uint32 {
-	if id, ok := b.ranks[string(piece)]; ok {
+func (b *bpe) encodePiece(piece string, out []uint32) []uint32 {
+	if id, ok := b.ranks[piece]; ok {
 		return append(out, id)
 	}
 	if len(piece) <= shortPiece {
@@ -28,11 +28,11 @@ func (b *bpe) encodePiece(piece []byte, out []uint32) []uint32 {
 
 const noRank = ^uint32(0)
 
-func (b *bpe) rank(p []byte) uint32 {
+func (b *bpe) rank(p string) uint32 {
 	if b.lookups != nil {
 		*b.lookups++
 	}
-	if r, ok := b.ranks[string(p)]; ok {
+	if r, ok := b.ranks[p]; ok {
 		return r
 	}
 	return noRank
@@ -41,7 +41,7 @@ func (b *bpe) rank(p []byte) uint32 {
 // mergeScan is tiktoken's byte_pair_merge: repeatedly merge the adjacent
 // pair whose joined bytes have the lowest rank, the leftmost on ties. It is
 // also the reference the heap version is fuzzed against.
-func (b *bpe) mergeScan(piece []byte, out []uint32) []uint32 {
+func (b *bpe) mergeScan(piece string, out []uint32) []uint32 {
 	var startsBuf [shortPiece + 1]int
 	starts := startsBuf[:0]
 	if len(piece) > shortPiece {
@@ -63,7 +63,7 @@ func (b *bpe) mergeScan(piece []byte, out []uint32) []uint32 {
 		starts = append(starts[:at+1], starts[at+2:]...)
 	}
 	for k := 0; k+1 < len(starts); k++ {
-		out = append(out, b.ranks[string(piece[starts[k]:starts[k+1]])])
+		out = append(out, b.ranks[piece[starts[k]:starts[k+1]]])
 	}
 	return out
 }
@@ -71,7 +71,7 @@ func (b *bpe) mergeScan(piece []byte, out []uint32) []uint32 {
 // mergeHeap gives mergeScan's result in O(n log n): parts in a linked list,
 // candidate pairs in a heap ordered by (rank, position), stale candidates
 // recognised by the parts' versions and skipped.
-func (b *bpe) mergeHeap(piece []byte, out []uint32) []uint32 {
+func (b *bpe) mergeHeap(piece string, out []uint32) []uint32 {
 	n := len(piece)
 	end := make([]int, n) // part starting at i ends at end[i]
 	next := make([]int, n)
@@ -115,7 +115,7 @@ func (b *bpe) mergeHeap(piece []byte, out []uint32) []uint32 {
 		}
 	}
 	for i := 0; i < n; i = end[i] {
-		out = append(out, b.ranks[string(piece[i:end[i]])])
+		out = append(out, b.ranks[piece[i:end[i]]])
 	}
 	return out
 }

@@ -58,8 +58,8 @@ func FuzzMergeDiff(f *testing.F) {
 		if len(piece) == 0 || len(piece) > 4096 {
 			return
 		}
-		want := tok.bpe.mergeScan(piece, nil)
-		got := tok.bpe.mergeHeap(piece, nil)
+		want := tok.bpe.mergeScan(string(piece), nil)
+		got := tok.bpe.mergeHeap(string(piece), nil)
 		if !slices.Equal(got, want) {
 			t.Fatalf("%q: heap %v, scan %v", piece, got, want)
 		}
@@ -76,7 +76,7 @@ func TestMergeHeapMatchesScanOnCorpusPieces(t *testing.T) {
 		"pneumonoultramicroscopicsilicovolcanoconiosis" + strings.Repeat("s", 60),
 	}
 	for _, p := range pieces {
-		if got, want := tok.bpe.mergeHeap([]byte(p), nil), tok.bpe.mergeScan([]byte(p), nil); !slices.Equal(got, want) {
+		if got, want := tok.bpe.mergeHeap(p, nil), tok.bpe.mergeScan(p, nil); !slices.Equal(got, want) {
 			t.Fatalf("%.20q...: heap and scan differ", p)
 		}
 	}
@@ -92,7 +92,7 @@ func TestLongPiecesNotQuadratic(t *testing.T) {
 			b := *tok.bpe
 			calls := 0
 			b.lookups = &calls
-			b.encodePiece([]byte(strings.Repeat(unit, n)), nil)
+			b.encodePiece(strings.Repeat(unit, n), nil)
 			return calls
 		}
 		a, c := count(25000), count(50000)

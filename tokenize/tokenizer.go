@@ -157,7 +157,7 @@ func (e *Encoder) encodeOrdinary(text string, out []uint32) []uint32 {
 			continue
 		}
 		start := len(out)
-		out = e.t.bpe.encodePiece([]byte(piece), out)
+		out = e.t.bpe.encodePiece(piece, out)
 		if len(piece) <= 64 { // long pieces are rare and would fill the cache
 			if len(e.cache) >= maxCache {
 				clear(e.cache)
