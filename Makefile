@@ -12,7 +12,7 @@ BENCH_TEXT_MB ?= 20
 
 REFS        := $(CURDIR)/.cache/ref
 
-.PHONY: all build demo test lint vet fmt-check unit race refs node bench fuzz clean
+.PHONY: all build demo test lint vet fmt-check unit race refs node sentencepiece bench fuzz clean
 
 all: build
 
@@ -48,7 +48,7 @@ unit: refs
 # Reference ids for the tokenizer exactness tests: the corpus from a checked-in
 # generator, the ids from the reference tokenizers (tiktoken, from npm, run
 # by node). Needs node and npm (Debian: apt-get install nodejs npm).
-refs: $(REFS)/gpt2.jsonl
+refs: $(REFS)/gpt2.jsonl $(REFS)/llama2.jsonl
 
 $(REFS)/corpus.jsonl: tokenize/internal/refcorpus/main.go ingest/corpusgen/corpusgen.go
 	mkdir -p $(REFS)
@@ -58,6 +58,17 @@ $(REFS)/gpt2.jsonl: $(REFS)/corpus.jsonl tokenize/testdata/ref/gpt2.mjs tokenize
 	@command -v node >/dev/null && command -v npm >/dev/null || $(MAKE) node
 	cd tokenize/testdata/ref && npm ci --no-audit --no-fund --silent
 	node tokenize/testdata/ref/gpt2.mjs < $(REFS)/corpus.jsonl > $@.tmp && mv $@.tmp $@
+
+$(REFS)/llama2.model: tokenize/testdata/ref/llama2-model.mjs tokenize/testdata/ref/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || $(MAKE) node
+	mkdir -p $(REFS)
+	cd tokenize/testdata/ref && npm ci --no-audit --no-fund --silent
+	node tokenize/testdata/ref/llama2-model.mjs $@.tmp && mv $@.tmp $@
+
+# Debian's python3-sentencepiece is for Debian's own python3 (/usr/bin).
+$(REFS)/llama2.jsonl: $(REFS)/corpus.jsonl $(REFS)/llama2.model tokenize/testdata/ref/llama2.py
+	@/usr/bin/python3 -c "import sentencepiece" 2>/dev/null || $(MAKE) sentencepiece
+	/usr/bin/python3 tokenize/testdata/ref/llama2.py $(REFS)/llama2.model < $(REFS)/corpus.jsonl > $@.tmp && mv $@.tmp $@
 
 # The tests under the race detector (needs cgo and gcc); CI runs it.
 race: refs
@@ -86,6 +97,10 @@ fuzz:
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+sentencepiece:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-sentencepiece; \
+	else echo "python3-sentencepiece is needed for the Llama 2 references: sudo apt-get install -y python3-sentencepiece"; exit 1; fi
 
 # node and npm from Debian when missing (as root; otherwise says what to run).
 node:

@@ -2,9 +2,13 @@ package tokenize
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func gpt2(t testing.TB) *Tokenizer {
@@ -100,4 +104,66 @@ func TestLongPiecesNotQuadratic(t *testing.T) {
 			t.Errorf("%q×n: doubling n multiplied rank lookups by %.2f (%d → %d)", unit, ratio, a, c)
 		}
 	}
+}
+
+// llama2 loads the reference model when make refs has fetched it.
+func llama2(t testing.TB) *Tokenizer {
+	t.Helper()
+	d := os.Getenv("ESTKIT_REFS")
+	if d == "" {
+		t.Skip("ESTKIT_REFS not set: make refs fetches the Llama 2 model")
+	}
+	tok, err := LoadSentencePiece(filepath.Join(d, "llama2.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// FuzzSentencePieceSegments: encoding segment by segment (with the cache)
+// gives exactly the ids of running the merges over the whole text, which is
+// what SentencePiece does.
+func FuzzSentencePieceSegments(f *testing.F) {
+	for _, s := range []string{"Hello  world", "  indented\n    code()", "▁▁x ▁y", "a\u00a0b c\td", "日本語 のテキスト", "x    y"} {
+		f.Add(s)
+	}
+	tok := llama2(f)
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) || len(s) > 2000 {
+			return
+		}
+		got, _ := tok.Encode(s, EncodeOptions{})
+		want := tok.sp.encodeSegment(tok.sp.normalize(s), nil)
+		if s == "" {
+			want = nil
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q: segments %v, whole %v", s, got, want)
+		}
+	})
+}
+
+// FuzzSentencePieceModel: the model reader never panics, and a model it
+// accepts encodes text.
+func FuzzSentencePieceModel(f *testing.F) {
+	if d := os.Getenv("ESTKIT_REFS"); d != "" {
+		if b, err := os.ReadFile(filepath.Join(d, "llama2.model")); err == nil {
+			f.Add(b[:4096])
+		}
+	}
+	f.Add([]byte{0x0a, 0x0b, 0x0a, 0x05, '<', 'u', 'n', 'k', '>', 0x15, 0, 0, 0, 0, 0x18, 0x02})
+	f.Add([]byte{0x12, 0x02, 0x18, 0x02, 0x1a, 0x03, 0x0a, 0x01, 'x'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseSPModel(b)
+		if err != nil {
+			if !errors.Is(err, ErrModel) {
+				t.Fatalf("error %v is not ErrModel", err)
+			}
+			return
+		}
+		if sp, err := newSPBPE(m); err == nil {
+			tok := &Tokenizer{sp: sp, vocab: len(m.pieces)}
+			tok.Encode("hello world ▁x", EncodeOptions{})
+		}
+	})
 }

@@ -55,17 +55,28 @@ func readJSONL(t *testing.T, path string) []refDoc {
 }
 
 // TestGPT2MatchesTiktoken compares every document of the reference corpus
-// id by id with tiktoken's gpt2 encode_ordinary.
+// id by id with tiktoken's gpt2 encode_ordinary, and checks the round trip.
 func TestGPT2MatchesTiktoken(t *testing.T) {
+	compareWithReference(t, gpt2(t), "gpt2.jsonl", "tiktoken", true)
+}
+
+// TestLlama2MatchesSentencePiece compares every document id by id with C++
+// SentencePiece's encode and Meta's Llama 2 tokenizer.model.
+func TestLlama2MatchesSentencePiece(t *testing.T) {
 	dir := refDir(t)
-	corpus := readJSONL(t, filepath.Join(dir, "corpus.jsonl"))
-	ref := readJSONL(t, filepath.Join(dir, "gpt2.jsonl"))
-	if len(corpus) != len(ref) || len(corpus) < 500 {
-		t.Fatalf("corpus %d documents, reference %d", len(corpus), len(ref))
-	}
-	tok, err := GPT2()
+	tok, err := LoadSentencePiece(filepath.Join(dir, "llama2.model"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	compareWithReference(t, tok, "llama2.jsonl", "SentencePiece", false)
+}
+
+func compareWithReference(t *testing.T, tok *Tokenizer, refName, refTool string, roundTrip bool) {
+	dir := refDir(t)
+	corpus := readJSONL(t, filepath.Join(dir, "corpus.jsonl"))
+	ref := readJSONL(t, filepath.Join(dir, refName))
+	if len(corpus) != len(ref) || len(corpus) < 500 {
+		t.Fatalf("corpus %d documents, reference %d", len(corpus), len(ref))
 	}
 	e := tok.NewEncoder()
 	bad := 0
@@ -87,15 +98,17 @@ func TestGPT2MatchesTiktoken(t *testing.T) {
 					k++
 				}
 				lo := max(0, k-3)
-				t.Errorf("%s: first difference at token %d: got %v, tiktoken %v", d.ID, k, got[lo:min(k+5, len(got))], ref[i].IDs[lo:min(k+5, len(ref[i].IDs))])
+				t.Errorf("%s: first difference at token %d: got %v, %s %v", d.ID, k, got[lo:min(k+5, len(got))], refTool, ref[i].IDs[lo:min(k+5, len(ref[i].IDs))])
 			}
 		}
-		if back, _ := tok.Decode(got); string(back) != d.Text {
-			t.Errorf("%s: decode(encode(x)) != x", d.ID)
+		if roundTrip {
+			if back, _ := tok.Decode(got); string(back) != d.Text {
+				t.Errorf("%s: decode(encode(x)) != x", d.ID)
+			}
 		}
 	}
 	if bad > 0 {
-		t.Fatalf("%d of %d documents differ from tiktoken", bad, len(corpus))
+		t.Fatalf("%d of %d documents differ from %s", bad, len(corpus), refTool)
 	}
-	t.Logf("%d documents, %d tokens, identical to tiktoken", len(corpus), tokens)
+	t.Logf("%d documents, %d tokens, identical to %s", len(corpus), tokens, refTool)
 }

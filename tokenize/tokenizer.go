@@ -15,7 +15,8 @@ import (
 type Tokenizer struct {
 	name    string
 	version string // fingerprint part: changes when the ids could
-	bpe     *bpe
+	bpe     *bpe              // GPT-2 byte-level BPE, or
+	sp      *spBPE            // a SentencePiece BPE model
 	special map[string]uint32 // special-token text → id
 	bos     int64             // -1: none
 	eos     int64
@@ -148,6 +149,9 @@ func (t *Tokenizer) nextSpecial(s string) (at int, id uint32, n int) {
 }
 
 func (e *Encoder) encodeOrdinary(text string, out []uint32) []uint32 {
+	if e.t.sp != nil {
+		return e.encodeSP(text, out)
+	}
 	for i := 0; i < len(text); {
 		n := gpt2Piece(text, i)
 		piece := text[i : i+n]
@@ -168,8 +172,13 @@ func (e *Encoder) encodeOrdinary(text string, out []uint32) []uint32 {
 	return out
 }
 
-// Decode returns the bytes of ids. For GPT-2, Decode(Encode(x)) == x.
+// Decode returns the bytes of ids. For GPT-2, Decode(Encode(x)) == x; for
+// SentencePiece models, as SentencePiece decodes (not always x: a literal
+// "▁" comes back as a space).
 func (t *Tokenizer) Decode(ids []uint32) ([]byte, error) {
+	if t.sp != nil {
+		return t.sp.decode(ids)
+	}
 	var out []byte
 	for i, id := range ids {
 		switch {

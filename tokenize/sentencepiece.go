@@ -1,0 +1,288 @@
+package tokenize
+
+import (
+	"container/heap"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"unicode/utf8"
+)
+
+// spBPE is a SentencePiece BPE model with byte fallback (Llama 2's), encoding
+// as SentencePiece's C++ BPE model does (bpe_model.cc): the text normalised
+// (a dummy "▁" prefix, spaces escaped to "▁"), split into characters, then
+// the adjacent pair whose joined piece has the highest score merged, the
+// leftmost on ties, until no joined pair is a piece; symbols that are not
+// pieces become their UTF-8 bytes' <0xXX> pieces.
+type spBPE struct {
+	pieces   map[string]uint32 // normal pieces: merge results and ids
+	reserved map[string]uint32 // unknown, control and byte pieces: ids only
+	scores   []float32         // by id
+	text     []string          // by id
+	typ      []int             // by id
+	byteID   [256]uint32
+	unkID    uint32
+	// normalisation
+	addDummyPrefix, escapeWhitespaces bool
+	// splitSafe: no piece holds "▁" after another character, so no merge can
+	// cross the start of a "▁" run that follows a non-"▁" character, and the
+	// text can be encoded segment by segment (and segments cached).
+	splitSafe bool
+}
+
+const spaceMark = "\u2581" // ▁
+
+// LoadSentencePiece reads a SentencePiece tokenizer.model (BPE with byte
+// fallback, as Llama 2's). Models with parts estkit does not implement yet
+// fail with a message naming the part.
+func LoadSentencePiece(path string) (*Tokenizer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenize: %w", err)
+	}
+	m, err := parseSPModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sp, err := newSPBPE(m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	h := sha256.Sum256(b)
+	t := &Tokenizer{name: "sentencepiece", version: "spm-bpe.1:" + hex.EncodeToString(h[:8]), sp: sp,
+		special: map[string]uint32{}, bos: -1, eos: -1, vocab: len(m.pieces)}
+	if m.bosID >= 0 && m.bosID < len(m.pieces) {
+		t.bos = int64(m.bosID)
+		t.special[m.pieces[m.bosID].piece] = uint32(m.bosID)
+	}
+	if m.eosID >= 0 && m.eosID < len(m.pieces) {
+		t.eos = int64(m.eosID)
+		t.special[m.pieces[m.eosID].piece] = uint32(m.eosID)
+	}
+	return t, nil
+}
+
+func newSPBPE(m *spModel) (*spBPE, error) {
+	switch {
+	case m.modelType != 2:
+		return nil, fmt.Errorf("%w: model type %d is not BPE (2); unigram models are not supported", ErrModel, m.modelType)
+	case !m.byteFallback:
+		return nil, fmt.Errorf("%w: byte_fallback is off; only byte-fallback BPE models are supported", ErrModel)
+	case m.normalizerName != "identity" || m.charsMap:
+		return nil, fmt.Errorf("%w: normalizer %q (only \"identity\" without a character map is supported)", ErrModel, m.normalizerName)
+	case m.removeExtraWhitespaces:
+		return nil, fmt.Errorf("%w: remove_extra_whitespaces is not supported", ErrModel)
+	case m.treatWhitespaceAsSuffix:
+		return nil, fmt.Errorf("%w: treat_whitespace_as_suffix is not supported", ErrModel)
+	}
+	sp := &spBPE{pieces: map[string]uint32{}, reserved: map[string]uint32{}, addDummyPrefix: m.addDummyPrefix,
+		escapeWhitespaces: m.escapeWhitespaces, unkID: uint32(m.unkID), splitSafe: true}
+	bytesSeen := 0
+	for id, p := range m.pieces {
+		sp.scores = append(sp.scores, p.score)
+		sp.text = append(sp.text, p.piece)
+		sp.typ = append(sp.typ, p.typ)
+		switch p.typ {
+		case pieceNormal:
+			sp.pieces[p.piece] = uint32(id)
+			if strings.Contains(strings.TrimLeft(p.piece, spaceMark), spaceMark) {
+				sp.splitSafe = false
+			}
+		case pieceUnknown, pieceControl:
+			sp.reserved[p.piece] = uint32(id)
+		case pieceByte:
+			var v byte
+			if _, err := fmt.Sscanf(p.piece, "<0x%02X>", &v); err != nil {
+				return nil, fmt.Errorf("%w: byte piece %q", ErrModel, p.piece)
+			}
+			sp.byteID[v] = uint32(id)
+			sp.reserved[p.piece] = uint32(id)
+			bytesSeen++
+		case pieceUserDefined:
+			return nil, fmt.Errorf("%w: user-defined piece %q: user-defined symbols are not supported", ErrModel, p.piece)
+		case pieceUnused:
+			return nil, fmt.Errorf("%w: unused piece %q: unused pieces are not supported", ErrModel, p.piece)
+		default:
+			return nil, fmt.Errorf("%w: piece %d has type %d", ErrModel, id, p.typ)
+		}
+	}
+	if bytesSeen != 256 {
+		return nil, fmt.Errorf("%w: %d byte pieces, want 256 for byte fallback", ErrModel, bytesSeen)
+	}
+	if m.unkID < 0 || m.unkID >= len(m.pieces) || m.pieces[m.unkID].typ != pieceUnknown {
+		return nil, fmt.Errorf("%w: unk_id %d is not an unknown piece", ErrModel, m.unkID)
+	}
+	return sp, nil
+}
+
+// normalize applies the dummy prefix and whitespace escaping.
+func (sp *spBPE) normalize(text string) string {
+	if text == "" {
+		return ""
+	}
+	if sp.escapeWhitespaces {
+		text = strings.ReplaceAll(text, " ", spaceMark)
+	}
+	if sp.addDummyPrefix {
+		if sp.escapeWhitespaces {
+			return spaceMark + text
+		}
+		return " " + text
+	}
+	return text
+}
+
+// encodeSP appends the ids of text.
+func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
+	sp := e.t.sp
+	s := sp.normalize(text)
+	if !sp.splitSafe {
+		return sp.encodeSegment(s, out)
+	}
+	for len(s) > 0 {
+		n := spSegment(s)
+		seg := s[:n]
+		s = s[n:]
+		if ids, ok := e.cache[seg]; ok {
+			out = append(out, ids...)
+			continue
+		}
+		start := len(out)
+		out = sp.encodeSegment(seg, out)
+		if len(seg) <= 64 {
+			if len(e.cache) >= maxCache {
+				clear(e.cache)
+			}
+			e.cache[seg] = append([]uint32(nil), out[start:]...)
+		}
+	}
+	return out
+}
+
+// spSegment returns the length of the segment at the start of s: a run of
+// "▁" and the characters up to the next "▁" that follows a non-"▁".
+func spSegment(s string) int {
+	i := 0
+	for strings.HasPrefix(s[i:], spaceMark) {
+		i += len(spaceMark)
+	}
+	if j := strings.Index(s[i:], spaceMark); j >= 0 {
+		return i + j
+	}
+	return len(s)
+}
+
+type spSym struct {
+	start, end int // bytes of the segment; end == start: merged away
+	prev, next int
+}
+
+type spPair struct {
+	score       float32
+	left, right int
+	size        int // bytes of the joined piece: a changed symbol no longer matches
+}
+
+type spPairHeap []spPair
+
+func (h spPairHeap) Len() int { return len(h) }
+func (h spPairHeap) Less(i, j int) bool {
+	if h[i].score != h[j].score {
+		return h[i].score > h[j].score
+	}
+	return h[i].left < h[j].left
+}
+func (h spPairHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *spPairHeap) Push(x any)   { *h = append(*h, x.(spPair)) }
+func (h *spPairHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// encodeSegment runs the merges over seg and appends the ids.
+func (sp *spBPE) encodeSegment(seg string, out []uint32) []uint32 {
+	if seg == "" {
+		return out
+	}
+	syms := make([]spSym, 0, len(seg))
+	for i := 0; i < len(seg); {
+		_, n := utf8.DecodeRuneInString(seg[i:])
+		syms = append(syms, spSym{start: i, end: i + n, prev: len(syms) - 1, next: len(syms) + 1})
+		i += n
+	}
+	syms[len(syms)-1].next = -1
+	h := spPairHeap{}
+	add := func(l, r int) {
+		if l < 0 || r < 0 {
+			return
+		}
+		p := seg[syms[l].start:syms[r].end]
+		if id, ok := sp.pieces[p]; ok {
+			heap.Push(&h, spPair{score: sp.scores[id], left: l, right: r, size: len(p)})
+		}
+	}
+	for i := 1; i < len(syms); i++ {
+		add(i-1, i)
+	}
+	for h.Len() > 0 {
+		p := heap.Pop(&h).(spPair)
+		l, r := &syms[p.left], &syms[p.right]
+		if l.end == l.start || r.end == r.start || (l.end-l.start)+(r.end-r.start) != p.size || l.next != p.right {
+			continue // stale: a symbol changed since the pair was found
+		}
+		l.end = r.end
+		l.next = r.next
+		if r.next >= 0 {
+			syms[r.next].prev = p.left
+		}
+		r.start, r.end = 0, 0
+		add(l.prev, p.left)
+		add(p.left, l.next)
+	}
+	for i := 0; i >= 0; i = syms[i].next {
+		piece := seg[syms[i].start:syms[i].end]
+		if id, ok := sp.pieces[piece]; ok {
+			out = append(out, id)
+			continue
+		}
+		if id, ok := sp.reserved[piece]; ok && sp.typ[id] != pieceUnknown {
+			out = append(out, id)
+			continue
+		}
+		for k := 0; k < len(piece); k++ { // byte fallback
+			out = append(out, sp.byteID[piece[k]])
+		}
+	}
+	return out
+}
+
+// decodeSP turns ids back into text as SentencePiece does: byte pieces
+// joined into bytes, "▁" back to spaces, the dummy prefix's space dropped,
+// control pieces omitted, unknown as " ⁇ ".
+func (sp *spBPE) decode(ids []uint32) ([]byte, error) {
+	var out []byte
+	for i, id := range ids {
+		if int(id) >= len(sp.text) {
+			return nil, fmt.Errorf("tokenize: id %d at position %d is outside the vocabulary (%d ids)", id, i, len(sp.text))
+		}
+		switch sp.typ[id] {
+		case pieceControl:
+		case pieceUnknown:
+			out = append(out, " \u2047 "...)
+		case pieceByte:
+			var v byte
+			fmt.Sscanf(sp.text[id], "<0x%02X>", &v)
+			out = append(out, v)
+		default:
+			out = append(out, strings.ReplaceAll(sp.text[id], spaceMark, " ")...)
+		}
+	}
+	if sp.addDummyPrefix && len(out) > 0 && out[0] == ' ' {
+		out = out[1:]
+	}
+	return out, nil
+}
