@@ -14,7 +14,7 @@ import (
 // use.
 type Tokenizer struct {
 	name    string
-	version string // fingerprint part: changes when the ids could
+	version string            // fingerprint part: changes when the ids could
 	bpe     *bpe              // GPT-2 byte-level BPE, or
 	sp      *spBPE            // a SentencePiece BPE model
 	special map[string]uint32 // special-token text → id

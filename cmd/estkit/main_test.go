@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,7 +146,13 @@ func TestTokenizeCLI(t *testing.T) {
 	if _, errs, code := run(t, "tokenize", "--input", in, "--field", "nope"); code == 0 || !strings.Contains(errs, "line 1") {
 		t.Fatalf("missing field: %s", errs)
 	}
-	if _, errs, code := run(t, "tokenize", "--tokenizer", "llama2"); code == 0 || !strings.Contains(errs, "not supported yet") {
+	if _, errs, code := run(t, "tokenize", "--tokenizer", "llama2"); code == 0 || !strings.Contains(errs, "tokenizer.model") {
 		t.Fatalf("unknown tokenizer: %s", errs)
+	}
+	if refs := os.Getenv("ESTKIT_REFS"); refs != "" {
+		out, errs, code := run(t, "tokenize", "--tokenizer", filepath.Join(refs, "llama2.model"), "--input", in, "--bos")
+		if code != 0 || !strings.HasPrefix(out, "{\"id\": \"a\", \"ids\": [1,15043,3186,29915,29879") {
+			t.Fatalf("llama2: code %d %s\n%s", code, errs, out)
+		}
 	}
 }

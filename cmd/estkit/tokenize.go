@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/estkit/estkit/tokenize"
@@ -33,7 +34,9 @@ prints one JSON line {"id": ..., "ids": [...]} per document in input order.
 number. Special-token text such as <|endoftext|> is encoded as plain text
 unless --special is given.
 
-Tokenizers: gpt2 (built in, identical to tiktoken's gpt2 encode_ordinary).`,
+Tokenizers: gpt2 (built in, identical to tiktoken's gpt2 encode_ordinary),
+or the path of a SentencePiece tokenizer.model (BPE with byte fallback, as
+Llama 2's; identical to SentencePiece's encode; --bos adds <s>, --eos </s>).`,
 		Example: `  echo "Hello world" | estkit tokenize
   estkit tokenize --input docs.jsonl --field text --eos
   estkit tokenize --input docs.jsonl --count
@@ -42,7 +45,7 @@ Tokenizers: gpt2 (built in, identical to tiktoken's gpt2 encode_ordinary).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runTokenize(g, opts) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2")
+	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, or PATH of a SentencePiece tokenizer.model")
 	f.StringVar(&opts.input, "input", "", "JSON-lines input file (- for standard input); without it, standard input is one text")
 	f.StringVar(&opts.field, "field", "text", "JSON field holding the text")
 	f.BoolVar(&opts.bos, "bos", false, "add the BOS id before each document")
@@ -56,11 +59,15 @@ Tokenizers: gpt2 (built in, identical to tiktoken's gpt2 encode_ordinary).`,
 }
 
 func loadTokenizer(name string) (*tokenize.Tokenizer, error) {
-	switch name {
-	case "gpt2":
+	switch {
+	case name == "gpt2":
 		return tokenize.GPT2()
+	case strings.HasSuffix(name, ".model"):
+		return tokenize.LoadSentencePiece(name)
+	case strings.HasSuffix(name, ".json"):
+		return nil, fmt.Errorf("tokenize: %s: Hugging Face tokenizer.json files are not supported yet; give the SentencePiece tokenizer.model beside it", name)
 	}
-	return nil, fmt.Errorf("tokenize: tokenizer %q is not supported yet (built in: gpt2; Llama 2 and tokenizer.json files are still to come)", name)
+	return nil, fmt.Errorf("tokenize: tokenizer %q: want gpt2 or the path of a SentencePiece tokenizer.model (Llama 2)", name)
 }
 
 type tokDoc struct {
