@@ -84,8 +84,9 @@ bench: refs
 	$(GO) run ./tokenize/internal/refcorpus -bench $(REFS)/bench -mb $(BENCH_TEXT_MB)
 	@echo "load average before: $$(cat /proc/loadavg 2>/dev/null)"
 	for i in $$(seq $(BENCHCOUNT)); do \
-	  ESTKIT_BENCH_TEXT=$(REFS)/bench $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
+	  ESTKIT_REFS=$(REFS) ESTKIT_BENCH_TEXT=$(REFS)/bench $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
 	  node tokenize/testdata/ref/bench.mjs $(REFS)/bench || echo "FAIL: round $$i (tiktoken)"; \
+	  /usr/bin/python3 tokenize/testdata/ref/bench_spm.py $(REFS)/bench $(REFS)/llama2.model || echo "FAIL: round $$i (sentencepiece)"; \
 	done 2>&1 | tee $(DEMO)-bench.txt
 	@echo "load average after: $$(cat /proc/loadavg 2>/dev/null)"
 	$(GO) run ./internal/benchtable < $(DEMO)-bench.txt

@@ -61,6 +61,30 @@ func BenchmarkGPT2Encode(b *testing.B) {
 	}
 }
 
+// BenchmarkLlama2Encode: the same for Llama 2's SentencePiece model; its
+// anchor BenchmarkLlama2Anchor is C++ SentencePiece (bench_spm.py).
+func BenchmarkLlama2Encode(b *testing.B) {
+	tok := llama2(b)
+	for _, name := range []string{"english", "code"} {
+		b.Run(name, func(b *testing.B) {
+			texts, n := benchTexts(b, name)
+			b.SetBytes(n)
+			b.ReportAllocs()
+			var tokens int
+			for b.Loop() {
+				e := tok.NewEncoder()
+				tokens = 0
+				var out []uint32
+				for _, t := range texts {
+					out, _ = e.Encode(t, EncodeOptions{}, out[:0])
+					tokens += len(out)
+				}
+			}
+			b.ReportMetric(float64(tokens)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
 // BenchmarkGPT2Batch: EncodeBatch on 1 and 2 goroutines, for the scaling.
 func BenchmarkGPT2Batch(b *testing.B) {
 	tok := gpt2(b)

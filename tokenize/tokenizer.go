@@ -89,6 +89,7 @@ func loadGPT2() (*Tokenizer, error) {
 type Encoder struct {
 	t     *Tokenizer
 	cache map[string][]uint32
+	sp    spScratch // SentencePiece merge buffers, reused across calls
 }
 
 // maxCache bounds an Encoder's piece cache; it is emptied when full.
