@@ -111,3 +111,18 @@ func BenchmarkGPT2Load(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
 }
+
+// BenchmarkLlama2Load: reading and checking Llama 2's tokenizer.model.
+func BenchmarkLlama2Load(b *testing.B) {
+	d := os.Getenv("ESTKIT_REFS")
+	if d == "" {
+		b.Skip("ESTKIT_REFS not set: make refs fetches the Llama 2 model")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := LoadSentencePiece(filepath.Join(d, "llama2.model")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
+}

@@ -167,3 +167,22 @@ func FuzzSentencePieceModel(f *testing.F) {
 		}
 	})
 }
+
+// TestSentencePieceNotQuadratic counts merge work on a long word and a long
+// digit run: doubling the length must about double the piece lookups.
+func TestSentencePieceNotQuadratic(t *testing.T) {
+	tok := llama2(t)
+	for _, unit := range []string{"7", "a", "ab", "▁"} {
+		count := func(n int) int {
+			sp := *tok.sp
+			calls := 0
+			sp.lookups = &calls
+			sp.encodeSegment(strings.Repeat(unit, n), nil)
+			return calls
+		}
+		a, c := count(10000), count(20000)
+		if ratio := float64(c) / float64(a); ratio > 2.5 {
+			t.Errorf("%q×n: doubling n multiplied piece lookups by %.2f (%d → %d)", unit, ratio, a, c)
+		}
+	}
+}

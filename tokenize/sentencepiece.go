@@ -25,6 +25,7 @@ type spBPE struct {
 	unkID    uint32
 	// normalisation
 	addDummyPrefix, escapeWhitespaces bool
+	lookups *int // tests count piece lookups here; nil otherwise
 	// splitSafe: no piece holds "▁" after another character, so no merge can
 	// cross the start of a "▁" run that follows a non-"▁" character, and the
 	// text can be encoded segment by segment (and segments cached).
@@ -259,6 +260,9 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 			return
 		}
 		p := seg[syms[l].start:syms[r].end]
+		if sp.lookups != nil {
+			*sp.lookups++
+		}
 		if id, ok := sp.pieces[p]; ok {
 			h = spPush(h, spPair{score: sp.scores[id], left: l, right: r, size: len(p)})
 		}
