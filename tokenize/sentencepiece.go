@@ -25,7 +25,7 @@ type spBPE struct {
 	unkID    uint32
 	// normalisation
 	addDummyPrefix, escapeWhitespaces bool
-	lookups *int // tests count piece lookups here; nil otherwise
+	lookups                           *int // tests count piece lookups here; nil otherwise
 	// splitSafe: no piece holds "▁" after another character, so no merge can
 	// cross the start of a "▁" run that follows a non-"▁" character, and the
 	// text can be encoded segment by segment (and segments cached).
