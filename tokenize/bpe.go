@@ -39,31 +39,55 @@ func (b *bpe) rank(p string) uint32 {
 }
 
 // mergeScan is tiktoken's byte_pair_merge: repeatedly merge the adjacent
-// pair whose joined bytes have the lowest rank, the leftmost on ties. It is
-// also the reference the heap version is fuzzed against.
+// pair whose joined bytes have the lowest rank, the leftmost on ties. As in
+// tiktoken, each part keeps the rank of joining it with the next, and a
+// merge re-ranks only its two neighbours, so the O(n²) part is a scan over
+// integers, with O(n) map lookups. It is also the reference the heap
+// version is fuzzed against.
 func (b *bpe) mergeScan(piece string, out []uint32) []uint32 {
-	var startsBuf [shortPiece + 1]int
-	starts := startsBuf[:0]
+	type part struct {
+		start int
+		rank  uint32 // rank of joining this part with the next
+	}
+	var buf [shortPiece + 1]part
+	parts := buf[:0]
 	if len(piece) > shortPiece {
-		starts = make([]int, 0, len(piece)+1)
+		parts = make([]part, 0, len(piece)+1)
 	}
-	for i := 0; i <= len(piece); i++ {
-		starts = append(starts, i) // part k is piece[starts[k]:starts[k+1]]
+	for i := 0; i < len(piece); i++ {
+		r := noRank
+		if i+2 <= len(piece) {
+			r = b.rank(piece[i : i+2])
+		}
+		parts = append(parts, part{start: i, rank: r})
 	}
-	for len(starts) > 2 {
+	parts = append(parts, part{start: len(piece), rank: noRank}) // sentinel
+	// rankAt ranks joining parts k and k+1 after a merge.
+	rankAt := func(k int) uint32 {
+		if k+3 >= len(parts) {
+			return noRank
+		}
+		return b.rank(piece[parts[k].start:parts[k+3].start])
+	}
+	for len(parts) > 2 {
 		best, at := noRank, -1
-		for k := 0; k+2 < len(starts); k++ {
-			if r := b.rank(piece[starts[k]:starts[k+2]]); r < best {
-				best, at = r, k
+		for k := 0; k+1 < len(parts); k++ {
+			if parts[k].rank < best {
+				best, at = parts[k].rank, k
 			}
 		}
 		if at < 0 {
 			break
 		}
-		starts = append(starts[:at+1], starts[at+2:]...)
+		// Join parts at and at+1: their ranks change, the rest keep theirs.
+		parts[at].rank = rankAt(at)
+		if at > 0 {
+			parts[at-1].rank = rankAt(at - 1)
+		}
+		parts = append(parts[:at+1], parts[at+2:]...)
 	}
-	for k := 0; k+1 < len(starts); k++ {
-		out = append(out, b.ranks[piece[starts[k]:starts[k+1]]])
+	for k := 0; k+1 < len(parts); k++ {
+		out = append(out, b.ranks[piece[parts[k].start:parts[k+1].start]])
 	}
 	return out
 }
