@@ -225,6 +225,7 @@ func (t *Tokenizer) EncodeBatch(texts []string, o EncodeOptions, workers int) ([
 		go func() {
 			defer wg.Done()
 			e := t.NewEncoder()
+			var scratch []uint32 // encode here, keep an exact-size copy
 			for {
 				nextIdx.Lock()
 				i := idx
@@ -234,12 +235,13 @@ func (t *Tokenizer) EncodeBatch(texts []string, o EncodeOptions, workers int) ([
 					return
 				}
 				for j := i; j < min(i+16, len(texts)); j++ {
-					ids, err := e.Encode(texts[j], o, nil)
+					ids, err := e.Encode(texts[j], o, scratch[:0])
 					if err != nil {
 						errs[w] = err
 						return
 					}
-					out[j] = ids
+					scratch = ids
+					out[j] = slices.Clone(ids)
 				}
 			}
 		}()
