@@ -39,8 +39,14 @@ func benchTexts(b *testing.B, name string) ([]string, int64) {
 // BenchmarkGPT2Encode: one goroutine encoding the English and the code
 // texts; its anchor BenchmarkGPT2Anchor is tiktoken (WASM) on the same
 // files, run by tokenize/testdata/ref/bench.mjs in the same make bench round.
-func BenchmarkGPT2Encode(b *testing.B) {
-	tok := gpt2(b)
+func BenchmarkGPT2Encode(b *testing.B) { benchEncode(b, gpt2(b)) }
+
+// BenchmarkLlama2Encode: the same for Llama 2's SentencePiece model; its
+// anchor BenchmarkLlama2Anchor is C++ SentencePiece (bench_spm.py).
+func BenchmarkLlama2Encode(b *testing.B) { benchEncode(b, llama2(b)) }
+
+// benchEncode encodes the English and the code texts on one goroutine.
+func benchEncode(b *testing.B, tok *Tokenizer) {
 	for _, name := range []string{"english", "code"} {
 		b.Run(name, func(b *testing.B) {
 			texts, n := benchTexts(b, name)
@@ -49,30 +55,6 @@ func BenchmarkGPT2Encode(b *testing.B) {
 			var tokens int
 			for b.Loop() {
 				e := tok.NewEncoder() // a fresh cache each pass
-				tokens = 0
-				var out []uint32
-				for _, t := range texts {
-					out, _ = e.Encode(t, EncodeOptions{}, out[:0])
-					tokens += len(out)
-				}
-			}
-			b.ReportMetric(float64(tokens)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
-		})
-	}
-}
-
-// BenchmarkLlama2Encode: the same for Llama 2's SentencePiece model; its
-// anchor BenchmarkLlama2Anchor is C++ SentencePiece (bench_spm.py).
-func BenchmarkLlama2Encode(b *testing.B) {
-	tok := llama2(b)
-	for _, name := range []string{"english", "code"} {
-		b.Run(name, func(b *testing.B) {
-			texts, n := benchTexts(b, name)
-			b.SetBytes(n)
-			b.ReportAllocs()
-			var tokens int
-			for b.Loop() {
-				e := tok.NewEncoder()
 				tokens = 0
 				var out []uint32
 				for _, t := range texts {
