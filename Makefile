@@ -48,7 +48,7 @@ unit: refs
 # Reference ids for the tokenizer exactness tests: the corpus from a checked-in
 # generator, the ids from the reference tokenizers (tiktoken, from npm, run
 # by node). Needs node and npm (Debian: apt-get install nodejs npm).
-refs: $(REFS)/gpt2.jsonl $(REFS)/llama2.jsonl
+refs: $(REFS)/gpt2.jsonl $(REFS)/llama2.jsonl $(REFS)/llama2-decode.jsonl
 
 $(REFS)/corpus.jsonl: tokenize/internal/refcorpus/main.go ingest/corpusgen/corpusgen.go
 	mkdir -p $(REFS)
@@ -64,6 +64,10 @@ $(REFS)/llama2.model: tokenize/testdata/ref/llama2-model.mjs tokenize/testdata/r
 	mkdir -p $(REFS)
 	cd tokenize/testdata/ref && npm ci --no-audit --no-fund --silent
 	node tokenize/testdata/ref/llama2-model.mjs $@.tmp && mv $@.tmp $@
+
+$(REFS)/llama2-decode.jsonl: $(REFS)/llama2.model tokenize/testdata/ref/llama2_decode.py
+	@/usr/bin/python3 -c "import sentencepiece" 2>/dev/null || $(MAKE) sentencepiece
+	/usr/bin/python3 tokenize/testdata/ref/llama2_decode.py $(REFS)/llama2.model > $@.tmp && mv $@.tmp $@
 
 # Debian's python3-sentencepiece is for Debian's own python3 (/usr/bin).
 $(REFS)/llama2.jsonl: $(REFS)/corpus.jsonl $(REFS)/llama2.model tokenize/testdata/ref/llama2.py

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -111,4 +112,65 @@ func compareWithReference(t *testing.T, tok *Tokenizer, refName, refTool string,
 		t.Fatalf("%d of %d documents differ from %s", bad, len(corpus), refTool)
 	}
 	t.Logf("%d documents, %d tokens, identical to %s", len(corpus), tokens, refTool)
+}
+
+// TestLlama2DecodeMatchesSentencePiece compares Decode with C++
+// SentencePiece's decode on seeded random id sequences that mix normal,
+// byte, control and unknown pieces.
+func TestLlama2DecodeMatchesSentencePiece(t *testing.T) {
+	dir := refDir(t)
+	tok, err := LoadSentencePiece(filepath.Join(dir, "llama2.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := readJSONL(t, filepath.Join(dir, "llama2-decode.jsonl"))
+	if len(cases) < 1000 {
+		t.Fatalf("%d decode cases", len(cases))
+	}
+	bad := 0
+	for _, c := range cases {
+		got, err := tok.Decode(c.IDs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != c.Text {
+			if bad++; bad <= 5 {
+				t.Errorf("decode %v: got %q, SentencePiece %q", c.IDs, got, c.Text)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d decodes differ", bad, len(cases))
+	}
+}
+
+// TestSpecialTokens: with AllowedSpecial, special-token text becomes its id
+// wherever it occurs, and finding them costs a bounded number of searches
+// per special token, not one per match (no quadratic scan).
+func TestSpecialTokens(t *testing.T) {
+	tok := llama2(t)
+	ids, err := tok.Encode("a</s><s>b</s>", EncodeOptions{AllowedSpecial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := tok.Encode("a", EncodeOptions{})
+	b, _ := tok.Encode("b", EncodeOptions{})
+	want := append(append(append([]uint32{}, plain...), 2, 1), append(b, 2)...)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("got %v, want %v", ids, want)
+	}
+	text := strings.Repeat("</s>", 20000)
+	m := tok.newSpecialMatcher(text)
+	matches := 0
+	for from := 0; ; {
+		at, _, n := m.next(from)
+		if at < 0 {
+			break
+		}
+		matches++
+		from = at + n
+	}
+	if matches != 20000 || m.searches > matches+2*len(m.toks) {
+		t.Fatalf("%d matches with %d searches", matches, m.searches)
+	}
 }

@@ -22,6 +22,7 @@ type spBPE struct {
 	text     []string          // by id
 	typ      []int             // by id
 	byteID   [256]uint32
+	byteOf   map[uint32]byte // byte piece id → its byte
 	unkID    uint32
 	// normalisation
 	addDummyPrefix, escapeWhitespaces bool
@@ -80,12 +81,17 @@ func newSPBPE(m *spModel) (*spBPE, error) {
 	sp := &spBPE{pieces: map[string]uint32{}, reserved: map[string]uint32{}, addDummyPrefix: m.addDummyPrefix,
 		escapeWhitespaces: m.escapeWhitespaces, unkID: uint32(m.unkID), splitSafe: true}
 	bytesSeen := 0
+	var seenByte [256]bool
+	sp.byteOf = map[uint32]byte{}
 	for id, p := range m.pieces {
 		sp.scores = append(sp.scores, p.score)
 		sp.text = append(sp.text, p.piece)
 		sp.typ = append(sp.typ, p.typ)
 		switch p.typ {
 		case pieceNormal:
+			if _, dup := sp.pieces[p.piece]; dup {
+				return nil, fmt.Errorf("%w: piece %q appears twice", ErrModel, p.piece)
+			}
 			sp.pieces[p.piece] = uint32(id)
 			if strings.Contains(strings.TrimLeft(p.piece, spaceMark), spaceMark) {
 				sp.splitSafe = false
@@ -93,11 +99,13 @@ func newSPBPE(m *spModel) (*spBPE, error) {
 		case pieceUnknown, pieceControl:
 			sp.reserved[p.piece] = uint32(id)
 		case pieceByte:
-			var v byte
-			if _, err := fmt.Sscanf(p.piece, "<0x%02X>", &v); err != nil {
-				return nil, fmt.Errorf("%w: byte piece %q", ErrModel, p.piece)
+			v, ok := parseBytePiece(p.piece)
+			if !ok || seenByte[v] {
+				return nil, fmt.Errorf("%w: byte piece %q is not <0xHH> or repeats a byte", ErrModel, p.piece)
 			}
+			seenByte[v] = true
 			sp.byteID[v] = uint32(id)
+			sp.byteOf[uint32(id)] = v
 			sp.reserved[p.piece] = uint32(id)
 			bytesSeen++
 		case pieceUserDefined:
@@ -117,10 +125,34 @@ func newSPBPE(m *spModel) (*spBPE, error) {
 	return sp, nil
 }
 
+// parseBytePiece reads "<0xHH>" (two upper-case hex digits, as SentencePiece
+// writes them).
+func parseBytePiece(s string) (byte, bool) {
+	if len(s) != 6 || s[:3] != "<0x" || s[5] != '>' {
+		return 0, false
+	}
+	var v byte
+	for _, c := range []byte(s[3:5]) {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | (c - '0')
+		case c >= 'A' && c <= 'F':
+			v = v<<4 | (c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
 // normalize applies the dummy prefix and whitespace escaping.
 func (sp *spBPE) normalize(text string) string {
 	if text == "" {
 		return ""
+	}
+	if !utf8.ValidString(text) {
+		// SentencePiece's normaliser turns each invalid byte into U+FFFD.
+		text = replaceInvalidBytes(text)
 	}
 	if sp.escapeWhitespaces {
 		text = strings.ReplaceAll(text, " ", spaceMark)
@@ -132,6 +164,24 @@ func (sp *spBPE) normalize(text string) string {
 		return " " + text
 	}
 	return text
+}
+
+// replaceInvalidBytes replaces every byte that is not part of a valid UTF-8
+// sequence with U+FFFD, one for each byte (strings.ToValidUTF8 would fold a
+// run into one).
+func replaceInvalidBytes(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // encodeSP appends the ids of text.
@@ -155,7 +205,7 @@ func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
 			if len(e.cache) >= maxCache {
 				clear(e.cache)
 			}
-			e.cache[seg] = append([]uint32(nil), out[start:]...)
+			e.cache[strings.Clone(seg)] = append([]uint32(nil), out[start:]...)
 		}
 	}
 	return out
@@ -304,29 +354,49 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 	return out
 }
 
-// decodeSP turns ids back into text as SentencePiece does: byte pieces
-// joined into bytes, "▁" back to spaces, the dummy prefix's space dropped,
-// control pieces omitted, unknown as " ⁇ ".
+// decode turns ids back into text as SentencePiece decodes: the "▁" that
+// starts the first normal piece (the dummy prefix) dropped, "▁" back to
+// spaces, runs of byte pieces joined into bytes with each byte that does not
+// form valid UTF-8 shown as U+FFFD, control pieces omitted, unknown as " ⁇ ".
 func (sp *spBPE) decode(ids []uint32) ([]byte, error) {
-	var out []byte
+	var out, run []byte
+	flush := func() {
+		for i := 0; i < len(run); {
+			r, n := utf8.DecodeRune(run[i:])
+			if r == utf8.RuneError && n == 1 {
+				out = append(out, "\uFFFD"...)
+			} else {
+				out = append(out, run[i:i+n]...)
+			}
+			i += n
+		}
+		run = run[:0]
+	}
+	first := true
 	for i, id := range ids {
 		if int(id) >= len(sp.text) {
 			return nil, fmt.Errorf("tokenize: id %d at position %d is outside the vocabulary (%d ids)", id, i, len(sp.text))
 		}
+		if sp.typ[id] == pieceByte {
+			run = append(run, sp.byteOf[id])
+			first = false
+			continue
+		}
+		flush()
 		switch sp.typ[id] {
 		case pieceControl:
 		case pieceUnknown:
 			out = append(out, " \u2047 "...)
-		case pieceByte:
-			var v byte
-			fmt.Sscanf(sp.text[id], "<0x%02X>", &v)
-			out = append(out, v)
+			first = false
 		default:
-			out = append(out, strings.ReplaceAll(sp.text[id], spaceMark, " ")...)
+			piece := sp.text[id]
+			if first && sp.addDummyPrefix {
+				piece = strings.TrimPrefix(piece, spaceMark)
+			}
+			out = append(out, strings.ReplaceAll(piece, spaceMark, " ")...)
+			first = false
 		}
 	}
-	if sp.addDummyPrefix && len(out) > 0 && out[0] == ' ' {
-		out = out[1:]
-	}
+	flush()
 	return out, nil
 }

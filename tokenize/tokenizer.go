@@ -117,15 +117,18 @@ func (e *Encoder) Encode(text string, o EncodeOptions, out []uint32) ([]uint32, 
 		out = append(out, uint32(t.bos))
 	}
 	if o.AllowedSpecial && len(t.special) > 0 {
-		for len(text) > 0 {
-			at, id, n := t.nextSpecial(text)
+		m := t.newSpecialMatcher(text)
+		from := 0
+		for {
+			at, id, n := m.next(from)
 			if at < 0 {
 				break
 			}
-			out = e.encodeOrdinary(text[:at], out)
+			out = e.encodeOrdinary(text[from:at], out)
 			out = append(out, id)
-			text = text[at+n:]
+			from = at + n
 		}
+		text = text[from:]
 	}
 	out = e.encodeOrdinary(text, out)
 	if o.EOS {
@@ -137,14 +140,45 @@ func (e *Encoder) Encode(text string, o EncodeOptions, out []uint32) ([]uint32, 
 	return out, nil
 }
 
-// nextSpecial finds the earliest special-token text in s (the longest at
-// one position).
-func (t *Tokenizer) nextSpecial(s string) (at int, id uint32, n int) {
+// specialMatcher finds special-token texts left to right. It remembers each
+// token's next match and searches again only once the cursor has passed
+// it, so a text costs one pass per special token, not one per match.
+type specialMatcher struct {
+	text     string
+	toks     []string
+	ids      []uint32
+	pos      []int // next match of toks[k] at or after the last search; -1: none left
+	after    []int // where that search started
+	searches int   // strings.Index calls, for the test that they stay few
+}
+
+func (t *Tokenizer) newSpecialMatcher(text string) *specialMatcher {
+	m := &specialMatcher{text: text}
+	for s, id := range t.special {
+		m.toks = append(m.toks, s)
+		m.ids = append(m.ids, id)
+		m.pos = append(m.pos, 0)
+		m.after = append(m.after, -1)
+	}
+	return m
+}
+
+// next returns the earliest match at or after from (the longest at one
+// position), or at = -1.
+func (m *specialMatcher) next(from int) (at int, id uint32, n int) {
 	at = -1
-	for text, tid := range t.special {
-		i := strings.Index(s, text)
-		if i >= 0 && (at < 0 || i < at || i == at && len(text) > n) {
-			at, id, n = i, tid, len(text)
+	for k, s := range m.toks {
+		if m.pos[k] >= 0 && (m.after[k] < 0 || m.pos[k] < from) {
+			m.searches++
+			if i := strings.Index(m.text[from:], s); i >= 0 {
+				m.pos[k] = from + i
+			} else {
+				m.pos[k] = -1
+			}
+			m.after[k] = from
+		}
+		if p := m.pos[k]; p >= 0 && (at < 0 || p < at || p == at && len(s) > n) {
+			at, id, n = p, m.ids[k], len(s)
 		}
 	}
 	return at, id, n
@@ -171,7 +205,8 @@ func (e *Encoder) encodeOrdinary(text string, out []uint32) []uint32 {
 			if len(e.cache) >= maxCache {
 				clear(e.cache)
 			}
-			e.cache[piece] = append([]uint32(nil), out[start:]...)
+			// Clone the key: a substring would keep the whole text alive.
+			e.cache[strings.Clone(piece)] = append([]uint32(nil), out[start:]...)
 		}
 	}
 	return out
@@ -214,6 +249,9 @@ func (t *Tokenizer) specialText(id uint32) (string, bool) {
 func (t *Tokenizer) EncodeBatch(texts []string, o EncodeOptions, workers int) ([][]uint32, error) {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
+	}
+	if _, err := t.NewEncoder().Encode("", o, nil); err != nil {
+		return nil, err // an option the tokenizer cannot honour: say it once
 	}
 	out := make([][]uint32, len(texts))
 	errs := make([]error, workers)

@@ -62,18 +62,21 @@ func loadTokenizer(name string) (*tokenize.Tokenizer, error) {
 	switch {
 	case name == "gpt2":
 		return tokenize.GPT2()
-	case strings.HasSuffix(name, ".model"):
-		return tokenize.LoadSentencePiece(name)
 	case strings.HasSuffix(name, ".json"):
 		return nil, fmt.Errorf("tokenize: %s: Hugging Face tokenizer.json files are not supported yet; give the SentencePiece tokenizer.model beside it", name)
 	}
-	return nil, fmt.Errorf("tokenize: tokenizer %q: want gpt2 or the path of a SentencePiece tokenizer.model (Llama 2)", name)
+	if _, err := os.Stat(name); err != nil {
+		return nil, fmt.Errorf("tokenize: tokenizer %q: want gpt2 or the path of a SentencePiece tokenizer.model (Llama 2): %w", name, err)
+	}
+	return tokenize.LoadSentencePiece(name)
 }
 
 type tokDoc struct {
 	id   json.RawMessage
 	text string
 	ids  []uint32
+	file string // for errors: the input and line the document came from
+	line int
 }
 
 func runTokenize(g *globals, o *tokenizeOptions) error {
@@ -93,16 +96,22 @@ func runTokenize(g *globals, o *tokenizeOptions) error {
 	}
 	out := bufio.NewWriterSize(g.stdout, 1<<20)
 	defer out.Flush()
+	stats := &tokStats{start: time.Now()}
 	if o.input == "" {
+		if o.decode {
+			return fmt.Errorf("tokenize: --decode reads JSON lines of ids: give --input FILE, or --input - for standard input")
+		}
 		b, err := io.ReadAll(in)
 		if err != nil {
 			return err
 		}
-		return emitTokens(g, out, tok, o, []tokDoc{{id: json.RawMessage("1"), text: string(b)}}, &tokStats{start: time.Now()})
+		if err := emitTokens(g, out, tok, o, []tokDoc{{id: json.RawMessage("1"), text: string(b), line: 1}}, stats); err != nil {
+			return err
+		}
+		return printCount(out, o, stats)
 	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(nil, 1<<30)
-	stats := &tokStats{start: time.Now()}
 	var batch []tokDoc
 	for line := 1; sc.Scan(); line++ {
 		if len(sc.Bytes()) == 0 {
@@ -112,7 +121,7 @@ func runTokenize(g *globals, o *tokenizeOptions) error {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			return fmt.Errorf("tokenize: %s: line %d: invalid JSON: %v", name, line, err)
 		}
-		d := tokDoc{id: m["id"]}
+		d := tokDoc{id: m["id"], line: line, file: name}
 		if d.id == nil {
 			d.id = json.RawMessage(strconv.Itoa(line))
 		}
@@ -137,12 +146,18 @@ func runTokenize(g *globals, o *tokenizeOptions) error {
 	if err := emitTokens(g, out, tok, o, batch, stats); err != nil {
 		return err
 	}
-	if o.count {
-		el := time.Since(stats.start).Seconds()
-		fmt.Fprintf(out, "{\"documents\": %d, \"bytes\": %d, \"tokens\": %d, \"seconds\": %.3f, \"mb_per_s\": %.2f, \"tokens_per_s\": %.0f}\n",
-			stats.docs, stats.bytes, stats.tokens, el, float64(stats.bytes)/1e6/el, float64(stats.tokens)/el)
+	return printCount(out, o, stats)
+}
+
+// printCount prints the --count summary.
+func printCount(out io.Writer, o *tokenizeOptions, stats *tokStats) error {
+	if !o.count {
+		return nil
 	}
-	return nil
+	el := time.Since(stats.start).Seconds()
+	_, err := fmt.Fprintf(out, "{\"documents\": %d, \"bytes\": %d, \"tokens\": %d, \"seconds\": %.3f, \"mb_per_s\": %.2f, \"tokens_per_s\": %.0f}\n",
+		stats.docs, stats.bytes, stats.tokens, el, float64(stats.bytes)/1e6/el, float64(stats.tokens)/el)
+	return err
 }
 
 type tokStats struct {
@@ -158,7 +173,7 @@ func emitTokens(g *globals, out *bufio.Writer, tok *tokenize.Tokenizer, o *token
 		for _, d := range docs {
 			b, err := tok.Decode(d.ids)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: line %d: %w", d.file, d.line, err)
 			}
 			text.Reset()
 			enc.Encode(string(b)) // bytes that are not UTF-8 (a partial character) show as U+FFFD
