@@ -91,17 +91,23 @@ func TestMergeHeapMatchesScanOnCorpusPieces(t *testing.T) {
 // lookups (n log n), where tiktoken's scan would quadruple them.
 func TestLongPiecesNotQuadratic(t *testing.T) {
 	tok := gpt2(t)
-	for _, unit := range []string{"7", "a", "ab"} {
-		count := func(n int) int {
-			b := *tok.bpe
-			calls := 0
-			b.lookups = &calls
-			b.encodePiece(strings.Repeat(unit, n), nil)
-			return calls
-		}
-		a, c := count(25000), count(50000)
+	checkLinear(t, []string{"7", "a", "ab"}, 25000, func(s string) int {
+		b := *tok.bpe
+		calls := 0
+		b.lookups = &calls
+		b.encodePiece(s, nil)
+		return calls
+	})
+}
+
+// checkLinear fails when doubling n more than about doubles the work that
+// count reports for strings of n units.
+func checkLinear(t *testing.T, units []string, n int, count func(string) int) {
+	t.Helper()
+	for _, unit := range units {
+		a, c := count(strings.Repeat(unit, n)), count(strings.Repeat(unit, 2*n))
 		if ratio := float64(c) / float64(a); ratio > 2.5 {
-			t.Errorf("%q×n: doubling n multiplied rank lookups by %.2f (%d → %d)", unit, ratio, a, c)
+			t.Errorf("%q×n: doubling n multiplied lookups by %.2f (%d → %d)", unit, ratio, a, c)
 		}
 	}
 }
@@ -172,17 +178,11 @@ func FuzzSentencePieceModel(f *testing.F) {
 // digit run: doubling the length must about double the piece lookups.
 func TestSentencePieceNotQuadratic(t *testing.T) {
 	tok := llama2(t)
-	for _, unit := range []string{"7", "a", "ab", "▁"} {
-		count := func(n int) int {
-			sp := *tok.sp
-			calls := 0
-			sp.lookups = &calls
-			sp.encodeSegment(strings.Repeat(unit, n), nil)
-			return calls
-		}
-		a, c := count(10000), count(20000)
-		if ratio := float64(c) / float64(a); ratio > 2.5 {
-			t.Errorf("%q×n: doubling n multiplied piece lookups by %.2f (%d → %d)", unit, ratio, a, c)
-		}
-	}
+	checkLinear(t, []string{"7", "a", "ab", "▁"}, 10000, func(s string) int {
+		sp := *tok.sp
+		calls := 0
+		sp.lookups = &calls
+		sp.encodeSegment(s, nil)
+		return calls
+	})
 }

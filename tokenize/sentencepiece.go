@@ -201,12 +201,7 @@ func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
 		}
 		start := len(out)
 		out = sp.encodeSegmentWith(&e.sp, seg, out)
-		if len(seg) <= 64 {
-			if len(e.cache) >= maxCache {
-				clear(e.cache)
-			}
-			e.cache[strings.Clone(seg)] = append([]uint32(nil), out[start:]...)
-		}
+		e.remember(seg, out[start:])
 	}
 	return out
 }
@@ -361,15 +356,7 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 func (sp *spBPE) decode(ids []uint32) ([]byte, error) {
 	var out, run []byte
 	flush := func() {
-		for i := 0; i < len(run); {
-			r, n := utf8.DecodeRune(run[i:])
-			if r == utf8.RuneError && n == 1 {
-				out = append(out, "\uFFFD"...)
-			} else {
-				out = append(out, run[i:i+n]...)
-			}
-			i += n
-		}
+		out = append(out, replaceInvalidBytes(string(run))...)
 		run = run[:0]
 	}
 	first := true

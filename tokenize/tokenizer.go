@@ -110,10 +110,10 @@ func (t *Tokenizer) Encode(text string, o EncodeOptions) ([]uint32, error) {
 // Encode appends the ids of text to out.
 func (e *Encoder) Encode(text string, o EncodeOptions, out []uint32) ([]uint32, error) {
 	t := e.t
+	if err := t.checkOptions(o); err != nil {
+		return nil, err
+	}
 	if o.BOS {
-		if t.bos < 0 {
-			return nil, fmt.Errorf("%w: %s has no BOS", ErrNoToken, t.name)
-		}
 		out = append(out, uint32(t.bos))
 	}
 	if o.AllowedSpecial && len(t.special) > 0 {
@@ -132,12 +132,20 @@ func (e *Encoder) Encode(text string, o EncodeOptions, out []uint32) ([]uint32, 
 	}
 	out = e.encodeOrdinary(text, out)
 	if o.EOS {
-		if t.eos < 0 {
-			return nil, fmt.Errorf("%w: %s has no EOS", ErrNoToken, t.name)
-		}
 		out = append(out, uint32(t.eos))
 	}
 	return out, nil
+}
+
+// checkOptions fails for a BOS or EOS the tokenizer does not have.
+func (t *Tokenizer) checkOptions(o EncodeOptions) error {
+	if o.BOS && t.bos < 0 {
+		return fmt.Errorf("%w: %s has no BOS", ErrNoToken, t.name)
+	}
+	if o.EOS && t.eos < 0 {
+		return fmt.Errorf("%w: %s has no EOS", ErrNoToken, t.name)
+	}
+	return nil
 }
 
 // specialMatcher finds special-token texts left to right. It remembers each
@@ -201,15 +209,22 @@ func (e *Encoder) encodeOrdinary(text string, out []uint32) []uint32 {
 		}
 		start := len(out)
 		out = e.t.bpe.encodePiece(piece, out)
-		if len(piece) <= 64 { // long pieces are rare and would fill the cache
-			if len(e.cache) >= maxCache {
-				clear(e.cache)
-			}
-			// Clone the key: a substring would keep the whole text alive.
-			e.cache[strings.Clone(piece)] = append([]uint32(nil), out[start:]...)
-		}
+		e.remember(piece, out[start:])
 	}
 	return out
+}
+
+// remember caches the ids of a piece (GPT-2) or segment (SentencePiece).
+// Long ones are rare and would fill the cache.
+func (e *Encoder) remember(piece string, ids []uint32) {
+	if len(piece) > 64 {
+		return
+	}
+	if len(e.cache) >= maxCache {
+		clear(e.cache)
+	}
+	// Clone the key: a substring would keep the whole text alive.
+	e.cache[strings.Clone(piece)] = slices.Clone(ids)
 }
 
 // Decode returns the bytes of ids. For GPT-2, Decode(Encode(x)) == x; for
@@ -250,7 +265,7 @@ func (t *Tokenizer) EncodeBatch(texts []string, o EncodeOptions, workers int) ([
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	if _, err := t.NewEncoder().Encode("", o, nil); err != nil {
+	if err := t.checkOptions(o); err != nil {
 		return nil, err // an option the tokenizer cannot honour: say it once
 	}
 	out := make([][]uint32, len(texts))
