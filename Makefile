@@ -48,7 +48,7 @@ unit: refs
 # Reference ids for the tokenizer exactness tests: the corpus from a checked-in
 # generator, the ids from the reference tokenizers (tiktoken, from npm, run
 # by node). Needs node and npm (Debian: apt-get install nodejs npm).
-refs: $(REFS)/gpt2.jsonl $(REFS)/llama2.jsonl $(REFS)/llama2-decode.jsonl
+refs: $(REFS)/gpt2.jsonl $(REFS)/llama2.jsonl $(REFS)/llama2-decode.jsonl $(REFS)/hf-gpt2.jsonl $(REFS)/hf-llama2.jsonl
 
 $(REFS)/corpus.jsonl: tokenize/internal/refcorpus/main.go ingest/corpusgen/corpusgen.go
 	mkdir -p $(REFS)
@@ -73,6 +73,23 @@ $(REFS)/llama2-decode.jsonl: $(REFS)/llama2.model tokenize/testdata/ref/llama2_d
 $(REFS)/llama2.jsonl: $(REFS)/corpus.jsonl $(REFS)/llama2.model tokenize/testdata/ref/llama2.py
 	@/usr/bin/python3 -c "import sentencepiece" 2>/dev/null || $(MAKE) sentencepiece
 	/usr/bin/python3 tokenize/testdata/ref/llama2.py $(REFS)/llama2.model < $(REFS)/corpus.jsonl > $@.tmp && mv $@.tmp $@
+
+# Hugging Face tokenizer.json files built by checked-in converters (GPT-2's
+# from tiktoken's ranks, Llama 2's from tokenizer.model as Hugging Face's Llama
+# converter lays it out), and their reference ids from the tokenizer library
+# of transformers.js (@huggingface/tokenizers).
+$(REFS)/gpt2-tokenizer.json: tokenize/testdata/ref/gpt2-tokenizer-json.mjs tokenize/testdata/ref/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || $(MAKE) node
+	mkdir -p $(REFS)
+	cd tokenize/testdata/ref && npm ci --no-audit --no-fund --silent
+	node tokenize/testdata/ref/gpt2-tokenizer-json.mjs > $@.tmp && mv $@.tmp $@
+
+$(REFS)/llama2-tokenizer.json: $(REFS)/llama2.model tokenize/testdata/ref/llama2-tokenizer-json.py
+	@/usr/bin/python3 -c "import sentencepiece" 2>/dev/null || $(MAKE) sentencepiece
+	/usr/bin/python3 tokenize/testdata/ref/llama2-tokenizer-json.py $(REFS)/llama2.model > $@.tmp && mv $@.tmp $@
+
+$(REFS)/hf-%.jsonl: $(REFS)/%-tokenizer.json $(REFS)/corpus.jsonl tokenize/testdata/ref/hf.mjs
+	node tokenize/testdata/ref/hf.mjs $(REFS)/$*-tokenizer.json < $(REFS)/corpus.jsonl > $@.tmp && mv $@.tmp $@
 
 # The tests under the race detector (needs cgo and gcc); CI runs it.
 race: refs

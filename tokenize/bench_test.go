@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -94,17 +95,22 @@ func BenchmarkGPT2Load(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
 }
 
-// BenchmarkLlama2Load: reading and checking Llama 2's tokenizer.model.
-func BenchmarkLlama2Load(b *testing.B) {
+// BenchmarkFileLoad: reading and checking Llama 2's tokenizer.model, and
+// the GPT-2 and Llama 2 tokenizer.json files.
+func BenchmarkFileLoad(b *testing.B) {
 	d := os.Getenv("ESTKIT_REFS")
 	if d == "" {
 		b.Skip("ESTKIT_REFS not set: make refs fetches the Llama 2 model")
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := LoadSentencePiece(filepath.Join(d, "llama2.model")); err != nil {
-			b.Fatal(err)
-		}
+	for _, name := range []string{"llama2.model", "gpt2-tokenizer.json", "llama2-tokenizer.json"} {
+		b.Run(strings.NewReplacer(".", "-").Replace(name), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Load(filepath.Join(d, name)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
 }

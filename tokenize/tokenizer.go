@@ -237,7 +237,7 @@ func (t *Tokenizer) Decode(ids []uint32) ([]byte, error) {
 	var out []byte
 	for i, id := range ids {
 		switch {
-		case int(id) < len(t.bpe.bytes):
+		case int(id) < len(t.bpe.bytes) && t.bpe.bytes[id] != nil:
 			out = append(out, t.bpe.bytes[id]...)
 		default:
 			s, ok := t.specialText(id)

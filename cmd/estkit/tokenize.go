@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/estkit/estkit/tokenize"
@@ -45,7 +44,7 @@ Llama 2's; identical to SentencePiece's encode; --bos adds <s>, --eos </s>).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runTokenize(g, opts) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, or PATH of a SentencePiece tokenizer.model")
+	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, or PATH of a Hugging Face tokenizer.json, a SentencePiece tokenizer.model or a directory holding one")
 	f.StringVar(&opts.input, "input", "", "JSON-lines input file (- for standard input); without it, standard input is one text")
 	f.StringVar(&opts.field, "field", "text", "JSON field holding the text")
 	f.BoolVar(&opts.bos, "bos", false, "add the BOS id before each document")
@@ -58,18 +57,7 @@ Llama 2's; identical to SentencePiece's encode; --bos adds <s>, --eos </s>).`,
 	return cmd
 }
 
-func loadTokenizer(name string) (*tokenize.Tokenizer, error) {
-	switch {
-	case name == "gpt2":
-		return tokenize.GPT2()
-	case strings.HasSuffix(name, ".json"):
-		return nil, fmt.Errorf("tokenize: %s: Hugging Face tokenizer.json files are not supported yet; give the SentencePiece tokenizer.model beside it", name)
-	}
-	if _, err := os.Stat(name); err != nil {
-		return nil, fmt.Errorf("tokenize: tokenizer %q: want gpt2 or the path of a SentencePiece tokenizer.model (Llama 2): %w", name, err)
-	}
-	return tokenize.LoadSentencePiece(name)
-}
+func loadTokenizer(name string) (*tokenize.Tokenizer, error) { return tokenize.Load(name) }
 
 type tokDoc struct {
 	id   json.RawMessage
