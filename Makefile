@@ -8,7 +8,7 @@ DEMO        := .demo
 BENCHTIME   ?= 1x
 BENCHCOUNT  ?= 10
 FUZZTIME    ?= 20s
-BENCH_TEXT_MB ?= 20
+BENCH_TEXT_MB ?= 50
 
 REFS        := $(CURDIR)/.cache/ref
 
@@ -99,7 +99,8 @@ race: refs
 # of medians (docs/PERF.md). BENCHCOUNT rounds, each a fresh `go test` of
 # every benchmark once (BENCHTIME 1x: one iteration of seconds), so that each
 # XIngest and its XBound run close in time whatever else the machine is
-# doing; about 5 minutes on 2 cores. The load average is printed before and
+# doing; about 3 minutes a round on 2 cores (C++ SentencePiece on 100 MB is
+# most of it). The load average is printed before and
 # after: other work on the machine skews the figures.
 bench: refs
 	$(GO) run ./tokenize/internal/refcorpus -bench $(REFS)/bench -mb $(BENCH_TEXT_MB)

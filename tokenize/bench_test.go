@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -112,5 +114,41 @@ func BenchmarkFileLoad(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
 		})
+	}
+}
+
+// BenchmarkEncodeParallel: the encoder itself on 1 and 2 goroutines, each
+// with its own Encoder and a reused ids buffer (as a shard writer uses it),
+// so that the scaling is the tokenizer's and not the allocator's.
+func BenchmarkEncodeParallel(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		tok  func(testing.TB) *Tokenizer
+	}{{"gpt2", gpt2}, {"llama2", llama2}} {
+		for _, w := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/english/threads=%d", tc.name, w), func(b *testing.B) {
+				tok := tc.tok(b)
+				texts, n := benchTexts(b, "english")
+				b.SetBytes(n)
+				for b.Loop() {
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					for range w {
+						wg.Go(func() {
+							e := tok.NewEncoder()
+							var out []uint32
+							for {
+								i := int(next.Add(1) - 1)
+								if i >= len(texts) {
+									return
+								}
+								out, _ = e.Encode(texts[i], EncodeOptions{}, out[:0])
+							}
+						})
+					}
+					wg.Wait()
+				}
+			})
+		}
 	}
 }

@@ -195,7 +195,7 @@ func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
 		n := spSegment(s)
 		seg := s[:n]
 		s = s[n:]
-		if ids, ok := e.cache[seg]; ok {
+		if ids, ok := e.lookup(seg); ok {
 			out = append(out, ids...)
 			continue
 		}

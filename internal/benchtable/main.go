@@ -204,5 +204,34 @@ func run(r io.Reader, w io.Writer) (failed bool, err error) {
 			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, format(in), format(bd), ratio)
 		}
 	}
+	scaling(w, benches, byName)
 	return failed, nil
+}
+
+// scaling prints, for each benchmark whose name holds "threads=N" (N > 1),
+// its median MB/s against the same benchmark's "threads=1".
+func scaling(w io.Writer, benches []*bench, byName map[string]*bench) {
+	header := false
+	for _, b := range benches {
+		i := strings.Index(b.name, "threads=")
+		if i < 0 {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimRightFunc(b.name[i+len("threads="):], func(r rune) bool { return r < '0' || r > '9' }))
+		if err != nil || n <= 1 {
+			continue
+		}
+		one := byName[b.name[:i]+"threads=1"+b.name[i+len("threads=")+len(strconv.Itoa(n)):]]
+		if one == nil || b.metrics["MB/s"] == nil || one.metrics["MB/s"] == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| scaling | threads=1 MB/s | threads=N MB/s | ratio |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|")
+			header = true
+		}
+		a, c := median(one.metrics["MB/s"]), median(b.metrics["MB/s"])
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f× |\n", strings.TrimPrefix(b.name, "Benchmark"), format(a), format(c), c/a)
+	}
 }

@@ -40,6 +40,24 @@ func TestRun(t *testing.T) {
 	}
 }
 
+func TestScaling(t *testing.T) {
+	in := `BenchmarkP/a/threads=1-2  1  100 ns/op  40.0 MB/s
+BenchmarkP/a/threads=2-2  1  100 ns/op  70.0 MB/s
+BenchmarkP/a/threads=1-2  1  100 ns/op  50.0 MB/s
+BenchmarkP/a/threads=2-2  1  100 ns/op  90.0 MB/s
+BenchmarkP/a/threads=2-2  1  100 ns/op  80.0 MB/s
+BenchmarkQ/threads=2-2  1  100 ns/op  80.0 MB/s
+`
+	var out strings.Builder
+	if _, err := run(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "| P/a/threads=2 | 45 | 80 | 1.78× |\n"
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "| Q/") {
+		t.Errorf("got\n%s\nwant a line %q and none for Q", out.String(), want)
+	}
+}
+
 func TestFailure(t *testing.T) {
 	var out strings.Builder
 	failed, err := run(strings.NewReader("--- FAIL: BenchmarkX\nFAIL\n"), &out)

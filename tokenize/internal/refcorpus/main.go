@@ -157,6 +157,32 @@ func synthetic() [][2]string {
 // writeBench writes english.jsonl (the prose of GOROOT: Markdown, HTML and
 // text files) and code.jsonl (Go sources), each repeated to n bytes, as
 // {"id", "text"} lines.
+// maxBenchDoc caps a benchmark document: GOROOT holds a few files of
+// megabytes, and a corpus of web pages or source files has almost none, so
+// those files are cut at line ends into documents of at most this size.
+const maxBenchDoc = 64 << 10
+
+// splitLines cuts s after newlines into parts of at most max bytes (a line
+// longer than max is a part of its own).
+func splitLines(s string, max int) []string {
+	var parts []string
+	for len(s) > max {
+		cut := strings.LastIndexByte(s[:max], '\n') + 1
+		if cut == 0 {
+			cut = strings.IndexByte(s, '\n') + 1
+			if cut == 0 {
+				cut = len(s)
+			}
+		}
+		parts = append(parts, s[:cut])
+		s = s[cut:]
+	}
+	if s != "" {
+		parts = append(parts, s)
+	}
+	return parts
+}
+
 func writeBench(dir string, n int64) error {
 	texts, err := corpusgen.GoRootTexts(1 << 40)
 	if err != nil {
@@ -179,7 +205,9 @@ func writeBench(dir string, n int64) error {
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(false)
 		for _, t := range corpusgen.Repeat(set, n) {
-			enc.Encode(map[string]string{"id": t.Name, "text": t.Body})
+			for k, body := range splitLines(t.Body, maxBenchDoc) {
+				enc.Encode(map[string]string{"id": fmt.Sprintf("%s#%d", t.Name, k), "text": body})
+			}
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
 			return err
