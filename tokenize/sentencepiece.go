@@ -31,6 +31,24 @@ type spBPE struct {
 	// cross the start of a "▁" run that follows a non-"▁" character, and the
 	// text can be encoded segment by segment (and segments cached).
 	splitSafe bool
+	// joins holds the characters that occur in a piece of two or more
+	// characters; any other character never takes part in a merge, so
+	// segments also end before and after it (Llama 2 has no piece with a
+	// newline: lines of code become separate segments, which repeat).
+	joins map[rune]bool
+	// The merge table by symbol ids: a symbol is a normal piece (its id) or
+	// a character that is no piece but occurs in one (ids from len(text)
+	// on). merges maps left<<32|right to the joined piece; integer keys
+	// instead of hashing the joined text halved the merge loop's time.
+	merges map[uint64]spMerge
+	charID map[rune]int32
+	ascii  [128]int32 // charID of ASCII characters, -1: none
+	joinsA [128]bool  // joins of ASCII characters
+}
+
+type spMerge struct {
+	id    uint32
+	score float32
 }
 
 const spaceMark = "\u2581" // ▁
@@ -79,7 +97,7 @@ func newSPBPE(m *spModel) (*spBPE, error) {
 		return nil, fmt.Errorf("%w: treat_whitespace_as_suffix is not supported", ErrModel)
 	}
 	sp := &spBPE{pieces: map[string]uint32{}, reserved: map[string]uint32{}, addDummyPrefix: m.addDummyPrefix,
-		escapeWhitespaces: m.escapeWhitespaces, unkID: uint32(m.unkID), splitSafe: true}
+		escapeWhitespaces: m.escapeWhitespaces, unkID: uint32(m.unkID), splitSafe: true, joins: map[rune]bool{}}
 	bytesSeen := 0
 	var seenByte [256]bool
 	sp.byteOf = map[uint32]byte{}
@@ -95,6 +113,11 @@ func newSPBPE(m *spModel) (*spBPE, error) {
 			sp.pieces[p.piece] = uint32(id)
 			if strings.Contains(strings.TrimLeft(p.piece, spaceMark), spaceMark) {
 				sp.splitSafe = false
+			}
+			if utf8.RuneCountInString(p.piece) > 1 {
+				for _, r := range p.piece {
+					sp.joins[r] = true
+				}
 			}
 		case pieceUnknown, pieceControl:
 			sp.reserved[p.piece] = uint32(id)
@@ -119,10 +142,84 @@ func newSPBPE(m *spModel) (*spBPE, error) {
 	if bytesSeen != 256 {
 		return nil, fmt.Errorf("%w: %d byte pieces, want 256 for byte fallback", ErrModel, bytesSeen)
 	}
+	sp.buildMerges()
 	if m.unkID < 0 || m.unkID >= len(m.pieces) || m.pieces[m.unkID].typ != pieceUnknown {
 		return nil, fmt.Errorf("%w: unk_id %d is not an unknown piece", ErrModel, m.unkID)
 	}
 	return sp, nil
+}
+
+// buildMerges fills charID and merges: every split of every normal piece
+// into two possible symbols.
+func (sp *spBPE) buildMerges() {
+	sp.charID = map[rune]int32{}
+	next := int32(len(sp.text))
+	for r := range sp.joins {
+		if id, ok := sp.pieces[string(r)]; ok {
+			sp.charID[r] = int32(id)
+		} else {
+			sp.charID[r] = next
+			next++
+		}
+	}
+	for piece, id := range sp.pieces {
+		if utf8.RuneCountInString(piece) == 1 {
+			r, _ := utf8.DecodeRuneInString(piece)
+			if _, ok := sp.charID[r]; !ok {
+				sp.charID[r] = int32(id)
+			}
+		}
+	}
+	for c := range sp.ascii {
+		sp.joinsA[c] = sp.joins[rune(c)]
+		sp.ascii[c] = -1
+		if id, ok := sp.charID[rune(c)]; ok {
+			sp.ascii[c] = id
+		}
+	}
+	symbol := func(x string) (int32, bool) {
+		if id, ok := sp.pieces[x]; ok {
+			return int32(id), true
+		}
+		if r, n := utf8.DecodeRuneInString(x); n == len(x) {
+			id, ok := sp.charID[r]
+			return id, ok
+		}
+		return 0, false
+	}
+	sp.merges = make(map[uint64]spMerge, 4*len(sp.pieces))
+	for piece, id := range sp.pieces {
+		for k := 1; k < len(piece); k++ {
+			if !utf8.RuneStart(piece[k]) {
+				continue
+			}
+			l, lok := symbol(piece[:k])
+			r, rok := symbol(piece[k:])
+			if lok && rok {
+				sp.merges[uint64(uint32(l))<<32|uint64(uint32(r))] = spMerge{id: id, score: sp.scores[id]}
+			}
+		}
+	}
+}
+
+// joinsRune tells whether r occurs in a piece of two or more characters.
+func (sp *spBPE) joinsRune(r rune) bool {
+	if r < 128 {
+		return sp.joinsA[r]
+	}
+	return sp.joins[r]
+}
+
+// symbolOf is the symbol id of character r, -1 when it takes part in no
+// merge.
+func (sp *spBPE) symbolOf(r rune) int32 {
+	if r < 128 {
+		return sp.ascii[r]
+	}
+	if id, ok := sp.charID[r]; ok {
+		return id
+	}
+	return -1
 }
 
 // parseBytePiece reads "<0xHH>" (two upper-case hex digits, as SentencePiece
@@ -192,7 +289,7 @@ func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
 		return sp.encodeSegmentWith(&e.sp, s, out)
 	}
 	for len(s) > 0 {
-		n := spSegment(s)
+		n := sp.segment(s)
 		seg := s[:n]
 		s = s[n:]
 		if ids, ok := e.lookup(seg); ok {
@@ -206,15 +303,24 @@ func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
 	return out
 }
 
-// spSegment returns the length of the segment at the start of s: a run of
-// "▁" and the characters up to the next "▁" that follows a non-"▁".
-func spSegment(s string) int {
+// segment returns the length of the segment at the start of s: a run of
+// "▁" and the characters up to the next "▁" that follows a non-"▁", or a
+// lone character that no merge takes, or the characters up to one.
+func (sp *spBPE) segment(s string) int {
+	r, n := utf8.DecodeRuneInString(s)
+	if !sp.joinsRune(r) {
+		return n
+	}
 	i := 0
 	for strings.HasPrefix(s[i:], spaceMark) {
 		i += len(spaceMark)
 	}
-	if j := strings.Index(s[i:], spaceMark); j >= 0 {
-		return i + j
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == '\u2581' && i > 0 && !strings.HasSuffix(s[:i], spaceMark) || !sp.joinsRune(r) {
+			return i
+		}
+		i += n
 	}
 	return len(s)
 }
@@ -222,12 +328,14 @@ func spSegment(s string) int {
 type spSym struct {
 	start, end int // bytes of the segment; end == start: merged away
 	prev, next int
+	id         int32 // symbol id (see spBPE.merges); -1: merges with nothing
 }
 
 type spPair struct {
 	score       float32
 	left, right int
-	size        int // bytes of the joined piece: a changed symbol no longer matches
+	lid, rid    int32  // the symbols' ids when the pair was found: a changed symbol no longer matches
+	id          uint32 // the joined piece
 }
 
 // spBefore orders pairs: the higher score first, then the leftmost.
@@ -294,8 +402,8 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 	}
 	syms := sc.syms[:0]
 	for i := 0; i < len(seg); {
-		_, n := utf8.DecodeRuneInString(seg[i:])
-		syms = append(syms, spSym{start: i, end: i + n, prev: len(syms) - 1, next: len(syms) + 1})
+		r, n := utf8.DecodeRuneInString(seg[i:])
+		syms = append(syms, spSym{start: i, end: i + n, prev: len(syms) - 1, next: len(syms) + 1, id: sp.symbolOf(r)})
 		i += n
 	}
 	syms[len(syms)-1].next = -1
@@ -304,12 +412,15 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 		if l < 0 || r < 0 {
 			return
 		}
-		p := seg[syms[l].start:syms[r].end]
+		lid, rid := syms[l].id, syms[r].id
+		if lid < 0 || rid < 0 {
+			return
+		}
 		if sp.lookups != nil {
 			*sp.lookups++
 		}
-		if id, ok := sp.pieces[p]; ok {
-			h = spPush(h, spPair{score: sp.scores[id], left: l, right: r, size: len(p)})
+		if m, ok := sp.merges[uint64(uint32(lid))<<32|uint64(uint32(rid))]; ok {
+			h = spPush(h, spPair{score: m.score, left: l, right: r, lid: lid, rid: rid, id: m.id})
 		}
 	}
 	for i := 1; i < len(syms); i++ {
@@ -319,10 +430,11 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 		var p spPair
 		p, h = spPop(h)
 		l, r := &syms[p.left], &syms[p.right]
-		if l.end == l.start || r.end == r.start || (l.end-l.start)+(r.end-r.start) != p.size || l.next != p.right {
+		if l.end == l.start || r.end == r.start || l.id != p.lid || r.id != p.rid || l.next != p.right {
 			continue // stale: a symbol changed since the pair was found
 		}
 		l.end = r.end
+		l.id = int32(p.id)
 		l.next = r.next
 		if r.next >= 0 {
 			syms[r.next].prev = p.left
@@ -333,11 +445,11 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 	}
 	sc.syms, sc.heap = syms, h // keep the grown buffers
 	for i := 0; i >= 0; i = syms[i].next {
-		piece := seg[syms[i].start:syms[i].end]
-		if id, ok := sp.pieces[piece]; ok {
-			out = append(out, id)
+		if id := syms[i].id; id >= 0 && int(id) < len(sp.text) && sp.typ[id] == pieceNormal {
+			out = append(out, uint32(id))
 			continue
 		}
+		piece := seg[syms[i].start:syms[i].end]
 		if id, ok := sp.reserved[piece]; ok && sp.typ[id] != pieceUnknown {
 			out = append(out, id)
 			continue

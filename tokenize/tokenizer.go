@@ -96,7 +96,7 @@ type Encoder struct {
 }
 
 // maxCache bounds an Encoder's piece cache; it is emptied when full.
-const maxCache = 1 << 16
+const maxCache = 1 << 18
 
 // NewEncoder returns an Encoder of t.
 func (t *Tokenizer) NewEncoder() *Encoder {
@@ -233,7 +233,7 @@ func (e *Encoder) lookup(piece string) ([]uint32, bool) {
 }
 
 // maxCachedPiece: longer pieces are rare and would fill the caches.
-const maxCachedPiece = 64
+const maxCachedPiece = 256
 
 // remember caches the ids of a piece (GPT-2) or segment (SentencePiece),
 // in the Encoder's cache and the shared one.
