@@ -20,8 +20,10 @@ build:
 	$(GO) build -o $(BIN) ./cmd/estkit
 
 # The main job on the built-in default corpus (samples drawn from the Go
-# toolchain's own sources, laid out in every supported format). The trainer
-# issue extends this to shard and train.
+# toolchain's own sources, laid out in every supported format): ingest, then
+# shard into GPT-2 token shards (each twice: the second run reuses the
+# output), then one training sequence with its lineage. The trainer issue
+# extends this to train.
 demo: build
 	rm -rf $(DEMO)
 	$(BIN) samples --out $(DEMO)/samples
@@ -29,6 +31,9 @@ demo: build
 	$(BIN) ingest --out $(DEMO)/docs $(DEMO)/samples
 	$(BIN) inspect $(DEMO)/docs
 	$(BIN) inspect $(DEMO)/docs --doc 0 --json | head -c 600; echo
+	$(BIN) shard --tokenizer gpt2 --val-fraction 0.02 --out $(DEMO)/tok $(DEMO)/docs
+	$(BIN) shard --tokenizer gpt2 --val-fraction 0.02 --out $(DEMO)/tok $(DEMO)/docs
+	$(BIN) inspect $(DEMO)/tok --seq 0 --seq-len 48
 
 test: fmt-check vet lint unit
 

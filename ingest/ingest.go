@@ -11,8 +11,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/estkit/estkit/internal/durable"
 )
 
 // Result is the outcome of Run.
@@ -33,7 +34,7 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	unlock, err := lockDir(o.OutDir)
+	unlock, err := durable.Lock("ingest", o.OutDir)
 	if err != nil {
 		return nil, err
 	}
@@ -81,14 +82,14 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		if old, err := ReadManifest(o.OutDir); err == nil && old.Key == key && old.outputsPresent(o.OutDir) {
 			// What a killed run of other options left behind goes, so that a
 			// reader globbing docs-*.arrow sees only this output.
-			removeTemps(o.OutDir)
+			durable.RemoveTemps(o.OutDir)
 			removeStale(o.OutDir, old)
 			log.Info("output is up to date: same inputs and options; nothing to do", "dir", o.OutDir, "key", key[:12])
 			return &Result{Manifest: old, UpToDate: true}, nil
 		}
 	}
 	old, _ := ReadManifest(o.OutDir)
-	removeTemps(o.OutDir)
+	durable.RemoveTemps(o.OutDir)
 
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
 		Options: o, Inputs: entries, Ignored: ignored, Counts: *newCounts(), Corpora: map[string]*Counts{}}
@@ -179,10 +180,10 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: manifest: %w", err)
 	}
-	if err := syncDir(o.OutDir); err != nil {
+	if err := durable.SyncDir(o.OutDir); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	if err := writeFileAtomic(o.OutDir, ManifestName, append(b, '\n')); err != nil {
+	if err := durable.WriteFile(o.OutDir, ManifestName, append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("ingest: write manifest: %w", err)
 	}
 	removeStale(o.OutDir, m)
@@ -199,31 +200,6 @@ func sum(m map[string]int64) int64 {
 	return n
 }
 
-// lockDir takes an exclusive lock on dir so that two runs never write one
-// directory at once.
-func lockDir(dir string) (func(), error) {
-	p := filepath.Join(dir, ".lock")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("ingest: %s is being written by another process (lock %s): %w", dir, p, err)
-	}
-	return func() { f.Close() }, nil
-}
-
-// removeTemps deletes temporary files a killed run left behind.
-func removeTemps(dir string) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-}
-
 // removeOrphans deletes the shards a failed run renamed into place, unless
 // the committed manifest names them.
 func removeOrphans(dir string, outs []OutputFile, committed *Manifest) {
@@ -238,7 +214,7 @@ func removeOrphans(dir string, outs []OutputFile, committed *Manifest) {
 			os.Remove(filepath.Join(dir, f.Name))
 		}
 	}
-	removeTemps(dir)
+	durable.RemoveTemps(dir)
 }
 
 // removeStale deletes document shards that the committed manifest does not

@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -21,7 +19,6 @@ const (
 	// the readers or the writer changes the output for the same inputs, so
 	// that older output is rebuilt rather than reused.
 	readerVersion = 2
-	tmpPrefix     = ".tmp-"
 	// maxRecordedRejections bounds the rejections listed one by one; the
 	// counts always cover all of them.
 	maxRecordedRejections = 1000
@@ -140,39 +137,4 @@ func (m *Manifest) outputsPresent(dir string) bool {
 		}
 	}
 	return true
-}
-
-// writeFileAtomic writes data to dir/name through a temporary file, fsyncs
-// it, renames it into place and fsyncs the directory.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, tmpPrefix+name)
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := syncClose(f); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
-		return err
-	}
-	return nil
 }

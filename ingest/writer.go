@@ -15,6 +15,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/estkit/estkit/internal/durable"
 )
 
 // Document shard schema identity, stored in the Arrow schema metadata.
@@ -154,7 +156,7 @@ func (w *shardWriter) writeBatch(rec arrow.RecordBatch) error {
 	if w.cur == nil {
 		name := fmt.Sprintf("%s-%05d.arrow", w.prefix, w.shardNo)
 		w.shardNo++
-		tmp := filepath.Join(w.dir, tmpPrefix+name)
+		tmp := filepath.Join(w.dir, durable.TmpPrefix+name)
 		f, err := os.Create(tmp)
 		if err != nil {
 			return fmt.Errorf("ingest: create shard: %w", err)
@@ -201,7 +203,7 @@ func (w *shardWriter) closeShard() error {
 		s.f.Close()
 		return fmt.Errorf("ingest: close shard %s: %w", s.name, err)
 	}
-	if err := syncClose(s.f); err != nil {
+	if err := durable.SyncClose(s.f); err != nil {
 		return fmt.Errorf("ingest: shard %s: %w", s.name, err)
 	}
 	if err := os.Rename(s.tmp, filepath.Join(w.dir, s.name)); err != nil {
@@ -312,13 +314,4 @@ func (w *shardWriter) abort() error {
 		os.Remove(w.cur.tmp)
 	}
 	return err
-}
-
-// syncClose fsyncs and closes f.
-func syncClose(f *os.File) error {
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -1,6 +1,9 @@
-// Package shards will hold token shards (Arrow IPC, tokens plus document
-// lineage), their manifests and content addressing, and the prefetching
-// Loader (deterministic shuffle, mixtures, exact resume). It knows nothing
-// of models. It holds no code yet; docs/ARCHITECTURE.md tracks what has
-// landed.
+// Package shards holds token shards (Arrow IPC files of token ids with
+// document lineage), their manifests and content addressing (Build), the
+// reading side (Open: memory-mapped files, integrity checks, a split as one
+// token stream with lineage Spans), and the prefetching Loader
+// (deterministic shuffle without replacement per epoch, sequential order,
+// weighted mixtures, exact resume from a small State, disjoint streams per
+// rank). It knows nothing of models. docs/FORMATS.md describes the files
+// and the state; docs/ARCHITECTURE.md the design.
 package shards

@@ -1,32 +1,57 @@
 package main
 
 import (
+	"bufio"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/estkit/estkit/ingest"
 	"github.com/spf13/cobra"
+
+	"github.com/estkit/estkit/ingest"
+	"github.com/estkit/estkit/shards"
+	"github.com/estkit/estkit/tokenize"
 )
 
 type inspectOptions struct {
 	doc int64
+	// token shard sets
+	seq       int64
+	seqLen    int
+	order     string
+	seed      uint64
+	split     string
+	tokens    bool
+	format    string
+	tokenizer string
+	verify    bool
 }
 
 func newInspectCmd(g *globals) *cobra.Command {
 	opts := &inspectOptions{}
 	cmd := &cobra.Command{
 		Use:   "inspect DIR",
-		Short: "Summarise a directory of document shards, or print one document with its lineage",
+		Short: "Summarise document or token shards; print a document, a training sequence or a token stream",
 		Example: `  estkit inspect data/owt
   estkit inspect data/owt --json
-  estkit inspect data/owt --doc 17 --json`,
+  estkit inspect data/owt --doc 17 --json
+  estkit inspect tok/owt --seq 5 --seq-len 1024 --seed 1
+  estkit inspect tok/owt --tokens --split val --format int32 > val.bin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
+			if _, err := shards.ReadManifest(dir); err == nil || !errors.Is(err, shards.ErrVersion) && !errors.Is(err, fs.ErrNotExist) {
+				if err != nil {
+					return err
+				}
+				return inspectTokens(cmd, g, opts, dir)
+			}
 			m, err := ingest.ReadManifest(dir)
 			if err != nil {
 				return err
@@ -49,7 +74,17 @@ func newInspectCmd(g *globals) *cobra.Command {
 			return printSummary(g.stdout, dir, m)
 		},
 	}
-	cmd.Flags().Int64Var(&opts.doc, "doc", 0, "print document K (0-based, in shard order) with its lineage")
+	f := cmd.Flags()
+	f.Int64Var(&opts.doc, "doc", 0, "document shards: print document K (0-based, in shard order) with its lineage")
+	f.Int64Var(&opts.seq, "seq", 0, "token shards: print training sequence K of --order and --seed, decoded, with its lineage")
+	f.IntVar(&opts.seqLen, "seq-len", 1024, "token shards: sequence length T (a sequence holds T+1 tokens)")
+	f.StringVar(&opts.order, "order", shards.Shuffle, "token shards: window order, shuffle or sequential")
+	f.Uint64Var(&opts.seed, "seed", 0, "token shards: shuffle seed")
+	f.StringVar(&opts.split, "split", shards.Train, "token shards: split, train or val")
+	f.BoolVar(&opts.tokens, "tokens", false, "token shards: write the split's token stream to standard output")
+	f.StringVar(&opts.format, "format", "jsonl", "with --tokens: jsonl (one document's ids per line) or int32 (raw little-endian stream)")
+	f.StringVar(&opts.tokenizer, "tokenizer", "", "token shards: tokenizer to decode --seq with (default: the set's, when it is gpt2)")
+	f.BoolVar(&opts.verify, "verify", false, "token shards: check every file's sha256 against the manifest")
 	return cmd
 }
 
@@ -139,4 +174,121 @@ func total(m map[string]int64) int64 {
 		n += v
 	}
 	return n
+}
+
+// inspectTokens summarises a token shard set, prints a sequence, or writes
+// a split's token stream.
+func inspectTokens(cmd *cobra.Command, g *globals, opts *inspectOptions, dir string) error {
+	set, err := shards.Open(dir, opts.verify)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	m := set.Manifest
+	switch {
+	case opts.tokens:
+		return writeTokens(g.stdout, set, opts)
+	case cmd.Flags().Changed("seq"):
+		l, err := shards.NewLoader(shards.Config{Data: []shards.Weighted{{Set: set, Weight: 1}}, Split: opts.split,
+			B: 1, T: opts.seqLen, Order: opts.order, Seed: opts.seed}, nil)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		ref, err := l.Sequence(opts.seq)
+		if err != nil {
+			return err
+		}
+		ids := make([]int32, opts.seqLen+1)
+		if err := l.ReadSequence(ref, ids); err != nil {
+			return err
+		}
+		spans, err := l.Spans(ref)
+		if err != nil {
+			return err
+		}
+		text, err := decodeIDs(opts.tokenizer, m, ids)
+		if err != nil {
+			return err
+		}
+		if g.json {
+			return printJSON(g.stdout, map[string]any{"window": ref.Window, "ids": ids, "text": text, "spans": spans})
+		}
+		fmt.Fprintf(g.stdout, "sequence %d (%s, seed %d, T %d): window %d of the %s split\n", opts.seq, opts.order, opts.seed, opts.seqLen, ref.Window, opts.split)
+		for _, s := range spans {
+			fmt.Fprintf(g.stdout, "  tokens %d..%d of %d: %s row %d <- %s/%s row %d\n", s.Begin, s.End, s.DocTokens, s.File, s.Row, s.DocSet, s.DocFile, s.DocRow)
+		}
+		if text != "" {
+			fmt.Fprintf(g.stdout, "\n%s\n", text)
+		}
+		return nil
+	}
+	if g.json {
+		return printJSON(g.stdout, m)
+	}
+	return printTokenSummary(g.stdout, dir, m)
+}
+
+// decodeIDs decodes with the named tokenizer, or the set's when it is the
+// built-in gpt2; otherwise it returns "" (the ids are still printed).
+func decodeIDs(name string, m *shards.Manifest, ids []int32) (string, error) {
+	if name == "" {
+		if m.Tokenizer.Name != "gpt2" {
+			return "", nil
+		}
+		name = "gpt2"
+	}
+	tok, err := tokenize.Load(name)
+	if err != nil {
+		return "", err
+	}
+	if tok.Fingerprint() != m.Tokenizer.Fingerprint {
+		return "", fmt.Errorf("inspect: %w: tokenizer %s is not the set's (%s)", shards.ErrMismatch, tok.Fingerprint(), m.Tokenizer.Fingerprint)
+	}
+	u := make([]uint32, len(ids))
+	for i, v := range ids {
+		u[i] = uint32(v)
+	}
+	b, err := tok.Decode(u)
+	return string(b), err
+}
+
+// writeTokens writes a split's stream: one JSON line of ids per document,
+// or the whole stream as little-endian int32.
+func writeTokens(w io.Writer, set *shards.Set, opts *inspectOptions) error {
+	st, err := set.Stream(opts.split)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	const chunk = 1 << 16
+	buf := make([]int32, chunk)
+	switch opts.format {
+	case "int32":
+		raw := make([]byte, 4*chunk)
+		for from := int64(0); from < st.Tokens; from += chunk {
+			n := min(chunk, st.Tokens-from)
+			if err := st.Read(buf[:n], from); err != nil {
+				return err
+			}
+			for i, v := range buf[:n] {
+				binary.LittleEndian.PutUint32(raw[4*i:], uint32(v))
+			}
+			if _, err := bw.Write(raw[:4*n]); err != nil {
+				return err
+			}
+		}
+	case "jsonl":
+		err := st.Documents(func(ids []int32) error {
+			b, _ := json.Marshal(ids)
+			bw.Write(b)
+			return bw.WriteByte('\n')
+		})
+		if err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("inspect: --format %q (want jsonl or int32)", opts.format)
+	}
+	return bw.Flush()
 }

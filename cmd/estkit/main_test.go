@@ -156,3 +156,64 @@ func TestTokenizeCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestShardCLI: ingest → shard (twice: the second reuses the set) →
+// inspect: summary, a sequence with its lineage, the token stream.
+func TestShardCLI(t *testing.T) {
+	dir := t.TempDir()
+	samples := filepath.Join(dir, "samples")
+	if _, _, code := run(t, "samples", "--out", samples, "--bytes", "1000000"); code != 0 {
+		t.Fatal("samples failed")
+	}
+	docs := filepath.Join(dir, "docs")
+	if _, errs, code := run(t, "ingest", "--out", docs, samples); code != 0 {
+		t.Fatalf("ingest: %s", errs)
+	}
+	cache := filepath.Join(dir, "cache")
+	out, errs, code := run(t, "--json", "shard", "--cache", cache, "--val-fraction", "0.1", docs)
+	var res struct {
+		Dir      string `json:"dir"`
+		Reused   bool   `json:"reused"`
+		Manifest struct {
+			Key    string `json:"key"`
+			Splits map[string]struct {
+				Documents, Tokens int64
+			} `json:"splits"`
+		} `json:"manifest"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Reused || res.Manifest.Splits["val"].Documents == 0 {
+		t.Fatalf("shard: %s %s", out, errs)
+	}
+	if filepath.Dir(res.Dir) != cache || filepath.Base(res.Dir) != res.Manifest.Key {
+		t.Fatalf("set at %s, want %s/<key>", res.Dir, cache)
+	}
+	out, _, code = run(t, "shard", "--cache", cache, "--val-fraction", "0.1", docs)
+	if code != 0 || !strings.Contains(out, "up to date") || !strings.Contains(out, res.Dir) {
+		t.Fatalf("second shard did work:\n%s", out)
+	}
+	out, _, code = run(t, "inspect", res.Dir)
+	if code != 0 || !strings.Contains(out, "gpt2") || !strings.Contains(out, "openwebtext") {
+		t.Fatalf("inspect:\n%s", out)
+	}
+	out, errs, code = run(t, "--json", "inspect", res.Dir, "--seq", "2", "--seq-len", "16")
+	var seq struct {
+		IDs   []int32          `json:"ids"`
+		Text  string           `json:"text"`
+		Spans []map[string]any `json:"spans"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &seq) != nil || len(seq.IDs) != 17 || seq.Text == "" || len(seq.Spans) == 0 {
+		t.Fatalf("inspect --seq: %s %s", out, errs)
+	}
+	out, _, code = run(t, "inspect", res.Dir, "--tokens", "--split", "val")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || int64(len(lines)) != res.Manifest.Splits["val"].Documents || !strings.HasSuffix(lines[0], ",50256]") {
+		t.Fatalf("inspect --tokens: %d lines for %d documents; first %.80q", len(lines), res.Manifest.Splits["val"].Documents, lines[0])
+	}
+	out, _, code = run(t, "inspect", res.Dir, "--tokens", "--split", "val", "--format", "int32")
+	if code != 0 || int64(len(out)) != 4*res.Manifest.Splits["val"].Tokens {
+		t.Fatalf("inspect --tokens int32: %d bytes for %d tokens", len(out), res.Manifest.Splits["val"].Tokens)
+	}
+	if _, errs, code = run(t, "shard", "--out", filepath.Join(dir, "x"), samples); code == 0 || !strings.Contains(errs, "not a document shard set") {
+		t.Fatalf("raw corpus as shard input: %d %s", code, errs)
+	}
+}

@@ -137,13 +137,14 @@ func format(v float64) string {
 }
 
 // pairings are the benchmark name suffixes compared by the median of their
-// MB/s: XIngest against XBound (a share of the bound), XEncode against
+// MB/s: XIngest and XBuild against XBound (a share of the bound), XEncode against
 // XAnchor (a speed-up over the reference implementation).
 var pairings = []struct {
 	subject, anchor string
 	times           bool
 }{
 	{"Ingest", "Bound", false},
+	{"Build", "Bound", false},
 	{"Encode", "Anchor", true},
 }
 

@@ -1,0 +1,89 @@
+// Package durable holds the file-system steps that make estkit's writes
+// atomic and its output directories single-writer: write to a temporary
+// name, fsync, rename, fsync the directory; and an exclusive lock per
+// directory.
+package durable
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// TmpPrefix starts the name of every file not yet renamed into place.
+const TmpPrefix = ".tmp-"
+
+// WriteFile writes data to dir/name through a temporary file, fsyncs it,
+// renames it into place and fsyncs the directory.
+func WriteFile(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, TmpPrefix+name)
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := SyncClose(f); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncClose fsyncs and closes f.
+func SyncClose(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// SyncDir fsyncs a directory, so that renames into it are durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+		return err
+	}
+	return nil
+}
+
+// Lock takes an exclusive lock on dir (a .lock file in it) so that two
+// processes never write one directory at once; the returned function
+// releases it. what names the caller in the error.
+func Lock(what, dir string) (func(), error) {
+	p := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %s is being written by another process (lock %s): %w", what, dir, p, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// RemoveTemps deletes the temporary files a killed run left in dir.
+func RemoveTemps(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), TmpPrefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}

@@ -1,0 +1,649 @@
+package shards
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/estkit/estkit/ingest"
+	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/tokenize"
+)
+
+// Options control Build. Only the fields that change the output go into
+// the key.
+type Options struct {
+	// BOS and EOS: add the tokenizer's BOS before and EOS after each
+	// document. Build's caller resolves the defaults (DefaultSeparators).
+	BOS bool `json:"bos"`
+	EOS bool `json:"eos"`
+	// ValFraction of the documents, chosen by a hash of each document's
+	// text and ValSeed, go to the "val" split.
+	ValFraction float64 `json:"val_fraction"`
+	ValSeed     uint64  `json:"val_seed"`
+	// Compression of shard bodies: "none" (the default: the loader maps
+	// the files without copying) or "zstd".
+	Compression string `json:"compression"`
+	// ShardTokens: a file is closed once it holds this many tokens.
+	ShardTokens int64 `json:"shard_tokens"`
+
+	Version  string                  `json:"-"` // estkit's version, recorded in the manifest
+	Workers  int                     `json:"-"` // 0: one per CPU
+	OutDir   string                  `json:"-"` // where the set goes; "" : CacheDir/<key>
+	CacheDir string                  `json:"-"` // content-addressed sets; "" : DefaultCacheDir()
+	Progress func(docs, bytes int64) `json:"-"` // called now and then from one goroutine
+}
+
+type keyOptions struct {
+	BOS, EOS    bool
+	ValFraction float64
+	ValSeed     uint64
+	Compression string
+	ShardTokens int64
+}
+
+func (o *Options) keyed() keyOptions {
+	return keyOptions{o.BOS, o.EOS, o.ValFraction, o.ValSeed, o.Compression, o.ShardTokens}
+}
+
+// Defaults.
+const (
+	DefaultValFraction = 0.0005 // nanoGPT's OpenWebText split
+	DefaultValSeed     = 2357
+	DefaultShardTokens = 1 << 28 // 512 MiB of uint16 ids per file
+)
+
+// DefaultSeparators: a tokenizer with a BOS (Llama 2) gets BOS before each
+// document, as TinyLlama's released runs did; one without (GPT-2) gets EOS
+// (<|endoftext|>) after each, as nanoGPT does.
+func DefaultSeparators(t *tokenize.Tokenizer) (bos, eos bool) {
+	if _, err := t.Encode("", tokenize.EncodeOptions{BOS: true}); err == nil {
+		return true, false
+	}
+	return false, true
+}
+
+// DefaultCacheDir is where content-addressed shard sets live by default.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "estkit", "shards")
+	}
+	return filepath.Join(os.TempDir(), "estkit-shards")
+}
+
+// Result is what Build did.
+type Result struct {
+	Dir      string
+	Manifest *Manifest
+	Reused   bool // an existing set with the same key: no work done
+}
+
+// Build tokenizes the document shard sets in docDirs into a token shard
+// set. The output is a pure function of the inputs, the options and the
+// tokenizer, byte for byte whatever the worker count; a set with the same
+// key is reused; a run that is killed leaves no visible partial file and a
+// re-run completes.
+func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Options) (*Result, error) {
+	if len(docDirs) == 0 {
+		return nil, errors.New("shards: no document shard directory given")
+	}
+	if o.ValFraction < 0 || o.ValFraction >= 1 {
+		return nil, fmt.Errorf("shards: val fraction %g is outside [0, 1)", o.ValFraction)
+	}
+	switch o.Compression {
+	case "":
+		o.Compression = "none"
+	case "none", "zstd":
+	default:
+		return nil, fmt.Errorf("shards: compression %q (want none or zstd)", o.Compression)
+	}
+	if o.ShardTokens <= 0 {
+		o.ShardTokens = DefaultShardTokens
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.NumCPU()
+	}
+	info := TokenizerInfo{Name: tok.Name(), Fingerprint: tok.Fingerprint(), VocabSize: tok.VocabSize(), TokenBits: 16, BOS: -1, EOS: -1}
+	if tok.VocabSize() > 1<<16 {
+		info.TokenBits = 32
+	}
+	if o.BOS || o.EOS {
+		ids, err := tok.Encode("", tokenize.EncodeOptions{BOS: o.BOS, EOS: o.EOS})
+		if err != nil {
+			return nil, fmt.Errorf("shards: %w", err)
+		}
+		if o.BOS {
+			info.BOS = int64(ids[0])
+		}
+		if o.EOS {
+			info.EOS = int64(ids[len(ids)-1])
+		}
+	}
+	var inputs []InputSet
+	var sources []Source
+	for i, d := range docDirs {
+		m, err := ingest.ReadManifest(d)
+		if err != nil {
+			return nil, fmt.Errorf("shards: input %s is not a document shard set (estkit ingest writes them): %w", d, err)
+		}
+		raw, err := os.ReadFile(filepath.Join(d, ingest.ManifestName))
+		if err != nil {
+			return nil, fmt.Errorf("shards: %w", err)
+		}
+		h := sha256.Sum256(raw)
+		abs, _ := filepath.Abs(d)
+		inputs = append(inputs, InputSet{Dir: abs, ManifestKey: m.Key, ManifestSHA: hex.EncodeToString(h[:]), Documents: m.Counts.Documents})
+		for _, f := range m.Outputs {
+			st, err := os.Stat(filepath.Join(d, f.Name))
+			if err != nil {
+				return nil, fmt.Errorf("shards: input %s: %w", d, err)
+			}
+			if st.Size() != f.Size {
+				return nil, fmt.Errorf("shards: input %s: %w: %s is %d bytes, its manifest says %d", d, ErrCorrupt, f.Name, st.Size(), f.Size)
+			}
+			sources = append(sources, Source{Set: i, File: f.Name, SHA256: f.SHA256, Rows: f.Rows})
+		}
+	}
+	key := manifestKey(info, &o, inputs, sources)
+	dir := o.OutDir
+	if dir == "" {
+		cache := o.CacheDir
+		if cache == "" {
+			cache = DefaultCacheDir()
+		}
+		dir = filepath.Join(cache, key)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("shards: %w", err)
+	}
+	unlock, err := durable.Lock("shards", dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if m, err := ReadManifest(dir); err == nil && m.Key == key && m.filesPresent(dir) {
+		return &Result{Dir: dir, Manifest: m, Reused: true}, nil
+	}
+	// Another set (or a damaged one) lives here: withdraw its manifest
+	// before any file is replaced, so that no reader pairs it with new files.
+	if _, err := os.Stat(filepath.Join(dir, ManifestName)); err == nil {
+		if err := os.Remove(filepath.Join(dir, ManifestName)); err != nil {
+			return nil, fmt.Errorf("shards: %w", err)
+		}
+		if err := durable.SyncDir(dir); err != nil {
+			return nil, fmt.Errorf("shards: %w", err)
+		}
+	}
+	durable.RemoveTemps(dir)
+	start := time.Now()
+	b := &builder{tok: tok, o: &o, info: info, dir: dir, sources: sources}
+	m, err := b.run(ctx, docDirs)
+	if err != nil {
+		b.abort()
+		return nil, err
+	}
+	m.Key, m.Inputs, m.Sources = key, inputs, sources
+	secs := time.Since(start).Seconds()
+	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), Seconds: secs, Workers: o.Workers, TextBytes: b.textBytes,
+		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs}
+	if err := writeManifest(dir, m); err != nil {
+		return nil, err
+	}
+	removeStale(dir, m)
+	return &Result{Dir: dir, Manifest: m}, nil
+}
+
+func writeManifest(dir string, m *Manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("shards: %w", err)
+	}
+	data = append(data, '\n')
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("shards: %w", err)
+	}
+	if err := durable.WriteFile(dir, ManifestName, data); err != nil {
+		return fmt.Errorf("shards: write manifest: %w", err)
+	}
+	return nil
+}
+
+// filesPresent: every file the manifest names exists with its size.
+func (m *Manifest) filesPresent(dir string) bool {
+	for _, s := range m.Splits {
+		for _, f := range s.Files {
+			st, err := os.Stat(filepath.Join(dir, f.Name))
+			if err != nil || st.Size() != f.Size {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// removeStale deletes token shards the committed manifest does not name
+// (an earlier run's, with other inputs or options).
+func removeStale(dir string, m *Manifest) {
+	keep := map[string]bool{}
+	for _, s := range m.Splits {
+		for _, f := range s.Files {
+			keep[f.Name] = true
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		n := e.Name()
+		if (strings.HasPrefix(n, Train+"-") || strings.HasPrefix(n, Val+"-")) && strings.HasSuffix(n, ".arrow") && !keep[n] {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+}
+
+// A unit is one record batch of a document shard, tokenized by a worker.
+type unit struct {
+	source  int32
+	rowBase int64
+	rec     arrow.RecordBatch
+	done    chan struct{}
+	// results, filled by the worker
+	ids     []uint32 // all documents' ids back to back
+	lens    []int32  // ids per document
+	val     []bool   // the document goes to the val split
+	corpora []string
+	bytes   int64
+	err     error
+}
+
+type builder struct {
+	tok     *tokenize.Tokenizer
+	o       *Options
+	info    TokenizerInfo
+	dir     string
+	sources []Source
+
+	writers   map[string]*splitWriter
+	textBytes int64
+	tokens    int64
+}
+
+func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan *unit, b.o.Workers)
+	order := make(chan *unit, 2*b.o.Workers)
+	readErr := make(chan error, 1)
+	go func() { // reader: record batches in input order
+		defer close(work)
+		defer close(order)
+		readErr <- b.read(ctx, docDirs, work, order)
+	}()
+	var wg sync.WaitGroup
+	for range b.o.Workers {
+		wg.Go(func() {
+			e := b.tok.NewEncoder()
+			for u := range work {
+				b.encode(e, u)
+				close(u.done)
+			}
+		})
+	}
+	defer wg.Wait()
+	b.writers = map[string]*splitWriter{}
+	corpora := map[string]map[string]*Tally{Train: {}, Val: {}}
+	var docs int64
+	var sinkErr error
+	for u := range order { // sink: in input order
+		<-u.done
+		if sinkErr == nil && u.err != nil {
+			sinkErr = u.err
+		}
+		if sinkErr == nil && ctx.Err() != nil {
+			sinkErr = ctx.Err()
+		}
+		if sinkErr != nil {
+			u.rec.Release()
+			cancel()
+			continue
+		}
+		off := 0
+		for i, n := range u.lens {
+			split := Train
+			if u.val[i] {
+				split = Val
+			}
+			w, err := b.writer(split)
+			if err == nil {
+				err = w.add(u.ids[off:off+int(n)], u.source, u.rowBase+int64(i))
+			}
+			if err != nil {
+				sinkErr = err
+				cancel()
+				break
+			}
+			t := corpora[split][u.corpora[i]]
+			if t == nil {
+				t = &Tally{}
+				corpora[split][u.corpora[i]] = t
+			}
+			t.Documents++
+			t.Tokens += int64(n)
+			off += int(n)
+			b.tokens += int64(n)
+		}
+		b.textBytes += u.bytes
+		docs += int64(len(u.lens))
+		u.rec.Release()
+		if b.o.Progress != nil {
+			b.o.Progress(docs, b.textBytes)
+		}
+	}
+	if err := <-readErr; err != nil && sinkErr == nil {
+		sinkErr = err
+	}
+	if sinkErr == nil {
+		sinkErr = ctx.Err() // cancelled after the last batch
+	}
+	if sinkErr != nil {
+		return nil, sinkErr
+	}
+	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: b.o.Version,
+		Tokenizer: b.info, Options: *b.o, Splits: map[string]*Split{}}
+	for _, split := range []string{Train, Val} {
+		s := &Split{Corpora: corpora[split]}
+		if w := b.writers[split]; w != nil {
+			files, err := w.finish()
+			if err != nil {
+				return nil, err
+			}
+			s.Files = files
+			for _, f := range files {
+				s.Documents += f.Documents
+				s.Tokens += f.Tokens
+			}
+		}
+		m.Splits[split] = s
+	}
+	return m, nil
+}
+
+// read sends each record batch of each document shard, in order.
+func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<- *unit) error {
+	src := int32(0)
+	for i, d := range docDirs {
+		for _, s := range b.sources {
+			if s.Set != i {
+				continue
+			}
+			var row int64
+			path := filepath.Join(d, s.File)
+			err := ingest.ScanShard(path, func(rec arrow.RecordBatch) (bool, error) {
+				rec.Retain()
+				u := &unit{source: src, rowBase: row, rec: rec, done: make(chan struct{})}
+				row += rec.NumRows()
+				select {
+				case order <- u:
+				case <-ctx.Done():
+					rec.Release()
+					return false, ctx.Err()
+				}
+				select {
+				case work <- u:
+				case <-ctx.Done():
+					// the sink waits for u: finish it unencoded
+					u.err = ctx.Err()
+					close(u.done)
+					return false, ctx.Err()
+				}
+				return true, nil
+			})
+			if err != nil {
+				return fmt.Errorf("shards: %w", err)
+			}
+			if row != s.Rows {
+				return fmt.Errorf("shards: %s: %w: %d rows, its manifest says %d", path, ErrCorrupt, row, s.Rows)
+			}
+			src++
+		}
+	}
+	return nil
+}
+
+// encode tokenizes a unit's documents and chooses their splits.
+func (b *builder) encode(e *tokenize.Encoder, u *unit) {
+	n := int(u.rec.NumRows())
+	text := u.rec.Column(0).(*array.String)
+	corpus := u.rec.Column(1).(*array.String)
+	sha := u.rec.Column(10).(*array.FixedSizeBinary)
+	u.lens = make([]int32, n)
+	u.val = make([]bool, n)
+	u.corpora = make([]string, n)
+	opts := tokenize.EncodeOptions{BOS: b.o.BOS, EOS: b.o.EOS}
+	for i := range n {
+		start := len(u.ids)
+		ids, err := e.Encode(text.Value(i), opts, u.ids)
+		if err != nil {
+			u.err = fmt.Errorf("shards: %w", err)
+			return
+		}
+		u.ids = ids
+		u.lens[i] = int32(len(ids) - start)
+		u.val[i] = isVal(sha.Value(i), b.o.ValSeed, b.o.ValFraction)
+		u.corpora[i] = corpus.Value(i)
+		u.bytes += int64(len(text.Value(i)))
+	}
+}
+
+// isVal decides a document's split from its text's sha256 and the seed: the
+// same document goes to the same split in every set built with that seed.
+func isVal(textSHA []byte, seed uint64, fraction float64) bool {
+	if fraction <= 0 {
+		return false
+	}
+	var buf [40]byte
+	binary.LittleEndian.PutUint64(buf[:8], seed)
+	copy(buf[8:], textSHA)
+	h := sha256.Sum256(buf[:])
+	u := binary.LittleEndian.Uint64(h[:8])
+	return float64(u>>11)/float64(1<<53) < fraction
+}
+
+func (b *builder) writer(split string) (*splitWriter, error) {
+	if w := b.writers[split]; w != nil {
+		return w, nil
+	}
+	w := &splitWriter{dir: b.dir, split: split, wide: b.info.TokenBits == 32, o: b.o, mem: memory.NewGoAllocator()}
+	b.writers[split] = w
+	return w, nil
+}
+
+func (b *builder) abort() {
+	for _, w := range b.writers {
+		w.abort()
+	}
+	durable.RemoveTemps(b.dir)
+}
+
+// Record batch bounds of token shards.
+const (
+	batchDocs   = 8192
+	batchTokens = 1 << 20
+)
+
+// splitWriter appends documents to one split's rolling files.
+type splitWriter struct {
+	dir, split string
+	wide       bool
+	o          *Options
+	mem        memory.Allocator
+
+	rb      *array.RecordBuilder
+	list    *array.ListBuilder
+	u16     *array.Uint16Builder
+	u32     *array.Uint32Builder
+	src     *array.Int32Builder
+	row     *array.Int64Builder
+	bDocs   int
+	bTokens int
+
+	cur     *openFile
+	fileNo  int
+	outputs []File
+}
+
+type openFile struct {
+	name, tmp string
+	f         *os.File
+	h         hash.Hash
+	cw        *countWriter
+	w         *ipc.FileWriter
+	docs      int64
+	tokens    int64
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (w *splitWriter) add(ids []uint32, source int32, row int64) error {
+	if w.rb == nil {
+		w.rb = array.NewRecordBuilder(w.mem, tokenSchema(w.wide, w.split))
+		w.list = w.rb.Field(colTokens).(*array.ListBuilder)
+		if w.wide {
+			w.u32 = w.list.ValueBuilder().(*array.Uint32Builder)
+		} else {
+			w.u16 = w.list.ValueBuilder().(*array.Uint16Builder)
+		}
+		w.src = w.rb.Field(colSource).(*array.Int32Builder)
+		w.row = w.rb.Field(colRow).(*array.Int64Builder)
+	}
+	w.list.Append(true)
+	if w.wide {
+		w.u32.AppendValues(ids, nil)
+	} else {
+		for _, id := range ids {
+			w.u16.Append(uint16(id))
+		}
+	}
+	w.src.Append(source)
+	w.row.Append(row)
+	w.bDocs++
+	w.bTokens += len(ids)
+	if w.cur == nil {
+		if err := w.open(); err != nil {
+			return err
+		}
+	}
+	w.cur.docs++
+	w.cur.tokens += int64(len(ids))
+	if w.bDocs >= batchDocs || w.bTokens >= batchTokens {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if w.cur.tokens >= w.o.ShardTokens {
+		return w.closeFile()
+	}
+	return nil
+}
+
+func (w *splitWriter) open() error {
+	name := fmt.Sprintf("%s-%05d.arrow", w.split, w.fileNo)
+	w.fileNo++
+	tmp := filepath.Join(w.dir, durable.TmpPrefix+name)
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("shards: create %s: %w", tmp, err)
+	}
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	opts := []ipc.Option{ipc.WithSchema(tokenSchema(w.wide, w.split)), ipc.WithAllocator(w.mem)}
+	if w.o.Compression == "zstd" {
+		opts = append(opts, ipc.WithZstd())
+	}
+	iw, err := ipc.NewFileWriter(cw, opts...)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("shards: %s: %w", name, err)
+	}
+	w.cur = &openFile{name: name, tmp: tmp, f: f, h: h, cw: cw, w: iw}
+	return nil
+}
+
+func (w *splitWriter) flush() error {
+	if w.bDocs == 0 {
+		return nil
+	}
+	rec := w.rb.NewRecordBatch()
+	defer rec.Release()
+	w.bDocs, w.bTokens = 0, 0
+	if err := w.cur.w.Write(rec); err != nil {
+		return fmt.Errorf("shards: write %s: %w", w.cur.name, err)
+	}
+	return nil
+}
+
+func (w *splitWriter) closeFile() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	c := w.cur
+	w.cur = nil
+	if err := c.w.Close(); err != nil {
+		c.f.Close()
+		return fmt.Errorf("shards: close %s: %w", c.name, err)
+	}
+	if err := durable.SyncClose(c.f); err != nil {
+		return fmt.Errorf("shards: %s: %w", c.name, err)
+	}
+	if err := os.Rename(c.tmp, filepath.Join(w.dir, c.name)); err != nil {
+		return fmt.Errorf("shards: %w", err)
+	}
+	w.outputs = append(w.outputs, File{Name: c.name, Size: c.cw.n, SHA256: hex.EncodeToString(c.h.Sum(nil)), Documents: c.docs, Tokens: c.tokens})
+	return nil
+}
+
+func (w *splitWriter) finish() ([]File, error) {
+	if w.cur != nil {
+		if err := w.closeFile(); err != nil {
+			return nil, err
+		}
+	}
+	if w.rb != nil {
+		w.rb.Release()
+	}
+	return w.outputs, nil
+}
+
+func (w *splitWriter) abort() {
+	if w.cur != nil {
+		w.cur.f.Close()
+		os.Remove(w.cur.tmp)
+	}
+	for _, f := range w.outputs { // renamed, but no manifest names them
+		os.Remove(filepath.Join(w.dir, f.Name))
+	}
+}
