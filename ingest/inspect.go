@@ -44,8 +44,19 @@ func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
 }
 
 // ScanShard calls fn with each record batch of the document shard at path
-// until fn returns false. It checks the schema identity first.
-func ScanShard(path string, fn func(arrow.RecordBatch) (bool, error)) error {
+// until fn returns false. It checks the schema identity first. A panic of
+// the Arrow reader on damaged metadata (arrow-go panics on some instead of
+// failing) becomes ErrCorrupt naming the file.
+func ScanShard(path string, fn func(arrow.RecordBatch) (bool, error)) (err error) {
+	inFn := false
+	defer func() {
+		if r := recover(); r != nil {
+			if inFn {
+				panic(r) // the caller's own
+			}
+			err = fmt.Errorf("ingest: %s: %w: unreadable Arrow data (%v)", path, ErrCorrupt, r)
+		}
+	}()
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
@@ -71,7 +82,9 @@ func ScanShard(path string, fn func(arrow.RecordBatch) (bool, error)) error {
 		if err != nil {
 			return fmt.Errorf("ingest: %s: batch %d: %w: %v", path, i, ErrCorrupt, err)
 		}
+		inFn = true
 		more, err := fn(rec)
+		inFn = false
 		if err != nil || !more {
 			return err
 		}

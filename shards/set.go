@@ -23,6 +23,9 @@ type Set struct {
 	Manifest *Manifest
 	streams  map[string]*Stream
 	maps     [][]byte
+	// fromBytes, in tests, stands in for the mapped contents of the one
+	// file of a set.
+	fromBytes []byte
 }
 
 // Open opens the token shard set in dir. It checks every file's size
@@ -114,43 +117,32 @@ func (s *Set) openStream(name string, sp *Split, verify bool) (*Stream, error) {
 	compressed := s.Manifest.Options.Compression == "zstd"
 	for fi, f := range sp.Files {
 		p := filepath.Join(s.Dir, f.Name)
-		fd, err := os.Open(p)
+		data, err := s.mapFile(p, f.Size)
 		if err != nil {
-			return nil, fmt.Errorf("shards: %s: %w", s.Dir, err)
+			return nil, err
 		}
-		info, err := fd.Stat()
-		if err != nil {
-			fd.Close()
-			return nil, fmt.Errorf("shards: %w", err)
-		}
-		if info.Size() != f.Size {
-			fd.Close()
-			return nil, fmt.Errorf("shards: %s: %w: %d bytes, the manifest says %d (truncated or replaced)", p, ErrCorrupt, info.Size(), f.Size)
-		}
-		if f.Size == 0 {
-			fd.Close()
-			return nil, fmt.Errorf("shards: %s: %w: empty file", p, ErrCorrupt)
-		}
-		data, err := syscall.Mmap(int(fd.Fd()), 0, int(f.Size), syscall.PROT_READ, syscall.MAP_SHARED)
-		fd.Close()
-		if err != nil {
-			return nil, fmt.Errorf("shards: map %s: %w", p, err)
-		}
-		s.maps = append(s.maps, data)
 		if verify {
 			h := sha256.Sum256(data)
 			if hex.EncodeToString(h[:]) != f.SHA256 {
 				return nil, fmt.Errorf("shards: %s: %w: sha256 differs from the manifest", p, ErrCorrupt)
 			}
 		}
-		r, err := ipc.NewMappedFileReader(data, ipc.WithAllocator(memory.NewGoAllocator()))
+		var r *ipc.FileReader
+		err = safely(func() error {
+			var err error
+			limit := maxAllocPlain
+			if compressed {
+				limit = maxAllocZstd
+			}
+			if r, err = ipc.NewMappedFileReader(data, ipc.WithAllocator(&limitAllocator{memory.NewGoAllocator(), limit})); err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			return checkSchema(r.Schema(), s.Manifest.Tokenizer.TokenBits == 32, name)
+		})
 		if err != nil {
-			return nil, fmt.Errorf("shards: %s: %w: %v", p, ErrCorrupt, err)
-		}
-		st.readers = append(st.readers, r)
-		if err := checkSchema(r.Schema(), s.Manifest.Tokenizer.TokenBits == 32, name); err != nil {
 			return nil, fmt.Errorf("shards: %s: %w", p, err)
 		}
+		st.readers = append(st.readers, r)
 		var docs, toks, row int64
 		for i := 0; i < r.NumRecords(); i++ {
 			b := &batchRef{file: fi, index: i, rowBase: row}
@@ -178,6 +170,35 @@ func (s *Set) openStream(name string, sp *Split, verify bool) (*Stream, error) {
 	return st, nil
 }
 
+// mapFile maps a file read-only after checking its size; the Set unmaps it
+// on Close.
+func (s *Set) mapFile(p string, size int64) ([]byte, error) {
+	if s.fromBytes != nil {
+		return s.fromBytes, nil
+	}
+	fd, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("shards: %s: %w", s.Dir, err)
+	}
+	defer fd.Close()
+	info, err := fd.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("shards: %w", err)
+	}
+	if info.Size() != size {
+		return nil, fmt.Errorf("shards: %s: %w: %d bytes, the manifest says %d (truncated or replaced)", p, ErrCorrupt, info.Size(), size)
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("shards: %s: %w: empty file", p, ErrCorrupt)
+	}
+	data, err := syscall.Mmap(int(fd.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("shards: map %s: %w", p, err)
+	}
+	s.maps = append(s.maps, data)
+	return data, nil
+}
+
 func checkSchema(sc *arrow.Schema, wide bool, split string) error {
 	md := sc.Metadata()
 	if v, _ := md.GetValue("estkit.schema"); v != SchemaName {
@@ -195,8 +216,59 @@ func checkSchema(sc *arrow.Schema, wide bool, split string) error {
 	return nil
 }
 
+// Bounds on one buffer the IPC reader allocates: an uncompressed set is
+// read in place (only small metadata is allocated), a record batch of a
+// zstd set decompresses to a few MiB; damaged metadata can claim
+// terabytes, which would stall the process long before failing.
+const (
+	maxAllocPlain = 1 << 20
+	maxAllocZstd  = 64 << 20
+)
+
+// limitAllocator refuses (by panicking, which safely turns into
+// ErrCorrupt) an allocation beyond its limit.
+type limitAllocator struct {
+	memory.Allocator
+	limit int
+}
+
+func (a *limitAllocator) Allocate(size int) []byte {
+	if size > a.limit || size < 0 {
+		panic(fmt.Sprintf("a buffer of %d bytes", size))
+	}
+	return a.Allocator.Allocate(size)
+}
+
+func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
+	if size > a.limit || size < 0 {
+		panic(fmt.Sprintf("a buffer of %d bytes", size))
+	}
+	return a.Allocator.Reallocate(size, b)
+}
+
+// safely runs f and turns a panic into ErrCorrupt: arrow-go's IPC reader
+// panics on some damaged metadata (found by FuzzShardFile) instead of
+// returning an error.
+func safely(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: unreadable Arrow data (%v)", ErrCorrupt, r)
+		}
+	}()
+	return f()
+}
+
 // load reads one record batch's columns and checks their offsets.
-func (st *Stream) load(b *batchRef) (*batchData, int64, error) {
+func (st *Stream) load(b *batchRef) (d *batchData, n int64, err error) {
+	err = safely(func() error {
+		var err error
+		d, n, err = st.loadUnsafe(b)
+		return err
+	})
+	return d, n, err
+}
+
+func (st *Stream) loadUnsafe(b *batchRef) (*batchData, int64, error) {
 	rec, err := st.readers[b.file].RecordBatch(b.index)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)

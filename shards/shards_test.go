@@ -360,3 +360,39 @@ func TestKilledBuild(t *testing.T) {
 		}
 	}
 }
+
+// FuzzShardFile: a token shard file with any contents opens with an error
+// or reads without panicking or allocating without bound.
+func FuzzShardFile(f *testing.F) {
+	docs := docSet(f, "go", 17, 6<<10) // a small file: the mutator is slow on large inputs
+	res := build(f, []string{docs}, Options{})
+	name := res.Manifest.Splits[Train].Files[0].Name
+	orig, err := os.ReadFile(filepath.Join(res.Dir, name))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(orig)
+	f.Add(orig[:len(orig)-9])
+	f.Add([]byte("ARROW1\x00\x00"))
+	file := res.Manifest.Splits[Train].Files[0]
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := *res.Manifest
+		fl := file
+		fl.Size = int64(len(data))
+		m.Splits = map[string]*Split{Train: {Files: []File{fl}, Documents: fl.Documents, Tokens: fl.Tokens}}
+		s := &Set{Dir: "fuzz", Manifest: &m, streams: map[string]*Stream{}, fromBytes: data}
+		st, err := s.openStream(Train, m.Splits[Train], false)
+		if err != nil {
+			return
+		}
+		s.streams[Train] = st
+		buf := make([]int32, min(st.Tokens, 1000))
+		if err := st.Read(buf, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Spans(0, int64(len(buf))); err != nil {
+			t.Fatal(err)
+		}
+		st.Documents(func([]int32) error { return nil })
+	})
+}
