@@ -59,6 +59,19 @@ type Batch struct {
 	B, T   int
 	Refs   []SeqRef // where each sequence comes from (Loader.Spans resolves it)
 	State  State    // the loader's state after this batch
+	pool   *sync.Pool
+}
+
+// Release hands the batch's memory back to its loader for reuse; the batch
+// must not be used after. Optional: an unreleased batch is garbage
+// collected, but at hundreds of MB/s of batches the collector then competes
+// with the loader for the CPU.
+func (b *Batch) Release() {
+	if b.pool != nil {
+		p := b.pool
+		b.pool = nil
+		p.Put(b)
+	}
 }
 
 // Loader yields batches from one or more token shard sets.
@@ -80,6 +93,7 @@ type Loader struct {
 	waited  time.Duration
 	batches int64
 	closed  bool
+	pool    sync.Pool // *Batch
 }
 
 type result struct {
@@ -204,7 +218,12 @@ func (l *Loader) window(d int, j int64) int64 {
 // build makes the batch after state s and advances s.
 func (l *Loader) build(s *State) (*Batch, error) {
 	B, T := l.cfg.B, l.cfg.T
-	b := &Batch{Tokens: make([]int32, B*(T+1)), B: B, T: T, Refs: make([]SeqRef, 0, B)}
+	b, _ := l.pool.Get().(*Batch)
+	if b == nil {
+		b = &Batch{Tokens: make([]int32, B*(T+1)), B: B, T: T, Refs: make([]SeqRef, 0, B)}
+	}
+	b.Refs = b.Refs[:0]
+	b.pool = &l.pool
 	for len(b.Refs) < B {
 		d := l.pick(s.Sample, s.Used)
 		j := s.Used[d]
@@ -221,8 +240,8 @@ func (l *Loader) build(s *State) (*Batch, error) {
 		}
 		b.Refs = append(b.Refs, SeqRef{Set: d, Window: w})
 	}
-	b.State = *s
-	b.State.Used = append([]int64(nil), s.Used...)
+	b.State.Version, b.State.Config, b.State.Sample = s.Version, s.Config, s.Sample
+	b.State.Used = append(b.State.Used[:0], s.Used...)
 	return b, nil
 }
 
@@ -233,9 +252,15 @@ func (l *Loader) Next() (*Batch, error) {
 		return nil, errors.New("shards: loader is closed")
 	}
 	l.once.Do(l.start)
-	t := time.Now()
-	r, ok := <-l.out
-	l.waited += time.Since(t)
+	var r result
+	var ok bool
+	select {
+	case r, ok = <-l.out: // ready: no wait
+	default:
+		t := time.Now()
+		r, ok = <-l.out
+		l.waited += time.Since(t)
+	}
 	if !ok {
 		return nil, errors.New("shards: loader is closed")
 	}
@@ -243,6 +268,7 @@ func (l *Loader) Next() (*Batch, error) {
 		return nil, r.err
 	}
 	l.state = r.b.State
+	l.state.Used = append([]int64(nil), r.b.State.Used...) // the batch's may be reused
 	l.batches++
 	return r.b, nil
 }
@@ -267,8 +293,8 @@ func (l *Loader) start() {
 	})
 }
 
-// Waited is the total time Next spent waiting for a batch: zero when the
-// loader keeps ahead of its consumer.
+// Waited is the total time Next blocked because no batch was ready: zero
+// when the loader keeps ahead of its consumer.
 func (l *Loader) Waited() time.Duration { return l.waited }
 
 // Close stops the prefetching goroutine and waits for it.
