@@ -12,7 +12,7 @@ BENCH_TEXT_MB ?= 50
 
 REFS        := $(CURDIR)/.cache/ref
 
-.PHONY: all build demo test lint vet fmt-check unit race refs node sentencepiece bench fuzz clean
+.PHONY: all build demo test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean
 
 all: build
 
@@ -125,6 +125,12 @@ fuzz:
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# The PyTorch fixtures of the trainer tests (committed; CI does not run
+# this). Needs Debian's python3-torch.
+fixtures:
+	@/usr/bin/python3 -c "import torch" 2>/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch; }
+	cd train && /usr/bin/python3 testdata/gpt2_ref.py testdata
 
 sentencepiece:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-sentencepiece; \

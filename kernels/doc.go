@@ -1,5 +1,7 @@
-// Package kernels will define the op interface the trainer calls (matrix
-// products with row and column gathers, norms, attention, softmax
-// cross-entropy, AdamW, ...); kernels/cpu and kernels/cuda implement it. It
-// holds no code yet; docs/ARCHITECTURE.md tracks what has landed.
+// Package kernels defines the op interface the trainers call (Ops: matrix
+// products with transposes and scaling, bias, embedding, LayerNorm, GELU,
+// causal attention, fused softmax cross-entropy, gathers and scatters of
+// weight rows and columns for sampled subnetworks, AdamW), over opaque
+// backend buffers (Buf) so that a GPU backend implements it a second time.
+// kernels/cpu is the CPU implementation and the reference.
 package kernels

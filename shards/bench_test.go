@@ -87,7 +87,7 @@ func BenchmarkShardBuild(b *testing.B) {
 	var tokens int64
 	for b.Loop() {
 		out := b.TempDir()
-		res, err := Build(context.Background(), gpt2(b), []string{docs}, Options{OutDir: out, ValFraction: DefaultValFraction})
+		res, err := Build(context.Background(), gpt2(b).Clone(), []string{docs}, Options{OutDir: out, ValFraction: DefaultValFraction})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -99,13 +99,12 @@ func BenchmarkShardBuild(b *testing.B) {
 
 // BenchmarkShardBound: one goroutine encoding the same texts (with the EOS
 // separator) from memory; MB/s is scaled by the number of CPUs, the most a
-// parallel shard could reach.
+// parallel shard could reach. Both start with a cold tokenizer cache.
 func BenchmarkShardBound(b *testing.B) {
 	_, texts, n := benchDocSet(b)
 	b.SetBytes(n * int64(runtime.NumCPU()))
-	tok := gpt2(b)
 	for b.Loop() {
-		e := tok.NewEncoder()
+		e := gpt2(b).Clone().NewEncoder()
 		var out []uint32
 		for _, t := range texts {
 			out, _ = e.Encode(t, tokenizeEOS, out[:0])

@@ -36,6 +36,14 @@ func (t *Tokenizer) Fingerprint() string { return t.name + "@" + t.version }
 // VocabSize is the number of ids, special tokens included.
 func (t *Tokenizer) VocabSize() int { return t.vocab }
 
+// Clone returns a tokenizer with the same vocabulary and rules and a cache
+// of its own, empty: for measuring a cold start, or for keeping two
+// workloads' caches apart.
+func (t *Tokenizer) Clone() *Tokenizer {
+	c := &Tokenizer{name: t.name, version: t.version, bpe: t.bpe, sp: t.sp, special: t.special, bos: t.bos, eos: t.eos, vocab: t.vocab}
+	return c
+}
+
 // EncodeOptions adjust Encode. The zero value encodes text as text
 // (tiktoken's encode_ordinary).
 type EncodeOptions struct {

@@ -1,6 +1,7 @@
-// Package train will hold model configurations and presets, forward and
-// backward passes built from kernel ops, AdamW, schedules, the EST Sampler
-// and Scheduler, FLOPs accounting, the training loop and run records. It
-// imports only the kernels interface, never an implementation. It holds no
-// code yet; docs/ARCHITECTURE.md tracks what has landed.
+// Package train holds model configurations and presets, the parameter
+// table, forward and backward passes built from kernel ops (GPT-2 so far,
+// with sampled subnetworks: blocks, attention heads and MLP neurons run on
+// gathered weights, their gradients scattered back), and AdamW. It imports
+// only the kernels interface; tests use kernels/cpu. The PyTorch reference
+// that checks it is train/testdata/gpt2_ref.py.
 package train

@@ -1,0 +1,429 @@
+// Package cpu implements kernels.Ops on the CPU in Go, spreading rows over
+// the available cores. It is the reference the GPU backend is checked
+// against.
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/estkit/estkit/kernels"
+)
+
+// Buf is host memory.
+type Buf []float32
+
+// Len is the number of values.
+func (b Buf) Len() int { return len(b) }
+
+// Ops is the CPU backend.
+type Ops struct {
+	workers int
+}
+
+// New returns the CPU backend using every core.
+func New() *Ops { return &Ops{workers: runtime.GOMAXPROCS(0)} }
+
+var _ kernels.Ops = (*Ops)(nil)
+
+func (o *Ops) Name() string { return "cpu" }
+
+func f(b kernels.Buf) []float32 {
+	if b == nil {
+		return nil
+	}
+	return b.(Buf)
+}
+
+func (o *Ops) Alloc(n int) kernels.Buf { return Buf(make([]float32, n)) }
+
+func (o *Ops) Slice(b kernels.Buf, off, n int) kernels.Buf { return Buf(f(b)[off : off+n : off+n]) }
+
+func (o *Ops) Upload(dst kernels.Buf, src []float32) { mustCopy(f(dst), src) }
+
+func (o *Ops) Download(dst []float32, src kernels.Buf) { mustCopy(dst, f(src)) }
+
+func (o *Ops) Copy(dst, src kernels.Buf) { mustCopy(f(dst), f(src)) }
+
+func mustCopy(dst, src []float32) {
+	if len(dst) != len(src) {
+		panic(fmt.Sprintf("cpu: copy of %d values into %d", len(src), len(dst)))
+	}
+	copy(dst, src)
+}
+
+func (o *Ops) Fill(b kernels.Buf, v float32) {
+	x := f(b)
+	for i := range x {
+		x[i] = v
+	}
+}
+
+func (o *Ops) Axpy(y kernels.Buf, a float32, x kernels.Buf) {
+	ys, xs := f(y), f(x)
+	if len(ys) != len(xs) {
+		panic("cpu: axpy lengths differ")
+	}
+	o.parallel(len(ys), 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ys[i] += a * xs[i]
+		}
+	})
+}
+
+func (o *Ops) SumSquares(b kernels.Buf) float64 {
+	var s float64
+	for _, v := range f(b) {
+		s += float64(v) * float64(v)
+	}
+	return s
+}
+
+// parallel splits [0, n) into contiguous parts of at least grain items
+// over the workers and waits for them.
+func (o *Ops) parallel(n, grain int, fn func(lo, hi int)) {
+	parts := min(o.workers, (n+grain-1)/max(grain, 1))
+	if parts <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := n*p/parts, n*(p+1)/parts
+		wg.Go(func() { fn(lo, hi) })
+	}
+	wg.Wait()
+}
+
+func (o *Ops) MatMul(c, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha, beta float32) {
+	matmul(o, f(c), f(a), f(b), m, n, k, ta, tb, alpha, beta)
+}
+
+func (o *Ops) AddBias(y, bias kernels.Buf, rows, cols int) {
+	ys, bs := f(y), f(bias)
+	o.parallel(rows, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := ys[r*cols : (r+1)*cols]
+			for j, v := range bs[:cols] {
+				row[j] += v
+			}
+		}
+	})
+}
+
+func (o *Ops) BiasGrad(db, dy kernels.Buf, rows, cols int) {
+	d, g := f(db), f(dy)
+	o.parallel(cols, 64, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			var s float32
+			for r := 0; r < rows; r++ {
+				s += g[r*cols+j]
+			}
+			d[j] += s
+		}
+	})
+}
+
+func (o *Ops) Embed(out, wte, wpe kernels.Buf, ids []int32, B, T, C int) {
+	os, te, pe := f(out), f(wte), f(wpe)
+	for bt, id := range ids[:B*T] {
+		t := bt % T
+		dst := os[bt*C : (bt+1)*C]
+		tok, pos := te[int(id)*C:int(id+1)*C], pe[t*C:(t+1)*C]
+		for i := range dst {
+			dst[i] = tok[i] + pos[i]
+		}
+	}
+}
+
+func (o *Ops) EmbedBackward(dwte, dwpe, dout kernels.Buf, ids []int32, B, T, C int) {
+	dte, dpe, g := f(dwte), f(dwpe), f(dout)
+	for bt, id := range ids[:B*T] {
+		t := bt % T
+		src := g[bt*C : (bt+1)*C]
+		tok, pos := dte[int(id)*C:int(id+1)*C], dpe[t*C:(t+1)*C]
+		for i, v := range src {
+			tok[i] += v
+			pos[i] += v
+		}
+	}
+}
+
+const lnEps = 1e-5
+
+func (o *Ops) LayerNorm(out, mean, rstd, x, w, b kernels.Buf, rows, C int) {
+	os, ms, rs, xs, ws, bs := f(out), f(mean), f(rstd), f(x), f(w), f(b)
+	o.parallel(rows, 16, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := xs[r*C : (r+1)*C]
+			var m float32
+			for _, v := range row {
+				m += v
+			}
+			m /= float32(C)
+			var va float32
+			for _, v := range row {
+				d := v - m
+				va += d * d
+			}
+			va /= float32(C)
+			s := float32(1 / math.Sqrt(float64(va+lnEps)))
+			dst := os[r*C : (r+1)*C]
+			for i, v := range row {
+				dst[i] = (v-m)*s*ws[i] + bs[i]
+			}
+			ms[r], rs[r] = m, s
+		}
+	})
+}
+
+func (o *Ops) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, rows, C int) {
+	dxs, dws, dbs, g, xs, ws, ms, rs := f(dx), f(dw), f(db), f(dout), f(x), f(w), f(mean), f(rstd)
+	// dx rows in parallel; dw and db summed per worker, then added.
+	parts := min(o.workers, max(1, rows/16))
+	pw := make([][]float32, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := rows*p/parts, rows*(p+1)/parts
+		acc := make([]float32, 2*C)
+		pw[p] = acc
+		wg.Go(func() {
+			for r := lo; r < hi; r++ {
+				xr, gr, dr := xs[r*C:(r+1)*C], g[r*C:(r+1)*C], dxs[r*C:(r+1)*C]
+				m, s := ms[r], rs[r]
+				var dnormMean, dnormNormMean float32
+				for i := range xr {
+					norm := (xr[i] - m) * s
+					dnorm := ws[i] * gr[i]
+					dnormMean += dnorm
+					dnormNormMean += dnorm * norm
+					acc[i] += norm * gr[i]
+					acc[C+i] += gr[i]
+				}
+				dnormMean /= float32(C)
+				dnormNormMean /= float32(C)
+				for i := range xr {
+					norm := (xr[i] - m) * s
+					dnorm := ws[i] * gr[i]
+					dr[i] += (dnorm - dnormMean - norm*dnormNormMean) * s
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, acc := range pw {
+		for i := 0; i < C; i++ {
+			dws[i] += acc[i]
+			dbs[i] += acc[C+i]
+		}
+	}
+}
+
+const geluScale = 0.7978845608028654 // sqrt(2/π)
+
+func (o *Ops) GELU(out, x kernels.Buf) {
+	os, xs := f(out), f(x)
+	o.parallel(len(xs), 1<<13, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := xs[i]
+			u := geluScale * (v + 0.044715*v*v*v)
+			os[i] = 0.5 * v * (1 + float32(math.Tanh(float64(u))))
+		}
+	})
+}
+
+func (o *Ops) GELUBackward(dx, x, dout kernels.Buf) {
+	ds, xs, g := f(dx), f(x), f(dout)
+	o.parallel(len(xs), 1<<13, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := xs[i]
+			u := geluScale * (v + 0.044715*v*v*v)
+			th := float32(math.Tanh(float64(u)))
+			sech2 := 1 - th*th
+			du := geluScale * (1 + 3*0.044715*v*v)
+			ds[i] += g[i] * (0.5*(1+th) + 0.5*v*sech2*du)
+		}
+	})
+}
+
+func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, HS int) {
+	os, as, in := f(out), f(att), f(qkv)
+	C := NH * HS
+	scale := float32(1 / math.Sqrt(float64(HS)))
+	o.parallel(B*NH, 1, func(lo, hi int) {
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/NH, bh%NH
+			for t := 0; t < T; t++ {
+				q := in[(b*T+t)*3*C+h*HS:][:HS]
+				row := as[((b*NH+h)*T+t)*T:][:T]
+				maxv := float32(math.Inf(-1))
+				for t2 := 0; t2 <= t; t2++ {
+					k := in[(b*T+t2)*3*C+C+h*HS:][:HS]
+					var d float32
+					for i, qv := range q {
+						d += qv * k[i]
+					}
+					d *= scale
+					row[t2] = d
+					maxv = max(maxv, d)
+				}
+				var sum float32
+				for t2 := 0; t2 <= t; t2++ {
+					e := float32(math.Exp(float64(row[t2] - maxv)))
+					row[t2] = e
+					sum += e
+				}
+				inv := 1 / sum
+				for t2 := 0; t2 < T; t2++ {
+					if t2 <= t {
+						row[t2] *= inv
+					} else {
+						row[t2] = 0
+					}
+				}
+				dst := os[(b*T+t)*C+h*HS:][:HS]
+				clear(dst)
+				for t2 := 0; t2 <= t; t2++ {
+					v := in[(b*T+t2)*3*C+2*C+h*HS:][:HS]
+					p := row[t2]
+					for i, vv := range v {
+						dst[i] += p * vv
+					}
+				}
+			}
+		}
+	})
+}
+
+func (o *Ops) AttentionBackward(dqkv, dout, qkv, att kernels.Buf, B, T, NH, HS int) {
+	dq, g, in, as := f(dqkv), f(dout), f(qkv), f(att)
+	C := NH * HS
+	scale := float32(1 / math.Sqrt(float64(HS)))
+	o.parallel(B*NH, 1, func(lo, hi int) {
+		datt := make([]float32, T)
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/NH, bh%NH
+			for t := 0; t < T; t++ {
+				row := as[((b*NH+h)*T+t)*T:][:T]
+				gout := g[(b*T+t)*C+h*HS:][:HS]
+				// dv and datt
+				var dot float32
+				for t2 := 0; t2 <= t; t2++ {
+					v := in[(b*T+t2)*3*C+2*C+h*HS:][:HS]
+					dv := dq[(b*T+t2)*3*C+2*C+h*HS:][:HS]
+					var d float32
+					p := row[t2]
+					for i, gv := range gout {
+						d += gv * v[i]
+						dv[i] += p * gv
+					}
+					datt[t2] = d
+					dot += d * p
+				}
+				// softmax backward, then q and k
+				q := in[(b*T+t)*3*C+h*HS:][:HS]
+				dqv := dq[(b*T+t)*3*C+h*HS:][:HS]
+				for t2 := 0; t2 <= t; t2++ {
+					ds := row[t2] * (datt[t2] - dot) * scale
+					k := in[(b*T+t2)*3*C+C+h*HS:][:HS]
+					dk := dq[(b*T+t2)*3*C+C+h*HS:][:HS]
+					for i := range q {
+						dqv[i] += ds * k[i]
+						dk[i] += ds * q[i]
+					}
+				}
+			}
+		}
+	})
+}
+
+func (o *Ops) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []int32, rows, V, Vp int, scale float32) {
+	ls, dl, lg := f(losses), f(dlogits), f(logits)
+	o.parallel(rows, 4, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := lg[r*Vp : r*Vp+V]
+			maxv := float32(math.Inf(-1))
+			for _, v := range row {
+				maxv = max(maxv, v)
+			}
+			var sum float64
+			for _, v := range row {
+				sum += math.Exp(float64(v - maxv))
+			}
+			tg := int(targets[r])
+			ls[r] = float32(math.Log(sum)) - (row[tg] - maxv)
+			if dl != nil {
+				d := dl[r*Vp : (r+1)*Vp]
+				inv := 1 / sum
+				for i, v := range row {
+					d[i] = scale * float32(math.Exp(float64(v-maxv))*inv)
+				}
+				d[tg] -= scale
+				clear(d[V:])
+			}
+		}
+	})
+}
+
+func (o *Ops) GatherRows(dst, src kernels.Buf, rows []int32, width int) {
+	d, s := f(dst), f(src)
+	for i, r := range rows {
+		copy(d[i*width:(i+1)*width], s[int(r)*width:int(r+1)*width])
+	}
+}
+
+func (o *Ops) ScatterAddRows(dst, src kernels.Buf, rows []int32, width int) {
+	d, s := f(dst), f(src)
+	for i, r := range rows {
+		row := d[int(r)*width : int(r+1)*width]
+		for j, v := range s[i*width : (i+1)*width] {
+			row[j] += v
+		}
+	}
+}
+
+func (o *Ops) GatherCols(dst, src kernels.Buf, n, width int, cols []int32) {
+	d, s := f(dst), f(src)
+	k := len(cols)
+	o.parallel(n, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			srow, drow := s[r*width:(r+1)*width], d[r*k:(r+1)*k]
+			for j, c := range cols {
+				drow[j] = srow[c]
+			}
+		}
+	})
+}
+
+func (o *Ops) ScatterAddCols(dst, src kernels.Buf, n, width int, cols []int32) {
+	d, s := f(dst), f(src)
+	k := len(cols)
+	o.parallel(n, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			drow, srow := d[r*width:(r+1)*width], s[r*k:(r+1)*k]
+			for j, c := range cols {
+				drow[c] += srow[j]
+			}
+		}
+	})
+}
+
+func (o *Ops) AdamW(params, grads, m, v kernels.Buf, lr, beta1, beta2, eps, wd float32, t int) {
+	p, g, ms, vs := f(params), f(grads), f(m), f(v)
+	bc1 := 1 - math.Pow(float64(beta1), float64(t))
+	bc2 := 1 - math.Pow(float64(beta2), float64(t))
+	o.parallel(len(p), 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gi := g[i]
+			mi := beta1*ms[i] + (1-beta1)*gi
+			vi := beta2*vs[i] + (1-beta2)*gi*gi
+			ms[i], vs[i] = mi, vi
+			mhat := float64(mi) / bc1
+			vhat := float64(vi) / bc2
+			p[i] -= lr * wd * p[i]
+			p[i] -= lr * float32(mhat/(math.Sqrt(vhat)+float64(eps)))
+		}
+	})
+}

@@ -1,0 +1,193 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randBuf(r *rand.Rand, n int, scale float64) Buf {
+	b := make(Buf, n)
+	for i := range b {
+		b[i] = float32(r.NormFloat64() * scale)
+	}
+	return b
+}
+
+// checkGrad compares an analytic gradient with central finite differences
+// of loss() = Σ out·w over every input value.
+func checkGrad(t *testing.T, name string, in Buf, analytic []float32, loss func() float64) {
+	t.Helper()
+	const h = 1e-2
+	bad := 0
+	for i := range in {
+		orig := in[i]
+		in[i] = orig + h
+		lp := loss()
+		in[i] = orig - h
+		lm := loss()
+		in[i] = orig
+		num := (lp - lm) / (2 * h)
+		if d := math.Abs(num - float64(analytic[i])); d > 2e-2*math.Max(1, math.Abs(num)) {
+			if bad++; bad <= 3 {
+				t.Errorf("%s[%d]: analytic %g, numeric %g", name, i, analytic[i], num)
+			}
+		}
+	}
+}
+
+func dot(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+func TestLayerNormGradient(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(1, 2))
+	rows, C := 3, 7
+	x, w, b := randBuf(r, rows*C, 1), randBuf(r, C, 1), randBuf(r, C, 1)
+	wout := randBuf(r, rows*C, 1)
+	out, mean, rstd := make(Buf, rows*C), make(Buf, rows), make(Buf, rows)
+	loss := func() float64 { o.LayerNorm(out, mean, rstd, x, w, b, rows, C); return dot(out, wout) }
+	loss()
+	dx, dw, db := make(Buf, rows*C), make(Buf, C), make(Buf, C)
+	o.LayerNormBackward(dx, dw, db, wout, x, w, mean, rstd, rows, C)
+	checkGrad(t, "dx", x, dx, loss)
+	checkGrad(t, "dw", w, dw, loss)
+	checkGrad(t, "db", b, db, loss)
+}
+
+func TestGELUGradient(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(3, 4))
+	x, wout := randBuf(r, 50, 2), randBuf(r, 50, 1)
+	out := make(Buf, 50)
+	loss := func() float64 { o.GELU(out, x); return dot(out, wout) }
+	dx := make(Buf, 50)
+	o.GELUBackward(dx, x, wout)
+	checkGrad(t, "dx", x, dx, loss)
+}
+
+func TestAttentionGradient(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(5, 6))
+	B, T, NH, HS := 2, 5, 3, 4
+	C := NH * HS
+	qkv, wout := randBuf(r, B*T*3*C, 1), randBuf(r, B*T*C, 1)
+	out, att := make(Buf, B*T*C), make(Buf, B*NH*T*T)
+	loss := func() float64 { o.Attention(out, att, qkv, B, T, NH, HS); return dot(out, wout) }
+	loss()
+	dqkv := make(Buf, len(qkv))
+	o.AttentionBackward(dqkv, wout, qkv, att, B, T, NH, HS)
+	checkGrad(t, "dqkv", qkv, dqkv, loss)
+	// causal: position t's output does not depend on later positions
+	before := append(Buf(nil), out...)
+	qkv[(1*T+4)*3*C+2*C] += 5 // a value of the last position of batch 1
+	loss()
+	for i := 0; i < (1*T+4)*C; i++ {
+		if out[i] != before[i] {
+			t.Fatalf("output %d changed with a later value", i)
+		}
+	}
+}
+
+func TestCrossEntropyGradient(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(7, 8))
+	rows, V, Vp := 4, 9, 12
+	logits := randBuf(r, rows*Vp, 2)
+	targets := []int32{0, 8, 3, 3}
+	losses := make(Buf, rows)
+	loss := func() float64 {
+		o.CrossEntropy(losses, nil, logits, targets, rows, V, Vp, 0)
+		var s float64
+		for _, v := range losses {
+			s += float64(v)
+		}
+		return s
+	}
+	d := make(Buf, rows*Vp)
+	o.CrossEntropy(losses, d, logits, targets, rows, V, Vp, 1)
+	checkGrad(t, "dlogits", logits, d, loss)
+	for rI := 0; rI < rows; rI++ {
+		for v := V; v < Vp; v++ {
+			if d[rI*Vp+v] != 0 {
+				t.Fatal("gradient in the padding")
+			}
+		}
+	}
+}
+
+func TestMatMulAgainstNaive(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(9, 10))
+	m, n, k := 5, 7, 6
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			a, b := randBuf(r, m*k, 1), randBuf(r, k*n, 1)
+			c := randBuf(r, m*n, 1)
+			want := make([]float64, m*n)
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					var s float64
+					for p := 0; p < k; p++ {
+						av, bv := a[i*k+p], b[p*n+j]
+						if ta {
+							av = a[p*m+i]
+						}
+						if tb {
+							bv = b[j*k+p]
+						}
+						s += float64(av) * float64(bv)
+					}
+					want[i*n+j] = 0.5*s + 2*float64(c[i*n+j])
+				}
+			}
+			o.MatMul(c, a, b, m, n, k, ta, tb, 0.5, 2)
+			for i := range want {
+				if math.Abs(float64(c[i])-want[i]) > 1e-5*math.Max(1, math.Abs(want[i])) {
+					t.Fatalf("ta=%v tb=%v: C[%d] = %g, want %g", ta, tb, i, c[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestEmbedAndGathers(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(11, 12))
+	B, T, C, V := 2, 3, 4, 5
+	wte, wpe := randBuf(r, V*C, 1), randBuf(r, T*C, 1)
+	ids := []int32{4, 0, 4, 1, 2, 3}
+	out, wout := make(Buf, B*T*C), randBuf(r, B*T*C, 1)
+	loss := func() float64 { o.Embed(out, wte, wpe, ids, B, T, C); return dot(out, wout) }
+	dte, dpe := make(Buf, V*C), make(Buf, T*C)
+	o.EmbedBackward(dte, dpe, wout, ids, B, T, C)
+	checkGrad(t, "dwte", wte, dte, loss)
+	checkGrad(t, "dwpe", wpe, dpe, loss)
+
+	src := randBuf(r, 6*4, 1)
+	rows, cols := []int32{5, 1, 3}, []int32{3, 0}
+	g := make(Buf, 3*4)
+	o.GatherRows(g, src, rows, 4)
+	back := make(Buf, 6*4)
+	o.ScatterAddRows(back, g, rows, 4)
+	gc := make(Buf, 6*2)
+	o.GatherCols(gc, src, 6, 4, cols)
+	o.ScatterAddCols(back, gc, 6, 4, cols)
+	for rI := 0; rI < 6; rI++ {
+		for c := 0; c < 4; c++ {
+			want := float32(0)
+			for _, x := range rows {
+				if int(x) == rI {
+					want += src[rI*4+c]
+				}
+			}
+			for _, x := range cols {
+				if int(x) == c {
+					want += src[rI*4+c]
+				}
+			}
+			if back[rI*4+c] != want {
+				t.Fatalf("gather/scatter [%d,%d] = %g, want %g", rI, c, back[rI*4+c], want)
+			}
+		}
+	}
+}

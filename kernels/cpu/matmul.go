@@ -1,0 +1,52 @@
+package cpu
+
+// matmul is the pure-Go matrix product: rows of C in parallel, the inner
+// loops over contiguous memory (a dot product when B is transposed, an
+// axpy of B's rows otherwise). It is the fallback and the reference; a
+// BLAS build replaces it where it is faster.
+func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32) {
+	if len(c) < m*n || len(a) < m*k || len(b) < k*n {
+		panic("cpu: matmul operands smaller than their shapes")
+	}
+	o.parallel(m, 4, func(lo, hi int) {
+		arow := make([]float32, k)
+		for i := lo; i < hi; i++ {
+			crow := c[i*n : (i+1)*n]
+			if beta == 0 {
+				clear(crow)
+			} else if beta != 1 {
+				for j := range crow {
+					crow[j] *= beta
+				}
+			}
+			if ta {
+				for p := 0; p < k; p++ {
+					arow[p] = a[p*m+i]
+				}
+			} else {
+				copy(arow, a[i*k:(i+1)*k])
+			}
+			if tb {
+				for j := 0; j < n; j++ {
+					brow := b[j*k : (j+1)*k]
+					var s float32
+					for p, av := range arow {
+						s += av * brow[p]
+					}
+					crow[j] += alpha * s
+				}
+				continue
+			}
+			for p, av := range arow {
+				if av == 0 {
+					continue
+				}
+				s := alpha * av
+				brow := b[p*n : (p+1)*n]
+				for j, bv := range brow {
+					crow[j] += s * bv
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,79 @@
+package kernels
+
+// Buf is float32 storage owned by a backend: host memory for the CPU
+// backend, device memory for a GPU backend. Trainers never touch its
+// contents directly; they move data with Upload and Download.
+type Buf interface {
+	Len() int
+}
+
+// Ops is every operation the trainers use, forward and backward. All
+// tensors are row-major float32. A backward op accumulates (+=) into the
+// gradients it is given unless it says otherwise, so that a parameter used
+// twice (the tied GPT-2 embedding) or scattered from a sampled subnetwork
+// sums its parts. Index lists (token ids, targets, sampled rows and
+// columns) are host slices; a GPU backend uploads them.
+type Ops interface {
+	Name() string
+
+	// Memory.
+	Alloc(n int) Buf             // zeroed
+	Slice(b Buf, off, n int) Buf // a view of n values from off
+	Upload(dst Buf, src []float32)
+	Download(dst []float32, src Buf)
+	Fill(b Buf, v float32)
+	Copy(dst, src Buf)            // equal lengths
+	Axpy(y Buf, a float32, x Buf) // y += a·x
+	SumSquares(b Buf) float64
+
+	// MatMul sets C[m×n] = alpha·op(A)·op(B) + beta·C, where op(A) is
+	// A[m×k], or A[k×m] transposed when ta, and op(B) is B[k×n], or B[n×k]
+	// transposed when tb (a PyTorch Linear weight W[out×in] as y = x·Wᵀ).
+	MatMul(c, a, b Buf, m, n, k int, ta, tb bool, alpha, beta float32)
+	// AddBias adds bias[cols] to every row of y[rows×cols].
+	AddBias(y, bias Buf, rows, cols int)
+	// BiasGrad adds the column sums of dy[rows×cols] to db[cols].
+	BiasGrad(db, dy Buf, rows, cols int)
+
+	// Embed sets out[b,t,:] = wte[ids[b,t],:] + wpe[t,:] for B×T ids.
+	Embed(out, wte, wpe Buf, ids []int32, B, T, C int)
+	EmbedBackward(dwte, dwpe, dout Buf, ids []int32, B, T, C int)
+
+	// LayerNorm normalises each row of x[rows×C] (ε 1e-5), then scales
+	// by w and shifts by b; it keeps each row's mean and 1/std for the
+	// backward pass.
+	LayerNorm(out, mean, rstd, x, w, b Buf, rows, C int)
+	LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd Buf, rows, C int)
+
+	// GELU, tanh approximation (GPT-2's).
+	GELU(out, x Buf)
+	GELUBackward(dx, x, dout Buf)
+
+	// Attention: qkv[B,T,3·NH·HS] holds per position the queries, keys and
+	// values of NH heads of size HS (q of all heads, then k, then v); out
+	// [B,T,NH·HS] receives causal softmax(q·kᵀ/√HS)·v per head, and att
+	// [B,NH,T,T] the probabilities, kept for the backward pass.
+	Attention(out, att, qkv Buf, B, T, NH, HS int)
+	AttentionBackward(dqkv, dout, qkv, att Buf, B, T, NH, HS int)
+
+	// CrossEntropy computes, for each of rows rows of logits[rows×Vp]
+	// (only the first V columns are real), the loss -log softmax at the
+	// target into losses[rows]; when dlogits is not nil it also sets
+	// dlogits = scale·(softmax − onehot(target)) over the first V columns
+	// and 0 in the padding (overwriting, not accumulating).
+	CrossEntropy(losses, dlogits, logits Buf, targets []int32, rows, V, Vp int, scale float32)
+
+	// Gathers and scatters of weight rows and columns for sampled
+	// subnetworks. GatherRows: dst[i,:] = src[rows[i],:]; ScatterAddRows:
+	// dst[rows[i],:] += src[i,:]; GatherCols: dst[r,j] = src[r,cols[j]]
+	// for src[n×width]; ScatterAddCols: dst[r,cols[j]] += src[r,j].
+	GatherRows(dst, src Buf, rows []int32, width int)
+	ScatterAddRows(dst, src Buf, rows []int32, width int)
+	GatherCols(dst, src Buf, n, width int, cols []int32)
+	ScatterAddCols(dst, src Buf, n, width int, cols []int32)
+
+	// AdamW updates params in place from grads with moments m and v
+	// (PyTorch's torch.optim.AdamW: decoupled weight decay wd·lr, bias
+	// corrections for step t ≥ 1).
+	AdamW(params, grads, m, v Buf, lr, beta1, beta2, eps, wd float32, t int)
+}

@@ -1,0 +1,509 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/estkit/estkit/kernels"
+)
+
+// GPT2Config is the shape of a GPT-2 model.
+type GPT2Config struct {
+	Vocab    int // real vocabulary (50257)
+	Padded   int // vocabulary rounded up for the matrix products (50304); logits beyond Vocab are ignored
+	Layers   int
+	Heads    int
+	Channels int
+	MaxT     int // position embeddings
+}
+
+// Presets of GPT-2 sizes.
+var GPT2Presets = map[string]GPT2Config{
+	"gpt2-124m": {Vocab: 50257, Padded: 50304, Layers: 12, Heads: 12, Channels: 768, MaxT: 1024},
+	"gpt2-350m": {Vocab: 50257, Padded: 50304, Layers: 24, Heads: 16, Channels: 1024, MaxT: 1024},
+	"gpt2-mini": {Vocab: 50257, Padded: 50304, Layers: 6, Heads: 6, Channels: 384, MaxT: 512},
+	"gpt2-tiny": {Vocab: 50257, Padded: 50304, Layers: 4, Heads: 4, Channels: 128, MaxT: 256},
+}
+
+// Param is one entry of the parameter table: it drives the memory layout,
+// checkpoints, Hugging Face names and the optimizer.
+type Param struct {
+	Name   string // Hugging Face GPT2LMHeadModel name, without "transformer."
+	Shape  []int  // PyTorch Linear convention: [out, in]
+	Decay  bool   // AdamW weight decay applies
+	Std    float64
+	Ones   bool // initialised to 1 (LayerNorm weights)
+	Layer  int  // block index, -1 for the embeddings and the final LayerNorm
+	Offset int  // into the flat parameter buffer
+	Size   int
+}
+
+// Per-layer parameter indices within a block's run of the table.
+const (
+	pLn1W = iota
+	pLn1B
+	pQKVW
+	pQKVB
+	pProjW
+	pProjB
+	pLn2W
+	pLn2B
+	pFcW
+	pFcB
+	pFpW
+	pFpB
+	perLayer
+)
+
+// Table returns the parameter table of cfg: wte, wpe, then each block's
+// twelve tensors, then ln_f.
+func (cfg GPT2Config) Table() []Param {
+	C, L := cfg.Channels, cfg.Layers
+	std := 0.02
+	proj := 0.02 / math.Sqrt(2*float64(L))
+	var t []Param
+	add := func(name string, layer int, decay bool, std float64, ones bool, shape ...int) {
+		n := 1
+		for _, s := range shape {
+			n *= s
+		}
+		off := 0
+		if len(t) > 0 {
+			off = t[len(t)-1].Offset + t[len(t)-1].Size
+		}
+		t = append(t, Param{Name: name, Shape: shape, Decay: decay, Std: std, Ones: ones, Layer: layer, Offset: off, Size: n})
+	}
+	add("wte.weight", -1, true, std, false, cfg.Padded, C)
+	add("wpe.weight", -1, true, std, false, cfg.MaxT, C)
+	for l := 0; l < L; l++ {
+		h := fmt.Sprintf("h.%d.", l)
+		add(h+"ln_1.weight", l, false, 0, true, C)
+		add(h+"ln_1.bias", l, false, 0, false, C)
+		add(h+"attn.c_attn.weight", l, true, std, false, 3*C, C)
+		add(h+"attn.c_attn.bias", l, false, 0, false, 3*C)
+		add(h+"attn.c_proj.weight", l, true, proj, false, C, C)
+		add(h+"attn.c_proj.bias", l, false, 0, false, C)
+		add(h+"ln_2.weight", l, false, 0, true, C)
+		add(h+"ln_2.bias", l, false, 0, false, C)
+		add(h+"mlp.c_fc.weight", l, true, std, false, 4*C, C)
+		add(h+"mlp.c_fc.bias", l, false, 0, false, 4*C)
+		add(h+"mlp.c_proj.weight", l, true, proj, false, C, 4*C)
+		add(h+"mlp.c_proj.bias", l, false, 0, false, C)
+	}
+	add("ln_f.weight", -1, false, 0, true, C)
+	add("ln_f.bias", -1, false, 0, false, C)
+	return t
+}
+
+// NumParams is the total parameter count (padding rows included).
+func (cfg GPT2Config) NumParams() int {
+	t := cfg.Table()
+	return t[len(t)-1].Offset + t[len(t)-1].Size
+}
+
+// InitParams fills a flat parameter vector as GPT-2 initialises: normal
+// weights (std 0.02, residual projections 0.02/√(2L)), zero biases, unit
+// LayerNorm weights; the padding rows of wte are zero.
+func (cfg GPT2Config) InitParams(seed uint64) []float32 {
+	t := cfg.Table()
+	p := make([]float32, cfg.NumParams())
+	r := rand.New(rand.NewPCG(seed, 0x6770743221))
+	for _, e := range t {
+		x := p[e.Offset : e.Offset+e.Size]
+		switch {
+		case e.Ones:
+			for i := range x {
+				x[i] = 1
+			}
+		case e.Std > 0:
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * e.Std)
+			}
+		}
+	}
+	clear(p[cfg.Vocab*cfg.Channels : cfg.Padded*cfg.Channels])
+	return p
+}
+
+// Selection is the subnetwork of one step: the blocks that run, and in
+// each the attention heads and MLP neurons that run, with the scales of
+// their outputs (1/pH, 1/pM). A nil Layers runs every block; a nil entry
+// of Heads or Neurons runs them all at scale 1.
+type Selection struct {
+	Layers  []int
+	Heads   [][]int32 // by block index
+	Neurons [][]int32
+	HScale  float32 // 1/pH
+	MScale  float32 // 1/pM
+}
+
+// GPT2 is a GPT-2 model with its parameters, gradients and activations
+// on a kernels backend.
+type GPT2 struct {
+	Cfg    GPT2Config
+	ops    kernels.Ops
+	table  []Param
+	Params kernels.Buf
+	Grads  kernels.Buf
+	m, v   kernels.Buf // AdamW moments
+
+	B, T    int
+	act     *activations
+	ids     []int32
+	targets []int32
+	sel     *Selection
+	inputs  map[int]kernels.Buf // residual stream entering each active block
+	final   kernels.Buf         // residual stream after the last active block
+}
+
+// NewGPT2 allocates the model on ops with params (len NumParams).
+func NewGPT2(ops kernels.Ops, cfg GPT2Config, params []float32) (*GPT2, error) {
+	if cfg.Channels%cfg.Heads != 0 {
+		return nil, fmt.Errorf("train: %d channels do not split into %d heads", cfg.Channels, cfg.Heads)
+	}
+	n := cfg.NumParams()
+	if len(params) != n {
+		return nil, fmt.Errorf("train: %d parameters given, the model has %d", len(params), n)
+	}
+	g := &GPT2{Cfg: cfg, ops: ops, table: cfg.Table()}
+	g.Params = ops.Alloc(n)
+	ops.Upload(g.Params, params)
+	g.Grads = ops.Alloc(n)
+	g.m, g.v = ops.Alloc(n), ops.Alloc(n)
+	return g, nil
+}
+
+// Table is the model's parameter table.
+func (g *GPT2) Table() []Param { return g.table }
+
+func (g *GPT2) param(buf kernels.Buf, i int) kernels.Buf {
+	e := g.table[i]
+	return g.ops.Slice(buf, e.Offset, e.Size)
+}
+
+// layerParam is parameter k of block l.
+func (g *GPT2) layerParam(buf kernels.Buf, l, k int) kernels.Buf { return g.param(buf, 2+l*perLayer+k) }
+
+// activations hold one micro-batch's forward state, sized for the full
+// model; a sampled step uses the leading part of each buffer.
+type activations struct {
+	x      []kernels.Buf // residual stream entering each block, and after the last
+	x1     []kernels.Buf // after attention
+	ln1    []kernels.Buf
+	ln1m   []kernels.Buf
+	ln1r   []kernels.Buf
+	qkv    []kernels.Buf
+	atty   []kernels.Buf
+	att    []kernels.Buf
+	ln2    []kernels.Buf
+	ln2m   []kernels.Buf
+	ln2r   []kernels.Buf
+	fch    []kernels.Buf
+	fcg    []kernels.Buf
+	lnf    kernels.Buf
+	lnfm   kernels.Buf
+	lnfr   kernels.Buf
+	logits kernels.Buf
+	losses kernels.Buf
+	// gathered weights of the sampled subnetwork, per block
+	wqkv, bqkv, wproj, wfc, bfc, wfp []kernels.Buf
+	// scratch for the backward pass
+	dres, dtmp, dqkv, datty, dfch, dfcg, dlnf kernels.Buf
+	gw                                        kernels.Buf // gathered-weight gradient scratch
+	gb                                        kernels.Buf
+}
+
+func (g *GPT2) ensure(B, T int) {
+	if g.act != nil && g.B == B && g.T == T {
+		return
+	}
+	c, o := g.Cfg, g.ops
+	C, L, BT := c.Channels, c.Layers, B*T
+	a := &activations{}
+	per := func(n int) []kernels.Buf {
+		s := make([]kernels.Buf, L)
+		for i := range s {
+			s[i] = o.Alloc(n)
+		}
+		return s
+	}
+	a.x = make([]kernels.Buf, L+1)
+	for i := range a.x {
+		a.x[i] = o.Alloc(BT * C)
+	}
+	a.x1, a.ln1, a.ln2, a.atty = per(BT*C), per(BT*C), per(BT*C), per(BT*C)
+	a.ln1m, a.ln1r, a.ln2m, a.ln2r = per(BT), per(BT), per(BT), per(BT)
+	a.qkv = per(BT * 3 * C)
+	a.att = per(B * c.Heads * T * T)
+	a.fch, a.fcg = per(BT*4*C), per(BT*4*C)
+	a.wqkv, a.bqkv, a.wproj = per(3*C*C), per(3*C), per(C*C)
+	a.wfc, a.bfc, a.wfp = per(4*C*C), per(4*C), per(4*C*C)
+	a.lnf, a.lnfm, a.lnfr = o.Alloc(BT*C), o.Alloc(BT), o.Alloc(BT)
+	a.logits, a.losses = o.Alloc(BT*c.Padded), o.Alloc(BT)
+	a.dres, a.dtmp, a.dlnf = o.Alloc(BT*C), o.Alloc(BT*C), o.Alloc(BT*C)
+	a.dqkv, a.datty = o.Alloc(BT*3*C), o.Alloc(BT*C)
+	a.dfch, a.dfcg = o.Alloc(BT*4*C), o.Alloc(BT*4*C)
+	a.gw, a.gb = o.Alloc(4*C*C), o.Alloc(4*C)
+	g.act, g.B, g.T = a, B, T
+}
+
+// blockShape is what block l computes under sel: its heads and neurons
+// (nil: all) and their counts.
+func (g *GPT2) blockShape(sel *Selection, l int) (heads, neurons []int32, nh, ff int, hs, ms float32) {
+	nh, ff, hs, ms = g.Cfg.Heads, 4*g.Cfg.Channels, 1, 1
+	if sel == nil {
+		return
+	}
+	if l < len(sel.Heads) && sel.Heads[l] != nil {
+		heads, nh, hs = sel.Heads[l], len(sel.Heads[l]), sel.HScale
+	}
+	if l < len(sel.Neurons) && sel.Neurons[l] != nil {
+		neurons, ff, ms = sel.Neurons[l], len(sel.Neurons[l]), sel.MScale
+	}
+	return
+}
+
+// qkvRows lists the rows of c_attn (q, k, v parts) of the given heads.
+func qkvRows(heads []int32, C, HS int) []int32 {
+	rows := make([]int32, 0, 3*len(heads)*HS)
+	for part := 0; part < 3; part++ {
+		for _, h := range heads {
+			for i := 0; i < HS; i++ {
+				rows = append(rows, int32(part*C+int(h)*HS+i))
+			}
+		}
+	}
+	return rows
+}
+
+// headCols lists the columns of c_proj that the given heads feed.
+func headCols(heads []int32, HS int) []int32 {
+	cols := make([]int32, 0, len(heads)*HS)
+	for _, h := range heads {
+		for i := 0; i < HS; i++ {
+			cols = append(cols, int32(int(h)*HS+i))
+		}
+	}
+	return cols
+}
+
+func (g *GPT2) activeLayers(sel *Selection) []int {
+	if sel != nil && sel.Layers != nil {
+		return sel.Layers
+	}
+	all := make([]int, g.Cfg.Layers)
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+// Forward runs the model on ids[B×T] and, with targets, returns the mean
+// cross-entropy loss. It keeps what Backward needs.
+func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32, error) {
+	c, o := g.Cfg, g.ops
+	if T > c.MaxT || len(ids) != B*T || (targets != nil && len(targets) != B*T) {
+		return 0, fmt.Errorf("train: forward of %d ids (%d targets) as %d×%d, max T %d", len(ids), len(targets), B, T, c.MaxT)
+	}
+	for _, id := range ids {
+		if id < 0 || int(id) >= c.Vocab {
+			return 0, fmt.Errorf("train: token id %d outside the vocabulary (%d)", id, c.Vocab)
+		}
+	}
+	g.ensure(B, T)
+	a := g.act
+	g.ids, g.sel, g.inputs = ids, sel, map[int]kernels.Buf{}
+	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
+	o.Embed(a.x[0], g.param(g.Params, 0), g.param(g.Params, 1), ids, B, T, C)
+	cur := a.x[0]
+	for _, l := range g.activeLayers(sel) {
+		heads, neurons, nh, ff, hsc, msc := g.blockShape(sel, l)
+		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
+		g.inputs[l] = cur
+		// attention
+		o.LayerNorm(a.ln1[l], a.ln1m[l], a.ln1r[l], cur, P(pLn1W), P(pLn1B), BT, C)
+		wqkv, bqkv, wproj := P(pQKVW), P(pQKVB), P(pProjW)
+		if heads != nil {
+			rows := qkvRows(heads, C, HS)
+			wqkv, bqkv = o.Slice(a.wqkv[l], 0, len(rows)*C), o.Slice(a.bqkv[l], 0, len(rows))
+			o.GatherRows(wqkv, P(pQKVW), rows, C)
+			o.GatherRows(bqkv, P(pQKVB), rows, 1)
+			cols := headCols(heads, HS)
+			wproj = o.Slice(a.wproj[l], 0, C*len(cols))
+			o.GatherCols(wproj, P(pProjW), C, C, cols)
+		}
+		D := nh * HS
+		qkv, atty := o.Slice(a.qkv[l], 0, BT*3*D), o.Slice(a.atty[l], 0, BT*D)
+		o.MatMul(qkv, a.ln1[l], wqkv, BT, 3*D, C, false, true, 1, 0)
+		o.AddBias(qkv, bqkv, BT, 3*D)
+		o.Attention(atty, o.Slice(a.att[l], 0, B*nh*T*T), qkv, B, T, nh, HS)
+		o.Copy(a.x1[l], cur)
+		o.MatMul(a.x1[l], atty, wproj, BT, C, D, false, true, hsc, 1)
+		o.AddBias(a.x1[l], P(pProjB), BT, C)
+		// MLP
+		o.LayerNorm(a.ln2[l], a.ln2m[l], a.ln2r[l], a.x1[l], P(pLn2W), P(pLn2B), BT, C)
+		wfc, bfc, wfp := P(pFcW), P(pFcB), P(pFpW)
+		if neurons != nil {
+			wfc, bfc = o.Slice(a.wfc[l], 0, ff*C), o.Slice(a.bfc[l], 0, ff)
+			o.GatherRows(wfc, P(pFcW), neurons, C)
+			o.GatherRows(bfc, P(pFcB), neurons, 1)
+			wfp = o.Slice(a.wfp[l], 0, C*ff)
+			o.GatherCols(wfp, P(pFpW), C, 4*C, neurons)
+		}
+		fch, fcg := o.Slice(a.fch[l], 0, BT*ff), o.Slice(a.fcg[l], 0, BT*ff)
+		o.MatMul(fch, a.ln2[l], wfc, BT, ff, C, false, true, 1, 0)
+		o.AddBias(fch, bfc, BT, ff)
+		o.GELU(fcg, fch)
+		next := a.x[l+1]
+		o.Copy(next, a.x1[l])
+		o.MatMul(next, fcg, wfp, BT, C, ff, false, true, msc, 1)
+		o.AddBias(next, P(pFpB), BT, C)
+		cur = next
+	}
+	last := len(g.table) - 2
+	o.LayerNorm(a.lnf, a.lnfm, a.lnfr, cur, g.param(g.Params, last), g.param(g.Params, last+1), BT, C)
+	g.final = cur
+	o.MatMul(a.logits, a.lnf, g.param(g.Params, 0), BT, c.Padded, C, false, true, 1, 0)
+	if targets == nil {
+		return 0, nil
+	}
+	for _, id := range targets {
+		if id < 0 || int(id) >= c.Vocab {
+			return 0, fmt.Errorf("train: target id %d outside the vocabulary (%d)", id, c.Vocab)
+		}
+	}
+	g.targets = targets
+	o.CrossEntropy(a.losses, nil, a.logits, targets, BT, c.Vocab, c.Padded, 0)
+	l := make([]float32, BT)
+	o.Download(l, a.losses)
+	var s float64
+	for _, v := range l {
+		s += float64(v)
+	}
+	return float32(s / float64(BT)), nil
+}
+
+// Backward computes the gradients of the last Forward's mean loss and adds
+// them to Grads (scaled by gradScale, e.g. 1/K over K accumulated
+// micro-batches). Unsampled heads and neurons of a running block get no
+// gradient (zero); the parameters of a skipped block are not touched.
+func (g *GPT2) Backward(gradScale float32) error {
+	if g.targets == nil {
+		return fmt.Errorf("train: backward without a forward pass with targets")
+	}
+	c, o, a := g.Cfg, g.ops, g.act
+	B, T := g.B, g.T
+	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
+	sel := g.sel
+	// classifier: dlogits = scale·(softmax − onehot)/BT, reusing logits
+	o.CrossEntropy(a.losses, a.logits, a.logits, g.targets, BT, c.Vocab, c.Padded, gradScale/float32(BT))
+	wte, dwte := g.param(g.Params, 0), g.param(g.Grads, 0)
+	o.Fill(a.dlnf, 0)
+	o.MatMul(a.dlnf, a.logits, wte, BT, C, c.Padded, false, false, 1, 0)
+	o.MatMul(dwte, a.logits, a.lnf, c.Padded, C, BT, true, false, 1, 1)
+	last := len(g.table) - 2
+	dres := a.dres
+	o.Fill(dres, 0)
+	o.LayerNormBackward(dres, g.param(g.Grads, last), g.param(g.Grads, last+1), a.dlnf, g.final, g.param(g.Params, last), a.lnfm, a.lnfr, BT, C)
+	layers := g.activeLayers(sel)
+	for i := len(layers) - 1; i >= 0; i-- {
+		l := layers[i]
+		heads, neurons, nh, ff, hsc, msc := g.blockShape(sel, l)
+		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
+		G := func(k int) kernels.Buf { return g.layerParam(g.Grads, l, k) }
+		// MLP: next = x1 + msc·fcg·wfpᵀ + bfp
+		wfc, wfp := P(pFcW), P(pFpW)
+		if neurons != nil {
+			wfc, wfp = o.Slice(a.wfc[l], 0, ff*C), o.Slice(a.wfp[l], 0, C*ff)
+		}
+		fch, fcg := o.Slice(a.fch[l], 0, BT*ff), o.Slice(a.fcg[l], 0, BT*ff)
+		dfch, dfcg := o.Slice(a.dfch, 0, BT*ff), o.Slice(a.dfcg, 0, BT*ff)
+		o.BiasGrad(G(pFpB), dres, BT, C)
+		o.MatMul(dfcg, dres, wfp, BT, ff, C, false, false, msc, 0)
+		if neurons == nil {
+			o.MatMul(G(pFpW), dres, fcg, C, ff, BT, true, false, msc, 1)
+		} else {
+			gw := o.Slice(a.gw, 0, C*ff)
+			o.MatMul(gw, dres, fcg, C, ff, BT, true, false, msc, 0)
+			o.ScatterAddCols(G(pFpW), gw, C, 4*C, neurons)
+		}
+		o.Fill(dfch, 0)
+		o.GELUBackward(dfch, fch, dfcg)
+		if neurons == nil {
+			o.BiasGrad(G(pFcB), dfch, BT, ff)
+			o.MatMul(G(pFcW), dfch, a.ln2[l], ff, C, BT, true, false, 1, 1)
+		} else {
+			gb, gw := o.Slice(a.gb, 0, ff), o.Slice(a.gw, 0, ff*C)
+			o.Fill(gb, 0)
+			o.BiasGrad(gb, dfch, BT, ff)
+			o.ScatterAddRows(G(pFcB), gb, neurons, 1)
+			o.MatMul(gw, dfch, a.ln2[l], ff, C, BT, true, false, 1, 0)
+			o.ScatterAddRows(G(pFcW), gw, neurons, C)
+		}
+		o.MatMul(a.dtmp, dfch, wfc, BT, C, ff, false, false, 1, 0)
+		o.LayerNormBackward(dres, G(pLn2W), G(pLn2B), a.dtmp, a.x1[l], P(pLn2W), a.ln2m[l], a.ln2r[l], BT, C)
+		// attention: x1 = in + hsc·atty·wprojᵀ + bproj
+		D := nh * HS
+		wqkv, wproj := P(pQKVW), P(pProjW)
+		var rows, cols []int32
+		if heads != nil {
+			rows, cols = qkvRows(heads, C, HS), headCols(heads, HS)
+			wqkv, wproj = o.Slice(a.wqkv[l], 0, 3*D*C), o.Slice(a.wproj[l], 0, C*D)
+		}
+		atty, datty := o.Slice(a.atty[l], 0, BT*D), o.Slice(a.datty, 0, BT*D)
+		qkv, dqkv := o.Slice(a.qkv[l], 0, BT*3*D), o.Slice(a.dqkv, 0, BT*3*D)
+		o.BiasGrad(G(pProjB), dres, BT, C)
+		o.MatMul(datty, dres, wproj, BT, D, C, false, false, hsc, 0)
+		if heads == nil {
+			o.MatMul(G(pProjW), dres, atty, C, D, BT, true, false, hsc, 1)
+		} else {
+			gw := o.Slice(a.gw, 0, C*D)
+			o.MatMul(gw, dres, atty, C, D, BT, true, false, hsc, 0)
+			o.ScatterAddCols(G(pProjW), gw, C, C, cols)
+		}
+		o.Fill(dqkv, 0)
+		o.AttentionBackward(dqkv, datty, qkv, o.Slice(a.att[l], 0, B*nh*T*T), B, T, nh, HS)
+		if heads == nil {
+			o.BiasGrad(G(pQKVB), dqkv, BT, 3*C)
+			o.MatMul(G(pQKVW), dqkv, a.ln1[l], 3*C, C, BT, true, false, 1, 1)
+		} else {
+			gb, gw := o.Slice(a.gb, 0, 3*D), o.Slice(a.gw, 0, 3*D*C)
+			o.Fill(gb, 0)
+			o.BiasGrad(gb, dqkv, BT, 3*D)
+			o.ScatterAddRows(G(pQKVB), gb, rows, 1)
+			o.MatMul(gw, dqkv, a.ln1[l], 3*D, C, BT, true, false, 1, 0)
+			o.ScatterAddRows(G(pQKVW), gw, rows, C)
+		}
+		o.MatMul(a.dtmp, dqkv, wqkv, BT, C, 3*D, false, false, 1, 0)
+		o.LayerNormBackward(dres, G(pLn1W), G(pLn1B), a.dtmp, g.inputs[l], P(pLn1W), a.ln1m[l], a.ln1r[l], BT, C)
+	}
+	o.EmbedBackward(dwte, g.param(g.Grads, 1), dres, g.ids, B, T, C)
+	return nil
+}
+
+// ZeroGrads clears the gradients (before the first micro-batch of a step).
+func (g *GPT2) ZeroGrads() { g.ops.Fill(g.Grads, 0) }
+
+// StepOptions are AdamW's settings for one step.
+type StepOptions struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float32
+	Step                               int // 1-based
+	// Skipped blocks, whose parameters keep their values and moments (as
+	// PyTorch's AdamW skips parameters without a gradient).
+	Skipped map[int]bool
+}
+
+// Step applies AdamW to every parameter with a gradient.
+func (g *GPT2) Step(s StepOptions) {
+	for i, e := range g.table {
+		if e.Layer >= 0 && s.Skipped[e.Layer] {
+			continue
+		}
+		wd := float32(0)
+		if e.Decay {
+			wd = s.WeightDecay
+		}
+		g.ops.AdamW(g.param(g.Params, i), g.param(g.Grads, i), g.param(g.m, i), g.param(g.v, i), s.LR, s.Beta1, s.Beta2, s.Eps, wd, s.Step)
+	}
+}
