@@ -1,0 +1,243 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Rates are the sampling rates of one EST stage: the fractions of attention
+// heads, MLP neurons and blocks that run.
+type Rates struct {
+	PH, PM, PL float64
+}
+
+func (r Rates) String() string { return fmt.Sprintf("%g:%g:%g", r.PH, r.PM, r.PL) }
+
+// Schedule maps a step to a stage and its rates: stage i covers the steps
+// before Ends[i] (and after the previous end); steps past the last end stay
+// in the last stage.
+type Schedule struct {
+	Ends  []int
+	Rates []Rates
+}
+
+// ESTPresets: est-gpt2 is the paper's GPT-2 schedule (stage ends 20k, 70k,
+// 150k steps), which saves 26.7% of the transformer blocks' FLOPs.
+var ESTPresets = map[string]Schedule{
+	"est-gpt2": {Ends: []int{20000, 70000, 150000}, Rates: []Rates{{0.5, 0.5, 0.5}, {0.5, 0.5, 1}, {1, 1, 1}}},
+}
+
+// ParseSchedule reads stage ends "S1,S2,..." and rates "pH:pM:pL,...".
+func ParseSchedule(ends, rates string) (Schedule, error) {
+	var s Schedule
+	for _, f := range strings.Split(ends, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return s, fmt.Errorf("train: stage end %q: %w", f, err)
+		}
+		s.Ends = append(s.Ends, n)
+	}
+	for _, f := range strings.Split(rates, ",") {
+		p := strings.Split(strings.TrimSpace(f), ":")
+		if len(p) != 3 {
+			return s, fmt.Errorf("train: rates %q: want pH:pM:pL", f)
+		}
+		var v [3]float64
+		for i, x := range p {
+			var err error
+			if v[i], err = strconv.ParseFloat(x, 64); err != nil {
+				return s, fmt.Errorf("train: rates %q: %w", f, err)
+			}
+		}
+		s.Rates = append(s.Rates, Rates{v[0], v[1], v[2]})
+	}
+	return s, s.Check()
+}
+
+// Check validates a schedule.
+func (s Schedule) Check() error {
+	if len(s.Ends) == 0 || len(s.Ends) != len(s.Rates) {
+		return fmt.Errorf("train: %d stage ends and %d rates: want one rate triple per stage", len(s.Ends), len(s.Rates))
+	}
+	for i, e := range s.Ends {
+		if e <= 0 || i > 0 && e <= s.Ends[i-1] {
+			return fmt.Errorf("train: stage ends %v must increase from above 0", s.Ends)
+		}
+	}
+	for _, r := range s.Rates {
+		for _, p := range []float64{r.PH, r.PM, r.PL} {
+			if !(p > 0 && p <= 1) {
+				return fmt.Errorf("train: rate %g outside (0, 1] in %s", p, r)
+			}
+		}
+	}
+	return nil
+}
+
+// Scaled stretches or shrinks the stage ends proportionally so that the
+// last ends at steps (each end at least one step after the previous).
+func (s Schedule) Scaled(steps int) Schedule {
+	out := Schedule{Rates: slices.Clone(s.Rates)}
+	last := s.Ends[len(s.Ends)-1]
+	prev := 0
+	for _, e := range s.Ends {
+		v := int(math.Round(float64(e) * float64(steps) / float64(last)))
+		v = max(v, prev+1)
+		out.Ends = append(out.Ends, v)
+		prev = v
+	}
+	return out
+}
+
+// At returns the stage (0-based) and rates of a step (0-based).
+func (s Schedule) At(step int) (int, Rates) {
+	for i, e := range s.Ends {
+		if step < e {
+			return i, s.Rates[i]
+		}
+	}
+	return len(s.Ends) - 1, s.Rates[len(s.Rates)-1]
+}
+
+// SamplerOptions are the choices the paper leaves open.
+type SamplerOptions struct {
+	// LayerMode "fixed" (default): exactly round(L·pL) blocks, uniform
+	// without replacement; "bernoulli": each block runs with probability
+	// pL (at least one does).
+	LayerMode string `json:"layer_mode"`
+	// Shared: every block uses the same heads and neurons (default false:
+	// each block draws its own).
+	Shared bool `json:"shared"`
+	// Group: MLP neurons are sampled in groups of this many consecutive
+	// neurons (default 1).
+	Group int `json:"group"`
+}
+
+// Sampler draws the subnetwork of each step: a pure function of (seed,
+// step, draw), so that runs replay and est-trace can recompute it.
+type Sampler struct {
+	Seed     uint64
+	Layers   int
+	Heads    int
+	Neurons  int // MLP width
+	Schedule Schedule
+	Opt      SamplerOptions
+}
+
+// Sample returns the selection of a step (draw numbers the micro-batch when
+// sampling per micro-batch; 0 otherwise). At rates (1,1,1) it is nil: the
+// full model.
+func (s *Sampler) Sample(step, draw int) (*Selection, int, Rates) {
+	stage, r := s.Schedule.At(step)
+	if r.PH == 1 && r.PM == 1 && r.PL == 1 {
+		return nil, stage, r
+	}
+	rng := rand.New(rand.NewPCG(s.Seed^0x657374, uint64(step)<<16|uint64(draw)))
+	sel := &Selection{HScale: float32(1 / r.PH), MScale: float32(1 / r.PM)}
+	// blocks
+	if r.PL < 1 {
+		if s.Opt.LayerMode == "bernoulli" {
+			for l := 0; l < s.Layers; l++ {
+				if rng.Float64() < r.PL {
+					sel.Layers = append(sel.Layers, l)
+				}
+			}
+			if len(sel.Layers) == 0 {
+				sel.Layers = []int{rng.IntN(s.Layers)}
+			}
+		} else {
+			for _, l := range choose(rng, s.Layers, count(s.Layers, r.PL)) {
+				sel.Layers = append(sel.Layers, int(l))
+			}
+		}
+	}
+	group := max(s.Opt.Group, 1)
+	sel.Heads = make([][]int32, s.Layers)
+	sel.Neurons = make([][]int32, s.Layers)
+	for l := 0; l < s.Layers; l++ {
+		if s.Opt.Shared && l > 0 {
+			sel.Heads[l], sel.Neurons[l] = sel.Heads[0], sel.Neurons[0]
+			continue
+		}
+		if r.PH < 1 {
+			sel.Heads[l] = choose(rng, s.Heads, count(s.Heads, r.PH))
+		}
+		if r.PM < 1 {
+			groups := choose(rng, s.Neurons/group, count(s.Neurons/group, r.PM))
+			n := make([]int32, 0, len(groups)*group)
+			for _, g := range groups {
+				for i := 0; i < group; i++ {
+					n = append(n, g*int32(group)+int32(i))
+				}
+			}
+			sel.Neurons[l] = n
+		}
+	}
+	if r.PH == 1 {
+		sel.HScale = 1
+	}
+	if r.PM == 1 {
+		sel.MScale = 1
+	}
+	return sel, stage, r
+}
+
+// count is round(n·p), at least 1.
+func count(n int, p float64) int { return max(1, min(n, int(math.Round(float64(n)*p)))) }
+
+// choose draws k of [0, n) uniformly without replacement, sorted.
+func choose(rng *rand.Rand, n, k int) []int32 {
+	idx := make([]int32, n)
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	for i := 0; i < k; i++ {
+		j := i + rng.IntN(n-i)
+		idx[i], idx[j] = idx[j], idx[i]
+	}
+	out := idx[:k]
+	slices.Sort(out)
+	return out
+}
+
+// FLOPs of a forward and backward pass over tokens tokens (3× the forward
+// matrix products, 2 FLOPs per multiply-add), by the paper's convention
+// (transformer blocks only: projections, attention scores and the MLP) and
+// all-inclusive (plus the LM head).
+type FLOPs struct {
+	Blocks, All float64
+}
+
+// StepFLOPs counts the FLOPs of B×T tokens through cfg under sel (nil: the
+// full model).
+func (cfg GPT2Config) StepFLOPs(sel *Selection, B, T int) FLOPs {
+	C, HS := float64(cfg.Channels), float64(cfg.Channels/cfg.Heads)
+	tokens := float64(B * T)
+	var blocks float64
+	layers := make([]int, 0, cfg.Layers)
+	if sel != nil && sel.Layers != nil {
+		layers = sel.Layers
+	} else {
+		for l := 0; l < cfg.Layers; l++ {
+			layers = append(layers, l)
+		}
+	}
+	for _, l := range layers {
+		nh, ff := float64(cfg.Heads), 4*C
+		if sel != nil && l < len(sel.Heads) && sel.Heads[l] != nil {
+			nh = float64(len(sel.Heads[l]))
+		}
+		if sel != nil && l < len(sel.Neurons) && sel.Neurons[l] != nil {
+			ff = float64(len(sel.Neurons[l]))
+		}
+		D := nh * HS
+		perToken := 2*C*3*D + 2*float64(T)*D*2 + 2*D*C + 2*C*ff*2
+		blocks += perToken * tokens
+	}
+	head := 2 * C * float64(cfg.Vocab) * tokens
+	return FLOPs{Blocks: 3 * blocks, All: 3 * (blocks + head)}
+}

@@ -1,0 +1,122 @@
+package train
+
+import (
+	"math"
+	"reflect"
+	"testing"
+
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/kernels/cpu"
+)
+
+// TestESTGPT2Saving: the est-gpt2 preset saves 26.7% of the block FLOPs of
+// GPT-2 124M, as the paper reports.
+func TestESTGPT2Saving(t *testing.T) {
+	cfg := GPT2Presets["gpt2-124m"]
+	s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: 4 * cfg.Channels, Schedule: ESTPresets["est-gpt2"].Scaled(1500)}
+	if !reflect.DeepEqual(s.Schedule.Ends, []int{200, 700, 1500}) {
+		t.Fatalf("scaled ends %v", s.Schedule.Ends)
+	}
+	var done, full float64
+	for step := 0; step < 1500; step++ {
+		sel, _, _ := s.Sample(step, 0)
+		done += cfg.StepFLOPs(sel, 1, 1024).Blocks
+		full += cfg.StepFLOPs(nil, 1, 1024).Blocks
+	}
+	if saving := 1 - done/full; math.Abs(saving-0.2667) > 0.0005 {
+		t.Fatalf("block FLOPs saved %.4f, want 0.2667", saving)
+	}
+}
+
+// TestSampler: sizes, determinism, and every head and neuron drawn about
+// equally often.
+func TestSampler(t *testing.T) {
+	s := &Sampler{Seed: 7, Layers: 12, Heads: 12, Neurons: 64, Schedule: Schedule{Ends: []int{1000}, Rates: []Rates{{0.5, 0.25, 0.5}}}}
+	a, stage, r := s.Sample(3, 0)
+	b, _, _ := s.Sample(3, 0)
+	c, _, _ := s.Sample(4, 0)
+	if stage != 0 || r.PH != 0.5 || !reflect.DeepEqual(a, b) || reflect.DeepEqual(a, c) {
+		t.Fatal("not a pure function of (seed, step), or steps alike")
+	}
+	if len(a.Layers) != 6 || len(a.Heads[0]) != 6 || len(a.Neurons[5]) != 16 || a.HScale != 2 || a.MScale != 4 {
+		t.Fatalf("sizes: %d layers, %d heads, %d neurons, scales %v %v", len(a.Layers), len(a.Heads[0]), len(a.Neurons[5]), a.HScale, a.MScale)
+	}
+	heads := make([]int, 12)
+	layers := make([]int, 12)
+	const n = 3000
+	for step := 0; step < n; step++ {
+		sel, _, _ := s.Sample(step, 0)
+		for _, h := range sel.Heads[2] {
+			heads[h]++
+		}
+		for _, l := range sel.Layers {
+			layers[l]++
+		}
+	}
+	for i := range heads {
+		if math.Abs(float64(heads[i])-n/2) > 0.05*n || math.Abs(float64(layers[i])-n/2) > 0.05*n {
+			t.Fatalf("head %d drawn %d times, layer %d %d times, of %d", i, heads[i], i, layers[i], n)
+		}
+	}
+	g := &Sampler{Seed: 1, Layers: 2, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{1}, Rates: []Rates{{1, 0.5, 1}}}, Opt: SamplerOptions{Group: 8, Shared: true}}
+	sel, _, _ := g.Sample(0, 0)
+	if len(sel.Neurons[0]) != 32 || sel.Neurons[0][0]%8 != 0 || sel.Neurons[0][7] != sel.Neurons[0][0]+7 || !reflect.DeepEqual(sel.Neurons[0], sel.Neurons[1]) || sel.Heads[0] != nil || sel.Layers != nil {
+		t.Fatalf("grouped, shared: %+v", sel)
+	}
+	if full, _, _ := (&Sampler{Layers: 2, Heads: 2, Neurons: 8, Schedule: Schedule{Ends: []int{5}, Rates: []Rates{{1, 1, 1}}}}).Sample(0, 0); full != nil {
+		t.Fatal("rates 1:1:1 should give the full model")
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	s, err := ParseSchedule("10,30", "0.5:0.5:0.5,1:1:1")
+	if err != nil || s.Ends[1] != 30 || s.Rates[0].PL != 0.5 {
+		t.Fatalf("%+v %v", s, err)
+	}
+	for _, bad := range [][2]string{{"10,5", "1:1:1,1:1:1"}, {"10", "0:1:1"}, {"10", "1:1"}, {"10,20", "1:1:1"}} {
+		if _, err := ParseSchedule(bad[0], bad[1]); err == nil {
+			t.Errorf("accepted %v", bad)
+		}
+	}
+}
+
+// countingOps counts the multiply-adds of the matrix products it runs.
+type countingOps struct {
+	*cpu.Ops
+	flops float64
+}
+
+func (c *countingOps) MatMul(cc, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha, beta float32) {
+	c.flops += 2 * float64(m) * float64(n) * float64(k)
+	c.Ops.MatMul(cc, a, b, m, n, k, ta, tb, alpha, beta)
+}
+
+// TestSubnetworkRunsSmallerProducts: a stage-1 step (half the heads,
+// neurons and blocks) executes a quarter of the full model's block matrix
+// products, as counted in the kernels, not a masked full product.
+func TestSubnetworkRunsSmallerProducts(t *testing.T) {
+	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
+	B, T := 2, 8
+	ids := make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32(i * 7 % 61)
+	}
+	run := func(sel *Selection) float64 {
+		ops := &countingOps{Ops: cpu.New()}
+		m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
+			t.Fatal(err)
+		}
+		m.Backward(1)
+		return ops.flops - 3*2*float64(B*T*cfg.Padded*cfg.Channels) // less the LM head
+	}
+	s := &Sampler{Seed: 3, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 0.5}}}}
+	sel, _, _ := s.Sample(0, 0)
+	full, sub := run(nil), run(sel)
+	if math.Abs(sub/full-0.25) > 1e-9 {
+		t.Fatalf("subnetwork ran %.0f of %.0f block FLOPs (%.3f), want a quarter", sub, full, sub/full)
+	}
+}
