@@ -1,0 +1,147 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/estkit/estkit/ingest"
+	"github.com/estkit/estkit/ingest/corpusgen"
+	"github.com/estkit/estkit/kernels/cpu"
+	"github.com/estkit/estkit/shards"
+	"github.com/estkit/estkit/tokenize"
+)
+
+// tokenSet ingests and shards a little GOROOT text with GPT-2.
+func tokenSet(t *testing.T) string {
+	t.Helper()
+	texts, err := corpusgen.GoRootTexts(400 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if err := corpusgen.WriteJSONL(filepath.Join(root, "in", "go.jsonl"), "text", texts); err != nil {
+		t.Fatal(err)
+	}
+	docs := filepath.Join(root, "docs")
+	if _, err := ingest.Run(context.Background(), []string{filepath.Join(root, "in")}, ingest.Options{Format: ingest.FormatJSONL, OutDir: docs}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenize.GPT2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := shards.Build(context.Background(), tok, []string{docs}, shards.Options{OutDir: filepath.Join(root, "tok"), EOS: true, ValFraction: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Dir
+}
+
+func tinyRun(set string) Config {
+	s, _ := ParseSchedule("2,4,6", "0.5:0.5:0.5,0.5:0.5:1,1:1:1")
+	return Config{Model: GPT2Config{Vocab: 50257, Padded: 50304, Layers: 2, Heads: 2, Channels: 16, MaxT: 16},
+		Data: []Data{{Dir: set, Weight: 1}}, Steps: 6, Batch: 2, Seq: 16, Accum: 2, Seed: 5, LR: 1e-3, Warmup: 2,
+		EST: "custom", Schedule: &s, EvalEvery: 3, CheckpointEvery: 3}
+}
+
+func records(t *testing.T, path string) []StepRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []StepRecord
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r StepRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestResumeIsExact: a run stopped after a checkpoint and resumed ends with
+// the same weights, moments and metrics as an uninterrupted run.
+func TestResumeIsExact(t *testing.T) {
+	set := tokenSet(t)
+	a := filepath.Join(t.TempDir(), "a")
+	if _, err := Run(context.Background(), cpu.New(), tinyRun(set), a, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(t.TempDir(), "b")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Run(ctx, cpu.New(), tinyRun(set), b, Options{Progress: func(r StepRecord, _ time.Duration) {
+		if r.Step == 4 { // after step 4: checkpoint 3 exists, steps 4 and 5 are lost
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if _, err := Run(context.Background(), cpu.New(), tinyRun(set), b, Options{Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range tensorFiles {
+		x, _ := os.ReadFile(filepath.Join(a, ckptDir, "step-00000006", f))
+		y, _ := os.ReadFile(filepath.Join(b, ckptDir, "step-00000006", f))
+		if len(x) == 0 || !bytes.Equal(x, y) {
+			t.Fatalf("%s differs after resume", f)
+		}
+	}
+	ra, rb := records(t, filepath.Join(a, "metrics.jsonl")), records(t, filepath.Join(b, "metrics.jsonl"))
+	if len(ra) != 6 || len(rb) != 6 {
+		t.Fatalf("%d and %d metric records", len(ra), len(rb))
+	}
+	for i := range ra {
+		if ra[i].Loss != rb[i].Loss || ra[i].GradNorm != rb[i].GradNorm || ra[i].ValLoss != rb[i].ValLoss || ra[i].Stage != rb[i].Stage {
+			t.Fatalf("step %d: %+v vs %+v", i, ra[i], rb[i])
+		}
+	}
+	if ra[0].Stage != 0 || ra[5].Stage != 2 || ra[0].FLOPs.Blocks*4 != ra[0].FullFLOPs.Blocks || ra[5].FLOPs != ra[5].FullFLOPs || ra[2].ValLoss == 0 {
+		t.Fatalf("stages and FLOPs: %+v ... %+v", ra[0], ra[5])
+	}
+	var stages []StageStats
+	sb, _ := os.ReadFile(filepath.Join(a, "stages.json"))
+	if err := json.Unmarshal(sb, &stages); err != nil || len(stages) != 3 || stages[0].Steps != 2 || stages[0].Layers.Mean != 2 {
+		t.Fatalf("stages.json: %s %v", sb, err)
+	}
+	// another configuration refuses the checkpoint
+	other := tinyRun(set)
+	other.LR = 2e-3
+	if _, err := Run(context.Background(), cpu.New(), other, b, Options{Resume: true}); !errors.Is(err, shards.ErrMismatch) {
+		t.Fatalf("resume under another configuration: %v", err)
+	}
+}
+
+// TestExportImportHF: exported Hugging Face tensors load back unchanged.
+func TestExportImportHF(t *testing.T) {
+	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 2, Heads: 2, Channels: 8, MaxT: 8}
+	ops := cpu.New()
+	m, _ := NewGPT2(ops, cfg, cfg.InitParams(3))
+	dir := t.TempDir()
+	if err := m.ExportHF(dir); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := NewGPT2(ops, cfg, cfg.InitParams(4))
+	if err := n.loadHF(filepath.Join(dir, "model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	x, y := make([]float32, cfg.NumParams()), make([]float32, cfg.NumParams())
+	ops.Download(x, m.Params)
+	ops.Download(y, n.Params)
+	for i := range x {
+		if x[i] != y[i] {
+			t.Fatalf("parameter %d: %v after the round trip, %v before", i, y[i], x[i])
+		}
+	}
+}
