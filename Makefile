@@ -11,19 +11,30 @@ FUZZTIME    ?= 20s
 BENCH_TEXT_MB ?= 50
 
 REFS        := $(CURDIR)/.cache/ref
+# Matrix products through OpenBLAS (Debian's libopenblas-dev, installed by
+# `make blas` when missing). TAGS= builds the pure-Go fallback.
+TAGS        ?= openblas
 
-.PHONY: all build demo test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean
+.PHONY: all build blas demo test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean
 
 all: build
 
-build:
-	$(GO) build -o $(BIN) ./cmd/estkit
+build: blas
+	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/estkit
+
+# OpenBLAS headers and library for the cgo matrix products.
+blas:
+	@if [ "$(TAGS)" = openblas ] && ! [ -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev; \
+	  else echo "libopenblas-dev is needed (sudo apt-get install -y libopenblas-dev), or build the pure-Go fallback: make TAGS="; exit 1; fi; \
+	fi
 
 # The main job on the built-in default corpus (samples drawn from the Go
 # toolchain's own sources, laid out in every supported format): ingest, then
 # shard into GPT-2 token shards (each twice: the second run reuses the
-# output), then one training sequence with its lineage. The trainer issue
-# extends this to train.
+# output), show one training sequence with its lineage, train a tiny GPT-2
+# with the paper's EST schedule compressed to 150 steps (per-stage FLOPs
+# saved and loss at the end), and sample from it.
 demo: build
 	rm -rf $(DEMO)
 	$(BIN) samples --out $(DEMO)/samples
@@ -34,6 +45,9 @@ demo: build
 	$(BIN) shard --tokenizer gpt2 --val-fraction 0.02 --out $(DEMO)/tok $(DEMO)/docs
 	$(BIN) shard --tokenizer gpt2 --val-fraction 0.02 --out $(DEMO)/tok $(DEMO)/docs
 	$(BIN) inspect $(DEMO)/tok --seq 0 --seq-len 48
+	$(BIN) train --preset gpt2-tiny --data $(DEMO)/tok --out $(DEMO)/run --steps 150 --batch 4 --seq 64 \
+	  --lr 2e-3 --warmup 10 --est est-gpt2 --eval-every 50
+	$(BIN) sample --run $(DEMO)/run --prompt "package main" --tokens 40
 
 test: fmt-check vet lint unit
 
@@ -41,14 +55,16 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-vet:
+vet: blas
+	$(GO) vet -tags '$(TAGS)' ./...
 	$(GO) vet ./...
 
-lint:
-	$(GO) run $(STATICCHECK) ./...
+lint: blas
+	$(GO) run $(STATICCHECK) -tags '$(TAGS)' ./...
 
-unit: refs
-	ESTKIT_REFS=$(REFS) ESTKIT_REQUIRE_REFS=1 $(GO) test -count=1 ./...
+unit: refs blas
+	ESTKIT_REFS=$(REFS) ESTKIT_REQUIRE_REFS=1 $(GO) test -tags '$(TAGS)' -count=1 ./...
+	$(GO) test -count=1 ./kernels/... ./train  # the pure-Go fallback too
 
 # Reference ids for the tokenizer exactness tests: the corpus from a checked-in
 # generator, the ids from the reference tokenizers (tiktoken, from npm, run
@@ -97,8 +113,8 @@ $(REFS)/hf-%.jsonl: $(REFS)/%-tokenizer.json $(REFS)/corpus.jsonl tokenize/testd
 	node tokenize/testdata/ref/hf.mjs $(REFS)/$*-tokenizer.json < $(REFS)/corpus.jsonl > $@.tmp && mv $@.tmp $@
 
 # The tests under the race detector (needs cgo and gcc); CI runs it.
-race: refs
-	ESTKIT_REFS=$(REFS) $(GO) test -race -short -count=1 ./...
+race: refs blas
+	ESTKIT_REFS=$(REFS) $(GO) test -tags '$(TAGS)' -race -short -count=1 ./...
 
 # Benchmarks with their anchors measured in the same run; prints one table
 # of medians (docs/PERF.md). BENCHCOUNT rounds, each a fresh `go test` of
@@ -111,7 +127,7 @@ bench: refs
 	$(GO) run ./tokenize/internal/refcorpus -bench $(REFS)/bench -mb $(BENCH_TEXT_MB)
 	@echo "load average before: $$(cat /proc/loadavg 2>/dev/null)"
 	for i in $$(seq $(BENCHCOUNT)); do \
-	  ESTKIT_REFS=$(REFS) ESTKIT_BENCH_TEXT=$(REFS)/bench $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
+	  ESTKIT_REFS=$(REFS) ESTKIT_BENCH_TEXT=$(REFS)/bench $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
 	  node tokenize/testdata/ref/bench.mjs $(REFS)/bench || echo "FAIL: round $$i (tiktoken)"; \
 	  /usr/bin/python3 tokenize/testdata/ref/bench_spm.py $(REFS)/bench $(REFS)/llama2.model || echo "FAIL: round $$i (sentencepiece)"; \
 	done 2>&1 | tee $(DEMO)-bench.txt

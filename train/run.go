@@ -525,7 +525,11 @@ func checkpoint(out string, m *GPT2, st *runState, cfg *Config) error {
 // evalLoss is the mean loss over the first EvalBatches batches of the val
 // split (sequential windows), full model.
 func evalLoss(m *GPT2, data []shards.Weighted, cfg *Config) (float64, error) {
-	l, err := shards.NewLoader(shards.Config{Data: data[:1], Split: shards.Val, B: cfg.Batch, T: cfg.Seq, Order: shards.Sequential}, nil)
+	return evalSplit(m, data, cfg, shards.Val)
+}
+
+func evalSplit(m *GPT2, data []shards.Weighted, cfg *Config, split string) (float64, error) {
+	l, err := shards.NewLoader(shards.Config{Data: data[:1], Split: split, B: cfg.Batch, T: cfg.Seq, Order: shards.Sequential}, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -217,3 +217,47 @@ func TestShardCLI(t *testing.T) {
 		t.Fatalf("raw corpus as shard input: %d %s", code, errs)
 	}
 }
+
+// TestTrainCLI: shard → train (EST, checkpoints) → eval, sample, export;
+// a bad schedule is refused.
+func TestTrainCLI(t *testing.T) {
+	dir := t.TempDir()
+	samples := filepath.Join(dir, "samples")
+	if _, _, code := run(t, "samples", "--out", samples, "--bytes", "600000"); code != 0 {
+		t.Fatal("samples failed")
+	}
+	docs, tok := filepath.Join(dir, "docs"), filepath.Join(dir, "tok")
+	if _, errs, code := run(t, "-q", "ingest", "--out", docs, samples); code != 0 {
+		t.Fatal(errs)
+	}
+	if _, errs, code := run(t, "-q", "shard", "--out", tok, "--val-fraction", "0.1", docs); code != 0 {
+		t.Fatal(errs)
+	}
+	runDir := filepath.Join(dir, "run")
+	out, errs, code := run(t, "-q", "train", "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4", "--batch", "2", "--seq", "16",
+		"--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1", "--checkpoint-every", "2", "--eval-every", "2")
+	if code != 0 || !strings.Contains(out, "0.5:0.5:0.5") || !strings.Contains(out, "75.0%") {
+		t.Fatalf("train: %s %s", out, errs)
+	}
+	for _, f := range []string{"config.json", "metrics.jsonl", "stages.json", "lineage.jsonl", "checkpoints/latest"} {
+		if _, err := os.Stat(filepath.Join(runDir, f)); err != nil {
+			t.Fatalf("run directory lacks %s", f)
+		}
+	}
+	if out, errs, code = run(t, "eval", "--run", runDir, "--batches", "2"); code != 0 || !strings.Contains(out, "val loss") {
+		t.Fatalf("eval: %s %s", out, errs)
+	}
+	if out, errs, code = run(t, "sample", "--run", runDir, "--prompt", "func", "--tokens", "5"); code != 0 || !strings.HasPrefix(out, "func") {
+		t.Fatalf("sample: %s %s", out, errs)
+	}
+	hf := filepath.Join(dir, "hf")
+	if _, errs, code = run(t, "export", "--run", runDir, "--hf", hf); code != 0 {
+		t.Fatalf("export: %s", errs)
+	}
+	if _, err := os.Stat(filepath.Join(hf, "model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code = run(t, "train", "--data", tok, "--out", filepath.Join(dir, "bad"), "--est-stages", "4,2", "--est-rates", "1:1:1,1:1:1"); code == 0 || !strings.Contains(errs, "stage ends") {
+		t.Fatalf("bad schedule accepted: %s", errs)
+	}
+}

@@ -1,5 +1,8 @@
 package cpu
 
+// sgemm, when a BLAS is built in (blas_openblas.go), does the products.
+var sgemm func(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32)
+
 // matmul is the pure-Go matrix product: rows of C in parallel, the inner
 // loops over contiguous memory (a dot product when B is transposed, an
 // axpy of B's rows otherwise). It is the fallback and the reference; a
@@ -7,6 +10,10 @@ package cpu
 func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32) {
 	if len(c) < m*n || len(a) < m*k || len(b) < k*n {
 		panic("cpu: matmul operands smaller than their shapes")
+	}
+	if sgemm != nil {
+		sgemm(c, a, b, m, n, k, ta, tb, alpha, beta)
+		return
 	}
 	o.parallel(m, 4, func(lo, hi int) {
 		arow := make([]float32, k)

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/estkit/estkit/kernels/cpu"
+	"github.com/estkit/estkit/shards"
+	"github.com/estkit/estkit/tokenize"
+	"github.com/estkit/estkit/train"
+)
+
+type trainOptions struct {
+	preset, config, out, est, estStages, estRates string
+	data                                          []string
+	resume                                        bool
+	cfg                                           train.Config
+}
+
+func newTrainCmd(g *globals) *cobra.Command {
+	opts := &trainOptions{}
+	presets := make([]string, 0, len(train.GPT2Presets))
+	for n := range train.GPT2Presets {
+		presets = append(presets, n)
+	}
+	sort.Strings(presets)
+	cmd := &cobra.Command{
+		Use:   "train --preset NAME --data SET[:weight]... --out RUN",
+		Short: "Train GPT-2 on token shards, with Evolving Subnetwork Training",
+		Long: `train trains a GPT-2 model on the CPU from token shard sets (estkit shard),
+with Evolving Subnetwork Training when --est names a schedule: each step runs
+a sampled subnetwork (heads, MLP neurons, blocks; outputs scaled by 1/p) on
+gathered weights, stage by stage until the full model trains.
+
+Settings resolve as defaults < --config FILE (JSON, the fields of the run's
+config.json) < flags; the resolved configuration is printed and saved in the
+run directory with metrics.jsonl, stages.json, lineage.jsonl and checkpoints.
+--resume continues the run in --out from its latest checkpoint exactly as an
+uninterrupted run would have.
+
+Model presets: ` + strings.Join(presets, ", ") + `.
+EST presets: est-gpt2 (the paper's: stage ends 20k, 70k, 150k of 150k steps,
+rates 0.5:0.5:0.5, 0.5:0.5:1, 1:1:1; its stage ends scale to --steps).`,
+		Example: `  estkit train --preset gpt2-tiny --data tok/owt --out runs/a --steps 300 --est est-gpt2
+  estkit train --preset gpt2-mini --data tok/slim:0.7 --data tok/code:0.3 --out runs/b --est-stages 100,300 --est-rates 0.5:0.5:1,1:1:1
+  estkit train --out runs/a --resume`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runTrain(cmd, g, opts) },
+	}
+	f := cmd.Flags()
+	c := &opts.cfg
+	f.StringVar(&opts.preset, "preset", "gpt2-tiny", "model preset: "+strings.Join(presets, ", "))
+	f.StringVar(&opts.config, "config", "", "JSON configuration file (fields of a run's config.json)")
+	f.StringArrayVar(&opts.data, "data", nil, "token shard set, optionally with a mixture weight: DIR or DIR:WEIGHT (repeatable)")
+	f.StringVarP(&opts.out, "out", "o", "", "run directory (required)")
+	f.IntVar(&c.Steps, "steps", 100, "optimizer steps")
+	f.IntVar(&c.Batch, "batch", 4, "micro-batch size B")
+	f.IntVar(&c.Seq, "seq", 64, "sequence length T")
+	f.IntVar(&c.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
+	f.Float64Var(&c.LR, "lr", 6e-4, "peak learning rate")
+	f.Float64Var(&c.MinLR, "min-lr", 0, "final learning rate (default: lr/10)")
+	f.IntVar(&c.Warmup, "warmup", 0, "warmup steps")
+	f.StringVar(&c.Decay, "decay", "linear", "learning-rate decay after warmup: linear or cosine")
+	f.Float64Var(&c.WeightDecay, "weight-decay", 0.1, "AdamW weight decay (matrices only)")
+	f.Float64Var(&c.Clip, "clip", 1, "clip the global gradient norm to this (0: off)")
+	f.Uint64Var(&c.Seed, "seed", 0, "seed of initialisation, data order and subnetwork sampling")
+	f.StringVar(&c.Order, "order", shards.Shuffle, "data order: shuffle or sequential")
+	f.StringVar(&c.InitFrom, "init-from", "", "start from a Hugging Face GPT2LMHeadModel model.safetensors")
+	f.StringVar(&opts.est, "est", "off", "EST schedule: a preset (est-gpt2) or off")
+	f.StringVar(&opts.estStages, "est-stages", "", "custom EST stage ends in steps, e.g. 100,300,600")
+	f.StringVar(&opts.estRates, "est-rates", "", "custom EST rates per stage, pH:pM:pL, e.g. 0.5:0.5:0.5,0.5:0.5:1,1:1:1")
+	f.StringVar(&c.Sampler.LayerMode, "layer-mode", "fixed", "sampled blocks: fixed (exactly round(L·pL)) or bernoulli")
+	f.BoolVar(&c.Sampler.Shared, "shared", false, "every block uses the same sampled heads and neurons")
+	f.IntVar(&c.Sampler.Group, "neuron-group", 1, "sample MLP neurons in groups of this many")
+	f.StringVar(&c.SampleEvery, "sample-every", "step", "draw a subnetwork per optimizer step or per microbatch")
+	f.IntVar(&c.EvalEvery, "eval-every", 0, "val loss every N steps (0: at the end only)")
+	f.IntVar(&c.EvalBatches, "eval-batches", 4, "batches of the val split per evaluation")
+	f.IntVar(&c.CheckpointEvery, "checkpoint-every", 0, "checkpoint every N steps (always at the end)")
+	f.BoolVar(&opts.resume, "resume", false, "continue the run in --out from its latest checkpoint")
+	cmd.MarkFlagRequired("out")
+	cmd.RegisterFlagCompletionFunc("preset", cobra.FixedCompletions(presets, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
+	var cfg train.Config
+	if opts.resume {
+		b, err := os.ReadFile(filepath.Join(opts.out, "config.json"))
+		if err != nil {
+			return fmt.Errorf("train: --resume: %s is not a run directory: %w", opts.out, err)
+		}
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			return fmt.Errorf("train: %s/config.json: %w", opts.out, err)
+		}
+	} else {
+		model, ok := train.GPT2Presets[opts.preset]
+		if !ok {
+			return fmt.Errorf("train: no model preset %q", opts.preset)
+		}
+		cfg = opts.cfg
+		if opts.config != "" {
+			b, err := os.ReadFile(opts.config)
+			if err != nil {
+				return fmt.Errorf("train: %w", err)
+			}
+			fileCfg := opts.cfg
+			dec := json.NewDecoder(strings.NewReader(string(b)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&fileCfg); err != nil {
+				return fmt.Errorf("train: %s: %w", opts.config, err)
+			}
+			// flags given on the command line win over the file
+			cfg = fileCfg
+			reapplyFlags(cmd, &cfg, &opts.cfg)
+		}
+		cfg.Preset = opts.preset
+		if cfg.Model.Layers == 0 {
+			cfg.Model = model
+		}
+		if len(opts.data) > 0 {
+			cfg.Data = nil
+			for _, d := range opts.data {
+				dir, w := d, 1.0
+				if i := strings.LastIndexByte(d, ':'); i > 0 {
+					if v, err := strconv.ParseFloat(d[i+1:], 64); err == nil {
+						dir, w = d[:i], v
+					}
+				}
+				cfg.Data = append(cfg.Data, train.Data{Dir: dir, Weight: w})
+			}
+		}
+		switch {
+		case opts.estStages != "" || opts.estRates != "":
+			s, err := train.ParseSchedule(opts.estStages, opts.estRates)
+			if err != nil {
+				return err
+			}
+			cfg.EST, cfg.Schedule = "custom", &s
+		case opts.est == "off":
+			if cfg.EST == "" {
+				cfg.EST = "off"
+			}
+		default:
+			p, ok := train.ESTPresets[opts.est]
+			if !ok {
+				return fmt.Errorf("train: no EST preset %q (est-gpt2 or off)", opts.est)
+			}
+			s := p.Scaled(cfg.Steps)
+			cfg.EST, cfg.Schedule = opts.est, &s
+		}
+		cfg.Defaults()
+		if err := cfg.Check(); err != nil {
+			return err
+		}
+	}
+	cfg.Defaults()
+	if !g.quiet {
+		b, _ := json.MarshalIndent(cfg, "", "  ")
+		fmt.Fprintf(g.stderr, "configuration:\n%s\n", b)
+	}
+	start := time.Now()
+	var saved, full float64
+	every, lastStage := max(1, cfg.Steps/25), -1
+	res, err := train.Run(cmd.Context(), cpu.New(), cfg, opts.out, train.Options{Resume: opts.resume, Logger: g.log,
+		Progress: func(r train.StepRecord, eta time.Duration) {
+			saved += r.FullFLOPs.Blocks - r.FLOPs.Blocks
+			full += r.FullFLOPs.Blocks
+			if g.quiet || (r.Step+1)%every != 0 && r.Stage == lastStage && r.Step+1 != cfg.Steps && r.ValLoss == 0 {
+				return
+			}
+			lastStage = r.Stage
+			val := ""
+			if r.ValLoss > 0 {
+				val = fmt.Sprintf(" val %.4f", r.ValLoss)
+			}
+			fmt.Fprintf(g.stderr, "step %d/%d  stage %d (%s)  loss %.4f%s  lr %.2e  %.0f tok/s  block FLOPs saved %.1f%%  ETA %s\n",
+				r.Step+1, cfg.Steps, r.Stage+1, r.Rates, r.Loss, val, r.LR, r.TokensPerS, 100*saved/full, eta.Round(time.Second))
+		}})
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, res)
+	}
+	fmt.Fprintf(g.stdout, "%s: %d steps, %d tokens in %s\n\n", opts.out, res.Steps, res.Tokens, time.Since(start).Round(time.Millisecond))
+	return printStages(g.stdout, res.Stages)
+}
+
+// reapplyFlags copies the flags set on the command line over a
+// configuration read from a file.
+func reapplyFlags(cmd *cobra.Command, dst, flags *train.Config) {
+	fl := cmd.Flags()
+	set := map[string]func(){
+		"steps": func() { dst.Steps = flags.Steps }, "batch": func() { dst.Batch = flags.Batch }, "seq": func() { dst.Seq = flags.Seq },
+		"accum": func() { dst.Accum = flags.Accum }, "lr": func() { dst.LR = flags.LR }, "min-lr": func() { dst.MinLR = flags.MinLR },
+		"warmup": func() { dst.Warmup = flags.Warmup }, "decay": func() { dst.Decay = flags.Decay },
+		"weight-decay": func() { dst.WeightDecay = flags.WeightDecay }, "clip": func() { dst.Clip = flags.Clip },
+		"seed": func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
+		"layer-mode": func() { dst.Sampler.LayerMode = flags.Sampler.LayerMode }, "shared": func() { dst.Sampler.Shared = flags.Sampler.Shared },
+		"neuron-group": func() { dst.Sampler.Group = flags.Sampler.Group }, "sample-every": func() { dst.SampleEvery = flags.SampleEvery },
+		"eval-every": func() { dst.EvalEvery = flags.EvalEvery }, "eval-batches": func() { dst.EvalBatches = flags.EvalBatches },
+		"checkpoint-every": func() { dst.CheckpointEvery = flags.CheckpointEvery },
+	}
+	for name, apply := range set {
+		if fl.Changed(name) {
+			apply()
+		}
+	}
+}
+
+func printStages(w io.Writer, stages []train.StageStats) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "stage\trates\tsteps\ttokens\tloss at end\tblock FLOPs saved\tall FLOPs saved\tseconds\t")
+	for _, s := range stages {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%.4f\t%.1f%%\t%.1f%%\t%.1f\t\n", s.Stage+1, s.Rates, s.Steps, s.Tokens, s.LastLoss,
+			100*(1-s.FLOPs.Blocks/s.FullFLOPs.Blocks), 100*(1-s.FLOPs.All/s.FullFLOPs.All), s.Seconds)
+	}
+	return tw.Flush()
+}
+
+func newExportCmd(g *globals) *cobra.Command {
+	var run, hf string
+	cmd := &cobra.Command{
+		Use:   "export --run RUN --hf DIR",
+		Short: "Write a run's latest weights as a Hugging Face GPT2LMHeadModel (model.safetensors, config.json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, _, err := train.LoadRun(cpu.New(), run)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(hf, 0o755); err != nil {
+				return err
+			}
+			if err := m.ExportHF(hf); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "wrote %s/model.safetensors and %s/config.json\n", hf, hf)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "run directory")
+	cmd.Flags().StringVar(&hf, "hf", "", "output directory")
+	cmd.MarkFlagRequired("run")
+	cmd.MarkFlagRequired("hf")
+	return cmd
+}
+
+func newEvalCmd(g *globals) *cobra.Command {
+	var run, split string
+	var batches int
+	cmd := &cobra.Command{
+		Use:   "eval --run RUN [--split val]",
+		Short: "Loss of a run's latest weights on a split of its first data set",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, cfg, err := train.LoadRun(cpu.New(), run)
+			if err != nil {
+				return err
+			}
+			loss, err := train.Eval(m, cfg, split, batches)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(g.stdout, map[string]any{"split": split, "loss": loss, "batches": batches})
+			}
+			fmt.Fprintf(g.stdout, "%s loss %.4f over %d batches of %d×%d\n", split, loss, batches, cfg.Batch, cfg.Seq)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "run directory")
+	cmd.Flags().StringVar(&split, "split", shards.Val, "split: train or val")
+	cmd.Flags().IntVar(&batches, "batches", 8, "batches to average over")
+	cmd.MarkFlagRequired("run")
+	return cmd
+}
+
+func newSampleCmd(g *globals) *cobra.Command {
+	var run, prompt string
+	var n, topK int
+	var temp float64
+	var seed uint64
+	cmd := &cobra.Command{
+		Use:   "sample --run RUN --prompt TEXT",
+		Short: "Generate text from a run's latest weights (GPT-2 tokenizer)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, _, err := train.LoadRun(cpu.New(), run)
+			if err != nil {
+				return err
+			}
+			tok, err := tokenize.GPT2()
+			if err != nil {
+				return err
+			}
+			ids, err := tok.Encode(prompt, tokenize.EncodeOptions{})
+			if err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				ids = []uint32{50256}
+			}
+			in := make([]int32, len(ids))
+			for i, v := range ids {
+				in[i] = int32(v)
+			}
+			out, err := m.Generate(in, n, temp, topK, seed)
+			if err != nil {
+				return err
+			}
+			u := make([]uint32, len(out))
+			for i, v := range out {
+				u[i] = uint32(v)
+			}
+			text, err := tok.Decode(u)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "%s\n", text)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&run, "run", "", "run directory")
+	f.StringVar(&prompt, "prompt", "", "text to continue")
+	f.IntVar(&n, "tokens", 64, "tokens to generate")
+	f.Float64Var(&temp, "temperature", 0.8, "sampling temperature (0: greedy)")
+	f.IntVar(&topK, "top-k", 40, "sample among the k most likely tokens (0: all)")
+	f.Uint64Var(&seed, "seed", 0, "sampling seed")
+	cmd.MarkFlagRequired("run")
+	return cmd
+}

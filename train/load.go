@@ -1,0 +1,109 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/shards"
+)
+
+// LoadRun reads a run's configuration and its latest checkpoint's
+// parameters.
+func LoadRun(ops kernels.Ops, run string) (*GPT2, *Config, error) {
+	b, err := os.ReadFile(filepath.Join(run, "config.json"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("train: %s is not a run directory: %w", run, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, nil, fmt.Errorf("train: %s/config.json: %w", run, err)
+	}
+	dir, err := latestCheckpoint(run)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := NewGPT2(ops, cfg.Model, make([]float32, cfg.Model.NumParams()))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := m.loadTensors(dir, false); err != nil {
+		return nil, nil, err
+	}
+	return m, &cfg, nil
+}
+
+// Eval is the model's mean loss over up to batches sequential batches of a
+// split of the run's first data set.
+func Eval(m *GPT2, cfg *Config, split string, batches int) (float64, error) {
+	s, err := shards.Open(cfg.Data[0].Dir, false)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	c := *cfg
+	c.EvalBatches = batches
+	data := []shards.Weighted{{Set: s, Weight: 1}}
+	if split == shards.Train {
+		return evalSplit(m, data, &c, shards.Train)
+	}
+	return evalSplit(m, data, &c, shards.Val)
+}
+
+// Generate continues prompt by n tokens, sampling from the softmax at
+// temperature (0: greedy) among the topK most likely (0: all).
+func (g *GPT2) Generate(prompt []int32, n int, temperature float64, topK int, seed uint64) ([]int32, error) {
+	if len(prompt) == 0 {
+		return nil, fmt.Errorf("train: empty prompt")
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x73616d70))
+	out := append([]int32(nil), prompt...)
+	V, Vp := g.Cfg.Vocab, g.Cfg.Padded
+	row := make([]float32, Vp)
+	for i := 0; i < n; i++ {
+		ctx := out
+		if len(ctx) > g.Cfg.MaxT {
+			ctx = ctx[len(ctx)-g.Cfg.MaxT:]
+		}
+		T := len(ctx)
+		if _, err := g.Forward(ctx, nil, 1, T, nil); err != nil {
+			return nil, err
+		}
+		g.ops.Download(row, g.ops.Slice(g.act.logits, (T-1)*Vp, Vp))
+		out = append(out, pick(row[:V], temperature, topK, rng))
+	}
+	return out, nil
+}
+
+func pick(logits []float32, temperature float64, topK int, rng *rand.Rand) int32 {
+	idx := make([]int, len(logits))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+	if temperature <= 0 {
+		return int32(idx[0])
+	}
+	if topK > 0 && topK < len(idx) {
+		idx = idx[:topK]
+	}
+	w := make([]float64, len(idx))
+	var sum float64
+	for i, j := range idx {
+		w[i] = math.Exp((float64(logits[j]) - float64(logits[idx[0]])) / temperature)
+		sum += w[i]
+	}
+	r := rng.Float64() * sum
+	for i, v := range w {
+		if r < v {
+			return int32(idx[i])
+		}
+		r -= v
+	}
+	return int32(idx[len(idx)-1])
+}
