@@ -250,6 +250,11 @@ func TestTrainCLI(t *testing.T) {
 	if out, errs, code = run(t, "sample", "--run", runDir, "--prompt", "func", "--tokens", "5"); code != 0 || !strings.HasPrefix(out, "func") {
 		t.Fatalf("sample: %s %s", out, errs)
 	}
+	out, errs, code = run(t, "est-trace", "--run", runDir, "--steps", "1:3")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.Contains(lines[0], `"stage":1`) || !strings.Contains(lines[1], `"heads":null`) {
+		t.Fatalf("est-trace: %s %s", out, errs)
+	}
 	hf := filepath.Join(dir, "hf")
 	if _, errs, code = run(t, "export", "--run", runDir, "--hf", hf); code != 0 {
 		t.Fatalf("export: %s", errs)

@@ -341,3 +341,70 @@ func newSampleCmd(g *globals) *cobra.Command {
 	cmd.MarkFlagRequired("run")
 	return cmd
 }
+
+func newESTTraceCmd(g *globals) *cobra.Command {
+	var run, steps string
+	cmd := &cobra.Command{
+		Use:   "est-trace --run RUN [--steps A:B]",
+		Short: "Print, per step, the EST stage, rates and the exact blocks, heads and neurons chosen",
+		Long: `est-trace recomputes a run's subnetworks from its recorded seed and options
+(sampling is a pure function of them) and prints one JSON line per step and
+draw: step, draw, stage, rates, and the blocks, heads and MLP neurons chosen
+(null: all). Steps A:B are 0-based, B excluded.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(filepath.Join(run, "config.json"))
+			if err != nil {
+				return fmt.Errorf("est-trace: %s is not a run directory: %w", run, err)
+			}
+			var cfg train.Config
+			if err := json.Unmarshal(b, &cfg); err != nil {
+				return fmt.Errorf("est-trace: %s/config.json: %w", run, err)
+			}
+			cfg.Defaults()
+			from, to := 0, cfg.Steps
+			if steps != "" {
+				a, z, ok := strings.Cut(steps, ":")
+				var e1, e2 error
+				from, e1 = strconv.Atoi(a)
+				to, e2 = strconv.Atoi(z)
+				if !ok || e1 != nil || e2 != nil || from < 0 || to < from {
+					return fmt.Errorf("est-trace: --steps %q: want A:B with 0 ≤ A ≤ B", steps)
+				}
+			}
+			if cfg.Schedule == nil {
+				return fmt.Errorf("est-trace: %s trained without EST (--est off)", run)
+			}
+			s := &train.Sampler{Seed: cfg.Seed, Layers: cfg.Model.Layers, Heads: cfg.Model.Heads, Neurons: 4 * cfg.Model.Channels, Schedule: *cfg.Schedule, Opt: cfg.Sampler}
+			draws := 1
+			if cfg.SampleEvery == "microbatch" {
+				draws = cfg.Accum
+			}
+			enc := json.NewEncoder(g.stdout)
+			for step := from; step < to; step++ {
+				for d := 0; d < draws; d++ {
+					sel, stage, r := s.Sample(step, d)
+					rec := map[string]any{"step": step, "draw": d, "stage": stage + 1, "rates": r, "layers": nil, "heads": nil, "neurons": nil}
+					if sel != nil {
+						heads, neurons := sel.Heads, sel.Neurons
+						if sel.Layers != nil { // blocks that do not run: null
+							heads, neurons = make([][]int32, len(sel.Heads)), make([][]int32, len(sel.Neurons))
+							for _, l := range sel.Layers {
+								heads[l], neurons[l] = sel.Heads[l], sel.Neurons[l]
+							}
+						}
+						rec["layers"], rec["heads"], rec["neurons"] = sel.Layers, heads, neurons
+					}
+					if err := enc.Encode(rec); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&run, "run", "", "run directory")
+	cmd.Flags().StringVar(&steps, "steps", "", "steps A:B (default: all)")
+	cmd.MarkFlagRequired("run")
+	return cmd
+}
