@@ -120,3 +120,24 @@ func TestSubnetworkRunsSmallerProducts(t *testing.T) {
 		t.Fatalf("subnetwork ran %.0f of %.0f block FLOPs (%.3f), want a quarter", sub, full, sub/full)
 	}
 }
+
+// TestSubnetworkHoldsLessMemory: a stage-1 step (half the blocks, heads
+// and neurons) keeps well under half the block activations of a full step.
+func TestSubnetworkHoldsLessMemory(t *testing.T) {
+	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 16}
+	B, T := 2, 16
+	ids := make([]int32, B*T)
+	s := &Sampler{Seed: 3, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 0.5}}}}
+	sel, _, _ := s.Sample(0, 0)
+	var got [2]int
+	for i, sl := range []*Selection{sel, nil} {
+		m, _ := NewGPT2(cpu.New(), cfg, cfg.InitParams(1))
+		if _, err := m.Forward(ids, ids, B, T, sl); err != nil {
+			t.Fatal(err)
+		}
+		got[i] = m.ActivationFloats()
+	}
+	if ratio := float64(got[0]) / float64(got[1]); ratio > 0.4 { // a quarter, plus the gathered weights
+		t.Fatalf("stage-1 activations %d, full %d (%.2f)", got[0], got[1], ratio)
+	}
+}

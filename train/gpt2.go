@@ -185,33 +185,45 @@ func (g *GPT2) param(buf kernels.Buf, i int) kernels.Buf {
 // layerParam is parameter k of block l.
 func (g *GPT2) layerParam(buf kernels.Buf, l, k int) kernels.Buf { return g.param(buf, 2+l*perLayer+k) }
 
-// activations hold one micro-batch's forward state, sized for the full
-// model; a sampled step uses the leading part of each buffer.
+// activations hold one micro-batch's forward state. Each running block
+// takes the next slot, and a slot's buffers are sized to what its block
+// computes, growing when a later step needs more: a stage that runs half
+// the blocks at half width holds about a quarter of the full model's block
+// activations.
 type activations struct {
-	x      []kernels.Buf // residual stream entering each block, and after the last
-	x1     []kernels.Buf // after attention
-	ln1    []kernels.Buf
-	ln1m   []kernels.Buf
-	ln1r   []kernels.Buf
-	qkv    []kernels.Buf
-	atty   []kernels.Buf
-	att    []kernels.Buf
-	ln2    []kernels.Buf
-	ln2m   []kernels.Buf
-	ln2r   []kernels.Buf
-	fch    []kernels.Buf
-	fcg    []kernels.Buf
+	x0     kernels.Buf // embeddings
+	slots  []*blockAct
 	lnf    kernels.Buf
 	lnfm   kernels.Buf
 	lnfr   kernels.Buf
 	logits kernels.Buf
 	losses kernels.Buf
-	// gathered weights of the sampled subnetwork, per block
-	wqkv, bqkv, wproj, wfc, bfc, wfp []kernels.Buf
-	// scratch for the backward pass
-	dres, dtmp, dqkv, datty, dfch, dfcg, dlnf kernels.Buf
-	gw                                        kernels.Buf // gathered-weight gradient scratch
-	gb                                        kernels.Buf
+	// scratch for the backward pass, sized to the largest need
+	dres, dtmp, dlnf        kernels.Buf
+	dqkv, datty, dfch, dfcg kernels.Buf
+	gw, gb                  kernels.Buf
+}
+
+// blockAct is one running block's state: its output, the values its
+// backward pass needs, and its gathered weights.
+type blockAct struct {
+	out, x1, ln1, ln1m, ln1r, qkv, atty, att, ln2, ln2m, ln2r, fch, fcg kernels.Buf
+	wqkv, bqkv, wproj, wfc, bfc, wfp                                    kernels.Buf
+}
+
+// need returns the first n values of *b, reallocating it when shorter.
+func (g *GPT2) need(b *kernels.Buf, n int) kernels.Buf {
+	if *b == nil || (*b).Len() < n {
+		*b = g.ops.Alloc(n)
+	}
+	return g.ops.Slice(*b, 0, n)
+}
+
+func (g *GPT2) slot(i int) *blockAct {
+	for len(g.act.slots) <= i {
+		g.act.slots = append(g.act.slots, &blockAct{})
+	}
+	return g.act.slots[i]
 }
 
 func (g *GPT2) ensure(B, T int) {
@@ -219,32 +231,12 @@ func (g *GPT2) ensure(B, T int) {
 		return
 	}
 	c, o := g.Cfg, g.ops
-	C, L, BT := c.Channels, c.Layers, B*T
+	C, BT := c.Channels, B*T
 	a := &activations{}
-	per := func(n int) []kernels.Buf {
-		s := make([]kernels.Buf, L)
-		for i := range s {
-			s[i] = o.Alloc(n)
-		}
-		return s
-	}
-	a.x = make([]kernels.Buf, L+1)
-	for i := range a.x {
-		a.x[i] = o.Alloc(BT * C)
-	}
-	a.x1, a.ln1, a.ln2, a.atty = per(BT*C), per(BT*C), per(BT*C), per(BT*C)
-	a.ln1m, a.ln1r, a.ln2m, a.ln2r = per(BT), per(BT), per(BT), per(BT)
-	a.qkv = per(BT * 3 * C)
-	a.att = per(B * c.Heads * T * T)
-	a.fch, a.fcg = per(BT*4*C), per(BT*4*C)
-	a.wqkv, a.bqkv, a.wproj = per(3*C*C), per(3*C), per(C*C)
-	a.wfc, a.bfc, a.wfp = per(4*C*C), per(4*C), per(4*C*C)
+	a.x0 = o.Alloc(BT * C)
 	a.lnf, a.lnfm, a.lnfr = o.Alloc(BT*C), o.Alloc(BT), o.Alloc(BT)
 	a.logits, a.losses = o.Alloc(BT*c.Padded), o.Alloc(BT)
 	a.dres, a.dtmp, a.dlnf = o.Alloc(BT*C), o.Alloc(BT*C), o.Alloc(BT*C)
-	a.dqkv, a.datty = o.Alloc(BT*3*C), o.Alloc(BT*C)
-	a.dfch, a.dfcg = o.Alloc(BT*4*C), o.Alloc(BT*4*C)
-	a.gw, a.gb = o.Alloc(4*C*C), o.Alloc(4*C)
 	g.act, g.B, g.T = a, B, T
 }
 
@@ -315,48 +307,51 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 	a := g.act
 	g.ids, g.sel, g.inputs = ids, sel, map[int]kernels.Buf{}
 	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
-	o.Embed(a.x[0], g.param(g.Params, 0), g.param(g.Params, 1), ids, B, T, C)
-	cur := a.x[0]
-	for _, l := range g.activeLayers(sel) {
+	o.Embed(a.x0, g.param(g.Params, 0), g.param(g.Params, 1), ids, B, T, C)
+	cur := a.x0
+	for i, l := range g.activeLayers(sel) {
 		heads, neurons, nh, ff, hsc, msc := g.blockShape(sel, l)
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
+		ba := g.slot(i)
 		g.inputs[l] = cur
+		D := nh * HS
 		// attention
-		o.LayerNorm(a.ln1[l], a.ln1m[l], a.ln1r[l], cur, P(pLn1W), P(pLn1B), BT, C)
+		ln1, ln1m, ln1r := g.need(&ba.ln1, BT*C), g.need(&ba.ln1m, BT), g.need(&ba.ln1r, BT)
+		o.LayerNorm(ln1, ln1m, ln1r, cur, P(pLn1W), P(pLn1B), BT, C)
 		wqkv, bqkv, wproj := P(pQKVW), P(pQKVB), P(pProjW)
 		if heads != nil {
 			rows := qkvRows(heads, C, HS)
-			wqkv, bqkv = o.Slice(a.wqkv[l], 0, len(rows)*C), o.Slice(a.bqkv[l], 0, len(rows))
+			wqkv, bqkv = g.need(&ba.wqkv, len(rows)*C), g.need(&ba.bqkv, len(rows))
 			o.GatherRows(wqkv, P(pQKVW), rows, C)
 			o.GatherRows(bqkv, P(pQKVB), rows, 1)
-			cols := headCols(heads, HS)
-			wproj = o.Slice(a.wproj[l], 0, C*len(cols))
-			o.GatherCols(wproj, P(pProjW), C, C, cols)
+			wproj = g.need(&ba.wproj, C*D)
+			o.GatherCols(wproj, P(pProjW), C, C, headCols(heads, HS))
 		}
-		D := nh * HS
-		qkv, atty := o.Slice(a.qkv[l], 0, BT*3*D), o.Slice(a.atty[l], 0, BT*D)
-		o.MatMul(qkv, a.ln1[l], wqkv, BT, 3*D, C, false, true, 1, 0)
+		qkv, atty := g.need(&ba.qkv, BT*3*D), g.need(&ba.atty, BT*D)
+		o.MatMul(qkv, ln1, wqkv, BT, 3*D, C, false, true, 1, 0)
 		o.AddBias(qkv, bqkv, BT, 3*D)
-		o.Attention(atty, o.Slice(a.att[l], 0, B*nh*T*T), qkv, B, T, nh, HS)
-		o.Copy(a.x1[l], cur)
-		o.MatMul(a.x1[l], atty, wproj, BT, C, D, false, true, hsc, 1)
-		o.AddBias(a.x1[l], P(pProjB), BT, C)
+		o.Attention(atty, g.need(&ba.att, B*nh*T*T), qkv, B, T, nh, HS)
+		x1 := g.need(&ba.x1, BT*C)
+		o.Copy(x1, cur)
+		o.MatMul(x1, atty, wproj, BT, C, D, false, true, hsc, 1)
+		o.AddBias(x1, P(pProjB), BT, C)
 		// MLP
-		o.LayerNorm(a.ln2[l], a.ln2m[l], a.ln2r[l], a.x1[l], P(pLn2W), P(pLn2B), BT, C)
+		ln2, ln2m, ln2r := g.need(&ba.ln2, BT*C), g.need(&ba.ln2m, BT), g.need(&ba.ln2r, BT)
+		o.LayerNorm(ln2, ln2m, ln2r, x1, P(pLn2W), P(pLn2B), BT, C)
 		wfc, bfc, wfp := P(pFcW), P(pFcB), P(pFpW)
 		if neurons != nil {
-			wfc, bfc = o.Slice(a.wfc[l], 0, ff*C), o.Slice(a.bfc[l], 0, ff)
+			wfc, bfc = g.need(&ba.wfc, ff*C), g.need(&ba.bfc, ff)
 			o.GatherRows(wfc, P(pFcW), neurons, C)
 			o.GatherRows(bfc, P(pFcB), neurons, 1)
-			wfp = o.Slice(a.wfp[l], 0, C*ff)
+			wfp = g.need(&ba.wfp, C*ff)
 			o.GatherCols(wfp, P(pFpW), C, 4*C, neurons)
 		}
-		fch, fcg := o.Slice(a.fch[l], 0, BT*ff), o.Slice(a.fcg[l], 0, BT*ff)
-		o.MatMul(fch, a.ln2[l], wfc, BT, ff, C, false, true, 1, 0)
+		fch, fcg := g.need(&ba.fch, BT*ff), g.need(&ba.fcg, BT*ff)
+		o.MatMul(fch, ln2, wfc, BT, ff, C, false, true, 1, 0)
 		o.AddBias(fch, bfc, BT, ff)
 		o.GELU(fcg, fch)
-		next := a.x[l+1]
-		o.Copy(next, a.x1[l])
+		next := g.need(&ba.out, BT*C)
+		o.Copy(next, x1)
 		o.MatMul(next, fcg, wfp, BT, C, ff, false, true, msc, 1)
 		o.AddBias(next, P(pFpB), BT, C)
 		cur = next
@@ -409,74 +404,77 @@ func (g *GPT2) Backward(gradScale float32) error {
 	layers := g.activeLayers(sel)
 	for i := len(layers) - 1; i >= 0; i-- {
 		l := layers[i]
+		ba := g.slot(i)
 		heads, neurons, nh, ff, hsc, msc := g.blockShape(sel, l)
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
 		G := func(k int) kernels.Buf { return g.layerParam(g.Grads, l, k) }
-		// MLP: next = x1 + msc·fcg·wfpᵀ + bfp
+		D := nh * HS
+		// MLP: out = x1 + msc·fcg·wfpᵀ + bfp
 		wfc, wfp := P(pFcW), P(pFpW)
 		if neurons != nil {
-			wfc, wfp = o.Slice(a.wfc[l], 0, ff*C), o.Slice(a.wfp[l], 0, C*ff)
+			wfc, wfp = o.Slice(ba.wfc, 0, ff*C), o.Slice(ba.wfp, 0, C*ff)
 		}
-		fch, fcg := o.Slice(a.fch[l], 0, BT*ff), o.Slice(a.fcg[l], 0, BT*ff)
-		dfch, dfcg := o.Slice(a.dfch, 0, BT*ff), o.Slice(a.dfcg, 0, BT*ff)
+		fch, fcg := o.Slice(ba.fch, 0, BT*ff), o.Slice(ba.fcg, 0, BT*ff)
+		dfch, dfcg := g.need(&a.dfch, BT*ff), g.need(&a.dfcg, BT*ff)
 		o.BiasGrad(G(pFpB), dres, BT, C)
 		o.MatMul(dfcg, dres, wfp, BT, ff, C, false, false, msc, 0)
 		if neurons == nil {
 			o.MatMul(G(pFpW), dres, fcg, C, ff, BT, true, false, msc, 1)
 		} else {
-			gw := o.Slice(a.gw, 0, C*ff)
+			gw := g.need(&a.gw, C*ff)
 			o.MatMul(gw, dres, fcg, C, ff, BT, true, false, msc, 0)
 			o.ScatterAddCols(G(pFpW), gw, C, 4*C, neurons)
 		}
 		o.Fill(dfch, 0)
 		o.GELUBackward(dfch, fch, dfcg)
+		ln2 := o.Slice(ba.ln2, 0, BT*C)
 		if neurons == nil {
 			o.BiasGrad(G(pFcB), dfch, BT, ff)
-			o.MatMul(G(pFcW), dfch, a.ln2[l], ff, C, BT, true, false, 1, 1)
+			o.MatMul(G(pFcW), dfch, ln2, ff, C, BT, true, false, 1, 1)
 		} else {
-			gb, gw := o.Slice(a.gb, 0, ff), o.Slice(a.gw, 0, ff*C)
+			gb, gw := g.need(&a.gb, ff), g.need(&a.gw, ff*C)
 			o.Fill(gb, 0)
 			o.BiasGrad(gb, dfch, BT, ff)
 			o.ScatterAddRows(G(pFcB), gb, neurons, 1)
-			o.MatMul(gw, dfch, a.ln2[l], ff, C, BT, true, false, 1, 0)
+			o.MatMul(gw, dfch, ln2, ff, C, BT, true, false, 1, 0)
 			o.ScatterAddRows(G(pFcW), gw, neurons, C)
 		}
 		o.MatMul(a.dtmp, dfch, wfc, BT, C, ff, false, false, 1, 0)
-		o.LayerNormBackward(dres, G(pLn2W), G(pLn2B), a.dtmp, a.x1[l], P(pLn2W), a.ln2m[l], a.ln2r[l], BT, C)
+		o.LayerNormBackward(dres, G(pLn2W), G(pLn2B), a.dtmp, o.Slice(ba.x1, 0, BT*C), P(pLn2W), o.Slice(ba.ln2m, 0, BT), o.Slice(ba.ln2r, 0, BT), BT, C)
 		// attention: x1 = in + hsc·atty·wprojᵀ + bproj
-		D := nh * HS
 		wqkv, wproj := P(pQKVW), P(pProjW)
 		var rows, cols []int32
 		if heads != nil {
 			rows, cols = qkvRows(heads, C, HS), headCols(heads, HS)
-			wqkv, wproj = o.Slice(a.wqkv[l], 0, 3*D*C), o.Slice(a.wproj[l], 0, C*D)
+			wqkv, wproj = o.Slice(ba.wqkv, 0, 3*D*C), o.Slice(ba.wproj, 0, C*D)
 		}
-		atty, datty := o.Slice(a.atty[l], 0, BT*D), o.Slice(a.datty, 0, BT*D)
-		qkv, dqkv := o.Slice(a.qkv[l], 0, BT*3*D), o.Slice(a.dqkv, 0, BT*3*D)
+		atty, datty := o.Slice(ba.atty, 0, BT*D), g.need(&a.datty, BT*D)
+		qkv, dqkv := o.Slice(ba.qkv, 0, BT*3*D), g.need(&a.dqkv, BT*3*D)
 		o.BiasGrad(G(pProjB), dres, BT, C)
 		o.MatMul(datty, dres, wproj, BT, D, C, false, false, hsc, 0)
 		if heads == nil {
 			o.MatMul(G(pProjW), dres, atty, C, D, BT, true, false, hsc, 1)
 		} else {
-			gw := o.Slice(a.gw, 0, C*D)
+			gw := g.need(&a.gw, C*D)
 			o.MatMul(gw, dres, atty, C, D, BT, true, false, hsc, 0)
 			o.ScatterAddCols(G(pProjW), gw, C, C, cols)
 		}
 		o.Fill(dqkv, 0)
-		o.AttentionBackward(dqkv, datty, qkv, o.Slice(a.att[l], 0, B*nh*T*T), B, T, nh, HS)
+		o.AttentionBackward(dqkv, datty, qkv, o.Slice(ba.att, 0, B*nh*T*T), B, T, nh, HS)
+		ln1 := o.Slice(ba.ln1, 0, BT*C)
 		if heads == nil {
 			o.BiasGrad(G(pQKVB), dqkv, BT, 3*C)
-			o.MatMul(G(pQKVW), dqkv, a.ln1[l], 3*C, C, BT, true, false, 1, 1)
+			o.MatMul(G(pQKVW), dqkv, ln1, 3*C, C, BT, true, false, 1, 1)
 		} else {
-			gb, gw := o.Slice(a.gb, 0, 3*D), o.Slice(a.gw, 0, 3*D*C)
+			gb, gw := g.need(&a.gb, 3*D), g.need(&a.gw, 3*D*C)
 			o.Fill(gb, 0)
 			o.BiasGrad(gb, dqkv, BT, 3*D)
 			o.ScatterAddRows(G(pQKVB), gb, rows, 1)
-			o.MatMul(gw, dqkv, a.ln1[l], 3*D, C, BT, true, false, 1, 0)
+			o.MatMul(gw, dqkv, ln1, 3*D, C, BT, true, false, 1, 0)
 			o.ScatterAddRows(G(pQKVW), gw, rows, C)
 		}
 		o.MatMul(a.dtmp, dqkv, wqkv, BT, C, 3*D, false, false, 1, 0)
-		o.LayerNormBackward(dres, G(pLn1W), G(pLn1B), a.dtmp, g.inputs[l], P(pLn1W), a.ln1m[l], a.ln1r[l], BT, C)
+		o.LayerNormBackward(dres, G(pLn1W), G(pLn1B), a.dtmp, g.inputs[l], P(pLn1W), o.Slice(ba.ln1m, 0, BT), o.Slice(ba.ln1r, 0, BT), BT, C)
 	}
 	o.EmbedBackward(dwte, g.param(g.Grads, 1), dres, g.ids, B, T, C)
 	return nil
@@ -506,4 +504,22 @@ func (g *GPT2) Step(s StepOptions) {
 		}
 		g.ops.AdamW(g.param(g.Params, i), g.param(g.Grads, i), g.param(g.m, i), g.param(g.v, i), s.LR, s.Beta1, s.Beta2, s.Eps, wd, s.Step)
 	}
+}
+
+// ActivationFloats is the number of float32 values the forward state holds
+// now (it grows to the largest subnetwork run so far).
+func (g *GPT2) ActivationFloats() int {
+	if g.act == nil {
+		return 0
+	}
+	n := 0
+	for _, s := range g.act.slots {
+		for _, b := range []kernels.Buf{s.out, s.x1, s.ln1, s.ln1m, s.ln1r, s.qkv, s.atty, s.att, s.ln2, s.ln2m, s.ln2r, s.fch, s.fcg,
+			s.wqkv, s.bqkv, s.wproj, s.wfc, s.bfc, s.wfp} {
+			if b != nil {
+				n += b.Len()
+			}
+		}
+	}
+	return n
 }
