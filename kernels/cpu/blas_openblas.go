@@ -13,26 +13,19 @@ import "C"
 // for the pure-Go loops, which remain the build without the library.
 func init() { sgemm = openblasSgemm }
 
-func openblasSgemm(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32) {
+func openblasSgemm(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
-	if k == 0 {
-		for i := range c[:m*n] {
-			c[i] *= beta
-		}
-		return
-	}
-	transA, lda := C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans), k
+	transA, transB := C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans), C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans)
 	if ta {
-		transA, lda = C.CblasTrans, m
+		transA = C.CblasTrans
 	}
-	transB, ldb := C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans), n
 	if tb {
-		transB, ldb = C.CblasTrans, k
+		transB = C.CblasTrans
 	}
 	C.cblas_sgemm(C.CblasRowMajor, transA, transB, C.blasint(m), C.blasint(n), C.blasint(k), C.float(alpha),
-		(*C.float)(&a[0]), C.blasint(lda), (*C.float)(&b[0]), C.blasint(ldb), C.float(beta), (*C.float)(&c[0]), C.blasint(n))
+		(*C.float)(&a[0]), C.blasint(lda), (*C.float)(&b[0]), C.blasint(ldb), C.float(beta), (*C.float)(&c[0]), C.blasint(ldc))
 }
 
 // BLAS names the matrix product library in use.

@@ -56,9 +56,15 @@ func mustCopy(dst, src []float32) {
 
 func (o *Ops) Fill(b kernels.Buf, v float32) {
 	x := f(b)
-	for i := range x {
-		x[i] = v
-	}
+	o.parallel(len(x), 1<<16, func(lo, hi int) {
+		if v == 0 {
+			clear(x[lo:hi])
+			return
+		}
+		for i := lo; i < hi; i++ {
+			x[i] = v
+		}
+	})
 }
 
 func (o *Ops) Axpy(y kernels.Buf, a float32, x kernels.Buf) {
@@ -74,9 +80,22 @@ func (o *Ops) Axpy(y kernels.Buf, a float32, x kernels.Buf) {
 }
 
 func (o *Ops) SumSquares(b kernels.Buf) float64 {
+	x := f(b)
+	// fixed parts, summed in order: the same result on every run
+	const part = 1 << 16
+	sums := make([]float64, (len(x)+part-1)/part)
+	o.parallel(len(sums), 1, func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			var s float64
+			for _, v := range x[p*part : min((p+1)*part, len(x))] {
+				s += float64(v) * float64(v)
+			}
+			sums[p] = s
+		}
+	})
 	var s float64
-	for _, v := range f(b) {
-		s += float64(v) * float64(v)
+	for _, v := range sums {
+		s += v
 	}
 	return s
 }
@@ -249,6 +268,10 @@ func (o *Ops) GELUBackward(dx, x, dout kernels.Buf) {
 }
 
 func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, HS int) {
+	if sgemm != nil {
+		o.attentionBLAS(f(out), f(att), f(qkv), B, T, NH, HS)
+		return
+	}
 	os, as, in := f(out), f(att), f(qkv)
 	C := NH * HS
 	scale := float32(1 / math.Sqrt(float64(HS)))
@@ -298,6 +321,10 @@ func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, HS int) {
 }
 
 func (o *Ops) AttentionBackward(dqkv, dout, qkv, att kernels.Buf, B, T, NH, HS int) {
+	if sgemm != nil {
+		o.attentionBackwardBLAS(f(dqkv), f(dout), f(qkv), f(att), B, T, NH, HS)
+		return
+	}
 	dq, g, in, as := f(dqkv), f(dout), f(qkv), f(att)
 	C := NH * HS
 	scale := float32(1 / math.Sqrt(float64(HS)))
@@ -414,16 +441,15 @@ func (o *Ops) AdamW(params, grads, m, v kernels.Buf, lr, beta1, beta2, eps, wd f
 	p, g, ms, vs := f(params), f(grads), f(m), f(v)
 	bc1 := 1 - math.Pow(float64(beta1), float64(t))
 	bc2 := 1 - math.Pow(float64(beta2), float64(t))
+	decay := 1 - lr*wd
 	o.parallel(len(p), 1<<14, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			gi := g[i]
 			mi := beta1*ms[i] + (1-beta1)*gi
 			vi := beta2*vs[i] + (1-beta2)*gi*gi
 			ms[i], vs[i] = mi, vi
-			mhat := float64(mi) / bc1
-			vhat := float64(vi) / bc2
-			p[i] -= lr * wd * p[i]
-			p[i] -= lr * float32(mhat/(math.Sqrt(vhat)+float64(eps)))
+			step := float64(mi) / bc1 / (math.Sqrt(float64(vi)/bc2) + float64(eps))
+			p[i] = p[i]*decay - lr*float32(step)
 		}
 	})
 }

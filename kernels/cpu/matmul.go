@@ -1,7 +1,20 @@
 package cpu
 
-// sgemm, when a BLAS is built in (blas_openblas.go), does the products.
-var sgemm func(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32)
+// sgemm, when a BLAS is built in (blas_openblas.go), does the products;
+// lda, ldb and ldc are the row strides of A, B and C as stored.
+var sgemm func(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc int)
+
+// leading returns the row strides of dense operands.
+func leading(m, n, k int, ta, tb bool) (lda, ldb, ldc int) {
+	lda, ldb, ldc = k, n, n
+	if ta {
+		lda = m
+	}
+	if tb {
+		ldb = k
+	}
+	return
+}
 
 // matmul is the pure-Go matrix product: rows of C in parallel, the inner
 // loops over contiguous memory (a dot product when B is transposed, an
@@ -11,8 +24,12 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 	if len(c) < m*n || len(a) < m*k || len(b) < k*n {
 		panic("cpu: matmul operands smaller than their shapes")
 	}
-	if sgemm != nil {
-		sgemm(c, a, b, m, n, k, ta, tb, alpha, beta)
+	if m == 0 || n == 0 {
+		return
+	}
+	if sgemm != nil && k > 0 {
+		lda, ldb, ldc := leading(m, n, k, ta, tb)
+		sgemm(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
 		return
 	}
 	o.parallel(m, 4, func(lo, hi int) {

@@ -1,0 +1,97 @@
+package train
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/kernels/cpu"
+)
+
+// benchShapes are the (B, T) of the GPT-2 step benchmarks: llm.c's CPU
+// default and a full context. ESTKIT_BENCH_T1024=0 leaves out the second
+// (about a minute per run).
+func benchShapes() [][2]int {
+	s := [][2]int{{4, 64}}
+	if os.Getenv("ESTKIT_BENCH_T1024") != "0" {
+		s = append(s, [2]int{4, 1024})
+	}
+	return s
+}
+
+// BenchmarkGPT2Step: one training step of GPT-2 124M (forward, backward,
+// AdamW) in fp32 at each shape, full and at EST's stage-1 and stage-2 rates
+// (est=…); the anchor BenchmarkGPT2StepAnchor is PyTorch CPU on the same
+// shapes (train/testdata/bench_torch.py, make bench), and BenchmarkSgemm the
+// machine's sgemm rate for the MFU.
+func BenchmarkGPT2Step(b *testing.B) {
+	cfg := GPT2Presets["gpt2-124m"]
+	ops := cpu.New()
+	m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, sh := range benchShapes() {
+		B, T := sh[0], sh[1]
+		ids, tg := make([]int32, B*T), make([]int32, B*T)
+		for i := range ids {
+			ids[i], tg[i] = int32(r.IntN(cfg.Vocab)), int32(r.IntN(cfg.Vocab))
+		}
+		for _, est := range []struct {
+			name  string
+			rates Rates
+		}{{"full", Rates{1, 1, 1}}, {"0.5:0.5:1", Rates{0.5, 0.5, 1}}, {"0.5:0.5:0.5", Rates{0.5, 0.5, 0.5}}} {
+			s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: 4 * cfg.Channels, Schedule: Schedule{Ends: []int{1}, Rates: []Rates{est.rates}}}
+			sel, _, _ := s.Sample(0, 0)
+			b.Run(fmt.Sprintf("124m/B=%d,T=%d/est=%s", B, T, est.name), func(b *testing.B) {
+				step := 0
+				for b.Loop() {
+					step++
+					m.ZeroGrads()
+					if _, err := m.Forward(ids, tg, B, T, sel); err != nil {
+						b.Fatal(err)
+					}
+					m.Backward(1)
+					ops.SumSquares(m.Grads)
+					m.Step(StepOptions{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step})
+				}
+				secs := b.Elapsed().Seconds() / float64(b.N)
+				f := cfg.StepFLOPs(sel, B, T)
+				b.ReportMetric(secs*1000, "ms/step")
+				b.ReportMetric(float64(B*T)/secs, "tok/s")
+				b.ReportMetric(f.All/secs/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkSgemm: the backend's matrix product rate on GPT-2 124M's MLP
+// shape (256×3072×768), the denominator of MFU.
+func BenchmarkSgemm(b *testing.B) {
+	ops := cpu.New()
+	const m, n, k = 256, 3072, 768
+	a, w, c := ops.Alloc(m*k), ops.Alloc(n*k), ops.Alloc(m*n)
+	fill := func(x kernels.Buf) {
+		v := make([]float32, x.Len())
+		for i := range v {
+			v[i] = float32(i%7) * 0.1
+		}
+		ops.Upload(x, v)
+	}
+	fill(a)
+	fill(w)
+	t := time.Now()
+	n0 := 0
+	for b.Loop() {
+		for range 20 {
+			ops.MatMul(c, a, w, m, n, k, false, true, 1, 0)
+			n0++
+		}
+	}
+	b.ReportMetric(2*m*n*k*float64(n0)/time.Since(t).Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(0, "ns/op")
+}
