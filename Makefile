@@ -120,9 +120,10 @@ race: refs blas
 # of medians (docs/PERF.md). BENCHCOUNT rounds, each a fresh `go test` of
 # every benchmark once (BENCHTIME 1x: one iteration of seconds), so that each
 # XIngest and its XBound run close in time whatever else the machine is
-# doing; about 3 minutes a round on 2 cores (C++ SentencePiece on 100 MB is
-# most of it). The load average is printed before and
-# after: other work on the machine skews the figures.
+# doing; about 8 minutes a round on 2 cores (C++ SentencePiece on 100 MB,
+# and GPT-2 124M steps at T=1024 in Go and PyTorch, are most of it;
+# ESTKIT_BENCH_T1024=0 leaves the T=1024 steps out). The load average is
+# printed before and after: other work on the machine skews the figures.
 bench: refs
 	$(GO) run ./tokenize/internal/refcorpus -bench $(REFS)/bench -mb $(BENCH_TEXT_MB)
 	@echo "load average before: $$(cat /proc/loadavg 2>/dev/null)"
@@ -130,6 +131,8 @@ bench: refs
 	  ESTKIT_REFS=$(REFS) ESTKIT_BENCH_TEXT=$(REFS)/bench $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
 	  node tokenize/testdata/ref/bench.mjs $(REFS)/bench || echo "FAIL: round $$i (tiktoken)"; \
 	  /usr/bin/python3 tokenize/testdata/ref/bench_spm.py $(REFS)/bench $(REFS)/llama2.model || echo "FAIL: round $$i (sentencepiece)"; \
+	  if /usr/bin/python3 -c "import torch" 2>/dev/null; then OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 train/testdata/bench_torch.py T1024=$${ESTKIT_BENCH_T1024:-1} || echo "FAIL: round $$i (pytorch)"; \
+	  else echo "python3-torch missing (make fixtures installs it): no PyTorch anchor"; fi; \
 	done 2>&1 | tee $(DEMO)-bench.txt
 	@echo "load average after: $$(cat /proc/loadavg 2>/dev/null)"
 	$(GO) run ./internal/benchtable < $(DEMO)-bench.txt

@@ -142,10 +142,12 @@ func format(v float64) string {
 var pairings = []struct {
 	subject, anchor string
 	times           bool
+	unit            string
 }{
-	{"Ingest", "Bound", false},
-	{"Build", "Bound", false},
-	{"Encode", "Anchor", true},
+	{"Ingest", "Bound", false, "MB/s"},
+	{"Build", "Bound", false, "MB/s"},
+	{"Encode", "Anchor", true, "MB/s"},
+	{"Step", "StepAnchor", true, "tok/s"},
 }
 
 func run(r io.Reader, w io.Writer) (failed bool, err error) {
@@ -184,16 +186,16 @@ func run(r io.Reader, w io.Writer) (failed bool, err error) {
 				partner += "/" + rest
 			}
 			p := byName[partner]
-			if p == nil || b.metrics["MB/s"] == nil || p.metrics["MB/s"] == nil {
+			if p == nil || b.metrics[pr.unit] == nil || p.metrics[pr.unit] == nil {
 				continue
 			}
 			if !header {
 				fmt.Fprintln(w)
-				fmt.Fprintf(w, "| pair | %s MB/s | %s MB/s | %s / %s |\n", pr.subject, pr.anchor, pr.subject, pr.anchor)
+				fmt.Fprintf(w, "| pair | %s %s | %s %s | %s / %s |\n", pr.subject, pr.unit, pr.anchor, pr.unit, pr.subject, pr.anchor)
 				fmt.Fprintln(w, "|---|---:|---:|---:|")
 				header = true
 			}
-			in, bd := median(b.metrics["MB/s"]), median(p.metrics["MB/s"])
+			in, bd := median(b.metrics[pr.unit]), median(p.metrics[pr.unit])
 			name := strings.TrimPrefix(strings.TrimSuffix(first, pr.subject), "Benchmark")
 			if rest != "" {
 				name += "/" + rest

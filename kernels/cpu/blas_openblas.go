@@ -5,13 +5,21 @@ package cpu
 /*
 #cgo LDFLAGS: -lopenblas
 #include <cblas.h>
+void openblas_set_num_threads(int);
 */
 import "C"
 
 // With -tags openblas (make build, make test), matrix products go through
 // OpenBLAS's sgemm: measured here at 70-80 GFLOP/s per core against a few
 // for the pure-Go loops, which remain the build without the library.
-func init() { sgemm = openblasSgemm }
+//
+// OpenBLAS runs single-threaded here and the Go side splits each product
+// across the cores: OpenBLAS's own idle threads spin (sched_yield) between
+// calls and took most of a core from the Go kernels around them.
+func init() {
+	C.openblas_set_num_threads(1)
+	sgemm = openblasSgemm
+}
 
 func openblasSgemm(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc int) {
 	if m == 0 || n == 0 {

@@ -439,17 +439,19 @@ func (o *Ops) ScatterAddCols(dst, src kernels.Buf, n, width int, cols []int32) {
 
 func (o *Ops) AdamW(params, grads, m, v kernels.Buf, lr, beta1, beta2, eps, wd float32, t int) {
 	p, g, ms, vs := f(params), f(grads), f(m), f(v)
-	bc1 := 1 - math.Pow(float64(beta1), float64(t))
-	bc2 := 1 - math.Pow(float64(beta2), float64(t))
-	decay := 1 - lr*wd
+	// float32 throughout, as PyTorch's AdamW computes
+	bc1 := float32(1 - math.Pow(float64(beta1), float64(t)))
+	rbc2 := float32(1 / math.Sqrt(1-math.Pow(float64(beta2), float64(t))))
+	decay, stepSize := 1-lr*wd, lr/bc1
 	o.parallel(len(p), 1<<14, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			gi := g[i]
-			mi := beta1*ms[i] + (1-beta1)*gi
-			vi := beta2*vs[i] + (1-beta2)*gi*gi
-			ms[i], vs[i] = mi, vi
-			step := float64(mi) / bc1 / (math.Sqrt(float64(vi)/bc2) + float64(eps))
-			p[i] = p[i]*decay - lr*float32(step)
+		ps, gs, mm, vv := p[lo:hi], g[lo:hi], ms[lo:hi], vs[lo:hi]
+		for i := range ps {
+			gi := gs[i]
+			mi := beta1*mm[i] + (1-beta1)*gi
+			vi := beta2*vv[i] + (1-beta2)*gi*gi
+			mm[i], vv[i] = mi, vi
+			denom := float32(math.Sqrt(float64(vi)))*rbc2 + eps
+			ps[i] = ps[i]*decay - stepSize*mi/denom
 		}
 	})
 }

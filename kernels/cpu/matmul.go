@@ -29,7 +29,25 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 	}
 	if sgemm != nil && k > 0 {
 		lda, ldb, ldc := leading(m, n, k, ta, tb)
-		sgemm(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
+		// split the rows of C (or, when they are few, the columns) over
+		// the cores; each part is a single-threaded sgemm
+		if m >= n || m >= 64*o.workers {
+			o.parallel(m, 16, func(lo, hi int) {
+				aoff := lo * lda
+				if ta {
+					aoff = lo
+				}
+				sgemm(c[lo*ldc:], a[aoff:], b, hi-lo, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
+			})
+		} else {
+			o.parallel(n, 16, func(lo, hi int) {
+				boff := lo
+				if tb {
+					boff = lo * ldb
+				}
+				sgemm(c[lo:], a, b[boff:], m, hi-lo, k, ta, tb, alpha, beta, lda, ldb, ldc)
+			})
+		}
 		return
 	}
 	o.parallel(m, 4, func(lo, hi int) {
