@@ -315,7 +315,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		var loss float64
 		var flops, full FLOPs
 		stage, rates := 0, Rates{1, 1, 1}
-		skipped := map[int]bool{}
+		ran, whole := map[int]bool{}, sampler == nil // blocks run by some micro-batch
 		var refs [][]shards.SeqRef
 		for micro := 0; micro < cfg.Accum; micro++ {
 			var sel *Selection
@@ -326,18 +326,12 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 				}
 				sel, stage, rates = sampler.Sample(step, draw)
 				st.count(stage, rates, sel, &cfg)
-				if sel != nil && sel.Layers != nil && micro == 0 {
-					for l := 0; l < cfg.Model.Layers; l++ {
-						skipped[l] = true
-					}
-				}
-				if sel != nil && sel.Layers != nil {
+				if sel == nil || sel.Layers == nil {
+					whole = true
+				} else {
 					for _, l := range sel.Layers {
-						delete(skipped, l)
+						ran[l] = true
 					}
-				}
-				if sel == nil {
-					skipped = map[int]bool{}
 				}
 			}
 			b, err := loader.Next()
@@ -366,6 +360,10 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			flops.All += f.All
 			full.Blocks += ff.Blocks
 			full.All += ff.All
+		}
+		skipped := map[int]bool{} // no update at all, as PyTorch skips parameters without a gradient
+		for l := 0; l < cfg.Model.Layers && !whole; l++ {
+			skipped[l] = !ran[l]
 		}
 		norm := math.Sqrt(ops.SumSquares(model.Grads))
 		if cfg.Clip > 0 && norm > cfg.Clip {
