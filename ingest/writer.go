@@ -1,14 +1,8 @@
 package ingest
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -100,24 +94,11 @@ type shardWriter struct {
 }
 
 type openShard struct {
-	name, tmp string
-	f         *os.File
-	h         hash.Hash
-	cw        *countWriter
-	w         *ipc.FileWriter
-	rows      int64
-	text      int64
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	name string
+	f    *durable.File
+	w    *ipc.FileWriter
+	rows int64
+	text int64
 }
 
 func newShardWriter(dir, prefix string, shardBytes int64, c Compression) *shardWriter {
@@ -156,13 +137,10 @@ func (w *shardWriter) writeBatch(rec arrow.RecordBatch) error {
 	if w.cur == nil {
 		name := fmt.Sprintf("%s-%05d.arrow", w.prefix, w.shardNo)
 		w.shardNo++
-		tmp := filepath.Join(w.dir, durable.TmpPrefix+name)
-		f, err := os.Create(tmp)
+		f, err := durable.Create(w.dir, name)
 		if err != nil {
 			return fmt.Errorf("ingest: create shard: %w", err)
 		}
-		h := sha256.New()
-		cw := &countWriter{w: io.MultiWriter(f, h)}
 		opts := []ipc.Option{ipc.WithSchema(DocSchema), ipc.WithAllocator(w.mem)}
 		switch w.compression {
 		case CompressZstd:
@@ -170,12 +148,12 @@ func (w *shardWriter) writeBatch(rec arrow.RecordBatch) error {
 		case CompressLZ4:
 			opts = append(opts, ipc.WithLZ4())
 		}
-		iw, err := ipc.NewFileWriter(cw, opts...)
+		iw, err := ipc.NewFileWriter(f, opts...)
 		if err != nil {
-			f.Close()
+			f.Abort()
 			return fmt.Errorf("ingest: shard %s: %w", name, err)
 		}
-		w.cur = &openShard{name: name, tmp: tmp, f: f, h: h, cw: cw, w: iw}
+		w.cur = &openShard{name: name, f: f, w: iw}
 	}
 	if err := w.cur.w.Write(rec); err != nil {
 		return fmt.Errorf("ingest: write shard %s: %w", w.cur.name, err)
@@ -200,16 +178,14 @@ func (w *shardWriter) closeShard() error {
 	}
 	w.cur = nil
 	if err := s.w.Close(); err != nil {
-		s.f.Close()
+		s.f.Abort()
 		return fmt.Errorf("ingest: close shard %s: %w", s.name, err)
 	}
-	if err := durable.SyncClose(s.f); err != nil {
+	size, sum, err := s.f.Commit()
+	if err != nil {
 		return fmt.Errorf("ingest: shard %s: %w", s.name, err)
 	}
-	if err := os.Rename(s.tmp, filepath.Join(w.dir, s.name)); err != nil {
-		return fmt.Errorf("ingest: %w", err)
-	}
-	w.outputs = append(w.outputs, OutputFile{Name: s.name, Size: s.cw.n, SHA256: hex.EncodeToString(s.h.Sum(nil)), Rows: s.rows, TextBytes: s.text})
+	w.outputs = append(w.outputs, OutputFile{Name: s.name, Size: size, SHA256: sum, Rows: s.rows, TextBytes: s.text})
 	return nil
 }
 
@@ -310,8 +286,7 @@ func (w *shardWriter) abort() error {
 	err := <-w.done
 	w.b.Release()
 	if w.cur != nil {
-		w.cur.f.Close()
-		os.Remove(w.cur.tmp)
+		w.cur.f.Abort()
 	}
 	return err
 }

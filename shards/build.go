@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -515,24 +513,11 @@ type splitWriter struct {
 }
 
 type openFile struct {
-	name, tmp string
-	f         *os.File
-	h         hash.Hash
-	cw        *countWriter
-	w         *ipc.FileWriter
-	docs      int64
-	tokens    int64
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	name   string
+	f      *durable.File
+	w      *ipc.FileWriter
+	docs   int64
+	tokens int64
 }
 
 func (w *splitWriter) add(ids []uint32, source int32, row int64) error {
@@ -593,23 +578,20 @@ func (w *splitWriter) reserve() {
 func (w *splitWriter) open() error {
 	name := fmt.Sprintf("%s-%05d.arrow", w.split, w.fileNo)
 	w.fileNo++
-	tmp := filepath.Join(w.dir, durable.TmpPrefix+name)
-	f, err := os.Create(tmp)
+	f, err := durable.Create(w.dir, name)
 	if err != nil {
-		return fmt.Errorf("shards: create %s: %w", tmp, err)
+		return fmt.Errorf("shards: create %s: %w", name, err)
 	}
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
 	opts := []ipc.Option{ipc.WithSchema(tokenSchema(w.wide, w.split)), ipc.WithAllocator(w.mem)}
 	if w.o.Compression == "zstd" {
 		opts = append(opts, ipc.WithZstd())
 	}
-	iw, err := ipc.NewFileWriter(cw, opts...)
+	iw, err := ipc.NewFileWriter(f, opts...)
 	if err != nil {
-		f.Close()
+		f.Abort()
 		return fmt.Errorf("shards: %s: %w", name, err)
 	}
-	w.cur = &openFile{name: name, tmp: tmp, f: f, h: h, cw: cw, w: iw}
+	w.cur = &openFile{name: name, f: f, w: iw}
 	return nil
 }
 
@@ -634,16 +616,14 @@ func (w *splitWriter) closeFile() error {
 	c := w.cur
 	w.cur = nil
 	if err := c.w.Close(); err != nil {
-		c.f.Close()
+		c.f.Abort()
 		return fmt.Errorf("shards: close %s: %w", c.name, err)
 	}
-	if err := durable.SyncClose(c.f); err != nil {
+	size, sum, err := c.f.Commit()
+	if err != nil {
 		return fmt.Errorf("shards: %s: %w", c.name, err)
 	}
-	if err := os.Rename(c.tmp, filepath.Join(w.dir, c.name)); err != nil {
-		return fmt.Errorf("shards: %w", err)
-	}
-	w.outputs = append(w.outputs, File{Name: c.name, Size: c.cw.n, SHA256: hex.EncodeToString(c.h.Sum(nil)), Documents: c.docs, Tokens: c.tokens})
+	w.outputs = append(w.outputs, File{Name: c.name, Size: size, SHA256: sum, Documents: c.docs, Tokens: c.tokens})
 	return nil
 }
 
@@ -661,8 +641,7 @@ func (w *splitWriter) finish() ([]File, error) {
 
 func (w *splitWriter) abort() {
 	if w.cur != nil {
-		w.cur.f.Close()
-		os.Remove(w.cur.tmp)
+		w.cur.f.Abort()
 	}
 	for _, f := range w.outputs { // renamed, but no manifest names them
 		os.Remove(filepath.Join(w.dir, f.Name))

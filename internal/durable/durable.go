@@ -5,8 +5,11 @@
 package durable
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,4 +89,53 @@ func RemoveTemps(dir string) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
+}
+
+// File is a file written under a temporary name, hashed (sha256) and
+// counted as it is written; Commit makes it visible under its name.
+type File struct {
+	dir, name, tmp string
+	f              *os.File
+	h              hash.Hash
+	n              int64
+}
+
+// Create starts dir/name as a temporary file.
+func Create(dir, name string) (*File, error) {
+	tmp := filepath.Join(dir, TmpPrefix+name)
+	f, err := os.Create(tmp)
+	if err != nil {
+		return nil, err
+	}
+	return &File{dir: dir, name: name, tmp: tmp, f: f, h: sha256.New()}, nil
+}
+
+// Name is the name the file will have.
+func (f *File) Name() string { return f.name }
+
+func (f *File) Write(p []byte) (int, error) {
+	n, err := f.f.Write(p)
+	f.h.Write(p[:n])
+	f.n += int64(n)
+	return n, err
+}
+
+// Commit fsyncs and closes the file and renames it into place; it returns
+// the size and the hex sha256 of what was written. The caller fsyncs the
+// directory before publishing (a manifest written with WriteFile does).
+func (f *File) Commit() (int64, string, error) {
+	if err := SyncClose(f.f); err != nil {
+		os.Remove(f.tmp)
+		return 0, "", err
+	}
+	if err := os.Rename(f.tmp, filepath.Join(f.dir, f.name)); err != nil {
+		return 0, "", err
+	}
+	return f.n, hex.EncodeToString(f.h.Sum(nil)), nil
+}
+
+// Abort closes and removes the temporary file.
+func (f *File) Abort() {
+	f.f.Close()
+	os.Remove(f.tmp)
 }
