@@ -1,0 +1,50 @@
+package durable
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestFileCommitAndAbort(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Create(dir, "a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("estkit durable file")
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a.bin")); err == nil {
+		t.Fatal("visible before Commit")
+	}
+	size, sum, err := f.Commit()
+	h := sha256.Sum256(data)
+	if err != nil || size != int64(len(data)) || sum != hex.EncodeToString(h[:]) {
+		t.Fatalf("commit: %d %s %v", size, sum, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "a.bin")); string(b) != string(data) {
+		t.Fatalf("contents %q", b)
+	}
+	g, _ := Create(dir, "b.bin")
+	g.Write(data)
+	g.Abort()
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Fatalf("after Abort: %d entries", len(ents))
+	}
+	if err := WriteFile(dir, "c.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := Lock("test", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock("test", dir); err == nil {
+		t.Fatal("a second lock on the same directory")
+	}
+	unlock()
+}
