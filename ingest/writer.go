@@ -35,6 +35,14 @@ const (
 	colMeta
 )
 
+// Columns of DocSchema that other packages read by index (shards tokenizes
+// the text and splits by the text's hash).
+const (
+	ColText   = colText
+	ColCorpus = colCorpus
+	ColSHA256 = colSHA256
+)
+
 // DocSchema is the Arrow schema of document shards.
 var DocSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "text", Type: arrow.BinaryTypes.String},

@@ -59,7 +59,7 @@ func benchDocSet(b *testing.B) (string, []string, int64) {
 		}
 		for _, f := range m.Outputs {
 			err := ingest.ScanShard(filepath.Join(d.dir, f.Name), func(rec arrow.RecordBatch) (bool, error) {
-				col := rec.Column(0).(*array.String)
+				col := rec.Column(ingest.ColText).(*array.String)
 				for i := 0; i < col.Len(); i++ {
 					d.texts = append(d.texts, col.Value(i))
 					d.bytes += int64(len(col.Value(i)))

@@ -426,9 +426,9 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 // encode tokenizes a unit's documents and chooses their splits.
 func (b *builder) encode(e *tokenize.Encoder, u *unit) {
 	n := int(u.rec.NumRows())
-	text := u.rec.Column(0).(*array.String)
-	corpus := u.rec.Column(1).(*array.String)
-	sha := u.rec.Column(10).(*array.FixedSizeBinary)
+	text := u.rec.Column(ingest.ColText).(*array.String)
+	corpus := u.rec.Column(ingest.ColCorpus).(*array.String)
+	sha := u.rec.Column(ingest.ColSHA256).(*array.FixedSizeBinary)
 	u.lens = make([]int32, n)
 	u.val = make([]bool, n)
 	u.corpora = make([]string, n)

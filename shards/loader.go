@@ -85,15 +85,14 @@ type Loader struct {
 	state State // after the last batch Next returned
 
 	// prefetching
-	once    sync.Once
-	ctx     context.Context
-	cancel  context.CancelFunc
-	out     chan result
-	wg      sync.WaitGroup
-	waited  time.Duration
-	batches int64
-	closed  bool
-	pool    sync.Pool // *Batch
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    chan result
+	wg     sync.WaitGroup
+	waited time.Duration
+	closed bool
+	pool   sync.Pool // *Batch
 }
 
 type result struct {
@@ -269,7 +268,6 @@ func (l *Loader) Next() (*Batch, error) {
 	}
 	l.state = r.b.State
 	l.state.Used = append([]int64(nil), r.b.State.Used...) // the batch's may be reused
-	l.batches++
 	return r.b, nil
 }
 

@@ -157,18 +157,26 @@ func TestTokenizeCLI(t *testing.T) {
 	}
 }
 
+// sampleDocs writes `estkit samples` of the given size into a temporary
+// directory and ingests them; it returns the directory, the samples and the
+// document shards.
+func sampleDocs(t *testing.T, bytes string) (dir, samples, docs string) {
+	t.Helper()
+	dir = t.TempDir()
+	samples, docs = filepath.Join(dir, "samples"), filepath.Join(dir, "docs")
+	if _, _, code := run(t, "samples", "--out", samples, "--bytes", bytes); code != 0 {
+		t.Fatal("samples failed")
+	}
+	if _, errs, code := run(t, "-q", "ingest", "--out", docs, samples); code != 0 {
+		t.Fatalf("ingest: %s", errs)
+	}
+	return dir, samples, docs
+}
+
 // TestShardCLI: ingest → shard (twice: the second reuses the set) →
 // inspect: summary, a sequence with its lineage, the token stream.
 func TestShardCLI(t *testing.T) {
-	dir := t.TempDir()
-	samples := filepath.Join(dir, "samples")
-	if _, _, code := run(t, "samples", "--out", samples, "--bytes", "1000000"); code != 0 {
-		t.Fatal("samples failed")
-	}
-	docs := filepath.Join(dir, "docs")
-	if _, errs, code := run(t, "ingest", "--out", docs, samples); code != 0 {
-		t.Fatalf("ingest: %s", errs)
-	}
+	dir, samples, docs := sampleDocs(t, "1000000")
 	cache := filepath.Join(dir, "cache")
 	out, errs, code := run(t, "--json", "shard", "--cache", cache, "--val-fraction", "0.1", docs)
 	var res struct {
@@ -221,15 +229,8 @@ func TestShardCLI(t *testing.T) {
 // TestTrainCLI: shard → train (EST, checkpoints) → eval, sample, export;
 // a bad schedule is refused.
 func TestTrainCLI(t *testing.T) {
-	dir := t.TempDir()
-	samples := filepath.Join(dir, "samples")
-	if _, _, code := run(t, "samples", "--out", samples, "--bytes", "600000"); code != 0 {
-		t.Fatal("samples failed")
-	}
-	docs, tok := filepath.Join(dir, "docs"), filepath.Join(dir, "tok")
-	if _, errs, code := run(t, "-q", "ingest", "--out", docs, samples); code != 0 {
-		t.Fatal(errs)
-	}
+	dir, _, docs := sampleDocs(t, "600000")
+	tok := filepath.Join(dir, "tok")
 	if _, errs, code := run(t, "-q", "shard", "--out", tok, "--val-fraction", "0.1", docs); code != 0 {
 		t.Fatal(errs)
 	}
