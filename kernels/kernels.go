@@ -72,8 +72,20 @@ type Ops interface {
 	GatherCols(dst, src Buf, n, width int, cols []int32)
 	ScatterAddCols(dst, src Buf, n, width int, cols []int32)
 
-	// AdamW updates params in place from grads with moments m and v
-	// (PyTorch's torch.optim.AdamW: decoupled weight decay wd·lr, bias
-	// corrections for step t ≥ 1).
-	AdamW(params, grads, m, v Buf, lr, beta1, beta2, eps, wd float32, t int)
+	// AdamW updates params in place from grads·a.GradScale with moments m
+	// and v (PyTorch's torch.optim.AdamW: decoupled weight decay, bias
+	// corrections for step a.Step ≥ 1). GradScale carries gradient
+	// clipping, so that the gradients are read once.
+	AdamW(params, grads, m, v Buf, a AdamWArgs)
+	// AdamWSub is AdamW on a part of tensors of rows of width values: the
+	// rows listed (all when rows is nil) and, within them, the columns
+	// listed (all when cols is nil). The rest keeps its values and moments.
+	AdamWSub(params, grads, m, v Buf, width int, rows, cols []int32, a AdamWArgs)
+}
+
+// AdamWArgs are AdamW's settings for one update.
+type AdamWArgs struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float32
+	GradScale                          float32 // gradients are multiplied by this first (0 is taken as 1)
+	Step                               int     // 1-based, for the bias corrections
 }

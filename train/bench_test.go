@@ -47,17 +47,19 @@ func BenchmarkGPT2Step(b *testing.B) {
 		}{{"full", Rates{1, 1, 1}}, {"0.5:0.5:1", Rates{0.5, 0.5, 1}}, {"0.5:0.5:0.5", Rates{0.5, 0.5, 0.5}}} {
 			s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: 4 * cfg.Channels, Schedule: Schedule{Ends: []int{1}, Rates: []Rates{est.rates}}}
 			sel, _, _ := s.Sample(0, 0)
+			skipped := Plan{sel}.Skipped(cfg.Layers)
 			b.Run(fmt.Sprintf("124m/B=%d,T=%d/est=%s", B, T, est.name), func(b *testing.B) {
 				step := 0
 				one := func() {
 					step++
-					m.ZeroGrads()
+					m.ZeroGrads(skipped)
 					if _, err := m.Forward(ids, tg, B, T, sel); err != nil {
 						b.Fatal(err)
 					}
 					m.Backward(1)
-					ops.SumSquares(m.Grads)
-					m.Step(StepOptions{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step})
+					norm := m.GradNorm(skipped)
+					m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
+						GradScale: float32(min(1, 1/norm)), Step: step}, Skipped: skipped})
 				}
 				one() // first touch of the moments and activations: not timed
 				for b.Loop() {

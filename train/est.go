@@ -115,6 +115,78 @@ type SamplerOptions struct {
 	// Group: MLP neurons are sampled in groups of this many consecutive
 	// neurons (default 1).
 	Group int `json:"group"`
+	// Update "dense" (default): every parameter of a running block is
+	// updated, the unsampled heads and neurons with a zero gradient, so
+	// that AdamW still moves them by momentum and weight decay (PyTorch's
+	// semantics for a masked subnetwork); "sampled": only the sampled heads
+	// and neurons are updated, the rest keep their values and moments.
+	// Skipped blocks are never updated.
+	Update string `json:"update"`
+}
+
+// Plan is the selections of one optimizer step's micro-batches (a nil
+// entry runs the full model).
+type Plan []*Selection
+
+// Skipped are the blocks of layers that no micro-batch runs.
+func (p Plan) Skipped(layers int) map[int]bool {
+	ran := map[int]bool{}
+	for _, s := range p {
+		if s == nil || s.Layers == nil {
+			return nil
+		}
+		for _, l := range s.Layers {
+			ran[l] = true
+		}
+	}
+	skipped := map[int]bool{}
+	for l := 0; l < layers; l++ {
+		if !ran[l] {
+			skipped[l] = true
+		}
+	}
+	return skipped
+}
+
+// Units are, per running block, the heads and neurons that some
+// micro-batch ran (nil lists where one ran them all): what the "sampled"
+// update changes.
+func (p Plan) Units(layers int) map[int]Units {
+	out := map[int]Units{}
+	for l := 0; l < layers; l++ {
+		var heads, neurons []int32
+		allH, allN, ran := false, false, false
+		for _, s := range p {
+			if s != nil && s.Layers != nil && !slices.Contains(s.Layers, l) {
+				continue
+			}
+			ran = true
+			if s == nil || s.Heads == nil || s.Heads[l] == nil {
+				allH = true
+			} else {
+				heads = append(heads, s.Heads[l]...)
+			}
+			if s == nil || s.Neurons == nil || s.Neurons[l] == nil {
+				allN = true
+			} else {
+				neurons = append(neurons, s.Neurons[l]...)
+			}
+		}
+		if !ran {
+			continue
+		}
+		u := Units{}
+		if !allH {
+			slices.Sort(heads)
+			u.Heads = slices.Compact(heads)
+		}
+		if !allN {
+			slices.Sort(neurons)
+			u.Neurons = slices.Compact(neurons)
+		}
+		out[l] = u
+	}
+	return out
 }
 
 // Sampler draws the subnetwork of each step: a pure function of (seed,

@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/estkit/estkit/kernels"
@@ -139,5 +140,85 @@ func TestSubnetworkHoldsLessMemory(t *testing.T) {
 	}
 	if ratio := float64(got[0]) / float64(got[1]); ratio > 0.4 { // a quarter, plus the gathered weights
 		t.Fatalf("stage-1 activations %d, full %d (%.2f)", got[0], got[1], ratio)
+	}
+}
+
+// TestSampledUpdate: under the "sampled" update, after two steps on a
+// two-micro-batch plan, the sampled heads' and neurons' weights equal the
+// dense update's, and every other weight of a block (and every weight of a
+// skipped block) keeps its initial value.
+func TestSampledUpdate(t *testing.T) {
+	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
+	B, T := 2, 8
+	ids := make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32(i * 7 % 61)
+	}
+	s := &Sampler{Seed: 5, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 0.5}}}}
+	a, _, _ := s.Sample(0, 0)
+	b, _, _ := s.Sample(0, 1)
+	plan := Plan{a, b}
+	skipped, units := plan.Skipped(cfg.Layers), plan.Units(cfg.Layers)
+	init := cfg.InitParams(1)
+	train := func(sampled map[int]Units) []float32 {
+		ops := cpu.New()
+		m, err := NewGPT2(ops, cfg, init)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step := 1; step <= 2; step++ {
+			m.ZeroGrads(skipped)
+			for _, sel := range plan {
+				if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
+					t.Fatal(err)
+				}
+				m.Backward(0.5)
+			}
+			m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step},
+				Skipped: skipped, Sampled: sampled})
+		}
+		out := make([]float32, len(init))
+		ops.Download(out, m.Params)
+		return out
+	}
+	dense, sampled := train(nil), train(units)
+	C, HS := cfg.Channels, cfg.Channels/cfg.Heads
+	moved := 0
+	for i, e := range cfg.Table() {
+		u, running := units[e.Layer]
+		inSet := func(list []int32, x int) bool { return list == nil || slices.Contains(list, int32(x)) }
+		for j := 0; j < e.Size; j++ {
+			row, col := j/e.Shape[len(e.Shape)-1], j%e.Shape[len(e.Shape)-1]
+			if len(e.Shape) == 1 {
+				row, col = j, 0
+			}
+			want := e.Layer < 0 || running
+			switch k := i - 2 - e.Layer*perLayer; {
+			case e.Layer < 0 || !running:
+			case k == pQKVW || k == pQKVB:
+				want = u.Heads == nil || slices.Contains(qkvRows(u.Heads, C, HS), int32(row))
+			case k == pProjW:
+				want = inSet(u.Heads, col/HS)
+			case k == pFcW || k == pFcB:
+				want = inSet(u.Neurons, row)
+			case k == pFpW:
+				want = inSet(u.Neurons, col)
+			}
+			got := sampled[e.Offset+j]
+			switch {
+			case want && got != dense[e.Offset+j]:
+				t.Fatalf("%s[%d]: sampled update %g, dense %g", e.Name, j, got, dense[e.Offset+j])
+			case !want && got != init[e.Offset+j]:
+				t.Fatalf("%s[%d] was not sampled but moved from %g to %g", e.Name, j, init[e.Offset+j], got)
+			case !want && dense[e.Offset+j] != init[e.Offset+j]:
+				moved++
+			}
+		}
+	}
+	if moved == 0 {
+		t.Fatal("the dense update moved no unsampled weight: the test compares nothing")
+	}
+	if len(skipped) == 0 || len(units) == 0 {
+		t.Fatalf("plan skips %d blocks and runs %d", len(skipped), len(units))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/estkit/estkit/kernels"
 )
@@ -480,29 +481,100 @@ func (g *GPT2) Backward(gradScale float32) error {
 	return nil
 }
 
-// ZeroGrads clears the gradients (before the first micro-batch of a step).
-func (g *GPT2) ZeroGrads() { g.ops.Fill(g.Grads, 0) }
+// ZeroGrads clears the gradients of every parameter outside the skipped
+// blocks, before the first micro-batch of a step. A skipped block's
+// gradients are neither read nor updated in that step, so they are left
+// as they are.
+func (g *GPT2) ZeroGrads(skipped map[int]bool) {
+	for _, r := range g.ranges(skipped) {
+		g.ops.Fill(g.ops.Slice(g.Grads, r[0], r[1]-r[0]), 0)
+	}
+}
+
+// GradNorm is the global L2 norm of the gradients outside the skipped
+// blocks.
+func (g *GPT2) GradNorm(skipped map[int]bool) float64 {
+	var s float64
+	for _, r := range g.ranges(skipped) {
+		s += g.ops.SumSquares(g.ops.Slice(g.Grads, r[0], r[1]-r[0]))
+	}
+	return math.Sqrt(s)
+}
+
+// ranges are the spans [lo, hi) of the flat buffers that hold the
+// parameters outside the skipped blocks, in offset order.
+func (g *GPT2) ranges(skipped map[int]bool) [][2]int {
+	var spans [][2]int
+	for _, e := range g.table {
+		if e.Layer >= 0 && skipped[e.Layer] {
+			continue
+		}
+		spans = append(spans, [2]int{e.Offset, e.Offset + e.Size})
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var out [][2]int
+	for _, r := range spans {
+		if n := len(out); n > 0 && out[n-1][1] == r[0] {
+			out[n-1][1] = r[1]
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
 
 // StepOptions are AdamW's settings for one step.
 type StepOptions struct {
-	LR, Beta1, Beta2, Eps, WeightDecay float32
-	Step                               int // 1-based
+	kernels.AdamWArgs
 	// Skipped blocks, whose parameters keep their values and moments (as
 	// PyTorch's AdamW skips parameters without a gradient).
 	Skipped map[int]bool
+	// Sampled, when not nil, limits the update of each running block to
+	// the heads and neurons listed for it (EST's "sampled" update); a
+	// block absent from it, or with nil lists, updates whole.
+	Sampled map[int]Units
+}
+
+// Units are the attention heads and MLP neurons of one block (nil: all).
+type Units struct {
+	Heads, Neurons []int32
 }
 
 // Step applies AdamW to every parameter with a gradient.
 func (g *GPT2) Step(s StepOptions) {
+	C, HS := g.Cfg.Channels, g.Cfg.Channels/g.Cfg.Heads
 	for i, e := range g.table {
 		if e.Layer >= 0 && s.Skipped[e.Layer] {
 			continue
 		}
-		wd := float32(0)
-		if e.Decay {
-			wd = s.WeightDecay
+		a := s.AdamWArgs
+		if !e.Decay {
+			a.WeightDecay = 0
 		}
-		g.ops.AdamW(g.param(g.Params, i), g.param(g.Grads, i), g.param(g.m, i), g.param(g.v, i), s.LR, s.Beta1, s.Beta2, s.Eps, wd, s.Step)
+		p, gr, m, v := g.param(g.Params, i), g.param(g.Grads, i), g.param(g.m, i), g.param(g.v, i)
+		u := s.Sampled[e.Layer]
+		if e.Layer < 0 || (u.Heads == nil && u.Neurons == nil) {
+			g.ops.AdamW(p, gr, m, v, a)
+			continue
+		}
+		switch k := i - 2 - e.Layer*perLayer; {
+		case u.Heads != nil && (k == pQKVW || k == pQKVB):
+			width := C
+			if k == pQKVB {
+				width = 1
+			}
+			g.ops.AdamWSub(p, gr, m, v, width, qkvRows(u.Heads, C, HS), nil, a)
+		case u.Heads != nil && k == pProjW:
+			g.ops.AdamWSub(p, gr, m, v, C, nil, headCols(u.Heads, HS), a)
+		case u.Neurons != nil && k == pFcW:
+			g.ops.AdamWSub(p, gr, m, v, C, u.Neurons, nil, a)
+		case u.Neurons != nil && k == pFcB:
+			g.ops.AdamWSub(p, gr, m, v, 1, u.Neurons, nil, a)
+		case u.Neurons != nil && k == pFpW:
+			g.ops.AdamWSub(p, gr, m, v, 4*C, nil, u.Neurons, a)
+		default:
+			g.ops.AdamW(p, gr, m, v, a)
+		}
 	}
 }
 

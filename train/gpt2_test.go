@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/estkit/estkit/kernels"
 	"github.com/estkit/estkit/kernels/cpu"
 )
 
@@ -125,7 +126,7 @@ func TestGPT2MatchesPyTorch(t *testing.T) {
 					}
 				}
 			}
-			m.ZeroGrads()
+			m.ZeroGrads(nil)
 			if err := m.Backward(1); err != nil {
 				t.Fatal(err)
 			}
@@ -144,13 +145,13 @@ func TestGPT2MatchesPyTorch(t *testing.T) {
 			a := f.AdamW
 			for step := 1; step <= a.Steps; step++ {
 				if step > 1 {
-					m.ZeroGrads()
+					m.ZeroGrads(skipped)
 					if _, err := m.Forward(f.IDs, f.Targets, B, T, sel); err != nil {
 						t.Fatal(err)
 					}
 					m.Backward(1)
 				}
-				m.Step(StepOptions{LR: a.LR, Beta1: a.Beta1, Beta2: a.Beta2, Eps: a.Eps, WeightDecay: a.WeightDecay, Step: step, Skipped: skipped})
+				m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: a.LR, Beta1: a.Beta1, Beta2: a.Beta2, Eps: a.Eps, WeightDecay: a.WeightDecay, Step: step}, Skipped: skipped})
 			}
 			after := make([]float32, cfg.NumParams())
 			ops.Download(after, m.Params)

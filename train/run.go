@@ -98,6 +98,9 @@ func (c *Config) Defaults() {
 	if c.Sampler.Group == 0 {
 		c.Sampler.Group = 1
 	}
+	if c.Sampler.Update == "" {
+		c.Sampler.Update = "dense"
+	}
 	if c.EvalBatches == 0 {
 		c.EvalBatches = 4
 	}
@@ -121,6 +124,8 @@ func (c *Config) Check() error {
 		return fmt.Errorf("train: sample-every %q (want step or microbatch)", c.SampleEvery)
 	case c.Sampler.LayerMode != "fixed" && c.Sampler.LayerMode != "bernoulli":
 		return fmt.Errorf("train: layer mode %q (want fixed or bernoulli)", c.Sampler.LayerMode)
+	case c.Sampler.Update != "dense" && c.Sampler.Update != "sampled":
+		return fmt.Errorf("train: EST update %q (want dense or sampled)", c.Sampler.Update)
 	case c.Model.Channels*4%c.Sampler.Group != 0:
 		return fmt.Errorf("train: neuron group %d does not divide the MLP width %d", c.Sampler.Group, 4*c.Model.Channels)
 	}
@@ -311,29 +316,24 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		}
 		step := st.Step
 		t0 := time.Now()
-		model.ZeroGrads()
 		var loss float64
 		var flops, full FLOPs
 		stage, rates := 0, Rates{1, 1, 1}
-		ran, whole := map[int]bool{}, sampler == nil // blocks run by some micro-batch
-		var refs [][]shards.SeqRef
-		for micro := 0; micro < cfg.Accum; micro++ {
-			var sel *Selection
+		plan := make(Plan, cfg.Accum)
+		for micro := range plan {
 			if sampler != nil {
 				draw := 0
 				if cfg.SampleEvery == "microbatch" {
 					draw = micro
 				}
-				sel, stage, rates = sampler.Sample(step, draw)
-				st.count(stage, rates, sel, &cfg)
-				if sel == nil || sel.Layers == nil {
-					whole = true
-				} else {
-					for _, l := range sel.Layers {
-						ran[l] = true
-					}
-				}
+				plan[micro], stage, rates = sampler.Sample(step, draw)
+				st.count(stage, rates, plan[micro], &cfg)
 			}
+		}
+		skipped := plan.Skipped(cfg.Model.Layers) // no update at all, as PyTorch skips parameters without a gradient
+		model.ZeroGrads(skipped)
+		var refs [][]shards.SeqRef
+		for _, sel := range plan {
 			b, err := loader.Next()
 			if err != nil {
 				return nil, err
@@ -361,17 +361,18 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			full.Blocks += ff.Blocks
 			full.All += ff.All
 		}
-		skipped := map[int]bool{} // no update at all, as PyTorch skips parameters without a gradient
-		for l := 0; l < cfg.Model.Layers && !whole; l++ {
-			skipped[l] = !ran[l]
-		}
-		norm := math.Sqrt(ops.SumSquares(model.Grads))
+		norm := model.GradNorm(skipped)
+		scale := float32(1)
 		if cfg.Clip > 0 && norm > cfg.Clip {
-			ops.Axpy(model.Grads, float32(cfg.Clip/norm-1), model.Grads)
+			scale = float32(cfg.Clip / norm)
 		}
 		lr := cfg.LRAt(step)
-		model.Step(StepOptions{LR: float32(lr), Beta1: float32(cfg.Beta1), Beta2: float32(cfg.Beta2), Eps: float32(cfg.Eps),
-			WeightDecay: float32(cfg.WeightDecay), Step: step + 1, Skipped: skipped})
+		so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: float32(lr), Beta1: float32(cfg.Beta1), Beta2: float32(cfg.Beta2), Eps: float32(cfg.Eps),
+			WeightDecay: float32(cfg.WeightDecay), GradScale: scale, Step: step + 1}, Skipped: skipped}
+		if cfg.Sampler.Update == "sampled" {
+			so.Sampled = plan.Units(cfg.Model.Layers)
+		}
+		model.Step(so)
 		st.Step++
 		tokens := int64(B * T * cfg.Accum)
 		st.Tokens += tokens

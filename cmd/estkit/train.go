@@ -82,6 +82,7 @@ rates 0.5:0.5:0.5, 0.5:0.5:1, 1:1:1; its stage ends scale to --steps).`,
 	f.StringVar(&c.Sampler.LayerMode, "layer-mode", "fixed", "sampled blocks: fixed (exactly round(L·pL)) or bernoulli")
 	f.BoolVar(&c.Sampler.Shared, "shared", false, "every block uses the same sampled heads and neurons")
 	f.IntVar(&c.Sampler.Group, "neuron-group", 1, "sample MLP neurons in groups of this many")
+	f.StringVar(&c.Sampler.Update, "est-update", "dense", "AdamW on unsampled heads and neurons: dense (zero gradient, still moved by momentum and decay) or sampled (left as they are)")
 	f.StringVar(&c.SampleEvery, "sample-every", "step", "draw a subnetwork per optimizer step or per microbatch")
 	f.IntVar(&c.EvalEvery, "eval-every", 0, "val loss every N steps (0: at the end only)")
 	f.IntVar(&c.EvalBatches, "eval-batches", 4, "batches of the val split per evaluation")
@@ -207,6 +208,7 @@ func reapplyFlags(cmd *cobra.Command, dst, flags *train.Config) {
 		"weight-decay": func() { dst.WeightDecay = flags.WeightDecay }, "clip": func() { dst.Clip = flags.Clip },
 		"seed": func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
 		"layer-mode": func() { dst.Sampler.LayerMode = flags.Sampler.LayerMode }, "shared": func() { dst.Sampler.Shared = flags.Sampler.Shared },
+		"est-update":   func() { dst.Sampler.Update = flags.Sampler.Update },
 		"neuron-group": func() { dst.Sampler.Group = flags.Sampler.Group }, "sample-every": func() { dst.SampleEvery = flags.SampleEvery },
 		"eval-every": func() { dst.EvalEvery = flags.EvalEvery }, "eval-batches": func() { dst.EvalBatches = flags.EvalBatches },
 		"checkpoint-every": func() { dst.CheckpointEvery = flags.CheckpointEvery },

@@ -437,21 +437,76 @@ func (o *Ops) ScatterAddCols(dst, src kernels.Buf, n, width int, cols []int32) {
 	})
 }
 
-func (o *Ops) AdamW(params, grads, m, v kernels.Buf, lr, beta1, beta2, eps, wd float32, t int) {
+func (o *Ops) AdamW(params, grads, m, v kernels.Buf, a kernels.AdamWArgs) {
 	p, g, ms, vs := f(params), f(grads), f(m), f(v)
-	// float32 throughout, as PyTorch's AdamW computes
-	bc1 := float32(1 - math.Pow(float64(beta1), float64(t)))
-	rbc2 := float32(1 / math.Sqrt(1-math.Pow(float64(beta2), float64(t))))
-	decay, stepSize := 1-lr*wd, lr/bc1
+	u := newAdamw(a)
 	o.parallel(len(p), 1<<14, func(lo, hi int) {
-		ps, gs, mm, vv := p[lo:hi], g[lo:hi], ms[lo:hi], vs[lo:hi]
-		for i := range ps {
-			gi := gs[i]
-			mi := beta1*mm[i] + (1-beta1)*gi
-			vi := beta2*vv[i] + (1-beta2)*gi*gi
-			mm[i], vv[i] = mi, vi
-			denom := float32(math.Sqrt(float64(vi)))*rbc2 + eps
-			ps[i] = ps[i]*decay - stepSize*mi/denom
+		u.update(p[lo:hi], g[lo:hi], ms[lo:hi], vs[lo:hi])
+	})
+}
+
+func (o *Ops) AdamWSub(params, grads, m, v kernels.Buf, width int, rows, cols []int32, a kernels.AdamWArgs) {
+	p, g, ms, vs := f(params), f(grads), f(m), f(v)
+	u := newAdamw(a)
+	n := len(p) / width
+	if rows != nil {
+		n = len(rows)
+	}
+	o.parallel(n, 16, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			r := i
+			if rows != nil {
+				r = int(rows[i])
+			}
+			off := r * width
+			if cols == nil {
+				u.update(p[off:off+width], g[off:off+width], ms[off:off+width], vs[off:off+width])
+				continue
+			}
+			// runs of consecutive columns (heads, neuron groups) at once
+			for j := 0; j < len(cols); {
+				k := j + 1
+				for k < len(cols) && cols[k] == cols[k-1]+1 {
+					k++
+				}
+				lo, hi := off+int(cols[j]), off+int(cols[k-1])+1
+				u.update(p[lo:hi], g[lo:hi], ms[lo:hi], vs[lo:hi])
+				j = k
+			}
 		}
 	})
+}
+
+// adamw is one AdamW update's constants, float32 throughout as PyTorch's
+// AdamW computes.
+type adamw struct {
+	beta1, beta2, eps, scale, decay, stepSize, rbc2 float32
+}
+
+func newAdamw(a kernels.AdamWArgs) adamw {
+	bc1 := float32(1 - math.Pow(float64(a.Beta1), float64(a.Step)))
+	scale := a.GradScale
+	if scale == 0 {
+		scale = 1
+	}
+	return adamw{
+		beta1: a.Beta1, beta2: a.Beta2, eps: a.Eps, scale: scale,
+		decay: 1 - a.LR*a.WeightDecay, stepSize: a.LR / bc1,
+		rbc2: float32(1 / math.Sqrt(1-math.Pow(float64(a.Beta2), float64(a.Step)))),
+	}
+}
+
+func (u adamw) update(ps, gs, mm, vv []float32) {
+	gs, mm, vv = gs[:len(ps)], mm[:len(ps)], vv[:len(ps)]
+	for i := range ps {
+		gi := gs[i]
+		if u.scale != 1 {
+			gi *= u.scale
+		}
+		mi := u.beta1*mm[i] + (1-u.beta1)*gi
+		vi := u.beta2*vv[i] + (1-u.beta2)*gi*gi
+		mm[i], vv[i] = mi, vi
+		denom := float32(math.Sqrt(float64(vi)))*u.rbc2 + u.eps
+		ps[i] = ps[i]*u.decay - u.stepSize*mi/denom
+	}
 }

@@ -3,7 +3,10 @@ package cpu
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"github.com/estkit/estkit/kernels"
 )
 
 func randBuf(r *rand.Rand, n int, scale float64) Buf {
@@ -187,6 +190,71 @@ func TestEmbedAndGathers(t *testing.T) {
 			}
 			if back[rI*4+c] != want {
 				t.Fatalf("gather/scatter [%d,%d] = %g, want %g", rI, c, back[rI*4+c], want)
+			}
+		}
+	}
+}
+
+// TestAdamW: two steps against AdamW written out in float64, with a
+// gradient scale (clipping) and weight decay.
+func TestAdamW(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(3, 4))
+	n := 50000
+	p, g := randBuf(r, n, 1), randBuf(r, n, 0.1)
+	m, v := make(Buf, n), make(Buf, n)
+	wp, wm, wv := make([]float64, n), make([]float64, n), make([]float64, n)
+	for i := range p {
+		wp[i] = float64(p[i])
+	}
+	a := kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradScale: 0.5}
+	for step := 1; step <= 2; step++ {
+		a.Step = step
+		o.AdamW(p, g, m, v, a)
+		for i := range wp {
+			gi := float64(g[i]) * 0.5
+			wm[i] = 0.9*wm[i] + 0.1*gi
+			wv[i] = 0.95*wv[i] + 0.05*gi*gi
+			mh := wm[i] / (1 - math.Pow(0.9, float64(step)))
+			vh := wv[i] / (1 - math.Pow(0.95, float64(step)))
+			wp[i] = wp[i]*(1-1e-2*0.1) - 1e-2*mh/(math.Sqrt(vh)+1e-8)
+		}
+	}
+	for i := range p {
+		if d := math.Abs(float64(p[i]) - wp[i]); d > 1e-6*math.Max(1, math.Abs(wp[i])) {
+			t.Fatalf("param %d: %g, want %g", i, p[i], wp[i])
+		}
+	}
+}
+
+// TestAdamWSub: the listed rows and columns change exactly as AdamW on the
+// whole tensor changes them; everything else keeps its values and moments.
+func TestAdamWSub(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(5, 6))
+	rows, width := 40, 24
+	n := rows * width
+	p, g := randBuf(r, n, 1), randBuf(r, n, 0.1)
+	m, v := randBuf(r, n, 0.01), randBuf(r, n, 0.01)
+	for i := range v {
+		v[i] *= v[i]
+	}
+	a := kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: 3}
+	for _, c := range []struct {
+		rows, cols []int32
+	}{{nil, nil}, {[]int32{0, 5, 6, 7, 39}, nil}, {nil, []int32{1, 2, 3, 9, 23}}, {[]int32{2, 30}, []int32{0, 4, 5}}} {
+		full := [4]Buf{append(Buf(nil), p...), append(Buf(nil), g...), append(Buf(nil), m...), append(Buf(nil), v...)}
+		sub := [4]Buf{append(Buf(nil), p...), append(Buf(nil), g...), append(Buf(nil), m...), append(Buf(nil), v...)}
+		o.AdamW(full[0], full[1], full[2], full[3], a)
+		o.AdamWSub(sub[0], sub[1], sub[2], sub[3], width, c.rows, c.cols, a)
+		in := func(list []int32, x int) bool { return list == nil || slices.Contains(list, int32(x)) }
+		for i := range p {
+			want := [4]Buf{p, g, m, v}
+			if in(c.rows, i/width) && in(c.cols, i%width) {
+				want = full
+			}
+			for k := range 4 {
+				if sub[k][i] != want[k][i] {
+					t.Fatalf("rows %v cols %v: tensor %d value %d (row %d col %d): %g, want %g", c.rows, c.cols, k, i, i/width, i%width, sub[k][i], want[k][i])
+				}
 			}
 		}
 	}
