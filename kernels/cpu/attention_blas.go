@@ -31,11 +31,13 @@ func (o *Ops) attentionBLAS(out, att, in []float32, B, T, NH, HS int) {
 func causalSoftmax(row []float32, t int) {
 	m := float32(math.Inf(-1))
 	for _, v := range row[:t+1] {
-		m = max(m, v)
+		if v > m {
+			m = v
+		}
 	}
 	var sum float32
 	for i, v := range row[:t+1] {
-		e := float32(math.Exp(float64(v - m)))
+		e := expNeg(v - m)
 		row[i] = e
 		sum += e
 	}

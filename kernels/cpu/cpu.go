@@ -248,7 +248,7 @@ func (o *Ops) GELU(out, x kernels.Buf) {
 		for i := lo; i < hi; i++ {
 			v := xs[i]
 			u := geluScale * (v + 0.044715*v*v*v)
-			os[i] = 0.5 * v * (1 + float32(math.Tanh(float64(u))))
+			os[i] = 0.5 * v * (1 + tanh32(u))
 		}
 	})
 }
@@ -259,7 +259,7 @@ func (o *Ops) GELUBackward(dx, x, dout kernels.Buf) {
 		for i := lo; i < hi; i++ {
 			v := xs[i]
 			u := geluScale * (v + 0.044715*v*v*v)
-			th := float32(math.Tanh(float64(u)))
+			th := tanh32(u)
 			sech2 := 1 - th*th
 			du := geluScale * (1 + 3*0.044715*v*v)
 			ds[i] += g[i] * (0.5*(1+th) + 0.5*v*sech2*du)
@@ -290,11 +290,13 @@ func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, HS int) {
 					}
 					d *= scale
 					row[t2] = d
-					maxv = max(maxv, d)
+					if d > maxv {
+						maxv = d
+					}
 				}
 				var sum float32
 				for t2 := 0; t2 <= t; t2++ {
-					e := float32(math.Exp(float64(row[t2] - maxv)))
+					e := expNeg(row[t2] - maxv)
 					row[t2] = e
 					sum += e
 				}
@@ -373,23 +375,35 @@ func (o *Ops) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []int32,
 			row := lg[r*Vp : r*Vp+V]
 			maxv := float32(math.Inf(-1))
 			for _, v := range row {
-				maxv = max(maxv, v)
-			}
-			var sum float64
-			for _, v := range row {
-				sum += math.Exp(float64(v - maxv))
+				if v > maxv { // not max(): its NaN and signed-zero rules cost 4× here; a NaN still reaches the loss through the sum
+					maxv = v
+				}
 			}
 			tg := int(targets[r])
-			ls[r] = float32(math.Log(sum)) - (row[tg] - maxv)
-			if dl != nil {
-				d := dl[r*Vp : (r+1)*Vp]
-				inv := 1 / sum
-				for i, v := range row {
-					d[i] = scale * float32(math.Exp(float64(v-maxv))*inv)
+			tv := row[tg] - maxv
+			var sum float64
+			if dl == nil {
+				for _, v := range row {
+					sum += float64(expNeg(v - maxv))
 				}
-				d[tg] -= scale
-				clear(d[V:])
+				ls[r] = float32(math.Log(sum)) - tv
+				continue
 			}
+			// one exp per logit: kept in dlogits (which may be the logits
+			// themselves), then normalised
+			d := dl[r*Vp : (r+1)*Vp]
+			for i, v := range row {
+				e := expNeg(v - maxv)
+				sum += float64(e)
+				d[i] = e
+			}
+			ls[r] = float32(math.Log(sum)) - tv
+			k := float64(scale) / sum
+			for i := range d[:V] {
+				d[i] = float32(float64(d[i]) * k)
+			}
+			d[tg] -= scale
+			clear(d[V:])
 		}
 	})
 }

@@ -259,3 +259,50 @@ func TestAdamWSub(t *testing.T) {
 		}
 	}
 }
+
+// TestExpNeg: expNeg against math.Exp over the softmax's range, by ulp.
+func TestExpNeg(t *testing.T) {
+	worst := 0.0
+	for i := 0; i <= 2000000; i++ {
+		x := -90 * float32(i) / 2000000
+		got, want := float64(expNeg(x)), math.Exp(float64(x))
+		if want < 1.2e-38 { // float32's smallest normal
+			if got > 1.2e-38 {
+				t.Fatalf("expNeg(%g) = %g, want about %g", x, got, want)
+			}
+			continue
+		}
+		ulp := float64(math.Nextafter32(float32(want), float32(math.Inf(1))) - float32(want))
+		worst = max(worst, math.Abs(got-want)/ulp)
+	}
+	if worst > 2 {
+		t.Fatalf("expNeg is %.2f ulp off at worst, want at most 2", worst)
+	}
+	t.Logf("worst error %.2f ulp", worst)
+}
+
+func BenchmarkCrossEntropy(b *testing.B) {
+	o, r := New(), rand.New(rand.NewPCG(1, 2))
+	rows, V, Vp := 256, 50257, 50304
+	logits := randBuf(r, rows*Vp, 2)
+	work := make(Buf, len(logits))
+	targets := make([]int32, rows)
+	for i := range targets {
+		targets[i] = int32(r.IntN(V))
+	}
+	losses := make(Buf, rows)
+	for b.Loop() {
+		copy(work, logits)
+		o.CrossEntropy(losses, work, work, targets, rows, V, Vp, 1)
+	}
+}
+
+// TestTanh32: tanh32 against math.Tanh, absolutely.
+func TestTanh32(t *testing.T) {
+	for i := -400000; i <= 400000; i++ {
+		u := float32(i) / 20000
+		if d := math.Abs(float64(tanh32(u)) - math.Tanh(float64(u))); d > 2e-7 {
+			t.Fatalf("tanh32(%g) = %g, want %g", u, tanh32(u), math.Tanh(float64(u)))
+		}
+	}
+}
