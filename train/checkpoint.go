@@ -58,6 +58,13 @@ func readSafetensors(path string) (map[string][]float32, map[string][]int, error
 	if err != nil {
 		return nil, nil, err
 	}
+	return parseSafetensors(path, b)
+}
+
+// parseSafetensors reads the F32 tensors of a safetensors file's bytes b
+// (path names it in errors): each tensor's shape must account for exactly
+// its bytes.
+func parseSafetensors(path string, b []byte) (map[string][]float32, map[string][]int, error) {
 	if len(b) < 8 {
 		return nil, nil, fmt.Errorf("%s: too short for safetensors", path)
 	}
@@ -89,6 +96,17 @@ func readSafetensors(path string) (map[string][]float32, map[string][]int, error
 		lo, hi := e.Offsets[0], e.Offsets[1]
 		if lo < 0 || hi < lo || hi > len(body) || (hi-lo)%4 != 0 {
 			return nil, nil, fmt.Errorf("%s: tensor %s: offsets %v outside the data (%d bytes)", path, name, e.Offsets, len(body))
+		}
+		elems := 1
+		for _, d := range e.Shape {
+			if d < 0 || d > (hi-lo)/4 {
+				elems = -1
+				break
+			}
+			elems *= d
+		}
+		if elems != (hi-lo)/4 {
+			return nil, nil, fmt.Errorf("%s: tensor %s: shape %v does not hold its %d bytes", path, name, e.Shape, hi-lo)
 		}
 		v := make([]float32, (hi-lo)/4)
 		for i := range v {

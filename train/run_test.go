@@ -115,6 +115,9 @@ func TestResumeIsExact(t *testing.T) {
 	if err := json.Unmarshal(sb, &stages); err != nil || len(stages) != 3 || stages[0].Steps != 2 || stages[0].Layers.Mean != 2 {
 		t.Fatalf("stages.json: %s %v", sb, err)
 	}
+	if png, err := os.ReadFile(filepath.Join(a, LossPlot)); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n")) || len(png) < 10000 {
+		t.Fatalf("%s: %d bytes, %v", LossPlot, len(png), err)
+	}
 	// another configuration refuses the checkpoint
 	other := tinyRun(set)
 	other.LR = 2e-3

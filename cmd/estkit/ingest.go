@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/estkit/estkit/ingest"
 	"github.com/spf13/cobra"
+
+	"github.com/estkit/estkit/ingest"
 )
 
 type ingestOptions struct {

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/estkit/estkit/ingest/corpusgen"
 	"github.com/spf13/cobra"
+
+	"github.com/estkit/estkit/ingest/corpusgen"
 )
 
 type samplesOptions struct {

@@ -10,8 +10,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/estkit/estkit/tokenize"
 	"github.com/spf13/cobra"
+
+	"github.com/estkit/estkit/tokenize"
 )
 
 type tokenizeOptions struct {

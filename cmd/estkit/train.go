@@ -193,7 +193,8 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 	if g.json {
 		return printJSON(g.stdout, res)
 	}
-	fmt.Fprintf(g.stdout, "%s: %d steps, %d tokens in %s\n\n", opts.out, res.Steps, res.Tokens, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(g.stdout, "%s: %d steps, %d tokens in %s; loss curves in %s\n\n", opts.out, res.Steps, res.Tokens,
+		time.Since(start).Round(time.Millisecond), filepath.Join(opts.out, train.LossPlot))
 	return printStages(g.stdout, res.Stages)
 }
 
@@ -222,10 +223,10 @@ func reapplyFlags(cmd *cobra.Command, dst, flags *train.Config) {
 
 func printStages(w io.Writer, stages []train.StageStats) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "stage\trates\tsteps\ttokens\tloss at end\tblock FLOPs saved\tall FLOPs saved\tseconds\t")
+	fmt.Fprintln(tw, "stage\trates\tsteps\ttokens\tloss at end\tblock FLOPs saved\tall FLOPs saved\tseconds\tpeak RSS MiB\t")
 	for _, s := range stages {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%.4f\t%.1f%%\t%.1f%%\t%.1f\t\n", s.Stage+1, s.Rates, s.Steps, s.Tokens, s.LastLoss,
-			100*(1-s.FLOPs.Blocks/s.FullFLOPs.Blocks), 100*(1-s.FLOPs.All/s.FullFLOPs.All), s.Seconds)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%.4f\t%.1f%%\t%.1f%%\t%.1f\t%d\t\n", s.Stage+1, s.Rates, s.Steps, s.Tokens, s.LastLoss,
+			100*(1-s.FLOPs.Blocks/s.FullFLOPs.Blocks), 100*(1-s.FLOPs.All/s.FullFLOPs.All), s.Seconds, s.PeakRSS>>20)
 	}
 	return tw.Flush()
 }
