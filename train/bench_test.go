@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -41,10 +44,7 @@ func BenchmarkGPT2Step(b *testing.B) {
 		for i := range ids {
 			ids[i], tg[i] = int32(r.IntN(cfg.Vocab)), int32(r.IntN(cfg.Vocab))
 		}
-		for _, est := range []struct {
-			name  string
-			rates Rates
-		}{{"full", Rates{1, 1, 1}}, {"0.5:0.5:1", Rates{0.5, 0.5, 1}}, {"0.5:0.5:0.5", Rates{0.5, 0.5, 0.5}}} {
+		for _, est := range benchRates {
 			s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: 4 * cfg.Channels, Schedule: Schedule{Ends: []int{1}, Rates: []Rates{est.rates}}}
 			sel, _, _ := s.Sample(0, 0)
 			skipped := Plan{sel}.Skipped(cfg.Layers)
@@ -70,6 +70,7 @@ func BenchmarkGPT2Step(b *testing.B) {
 				b.ReportMetric(secs*1000, "ms/step")
 				b.ReportMetric(float64(B*T)/secs, "tok/s")
 				b.ReportMetric(f.All/secs/1e9, "GFLOP/s")
+				b.ReportMetric(f.All/1e9, "GFLOP/step")
 			})
 		}
 	}
@@ -100,4 +101,76 @@ func BenchmarkSgemm(b *testing.B) {
 	}
 	b.ReportMetric(2*m*n*k*float64(n0)/time.Since(t).Seconds()/1e9, "GFLOP/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// benchRates are the EST rates the step benchmarks compare: the full model
+// and the est-gpt2 preset's first two stages.
+var benchRates = []struct {
+	name  string
+	rates Rates
+}{{"full", Rates{1, 1, 1}}, {"0.5:0.5:1", Rates{0.5, 0.5, 1}}, {"0.5:0.5:0.5", Rates{0.5, 0.5, 0.5}}}
+
+// BenchmarkGPT2StepPeakRSS: the peak resident memory of a process that
+// builds GPT-2 124M and trains two steps at one shape and rate (each in a
+// child process of its own, since a process's peak only grows).
+func BenchmarkGPT2StepPeakRSS(b *testing.B) {
+	for _, sh := range benchShapes() {
+		for _, est := range benchRates {
+			b.Run(fmt.Sprintf("124m/B=%d,T=%d/est=%s", sh[0], sh[1], est.name), func(b *testing.B) {
+				var rss float64
+				for b.Loop() {
+					cmd := exec.Command(os.Args[0], "-test.run=^TestStepPeakRSSChild$", "-test.v")
+					cmd.Env = append(os.Environ(), fmt.Sprintf("ESTKIT_RSS_STEP=%d,%d,%g,%g,%g", sh[0], sh[1], est.rates.PH, est.rates.PM, est.rates.PL))
+					out, err := cmd.CombinedOutput()
+					if err != nil {
+						b.Fatalf("%v: %s", err, out)
+					}
+					m := regexp.MustCompile(`peak-rss (\d+)`).FindSubmatch(out)
+					if m == nil {
+						b.Fatalf("no peak-rss in %s", out)
+					}
+					v, _ := strconv.ParseFloat(string(m[1]), 64)
+					rss = v / (1 << 20)
+				}
+				b.ReportMetric(rss, "MiB-peak-RSS")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
+}
+
+// TestStepPeakRSSChild is BenchmarkGPT2StepPeakRSS's child: two training
+// steps of GPT-2 124M at ESTKIT_RSS_STEP=B,T,pH,pM,pL, then its peak RSS.
+func TestStepPeakRSSChild(t *testing.T) {
+	spec := os.Getenv("ESTKIT_RSS_STEP")
+	if spec == "" {
+		t.Skip("runs only as BenchmarkGPT2StepPeakRSS's child process")
+	}
+	var B, T int
+	var r Rates
+	if _, err := fmt.Sscanf(spec, "%d,%d,%g,%g,%g", &B, &T, &r.PH, &r.PM, &r.PL); err != nil {
+		t.Fatalf("ESTKIT_RSS_STEP=%q: %v", spec, err)
+	}
+	cfg := GPT2Presets["gpt2-124m"]
+	ops := cpu.New()
+	m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: 4 * cfg.Channels, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{r}}}
+	ids := make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32(i * 7919 % cfg.Vocab)
+	}
+	for step := 1; step <= 2; step++ {
+		sel, _, _ := s.Sample(step, 0)
+		skipped := Plan{sel}.Skipped(cfg.Layers)
+		m.ZeroGrads(skipped)
+		if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
+			t.Fatal(err)
+		}
+		m.Backward(1)
+		m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step}, Skipped: skipped})
+	}
+	fmt.Printf("peak-rss %d\n", peakRSS())
 }

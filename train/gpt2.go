@@ -203,13 +203,17 @@ type activations struct {
 	dres, dtmp, dlnf        kernels.Buf
 	dqkv, datty, dfch, dfcg kernels.Buf
 	gw, gb                  kernels.Buf
+	// one block's gathered weights, shared by all blocks: gathered in the
+	// forward pass and again in the backward pass (a copy of the sampled
+	// weights, about 1% of a step) rather than held per block, so that a
+	// sampled step holds less than a full one
+	wqkv, bqkv, wproj, wfc, bfc, wfp kernels.Buf
 }
 
-// blockAct is one running block's state: its output, the values its
-// backward pass needs, and its gathered weights.
+// blockAct is one running block's state: its output and the values its
+// backward pass needs.
 type blockAct struct {
 	out, x1, ln1, ln1m, ln1r, qkv, atty, att, ln2, ln2m, ln2r, fch, fcg kernels.Buf
-	wqkv, bqkv, wproj, wfc, bfc, wfp                                    kernels.Buf
 }
 
 // need returns the first n values of *b, reallocating it when shorter.
@@ -322,10 +326,10 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 		wqkv, bqkv, wproj := P(pQKVW), P(pQKVB), P(pProjW)
 		if heads != nil {
 			rows := qkvRows(heads, C, HS)
-			wqkv, bqkv = g.need(&ba.wqkv, len(rows)*C), g.need(&ba.bqkv, len(rows))
+			wqkv, bqkv = g.need(&a.wqkv, len(rows)*C), g.need(&a.bqkv, len(rows))
 			o.GatherRows(wqkv, P(pQKVW), rows, C)
 			o.GatherRows(bqkv, P(pQKVB), rows, 1)
-			wproj = g.need(&ba.wproj, C*D)
+			wproj = g.need(&a.wproj, C*D)
 			o.GatherCols(wproj, P(pProjW), C, C, headCols(heads, HS))
 		}
 		qkv, atty := g.need(&ba.qkv, BT*3*D), g.need(&ba.atty, BT*D)
@@ -341,10 +345,10 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 		o.LayerNorm(ln2, ln2m, ln2r, x1, P(pLn2W), P(pLn2B), BT, C)
 		wfc, bfc, wfp := P(pFcW), P(pFcB), P(pFpW)
 		if neurons != nil {
-			wfc, bfc = g.need(&ba.wfc, ff*C), g.need(&ba.bfc, ff)
+			wfc, bfc = g.need(&a.wfc, ff*C), g.need(&a.bfc, ff)
 			o.GatherRows(wfc, P(pFcW), neurons, C)
 			o.GatherRows(bfc, P(pFcB), neurons, 1)
-			wfp = g.need(&ba.wfp, C*ff)
+			wfp = g.need(&a.wfp, C*ff)
 			o.GatherCols(wfp, P(pFpW), C, 4*C, neurons)
 		}
 		fch, fcg := g.need(&ba.fch, BT*ff), g.need(&ba.fcg, BT*ff)
@@ -413,7 +417,9 @@ func (g *GPT2) Backward(gradScale float32) error {
 		// MLP: out = x1 + msc·fcg·wfpᵀ + bfp
 		wfc, wfp := P(pFcW), P(pFpW)
 		if neurons != nil {
-			wfc, wfp = o.Slice(ba.wfc, 0, ff*C), o.Slice(ba.wfp, 0, C*ff)
+			wfc, wfp = g.need(&a.wfc, ff*C), g.need(&a.wfp, C*ff)
+			o.GatherRows(wfc, P(pFcW), neurons, C)
+			o.GatherCols(wfp, P(pFpW), C, 4*C, neurons)
 		}
 		fch, fcg := o.Slice(ba.fch, 0, BT*ff), o.Slice(ba.fcg, 0, BT*ff)
 		dfch, dfcg := g.need(&a.dfch, BT*ff), g.need(&a.dfcg, BT*ff)
@@ -447,7 +453,9 @@ func (g *GPT2) Backward(gradScale float32) error {
 		var rows, cols []int32
 		if heads != nil {
 			rows, cols = qkvRows(heads, C, HS), headCols(heads, HS)
-			wqkv, wproj = o.Slice(ba.wqkv, 0, 3*D*C), o.Slice(ba.wproj, 0, C*D)
+			wqkv, wproj = g.need(&a.wqkv, 3*D*C), g.need(&a.wproj, C*D)
+			o.GatherRows(wqkv, P(pQKVW), rows, C)
+			o.GatherCols(wproj, P(pProjW), C, C, cols)
 		}
 		atty, datty := o.Slice(ba.atty, 0, BT*D), g.need(&a.datty, BT*D)
 		qkv, dqkv := o.Slice(ba.qkv, 0, BT*3*D), g.need(&a.dqkv, BT*3*D)
@@ -585,9 +593,14 @@ func (g *GPT2) ActivationFloats() int {
 		return 0
 	}
 	n := 0
-	for _, s := range g.act.slots {
-		for _, b := range []kernels.Buf{s.out, s.x1, s.ln1, s.ln1m, s.ln1r, s.qkv, s.atty, s.att, s.ln2, s.ln2m, s.ln2r, s.fch, s.fcg,
-			s.wqkv, s.bqkv, s.wproj, s.wfc, s.bfc, s.wfp} {
+	a := g.act
+	for _, b := range []kernels.Buf{a.wqkv, a.bqkv, a.wproj, a.wfc, a.bfc, a.wfp} {
+		if b != nil {
+			n += b.Len()
+		}
+	}
+	for _, s := range a.slots {
+		for _, b := range []kernels.Buf{s.out, s.x1, s.ln1, s.ln1m, s.ln1r, s.qkv, s.atty, s.att, s.ln2, s.ln2m, s.ln2r, s.fch, s.fcg} {
 			if b != nil {
 				n += b.Len()
 			}

@@ -208,7 +208,35 @@ func run(r io.Reader, w io.Writer) (failed bool, err error) {
 		}
 	}
 	scaling(w, benches, byName)
+	estSavings(w, benches, byName)
 	return failed, nil
+}
+
+// estSavings prints, for each benchmark named …/est=RATES that reports
+// ms/step and GFLOP/step, its median time and FLOPs over those of the same
+// benchmark at est=full, and how far the time ratio is above the FLOPs
+// ratio (EST's realized saving against its FLOPs saving).
+func estSavings(w io.Writer, benches []*bench, byName map[string]*bench) {
+	header := false
+	for _, b := range benches {
+		i := strings.LastIndex(b.name, "est=")
+		if i < 0 || b.name[i:] == "est=full" {
+			continue
+		}
+		full := byName[b.name[:i]+"est=full"]
+		if full == nil || b.metrics["ms/step"] == nil || full.metrics["ms/step"] == nil || b.metrics["GFLOP/step"] == nil || full.metrics["GFLOP/step"] == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| EST step | ms/step | full ms/step | time ratio | FLOPs ratio (all) | time ratio / FLOPs ratio |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+			header = true
+		}
+		t, tf := median(b.metrics["ms/step"]), median(full.metrics["ms/step"])
+		f, ff := median(b.metrics["GFLOP/step"]), median(full.metrics["GFLOP/step"])
+		fmt.Fprintf(w, "| %s | %s | %s | %.3f | %.3f | %.3f |\n", strings.TrimPrefix(b.name, "Benchmark"), format(t), format(tf), t/tf, f/ff, (t/tf)/(f/ff))
+	}
 }
 
 // scaling prints, for each benchmark whose name holds "threads=N" (N > 1),

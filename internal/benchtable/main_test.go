@@ -79,3 +79,20 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestESTSavings(t *testing.T) {
+	in := `BenchmarkS/x/est=full-2  1  100 ns/op  2000 ms/step  300 GFLOP/step
+BenchmarkS/x/est=0.5:0.5:1-2  1  100 ns/op  1400 ms/step  200 GFLOP/step
+BenchmarkS/x/est=0.5:0.5:1-2  1  100 ns/op  1500 ms/step  200 GFLOP/step
+BenchmarkS/x/est=0.5:0.5:1-2  1  100 ns/op  1600 ms/step  200 GFLOP/step
+BenchmarkS/y/est=0.5:0.5:1-2  1  100 ns/op  1600 ms/step  200 GFLOP/step
+`
+	var out strings.Builder
+	if _, err := run(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "| S/x/est=0.5:0.5:1 | 1500 | 2000 | 0.750 | 0.667 | 1.125 |\n"
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "| S/y/") {
+		t.Errorf("got\n%s\nwant a line %q and none for S/y", out.String(), want)
+	}
+}
