@@ -49,12 +49,32 @@ type Ops interface {
 	GELU(out, x Buf)
 	GELUBackward(dx, x, dout Buf)
 
-	// Attention: qkv[B,T,3·NH·HS] holds per position the queries, keys and
-	// values of NH heads of size HS (q of all heads, then k, then v); out
-	// [B,T,NH·HS] receives causal softmax(q·kᵀ/√HS)·v per head, and att
-	// [B,NH,T,T] the probabilities, kept for the backward pass.
-	Attention(out, att, qkv Buf, B, T, NH, HS int)
-	AttentionBackward(dqkv, dout, qkv, att Buf, B, T, NH, HS int)
+	// Attention: qkv[B,T,(NH+2·NKV)·HS] holds per position the queries of
+	// NH heads, then the keys and then the values of NKV heads (NKV
+	// divides NH; query head h reads key/value head h/(NH/NKV): grouped-
+	// query attention, or multi-head when NKV = NH), each of size HS; out
+	// [B,T,NH·HS] receives causal softmax(q·kᵀ/√HS)·v per query head, and
+	// att [B,NH,T,T] the probabilities, kept for the backward pass.
+	Attention(out, att, qkv Buf, B, T, NH, NKV, HS int)
+	AttentionBackward(dqkv, dout, qkv, att Buf, B, T, NH, NKV, HS int)
+
+	// RMSNorm scales each row of x[rows×C] by 1/√(mean(x²)+eps), then by
+	// w (Llama's norm); it keeps each row's 1/rms for the backward pass.
+	RMSNorm(out, rstd, x, w Buf, rows, C int, eps float32)
+	RMSNormBackward(dx, dw, dout, x, w, rstd Buf, rows, C int)
+
+	// RoPE rotates in place, by rotary position embeddings (Hugging Face
+	// Llama's convention: element i pairs with i+HS/2, frequency
+	// theta^(−2i/HS), position t within each of the B sequences of T),
+	// the heads heads of size HS found at offset off of every row of
+	// width values in x[B,T,width]; inverse rotates back (the backward
+	// pass: the rotation's transpose).
+	RoPE(x Buf, B, T, heads, HS, width, off int, theta float32, inverse bool)
+
+	// SwiGLU: h[rows×2F] holds per row the gate then the up projection;
+	// out[rows×F] = silu(gate)·up.
+	SwiGLU(out, h Buf, rows, F int)
+	SwiGLUBackward(dh, h, dout Buf, rows, F int)
 
 	// CrossEntropy computes, for each of rows rows of logits[rows×Vp]
 	// (only the first V columns are real), the loss -log softmax at the

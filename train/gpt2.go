@@ -335,7 +335,7 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 		qkv, atty := g.need(&ba.qkv, BT*3*D), g.need(&ba.atty, BT*D)
 		o.MatMul(qkv, ln1, wqkv, BT, 3*D, C, false, true, 1, 0)
 		o.AddBias(qkv, bqkv, BT, 3*D)
-		o.Attention(atty, g.need(&ba.att, B*nh*T*T), qkv, B, T, nh, HS)
+		o.Attention(atty, g.need(&ba.att, B*nh*T*T), qkv, B, T, nh, nh, HS)
 		x1 := g.need(&ba.x1, BT*C)
 		o.Copy(x1, cur)
 		o.MatMul(x1, atty, wproj, BT, C, D, false, true, hsc, 1)
@@ -469,7 +469,7 @@ func (g *GPT2) Backward(gradScale float32) error {
 			o.ScatterAddCols(G(pProjW), gw, C, C, cols)
 		}
 		o.Fill(dqkv, 0)
-		o.AttentionBackward(dqkv, datty, qkv, o.Slice(ba.att, 0, B*nh*T*T), B, T, nh, HS)
+		o.AttentionBackward(dqkv, datty, qkv, o.Slice(ba.att, 0, B*nh*T*T), B, T, nh, nh, HS)
 		ln1 := o.Slice(ba.ln1, 0, BT*C)
 		if heads == nil {
 			o.BiasGrad(G(pQKVB), dqkv, BT, 3*C)

@@ -4,25 +4,25 @@ import "math"
 
 // Attention with the BLAS: per batch row and head, the scores Q·Kᵀ and the
 // output P·V are strided sgemm calls straight on the qkv layout (rows of
-// 3·NH·HS). The products also fill the masked upper triangle, twice the
+// (NH+2·NKV)·HS). The products also fill the masked upper triangle, twice the
 // causal work, which the BLAS's speed over the scalar loops more than pays
 // for (at T = 1024 the scalar loops were most of a step).
 
-func (o *Ops) attentionBLAS(out, att, in []float32, B, T, NH, HS int) {
-	C := NH * HS
+func (o *Ops) attentionBLAS(out, att, in []float32, B, T, NH, NKV, HS int) {
+	C, W := NH*HS, (NH+2*NKV)*HS
 	scale := float32(1 / math.Sqrt(float64(HS)))
 	for b := 0; b < B; b++ {
 		for h := 0; h < NH; h++ {
-			q := in[b*T*3*C+h*HS:]
-			k, v := q[C:], q[2*C:]
+			q := in[b*T*W+h*HS:]
+			k, v := in[b*T*W+kvOff(h, NH, NKV, HS, 0):], in[b*T*W+kvOff(h, NH, NKV, HS, 1):]
 			s := att[(b*NH+h)*T*T : (b*NH+h+1)*T*T]
-			sgemm(s, q, k, T, T, HS, false, true, scale, 0, 3*C, 3*C, T)
+			sgemm(s, q, k, T, T, HS, false, true, scale, 0, W, W, T)
 			o.parallel(T, 64, func(lo, hi int) {
 				for t := lo; t < hi; t++ {
 					causalSoftmax(s[t*T:(t+1)*T], t)
 				}
 			})
-			sgemm(out[b*T*C+h*HS:], s, v, T, HS, T, false, false, 1, 0, T, 3*C, C)
+			sgemm(out[b*T*C+h*HS:], s, v, T, HS, T, false, false, 1, 0, T, W, C)
 		}
 	}
 }
@@ -48,20 +48,19 @@ func causalSoftmax(row []float32, t int) {
 	clear(row[t+1:])
 }
 
-func (o *Ops) attentionBackwardBLAS(dqkv, dout, in, att []float32, B, T, NH, HS int) {
-	C := NH * HS
+func (o *Ops) attentionBackwardBLAS(dqkv, dout, in, att []float32, B, T, NH, NKV, HS int) {
+	C, W := NH*HS, (NH+2*NKV)*HS
 	scale := float32(1 / math.Sqrt(float64(HS)))
 	ds := make([]float32, T*T)
 	for b := 0; b < B; b++ {
 		for h := 0; h < NH; h++ {
-			q := in[b*T*3*C+h*HS:]
-			k, v := q[C:], q[2*C:]
-			dq := dqkv[b*T*3*C+h*HS:]
-			dk, dv := dq[C:], dq[2*C:]
+			q, dq := in[b*T*W+h*HS:], dqkv[b*T*W+h*HS:]
+			ko, vo := b*T*W+kvOff(h, NH, NKV, HS, 0), b*T*W+kvOff(h, NH, NKV, HS, 1)
+			k, v, dk, dv := in[ko:], in[vo:], dqkv[ko:], dqkv[vo:]
 			dy := dout[b*T*C+h*HS:]
 			p := att[(b*NH+h)*T*T : (b*NH+h+1)*T*T]
-			sgemm(ds, dy, v, T, T, HS, false, true, 1, 0, C, 3*C, T) // dP = dY·Vᵀ
-			sgemm(dv, p, dy, T, HS, T, true, false, 1, 1, T, C, 3*C) // dV += Pᵀ·dY
+			sgemm(ds, dy, v, T, T, HS, false, true, 1, 0, C, W, T) // dP = dY·Vᵀ
+			sgemm(dv, p, dy, T, HS, T, true, false, 1, 1, T, C, W) // dV += Pᵀ·dY
 			o.parallel(T, 64, func(lo, hi int) {
 				for t := lo; t < hi; t++ {
 					pr, dr := p[t*T:(t+1)*T], ds[t*T:(t+1)*T]
@@ -75,8 +74,14 @@ func (o *Ops) attentionBackwardBLAS(dqkv, dout, in, att []float32, B, T, NH, HS 
 					clear(dr[t+1:])
 				}
 			})
-			sgemm(dq, ds, k, T, HS, T, false, false, 1, 1, T, 3*C, 3*C) // dQ += dS·K
-			sgemm(dk, ds, q, T, HS, T, true, false, 1, 1, T, 3*C, 3*C)  // dK += dSᵀ·Q
+			sgemm(dq, ds, k, T, HS, T, false, false, 1, 1, T, W, W) // dQ += dS·K
+			sgemm(dk, ds, q, T, HS, T, true, false, 1, 1, T, W, W)  // dK += dSᵀ·Q
 		}
 	}
+}
+
+// kvOff is the offset within a qkv row of the key (part 0) or value (part
+// 1) head that query head h of NH reads, with NKV key/value heads.
+func kvOff(h, NH, NKV, HS, part int) int {
+	return (NH+part*NKV)*HS + h/(NH/NKV)*HS
 }

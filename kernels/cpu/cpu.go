@@ -267,23 +267,24 @@ func (o *Ops) GELUBackward(dx, x, dout kernels.Buf) {
 	})
 }
 
-func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, HS int) {
+func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, NKV, HS int) {
 	if sgemm != nil {
-		o.attentionBLAS(f(out), f(att), f(qkv), B, T, NH, HS)
+		o.attentionBLAS(f(out), f(att), f(qkv), B, T, NH, NKV, HS)
 		return
 	}
 	os, as, in := f(out), f(att), f(qkv)
-	C := NH * HS
+	C, W := NH*HS, (NH+2*NKV)*HS
 	scale := float32(1 / math.Sqrt(float64(HS)))
 	o.parallel(B*NH, 1, func(lo, hi int) {
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/NH, bh%NH
+			ko, vo := kvOff(h, NH, NKV, HS, 0), kvOff(h, NH, NKV, HS, 1)
 			for t := 0; t < T; t++ {
-				q := in[(b*T+t)*3*C+h*HS:][:HS]
+				q := in[(b*T+t)*W+h*HS:][:HS]
 				row := as[((b*NH+h)*T+t)*T:][:T]
 				maxv := float32(math.Inf(-1))
 				for t2 := 0; t2 <= t; t2++ {
-					k := in[(b*T+t2)*3*C+C+h*HS:][:HS]
+					k := in[(b*T+t2)*W+ko:][:HS]
 					var d float32
 					for i, qv := range q {
 						d += qv * k[i]
@@ -311,7 +312,7 @@ func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, HS int) {
 				dst := os[(b*T+t)*C+h*HS:][:HS]
 				clear(dst)
 				for t2 := 0; t2 <= t; t2++ {
-					v := in[(b*T+t2)*3*C+2*C+h*HS:][:HS]
+					v := in[(b*T+t2)*W+vo:][:HS]
 					p := row[t2]
 					for i, vv := range v {
 						dst[i] += p * vv
@@ -322,45 +323,50 @@ func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, HS int) {
 	})
 }
 
-func (o *Ops) AttentionBackward(dqkv, dout, qkv, att kernels.Buf, B, T, NH, HS int) {
+func (o *Ops) AttentionBackward(dqkv, dout, qkv, att kernels.Buf, B, T, NH, NKV, HS int) {
 	if sgemm != nil {
-		o.attentionBackwardBLAS(f(dqkv), f(dout), f(qkv), f(att), B, T, NH, HS)
+		o.attentionBackwardBLAS(f(dqkv), f(dout), f(qkv), f(att), B, T, NH, NKV, HS)
 		return
 	}
 	dq, g, in, as := f(dqkv), f(dout), f(qkv), f(att)
-	C := NH * HS
+	C, W, G := NH*HS, (NH+2*NKV)*HS, NH/NKV
 	scale := float32(1 / math.Sqrt(float64(HS)))
-	o.parallel(B*NH, 1, func(lo, hi int) {
+	// in parallel over key/value heads: the query heads of one group add
+	// into the same dk and dv
+	o.parallel(B*NKV, 1, func(lo, hi int) {
 		datt := make([]float32, T)
-		for bh := lo; bh < hi; bh++ {
-			b, h := bh/NH, bh%NH
-			for t := 0; t < T; t++ {
-				row := as[((b*NH+h)*T+t)*T:][:T]
-				gout := g[(b*T+t)*C+h*HS:][:HS]
-				// dv and datt
-				var dot float32
-				for t2 := 0; t2 <= t; t2++ {
-					v := in[(b*T+t2)*3*C+2*C+h*HS:][:HS]
-					dv := dq[(b*T+t2)*3*C+2*C+h*HS:][:HS]
-					var d float32
-					p := row[t2]
-					for i, gv := range gout {
-						d += gv * v[i]
-						dv[i] += p * gv
+		for bg := lo; bg < hi; bg++ {
+			b := bg / NKV
+			for h := bg % NKV * G; h < (bg%NKV+1)*G; h++ {
+				ko, vo := kvOff(h, NH, NKV, HS, 0), kvOff(h, NH, NKV, HS, 1)
+				for t := 0; t < T; t++ {
+					row := as[((b*NH+h)*T+t)*T:][:T]
+					gout := g[(b*T+t)*C+h*HS:][:HS]
+					// dv and datt
+					var dot float32
+					for t2 := 0; t2 <= t; t2++ {
+						v := in[(b*T+t2)*W+vo:][:HS]
+						dv := dq[(b*T+t2)*W+vo:][:HS]
+						var d float32
+						p := row[t2]
+						for i, gv := range gout {
+							d += gv * v[i]
+							dv[i] += p * gv
+						}
+						datt[t2] = d
+						dot += d * p
 					}
-					datt[t2] = d
-					dot += d * p
-				}
-				// softmax backward, then q and k
-				q := in[(b*T+t)*3*C+h*HS:][:HS]
-				dqv := dq[(b*T+t)*3*C+h*HS:][:HS]
-				for t2 := 0; t2 <= t; t2++ {
-					ds := row[t2] * (datt[t2] - dot) * scale
-					k := in[(b*T+t2)*3*C+C+h*HS:][:HS]
-					dk := dq[(b*T+t2)*3*C+C+h*HS:][:HS]
-					for i := range q {
-						dqv[i] += ds * k[i]
-						dk[i] += ds * q[i]
+					// softmax backward, then q and k
+					q := in[(b*T+t)*W+h*HS:][:HS]
+					dqv := dq[(b*T+t)*W+h*HS:][:HS]
+					for t2 := 0; t2 <= t; t2++ {
+						ds := row[t2] * (datt[t2] - dot) * scale
+						k := in[(b*T+t2)*W+ko:][:HS]
+						dk := dq[(b*T+t2)*W+ko:][:HS]
+						for i := range q {
+							dqv[i] += ds * k[i]
+							dk[i] += ds * q[i]
+						}
 					}
 				}
 			}

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -73,23 +74,53 @@ func TestGELUGradient(t *testing.T) {
 }
 
 func TestAttentionGradient(t *testing.T) {
-	o, r := New(), rand.New(rand.NewPCG(5, 6))
-	B, T, NH, HS := 2, 5, 3, 4
-	C := NH * HS
-	qkv, wout := randBuf(r, B*T*3*C, 1), randBuf(r, B*T*C, 1)
-	out, att := make(Buf, B*T*C), make(Buf, B*NH*T*T)
-	loss := func() float64 { o.Attention(out, att, qkv, B, T, NH, HS); return dot(out, wout) }
-	loss()
-	dqkv := make(Buf, len(qkv))
-	o.AttentionBackward(dqkv, wout, qkv, att, B, T, NH, HS)
-	checkGrad(t, "dqkv", qkv, dqkv, loss)
-	// causal: position t's output does not depend on later positions
-	before := append(Buf(nil), out...)
-	qkv[(1*T+4)*3*C+2*C] += 5 // a value of the last position of batch 1
-	loss()
-	for i := 0; i < (1*T+4)*C; i++ {
-		if out[i] != before[i] {
-			t.Fatalf("output %d changed with a later value", i)
+	for _, NKV := range []int{4, 2, 1} {
+		o, r := New(), rand.New(rand.NewPCG(5, 6))
+		B, T, NH, HS := 2, 5, 4, 3
+		C, W := NH*HS, (NH+2*NKV)*HS
+		qkv, wout := randBuf(r, B*T*W, 1), randBuf(r, B*T*C, 1)
+		out, att := make(Buf, B*T*C), make(Buf, B*NH*T*T)
+		loss := func() float64 { o.Attention(out, att, qkv, B, T, NH, NKV, HS); return dot(out, wout) }
+		loss()
+		dqkv := make(Buf, len(qkv))
+		o.AttentionBackward(dqkv, wout, qkv, att, B, T, NH, NKV, HS)
+		checkGrad(t, fmt.Sprintf("dqkv (%d kv heads)", NKV), qkv, dqkv, loss)
+		// causal: position t's output does not depend on later positions
+		before := append(Buf(nil), out...)
+		qkv[(1*T+4)*W+(NH+NKV)*HS] += 5 // a value of the last position of batch 1
+		loss()
+		for i := 0; i < (1*T+4)*C; i++ {
+			if out[i] != before[i] {
+				t.Fatalf("%d kv heads: output %d changed with a later value", NKV, i)
+			}
+		}
+	}
+}
+
+// TestGroupedQueryAttention: attention with NKV key/value heads equals
+// multi-head attention whose key/value heads repeat each of them
+// NH/NKV times (query head h reads key/value head h/(NH/NKV)).
+func TestGroupedQueryAttention(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(7, 8))
+	B, T, NH, NKV, HS := 2, 6, 6, 2, 4
+	W, Wm, G := (NH+2*NKV)*HS, 3*NH*HS, NH/NKV
+	gqa := randBuf(r, B*T*W, 1)
+	mha := make(Buf, B*T*Wm)
+	for p := 0; p < B*T; p++ {
+		copy(mha[p*Wm:p*Wm+NH*HS], gqa[p*W:p*W+NH*HS])
+		for h := 0; h < NH; h++ {
+			for part := 1; part <= 2; part++ {
+				src := gqa[p*W+(NH+(part-1)*NKV+h/G)*HS:][:HS]
+				copy(mha[p*Wm+(part*NH+h)*HS:][:HS], src)
+			}
+		}
+	}
+	a, b := make(Buf, B*T*NH*HS), make(Buf, B*T*NH*HS)
+	o.Attention(a, make(Buf, B*NH*T*T), gqa, B, T, NH, NKV, HS)
+	o.Attention(b, make(Buf, B*NH*T*T), mha, B, T, NH, NH, HS)
+	for i := range a {
+		if math.Abs(float64(a[i]-b[i])) > 1e-6 {
+			t.Fatalf("output %d: grouped %g, repeated heads %g", i, a[i], b[i])
 		}
 	}
 }
@@ -305,4 +336,87 @@ func TestTanh32(t *testing.T) {
 			t.Fatalf("tanh32(%g) = %g, want %g", u, tanh32(u), math.Tanh(float64(u)))
 		}
 	}
+}
+
+func TestRMSNormGradient(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(9, 10))
+	rows, C := 3, 7
+	x, w, wout := randBuf(r, rows*C, 1), randBuf(r, C, 1), randBuf(r, rows*C, 1)
+	out, rstd := make(Buf, rows*C), make(Buf, rows)
+	loss := func() float64 { o.RMSNorm(out, rstd, x, w, rows, C, 1e-5); return dot(out, wout) }
+	loss()
+	// against the definition
+	for r := 0; r < rows; r++ {
+		var ss float64
+		for _, v := range x[r*C : (r+1)*C] {
+			ss += float64(v) * float64(v)
+		}
+		for i := 0; i < C; i++ {
+			want := float64(w[i]) * float64(x[r*C+i]) / math.Sqrt(ss/float64(C)+1e-5)
+			if math.Abs(float64(out[r*C+i])-want) > 1e-6*math.Max(1, math.Abs(want)) {
+				t.Fatalf("out[%d,%d] %g, want %g", r, i, out[r*C+i], want)
+			}
+		}
+	}
+	dx, dw := make(Buf, rows*C), make(Buf, C)
+	o.RMSNormBackward(dx, dw, wout, x, w, rstd, rows, C)
+	checkGrad(t, "dx", x, dx, loss)
+	checkGrad(t, "dw", w, dw, loss)
+}
+
+func TestRoPE(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(11, 12))
+	B, T, heads, HS, width, off := 2, 5, 3, 8, 40, 4
+	x := randBuf(r, B*T*width, 1)
+	orig := append(Buf(nil), x...)
+	o.RoPE(x, B, T, heads, HS, width, off, 10000, false)
+	for p := 0; p < B*T; p++ {
+		tpos := p % T
+		for i := 0; i < width; i++ {
+			if i < off || i >= off+heads*HS {
+				if x[p*width+i] != orig[p*width+i] {
+					t.Fatalf("value %d outside the heads moved", i)
+				}
+				continue
+			}
+			j := (i - off) % HS
+			base := p*width + i - j
+			k := j % (HS / 2)
+			a := float64(tpos) * math.Pow(10000, -float64(2*k)/float64(HS))
+			var want float64
+			if j < HS/2 {
+				want = float64(orig[base+j])*math.Cos(a) - float64(orig[base+j+HS/2])*math.Sin(a)
+			} else {
+				want = float64(orig[base+j])*math.Cos(a) + float64(orig[base+j-HS/2])*math.Sin(a)
+			}
+			if math.Abs(float64(x[p*width+i])-want) > 1e-5 {
+				t.Fatalf("position %d value %d: %g, want %g", tpos, i, x[p*width+i], want)
+			}
+		}
+	}
+	// the inverse is the backward pass: the rotation's transpose
+	wout := randBuf(r, len(x), 1)
+	y := make(Buf, len(x))
+	loss := func() float64 { copy(y, orig); o.RoPE(y, B, T, heads, HS, width, off, 10000, false); return dot(y, wout) }
+	g := append(Buf(nil), wout...)
+	o.RoPE(g, B, T, heads, HS, width, off, 10000, true)
+	checkGrad(t, "dx", orig, g, loss)
+}
+
+func TestSwiGLUGradient(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(13, 14))
+	rows, F := 3, 5
+	h, wout := randBuf(r, rows*2*F, 2), randBuf(r, rows*F, 1)
+	out := make(Buf, rows*F)
+	loss := func() float64 { o.SwiGLU(out, h, rows, F); return dot(out, wout) }
+	loss()
+	for i := range out {
+		g, u := float64(h[i/F*2*F+i%F]), float64(h[i/F*2*F+F+i%F])
+		if want := g / (1 + math.Exp(-g)) * u; math.Abs(float64(out[i])-want) > 1e-6*math.Max(1, math.Abs(want)) {
+			t.Fatalf("out[%d] %g, want %g", i, out[i], want)
+		}
+	}
+	dh := make(Buf, len(h))
+	o.SwiGLUBackward(dh, h, wout, rows, F)
+	checkGrad(t, "dh", h, dh, loss)
 }

@@ -1,0 +1,161 @@
+package cpu
+
+import (
+	"math"
+	"sync"
+
+	"github.com/estkit/estkit/kernels"
+)
+
+// The ops Llama adds to GPT-2's: RMSNorm, rotary position embeddings and
+// the SwiGLU activation.
+
+func (o *Ops) RMSNorm(out, rstd, x, w kernels.Buf, rows, C int, eps float32) {
+	os, rs, xs, ws := f(out), f(rstd), f(x), f(w)
+	o.parallel(rows, 16, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := xs[r*C : (r+1)*C]
+			var ss float64
+			for _, v := range row {
+				ss += float64(v) * float64(v)
+			}
+			rr := float32(1 / math.Sqrt(ss/float64(C)+float64(eps)))
+			rs[r] = rr
+			dst := os[r*C : (r+1)*C]
+			for i, v := range row {
+				dst[i] = ws[i] * (v * rr)
+			}
+		}
+	})
+}
+
+func (o *Ops) RMSNormBackward(dx, dw, dout, x, w, rstd kernels.Buf, rows, C int) {
+	dxs, dws, g, xs, ws, rs := f(dx), f(dw), f(dout), f(x), f(w), f(rstd)
+	// dx rows in parallel; dw summed per worker, then added in order
+	parts := min(o.workers, max(1, rows/16))
+	partial := make([][]float32, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := rows*p/parts, rows*(p+1)/parts
+		wg.Go(func() {
+			acc := make([]float32, C)
+			for r := lo; r < hi; r++ {
+				xr, gr, dr := xs[r*C:(r+1)*C], g[r*C:(r+1)*C], dxs[r*C:(r+1)*C]
+				rr := rs[r]
+				// x̂ = x·r; dx̂ = dout·w; dx = r·(dx̂ − x̂·mean(dx̂·x̂))
+				var dot float32
+				for i, v := range xr {
+					xh := v * rr
+					dxh := gr[i] * ws[i]
+					dot += dxh * xh
+					acc[i] += gr[i] * xh
+				}
+				dot /= float32(C)
+				for i, v := range xr {
+					dr[i] += rr * (gr[i]*ws[i] - v*rr*dot)
+				}
+			}
+			partial[p] = acc
+		})
+	}
+	wg.Wait()
+	for _, acc := range partial {
+		for i, v := range acc {
+			dws[i] += v
+		}
+	}
+}
+
+// ropeTables caches the cos and sin of each (theta, HS, T).
+var ropeTables sync.Map // ropeKey -> *ropeTable
+
+type ropeKey struct {
+	theta float32
+	hs, t int
+}
+
+type ropeTable struct{ cos, sin []float32 } // [T×HS/2]
+
+// rope returns the table for positions 0..T-1, computed as Hugging Face's
+// Llama computes it in float32: inverse frequencies 1/theta^(2i/HS), the
+// angle t·inv_freq rounded to float32 (which at long contexts is what the
+// reference model uses), then its cosine and sine.
+func rope(theta float32, HS, T int) *ropeTable {
+	k := ropeKey{theta, HS, T}
+	if v, ok := ropeTables.Load(k); ok {
+		return v.(*ropeTable)
+	}
+	half := HS / 2
+	tab := &ropeTable{cos: make([]float32, T*half), sin: make([]float32, T*half)}
+	inv := make([]float32, half)
+	for i := range inv {
+		inv[i] = 1 / float32(math.Pow(float64(theta), float64(float32(2*i)/float32(HS))))
+	}
+	for t := 0; t < T; t++ {
+		for i, fr := range inv {
+			a := float64(float32(t) * fr)
+			tab.cos[t*half+i], tab.sin[t*half+i] = float32(math.Cos(a)), float32(math.Sin(a))
+		}
+	}
+	v, _ := ropeTables.LoadOrStore(k, tab)
+	return v.(*ropeTable)
+}
+
+func (o *Ops) RoPE(x kernels.Buf, B, T, heads, HS, width, off int, theta float32, inverse bool) {
+	xs := f(x)
+	tab := rope(theta, HS, T)
+	half := HS / 2
+	o.parallel(B*T, 16, func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			t := p % T
+			cs, sn := tab.cos[t*half:(t+1)*half], tab.sin[t*half:(t+1)*half]
+			for h := 0; h < heads; h++ {
+				v := xs[p*width+off+h*HS:][:HS]
+				a, b := v[:half], v[half:]
+				for i := range a {
+					c, s := cs[i], sn[i]
+					if inverse {
+						s = -s
+					}
+					a[i], b[i] = a[i]*c-b[i]*s, b[i]*c+a[i]*s
+				}
+			}
+		}
+	})
+}
+
+// sigmoid in float32 through expNeg, on either side of 0.
+func sigmoid(x float32) float32 {
+	if x >= 0 {
+		return 1 / (1 + expNeg(-x))
+	}
+	e := expNeg(x)
+	return e / (1 + e)
+}
+
+func (o *Ops) SwiGLU(out, h kernels.Buf, rows, F int) {
+	os, hs := f(out), f(h)
+	o.parallel(rows, 4, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			gate, up, dst := hs[r*2*F:][:F], hs[r*2*F+F:][:F], os[r*F:][:F]
+			for i, g := range gate {
+				dst[i] = g * sigmoid(g) * up[i]
+			}
+		}
+	})
+}
+
+func (o *Ops) SwiGLUBackward(dh, h, dout kernels.Buf, rows, F int) {
+	ds, hs, g := f(dh), f(h), f(dout)
+	o.parallel(rows, 4, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			gate, up, gr := hs[r*2*F:][:F], hs[r*2*F+F:][:F], g[r*F:][:F]
+			dgate, dup := ds[r*2*F:][:F], ds[r*2*F+F:][:F]
+			for i, x := range gate {
+				s := sigmoid(x)
+				dgate[i] += gr[i] * up[i] * s * (1 + x*(1-s))
+				dup[i] += gr[i] * x * s
+			}
+		}
+	})
+}
