@@ -397,7 +397,11 @@ func TestRoPE(t *testing.T) {
 	// the inverse is the backward pass: the rotation's transpose
 	wout := randBuf(r, len(x), 1)
 	y := make(Buf, len(x))
-	loss := func() float64 { copy(y, orig); o.RoPE(y, B, T, heads, HS, width, off, 10000, false); return dot(y, wout) }
+	loss := func() float64 {
+		copy(y, orig)
+		o.RoPE(y, B, T, heads, HS, width, off, 10000, false)
+		return dot(y, wout)
+	}
 	g := append(Buf(nil), wout...)
 	o.RoPE(g, B, T, heads, HS, width, off, 10000, true)
 	checkGrad(t, "dx", orig, g, loss)
