@@ -31,7 +31,7 @@ func benchShapes() [][2]int {
 // shapes (train/testdata/bench_torch.py, make bench), and BenchmarkSgemm the
 // machine's sgemm rate for the MFU.
 func BenchmarkGPT2Step(b *testing.B) {
-	cfg := GPT2Presets["gpt2-124m"]
+	cfg := Presets["gpt2-124m"]
 	ops := cpu.New()
 	m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
 	if err != nil {
@@ -151,7 +151,7 @@ func TestStepPeakRSSChild(t *testing.T) {
 	if _, err := fmt.Sscanf(spec, "%d,%d,%g,%g,%g", &B, &T, &r.PH, &r.PM, &r.PL); err != nil {
 		t.Fatalf("ESTKIT_RSS_STEP=%q: %v", spec, err)
 	}
-	cfg := GPT2Presets["gpt2-124m"]
+	cfg := Presets["gpt2-124m"]
 	ops := cpu.New()
 	m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
 	if err != nil {

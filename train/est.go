@@ -286,7 +286,7 @@ type FLOPs struct {
 
 // StepFLOPs counts the FLOPs of B×T tokens through cfg under sel (nil: the
 // full model).
-func (cfg GPT2Config) StepFLOPs(sel *Selection, B, T int) FLOPs {
+func (cfg ModelConfig) StepFLOPs(sel *Selection, B, T int) FLOPs {
 	C, HS := float64(cfg.Channels), float64(cfg.Channels/cfg.Heads)
 	tokens := float64(B * T)
 	var blocks float64

@@ -13,7 +13,7 @@ import (
 // TestESTGPT2Saving: the est-gpt2 preset saves 26.7% of the block FLOPs of
 // GPT-2 124M, as the paper reports.
 func TestESTGPT2Saving(t *testing.T) {
-	cfg := GPT2Presets["gpt2-124m"]
+	cfg := Presets["gpt2-124m"]
 	s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: 4 * cfg.Channels, Schedule: ESTPresets["est-gpt2"].Scaled(1500)}
 	if !reflect.DeepEqual(s.Schedule.Ends, []int{200, 700, 1500}) {
 		t.Fatalf("scaled ends %v", s.Schedule.Ends)
@@ -96,7 +96,7 @@ func (c *countingOps) MatMul(cc, a, b kernels.Buf, m, n, k int, ta, tb bool, alp
 // neurons and blocks) executes a quarter of the full model's block matrix
 // products, as counted in the kernels, not a masked full product.
 func TestSubnetworkRunsSmallerProducts(t *testing.T) {
-	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
+	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
 	B, T := 2, 8
 	ids := make([]int32, B*T)
 	for i := range ids {
@@ -125,7 +125,7 @@ func TestSubnetworkRunsSmallerProducts(t *testing.T) {
 // TestSubnetworkHoldsLessMemory: a stage-1 step (half the blocks, heads
 // and neurons) keeps well under half the block activations of a full step.
 func TestSubnetworkHoldsLessMemory(t *testing.T) {
-	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 16}
+	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 16}
 	B, T := 2, 16
 	ids := make([]int32, B*T)
 	s := &Sampler{Seed: 3, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 0.5}}}}
@@ -148,7 +148,7 @@ func TestSubnetworkHoldsLessMemory(t *testing.T) {
 // dense update's, and every other weight of a block (and every weight of a
 // skipped block) keeps its initial value.
 func TestSampledUpdate(t *testing.T) {
-	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
+	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
 	B, T := 2, 8
 	ids := make([]int32, B*T)
 	for i := range ids {
@@ -182,7 +182,7 @@ func TestSampledUpdate(t *testing.T) {
 		return out
 	}
 	dense, sampled := train(nil), train(units)
-	C, HS := cfg.Channels, cfg.Channels/cfg.Heads
+	HS := cfg.Channels / cfg.Heads
 	moved := 0
 	for i, e := range cfg.Table() {
 		u, running := units[e.Layer]
@@ -196,7 +196,7 @@ func TestSampledUpdate(t *testing.T) {
 			switch k := i - 2 - e.Layer*perLayer; {
 			case e.Layer < 0 || !running:
 			case k == pQKVW || k == pQKVB:
-				want = u.Heads == nil || slices.Contains(qkvRows(u.Heads, C, HS), int32(row))
+				want = u.Heads == nil || slices.Contains(qkvRows(u.Heads, cfg.Heads, cfg.Heads, HS), int32(row))
 			case k == pProjW:
 				want = inSet(u.Heads, col/HS)
 			case k == pFcW || k == pFcB:

@@ -3,42 +3,10 @@ package train
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
-	"slices"
 
 	"github.com/estkit/estkit/kernels"
 )
 
-// GPT2Config is the shape of a GPT-2 model.
-type GPT2Config struct {
-	Vocab    int // real vocabulary (50257)
-	Padded   int // vocabulary rounded up for the matrix products (50304); logits beyond Vocab are ignored
-	Layers   int
-	Heads    int
-	Channels int
-	MaxT     int // position embeddings
-}
-
-// Presets of GPT-2 sizes.
-var GPT2Presets = map[string]GPT2Config{
-	"gpt2-124m": {Vocab: 50257, Padded: 50304, Layers: 12, Heads: 12, Channels: 768, MaxT: 1024},
-	"gpt2-350m": {Vocab: 50257, Padded: 50304, Layers: 24, Heads: 16, Channels: 1024, MaxT: 1024},
-	"gpt2-mini": {Vocab: 50257, Padded: 50304, Layers: 6, Heads: 6, Channels: 384, MaxT: 512},
-	"gpt2-tiny": {Vocab: 50257, Padded: 50304, Layers: 4, Heads: 4, Channels: 128, MaxT: 256},
-}
-
-// Param is one entry of the parameter table: it drives the memory layout,
-// checkpoints, Hugging Face names and the optimizer.
-type Param struct {
-	Name   string // Hugging Face GPT2LMHeadModel name, without "transformer."
-	Shape  []int  // PyTorch Linear convention: [out, in]
-	Decay  bool   // AdamW weight decay applies
-	Std    float64
-	Ones   bool // initialised to 1 (LayerNorm weights)
-	Layer  int  // block index, -1 for the embeddings and the final LayerNorm
-	Offset int  // into the flat parameter buffer
-	Size   int
-}
 
 // Per-layer parameter indices within a block's run of the table.
 const (
@@ -57,97 +25,41 @@ const (
 	perLayer
 )
 
-// Table returns the parameter table of cfg: wte, wpe, then each block's
-// twelve tensors, then ln_f.
-func (cfg GPT2Config) Table() []Param {
+// gpt2Table is GPT-2's parameter table: wte, wpe, then each block's
+// twelve tensors, then ln_f. Weights are normal (std 0.02, the residual
+// projections 0.02/√(2L)), biases zero, LayerNorm weights one.
+func gpt2Table(cfg ModelConfig) []Param {
 	C, L := cfg.Channels, cfg.Layers
 	std := 0.02
 	proj := 0.02 / math.Sqrt(2*float64(L))
-	var t []Param
-	add := func(name string, layer int, decay bool, std float64, ones bool, shape ...int) {
-		n := 1
-		for _, s := range shape {
-			n *= s
-		}
-		off := 0
-		if len(t) > 0 {
-			off = t[len(t)-1].Offset + t[len(t)-1].Size
-		}
-		t = append(t, Param{Name: name, Shape: shape, Decay: decay, Std: std, Ones: ones, Layer: layer, Offset: off, Size: n})
-	}
-	add("wte.weight", -1, true, std, false, cfg.Padded, C)
-	add("wpe.weight", -1, true, std, false, cfg.MaxT, C)
+	var t table
+	t.add("wte.weight", -1, true, std, false, unitNone, cfg.Padded, C)
+	t[0].Vocab = true
+	t.add("wpe.weight", -1, true, std, false, unitNone, cfg.MaxT, C)
 	for l := 0; l < L; l++ {
 		h := fmt.Sprintf("h.%d.", l)
-		add(h+"ln_1.weight", l, false, 0, true, C)
-		add(h+"ln_1.bias", l, false, 0, false, C)
-		add(h+"attn.c_attn.weight", l, true, std, false, 3*C, C)
-		add(h+"attn.c_attn.bias", l, false, 0, false, 3*C)
-		add(h+"attn.c_proj.weight", l, true, proj, false, C, C)
-		add(h+"attn.c_proj.bias", l, false, 0, false, C)
-		add(h+"ln_2.weight", l, false, 0, true, C)
-		add(h+"ln_2.bias", l, false, 0, false, C)
-		add(h+"mlp.c_fc.weight", l, true, std, false, 4*C, C)
-		add(h+"mlp.c_fc.bias", l, false, 0, false, 4*C)
-		add(h+"mlp.c_proj.weight", l, true, proj, false, C, 4*C)
-		add(h+"mlp.c_proj.bias", l, false, 0, false, C)
+		t.add(h+"ln_1.weight", l, false, 0, true, unitNone, C)
+		t.add(h+"ln_1.bias", l, false, 0, false, unitNone, C)
+		t.add(h+"attn.c_attn.weight", l, true, std, false, unitQKVRows, 3*C, C)
+		t.add(h+"attn.c_attn.bias", l, false, 0, false, unitQKVRows, 3*C)
+		t.add(h+"attn.c_proj.weight", l, true, proj, false, unitHeadCols, C, C)
+		t.add(h+"attn.c_proj.bias", l, false, 0, false, unitNone, C)
+		t.add(h+"ln_2.weight", l, false, 0, true, unitNone, C)
+		t.add(h+"ln_2.bias", l, false, 0, false, unitNone, C)
+		t.add(h+"mlp.c_fc.weight", l, true, std, false, unitNeuronRows, 4*C, C)
+		t.add(h+"mlp.c_fc.bias", l, false, 0, false, unitNeuronRows, 4*C)
+		t.add(h+"mlp.c_proj.weight", l, true, proj, false, unitNeuronCols, C, 4*C)
+		t.add(h+"mlp.c_proj.bias", l, false, 0, false, unitNone, C)
 	}
-	add("ln_f.weight", -1, false, 0, true, C)
-	add("ln_f.bias", -1, false, 0, false, C)
+	t.add("ln_f.weight", -1, false, 0, true, unitNone, C)
+	t.add("ln_f.bias", -1, false, 0, false, unitNone, C)
 	return t
-}
-
-// NumParams is the total parameter count (padding rows included).
-func (cfg GPT2Config) NumParams() int {
-	t := cfg.Table()
-	return t[len(t)-1].Offset + t[len(t)-1].Size
-}
-
-// InitParams fills a flat parameter vector as GPT-2 initialises: normal
-// weights (std 0.02, residual projections 0.02/√(2L)), zero biases, unit
-// LayerNorm weights; the padding rows of wte are zero.
-func (cfg GPT2Config) InitParams(seed uint64) []float32 {
-	t := cfg.Table()
-	p := make([]float32, cfg.NumParams())
-	r := rand.New(rand.NewPCG(seed, 0x6770743221))
-	for _, e := range t {
-		x := p[e.Offset : e.Offset+e.Size]
-		switch {
-		case e.Ones:
-			for i := range x {
-				x[i] = 1
-			}
-		case e.Std > 0:
-			for i := range x {
-				x[i] = float32(r.NormFloat64() * e.Std)
-			}
-		}
-	}
-	clear(p[cfg.Vocab*cfg.Channels : cfg.Padded*cfg.Channels])
-	return p
-}
-
-// Selection is the subnetwork of one step: the blocks that run, and in
-// each the attention heads and MLP neurons that run, with the scales of
-// their outputs (1/pH, 1/pM). A nil Layers runs every block; a nil entry
-// of Heads or Neurons runs them all at scale 1.
-type Selection struct {
-	Layers  []int
-	Heads   [][]int32 // by block index
-	Neurons [][]int32
-	HScale  float32 // 1/pH
-	MScale  float32 // 1/pM
 }
 
 // GPT2 is a GPT-2 model with its parameters, gradients and activations
 // on a kernels backend.
 type GPT2 struct {
-	Cfg    GPT2Config
-	ops    kernels.Ops
-	table  []Param
-	Params kernels.Buf
-	Grads  kernels.Buf
-	m, v   kernels.Buf // AdamW moments
+	core
 
 	B, T    int
 	act     *activations
@@ -159,28 +71,14 @@ type GPT2 struct {
 }
 
 // NewGPT2 allocates the model on ops with params (len NumParams).
-func NewGPT2(ops kernels.Ops, cfg GPT2Config, params []float32) (*GPT2, error) {
-	if cfg.Channels%cfg.Heads != 0 {
-		return nil, fmt.Errorf("train: %d channels do not split into %d heads", cfg.Channels, cfg.Heads)
+func NewGPT2(ops kernels.Ops, cfg ModelConfig, params []float32) (*GPT2, error) {
+	if cfg.IsLlama() {
+		return nil, fmt.Errorf("train: %s is a Llama shape, not GPT-2's", cfg.Arch)
 	}
-	n := cfg.NumParams()
-	if len(params) != n {
-		return nil, fmt.Errorf("train: %d parameters given, the model has %d", len(params), n)
+	if err := checkParams(cfg, params); err != nil {
+		return nil, err
 	}
-	g := &GPT2{Cfg: cfg, ops: ops, table: cfg.Table()}
-	g.Params = ops.Alloc(n)
-	ops.Upload(g.Params, params)
-	g.Grads = ops.Alloc(n)
-	g.m, g.v = ops.Alloc(n), ops.Alloc(n)
-	return g, nil
-}
-
-// Table is the model's parameter table.
-func (g *GPT2) Table() []Param { return g.table }
-
-func (g *GPT2) param(buf kernels.Buf, i int) kernels.Buf {
-	e := g.table[i]
-	return g.ops.Slice(buf, e.Offset, e.Size)
+	return &GPT2{core: newCore(ops, cfg, params)}, nil
 }
 
 // layerParam is parameter k of block l.
@@ -216,14 +114,6 @@ type blockAct struct {
 	out, x1, ln1, ln1m, ln1r, qkv, atty, att, ln2, ln2m, ln2r, fch, fcg kernels.Buf
 }
 
-// need returns the first n values of *b, reallocating it when shorter.
-func (g *GPT2) need(b *kernels.Buf, n int) kernels.Buf {
-	if *b == nil || (*b).Len() < n {
-		*b = g.ops.Alloc(n)
-	}
-	return g.ops.Slice(*b, 0, n)
-}
-
 func (g *GPT2) slot(i int) *blockAct {
 	for len(g.act.slots) <= i {
 		g.act.slots = append(g.act.slots, &blockAct{})
@@ -245,57 +135,6 @@ func (g *GPT2) ensure(B, T int) {
 	g.act, g.B, g.T = a, B, T
 }
 
-// blockShape is what block l computes under sel: its heads and neurons
-// (nil: all) and their counts.
-func (g *GPT2) blockShape(sel *Selection, l int) (heads, neurons []int32, nh, ff int, hs, ms float32) {
-	nh, ff, hs, ms = g.Cfg.Heads, 4*g.Cfg.Channels, 1, 1
-	if sel == nil {
-		return
-	}
-	if l < len(sel.Heads) && sel.Heads[l] != nil {
-		heads, nh, hs = sel.Heads[l], len(sel.Heads[l]), sel.HScale
-	}
-	if l < len(sel.Neurons) && sel.Neurons[l] != nil {
-		neurons, ff, ms = sel.Neurons[l], len(sel.Neurons[l]), sel.MScale
-	}
-	return
-}
-
-// qkvRows lists the rows of c_attn (q, k, v parts) of the given heads.
-func qkvRows(heads []int32, C, HS int) []int32 {
-	rows := make([]int32, 0, 3*len(heads)*HS)
-	for part := 0; part < 3; part++ {
-		for _, h := range heads {
-			for i := 0; i < HS; i++ {
-				rows = append(rows, int32(part*C+int(h)*HS+i))
-			}
-		}
-	}
-	return rows
-}
-
-// headCols lists the columns of c_proj that the given heads feed.
-func headCols(heads []int32, HS int) []int32 {
-	cols := make([]int32, 0, len(heads)*HS)
-	for _, h := range heads {
-		for i := 0; i < HS; i++ {
-			cols = append(cols, int32(int(h)*HS+i))
-		}
-	}
-	return cols
-}
-
-func (g *GPT2) activeLayers(sel *Selection) []int {
-	if sel != nil && sel.Layers != nil {
-		return sel.Layers
-	}
-	all := make([]int, g.Cfg.Layers)
-	for i := range all {
-		all[i] = i
-	}
-	return all
-}
-
 // Forward runs the model on ids[B×T] and, with targets, returns the mean
 // cross-entropy loss. It keeps what Backward needs.
 func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32, error) {
@@ -315,7 +154,7 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 	o.Embed(a.x0, g.param(g.Params, 0), g.param(g.Params, 1), ids, B, T, C)
 	cur := a.x0
 	for i, l := range g.activeLayers(sel) {
-		heads, neurons, nh, ff, hsc, msc := g.blockShape(sel, l)
+		heads, neurons, nh, _, ff, hsc, msc := g.blockShape(sel, l)
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
 		ba := g.slot(i)
 		g.inputs[l] = cur
@@ -325,7 +164,7 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 		o.LayerNorm(ln1, ln1m, ln1r, cur, P(pLn1W), P(pLn1B), BT, C)
 		wqkv, bqkv, wproj := P(pQKVW), P(pQKVB), P(pProjW)
 		if heads != nil {
-			rows := qkvRows(heads, C, HS)
+			rows := qkvRows(heads, c.Heads, c.Heads, HS)
 			wqkv, bqkv = g.need(&a.wqkv, len(rows)*C), g.need(&a.bqkv, len(rows))
 			o.GatherRows(wqkv, P(pQKVW), rows, C)
 			o.GatherRows(bqkv, P(pQKVB), rows, 1)
@@ -410,7 +249,7 @@ func (g *GPT2) Backward(gradScale float32) error {
 	for i := len(layers) - 1; i >= 0; i-- {
 		l := layers[i]
 		ba := g.slot(i)
-		heads, neurons, nh, ff, hsc, msc := g.blockShape(sel, l)
+		heads, neurons, nh, _, ff, hsc, msc := g.blockShape(sel, l)
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
 		G := func(k int) kernels.Buf { return g.layerParam(g.Grads, l, k) }
 		D := nh * HS
@@ -452,7 +291,7 @@ func (g *GPT2) Backward(gradScale float32) error {
 		wqkv, wproj := P(pQKVW), P(pProjW)
 		var rows, cols []int32
 		if heads != nil {
-			rows, cols = qkvRows(heads, C, HS), headCols(heads, HS)
+			rows, cols = qkvRows(heads, c.Heads, c.Heads, HS), headCols(heads, HS)
 			wqkv, wproj = g.need(&a.wqkv, 3*D*C), g.need(&a.wproj, C*D)
 			o.GatherRows(wqkv, P(pQKVW), rows, C)
 			o.GatherCols(wproj, P(pProjW), C, C, cols)
@@ -487,103 +326,6 @@ func (g *GPT2) Backward(gradScale float32) error {
 	}
 	o.EmbedBackward(dwte, g.param(g.Grads, 1), dres, g.ids, B, T, C)
 	return nil
-}
-
-// ZeroGrads clears the gradients of every parameter outside the skipped
-// blocks, before the first micro-batch of a step. A skipped block's
-// gradients are neither read nor updated in that step, so they are left
-// as they are.
-func (g *GPT2) ZeroGrads(skipped map[int]bool) {
-	for _, r := range g.ranges(skipped) {
-		g.ops.Fill(g.ops.Slice(g.Grads, r[0], r[1]-r[0]), 0)
-	}
-}
-
-// GradNorm is the global L2 norm of the gradients outside the skipped
-// blocks.
-func (g *GPT2) GradNorm(skipped map[int]bool) float64 {
-	var s float64
-	for _, r := range g.ranges(skipped) {
-		s += g.ops.SumSquares(g.ops.Slice(g.Grads, r[0], r[1]-r[0]))
-	}
-	return math.Sqrt(s)
-}
-
-// ranges are the spans [lo, hi) of the flat buffers that hold the
-// parameters outside the skipped blocks, in offset order.
-func (g *GPT2) ranges(skipped map[int]bool) [][2]int {
-	var spans [][2]int
-	for _, e := range g.table {
-		if e.Layer >= 0 && skipped[e.Layer] {
-			continue
-		}
-		spans = append(spans, [2]int{e.Offset, e.Offset + e.Size})
-	}
-	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
-	var out [][2]int
-	for _, r := range spans {
-		if n := len(out); n > 0 && out[n-1][1] == r[0] {
-			out[n-1][1] = r[1]
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-// StepOptions are AdamW's settings for one step.
-type StepOptions struct {
-	kernels.AdamWArgs
-	// Skipped blocks, whose parameters keep their values and moments (as
-	// PyTorch's AdamW skips parameters without a gradient).
-	Skipped map[int]bool
-	// Sampled, when not nil, limits the update of each running block to
-	// the heads and neurons listed for it (EST's "sampled" update); a
-	// block absent from it, or with nil lists, updates whole.
-	Sampled map[int]Units
-}
-
-// Units are the attention heads and MLP neurons of one block (nil: all).
-type Units struct {
-	Heads, Neurons []int32
-}
-
-// Step applies AdamW to every parameter with a gradient.
-func (g *GPT2) Step(s StepOptions) {
-	C, HS := g.Cfg.Channels, g.Cfg.Channels/g.Cfg.Heads
-	for i, e := range g.table {
-		if e.Layer >= 0 && s.Skipped[e.Layer] {
-			continue
-		}
-		a := s.AdamWArgs
-		if !e.Decay {
-			a.WeightDecay = 0
-		}
-		p, gr, m, v := g.param(g.Params, i), g.param(g.Grads, i), g.param(g.m, i), g.param(g.v, i)
-		u := s.Sampled[e.Layer]
-		if e.Layer < 0 || (u.Heads == nil && u.Neurons == nil) {
-			g.ops.AdamW(p, gr, m, v, a)
-			continue
-		}
-		switch k := i - 2 - e.Layer*perLayer; {
-		case u.Heads != nil && (k == pQKVW || k == pQKVB):
-			width := C
-			if k == pQKVB {
-				width = 1
-			}
-			g.ops.AdamWSub(p, gr, m, v, width, qkvRows(u.Heads, C, HS), nil, a)
-		case u.Heads != nil && k == pProjW:
-			g.ops.AdamWSub(p, gr, m, v, C, nil, headCols(u.Heads, HS), a)
-		case u.Neurons != nil && k == pFcW:
-			g.ops.AdamWSub(p, gr, m, v, C, u.Neurons, nil, a)
-		case u.Neurons != nil && k == pFcB:
-			g.ops.AdamWSub(p, gr, m, v, 1, u.Neurons, nil, a)
-		case u.Neurons != nil && k == pFpW:
-			g.ops.AdamWSub(p, gr, m, v, 4*C, nil, u.Neurons, a)
-		default:
-			g.ops.AdamW(p, gr, m, v, a)
-		}
-	}
 }
 
 // ActivationFloats is the number of float32 values the forward state holds

@@ -39,7 +39,7 @@ type fixture struct {
 	ParamsAfter []float32 `json:"params_after"`
 }
 
-func loadFixture(t *testing.T, name string) (*fixture, GPT2Config, *Selection) {
+func loadFixture(t *testing.T, name string) (*fixture, ModelConfig, *Selection) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name+".json"))
 	if err != nil {
@@ -50,7 +50,7 @@ func loadFixture(t *testing.T, name string) (*fixture, GPT2Config, *Selection) {
 		t.Fatal(err)
 	}
 	c := f.Config
-	cfg := GPT2Config{Vocab: c.Vocab, Padded: c.Padded, Layers: c.Layers, Heads: c.Heads, Channels: c.Channels, MaxT: c.MaxT}
+	cfg := ModelConfig{Vocab: c.Vocab, Padded: c.Padded, Layers: c.Layers, Heads: c.Heads, Channels: c.Channels, MaxT: c.MaxT}
 	var sel *Selection
 	s := f.Selection
 	if s.Layers != nil || s.Heads != nil || s.Neurons != nil {
@@ -182,7 +182,7 @@ func TestGPT2MatchesPyTorch(t *testing.T) {
 
 // TestTableCoversBuffer: the table's tensors tile the flat buffer.
 func TestTableCoversBuffer(t *testing.T) {
-	for name, cfg := range GPT2Presets {
+	for name, cfg := range Presets {
 		tab := cfg.Table()
 		sort.Slice(tab, func(i, j int) bool { return tab[i].Offset < tab[j].Offset })
 		off := 0

@@ -27,7 +27,7 @@ type Data struct {
 // Config is a run's resolved configuration, saved in the run directory.
 type Config struct {
 	Preset string     `json:"preset"`
-	Model  GPT2Config `json:"model"`
+	Model  ModelConfig `json:"model"`
 	Data   []Data     `json:"data"`
 
 	Steps    int    `json:"steps"` // optimizer steps

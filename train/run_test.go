@@ -46,7 +46,7 @@ func tokenSet(t *testing.T) string {
 
 func tinyRun(set string) Config {
 	s, _ := ParseSchedule("2,4,6", "0.5:0.5:0.5,0.5:0.5:1,1:1:1")
-	return Config{Model: GPT2Config{Vocab: 50257, Padded: 50304, Layers: 2, Heads: 2, Channels: 16, MaxT: 16},
+	return Config{Model: ModelConfig{Vocab: 50257, Padded: 50304, Layers: 2, Heads: 2, Channels: 16, MaxT: 16},
 		Data: []Data{{Dir: set, Weight: 1}}, Steps: 6, Batch: 2, Seq: 16, Accum: 2, Seed: 5, LR: 1e-3, Warmup: 2,
 		EST: "custom", Schedule: &s, EvalEvery: 3, CheckpointEvery: 3}
 }
@@ -128,7 +128,7 @@ func TestResumeIsExact(t *testing.T) {
 
 // TestExportImportHF: exported Hugging Face tensors load back unchanged.
 func TestExportImportHF(t *testing.T) {
-	cfg := GPT2Config{Vocab: 61, Padded: 64, Layers: 2, Heads: 2, Channels: 8, MaxT: 8}
+	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 2, Heads: 2, Channels: 8, MaxT: 8}
 	ops := cpu.New()
 	m, _ := NewGPT2(ops, cfg, cfg.InitParams(3))
 	dir := t.TempDir()

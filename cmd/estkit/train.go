@@ -29,8 +29,8 @@ type trainOptions struct {
 
 func newTrainCmd(g *globals) *cobra.Command {
 	opts := &trainOptions{}
-	presets := make([]string, 0, len(train.GPT2Presets))
-	for n := range train.GPT2Presets {
+	presets := make([]string, 0, len(train.Presets))
+	for n := range train.Presets {
 		presets = append(presets, n)
 	}
 	sort.Strings(presets)
@@ -104,7 +104,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 			return fmt.Errorf("train: %s/config.json: %w", opts.out, err)
 		}
 	} else {
-		model, ok := train.GPT2Presets[opts.preset]
+		model, ok := train.Presets[opts.preset]
 		if !ok {
 			return fmt.Errorf("train: no model preset %q", opts.preset)
 		}

@@ -1,0 +1,3 @@
+package train
+
+func llamaTable(cfg ModelConfig) []Param { return nil }

@@ -1,0 +1,423 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/estkit/estkit/kernels"
+)
+
+// ModelConfig is the shape of a model: GPT-2 (Arch "gpt2" or empty) or
+// Llama (Arch "llama").
+type ModelConfig struct {
+	Arch     string `json:",omitempty"`
+	Vocab    int    // real vocabulary (GPT-2: 50257)
+	Padded   int    // vocabulary rounded up for the matrix products (50304); logits beyond Vocab are ignored
+	Layers   int
+	Heads    int // query heads
+	KVHeads  int `json:",omitempty"` // Llama: key/value heads (grouped-query attention); 0: Heads
+	Channels int
+	FF       int `json:",omitempty"` // Llama: MLP width; GPT-2's is 4·Channels
+	MaxT     int // GPT-2: position embeddings; Llama: the context it is built for
+	// Llama: rotary embedding base and RMSNorm epsilon.
+	RopeTheta float64 `json:",omitempty"`
+	NormEps   float64 `json:",omitempty"`
+}
+
+// Presets of model sizes: GPT-2's, and TinyLlama 1.1B with small Llamas of
+// its shape ratios (8 query heads per key/value head, MLP 2.75× wide).
+var Presets = map[string]ModelConfig{
+	"gpt2-124m": {Vocab: 50257, Padded: 50304, Layers: 12, Heads: 12, Channels: 768, MaxT: 1024},
+	"gpt2-350m": {Vocab: 50257, Padded: 50304, Layers: 24, Heads: 16, Channels: 1024, MaxT: 1024},
+	"gpt2-mini": {Vocab: 50257, Padded: 50304, Layers: 6, Heads: 6, Channels: 384, MaxT: 512},
+	"gpt2-tiny": {Vocab: 50257, Padded: 50304, Layers: 4, Heads: 4, Channels: 128, MaxT: 256},
+
+	"tinyllama-1.1b": {Arch: "llama", Vocab: 32000, Padded: 32000, Layers: 22, Heads: 32, KVHeads: 4, Channels: 2048, FF: 5632, MaxT: 2048, RopeTheta: 10000, NormEps: 1e-5},
+	"llama-mini":     {Arch: "llama", Vocab: 32000, Padded: 32000, Layers: 8, Heads: 8, KVHeads: 1, Channels: 512, FF: 1408, MaxT: 1024, RopeTheta: 10000, NormEps: 1e-5},
+	"llama-tiny":     {Arch: "llama", Vocab: 32000, Padded: 32000, Layers: 4, Heads: 8, KVHeads: 1, Channels: 256, FF: 704, MaxT: 512, RopeTheta: 10000, NormEps: 1e-5},
+}
+
+// IsLlama says whether the model is a Llama.
+func (c ModelConfig) IsLlama() bool { return c.Arch == "llama" }
+
+// KV is the number of key/value heads.
+func (c ModelConfig) KV() int {
+	if c.KVHeads > 0 {
+		return c.KVHeads
+	}
+	return c.Heads
+}
+
+// MLP is the MLP's width (its neurons).
+func (c ModelConfig) MLP() int {
+	if c.IsLlama() {
+		return c.FF
+	}
+	return 4 * c.Channels
+}
+
+// Check validates a model shape.
+func (c ModelConfig) Check() error {
+	switch {
+	case c.Arch != "" && c.Arch != "gpt2" && c.Arch != "llama":
+		return fmt.Errorf("train: model architecture %q (want gpt2 or llama)", c.Arch)
+	case c.Vocab <= 0 || c.Padded < c.Vocab || c.Layers <= 0 || c.Heads <= 0 || c.Channels <= 0 || c.MaxT <= 0:
+		return fmt.Errorf("train: model shape %+v: sizes must be positive and Padded at least Vocab", c)
+	case c.Channels%c.Heads != 0:
+		return fmt.Errorf("train: %d channels do not split into %d heads", c.Channels, c.Heads)
+	case c.Heads%c.KV() != 0:
+		return fmt.Errorf("train: %d query heads do not split into groups of %d key/value heads", c.Heads, c.KV())
+	case c.IsLlama() && (c.FF <= 0 || c.Channels/c.Heads%2 != 0 || c.RopeTheta <= 0 || c.NormEps <= 0):
+		return fmt.Errorf("train: Llama shape %+v needs an MLP width, an even head size, a rotary base and a norm epsilon", c)
+	case !c.IsLlama() && c.KV() != c.Heads:
+		return errors.New("train: GPT-2 has as many key/value heads as query heads")
+	}
+	return nil
+}
+
+// Table returns the parameter table of the model.
+func (c ModelConfig) Table() []Param {
+	if c.IsLlama() {
+		return llamaTable(c)
+	}
+	return gpt2Table(c)
+}
+
+// NumParams is the total parameter count (padding rows included).
+func (c ModelConfig) NumParams() int {
+	t := c.Table()
+	return t[len(t)-1].Offset + t[len(t)-1].Size
+}
+
+// InitParams fills a flat parameter vector as the table says: normal
+// weights of each tensor's std, zero biases, unit norm weights; the
+// vocabulary's padding rows are zero.
+func (c ModelConfig) InitParams(seed uint64) []float32 {
+	t := c.Table()
+	p := make([]float32, c.NumParams())
+	r := rand.New(rand.NewPCG(seed, 0x6770743221))
+	for _, e := range t {
+		x := p[e.Offset : e.Offset+e.Size]
+		switch {
+		case e.Ones:
+			for i := range x {
+				x[i] = 1
+			}
+		case e.Std > 0:
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * e.Std)
+			}
+		}
+		if e.Vocab {
+			clear(x[c.Vocab*c.Channels:])
+		}
+	}
+	return p
+}
+
+// Param is one entry of the parameter table: it drives the memory layout,
+// checkpoints, Hugging Face names and the optimizer.
+type Param struct {
+	Name   string // GPT-2: GPT2LMHeadModel's name without "transformer."; Llama: LlamaForCausalLM's, q/k/v and gate/up fused
+	Shape  []int  // PyTorch Linear convention: [out, in]
+	Decay  bool   // AdamW weight decay applies
+	Std    float64
+	Ones   bool // initialised to 1 (norm weights)
+	Vocab  bool // rows are the (padded) vocabulary
+	Layer  int  // block index, -1 outside the blocks
+	Unit   unit // which rows or columns belong to sampled heads or neurons
+	Offset int  // into the flat parameter buffer
+	Size   int
+}
+
+// unit says how a block's tensor divides among EST's sampled units.
+type unit int
+
+const (
+	unitNone       unit = iota
+	unitQKVRows         // rows of fused q, k, v (weight or bias): query heads and their key/value heads
+	unitHeadCols        // columns of the attention output projection
+	unitNeuronRows      // rows of the MLP's input projection (weight or bias)
+	unitGateUpRows      // rows of Llama's fused gate and up projections
+	unitNeuronCols      // columns of the MLP's output projection
+)
+
+// table builds a parameter table in layout order.
+type table []Param
+
+func (t *table) add(name string, layer int, decay bool, std float64, ones bool, u unit, shape ...int) {
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	off := 0
+	if len(*t) > 0 {
+		last := (*t)[len(*t)-1]
+		off = last.Offset + last.Size
+	}
+	*t = append(*t, Param{Name: name, Shape: shape, Decay: decay, Std: std, Ones: ones, Layer: layer, Unit: u, Offset: off, Size: n})
+}
+
+// Selection is the subnetwork of one step: the blocks that run, and in
+// each the attention heads and MLP neurons that run, with the scales of
+// their outputs (1/pH, 1/pM). A nil Layers runs every block; a nil entry
+// of Heads or Neurons runs them all at scale 1. Heads are query heads; a
+// key/value head runs when one of its query heads does.
+type Selection struct {
+	Layers  []int
+	Heads   [][]int32 // by block index
+	Neurons [][]int32
+	HScale  float32 // 1/pH
+	MScale  float32 // 1/pM
+}
+
+// kvHeads are the key/value heads the query heads read, in order.
+func kvHeads(heads []int32, NH, NKV int) []int32 {
+	var kv []int32
+	for _, h := range heads {
+		g := h / int32(NH/NKV)
+		if len(kv) == 0 || kv[len(kv)-1] != g {
+			kv = append(kv, g)
+		}
+	}
+	return kv
+}
+
+// qkvRows lists the rows of a fused q, k, v projection that the query
+// heads and their key/value heads own (queries of NH heads, then keys and
+// values of NKV, each HS rows).
+func qkvRows(heads []int32, NH, NKV, HS int) []int32 {
+	kv := kvHeads(heads, NH, NKV)
+	rows := make([]int32, 0, (len(heads)+2*len(kv))*HS)
+	for _, part := range []struct {
+		base  int
+		heads []int32
+	}{{0, heads}, {NH, kv}, {NH + NKV, kv}} {
+		for _, h := range part.heads {
+			for i := 0; i < HS; i++ {
+				rows = append(rows, int32((part.base+int(h))*HS+i))
+			}
+		}
+	}
+	return rows
+}
+
+// headCols lists the columns of the attention output projection that the
+// given heads feed.
+func headCols(heads []int32, HS int) []int32 {
+	cols := make([]int32, 0, len(heads)*HS)
+	for _, h := range heads {
+		for i := 0; i < HS; i++ {
+			cols = append(cols, int32(int(h)*HS+i))
+		}
+	}
+	return cols
+}
+
+// gateUpRows lists the rows of a fused gate and up projection (FF rows
+// each) of the given neurons.
+func gateUpRows(neurons []int32, FF int) []int32 {
+	rows := make([]int32, 0, 2*len(neurons))
+	rows = append(rows, neurons...)
+	for _, n := range neurons {
+		rows = append(rows, n+int32(FF))
+	}
+	return rows
+}
+
+// core is what every model shares: its shape, its table and the flat
+// buffers of parameters, gradients and AdamW moments laid out by it.
+type core struct {
+	Cfg    ModelConfig
+	ops    kernels.Ops
+	table  []Param
+	Params kernels.Buf
+	Grads  kernels.Buf
+	m, v   kernels.Buf // AdamW moments
+}
+
+func newCore(ops kernels.Ops, cfg ModelConfig, params []float32) core {
+	n := len(params)
+	c := core{Cfg: cfg, ops: ops, table: cfg.Table()}
+	c.Params = ops.Alloc(n)
+	ops.Upload(c.Params, params)
+	c.Grads = ops.Alloc(n)
+	c.m, c.v = ops.Alloc(n), ops.Alloc(n)
+	return c
+}
+
+// checkParams validates a model's shape and its parameter count.
+func checkParams(cfg ModelConfig, params []float32) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	if n := cfg.NumParams(); len(params) != n {
+		return fmt.Errorf("train: %d parameters given, the model has %d", len(params), n)
+	}
+	return nil
+}
+
+// Table is the model's parameter table.
+func (g *core) Table() []Param { return g.table }
+
+func (g *core) param(buf kernels.Buf, i int) kernels.Buf {
+	e := g.table[i]
+	return g.ops.Slice(buf, e.Offset, e.Size)
+}
+
+// need returns the first n values of *b, reallocating it when shorter.
+func (g *core) need(b *kernels.Buf, n int) kernels.Buf {
+	if *b == nil || (*b).Len() < n {
+		*b = g.ops.Alloc(n)
+	}
+	return g.ops.Slice(*b, 0, n)
+}
+
+// activeLayers are the blocks sel runs, in order.
+func (g *core) activeLayers(sel *Selection) []int {
+	if sel != nil && sel.Layers != nil {
+		return sel.Layers
+	}
+	all := make([]int, g.Cfg.Layers)
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+// blockShape is what block l computes under sel: its query heads and
+// neurons (nil: all), their counts, and the key/value heads.
+func (g *core) blockShape(sel *Selection, l int) (heads, neurons []int32, nh, nkv, ff int, hs, ms float32) {
+	nh, nkv, ff, hs, ms = g.Cfg.Heads, g.Cfg.KV(), g.Cfg.MLP(), 1, 1
+	if sel == nil {
+		return
+	}
+	if l < len(sel.Heads) && sel.Heads[l] != nil {
+		heads, nh, hs = sel.Heads[l], len(sel.Heads[l]), sel.HScale
+		nkv = len(kvHeads(heads, g.Cfg.Heads, g.Cfg.KV()))
+	}
+	if l < len(sel.Neurons) && sel.Neurons[l] != nil {
+		neurons, ff, ms = sel.Neurons[l], len(sel.Neurons[l]), sel.MScale
+	}
+	return
+}
+
+// checkHeads verifies that sampled query heads form whole, equal groups
+// over their key/value heads (each key/value head read by the same number
+// of query heads, in order), as grouped-query attention computes them.
+func (g *core) checkHeads(heads []int32) error {
+	if heads == nil {
+		return nil
+	}
+	NH, NKV := g.Cfg.Heads, g.Cfg.KV()
+	kv := kvHeads(heads, NH, NKV)
+	if len(heads)%len(kv) != 0 || !slices.IsSorted(heads) {
+		return fmt.Errorf("train: sampled heads %v do not form equal groups over key/value heads %v", heads, kv)
+	}
+	per := len(heads) / len(kv)
+	for i, h := range heads {
+		if h/int32(NH/NKV) != kv[i/per] {
+			return fmt.Errorf("train: sampled heads %v do not form equal groups over key/value heads %v", heads, kv)
+		}
+	}
+	return nil
+}
+
+// ZeroGrads clears the gradients of every parameter outside the skipped
+// blocks, before the first micro-batch of a step. A skipped block's
+// gradients are neither read nor updated in that step, so they are left
+// as they are.
+func (g *core) ZeroGrads(skipped map[int]bool) {
+	for _, r := range g.ranges(skipped) {
+		g.ops.Fill(g.ops.Slice(g.Grads, r[0], r[1]-r[0]), 0)
+	}
+}
+
+// GradNorm is the global L2 norm of the gradients outside the skipped
+// blocks.
+func (g *core) GradNorm(skipped map[int]bool) float64 {
+	var s float64
+	for _, r := range g.ranges(skipped) {
+		s += g.ops.SumSquares(g.ops.Slice(g.Grads, r[0], r[1]-r[0]))
+	}
+	return math.Sqrt(s)
+}
+
+// ranges are the spans [lo, hi) of the flat buffers that hold the
+// parameters outside the skipped blocks, in offset order.
+func (g *core) ranges(skipped map[int]bool) [][2]int {
+	var spans [][2]int
+	for _, e := range g.table {
+		if e.Layer >= 0 && skipped[e.Layer] {
+			continue
+		}
+		spans = append(spans, [2]int{e.Offset, e.Offset + e.Size})
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var out [][2]int
+	for _, r := range spans {
+		if n := len(out); n > 0 && out[n-1][1] == r[0] {
+			out[n-1][1] = r[1]
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// StepOptions are AdamW's settings for one step.
+type StepOptions struct {
+	kernels.AdamWArgs
+	// Skipped blocks, whose parameters keep their values and moments (as
+	// PyTorch's AdamW skips parameters without a gradient).
+	Skipped map[int]bool
+	// Sampled, when not nil, limits the update of each running block to
+	// the heads and neurons listed for it (EST's "sampled" update); a
+	// block absent from it, or with nil lists, updates whole.
+	Sampled map[int]Units
+}
+
+// Units are the attention heads and MLP neurons of one block (nil: all).
+type Units struct {
+	Heads, Neurons []int32
+}
+
+// Step applies AdamW to every parameter with a gradient.
+func (g *core) Step(s StepOptions) {
+	c := g.Cfg
+	NH, NKV, HS, FF := c.Heads, c.KV(), c.Channels/c.Heads, c.MLP()
+	for i, e := range g.table {
+		if e.Layer >= 0 && s.Skipped[e.Layer] {
+			continue
+		}
+		a := s.AdamWArgs
+		if !e.Decay {
+			a.WeightDecay = 0
+		}
+		p, gr, m, v := g.param(g.Params, i), g.param(g.Grads, i), g.param(g.m, i), g.param(g.v, i)
+		u := s.Sampled[e.Layer]
+		width := 1
+		if len(e.Shape) == 2 {
+			width = e.Shape[1]
+		}
+		switch {
+		case e.Layer < 0:
+			g.ops.AdamW(p, gr, m, v, a)
+		case u.Heads != nil && e.Unit == unitQKVRows:
+			g.ops.AdamWSub(p, gr, m, v, width, qkvRows(u.Heads, NH, NKV, HS), nil, a)
+		case u.Heads != nil && e.Unit == unitHeadCols:
+			g.ops.AdamWSub(p, gr, m, v, width, nil, headCols(u.Heads, HS), a)
+		case u.Neurons != nil && e.Unit == unitNeuronRows:
+			g.ops.AdamWSub(p, gr, m, v, width, u.Neurons, nil, a)
+		case u.Neurons != nil && e.Unit == unitGateUpRows:
+			g.ops.AdamWSub(p, gr, m, v, width, gateUpRows(u.Neurons, FF), nil, a)
+		case u.Neurons != nil && e.Unit == unitNeuronCols:
+			g.ops.AdamWSub(p, gr, m, v, width, nil, u.Neurons, a)
+		default:
+			g.ops.AdamW(p, gr, m, v, a)
+		}
+	}
+}
