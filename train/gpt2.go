@@ -7,7 +7,6 @@ import (
 	"github.com/estkit/estkit/kernels"
 )
 
-
 // Per-layer parameter indices within a block's run of the table.
 const (
 	pLn1W = iota

@@ -26,9 +26,9 @@ type Data struct {
 
 // Config is a run's resolved configuration, saved in the run directory.
 type Config struct {
-	Preset string     `json:"preset"`
+	Preset string      `json:"preset"`
 	Model  ModelConfig `json:"model"`
-	Data   []Data     `json:"data"`
+	Data   []Data      `json:"data"`
 
 	Steps    int    `json:"steps"` // optimizer steps
 	Batch    int    `json:"batch"` // micro-batch B
