@@ -138,17 +138,12 @@ func (g *GPT2) ensure(B, T int) {
 // cross-entropy loss. It keeps what Backward needs.
 func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32, error) {
 	c, o := g.Cfg, g.ops
-	if T > c.MaxT || len(ids) != B*T || (targets != nil && len(targets) != B*T) {
-		return 0, fmt.Errorf("train: forward of %d ids (%d targets) as %d×%d, max T %d", len(ids), len(targets), B, T, c.MaxT)
-	}
-	for _, id := range ids {
-		if id < 0 || int(id) >= c.Vocab {
-			return 0, fmt.Errorf("train: token id %d outside the vocabulary (%d)", id, c.Vocab)
-		}
+	if err := checkBatch(c, ids, targets, B, T); err != nil {
+		return 0, err
 	}
 	g.ensure(B, T)
 	a := g.act
-	g.ids, g.sel, g.inputs = ids, sel, map[int]kernels.Buf{}
+	g.ids, g.sel, g.targets, g.inputs = ids, sel, nil, map[int]kernels.Buf{}
 	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
 	o.Embed(a.x0, g.param(g.Params, 0), g.param(g.Params, 1), ids, B, T, C)
 	cur := a.x0
@@ -206,20 +201,8 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 	if targets == nil {
 		return 0, nil
 	}
-	for _, id := range targets {
-		if id < 0 || int(id) >= c.Vocab {
-			return 0, fmt.Errorf("train: target id %d outside the vocabulary (%d)", id, c.Vocab)
-		}
-	}
 	g.targets = targets
-	o.CrossEntropy(a.losses, nil, a.logits, targets, BT, c.Vocab, c.Padded, 0)
-	l := make([]float32, BT)
-	o.Download(l, a.losses)
-	var s float64
-	for _, v := range l {
-		s += float64(v)
-	}
-	return float32(s / float64(BT)), nil
+	return meanLoss(o, a.losses, a.logits, targets, BT, c)
 }
 
 // Backward computes the gradients of the last Forward's mean loss and adds

@@ -15,8 +15,13 @@ import (
 
 type fixture struct {
 	Config struct {
+		Arch                                   string
 		Vocab, Padded, Layers, Heads, Channels int
-		MaxT                                   int `json:"max_t"`
+		KVHeads                                int     `json:"kv_heads"`
+		FF                                     int     `json:"ff"`
+		MaxT                                   int     `json:"max_t"`
+		RopeTheta                              float64 `json:"rope_theta"`
+		NormEps                                float64 `json:"norm_eps"`
 		B, T                                   int
 	}
 	Selection struct {
@@ -50,7 +55,8 @@ func loadFixture(t *testing.T, name string) (*fixture, ModelConfig, *Selection) 
 		t.Fatal(err)
 	}
 	c := f.Config
-	cfg := ModelConfig{Vocab: c.Vocab, Padded: c.Padded, Layers: c.Layers, Heads: c.Heads, Channels: c.Channels, MaxT: c.MaxT}
+	cfg := ModelConfig{Arch: c.Arch, Vocab: c.Vocab, Padded: c.Padded, Layers: c.Layers, Heads: c.Heads, KVHeads: c.KVHeads,
+		Channels: c.Channels, FF: c.FF, MaxT: c.MaxT, RopeTheta: c.RopeTheta, NormEps: c.NormEps}
 	var sel *Selection
 	s := f.Selection
 	if s.Layers != nil || s.Heads != nil || s.Neurons != nil {
@@ -98,86 +104,99 @@ func closeTo(t *testing.T, what string, table []Param, got, want []float32, tol 
 // full model and for subnetworks of sampled heads, neurons and blocks.
 func TestGPT2MatchesPyTorch(t *testing.T) {
 	for _, name := range []string{"gpt2-full", "gpt2-est-width", "gpt2-est-layers"} {
-		t.Run(name, func(t *testing.T) {
-			f, cfg, sel := loadFixture(t, name)
-			if len(f.Params) != cfg.NumParams() {
-				t.Fatalf("fixture has %d parameters, the table %d", len(f.Params), cfg.NumParams())
-			}
-			ops := cpu.New()
-			m, err := NewGPT2(ops, cfg, f.Params)
-			if err != nil {
-				t.Fatal(err)
-			}
-			B, T := f.Config.B, f.Config.T
-			loss, err := m.Forward(f.IDs, f.Targets, B, T, sel)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if math.Abs(float64(loss-f.Loss)) > 1e-5*math.Abs(float64(f.Loss)) {
-				t.Fatalf("loss %v, PyTorch %v", loss, f.Loss)
-			}
-			logits := make([]float32, B*T*cfg.Padded)
-			ops.Download(logits, m.act.logits)
-			for i := 0; i < B*T; i++ {
-				for v := 0; v < cfg.Vocab; v++ {
-					g, w := logits[i*cfg.Padded+v], f.Logits[i*cfg.Vocab+v]
-					if math.Abs(float64(g-w)) > 1e-5*math.Max(1, math.Abs(float64(w))) {
-						t.Fatalf("logit [%d,%d] %v, PyTorch %v", i, v, g, w)
-					}
-				}
-			}
-			m.ZeroGrads(nil)
-			if err := m.Backward(1); err != nil {
-				t.Fatal(err)
-			}
-			grads := make([]float32, cfg.NumParams())
-			ops.Download(grads, m.Grads)
-			closeTo(t, "gradient", m.Table(), grads, f.Grads, 1e-5)
-			skipped := map[int]bool{}
-			if sel != nil && sel.Layers != nil {
-				for l := 0; l < cfg.Layers; l++ {
-					skipped[l] = true
-				}
-				for _, l := range sel.Layers {
-					delete(skipped, l)
-				}
-			}
-			a := f.AdamW
-			for step := 1; step <= a.Steps; step++ {
-				if step > 1 {
-					m.ZeroGrads(skipped)
-					if _, err := m.Forward(f.IDs, f.Targets, B, T, sel); err != nil {
-						t.Fatal(err)
-					}
-					m.Backward(1)
-				}
-				m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: a.LR, Beta1: a.Beta1, Beta2: a.Beta2, Eps: a.Eps, WeightDecay: a.WeightDecay, Step: step}, Skipped: skipped})
-			}
-			after := make([]float32, cfg.NumParams())
-			ops.Download(after, m.Params)
-			// Where the true gradient is zero (the key bias: adding a
-			// constant to a row of attention scores changes nothing), both
-			// gradients are float noise that AdamW's 1/√v scales up to
-			// steps of lr; those entries are only held to moving less than
-			// steps·lr, and compared as equal to PyTorch's values.
-			want := append([]float32(nil), f.ParamsAfter...)
-			for _, e := range m.Table() {
-				var gs float64
-				for _, v := range f.Grads[e.Offset : e.Offset+e.Size] {
-					gs = math.Max(gs, math.Abs(float64(v)))
-				}
-				for i := e.Offset; i < e.Offset+e.Size; i++ {
-					if math.Abs(float64(f.Grads[i])) <= 1e-6*gs {
-						if math.Abs(float64(after[i]-f.Params[i])) > float64(a.LR)*float64(a.Steps)*1.01 {
-							t.Fatalf("%s[%d] has no gradient but moved %g", e.Name, i-e.Offset, after[i]-f.Params[i])
-						}
-						want[i] = after[i]
-					}
-				}
-			}
-			closeTo(t, "parameters after AdamW", m.Table(), after, want, 1e-5)
-		})
+		t.Run(name, func(t *testing.T) { matchFixture(t, name) })
 	}
+}
+
+// TestLlamaMatchesPyTorch: the same for Llama (train/testdata/
+// llama_ref.py), with grouped-query attention, for the full model, whole
+// key/value groups, query heads within every group, and skipped blocks.
+func TestLlamaMatchesPyTorch(t *testing.T) {
+	for _, name := range []string{"llama-full", "llama-est-groups", "llama-est-within", "llama-est-layers"} {
+		t.Run(name, func(t *testing.T) { matchFixture(t, name) })
+	}
+}
+
+// matchFixture compares one PyTorch fixture with the model's forward,
+// backward and AdamW steps.
+func matchFixture(t *testing.T, name string) {
+	f, cfg, sel := loadFixture(t, name)
+	if len(f.Params) != cfg.NumParams() {
+		t.Fatalf("fixture has %d parameters, the table %d", len(f.Params), cfg.NumParams())
+	}
+	ops := cpu.New()
+	m, err := NewModel(ops, cfg, f.Params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	B, T := f.Config.B, f.Config.T
+	loss, err := m.Forward(f.IDs, f.Targets, B, T, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(float64(loss-f.Loss)) > 1e-5*math.Abs(float64(f.Loss)) {
+		t.Fatalf("loss %v, PyTorch %v", loss, f.Loss)
+	}
+	logits := make([]float32, B*T*cfg.Padded)
+	ops.Download(logits, m.Logits())
+	for i := 0; i < B*T; i++ {
+		for v := 0; v < cfg.Vocab; v++ {
+			g, w := logits[i*cfg.Padded+v], f.Logits[i*cfg.Vocab+v]
+			if math.Abs(float64(g-w)) > 1e-5*math.Max(1, math.Abs(float64(w))) {
+				t.Fatalf("logit [%d,%d] %v, PyTorch %v", i, v, g, w)
+			}
+		}
+	}
+	m.ZeroGrads(nil)
+	if err := m.Backward(1); err != nil {
+		t.Fatal(err)
+	}
+	grads := make([]float32, cfg.NumParams())
+	ops.Download(grads, m.base().Grads)
+	closeTo(t, "gradient", m.Table(), grads, f.Grads, 1e-5)
+	skipped := map[int]bool{}
+	if sel != nil && sel.Layers != nil {
+		for l := 0; l < cfg.Layers; l++ {
+			skipped[l] = true
+		}
+		for _, l := range sel.Layers {
+			delete(skipped, l)
+		}
+	}
+	a := f.AdamW
+	for step := 1; step <= a.Steps; step++ {
+		if step > 1 {
+			m.ZeroGrads(skipped)
+			if _, err := m.Forward(f.IDs, f.Targets, B, T, sel); err != nil {
+				t.Fatal(err)
+			}
+			m.Backward(1)
+		}
+		m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: a.LR, Beta1: a.Beta1, Beta2: a.Beta2, Eps: a.Eps, WeightDecay: a.WeightDecay, Step: step}, Skipped: skipped})
+	}
+	after := make([]float32, cfg.NumParams())
+	ops.Download(after, m.base().Params)
+	// Where the true gradient is zero (the key bias: adding a
+	// constant to a row of attention scores changes nothing), both
+	// gradients are float noise that AdamW's 1/√v scales up to
+	// steps of lr; those entries are only held to moving less than
+	// steps·lr, and compared as equal to PyTorch's values.
+	want := append([]float32(nil), f.ParamsAfter...)
+	for _, e := range m.Table() {
+		var gs float64
+		for _, v := range f.Grads[e.Offset : e.Offset+e.Size] {
+			gs = math.Max(gs, math.Abs(float64(v)))
+		}
+		for i := e.Offset; i < e.Offset+e.Size; i++ {
+			if math.Abs(float64(f.Grads[i])) <= 1e-6*gs {
+				if math.Abs(float64(after[i]-f.Params[i])) > float64(a.LR)*float64(a.Steps)*1.01 {
+					t.Fatalf("%s[%d] has no gradient but moved %g", e.Name, i-e.Offset, after[i]-f.Params[i])
+				}
+				want[i] = after[i]
+			}
+		}
+	}
+	closeTo(t, "parameters after AdamW", m.Table(), after, want, 1e-5)
 }
 
 // TestTableCoversBuffer: the table's tensors tile the flat buffer.

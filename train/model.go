@@ -421,3 +421,69 @@ func (g *core) Step(s StepOptions) {
 		}
 	}
 }
+
+// checkBatch validates a forward pass's shape and token ids.
+func checkBatch(c ModelConfig, ids, targets []int32, B, T int) error {
+	if T > c.MaxT || len(ids) != B*T || (targets != nil && len(targets) != B*T) {
+		return fmt.Errorf("train: forward of %d ids (%d targets) as %d×%d, max T %d", len(ids), len(targets), B, T, c.MaxT)
+	}
+	for _, list := range [][]int32{ids, targets} {
+		for _, id := range list {
+			if id < 0 || int(id) >= c.Vocab {
+				return fmt.Errorf("train: token id %d outside the vocabulary (%d)", id, c.Vocab)
+			}
+		}
+	}
+	return nil
+}
+
+// meanLoss is the mean cross-entropy of logits[rows×Padded] at targets.
+func meanLoss(o kernels.Ops, losses, logits kernels.Buf, targets []int32, rows int, c ModelConfig) (float32, error) {
+	o.CrossEntropy(losses, nil, logits, targets, rows, c.Vocab, c.Padded, 0)
+	l := make([]float32, rows)
+	o.Download(l, losses)
+	var s float64
+	for _, v := range l {
+		s += float64(v)
+	}
+	return float32(s / float64(rows)), nil
+}
+
+// Model is a trainable model: GPT-2 or Llama on a kernels backend.
+type Model interface {
+	Config() ModelConfig
+	Table() []Param
+	// Forward runs ids[B×T] through the subnetwork sel (nil: the full
+	// model) and, with targets, returns the mean cross-entropy loss.
+	Forward(ids, targets []int32, B, T int, sel *Selection) (float32, error)
+	// Backward adds the gradients of the last Forward's mean loss, scaled
+	// by gradScale, to the gradients.
+	Backward(gradScale float32) error
+	ZeroGrads(skipped map[int]bool)
+	GradNorm(skipped map[int]bool) float64
+	Step(s StepOptions)
+	// ActivationFloats is the size of the forward state held now.
+	ActivationFloats() int
+	// Logits are the last Forward's logits [B·T × Padded].
+	Logits() kernels.Buf
+	base() *core
+}
+
+// NewModel allocates the model cfg describes on ops with params.
+func NewModel(ops kernels.Ops, cfg ModelConfig, params []float32) (Model, error) {
+	if cfg.IsLlama() {
+		return NewLlama(ops, cfg, params)
+	}
+	return NewGPT2(ops, cfg, params)
+}
+
+// Config is the model's shape.
+func (g *core) Config() ModelConfig { return g.Cfg }
+
+func (g *core) base() *core { return g }
+
+// Logits are the last Forward's logits [B·T × Padded].
+func (g *GPT2) Logits() kernels.Buf { return g.act.logits }
+
+// Logits are the last Forward's logits [B·T × Padded].
+func (g *Llama) Logits() kernels.Buf { return g.act.logits }
