@@ -29,6 +29,11 @@ type Schedule struct {
 // 150k steps), which saves 26.7% of the transformer blocks' FLOPs.
 var ESTPresets = map[string]Schedule{
 	"est-gpt2": {Ends: []int{20000, 70000, 150000}, Rates: []Rates{{0.5, 0.5, 0.5}, {0.5, 0.5, 1}, {1, 1, 1}}},
+	// est-tinyllama is our reconstruction (the paper gives TinyLlama's 60k
+	// steps and its 25.0% saving, not its stages): GPT-2's rates over stage
+	// fractions 0.2, 0.2 and 0.6 of the run, exactly 25.0% of the block
+	// FLOPs when heads are sampled as whole key/value groups.
+	"est-tinyllama": {Ends: []int{12000, 24000, 60000}, Rates: []Rates{{0.5, 0.5, 0.5}, {0.5, 0.5, 1}, {1, 1, 1}}},
 }
 
 // ParseSchedule reads stage ends "S1,S2,..." and rates "pH:pM:pL,...".
@@ -115,6 +120,13 @@ type SamplerOptions struct {
 	// Group: MLP neurons are sampled in groups of this many consecutive
 	// neurons (default 1).
 	Group int `json:"group"`
+	// Heads, for grouped-query attention: "groups" (default) samples
+	// whole key/value groups with all their query heads, so that keys and
+	// values are computed only for the groups drawn; "within" samples the
+	// same number of query heads in every group, and every group's keys
+	// and values are computed. Multi-head attention (one query head per
+	// group) is the same under both.
+	Heads string `json:"heads,omitempty"`
 	// Update "dense" (default): every parameter of a running block is
 	// updated, the unsampled heads and neurons with a zero gradient, so
 	// that AdamW still moves them by momentum and weight decay (PyTorch's
@@ -194,7 +206,8 @@ func (p Plan) Units(layers int) map[int]Units {
 type Sampler struct {
 	Seed     uint64
 	Layers   int
-	Heads    int
+	Heads    int // query heads
+	KVHeads  int // key/value heads (0: Heads)
 	Neurons  int // MLP width
 	Schedule Schedule
 	Opt      SamplerOptions
@@ -236,7 +249,7 @@ func (s *Sampler) Sample(step, draw int) (*Selection, int, Rates) {
 			continue
 		}
 		if r.PH < 1 {
-			sel.Heads[l] = choose(rng, s.Heads, count(s.Heads, r.PH))
+			sel.Heads[l] = s.heads(rng, r.PH)
 		}
 		if r.PM < 1 {
 			groups := choose(rng, s.Neurons/group, count(s.Neurons/group, r.PM))
@@ -256,6 +269,41 @@ func (s *Sampler) Sample(step, draw int) (*Selection, int, Rates) {
 		sel.MScale = 1
 	}
 	return sel, stage, r
+}
+
+// heads draws one block's query heads at rate p.
+func (s *Sampler) heads(rng *rand.Rand, p float64) []int32 {
+	nkv := s.KVHeads
+	if nkv == 0 || nkv == s.Heads {
+		return choose(rng, s.Heads, count(s.Heads, p))
+	}
+	G := int32(s.Heads / nkv)
+	var heads []int32
+	if s.Opt.Heads == "within" {
+		k := count(int(G), p)
+		for g := int32(0); g < int32(nkv); g++ {
+			for _, h := range choose(rng, int(G), k) {
+				heads = append(heads, g*G+h)
+			}
+		}
+		return heads
+	}
+	for _, g := range choose(rng, nkv, count(nkv, p)) {
+		for h := int32(0); h < G; h++ {
+			heads = append(heads, g*G+h)
+		}
+	}
+	return heads
+}
+
+// NewSampler is the sampler of a run's configuration (nil without an EST
+// schedule).
+func NewSampler(cfg *Config) *Sampler {
+	if cfg.Schedule == nil {
+		return nil
+	}
+	m := cfg.Model
+	return &Sampler{Seed: cfg.Seed, Layers: m.Layers, Heads: m.Heads, KVHeads: m.KV(), Neurons: m.MLP(), Schedule: *cfg.Schedule, Opt: cfg.Sampler}
 }
 
 // count is round(n·p), at least 1.
@@ -298,16 +346,21 @@ func (cfg ModelConfig) StepFLOPs(sel *Selection, B, T int) FLOPs {
 			layers = append(layers, l)
 		}
 	}
+	mlpMats := 2.0 // GPT-2: c_fc and c_proj; Llama: gate, up and down
+	if cfg.IsLlama() {
+		mlpMats = 3
+	}
 	for _, l := range layers {
-		nh, ff := float64(cfg.Heads), 4*C
+		nh, nkv, ff := float64(cfg.Heads), float64(cfg.KV()), float64(cfg.MLP())
 		if sel != nil && l < len(sel.Heads) && sel.Heads[l] != nil {
 			nh = float64(len(sel.Heads[l]))
+			nkv = float64(len(kvHeads(sel.Heads[l], cfg.Heads, cfg.KV())))
 		}
 		if sel != nil && l < len(sel.Neurons) && sel.Neurons[l] != nil {
 			ff = float64(len(sel.Neurons[l]))
 		}
 		D := nh * HS
-		perToken := 2*C*3*D + 2*float64(T)*D*2 + 2*D*C + 2*C*ff*2
+		perToken := 2*C*(nh+2*nkv)*HS + 2*float64(T)*D*2 + 2*D*C + 2*C*ff*mlpMats
 		blocks += perToken * tokens
 	}
 	head := 2 * C * float64(cfg.Vocab) * tokens

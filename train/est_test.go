@@ -222,3 +222,50 @@ func TestSampledUpdate(t *testing.T) {
 		t.Fatalf("plan skips %d blocks and runs %d", len(skipped), len(units))
 	}
 }
+
+// TestESTTinyLlamaSaving: the est-tinyllama preset saves exactly 25.0% of
+// TinyLlama 1.1B's block FLOPs when whole key/value groups are sampled (the
+// default), and less when query heads are sampled within every group (all
+// keys and values computed).
+func TestESTTinyLlamaSaving(t *testing.T) {
+	cfg := Presets["tinyllama-1.1b"]
+	saving := func(mode string) float64 {
+		s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(),
+			Schedule: ESTPresets["est-tinyllama"].Scaled(600), Opt: SamplerOptions{Heads: mode}}
+		var done, full float64
+		for step := 0; step < 600; step++ {
+			sel, _, _ := s.Sample(step, 0)
+			done += cfg.StepFLOPs(sel, 1, 2048).Blocks
+			full += cfg.StepFLOPs(nil, 1, 2048).Blocks
+		}
+		return 1 - done/full
+	}
+	if g := saving("groups"); math.Abs(g-0.25) > 1e-9 {
+		t.Fatalf("groups: block FLOPs saved %.6f, want 0.25", g)
+	}
+	if w := saving("within"); !(w > 0.2 && w < 0.25) {
+		t.Fatalf("within: block FLOPs saved %.4f, want a little under 0.25", w)
+	}
+}
+
+// TestSamplerGroups: with grouped-query attention, "groups" draws whole
+// key/value groups and "within" the same number of query heads in every
+// group; both are what the Llama model accepts.
+func TestSamplerGroups(t *testing.T) {
+	m := &Llama{core: core{Cfg: Presets["tinyllama-1.1b"]}}
+	for _, mode := range []string{"groups", "within"} {
+		s := &Sampler{Seed: 3, Layers: 22, Heads: 32, KVHeads: 4, Neurons: 5632, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 1}}}, Opt: SamplerOptions{Heads: mode}}
+		for step := 0; step < 10; step++ {
+			sel, _, _ := s.Sample(step, 0)
+			for l, heads := range sel.Heads {
+				kv := kvHeads(heads, 32, 4)
+				if len(heads) != 16 || m.checkHeads(heads) != nil {
+					t.Fatalf("%s: layer %d heads %v", mode, l, heads)
+				}
+				if want := map[string]int{"groups": 2, "within": 4}[mode]; len(kv) != want {
+					t.Fatalf("%s: layer %d reads key/value heads %v, want %d of them", mode, l, kv, want)
+				}
+			}
+		}
+	}
+}

@@ -101,6 +101,9 @@ func (c *Config) Defaults() {
 	if c.Sampler.Update == "" {
 		c.Sampler.Update = "dense"
 	}
+	if c.Sampler.Heads == "" {
+		c.Sampler.Heads = "groups"
+	}
 	if c.EvalBatches == 0 {
 		c.EvalBatches = 4
 	}
@@ -124,10 +127,15 @@ func (c *Config) Check() error {
 		return fmt.Errorf("train: sample-every %q (want step or microbatch)", c.SampleEvery)
 	case c.Sampler.LayerMode != "fixed" && c.Sampler.LayerMode != "bernoulli":
 		return fmt.Errorf("train: layer mode %q (want fixed or bernoulli)", c.Sampler.LayerMode)
+	case c.Sampler.Heads != "groups" && c.Sampler.Heads != "within":
+		return fmt.Errorf("train: EST heads %q (want groups or within)", c.Sampler.Heads)
 	case c.Sampler.Update != "dense" && c.Sampler.Update != "sampled":
 		return fmt.Errorf("train: EST update %q (want dense or sampled)", c.Sampler.Update)
-	case c.Model.Channels*4%c.Sampler.Group != 0:
-		return fmt.Errorf("train: neuron group %d does not divide the MLP width %d", c.Sampler.Group, 4*c.Model.Channels)
+	case c.Model.MLP()%c.Sampler.Group != 0:
+		return fmt.Errorf("train: neuron group %d does not divide the MLP width %d", c.Sampler.Group, c.Model.MLP())
+	}
+	if err := c.Model.Check(); err != nil {
+		return err
 	}
 	if c.Schedule != nil {
 		return c.Schedule.Check()
@@ -290,10 +298,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		return nil, err
 	}
 	defer loader.Close()
-	var sampler *Sampler
-	if cfg.Schedule != nil {
-		sampler = &Sampler{Seed: cfg.Seed, Layers: cfg.Model.Layers, Heads: cfg.Model.Heads, Neurons: 4 * cfg.Model.Channels, Schedule: *cfg.Schedule, Opt: cfg.Sampler}
-	}
+	sampler := NewSampler(&cfg)
 	metrics, err := os.OpenFile(filepath.Join(out, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)

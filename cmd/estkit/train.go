@@ -378,7 +378,7 @@ draw: step, draw, stage, rates, and the blocks, heads and MLP neurons chosen
 			if cfg.Schedule == nil {
 				return fmt.Errorf("est-trace: %s trained without EST (--est off)", run)
 			}
-			s := &train.Sampler{Seed: cfg.Seed, Layers: cfg.Model.Layers, Heads: cfg.Model.Heads, Neurons: 4 * cfg.Model.Channels, Schedule: *cfg.Schedule, Opt: cfg.Sampler}
+			s := train.NewSampler(&cfg)
 			draws := 1
 			if cfg.SampleEvery == "microbatch" {
 				draws = cfg.Accum
