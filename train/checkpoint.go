@@ -127,10 +127,10 @@ const (
 // AdamW's two moments, each by the table's names.
 var tensorFiles = []string{"model.safetensors", "adam_m.safetensors", "adam_v.safetensors"}
 
-func (g *GPT2) tensorBufs() []kernels.Buf { return []kernels.Buf{g.Params, g.m, g.v} }
+func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.Params, g.m, g.v} }
 
 // saveTensors writes the parameters and moments into dir.
-func (g *GPT2) saveTensors(dir string) error {
+func (g *core) saveTensors(dir string) error {
 	host := make([]float32, g.Cfg.NumParams())
 	for i, buf := range g.tensorBufs() {
 		g.ops.Download(host, buf)
@@ -150,7 +150,7 @@ func (g *GPT2) saveTensors(dir string) error {
 }
 
 // loadTensors reads the parameters and, with moments, AdamW's moments.
-func (g *GPT2) loadTensors(dir string, moments bool) error {
+func (g *core) loadTensors(dir string, moments bool) error {
 	n := 1
 	if moments {
 		n = 3

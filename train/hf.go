@@ -30,14 +30,32 @@ func transpose(v []float32, rows, cols int) []float32 {
 	return out
 }
 
-// loadHF sets the parameters from a Hugging Face GPT2LMHeadModel
-// model.safetensors (names with or without "transformer."; Conv1D weights
-// transposed; wte padded with zero rows; wpe may be longer than MaxT).
-func (g *GPT2) loadHF(path string) error {
+// LoadHF sets a model's parameters from a Hugging Face model.safetensors:
+// GPT2LMHeadModel's for GPT-2, LlamaForCausalLM's for Llama.
+func LoadHF(m Model, path string) error {
 	ts, shapes, err := readSafetensors(path)
 	if err != nil {
 		return fmt.Errorf("train: --init-from: %w", err)
 	}
+	if m.Config().IsLlama() {
+		return loadLlamaHF(m.base(), path, ts, shapes)
+	}
+	return loadGPT2HF(m.base(), path, ts, shapes)
+}
+
+// ExportHF writes dir/model.safetensors and dir/config.json that Hugging
+// Face transformers loads as GPT2LMHeadModel or LlamaForCausalLM.
+func ExportHF(m Model, dir string) error {
+	if m.Config().IsLlama() {
+		return exportLlamaHF(m.base(), dir)
+	}
+	return exportGPT2HF(m.base(), dir)
+}
+
+// loadGPT2HF reads GPT2LMHeadModel tensors (names with or without
+// "transformer."; Conv1D weights transposed; wte padded with zero rows; wpe
+// may be longer than MaxT).
+func loadGPT2HF(g *core, path string, ts map[string][]float32, shapes map[string][]int) error {
 	get := func(name string) ([]float32, []int, bool) {
 		if v, ok := ts["transformer."+name]; ok {
 			return v, shapes["transformer."+name], true
@@ -80,9 +98,8 @@ func (g *GPT2) loadHF(path string) error {
 	return nil
 }
 
-// ExportHF writes dir/model.safetensors and dir/config.json that Hugging
-// Face transformers loads as GPT2LMHeadModel.
-func (g *GPT2) ExportHF(dir string) error {
+// exportGPT2HF writes GPT2LMHeadModel's tensors and configuration.
+func exportGPT2HF(g *core, dir string) error {
 	host := make([]float32, g.Cfg.NumParams())
 	g.ops.Download(host, g.Params)
 	C := g.Cfg.Channels
@@ -111,6 +128,111 @@ func (g *GPT2) ExportHF(dir string) error {
 		"n_inner": nil, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
 		"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "tie_word_embeddings": true,
 		"bos_token_id": 50256, "eos_token_id": 50256, "torch_dtype": "float32",
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := durable.WriteFile(dir, "config.json", append(b, '\n')); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
+
+// llamaParts are the Hugging Face tensors a fused Llama tensor holds, by
+// rows: name suffixes and their row counts.
+func llamaParts(c ModelConfig, name string) (prefix string, parts []string, rows []int) {
+	HS := c.Channels / c.Heads
+	if p, ok := strings.CutSuffix(name, "self_attn.qkv_proj.weight"); ok {
+		return p, []string{"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"},
+			[]int{c.Heads * HS, c.KV() * HS, c.KV() * HS}
+	}
+	if p, ok := strings.CutSuffix(name, "mlp.gate_up_proj.weight"); ok {
+		return p, []string{"mlp.gate_proj.weight", "mlp.up_proj.weight"}, []int{c.FF, c.FF}
+	}
+	return "", []string{name}, nil
+}
+
+// loadLlamaHF reads LlamaForCausalLM tensors: q, k and v (and gate and up)
+// fused by rows into the table's tensors, the vocabulary padded with zero
+// rows. Hugging Face's q and k weights are already in the rotary layout
+// estkit uses (element i pairs with i + HS/2), so none is permuted.
+func loadLlamaHF(g *core, path string, ts map[string][]float32, shapes map[string][]int) error {
+	c := g.Cfg
+	C := c.Channels
+	host := make([]float32, c.NumParams())
+	for _, e := range g.table {
+		dst := host[e.Offset : e.Offset+e.Size]
+		if e.Vocab {
+			v, sh := ts[e.Name], shapes[e.Name]
+			if v == nil && e.Name == "lm_head.weight" {
+				v, sh = ts["model.embed_tokens.weight"], shapes["model.embed_tokens.weight"] // tied
+			}
+			if v == nil {
+				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", path, e.Name)
+			}
+			if len(sh) != 2 || sh[1] != C || sh[0] != c.Vocab {
+				return fmt.Errorf("train: %s: %s %v, the model [%d %d]", path, e.Name, sh, c.Vocab, C)
+			}
+			copy(dst, v)
+			continue
+		}
+		prefix, parts, rows := llamaParts(c, e.Name)
+		off := 0
+		for i, part := range parts {
+			v, ok := ts[prefix+part]
+			if !ok {
+				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", path, prefix+part)
+			}
+			want := e.Size
+			if rows != nil {
+				want = rows[i] * C
+			}
+			if len(v) != want {
+				return fmt.Errorf("train: %s: %s %v has %d values, the model %d", path, prefix+part, shapes[prefix+part], len(v), want)
+			}
+			copy(dst[off:], v)
+			off += len(v)
+		}
+	}
+	g.ops.Upload(g.Params, host)
+	return nil
+}
+
+// exportLlamaHF writes LlamaForCausalLM's tensors (fused tensors split, the
+// vocabulary's padding rows dropped) and configuration.
+func exportLlamaHF(g *core, dir string) error {
+	c := g.Cfg
+	C := c.Channels
+	host := make([]float32, c.NumParams())
+	g.ops.Download(host, g.Params)
+	var names []string
+	var shapes [][]int
+	var data [][]float32
+	for _, e := range g.table {
+		v := host[e.Offset : e.Offset+e.Size]
+		if e.Vocab {
+			names, shapes, data = append(names, e.Name), append(shapes, []int{c.Vocab, C}), append(data, v[:c.Vocab*C])
+			continue
+		}
+		prefix, parts, rows := llamaParts(c, e.Name)
+		if rows == nil {
+			names, shapes, data = append(names, e.Name), append(shapes, e.Shape), append(data, v)
+			continue
+		}
+		off := 0
+		for i, part := range parts {
+			names, shapes, data = append(names, prefix+part), append(shapes, []int{rows[i], C}), append(data, v[off:off+rows[i]*C])
+			off += rows[i] * C
+		}
+	}
+	if err := writeSafetensors(filepath.Join(dir, "model.safetensors"), names, shapes, data, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	cfg := map[string]any{
+		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"vocab_size": c.Vocab, "hidden_size": C, "intermediate_size": c.FF, "num_hidden_layers": c.Layers,
+		"num_attention_heads": c.Heads, "num_key_value_heads": c.KV(), "max_position_embeddings": c.MaxT,
+		"rms_norm_eps": c.NormEps, "rope_theta": c.RopeTheta, "hidden_act": "silu", "tie_word_embeddings": false,
+		"attention_bias": false, "mlp_bias": false, "initializer_range": 0.02,
+		"bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
 	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := durable.WriteFile(dir, "config.json", append(b, '\n')); err != nil {

@@ -15,7 +15,7 @@ import (
 
 // LoadRun reads a run's configuration and its latest checkpoint's
 // parameters.
-func LoadRun(ops kernels.Ops, run string) (*GPT2, *Config, error) {
+func LoadRun(ops kernels.Ops, run string) (Model, *Config, error) {
 	b, err := os.ReadFile(filepath.Join(run, "config.json"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("train: %s is not a run directory: %w", run, err)
@@ -28,19 +28,19 @@ func LoadRun(ops kernels.Ops, run string) (*GPT2, *Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := NewGPT2(ops, cfg.Model, make([]float32, cfg.Model.NumParams()))
+	m, err := NewModel(ops, cfg.Model, make([]float32, cfg.Model.NumParams()))
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := m.loadTensors(dir, false); err != nil {
+	if err := m.base().loadTensors(dir, false); err != nil {
 		return nil, nil, err
 	}
 	return m, &cfg, nil
 }
 
-// Eval is the model's mean loss over up to batches sequential batches of a
-// split of the run's first data set.
-func Eval(m *GPT2, cfg *Config, split string, batches int) (float64, error) {
+// Eval is the model's mean loss over up to batches batches of a split of
+// the run's first data set (the windows evaluations during training read).
+func Eval(m Model, cfg *Config, split string, batches int) (float64, error) {
 	s, err := shards.Open(cfg.Data[0].Dir, false)
 	if err != nil {
 		return 0, err
@@ -57,7 +57,8 @@ func Eval(m *GPT2, cfg *Config, split string, batches int) (float64, error) {
 
 // Generate continues prompt by n tokens, sampling from the softmax at
 // temperature (0: greedy) among the topK most likely (0: all).
-func (g *GPT2) Generate(prompt []int32, n int, temperature float64, topK int, seed uint64) ([]int32, error) {
+func Generate(m Model, prompt []int32, n int, temperature float64, topK int, seed uint64) ([]int32, error) {
+	g := m.base()
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("train: empty prompt")
 	}
@@ -71,10 +72,10 @@ func (g *GPT2) Generate(prompt []int32, n int, temperature float64, topK int, se
 			ctx = ctx[len(ctx)-g.Cfg.MaxT:]
 		}
 		T := len(ctx)
-		if _, err := g.Forward(ctx, nil, 1, T, nil); err != nil {
+		if _, err := m.Forward(ctx, nil, 1, T, nil); err != nil {
 			return nil, err
 		}
-		g.ops.Download(row, g.ops.Slice(g.act.logits, (T-1)*Vp, Vp))
+		g.ops.Download(row, g.ops.Slice(m.Logits(), (T-1)*Vp, Vp))
 		out = append(out, pick(row[:V], temperature, topK, rng))
 	}
 	return out, nil

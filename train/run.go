@@ -255,12 +255,12 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		}
 		data = append(data, shards.Weighted{Set: s, Weight: d.Weight})
 	}
-	model, err := NewGPT2(ops, cfg.Model, cfg.Model.InitParams(cfg.Seed))
+	model, err := NewModel(ops, cfg.Model, cfg.Model.InitParams(cfg.Seed))
 	if err != nil {
 		return nil, err
 	}
 	if cfg.InitFrom != "" {
-		if err := model.loadHF(cfg.InitFrom); err != nil {
+		if err := LoadHF(model, cfg.InitFrom); err != nil {
 			return nil, err
 		}
 	}
@@ -281,7 +281,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		if st.ConfigHash != hash {
 			return nil, fmt.Errorf("train: %w: %s was written under another configuration; resume with the run's config.json", shards.ErrMismatch, dir)
 		}
-		if err := model.loadTensors(dir, true); err != nil {
+		if err := model.base().loadTensors(dir, true); err != nil {
 			return nil, err
 		}
 		loaderState = &st.Loader
@@ -510,7 +510,7 @@ func (st *runState) writeStages(out string) error {
 
 // checkpoint writes the tensors and state into checkpoints/step-N through
 // a temporary directory, then points checkpoints/latest at it.
-func checkpoint(out string, m *GPT2, st *runState, cfg *Config) error {
+func checkpoint(out string, m Model, st *runState, cfg *Config) error {
 	name := fmt.Sprintf("step-%08d", st.Step)
 	base := filepath.Join(out, ckptDir)
 	tmp := filepath.Join(base, durable.TmpPrefix+name)
@@ -518,7 +518,7 @@ func checkpoint(out string, m *GPT2, st *runState, cfg *Config) error {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	if err := m.saveTensors(tmp); err != nil {
+	if err := m.base().saveTensors(tmp); err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
@@ -539,7 +539,7 @@ func checkpoint(out string, m *GPT2, st *runState, cfg *Config) error {
 
 // evalLoss is the mean loss over the first EvalBatches batches of the val
 // split (sequential windows), full model.
-func evalLoss(m *GPT2, data []shards.Weighted, cfg *Config) (float64, error) {
+func evalLoss(m Model, data []shards.Weighted, cfg *Config) (float64, error) {
 	return evalSplit(m, data, cfg, shards.Val)
 }
 
@@ -548,7 +548,7 @@ func evalLoss(m *GPT2, data []shards.Weighted, cfg *Config) (float64, error) {
 // the whole split by a fixed permutation (the first windows in order are one
 // corner of the corpus: on the demo's Go sources they scored 3.5 nats above
 // the rest).
-func evalSplit(m *GPT2, data []shards.Weighted, cfg *Config, split string) (float64, error) {
+func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (float64, error) {
 	l, err := shards.NewLoader(shards.Config{Data: data[:1], Split: split, B: cfg.Batch, T: cfg.Seq, Order: shards.Shuffle, Seed: evalSeed}, nil)
 	if err != nil {
 		return 0, err

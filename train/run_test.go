@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -126,25 +127,61 @@ func TestResumeIsExact(t *testing.T) {
 	}
 }
 
-// TestExportImportHF: exported Hugging Face tensors load back unchanged.
+// TestExportImportHF: exported Hugging Face tensors load back unchanged,
+// for GPT-2 and for Llama, whose fused q/k/v and gate/up tensors are split
+// into Hugging Face's projections by rows.
 func TestExportImportHF(t *testing.T) {
-	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 2, Heads: 2, Channels: 8, MaxT: 8}
-	ops := cpu.New()
-	m, _ := NewGPT2(ops, cfg, cfg.InitParams(3))
-	dir := t.TempDir()
-	if err := m.ExportHF(dir); err != nil {
-		t.Fatal(err)
-	}
-	n, _ := NewGPT2(ops, cfg, cfg.InitParams(4))
-	if err := n.loadHF(filepath.Join(dir, "model.safetensors")); err != nil {
-		t.Fatal(err)
-	}
-	x, y := make([]float32, cfg.NumParams()), make([]float32, cfg.NumParams())
-	ops.Download(x, m.Params)
-	ops.Download(y, n.Params)
-	for i := range x {
-		if x[i] != y[i] {
-			t.Fatalf("parameter %d: %v after the round trip, %v before", i, y[i], x[i])
+	for _, cfg := range []ModelConfig{
+		{Vocab: 61, Padded: 64, Layers: 2, Heads: 2, Channels: 8, MaxT: 8},
+		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 2, Heads: 4, KVHeads: 2, Channels: 16, FF: 24, MaxT: 8, RopeTheta: 10000, NormEps: 1e-5},
+	} {
+		ops := cpu.New()
+		m, err := NewModel(ops, cfg, cfg.InitParams(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := ExportHF(m, dir); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := NewModel(ops, cfg, cfg.InitParams(4))
+		if err := LoadHF(n, filepath.Join(dir, "model.safetensors")); err != nil {
+			t.Fatal(err)
+		}
+		x, y := make([]float32, cfg.NumParams()), make([]float32, cfg.NumParams())
+		ops.Download(x, m.base().Params)
+		ops.Download(y, n.base().Params)
+		for i := range x {
+			if x[i] != y[i] {
+				t.Fatalf("%s: parameter %d: %v after the round trip, %v before", cfg.Arch, i, y[i], x[i])
+			}
+		}
+		if !cfg.IsLlama() {
+			continue
+		}
+		ts, shapes, err := readSafetensors(filepath.Join(dir, "model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]int{
+			"model.embed_tokens.weight": {61, 16}, "lm_head.weight": {61, 16}, "model.norm.weight": {16},
+			"model.layers.1.input_layernorm.weight": {16}, "model.layers.1.post_attention_layernorm.weight": {16},
+			"model.layers.1.self_attn.q_proj.weight": {16, 16}, "model.layers.1.self_attn.k_proj.weight": {8, 16},
+			"model.layers.1.self_attn.v_proj.weight": {8, 16}, "model.layers.1.self_attn.o_proj.weight": {16, 16},
+			"model.layers.1.mlp.gate_proj.weight": {24, 16}, "model.layers.1.mlp.up_proj.weight": {24, 16},
+			"model.layers.1.mlp.down_proj.weight": {16, 24},
+		}
+		for name, sh := range want {
+			if !slices.Equal(shapes[name], sh) {
+				t.Fatalf("exported %s has shape %v, want %v", name, shapes[name], sh)
+			}
+		}
+		if len(ts) != 3+2*9 {
+			t.Fatalf("exported %d tensors, want %d", len(ts), 3+2*9)
+		}
+		qkv := m.Table()[1+perLlamaLayer+lQKV]
+		if !slices.Equal(ts["model.layers.1.self_attn.v_proj.weight"], x[qkv.Offset+24*16:qkv.Offset+qkv.Size]) {
+			t.Fatal("v_proj is not the last rows of the fused q/k/v tensor")
 		}
 	}
 }

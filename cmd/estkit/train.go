@@ -245,7 +245,7 @@ func newExportCmd(g *globals) *cobra.Command {
 			if err := os.MkdirAll(hf, 0o755); err != nil {
 				return err
 			}
-			if err := m.ExportHF(hf); err != nil {
+			if err := train.ExportHF(m, hf); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "wrote %s/model.safetensors and %s/config.json\n", hf, hf)
@@ -290,35 +290,53 @@ func newEvalCmd(g *globals) *cobra.Command {
 }
 
 func newSampleCmd(g *globals) *cobra.Command {
-	var run, prompt string
+	var run, prompt, tokName string
 	var n, topK int
 	var temp float64
 	var seed uint64
 	cmd := &cobra.Command{
 		Use:   "sample --run RUN --prompt TEXT",
-		Short: "Generate text from a run's latest weights (GPT-2 tokenizer)",
+		Short: "Generate text from a run's latest weights",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, _, err := train.LoadRun(cpu.New(), run)
+			m, cfg, err := train.LoadRun(cpu.New(), run)
 			if err != nil {
 				return err
 			}
-			tok, err := tokenize.GPT2()
+			if tokName == "" {
+				if cfg.Model.IsLlama() {
+					return fmt.Errorf("sample: %s is a Llama run: name its tokenizer with --tokenizer (the tokenizer.model or tokenizer.json its data was sharded with)", run)
+				}
+				tokName = "gpt2"
+			}
+			tok, err := tokenize.Load(tokName)
 			if err != nil {
 				return err
 			}
-			ids, err := tok.Encode(prompt, tokenize.EncodeOptions{})
+			set, err := shards.Open(cfg.Data[0].Dir, false)
 			if err != nil {
 				return err
+			}
+			info := set.Manifest.Tokenizer
+			set.Close()
+			if info.Fingerprint != tok.Fingerprint() {
+				return fmt.Errorf("sample: %w: tokenizer %s, the run's data was sharded with %s", shards.ErrMismatch, tok.Fingerprint(), info.Fingerprint)
+			}
+			ids, err := tok.Encode(prompt, tokenize.EncodeOptions{BOS: info.BOS >= 0})
+			if err != nil {
+				return err
+			}
+			if len(ids) == 0 && info.EOS >= 0 {
+				ids = []uint32{uint32(info.EOS)} // a document boundary
 			}
 			if len(ids) == 0 {
-				ids = []uint32{50256}
+				return fmt.Errorf("sample: an empty prompt and no end-of-document token to start from")
 			}
 			in := make([]int32, len(ids))
 			for i, v := range ids {
 				in[i] = int32(v)
 			}
-			out, err := m.Generate(in, n, temp, topK, seed)
+			out, err := train.Generate(m, in, n, temp, topK, seed)
 			if err != nil {
 				return err
 			}
@@ -337,6 +355,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&run, "run", "", "run directory")
 	f.StringVar(&prompt, "prompt", "", "text to continue")
+	f.StringVar(&tokName, "tokenizer", "", "the tokenizer the run's data was sharded with (default gpt2 for GPT-2 runs)")
 	f.IntVar(&n, "tokens", 64, "tokens to generate")
 	f.Float64Var(&temp, "temperature", 0.8, "sampling temperature (0: greedy)")
 	f.IntVar(&topK, "top-k", 40, "sample among the k most likely tokens (0: all)")
