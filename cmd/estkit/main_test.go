@@ -267,3 +267,46 @@ func TestTrainCLI(t *testing.T) {
 		t.Fatalf("bad schedule accepted: %s", errs)
 	}
 }
+
+// TestTrainLlamaCLI: a small Llama (its shape from a --config file, on
+// GPT-2-tokenized shards) trains with est-tinyllama and "within" head
+// sampling, resumes, exports LlamaForCausalLM tensors and samples with the
+// tokenizer it names.
+func TestTrainLlamaCLI(t *testing.T) {
+	dir, _, docs := sampleDocs(t, "400000")
+	tok := filepath.Join(dir, "tok")
+	if _, errs, code := run(t, "-q", "shard", "--out", tok, "--val-fraction", "0.1", docs); code != 0 {
+		t.Fatal(errs)
+	}
+	conf := filepath.Join(dir, "llama.json")
+	model := `{"Model": {"Arch": "llama", "Vocab": 50257, "Padded": 50304, "Layers": 4, "Heads": 4, "KVHeads": 2, "Channels": 32, "FF": 88, "MaxT": 32, "RopeTheta": 10000, "NormEps": 1e-5}}`
+	if err := os.WriteFile(conf, []byte(model), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDir := filepath.Join(dir, "run")
+	out, errs, code := run(t, "-q", "train", "--config", conf, "--data", tok, "--out", runDir, "--steps", "5", "--batch", "2", "--seq", "16",
+		"--est", "est-tinyllama", "--est-heads", "within", "--checkpoint-every", "2")
+	if code != 0 || !strings.Contains(out, "0.5:0.5:0.5") {
+		t.Fatalf("train: %s %s", out, errs)
+	}
+	b, err := os.ReadFile(filepath.Join(runDir, "config.json"))
+	if err != nil || !strings.Contains(string(b), `"Arch": "llama"`) || !strings.Contains(string(b), `"heads": "within"`) {
+		t.Fatalf("config.json: %s %v", b, err)
+	}
+	if _, errs, code = run(t, "-q", "train", "--out", runDir, "--resume"); code != 0 {
+		t.Fatalf("resume: %s", errs)
+	}
+	hf := filepath.Join(dir, "hf")
+	if _, errs, code = run(t, "export", "--run", runDir, "--hf", hf); code != 0 {
+		t.Fatalf("export: %s", errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(hf, "config.json")); err != nil || !strings.Contains(string(b), "LlamaForCausalLM") {
+		t.Fatalf("exported config.json: %s %v", b, err)
+	}
+	if _, errs, code = run(t, "sample", "--run", runDir, "--prompt", "func", "--tokens", "3"); code == 0 || !strings.Contains(errs, "--tokenizer") {
+		t.Fatalf("sample of a Llama run without --tokenizer: %d %s", code, errs)
+	}
+	if out, errs, code = run(t, "sample", "--run", runDir, "--prompt", "func", "--tokens", "3", "--tokenizer", "gpt2"); code != 0 || !strings.HasPrefix(out, "func") {
+		t.Fatalf("sample: %s %s", out, errs)
+	}
+}

@@ -36,8 +36,8 @@ func newTrainCmd(g *globals) *cobra.Command {
 	sort.Strings(presets)
 	cmd := &cobra.Command{
 		Use:   "train --preset NAME --data SET[:weight]... --out RUN",
-		Short: "Train GPT-2 on token shards, with Evolving Subnetwork Training",
-		Long: `train trains a GPT-2 model on the CPU from token shard sets (estkit shard),
+		Short: "Train GPT-2 or Llama on token shards, with Evolving Subnetwork Training",
+		Long: `train trains a GPT-2 or Llama model on the CPU from token shard sets (estkit shard),
 with Evolving Subnetwork Training when --est names a schedule: each step runs
 a sampled subnetwork (heads, MLP neurons, blocks; outputs scaled by 1/p) on
 gathered weights, stage by stage until the full model trains.
@@ -49,9 +49,14 @@ run directory with metrics.jsonl, stages.json, lineage.jsonl and checkpoints.
 uninterrupted run would have.
 
 Model presets: ` + strings.Join(presets, ", ") + `.
-EST presets: est-gpt2 (the paper's: stage ends 20k, 70k, 150k of 150k steps,
-rates 0.5:0.5:0.5, 0.5:0.5:1, 1:1:1; its stage ends scale to --steps).`,
+Llama presets default to the paper's TinyLlama recipe (learning rate 4e-4,
+cosine decay) where --lr and --decay are not given.
+EST presets (stage ends scale to --steps): est-gpt2 (the paper's: stage ends
+20k, 70k, 150k of 150k steps, rates 0.5:0.5:0.5, 0.5:0.5:1, 1:1:1) and
+est-tinyllama (our reconstruction of the paper's TinyLlama schedule: the same
+rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 		Example: `  estkit train --preset gpt2-tiny --data tok/owt --out runs/a --steps 300 --est est-gpt2
+  estkit train --preset llama-tiny --data tok/slim:0.693584 --data tok/code:0.306416 --out runs/l --est est-tinyllama
   estkit train --preset gpt2-mini --data tok/slim:0.7 --data tok/code:0.3 --out runs/b --est-stages 100,300 --est-rates 0.5:0.5:1,1:1:1
   estkit train --out runs/a --resume`,
 		Args: cobra.NoArgs,
@@ -75,13 +80,14 @@ rates 0.5:0.5:0.5, 0.5:0.5:1, 1:1:1; its stage ends scale to --steps).`,
 	f.Float64Var(&c.Clip, "clip", 1, "clip the global gradient norm to this (0: off)")
 	f.Uint64Var(&c.Seed, "seed", 0, "seed of initialisation, data order and subnetwork sampling")
 	f.StringVar(&c.Order, "order", shards.Shuffle, "data order: shuffle or sequential")
-	f.StringVar(&c.InitFrom, "init-from", "", "start from a Hugging Face GPT2LMHeadModel model.safetensors")
-	f.StringVar(&opts.est, "est", "off", "EST schedule: a preset (est-gpt2) or off")
+	f.StringVar(&c.InitFrom, "init-from", "", "start from a Hugging Face model.safetensors (GPT2LMHeadModel or LlamaForCausalLM, as the preset)")
+	f.StringVar(&opts.est, "est", "off", "EST schedule: a preset (est-gpt2, est-tinyllama) or off")
 	f.StringVar(&opts.estStages, "est-stages", "", "custom EST stage ends in steps, e.g. 100,300,600")
 	f.StringVar(&opts.estRates, "est-rates", "", "custom EST rates per stage, pH:pM:pL, e.g. 0.5:0.5:0.5,0.5:0.5:1,1:1:1")
 	f.StringVar(&c.Sampler.LayerMode, "layer-mode", "fixed", "sampled blocks: fixed (exactly round(L·pL)) or bernoulli")
 	f.BoolVar(&c.Sampler.Shared, "shared", false, "every block uses the same sampled heads and neurons")
 	f.IntVar(&c.Sampler.Group, "neuron-group", 1, "sample MLP neurons in groups of this many")
+	f.StringVar(&c.Sampler.Heads, "est-heads", "groups", "with grouped-query attention, sample whole key/value groups (groups) or query heads within every group (within)")
 	f.StringVar(&c.Sampler.Update, "est-update", "dense", "AdamW on unsampled heads and neurons: dense (zero gradient, still moved by momentum and decay) or sampled (left as they are)")
 	f.StringVar(&c.SampleEvery, "sample-every", "step", "draw a subnetwork per optimizer step or per microbatch")
 	f.IntVar(&c.EvalEvery, "eval-every", 0, "val loss every N steps (0: at the end only)")
@@ -128,6 +134,15 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 		if cfg.Model.Layers == 0 {
 			cfg.Model = model
 		}
+		if cfg.Model.IsLlama() {
+			fl := cmd.Flags()
+			if !fl.Changed("lr") && opts.config == "" {
+				cfg.LR = 4e-4
+			}
+			if !fl.Changed("decay") && opts.config == "" {
+				cfg.Decay = "cosine"
+			}
+		}
 		if len(opts.data) > 0 {
 			cfg.Data = nil
 			for _, d := range opts.data {
@@ -154,7 +169,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 		default:
 			p, ok := train.ESTPresets[opts.est]
 			if !ok {
-				return fmt.Errorf("train: no EST preset %q (est-gpt2 or off)", opts.est)
+				return fmt.Errorf("train: no EST preset %q (est-gpt2, est-tinyllama or off)", opts.est)
 			}
 			s := p.Scaled(cfg.Steps)
 			cfg.EST, cfg.Schedule = opts.est, &s
@@ -210,6 +225,7 @@ func reapplyFlags(cmd *cobra.Command, dst, flags *train.Config) {
 		"seed": func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
 		"layer-mode": func() { dst.Sampler.LayerMode = flags.Sampler.LayerMode }, "shared": func() { dst.Sampler.Shared = flags.Sampler.Shared },
 		"est-update":   func() { dst.Sampler.Update = flags.Sampler.Update },
+		"est-heads":    func() { dst.Sampler.Heads = flags.Sampler.Heads },
 		"neuron-group": func() { dst.Sampler.Group = flags.Sampler.Group }, "sample-every": func() { dst.SampleEvery = flags.SampleEvery },
 		"eval-every": func() { dst.EvalEvery = flags.EvalEvery }, "eval-batches": func() { dst.EvalBatches = flags.EvalBatches },
 		"checkpoint-every": func() { dst.CheckpointEvery = flags.CheckpointEvery },
