@@ -132,6 +132,7 @@ bench: refs
 	  node tokenize/testdata/ref/bench.mjs $(REFS)/bench || echo "FAIL: round $$i (tiktoken)"; \
 	  /usr/bin/python3 tokenize/testdata/ref/bench_spm.py $(REFS)/bench $(REFS)/llama2.model || echo "FAIL: round $$i (sentencepiece)"; \
 	  if /usr/bin/python3 -c "import torch" 2>/dev/null; then OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 train/testdata/bench_torch.py T1024=$${ESTKIT_BENCH_T1024:-1} || echo "FAIL: round $$i (pytorch)"; \
+	    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 train/testdata/bench_torch_llama.py || echo "FAIL: round $$i (pytorch llama)"; \
 	  else echo "python3-torch missing (make fixtures installs it): no PyTorch anchor"; fi; \
 	done 2>&1 | tee $(DEMO)-bench.txt
 	@echo "load average after: $$(cat /proc/loadavg 2>/dev/null)"
@@ -150,6 +151,7 @@ fuzz:
 fixtures:
 	@/usr/bin/python3 -c "import torch" 2>/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch; }
 	cd train && /usr/bin/python3 testdata/gpt2_ref.py testdata
+	cd train && /usr/bin/python3 testdata/llama_ref.py testdata
 
 sentencepiece:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-sentencepiece; \

@@ -31,24 +31,37 @@ func benchShapes() [][2]int {
 // shapes (train/testdata/bench_torch.py, make bench), and BenchmarkSgemm the
 // machine's sgemm rate for the MFU.
 func BenchmarkGPT2Step(b *testing.B) {
-	cfg := Presets["gpt2-124m"]
+	benchStep(b, "gpt2-124m", "124m", benchShapes())
+}
+
+// BenchmarkLlamaStep: the same for llama-mini (8 layers, d 512, grouped-
+// query attention) at B=4, T=256; the anchor BenchmarkLlamaStepAnchor is
+// PyTorch CPU (train/testdata/bench_torch_llama.py).
+func BenchmarkLlamaStep(b *testing.B) {
+	benchStep(b, "llama-mini", "mini", [][2]int{{4, 256}})
+}
+
+// benchStep times one training step of a preset at each shape and rate,
+// as train.Run takes it.
+func benchStep(b *testing.B, preset, label string, shapes [][2]int) {
+	cfg := Presets[preset]
 	ops := cpu.New()
-	m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
+	m, err := NewModel(ops, cfg, cfg.InitParams(1))
 	if err != nil {
 		b.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(1, 1))
-	for _, sh := range benchShapes() {
+	for _, sh := range shapes {
 		B, T := sh[0], sh[1]
 		ids, tg := make([]int32, B*T), make([]int32, B*T)
 		for i := range ids {
 			ids[i], tg[i] = int32(r.IntN(cfg.Vocab)), int32(r.IntN(cfg.Vocab))
 		}
 		for _, est := range benchRates {
-			s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: 4 * cfg.Channels, Schedule: Schedule{Ends: []int{1}, Rates: []Rates{est.rates}}}
+			s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(), Schedule: Schedule{Ends: []int{1}, Rates: []Rates{est.rates}}}
 			sel, _, _ := s.Sample(0, 0)
 			skipped := Plan{sel}.Skipped(cfg.Layers)
-			b.Run(fmt.Sprintf("124m/B=%d,T=%d/est=%s", B, T, est.name), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/B=%d,T=%d/est=%s", label, B, T, est.name), func(b *testing.B) {
 				step := 0
 				one := func() {
 					step++
