@@ -310,3 +310,48 @@ func TestTrainLlamaCLI(t *testing.T) {
 		t.Fatalf("sample: %s %s", out, errs)
 	}
 }
+
+// TestTinyLlamaRecipeCLI: TinyLlama's recipe as the README gives it, on the
+// built-in samples and a CPU-sized Llama: SlimPajama without GitHub and
+// StarCoderData, sharded with the Llama 2 tokenizer (BOS), mixed
+// 0.693584 / 0.306416, trained with est-tinyllama, sampled. Needs the Llama
+// 2 tokenizer.model that `make refs` fetches (ESTKIT_REFS).
+func TestTinyLlamaRecipeCLI(t *testing.T) {
+	refs := os.Getenv("ESTKIT_REFS")
+	if refs == "" {
+		t.Skip("the Llama 2 tokenizer.model is fetched by `make refs`: run `make test`, which sets ESTKIT_REFS")
+	}
+	model := filepath.Join(refs, "llama2.model")
+	dir := t.TempDir()
+	samples := filepath.Join(dir, "samples")
+	if _, _, code := run(t, "samples", "--out", samples, "--bytes", "400000"); code != 0 {
+		t.Fatal("samples failed")
+	}
+	slim, code := filepath.Join(dir, "docs", "slim"), filepath.Join(dir, "docs", "code")
+	if _, errs, c := run(t, "-q", "ingest", "--format", "slimpajama", "--exclude-set", "RedPajamaGithub", "--out", slim, filepath.Join(samples, "slimpajama")); c != 0 {
+		t.Fatalf("ingest slimpajama: %s", errs)
+	}
+	if _, errs, c := run(t, "-q", "ingest", "--format", "starcoder", "--out", code, filepath.Join(samples, "starcoderdata")); c != 0 {
+		t.Fatalf("ingest starcoder: %s", errs)
+	}
+	tok := map[string]string{}
+	for name, docs := range map[string]string{"slim": slim, "code": code} {
+		tok[name] = filepath.Join(dir, "tok", name)
+		if _, errs, c := run(t, "-q", "shard", "--tokenizer", model, "--bos", "--val-fraction", "0.05", "--out", tok[name], docs); c != 0 {
+			t.Fatalf("shard %s: %s", name, errs)
+		}
+	}
+	runDir := filepath.Join(dir, "run")
+	out, errs, c := run(t, "-q", "train", "--preset", "llama-tiny", "--data", tok["slim"]+":0.693584", "--data", tok["code"]+":0.306416",
+		"--out", runDir, "--est", "est-tinyllama", "--steps", "5", "--batch", "2", "--seq", "32")
+	if c != 0 || !strings.Contains(out, "0.5:0.5:0.5") || !strings.Contains(out, "1:1:1") {
+		t.Fatalf("train: %s %s", out, errs)
+	}
+	b, err := os.ReadFile(filepath.Join(runDir, "config.json"))
+	if err != nil || !strings.Contains(string(b), `"decay": "cosine"`) || !strings.Contains(string(b), `"lr": 0.0004`) || !strings.Contains(string(b), "0.306416") {
+		t.Fatalf("config.json: %s %v", b, err)
+	}
+	if out, errs, c = run(t, "sample", "--run", runDir, "--tokenizer", model, "--prompt", "package main", "--tokens", "4"); c != 0 || !strings.HasPrefix(out, "package main") {
+		t.Fatalf("sample: %s %s", out, errs)
+	}
+}
