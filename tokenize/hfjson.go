@@ -18,16 +18,19 @@ import (
 // does not implement.
 var ErrHF = errors.New("tokenize: bad or unsupported tokenizer.json")
 
-// Load returns the tokenizer name stands for: "gpt2" (built in), the path
-// of a Hugging Face tokenizer.json (or a directory holding one), or the path
-// of a SentencePiece tokenizer.model.
+// Load returns the tokenizer name stands for: "gpt2" or "bytes" (built
+// in), the path of a Hugging Face tokenizer.json (or a directory holding
+// one), or the path of a SentencePiece tokenizer.model.
 func Load(name string) (*Tokenizer, error) {
-	if name == "gpt2" {
+	switch name {
+	case "gpt2":
 		return GPT2()
+	case "bytes":
+		return Bytes(), nil
 	}
 	st, err := os.Stat(name)
 	if err != nil {
-		return nil, fmt.Errorf("tokenize: tokenizer %q: want gpt2, a tokenizer.json or a SentencePiece tokenizer.model: %w", name, err)
+		return nil, fmt.Errorf("tokenize: tokenizer %q: want gpt2, bytes, a tokenizer.json or a SentencePiece tokenizer.model: %w", name, err)
 	}
 	if st.IsDir() {
 		for _, f := range []string{"tokenizer.json", "tokenizer.model"} {

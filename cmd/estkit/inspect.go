@@ -83,7 +83,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 	f.StringVar(&opts.split, "split", shards.Train, "token shards: split, train or val")
 	f.BoolVar(&opts.tokens, "tokens", false, "token shards: write the split's token stream to standard output")
 	f.StringVar(&opts.format, "format", "jsonl", "with --tokens: jsonl (one document's ids per line) or int32 (raw little-endian stream)")
-	f.StringVar(&opts.tokenizer, "tokenizer", "", "token shards: tokenizer to decode --seq with (default: the set's, when it is gpt2)")
+	f.StringVar(&opts.tokenizer, "tokenizer", "", "token shards: tokenizer to decode --seq with (default: the set's, when built in: gpt2 or bytes)")
 	f.BoolVar(&opts.verify, "verify", false, "token shards: check every file's sha256 against the manifest")
 	return cmd
 }
@@ -229,14 +229,15 @@ func inspectTokens(cmd *cobra.Command, g *globals, opts *inspectOptions, dir str
 	return printTokenSummary(g.stdout, dir, m)
 }
 
-// decodeIDs decodes with the named tokenizer, or the set's when it is the
-// built-in gpt2; otherwise it returns "" (the ids are still printed).
+// decodeIDs decodes with the named tokenizer, or the set's when it is
+// built in (gpt2, bytes); otherwise it returns "" (the ids are still
+// printed).
 func decodeIDs(name string, m *shards.Manifest, ids []int32) (string, error) {
 	if name == "" {
-		if m.Tokenizer.Name != "gpt2" {
+		if m.Tokenizer.Name != "gpt2" && m.Tokenizer.Name != "bytes" {
 			return "", nil
 		}
-		name = "gpt2"
+		name = m.Tokenizer.Name
 	}
 	tok, err := tokenize.Load(name)
 	if err != nil {

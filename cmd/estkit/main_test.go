@@ -270,8 +270,8 @@ func TestTrainCLI(t *testing.T) {
 
 // TestTrainLlamaCLI: a small Llama (its shape from a --config file, on
 // GPT-2-tokenized shards) trains with est-tinyllama and "within" head
-// sampling, resumes, exports LlamaForCausalLM tensors and samples with the
-// tokenizer it names.
+// sampling, resumes, exports LlamaForCausalLM tensors, and samples with
+// its data's tokenizer and not with another.
 func TestTrainLlamaCLI(t *testing.T) {
 	dir, _, docs := sampleDocs(t, "400000")
 	tok := filepath.Join(dir, "tok")
@@ -303,8 +303,8 @@ func TestTrainLlamaCLI(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(hf, "config.json")); err != nil || !strings.Contains(string(b), "LlamaForCausalLM") {
 		t.Fatalf("exported config.json: %s %v", b, err)
 	}
-	if _, errs, code = run(t, "sample", "--run", runDir, "--prompt", "func", "--tokens", "3"); code == 0 || !strings.Contains(errs, "--tokenizer") {
-		t.Fatalf("sample of a Llama run without --tokenizer: %d %s", code, errs)
+	if _, errs, code = run(t, "sample", "--run", runDir, "--prompt", "func", "--tokens", "3", "--tokenizer", "bytes"); code == 0 || !strings.Contains(errs, "bytes@1") {
+		t.Fatalf("sample with another tokenizer than the data's: %d %s", code, errs)
 	}
 	if out, errs, code = run(t, "sample", "--run", runDir, "--prompt", "func", "--tokens", "3", "--tokenizer", "gpt2"); code != 0 || !strings.HasPrefix(out, "func") {
 		t.Fatalf("sample: %s %s", out, errs)

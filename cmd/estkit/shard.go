@@ -44,7 +44,7 @@ different tokenizer or option never reuses a set.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runShard(cmd, g, opts, args) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, or PATH of a tokenizer.json, a tokenizer.model or a directory holding one")
+	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, bytes, or PATH of a tokenizer.json, a tokenizer.model or a directory holding one")
 	f.StringVarP(&opts.o.OutDir, "out", "o", "", "output directory (default: the set's key under --cache)")
 	f.StringVar(&opts.o.CacheDir, "cache", "", "directory of content-addressed sets (default: "+shards.DefaultCacheDir()+")")
 	f.BoolVar(&opts.o.BOS, "bos", false, "prepend the tokenizer's BOS to each document")

@@ -45,7 +45,7 @@ Llama 2's; identical to SentencePiece's encode; --bos adds <s>, --eos </s>).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runTokenize(g, opts) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, or PATH of a Hugging Face tokenizer.json, a SentencePiece tokenizer.model or a directory holding one")
+	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, bytes, or PATH of a Hugging Face tokenizer.json, a SentencePiece tokenizer.model or a directory holding one")
 	f.StringVar(&opts.input, "input", "", "JSON-lines input file (- for standard input); without it, standard input is one text")
 	f.StringVar(&opts.field, "field", "text", "JSON field holding the text")
 	f.BoolVar(&opts.bos, "bos", false, "add the BOS id before each document")
@@ -54,7 +54,7 @@ Llama 2's; identical to SentencePiece's encode; --bos adds <s>, --eos </s>).`,
 	f.BoolVar(&opts.count, "count", false, "print only token counts and throughput")
 	f.BoolVar(&opts.decode, "decode", false, `turn {"ids": [...]} lines back into {"id", "text"} lines`)
 	f.IntVarP(&opts.workers, "workers", "j", 0, "encoding goroutines (default: number of CPUs); output does not depend on it")
-	cmd.RegisterFlagCompletionFunc("tokenizer", cobra.FixedCompletions([]string{"gpt2"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("tokenizer", cobra.FixedCompletions([]string{"gpt2", "bytes"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

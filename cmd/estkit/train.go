@@ -319,22 +319,22 @@ func newSampleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if tokName == "" {
-				if cfg.Model.IsLlama() {
-					return fmt.Errorf("sample: %s is a Llama run: name its tokenizer with --tokenizer (the tokenizer.model or tokenizer.json its data was sharded with)", run)
-				}
-				tokName = "gpt2"
-			}
-			tok, err := tokenize.Load(tokName)
-			if err != nil {
-				return err
-			}
 			set, err := shards.Open(cfg.Data[0].Dir, false)
 			if err != nil {
 				return err
 			}
 			info := set.Manifest.Tokenizer
 			set.Close()
+			if tokName == "" {
+				if info.Name != "gpt2" && info.Name != "bytes" {
+					return fmt.Errorf("sample: the run's data was sharded with %s: name that tokenizer's file with --tokenizer", info.Fingerprint)
+				}
+				tokName = info.Name
+			}
+			tok, err := tokenize.Load(tokName)
+			if err != nil {
+				return err
+			}
 			if info.Fingerprint != tok.Fingerprint() {
 				return fmt.Errorf("sample: %w: tokenizer %s, the run's data was sharded with %s", shards.ErrMismatch, tok.Fingerprint(), info.Fingerprint)
 			}
@@ -371,7 +371,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&run, "run", "", "run directory")
 	f.StringVar(&prompt, "prompt", "", "text to continue")
-	f.StringVar(&tokName, "tokenizer", "", "the tokenizer the run's data was sharded with (default gpt2 for GPT-2 runs)")
+	f.StringVar(&tokName, "tokenizer", "", "the tokenizer the run's data was sharded with (default: the data's, when built in: gpt2 or bytes)")
 	f.IntVar(&n, "tokens", 64, "tokens to generate")
 	f.Float64Var(&temp, "temperature", 0.8, "sampling temperature (0: greedy)")
 	f.IntVar(&topK, "top-k", 40, "sample among the k most likely tokens (0: all)")
