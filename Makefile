@@ -15,7 +15,7 @@ REFS        := $(CURDIR)/.cache/ref
 # `make blas` when missing). TAGS= builds the pure-Go fallback.
 TAGS        ?= openblas
 
-.PHONY: all build blas demo test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean
+.PHONY: all build blas demo experiment test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean
 
 all: build
 
@@ -48,6 +48,13 @@ demo: build
 	$(BIN) train --preset gpt2-tiny --data $(DEMO)/tok --out $(DEMO)/run --steps 150 --batch 4 --seq 64 \
 	  --lr 2e-3 --warmup 10 --est est-gpt2 --eval-every 50
 	$(BIN) sample --run $(DEMO)/run --prompt "package main" --tokens 40
+
+# The EST experiment (docs/EXPERIMENTS.md; not part of make test; about an
+# hour and a half on 2 cores): builds a corpus from GOROOT/src, trains the
+# runs and rewrites the report and its plots from their records.
+# EXPERIMENT_FLAGS=-scale 0.02 is a smoke run; -report-only redraws it.
+experiment: build
+	$(GO) run -tags '$(TAGS)' ./internal/experiment -estkit $(BIN) -work .experiment -report docs/EXPERIMENTS.md -plots docs/experiments $(EXPERIMENT_FLAGS)
 
 test: fmt-check vet lint unit
 
