@@ -166,7 +166,7 @@ func TestStepPeakRSSChild(t *testing.T) {
 	}
 	cfg := Presets["gpt2-124m"]
 	ops := cpu.New()
-	m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
+	m, err := InitModel(ops, cfg, 1) // as train.Run builds it
 	if err != nil {
 		t.Fatal(err)
 	}

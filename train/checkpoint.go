@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,26 @@ import (
 // (an 8-byte little-endian header length, a JSON header of dtype, shape and
 // byte offsets, then the data), which Hugging Face and PyTorch read.
 func writeSafetensors(path string, names []string, shapes [][]int, data [][]float32, meta map[string]string) error {
+	src := make([]tensorSource, len(names))
+	for i := range names {
+		d := data[i]
+		src[i] = tensorSource{names[i], shapes[i], len(d), func(dst []float32) { copy(dst, d) }}
+	}
+	return streamSafetensors(path, src, meta)
+}
+
+// tensorSource is one tensor to write: n values that read fills in.
+type tensorSource struct {
+	name  string
+	shape []int
+	n     int
+	read  func(dst []float32)
+}
+
+// streamSafetensors writes tensors one at a time through a buffer the size
+// of the largest, so that a checkpoint of a model costs no copy of all of
+// it in memory; the file is published atomically.
+func streamSafetensors(path string, src []tensorSource, meta map[string]string) error {
 	type entry struct {
 		Dtype   string `json:"dtype"`
 		Shape   []int  `json:"shape"`
@@ -27,10 +48,11 @@ func writeSafetensors(path string, names []string, shapes [][]int, data [][]floa
 	if len(meta) > 0 {
 		header["__metadata__"] = meta
 	}
-	off := 0
-	for i, n := range names {
-		header[n] = entry{"F32", shapes[i], [2]int{off, off + 4*len(data[i])}}
-		off += 4 * len(data[i])
+	off, largest := 0, 0
+	for _, t := range src {
+		header[t.name] = entry{"F32", t.shape, [2]int{off, off + 4*t.n}}
+		off += 4 * t.n
+		largest = max(largest, t.n)
 	}
 	h, err := json.Marshal(header)
 	if err != nil {
@@ -39,17 +61,31 @@ func writeSafetensors(path string, names []string, shapes [][]int, data [][]floa
 	for len(h)%8 != 0 {
 		h = append(h, ' ')
 	}
-	buf := make([]byte, 8+len(h)+off)
-	binary.LittleEndian.PutUint64(buf, uint64(len(h)))
-	copy(buf[8:], h)
-	p := 8 + len(h)
-	for _, d := range data {
-		for _, v := range d {
-			binary.LittleEndian.PutUint32(buf[p:], math.Float32bits(v))
-			p += 4
+	f, err := durable.Create(filepath.Dir(path), filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	w := bufio.NewWriterSize(f, 1<<20)
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(h)))
+	w.Write(n[:])
+	w.Write(h)
+	vals := make([]float32, largest)
+	var b [4]byte
+	for _, t := range src {
+		v := vals[:t.n]
+		t.read(v)
+		for _, x := range v {
+			binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
+			w.Write(b[:])
 		}
 	}
-	return durable.WriteFile(filepath.Dir(path), filepath.Base(path), buf)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	_, _, err = f.Commit()
+	return err
 }
 
 // readSafetensors reads every float32 tensor of a safetensors file.
@@ -129,20 +165,15 @@ var tensorFiles = []string{"model.safetensors", "adam_m.safetensors", "adam_v.sa
 
 func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.Params, g.m, g.v} }
 
-// saveTensors writes the parameters and moments into dir.
+// saveTensors writes the parameters and moments into dir, a tensor at a
+// time.
 func (g *core) saveTensors(dir string) error {
-	host := make([]float32, g.Cfg.NumParams())
 	for i, buf := range g.tensorBufs() {
-		g.ops.Download(host, buf)
-		var names []string
-		var shapes [][]int
-		var data [][]float32
-		for _, e := range g.table {
-			names = append(names, e.Name)
-			shapes = append(shapes, e.Shape)
-			data = append(data, host[e.Offset:e.Offset+e.Size])
+		src := make([]tensorSource, len(g.table))
+		for k, e := range g.table {
+			src[k] = tensorSource{e.Name, e.Shape, e.Size, func(dst []float32) { g.ops.Download(dst, g.ops.Slice(buf, e.Offset, e.Size)) }}
 		}
-		if err := writeSafetensors(filepath.Join(dir, tensorFiles[i]), names, shapes, data, map[string]string{"format": "estkit"}); err != nil {
+		if err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, map[string]string{"format": "estkit"}); err != nil {
 			return fmt.Errorf("train: %w", err)
 		}
 	}

@@ -269,3 +269,21 @@ func TestSamplerGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestInitModel: the model InitModel builds a tensor at a time holds
+// InitParams's values.
+func TestInitModel(t *testing.T) {
+	for _, name := range []string{"gpt2-tiny", "llama-tiny"} {
+		cfg := Presets[name]
+		ops := cpu.New()
+		m, err := InitModel(ops, cfg, 9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, cfg.NumParams())
+		ops.Download(got, m.base().Params)
+		if !slices.Equal(got, cfg.InitParams(9)) {
+			t.Fatalf("%s: InitModel differs from InitParams", name)
+		}
+	}
+}

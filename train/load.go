@@ -28,7 +28,7 @@ func LoadRun(ops kernels.Ops, run string) (Model, *Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := NewModel(ops, cfg.Model, make([]float32, cfg.Model.NumParams()))
+	m, err := NewModel(ops, cfg.Model, nil)
 	if err != nil {
 		return nil, nil, err
 	}

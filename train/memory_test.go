@@ -55,7 +55,7 @@ func (o *sizeOps) AdamWSub(_, _, _, _ kernels.Buf, _ int, _, _ []int32, _ kernel
 // initial parameters aside).
 func stepFloats(cfg ModelConfig, B, T int, r Rates) (state, acts int) {
 	ops := &sizeOps{}
-	m, err := NewModel(ops, cfg, make([]float32, cfg.NumParams()))
+	m, err := NewModel(ops, cfg, nil)
 	if err != nil {
 		panic(err)
 	}

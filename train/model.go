@@ -96,11 +96,23 @@ func (c ModelConfig) NumParams() int {
 // weights of each tensor's std, zero biases, unit norm weights; the
 // vocabulary's padding rows are zero.
 func (c ModelConfig) InitParams(seed uint64) []float32 {
-	t := c.Table()
 	p := make([]float32, c.NumParams())
+	c.initTensors(seed, func(e Param, x []float32) { copy(p[e.Offset:], x) })
+	return p
+}
+
+// initTensors draws the initial values of each tensor in table order and
+// hands them to put (x is reused between calls).
+func (c ModelConfig) initTensors(seed uint64, put func(e Param, x []float32)) {
+	t := c.Table()
 	r := rand.New(rand.NewPCG(seed, 0x6770743221))
+	var buf []float32
 	for _, e := range t {
-		x := p[e.Offset : e.Offset+e.Size]
+		if cap(buf) < e.Size {
+			buf = make([]float32, e.Size)
+		}
+		x := buf[:e.Size]
+		clear(x)
 		switch {
 		case e.Ones:
 			for i := range x {
@@ -114,8 +126,21 @@ func (c ModelConfig) InitParams(seed uint64) []float32 {
 		if e.Vocab {
 			clear(x[c.Vocab*c.Channels:])
 		}
+		put(e, x)
 	}
-	return p
+}
+
+// InitModel allocates the model cfg describes on ops with InitParams(seed)
+// as its parameters, uploaded a tensor at a time (no host copy of the whole
+// model).
+func InitModel(ops kernels.Ops, cfg ModelConfig, seed uint64) (Model, error) {
+	m, err := NewModel(ops, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	g := m.base()
+	cfg.initTensors(seed, func(e Param, x []float32) { ops.Upload(ops.Slice(g.Params, e.Offset, e.Size), x) })
+	return m, nil
 }
 
 // Param is one entry of the parameter table: it drives the memory layout,
@@ -240,21 +265,24 @@ type core struct {
 }
 
 func newCore(ops kernels.Ops, cfg ModelConfig, params []float32) core {
-	n := len(params)
+	n := cfg.NumParams()
 	c := core{Cfg: cfg, ops: ops, table: cfg.Table()}
 	c.Params = ops.Alloc(n)
-	ops.Upload(c.Params, params)
+	if params != nil {
+		ops.Upload(c.Params, params)
+	}
 	c.Grads = ops.Alloc(n)
 	c.m, c.v = ops.Alloc(n), ops.Alloc(n)
 	return c
 }
 
-// checkParams validates a model's shape and its parameter count.
+// checkParams validates a model's shape and its parameter count (nil
+// params: zeros).
 func checkParams(cfg ModelConfig, params []float32) error {
 	if err := cfg.Check(); err != nil {
 		return err
 	}
-	if n := cfg.NumParams(); len(params) != n {
+	if n := cfg.NumParams(); params != nil && len(params) != n {
 		return fmt.Errorf("train: %d parameters given, the model has %d", len(params), n)
 	}
 	return nil
@@ -469,7 +497,8 @@ type Model interface {
 	base() *core
 }
 
-// NewModel allocates the model cfg describes on ops with params.
+// NewModel allocates the model cfg describes on ops with params (nil:
+// zeros).
 func NewModel(ops kernels.Ops, cfg ModelConfig, params []float32) (Model, error) {
 	if cfg.IsLlama() {
 		return NewLlama(ops, cfg, params)

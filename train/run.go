@@ -255,7 +255,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		}
 		data = append(data, shards.Weighted{Set: s, Weight: d.Weight})
 	}
-	model, err := NewModel(ops, cfg.Model, cfg.Model.InitParams(cfg.Seed))
+	model, err := InitModel(ops, cfg.Model, cfg.Seed)
 	if err != nil {
 		return nil, err
 	}
