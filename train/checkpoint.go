@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/estkit/estkit/internal/durable"
@@ -97,41 +98,49 @@ func readSafetensors(path string) (map[string][]float32, map[string][]int, error
 	return parseSafetensors(path, b)
 }
 
-// parseSafetensors reads the F32 tensors of a safetensors file's bytes b
-// (path names it in errors): each tensor's shape must account for exactly
-// its bytes.
-func parseSafetensors(path string, b []byte) (map[string][]float32, map[string][]int, error) {
-	if len(b) < 8 {
-		return nil, nil, fmt.Errorf("%s: too short for safetensors", path)
+// stEntry is one tensor of a safetensors header, its offsets checked
+// against the data and its shape against its bytes.
+type stEntry struct {
+	Dtype   string `json:"dtype"`
+	Shape   []int  `json:"shape"`
+	Offsets [2]int `json:"data_offsets"`
+}
+
+// parseHeader reads a safetensors header: head is the file's first bytes
+// (at least 8, and the header when they hold it), size the file's length.
+// It returns the F32 tensors and where the data begins; needMore > 0 asks
+// for that many bytes of head first.
+func parseHeader(path string, head []byte, size int64) (entries map[string]stEntry, dataOff int64, needMore int, err error) {
+	if size < 8 || len(head) < 8 {
+		return nil, 0, 0, fmt.Errorf("%s: too short for safetensors", path)
 	}
-	n := binary.LittleEndian.Uint64(b)
-	if n > uint64(len(b)-8) {
-		return nil, nil, fmt.Errorf("%s: header of %d bytes in a file of %d", path, n, len(b))
+	n := binary.LittleEndian.Uint64(head)
+	if n > uint64(size-8) {
+		return nil, 0, 0, fmt.Errorf("%s: header of %d bytes in a file of %d", path, n, size)
+	}
+	if uint64(len(head)) < 8+n {
+		return nil, 0, int(8 + n), nil
 	}
 	var header map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+n], &header); err != nil {
-		return nil, nil, fmt.Errorf("%s: header: %w", path, err)
+	if err := json.Unmarshal(head[8:8+n], &header); err != nil {
+		return nil, 0, 0, fmt.Errorf("%s: header: %w", path, err)
 	}
-	body := b[8+n:]
-	out, shapes := map[string][]float32{}, map[string][]int{}
+	body := size - 8 - int64(n)
+	entries = map[string]stEntry{}
 	for name, raw := range header {
 		if name == "__metadata__" {
 			continue
 		}
-		var e struct {
-			Dtype   string `json:"dtype"`
-			Shape   []int  `json:"shape"`
-			Offsets [2]int `json:"data_offsets"`
-		}
+		var e stEntry
 		if err := json.Unmarshal(raw, &e); err != nil {
-			return nil, nil, fmt.Errorf("%s: tensor %s: %w", path, name, err)
+			return nil, 0, 0, fmt.Errorf("%s: tensor %s: %w", path, name, err)
 		}
 		if e.Dtype != "F32" {
-			return nil, nil, fmt.Errorf("%s: tensor %s is %s; only F32 is read", path, name, e.Dtype)
+			return nil, 0, 0, fmt.Errorf("%s: tensor %s is %s; only F32 is read", path, name, e.Dtype)
 		}
 		lo, hi := e.Offsets[0], e.Offsets[1]
-		if lo < 0 || hi < lo || hi > len(body) || (hi-lo)%4 != 0 {
-			return nil, nil, fmt.Errorf("%s: tensor %s: offsets %v outside the data (%d bytes)", path, name, e.Offsets, len(body))
+		if lo < 0 || hi < lo || int64(hi) > body || (hi-lo)%4 != 0 {
+			return nil, 0, 0, fmt.Errorf("%s: tensor %s: offsets %v outside the data (%d bytes)", path, name, e.Offsets, body)
 		}
 		elems := 1
 		for _, d := range e.Shape {
@@ -142,15 +151,87 @@ func parseSafetensors(path string, b []byte) (map[string][]float32, map[string][
 			elems *= d
 		}
 		if elems != (hi-lo)/4 {
-			return nil, nil, fmt.Errorf("%s: tensor %s: shape %v does not hold its %d bytes", path, name, e.Shape, hi-lo)
+			return nil, 0, 0, fmt.Errorf("%s: tensor %s: shape %v does not hold its %d bytes", path, name, e.Shape, hi-lo)
 		}
-		v := make([]float32, (hi-lo)/4)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[lo+4*i:]))
-		}
+		entries[name] = e
+	}
+	return entries, 8 + int64(n), 0, nil
+}
+
+// decodeF32 turns little-endian float32 bytes into dst.
+func decodeF32(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+}
+
+// parseSafetensors reads the F32 tensors of a safetensors file's bytes b
+// (path names it in errors): each tensor's shape must account for exactly
+// its bytes.
+func parseSafetensors(path string, b []byte) (map[string][]float32, map[string][]int, error) {
+	entries, off, _, err := parseHeader(path, b, int64(len(b)))
+	if err != nil {
+		return nil, nil, err
+	}
+	out, shapes := map[string][]float32{}, map[string][]int{}
+	for name, e := range entries {
+		v := make([]float32, (e.Offsets[1]-e.Offsets[0])/4)
+		decodeF32(v, b[off+int64(e.Offsets[0]):])
 		out[name], shapes[name] = v, e.Shape
 	}
 	return out, shapes, nil
+}
+
+// readTensors reads a safetensors file a tensor at a time: for each table
+// entry, its tensor (which must have the entry's shape) is decoded into a
+// buffer the size of the largest and handed to put, so that loading a
+// model costs no copy of all of it in memory.
+func readTensors(path string, table []Param, put func(e Param, v []float32)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	head := make([]byte, min(st.Size(), 1<<16))
+	if _, err := f.ReadAt(head, 0); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	entries, off, more, err := parseHeader(path, head, st.Size())
+	if more > 0 {
+		head = make([]byte, more)
+		if _, err := f.ReadAt(head, 0); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		entries, off, _, err = parseHeader(path, head, st.Size())
+	}
+	if err != nil {
+		return err
+	}
+	largest := 0
+	for _, e := range table {
+		largest = max(largest, e.Size)
+	}
+	raw, vals := make([]byte, 4*largest), make([]float32, largest)
+	for _, e := range table {
+		t, ok := entries[e.Name]
+		if !ok {
+			return fmt.Errorf("%s lacks tensor %s", path, e.Name)
+		}
+		if !slices.Equal(t.Shape, e.Shape) {
+			return fmt.Errorf("%s: tensor %s has shape %v, the model %v", path, e.Name, t.Shape, e.Shape)
+		}
+		b := raw[:4*e.Size]
+		if _, err := f.ReadAt(b, off+int64(t.Offsets[0])); err != nil {
+			return fmt.Errorf("%s: tensor %s: %w", path, e.Name, err)
+		}
+		decodeF32(vals[:e.Size], b)
+		put(e, vals[:e.Size])
+	}
+	return nil
 }
 
 // checkpoint names.
@@ -187,23 +268,12 @@ func (g *core) loadTensors(dir string, moments bool) error {
 		n = 3
 	}
 	for i, buf := range g.tensorBufs()[:n] {
-		file := tensorFiles[i]
-		ts, shapes, err := readSafetensors(filepath.Join(dir, file))
+		err := readTensors(filepath.Join(dir, tensorFiles[i]), g.table, func(e Param, v []float32) {
+			g.ops.Upload(g.ops.Slice(buf, e.Offset, e.Size), v)
+		})
 		if err != nil {
 			return fmt.Errorf("train: %w", err)
 		}
-		host := make([]float32, g.Cfg.NumParams())
-		for _, e := range g.table {
-			v, ok := ts[e.Name]
-			if !ok {
-				return fmt.Errorf("train: %s lacks tensor %s", file, e.Name)
-			}
-			if len(v) != e.Size || fmt.Sprint(shapes[e.Name]) != fmt.Sprint(e.Shape) {
-				return fmt.Errorf("train: %s: tensor %s has shape %v, the model %v", file, e.Name, shapes[e.Name], e.Shape)
-			}
-			copy(host[e.Offset:], v)
-		}
-		g.ops.Upload(buf, host)
 	}
 	return nil
 }

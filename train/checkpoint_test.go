@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -54,4 +55,26 @@ func FuzzSafetensors(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReadTensorsLongHeader: a header longer than the first read is read
+// in full; a tensor of another shape than the table's is refused.
+func TestReadTensorsLongHeader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.safetensors")
+	meta := map[string]string{"pad": strings.Repeat("x", 100000)}
+	if err := writeSafetensors(path, []string{"a", "b"}, [][]int{{2, 3}, {4}}, [][]float32{{1, 2, 3, 4, 5, 6}, {-1, 0.5, 7, 8}}, meta); err != nil {
+		t.Fatal(err)
+	}
+	table := []Param{{Name: "b", Shape: []int{4}, Size: 4}, {Name: "a", Shape: []int{2, 3}, Size: 6}}
+	got := map[string][]float32{}
+	if err := readTensors(path, table, func(e Param, v []float32) { got[e.Name] = slices.Clone(v) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got["a"], []float32{1, 2, 3, 4, 5, 6}) || !slices.Equal(got["b"], []float32{-1, 0.5, 7, 8}) {
+		t.Fatalf("read %v", got)
+	}
+	table[1].Shape = []int{3, 2}
+	if err := readTensors(path, table, func(Param, []float32) {}); err == nil || !strings.Contains(err.Error(), "shape") {
+		t.Fatalf("a tensor of another shape: %v", err)
+	}
 }
