@@ -26,7 +26,7 @@ type Data struct {
 
 // Config is a run's resolved configuration, saved in the run directory.
 type Config struct {
-	Preset string      `json:"preset"`
+	Preset string      `json:"preset,omitempty"` // the model preset, when the shape came from one
 	Model  ModelConfig `json:"model"`
 	Data   []Data      `json:"data"`
 

@@ -133,6 +133,8 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 		cfg.Preset = opts.preset
 		if cfg.Model.Layers == 0 {
 			cfg.Model = model
+		} else if !cmd.Flags().Changed("preset") {
+			cfg.Preset = "" // the model's shape came from --config
 		}
 		if cfg.Model.IsLlama() {
 			fl := cmd.Flags()

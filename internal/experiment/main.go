@@ -53,7 +53,8 @@ type options struct {
 // blocks, which the paper's accounting counts, carry nearly all of them.
 const (
 	modelJSON = `{"Model": {"Vocab": 257, "Padded": 384, "Layers": 8, "Heads": 8, "Channels": 256, "MaxT": 256}}`
-	fullSteps = 700 // per run at -scale 1: about 1.4M tokens, about 12 minutes here
+	fullSteps = 400  // per run at -scale 1: 0.8M tokens, about 8 minutes here
+	stepSecs  = 1.25 // a full step here, for the expected duration
 	batch     = 8
 	seq       = 256
 )
@@ -92,7 +93,8 @@ func run(o options) error {
 	if !o.reportOnly {
 		fmt.Printf("EST experiment: %d runs of a byte-level GPT-2 (8 blocks, width 256) on the Go toolchain's sources, %d steps of %d×%d tokens each.\n",
 			len(runs), steps, batch, seq)
-		fmt.Printf("Expected duration on 2 cores: about %.0f minutes (a full run about %.0f).\n\n", 7.6*12*o.scale+2, 12*o.scale)
+		full := float64(steps) * stepSecs / 60
+		fmt.Printf("Expected duration on 2 cores: about %.0f minutes (a full-model run about %.0f, the EST runs about 3/4 of that, evaluations and data 5).\n\n", 7.4*full+5, full)
 		tok, err := prepareData(o)
 		if err != nil {
 			return err
@@ -118,7 +120,7 @@ func run(o options) error {
 			args := []string{"train", "--config", conf, "--data", tok, "--out", out, "--steps", fmt.Sprint(n),
 				"--batch", fmt.Sprint(batch), "--seq", fmt.Sprint(seq), "--lr", "1e-3", "--min-lr", "1e-4",
 				"--warmup", fmt.Sprint(max(1, steps/20)), "--seed", fmt.Sprint(s.Seed),
-				"--eval-every", fmt.Sprint(max(1, steps/10)), "--eval-batches", "16"}
+				"--eval-every", fmt.Sprint(max(1, steps/8)), "--eval-batches", "8"}
 			if slices.Contains(s.Args, "--est-rates") {
 				// est-gpt2's stage ends, scaled to this run
 				args = append(args, "--est-stages", scaledEnds(n))

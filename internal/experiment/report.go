@@ -161,7 +161,7 @@ func writeReport(o options, specs []spec) error {
 	p("- **Scale**: the paper trains GPT-2 124M on OpenWebText for 150k steps of 512×1024 tokens (about 39B tokens) and TinyLlama 1.1B; this is a %.1fM-parameter byte-level model on %.2fM tokens of Go source, about %.0e of the paper's tokens. Whether EST's loss matches full training depends on how far training is from convergence, which this scale cannot speak for.\n",
 		float64(m.NumParams())/1e6, float64(full1.tokens)/1e6, float64(full1.tokens)/39e9)
 	p("- **Noise**: two seeds per setting give a range, not a confidence interval; differences inside it are not evidence either way. The open choices have one seed each.\n")
-	p("- **Wall-clock**: measured on a shared machine while it ran nothing else of ours; the training time excludes evaluation (`ms` of metrics.jsonl). The realized saving is below the FLOPs saving by the step's fixed costs (AdamW over all weights of the running blocks, the classifier, memory traffic).\n")
+	p("- **Wall-clock**: measured on a shared 2-vCPU machine, whose other load shifts it; the training time excludes evaluation (`ms` of metrics.jsonl). The realized saving is below the FLOPs saving by the step's fixed costs (AdamW over all weights of the running blocks, the classifier, memory traffic).\n")
 	p("- **What it shows**: whether, on this data and at this scale, EST's schedule costs loss at equal steps, whether it beats a full model given the same FLOPs, and how much time estkit turns the FLOPs saving into.\n")
 	return durable.WriteFile(filepath.Dir(o.report), filepath.Base(o.report), []byte(w.String()))
 }
