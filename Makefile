@@ -50,7 +50,7 @@ demo: build
 	$(BIN) sample --run $(DEMO)/run --prompt "package main" --tokens 40
 
 # The EST experiment (docs/EXPERIMENTS.md; not part of make test; about an
-# hour and a half on 2 cores): builds a corpus from GOROOT/src, trains the
+# hour on 2 cores): builds a corpus from GOROOT/src, trains the
 # runs and rewrites the report and its plots from their records.
 # EXPERIMENT_FLAGS=-scale 0.02 is a smoke run; -report-only redraws it.
 experiment: build

@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -157,7 +156,11 @@ func command(bin string, args ...string) error {
 // step is skipped when its output is up to date (estkit ingest and shard
 // do no work on unchanged inputs).
 func prepareData(o options) (string, error) {
-	root := filepath.Join(runtime.GOROOT(), "src")
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOROOT: %w", err)
+	}
+	root := filepath.Join(strings.TrimSpace(string(goroot)), "src")
 	corpus := filepath.Join(o.work, "corpus", "gosrc.jsonl")
 	if _, err := os.Stat(corpus); err != nil {
 		if err := os.MkdirAll(filepath.Dir(corpus), 0o755); err != nil {
