@@ -19,6 +19,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/shards"
 	"github.com/estkit/estkit/train"
 )
 
@@ -114,7 +115,8 @@ func writeReport(o options, specs []spec) error {
 		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(string(commit)), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
 	m := full1.cfg.Model
 	p("## Setup\n\n")
-	p("- **Data**: every valid UTF-8 `.go` file of the Go toolchain's sources (GOROOT/src), ingested with `estkit ingest --format jsonl` and sharded with the byte tokenizer (`--tokenizer bytes`: one id per byte, <|endoftext|> after each file); 1%% of files held out by hash as the validation split.\n")
+	p("- **Data**: every valid UTF-8 `.go` file of the Go toolchain's sources (GOROOT/src of %s), ingested with `estkit ingest --format jsonl` and sharded with the byte tokenizer (`--tokenizer bytes`: one id per byte, <|endoftext|> after each file); 1%% of files held out by hash as the validation split. %s\n",
+		goVersion(), dataSize(full1.cfg.Data))
 	p("- **Model**: GPT-2, byte level: %d blocks, width %d, %d heads, context %d, %d ids (the classifier is %.1f%% of a full step's FLOPs, so the blocks, which the paper counts, carry nearly all of them); fp32 on the CPU.\n",
 		m.Layers, m.Channels, m.Heads, m.MaxT, m.Vocab, 100*(1-full1.fullBlocks/full1.fullAll))
 	p("- **Training**: %d steps of %d×%d tokens (%.2fM tokens), AdamW (lr %.0e, warmup %d, linear decay to %.0e, weight decay %.1f, clip %.0f); validation loss every %d steps over %d batches drawn across the split, the same windows every time. Every run of a seed sees the same data in the same order.\n",
@@ -164,6 +166,34 @@ func writeReport(o options, specs []spec) error {
 	p("- **Wall-clock**: measured on a shared 2-vCPU machine, whose other load shifts it; the training time excludes evaluation (`ms` of metrics.jsonl). The realized saving is below the FLOPs saving by the step's fixed costs (AdamW over all weights of the running blocks, the classifier, memory traffic).\n")
 	p("- **What it shows**: whether, on this data and at this scale, EST's schedule costs loss at equal steps, whether it beats a full model given the same FLOPs, and how much time estkit turns the FLOPs saving into.\n")
 	return durable.WriteFile(filepath.Dir(o.report), filepath.Base(o.report), []byte(w.String()))
+}
+
+func goVersion() string {
+	v, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "the installed Go"
+	}
+	return strings.TrimSpace(string(v))
+}
+
+// dataSize says how many documents and tokens each split of the run's
+// token set holds.
+func dataSize(data []train.Data) string {
+	if len(data) == 0 {
+		return ""
+	}
+	s, err := shards.Open(data[0].Dir, false)
+	if err != nil {
+		return ""
+	}
+	defer s.Close()
+	var parts []string
+	for _, name := range []string{shards.Train, shards.Val} {
+		if sp := s.Manifest.Splits[name]; sp != nil {
+			parts = append(parts, fmt.Sprintf("%s: %d files, %.1fM tokens", name, sp.Documents, float64(sp.Tokens)/1e6))
+		}
+	}
+	return strings.Join(parts, "; ") + "."
 }
 
 // compare words a loss difference (subject minus reference) against the
