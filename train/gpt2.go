@@ -246,27 +246,19 @@ func (g *GPT2) Backward(gradScale float32) error {
 		dfch, dfcg := g.need(&a.dfch, BT*ff), g.need(&a.dfcg, BT*ff)
 		o.BiasGrad(G(pFpB), dres, BT, C)
 		o.MatMul(dfcg, dres, wfp, BT, ff, C, false, false, msc, 0)
-		if neurons == nil {
-			o.MatMul(G(pFpW), dres, fcg, C, ff, BT, true, false, msc, 1)
-		} else {
-			gw := g.need(&a.gw, C*ff)
-			o.MatMul(gw, dres, fcg, C, ff, BT, true, false, msc, 0)
-			o.ScatterAddCols(G(pFpW), gw, C, 4*C, neurons)
-		}
+		g.weightGrad(G(pFpW), dres, fcg, C, ff, BT, msc, &a.gw, nil, neurons, 4*C)
 		o.Fill(dfch, 0)
 		o.GELUBackward(dfch, fch, dfcg)
 		ln2 := o.Slice(ba.ln2, 0, BT*C)
 		if neurons == nil {
 			o.BiasGrad(G(pFcB), dfch, BT, ff)
-			o.MatMul(G(pFcW), dfch, ln2, ff, C, BT, true, false, 1, 1)
 		} else {
-			gb, gw := g.need(&a.gb, ff), g.need(&a.gw, ff*C)
+			gb := g.need(&a.gb, ff)
 			o.Fill(gb, 0)
 			o.BiasGrad(gb, dfch, BT, ff)
 			o.ScatterAddRows(G(pFcB), gb, neurons, 1)
-			o.MatMul(gw, dfch, ln2, ff, C, BT, true, false, 1, 0)
-			o.ScatterAddRows(G(pFcW), gw, neurons, C)
 		}
+		g.weightGrad(G(pFcW), dfch, ln2, ff, C, BT, 1, &a.gw, neurons, nil, 0)
 		o.MatMul(a.dtmp, dfch, wfc, BT, C, ff, false, false, 1, 0)
 		o.LayerNormBackward(dres, G(pLn2W), G(pLn2B), a.dtmp, o.Slice(ba.x1, 0, BT*C), P(pLn2W), o.Slice(ba.ln2m, 0, BT), o.Slice(ba.ln2r, 0, BT), BT, C)
 		// attention: x1 = in + hsc·atty·wprojᵀ + bproj
@@ -282,27 +274,19 @@ func (g *GPT2) Backward(gradScale float32) error {
 		qkv, dqkv := o.Slice(ba.qkv, 0, BT*3*D), g.need(&a.dqkv, BT*3*D)
 		o.BiasGrad(G(pProjB), dres, BT, C)
 		o.MatMul(datty, dres, wproj, BT, D, C, false, false, hsc, 0)
-		if heads == nil {
-			o.MatMul(G(pProjW), dres, atty, C, D, BT, true, false, hsc, 1)
-		} else {
-			gw := g.need(&a.gw, C*D)
-			o.MatMul(gw, dres, atty, C, D, BT, true, false, hsc, 0)
-			o.ScatterAddCols(G(pProjW), gw, C, C, cols)
-		}
+		g.weightGrad(G(pProjW), dres, atty, C, D, BT, hsc, &a.gw, nil, cols, C)
 		o.Fill(dqkv, 0)
 		o.AttentionBackward(dqkv, datty, qkv, o.Slice(ba.att, 0, B*nh*T*T), B, T, nh, nh, HS)
 		ln1 := o.Slice(ba.ln1, 0, BT*C)
 		if heads == nil {
 			o.BiasGrad(G(pQKVB), dqkv, BT, 3*C)
-			o.MatMul(G(pQKVW), dqkv, ln1, 3*C, C, BT, true, false, 1, 1)
 		} else {
-			gb, gw := g.need(&a.gb, 3*D), g.need(&a.gw, 3*D*C)
+			gb := g.need(&a.gb, 3*D)
 			o.Fill(gb, 0)
 			o.BiasGrad(gb, dqkv, BT, 3*D)
 			o.ScatterAddRows(G(pQKVB), gb, rows, 1)
-			o.MatMul(gw, dqkv, ln1, 3*D, C, BT, true, false, 1, 0)
-			o.ScatterAddRows(G(pQKVW), gw, rows, C)
 		}
+		g.weightGrad(G(pQKVW), dqkv, ln1, 3*D, C, BT, 1, &a.gw, rows, nil, 0)
 		o.MatMul(a.dtmp, dqkv, wqkv, BT, C, 3*D, false, false, 1, 0)
 		o.LayerNormBackward(dres, G(pLn1W), G(pLn1B), a.dtmp, g.inputs[l], P(pLn1W), o.Slice(ba.ln1m, 0, BT), o.Slice(ba.ln1r, 0, BT), BT, C)
 	}

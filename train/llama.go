@@ -225,23 +225,15 @@ func (g *Llama) Backward(gradScale float32) error {
 		h, act := o.Slice(ba.h, 0, BT*2*ff), o.Slice(ba.act, 0, BT*ff)
 		dact, dh := g.need(&a.dact, BT*ff), g.need(&a.dh, BT*2*ff)
 		o.MatMul(dact, dres, wdown, BT, ff, C, false, false, msc, 0)
-		if neurons == nil {
-			o.MatMul(G(lDown), dres, act, C, ff, BT, true, false, msc, 1)
-		} else {
-			gw := g.need(&a.gw, C*ff)
-			o.MatMul(gw, dres, act, C, ff, BT, true, false, msc, 0)
-			o.ScatterAddCols(G(lDown), gw, C, FF, neurons)
-		}
+		g.weightGrad(G(lDown), dres, act, C, ff, BT, msc, &a.gw, nil, neurons, FF)
 		o.Fill(dh, 0)
 		o.SwiGLUBackward(dh, h, dact, BT, ff)
 		n2 := o.Slice(ba.n2, 0, BT*C)
-		if neurons == nil {
-			o.MatMul(G(lGateUp), dh, n2, 2*ff, C, BT, true, false, 1, 1)
-		} else {
-			gw := g.need(&a.gw, 2*ff*C)
-			o.MatMul(gw, dh, n2, 2*ff, C, BT, true, false, 1, 0)
-			o.ScatterAddRows(G(lGateUp), gw, gateUpRows(neurons, FF), C)
+		var guRows []int32
+		if neurons != nil {
+			guRows = gateUpRows(neurons, FF)
 		}
+		g.weightGrad(G(lGateUp), dh, n2, 2*ff, C, BT, 1, &a.gw, guRows, nil, 0)
 		o.MatMul(a.dtmp, dh, wgu, BT, C, 2*ff, false, false, 1, 0)
 		o.RMSNormBackward(dres, G(lNorm2), a.dtmp, o.Slice(ba.x1, 0, BT*C), P(lNorm2), o.Slice(ba.n2r, 0, BT), BT, C)
 		// attention: x1 = in + hsc·atty·woᵀ
@@ -256,26 +248,18 @@ func (g *Llama) Backward(gradScale float32) error {
 		atty, datty := o.Slice(ba.atty, 0, BT*D), g.need(&a.datty, BT*D)
 		qkv, dqkv := o.Slice(ba.qkv, 0, BT*W), g.need(&a.dqkv, BT*W)
 		o.MatMul(datty, dres, wo, BT, D, C, false, false, hsc, 0)
-		if heads == nil {
-			o.MatMul(G(lO), dres, atty, C, D, BT, true, false, hsc, 1)
-		} else {
-			gw := g.need(&a.gw, C*D)
-			o.MatMul(gw, dres, atty, C, D, BT, true, false, hsc, 0)
-			o.ScatterAddCols(G(lO), gw, C, NH*HS, headCols(heads, HS))
+		var cols []int32
+		if heads != nil {
+			cols = headCols(heads, HS)
 		}
+		g.weightGrad(G(lO), dres, atty, C, D, BT, hsc, &a.gw, nil, cols, NH*HS)
 		o.Fill(dqkv, 0)
 		o.AttentionBackward(dqkv, datty, qkv, o.Slice(ba.att, 0, B*nh*T*T), B, T, nh, nkv, HS)
 		// gradients of the rotated q and k back through the rotation
 		o.RoPE(dqkv, B, T, nh, HS, W, 0, theta, true)
 		o.RoPE(dqkv, B, T, nkv, HS, W, nh*HS, theta, true)
 		n1 := o.Slice(ba.n1, 0, BT*C)
-		if heads == nil {
-			o.MatMul(G(lQKV), dqkv, n1, W, C, BT, true, false, 1, 1)
-		} else {
-			gw := g.need(&a.gw, W*C)
-			o.MatMul(gw, dqkv, n1, W, C, BT, true, false, 1, 0)
-			o.ScatterAddRows(G(lQKV), gw, rows, C)
-		}
+		g.weightGrad(G(lQKV), dqkv, n1, W, C, BT, 1, &a.gw, rows, nil, 0)
 		o.MatMul(a.dtmp, dqkv, wqkv, BT, C, W, false, false, 1, 0)
 		o.RMSNormBackward(dres, G(lNorm1), a.dtmp, g.inputs[l], P(lNorm1), o.Slice(ba.n1r, 0, BT), BT, C)
 	}

@@ -516,3 +516,21 @@ func (g *GPT2) Logits() kernels.Buf { return g.act.logits }
 
 // Logits are the last Forward's logits [B·T × Padded].
 func (g *Llama) Logits() kernels.Buf { return g.act.logits }
+
+// weightGrad adds alpha·dyᵀ·x ([m×n] from dy [k×m] and x [k×n]) to the
+// gradient dst of a weight: straight in when the whole weight ran, or
+// through the scratch *gw and a scatter when only the rows (of width n) or
+// the columns (of a weight width values wide) listed ran.
+func (g *core) weightGrad(dst, dy, x kernels.Buf, m, n, k int, alpha float32, gw *kernels.Buf, rows, cols []int32, width int) {
+	if rows == nil && cols == nil {
+		g.ops.MatMul(dst, dy, x, m, n, k, true, false, alpha, 1)
+		return
+	}
+	buf := g.need(gw, m*n)
+	g.ops.MatMul(buf, dy, x, m, n, k, true, false, alpha, 0)
+	if rows != nil {
+		g.ops.ScatterAddRows(dst, buf, rows, n)
+	} else {
+		g.ops.ScatterAddCols(dst, buf, m, width, cols)
+	}
+}
