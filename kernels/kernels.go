@@ -1,5 +1,7 @@
 package kernels
 
+import "fmt"
+
 // Buf is float32 storage owned by a backend: host memory for the CPU
 // backend, device memory for a GPU backend. Trainers never touch its
 // contents directly; they move data with Upload and Download.
@@ -15,6 +17,11 @@ type Buf interface {
 // columns) are host slices; a GPU backend uploads them.
 type Ops interface {
 	Name() string
+	// Err is the first error an op met since the backend was made (nil
+	// for the CPU backend, which has none). A GPU backend does nothing
+	// after an error, and the error names the op; a trainer checks Err
+	// once per step.
+	Err() error
 
 	// Memory.
 	Alloc(n int) Buf             // zeroed
@@ -54,9 +61,14 @@ type Ops interface {
 	// divides NH; query head h reads key/value head h/(NH/NKV): grouped-
 	// query attention, or multi-head when NKV = NH), each of size HS; out
 	// [B,T,NH·HS] receives causal softmax(q·kᵀ/√HS)·v per query head, and
-	// att [B,NH,T,T] the probabilities, kept for the backward pass.
+	// att, of AttentionState(B, NH, T) values, what the backward pass needs
+	// besides out: the CPU backend keeps the probabilities [B,NH,T,T], a
+	// GPU backend in the flash-attention style only per-row statistics.
 	Attention(out, att, qkv Buf, B, T, NH, NKV, HS int)
-	AttentionBackward(dqkv, dout, qkv, att Buf, B, T, NH, NKV, HS int)
+	AttentionState(B, NH, T int) int
+	// AttentionBackward adds to dqkv the gradient of the loss given dout,
+	// the gradient at out, the output Attention wrote.
+	AttentionBackward(dqkv, dout, out, qkv, att Buf, B, T, NH, NKV, HS int)
 
 	// RMSNorm scales each row of x[rows×C] by 1/√(mean(x²)+eps), then by
 	// w (Llama's norm); it keeps each row's 1/rms for the backward pass.
@@ -108,4 +120,32 @@ type AdamWArgs struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float32
 	GradScale                          float32 // gradients are multiplied by this first (0 is taken as 1)
 	Step                               int     // 1-based, for the bias corrections
+}
+
+// Precision selects the variant an op runs in.
+type Precision int
+
+const (
+	// FP32 computes in float32 throughout: the variant every op has, and
+	// the one to compare with the CPU backend.
+	FP32 Precision = iota
+	// BF16 rounds an op's inputs to bfloat16 and accumulates in float32.
+	BF16
+)
+
+func (p Precision) String() string {
+	switch p {
+	case FP32:
+		return "fp32"
+	case BF16:
+		return "bf16"
+	}
+	return fmt.Sprintf("precision(%d)", int(p))
+}
+
+// PrecisionSetter is a backend with variants of some ops in other
+// precisions (the CUDA backend); SetPrecision selects the variant op (a
+// method name of Ops) runs in, or says that op has none in p.
+type PrecisionSetter interface {
+	SetPrecision(op string, p Precision) error
 }

@@ -168,7 +168,7 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 		qkv, atty := g.need(&ba.qkv, BT*3*D), g.need(&ba.atty, BT*D)
 		o.MatMul(qkv, ln1, wqkv, BT, 3*D, C, false, true, 1, 0)
 		o.AddBias(qkv, bqkv, BT, 3*D)
-		o.Attention(atty, g.need(&ba.att, B*nh*T*T), qkv, B, T, nh, nh, HS)
+		o.Attention(atty, g.need(&ba.att, o.AttentionState(B, nh, T)), qkv, B, T, nh, nh, HS)
 		x1 := g.need(&ba.x1, BT*C)
 		o.Copy(x1, cur)
 		o.MatMul(x1, atty, wproj, BT, C, D, false, true, hsc, 1)
@@ -199,7 +199,7 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 	g.final = cur
 	o.MatMul(a.logits, a.lnf, g.param(g.Params, 0), BT, c.Padded, C, false, true, 1, 0)
 	if targets == nil {
-		return 0, nil
+		return 0, o.Err()
 	}
 	g.targets = targets
 	return meanLoss(o, a.losses, a.logits, targets, BT, c)
@@ -276,7 +276,7 @@ func (g *GPT2) Backward(gradScale float32) error {
 		o.MatMul(datty, dres, wproj, BT, D, C, false, false, hsc, 0)
 		g.weightGrad(G(pProjW), dres, atty, C, D, BT, hsc, &a.gw, nil, cols, C)
 		o.Fill(dqkv, 0)
-		o.AttentionBackward(dqkv, datty, qkv, o.Slice(ba.att, 0, B*nh*T*T), B, T, nh, nh, HS)
+		o.AttentionBackward(dqkv, datty, atty, qkv, o.Slice(ba.att, 0, o.AttentionState(B, nh, T)), B, T, nh, nh, HS)
 		ln1 := o.Slice(ba.ln1, 0, BT*C)
 		if heads == nil {
 			o.BiasGrad(G(pQKVB), dqkv, BT, 3*C)
@@ -291,7 +291,7 @@ func (g *GPT2) Backward(gradScale float32) error {
 		o.LayerNormBackward(dres, G(pLn1W), G(pLn1B), a.dtmp, g.inputs[l], P(pLn1W), o.Slice(ba.ln1m, 0, BT), o.Slice(ba.ln1r, 0, BT), BT, C)
 	}
 	o.EmbedBackward(dwte, g.param(g.Grads, 1), dres, g.ids, B, T, C)
-	return nil
+	return o.Err()
 }
 
 // ActivationFloats is the number of float32 values the forward state holds

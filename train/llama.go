@@ -152,7 +152,7 @@ func (g *Llama) Forward(ids, targets []int32, B, T int, sel *Selection) (float32
 		o.MatMul(qkv, n1, wqkv, BT, W, C, false, true, 1, 0)
 		o.RoPE(qkv, B, T, nh, HS, W, 0, theta, false)
 		o.RoPE(qkv, B, T, nkv, HS, W, nh*HS, theta, false)
-		o.Attention(atty, g.need(&ba.att, B*nh*T*T), qkv, B, T, nh, nkv, HS)
+		o.Attention(atty, g.need(&ba.att, o.AttentionState(B, nh, T)), qkv, B, T, nh, nkv, HS)
 		x1 := g.need(&ba.x1, BT*C)
 		o.Copy(x1, cur)
 		o.MatMul(x1, atty, wo, BT, C, D, false, true, hsc, 1)
@@ -178,7 +178,7 @@ func (g *Llama) Forward(ids, targets []int32, B, T int, sel *Selection) (float32
 	g.final = cur
 	o.MatMul(a.logits, a.nf, g.param(g.Params, last+1), BT, c.Padded, C, false, true, 1, 0)
 	if targets == nil {
-		return 0, nil
+		return 0, o.Err()
 	}
 	g.targets = targets
 	return meanLoss(o, a.losses, a.logits, targets, BT, c)
@@ -254,7 +254,7 @@ func (g *Llama) Backward(gradScale float32) error {
 		}
 		g.weightGrad(G(lO), dres, atty, C, D, BT, hsc, &a.gw, nil, cols, NH*HS)
 		o.Fill(dqkv, 0)
-		o.AttentionBackward(dqkv, datty, qkv, o.Slice(ba.att, 0, B*nh*T*T), B, T, nh, nkv, HS)
+		o.AttentionBackward(dqkv, datty, atty, qkv, o.Slice(ba.att, 0, o.AttentionState(B, nh, T)), B, T, nh, nkv, HS)
 		// gradients of the rotated q and k back through the rotation
 		o.RoPE(dqkv, B, T, nh, HS, W, 0, theta, true)
 		o.RoPE(dqkv, B, T, nkv, HS, W, nh*HS, theta, true)
@@ -264,7 +264,7 @@ func (g *Llama) Backward(gradScale float32) error {
 		o.RMSNormBackward(dres, G(lNorm1), a.dtmp, g.inputs[l], P(lNorm1), o.Slice(ba.n1r, 0, BT), BT, C)
 	}
 	o.ScatterAddRows(g.param(g.Grads, 0), dres, g.ids, C)
-	return nil
+	return o.Err()
 }
 
 // ActivationFloats is the number of float32 values the forward state holds

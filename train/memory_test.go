@@ -35,7 +35,9 @@ func (o *sizeOps) LayerNormBackward(_, _, _, _, _, _, _, _ kernels.Buf, _, _ int
 func (o *sizeOps) GELU(_, _ kernels.Buf)                                                     {}
 func (o *sizeOps) GELUBackward(_, _, _ kernels.Buf)                                          {}
 func (o *sizeOps) Attention(_, _, _ kernels.Buf, _, _, _, _, _ int)                          {}
-func (o *sizeOps) AttentionBackward(_, _, _, _ kernels.Buf, _, _, _, _, _ int)               {}
+func (o *sizeOps) AttentionBackward(_, _, _, _, _ kernels.Buf, _, _, _, _, _ int)            {}
+func (o *sizeOps) AttentionState(B, NH, T int) int                                           { return B * NH * T * T }
+func (o *sizeOps) Err() error                                                                { return nil }
 func (o *sizeOps) RMSNorm(_, _, _, _ kernels.Buf, _, _ int, _ float32)                       {}
 func (o *sizeOps) RMSNormBackward(_, _, _, _, _, _ kernels.Buf, _, _ int)                    {}
 func (o *sizeOps) RoPE(kernels.Buf, int, int, int, int, int, int, float32, bool)             {}

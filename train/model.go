@@ -414,7 +414,9 @@ type Units struct {
 }
 
 // Step applies AdamW to every parameter with a gradient.
-func (g *core) Step(s StepOptions) {
+// Step applies AdamW to the parameters the step trained; it returns the
+// backend's error, if any.
+func (g *core) Step(s StepOptions) error {
 	c := g.Cfg
 	NH, NKV, HS, FF := c.Heads, c.KV(), c.Channels/c.Heads, c.MLP()
 	for i, e := range g.table {
@@ -448,6 +450,7 @@ func (g *core) Step(s StepOptions) {
 			g.ops.AdamW(p, gr, m, v, a)
 		}
 	}
+	return g.ops.Err()
 }
 
 // checkBatch validates a forward pass's shape and token ids.
@@ -470,6 +473,9 @@ func meanLoss(o kernels.Ops, losses, logits kernels.Buf, targets []int32, rows i
 	o.CrossEntropy(losses, nil, logits, targets, rows, c.Vocab, c.Padded, 0)
 	l := make([]float32, rows)
 	o.Download(l, losses)
+	if err := o.Err(); err != nil {
+		return 0, err
+	}
 	var s float64
 	for _, v := range l {
 		s += float64(v)
@@ -489,7 +495,7 @@ type Model interface {
 	Backward(gradScale float32) error
 	ZeroGrads(skipped map[int]bool)
 	GradNorm(skipped map[int]bool) float64
-	Step(s StepOptions)
+	Step(s StepOptions) error
 	// ActivationFloats is the size of the forward state held now.
 	ActivationFloats() int
 	// Logits are the last Forward's logits [B·T × Padded].

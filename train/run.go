@@ -384,7 +384,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		if cfg.Sampler.Update == "sampled" {
 			so.Sampled = plan.Units(cfg.Model.Layers)
 		}
-		model.Step(so)
+		if err := model.Step(so); err != nil {
+			return nil, err
+		}
 		st.Step++
 		tokens := int64(B * T * cfg.Accum)
 		st.Tokens += tokens

@@ -323,7 +323,13 @@ func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, NKV, HS int) {
 	})
 }
 
-func (o *Ops) AttentionBackward(dqkv, dout, qkv, att kernels.Buf, B, T, NH, NKV, HS int) {
+// AttentionState: the CPU backend keeps the probabilities.
+func (o *Ops) AttentionState(B, NH, T int) int { return B * NH * T * T }
+
+// Err is always nil: the CPU backend's ops cannot fail.
+func (o *Ops) Err() error { return nil }
+
+func (o *Ops) AttentionBackward(dqkv, dout, _, qkv, att kernels.Buf, B, T, NH, NKV, HS int) {
 	if sgemm != nil {
 		o.attentionBackwardBLAS(f(dqkv), f(dout), f(qkv), f(att), B, T, NH, NKV, HS)
 		return

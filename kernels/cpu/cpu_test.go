@@ -83,7 +83,7 @@ func TestAttentionGradient(t *testing.T) {
 		loss := func() float64 { o.Attention(out, att, qkv, B, T, NH, NKV, HS); return dot(out, wout) }
 		loss()
 		dqkv := make(Buf, len(qkv))
-		o.AttentionBackward(dqkv, wout, qkv, att, B, T, NH, NKV, HS)
+		o.AttentionBackward(dqkv, wout, out, qkv, att, B, T, NH, NKV, HS)
 		checkGrad(t, fmt.Sprintf("dqkv (%d kv heads)", NKV), qkv, dqkv, loss)
 		// causal: position t's output does not depend on later positions
 		before := append(Buf(nil), out...)

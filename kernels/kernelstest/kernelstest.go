@@ -1,0 +1,660 @@
+// Package kernelstest is the conformance suite of kernels.Ops: every op of
+// a backend against a float64 reference written here, on seeded random
+// inputs of odd sizes (rows and widths that are not multiples of a warp or
+// a tile, head counts that are not powers of two, grouped-query heads),
+// with outputs poisoned with NaN beforehand so that an element an op
+// forgets to write fails, and gradients holding values beforehand so that
+// an op that overwrites instead of adding fails. The CPU backend and the
+// CUDA backend (on a GPU, or emulated) both pass it.
+package kernelstest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/estkit/estkit/kernels"
+)
+
+// Options tune a run of the suite.
+type Options struct {
+	// Tol bounds each element's error: |got − want| ≤ Tol·(|want| + rms),
+	// rms being the root mean square of the whole expected tensor.
+	Tol float64
+	// Only names the ops (subtests) to run; all when empty.
+	Only []string
+}
+
+// FP32 is the tolerance of float32 backends.
+const FP32 = 1e-5
+
+// BF16 is the tolerance of bfloat16 variants (inputs rounded to 8 bits of
+// mantissa, float32 accumulation).
+const BF16 = 1e-2
+
+type suite struct {
+	t   *testing.T
+	o   kernels.Ops
+	r   *rand.Rand
+	tol float64
+}
+
+// Run runs the suite against o.
+func Run(t *testing.T, o kernels.Ops, opt Options) {
+	if opt.Tol == 0 {
+		opt.Tol = FP32
+	}
+	tests := []struct {
+		name string
+		fn   func(*suite)
+	}{
+		{"Memory", testMemory},
+		{"MatMul", testMatMul},
+		{"Bias", testBias},
+		{"Embed", testEmbed},
+		{"LayerNorm", testLayerNorm},
+		{"RMSNorm", testRMSNorm},
+		{"GELU", testGELU},
+		{"SwiGLU", testSwiGLU},
+		{"RoPE", testRoPE},
+		{"Attention", testAttention},
+		{"CrossEntropy", testCrossEntropy},
+		{"GatherScatter", testGatherScatter},
+		{"AdamW", testAdamW},
+	}
+	for i, tc := range tests {
+		if len(opt.Only) > 0 && !slices.Contains(opt.Only, tc.name) {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			s := &suite{t: t, o: o, r: rand.New(rand.NewPCG(uint64(i)+1, 77)), tol: opt.Tol}
+			tc.fn(s)
+			if err := o.Err(); err != nil {
+				t.Fatalf("backend error: %v", err)
+			}
+		})
+	}
+}
+
+// ---- helpers ----
+
+func (s *suite) rand(n int, scale float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(s.r.NormFloat64() * scale)
+	}
+	return v
+}
+
+func (s *suite) up(v []float32) kernels.Buf {
+	b := s.o.Alloc(len(v))
+	s.o.Upload(b, v)
+	return b
+}
+
+// poisoned is a buffer of n NaNs.
+func (s *suite) poisoned(n int) kernels.Buf {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.NaN())
+	}
+	return s.up(v)
+}
+
+func (s *suite) down(b kernels.Buf) []float32 {
+	v := make([]float32, b.Len())
+	s.o.Download(v, b)
+	return v
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+// cmp compares got with want, reporting the first few elements out of
+// tolerance.
+func (s *suite) cmp(name string, got kernels.Buf, want []float64) {
+	s.t.Helper()
+	g := s.down(got)
+	if len(g) != len(want) {
+		s.t.Fatalf("%s: %d values, want %d", name, len(g), len(want))
+	}
+	var ss float64
+	for _, w := range want {
+		ss += w * w
+	}
+	rms := math.Sqrt(ss / float64(max(len(want), 1)))
+	bad := 0
+	for i, w := range want {
+		d := math.Abs(float64(g[i]) - w)
+		if !(d <= s.tol*(math.Abs(w)+rms)) {
+			if bad++; bad <= 3 {
+				s.t.Errorf("%s[%d] = %g, want %g (error %.2g, bound %.2g)", name, i, g[i], w, d, s.tol*(math.Abs(w)+rms))
+			}
+		}
+	}
+	if bad > 3 {
+		s.t.Errorf("%s: %d of %d values out of tolerance", name, bad, len(want))
+	}
+}
+
+func add(a []float32, b []float64) []float64 {
+	out := f64(a)
+	for i := range out {
+		out[i] += b[i]
+	}
+	return out
+}
+
+// ---- the ops ----
+
+func testMemory(s *suite) {
+	n := 1000 + 37
+	x, y := s.rand(n, 1), s.rand(n, 1)
+	bx := s.up(x)
+	s.cmp("Upload/Download", bx, f64(x))
+	zero := s.o.Alloc(n)
+	s.cmp("Alloc", zero, make([]float64, n))
+	c := s.poisoned(n)
+	s.o.Copy(c, bx)
+	s.cmp("Copy", c, f64(x))
+	by := s.up(y)
+	s.o.Axpy(by, 0.75, bx)
+	want := make([]float64, n)
+	var ss float64
+	for i := range want {
+		want[i] = float64(y[i]) + 0.75*float64(x[i])
+		ss += float64(x[i]) * float64(x[i])
+	}
+	s.cmp("Axpy", by, want)
+	if got := s.o.SumSquares(bx); math.Abs(got-ss) > 1e-9*ss {
+		s.t.Errorf("SumSquares = %.12g, want %.12g", got, ss)
+	}
+	// a slice reads and writes inside its parent only
+	p := s.up(x)
+	s.o.Fill(s.o.Slice(p, 100, 333), -2.5)
+	want = f64(x)
+	for i := 100; i < 433; i++ {
+		want[i] = -2.5
+	}
+	s.cmp("Fill of a slice", p, want)
+}
+
+func refMatMul(a, b []float32, m, n, k int, ta, tb bool) []float64 {
+	out := make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var sum float64
+			for p := 0; p < k; p++ {
+				av, bv := a[i*k+p], b[p*n+j]
+				if ta {
+					av = a[p*m+i]
+				}
+				if tb {
+					bv = b[j*k+p]
+				}
+				sum += float64(av) * float64(bv)
+			}
+			out[i*n+j] = sum
+		}
+	}
+	return out
+}
+
+func testMatMul(s *suite) {
+	m, n, k := 37, 53, 71
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			a, b, c0 := s.rand(m*k, 1), s.rand(k*n, 1), s.rand(m*n, 1)
+			ab, bb := s.up(a), s.up(b)
+			prod := refMatMul(a, b, m, n, k, ta, tb)
+			// beta 0 ignores what C held, NaN included
+			c := s.poisoned(m * n)
+			s.o.MatMul(c, ab, bb, m, n, k, ta, tb, 1, 0)
+			s.cmp(fmt.Sprintf("MatMul ta=%v tb=%v", ta, tb), c, prod)
+			c = s.up(c0)
+			s.o.MatMul(c, ab, bb, m, n, k, ta, tb, 0.5, 1)
+			want := make([]float64, m*n)
+			for i := range want {
+				want[i] = float64(c0[i]) + 0.5*prod[i]
+			}
+			s.cmp(fmt.Sprintf("MatMul ta=%v tb=%v alpha=0.5 beta=1", ta, tb), c, want)
+		}
+	}
+}
+
+func testBias(s *suite) {
+	rows, cols := 45, 67
+	y, b, db0 := s.rand(rows*cols, 1), s.rand(cols, 1), s.rand(cols, 1)
+	by := s.up(y)
+	s.o.AddBias(by, s.up(b), rows, cols)
+	want := make([]float64, rows*cols)
+	sums := make([]float64, cols)
+	for i := range want {
+		want[i] = float64(y[i]) + float64(b[i%cols])
+		sums[i%cols] += float64(y[i])
+	}
+	s.cmp("AddBias", by, want)
+	db := s.up(db0)
+	s.o.BiasGrad(db, s.up(y), rows, cols)
+	s.cmp("BiasGrad", db, add(db0, sums))
+}
+
+func testEmbed(s *suite) {
+	B, T, C, V := 3, 11, 67, 29
+	ids := make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32(s.r.IntN(V)) // repeats: the backward pass sums them
+	}
+	wte, wpe := s.rand(V*C, 1), s.rand(T*C, 1)
+	out := s.poisoned(B * T * C)
+	s.o.Embed(out, s.up(wte), s.up(wpe), ids, B, T, C)
+	want := make([]float64, B*T*C)
+	for bt, id := range ids {
+		for c := 0; c < C; c++ {
+			want[bt*C+c] = float64(wte[int(id)*C+c]) + float64(wpe[bt%T*C+c])
+		}
+	}
+	s.cmp("Embed", out, want)
+	dout, dte0, dpe0 := s.rand(B*T*C, 1), s.rand(V*C, 1), s.rand(T*C, 1)
+	dte, dpe := s.up(dte0), s.up(dpe0)
+	s.o.EmbedBackward(dte, dpe, s.up(dout), ids, B, T, C)
+	wte2, wpe2 := f64(dte0), f64(dpe0)
+	for bt, id := range ids {
+		for c := 0; c < C; c++ {
+			wte2[int(id)*C+c] += float64(dout[bt*C+c])
+			wpe2[bt%T*C+c] += float64(dout[bt*C+c])
+		}
+	}
+	s.cmp("EmbedBackward wte", dte, wte2)
+	s.cmp("EmbedBackward wpe", dpe, wpe2)
+}
+
+func testLayerNorm(s *suite) {
+	rows, C := 41, 97
+	x, w, b := s.rand(rows*C, 2), s.rand(C, 1), s.rand(C, 1)
+	for i := range x {
+		x[i] += 0.5 // a mean to remove
+	}
+	out, mean, rstd := s.poisoned(rows*C), s.poisoned(rows), s.poisoned(rows)
+	bx, bw := s.up(x), s.up(w)
+	s.o.LayerNorm(out, mean, rstd, bx, bw, s.up(b), rows, C)
+	wo, wm, wr := make([]float64, rows*C), make([]float64, rows), make([]float64, rows)
+	dout, dx0, dw0, db0 := s.rand(rows*C, 1), s.rand(rows*C, 1), s.rand(C, 1), s.rand(C, 1)
+	wdx, wdw, wdb := f64(dx0), f64(dw0), f64(db0)
+	for r := 0; r < rows; r++ {
+		row := f64(x[r*C : (r+1)*C])
+		var m, v float64
+		for _, e := range row {
+			m += e
+		}
+		m /= float64(C)
+		for _, e := range row {
+			v += (e - m) * (e - m)
+		}
+		rs := 1 / math.Sqrt(v/float64(C)+1e-5)
+		wm[r], wr[r] = m, rs
+		var a, an float64
+		for i, e := range row {
+			n := (e - m) * rs
+			wo[r*C+i] = n*float64(w[i]) + float64(b[i])
+			g := float64(dout[r*C+i])
+			a += float64(w[i]) * g
+			an += float64(w[i]) * g * n
+			wdw[i] += g * n
+			wdb[i] += g
+		}
+		a /= float64(C)
+		an /= float64(C)
+		for i, e := range row {
+			n := (e - m) * rs
+			wdx[r*C+i] += (float64(w[i])*float64(dout[r*C+i]) - a - n*an) * rs
+		}
+	}
+	s.cmp("LayerNorm out", out, wo)
+	s.cmp("LayerNorm mean", mean, wm)
+	s.cmp("LayerNorm rstd", rstd, wr)
+	dx, dw, db := s.up(dx0), s.up(dw0), s.up(db0)
+	s.o.LayerNormBackward(dx, dw, db, s.up(dout), bx, bw, mean, rstd, rows, C)
+	s.cmp("LayerNormBackward dx", dx, wdx)
+	s.cmp("LayerNormBackward dw", dw, wdw)
+	s.cmp("LayerNormBackward db", db, wdb)
+}
+
+func testRMSNorm(s *suite) {
+	rows, C := 41, 97
+	const eps = 1e-5
+	x, w := s.rand(rows*C, 2), s.rand(C, 1)
+	out, rstd := s.poisoned(rows*C), s.poisoned(rows)
+	bx, bw := s.up(x), s.up(w)
+	s.o.RMSNorm(out, rstd, bx, bw, rows, C, eps)
+	wo, wr := make([]float64, rows*C), make([]float64, rows)
+	dout, dx0, dw0 := s.rand(rows*C, 1), s.rand(rows*C, 1), s.rand(C, 1)
+	wdx, wdw := f64(dx0), f64(dw0)
+	for r := 0; r < rows; r++ {
+		row := f64(x[r*C : (r+1)*C])
+		var ss float64
+		for _, e := range row {
+			ss += e * e
+		}
+		rs := 1 / math.Sqrt(ss/float64(C)+float64(float32(eps)))
+		wr[r] = rs
+		var dot float64
+		for i, e := range row {
+			wo[r*C+i] = float64(w[i]) * e * rs
+			g := float64(dout[r*C+i])
+			dot += g * float64(w[i]) * e * rs
+			wdw[i] += g * e * rs
+		}
+		dot /= float64(C)
+		for i, e := range row {
+			wdx[r*C+i] += rs * (float64(dout[r*C+i])*float64(w[i]) - e*rs*dot)
+		}
+	}
+	s.cmp("RMSNorm out", out, wo)
+	s.cmp("RMSNorm rstd", rstd, wr)
+	dx, dw := s.up(dx0), s.up(dw0)
+	s.o.RMSNormBackward(dx, dw, s.up(dout), bx, bw, rstd, rows, C)
+	s.cmp("RMSNormBackward dx", dx, wdx)
+	s.cmp("RMSNormBackward dw", dw, wdw)
+}
+
+func testGELU(s *suite) {
+	n := 1000 + 13
+	x, dout, dx0 := s.rand(n, 2), s.rand(n, 1), s.rand(n, 1)
+	out := s.poisoned(n)
+	bx := s.up(x)
+	s.o.GELU(out, bx)
+	wo, wd := make([]float64, n), f64(dx0)
+	const k = 0.7978845608028654
+	for i, v32 := range x {
+		v := float64(v32)
+		th := math.Tanh(k * (v + 0.044715*v*v*v))
+		wo[i] = 0.5 * v * (1 + th)
+		wd[i] += float64(dout[i]) * (0.5*(1+th) + 0.5*v*(1-th*th)*k*(1+3*0.044715*v*v))
+	}
+	s.cmp("GELU", out, wo)
+	dx := s.up(dx0)
+	s.o.GELUBackward(dx, bx, s.up(dout))
+	s.cmp("GELUBackward", dx, wd)
+}
+
+func testSwiGLU(s *suite) {
+	rows, F := 23, 45
+	h, dout, dh0 := s.rand(rows*2*F, 2), s.rand(rows*F, 1), s.rand(rows*2*F, 1)
+	out := s.poisoned(rows * F)
+	bh := s.up(h)
+	s.o.SwiGLU(out, bh, rows, F)
+	wo, wd := make([]float64, rows*F), f64(dh0)
+	for r := 0; r < rows; r++ {
+		for i := 0; i < F; i++ {
+			g, u := float64(h[r*2*F+i]), float64(h[r*2*F+F+i])
+			sg := 1 / (1 + math.Exp(-g))
+			wo[r*F+i] = g * sg * u
+			d := float64(dout[r*F+i])
+			wd[r*2*F+i] += d * u * sg * (1 + g*(1-sg))
+			wd[r*2*F+F+i] += d * g * sg
+		}
+	}
+	s.cmp("SwiGLU", out, wo)
+	dh := s.up(dh0)
+	s.o.SwiGLUBackward(dh, bh, s.up(dout), rows, F)
+	s.cmp("SwiGLUBackward", dh, wd)
+}
+
+func testRoPE(s *suite) {
+	// the heads at offset HS of rows of width 5·HS + 3, as the keys of a
+	// fused qkv row; the rest of each row must stay as it was
+	B, T, heads, HS := 2, 37, 3, 20
+	width, off := 5*HS+3, HS
+	const theta = 10000
+	x := s.rand(B*T*width, 1)
+	bx := s.up(x)
+	s.o.RoPE(bx, B, T, heads, HS, width, off, theta, false)
+	want := f64(x)
+	half := HS / 2
+	for p := 0; p < B*T; p++ {
+		t := p % T
+		for h := 0; h < heads; h++ {
+			base := p*width + off + h*HS
+			for i := 0; i < half; i++ {
+				inv := 1 / float32(math.Pow(theta, float64(float32(2*i)/float32(HS))))
+				a := float64(float32(t) * inv)
+				c, sn := math.Cos(a), math.Sin(a)
+				x0, x1 := float64(x[base+i]), float64(x[base+i+half])
+				want[base+i], want[base+i+half] = x0*c-x1*sn, x1*c+x0*sn
+			}
+		}
+	}
+	s.cmp("RoPE", bx, want)
+	s.o.RoPE(bx, B, T, heads, HS, width, off, theta, true)
+	s.cmp("RoPE inverse", bx, f64(x))
+}
+
+func testAttention(s *suite) {
+	for _, sh := range []struct{ B, T, NH, NKV, HS int }{
+		{2, 37, 6, 6, 20},  // multi-head, T not a multiple of a tile
+		{2, 19, 6, 2, 36},  // grouped-query, head across two lanes' words
+		{1, 9, 3, 1, 128},  // one key/value head, the largest head
+		{1, 70, 2, 2, 64},  // GPT-2's head size
+		{3, 1, 5, 5, 7},    // one position
+		{1, 33, 10, 5, 48}, // groups of two over ten heads
+	} {
+		name := fmt.Sprintf("B%d T%d NH%d NKV%d HS%d", sh.B, sh.T, sh.NH, sh.NKV, sh.HS)
+		s.attention(name, sh.B, sh.T, sh.NH, sh.NKV, sh.HS)
+	}
+}
+
+func (s *suite) attention(name string, B, T, NH, NKV, HS int) {
+	W, C, G := (NH+2*NKV)*HS, NH*HS, NH/NKV
+	qkv, dout, dqkv0 := s.rand(B*T*W, 1), s.rand(B*T*C, 1), s.rand(B*T*W, 1)
+	out, att := s.poisoned(B*T*C), s.poisoned(s.o.AttentionState(B, NH, T))
+	bq := s.up(qkv)
+	s.o.Attention(out, att, bq, B, T, NH, NKV, HS)
+	wo, wd := make([]float64, B*T*C), f64(dqkv0)
+	scale := 1 / math.Sqrt(float64(HS))
+	at := func(b, t, off int) []float32 { return qkv[(b*T+t)*W+off:][:HS] }
+	for b := 0; b < B; b++ {
+		for h := 0; h < NH; h++ {
+			ko, vo := NH*HS+h/G*HS, (NH+NKV)*HS+h/G*HS
+			for t := 0; t < T; t++ {
+				q := at(b, t, h*HS)
+				p := make([]float64, t+1)
+				mx := math.Inf(-1)
+				for j := range p {
+					p[j] = dot64(q, at(b, j, ko)) * scale
+					mx = max(mx, p[j])
+				}
+				var sum float64
+				for j := range p {
+					p[j] = math.Exp(p[j] - mx)
+					sum += p[j]
+				}
+				g := dout[(b*T+t)*C+h*HS:][:HS]
+				dp := make([]float64, t+1)
+				var dsum float64
+				for j := range p {
+					p[j] /= sum
+					v := at(b, j, vo)
+					for i := 0; i < HS; i++ {
+						wo[(b*T+t)*C+h*HS+i] += p[j] * float64(v[i])
+						wd[(b*T+j)*W+vo+i] += p[j] * float64(g[i])
+					}
+					dp[j] = dot64(g, v)
+					dsum += p[j] * dp[j]
+				}
+				for j := range p {
+					ds := p[j] * (dp[j] - dsum) * scale
+					k := at(b, j, ko)
+					for i := 0; i < HS; i++ {
+						wd[(b*T+t)*W+h*HS+i] += ds * float64(k[i])
+						wd[(b*T+j)*W+ko+i] += ds * float64(q[i])
+					}
+				}
+			}
+		}
+	}
+	s.cmp("Attention "+name, out, wo)
+	dq := s.up(dqkv0)
+	s.o.AttentionBackward(dq, s.up(dout), out, bq, att, B, T, NH, NKV, HS)
+	s.cmp("AttentionBackward "+name, dq, wd)
+}
+
+func dot64(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+func testCrossEntropy(s *suite) {
+	rows, V, Vp := 29, 1000+7, 1024+64
+	logits := s.rand(rows*Vp, 3)
+	targets := make([]int32, rows)
+	for i := range targets {
+		targets[i] = int32(s.r.IntN(V))
+	}
+	targets[0], targets[1] = 0, int32(V-1)
+	const scale = 1.0 / 29
+	wl, wd := make([]float64, rows), make([]float64, rows*Vp)
+	for r := 0; r < rows; r++ {
+		row := f64(logits[r*Vp : r*Vp+V])
+		mx := slices.Max(row)
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(v - mx)
+		}
+		wl[r] = math.Log(sum) - (row[targets[r]] - mx)
+		for i, v := range row {
+			wd[r*Vp+i] = scale * math.Exp(v-mx) / sum
+		}
+		wd[r*Vp+int(targets[r])] -= scale
+	}
+	bl := s.up(logits)
+	losses := s.poisoned(rows)
+	s.o.CrossEntropy(losses, nil, bl, targets, rows, V, Vp, 0)
+	s.cmp("CrossEntropy losses", losses, wl)
+	losses, dl := s.poisoned(rows), s.poisoned(rows*Vp)
+	s.o.CrossEntropy(losses, dl, bl, targets, rows, V, Vp, scale)
+	s.cmp("CrossEntropy losses (with gradient)", losses, wl)
+	s.cmp("CrossEntropy dlogits", dl, wd)
+	// in place: the gradient over the logits
+	losses = s.poisoned(rows)
+	s.o.CrossEntropy(losses, bl, bl, targets, rows, V, Vp, scale)
+	s.cmp("CrossEntropy in place losses", losses, wl)
+	s.cmp("CrossEntropy in place dlogits", bl, wd)
+}
+
+func testGatherScatter(s *suite) {
+	n, width := 37, 67
+	src := s.rand(n*width, 1)
+	bs := s.up(src)
+	rows := []int32{36, 0, 5, 6, 7, 20}
+	cols := []int32{66, 0, 1, 2, 31, 32, 33, 40}
+	dst := s.poisoned(len(rows) * width)
+	s.o.GatherRows(dst, bs, rows, width)
+	want := make([]float64, len(rows)*width)
+	for i, r := range rows {
+		copy(want[i*width:], f64(src[int(r)*width:int(r+1)*width]))
+	}
+	s.cmp("GatherRows", dst, want)
+
+	part, base := s.rand(len(rows)*width, 1), s.rand(n*width, 1)
+	bb := s.up(base)
+	s.o.ScatterAddRows(bb, s.up(part), rows, width)
+	want = f64(base)
+	for i, r := range rows {
+		for j := 0; j < width; j++ {
+			want[int(r)*width+j] += float64(part[i*width+j])
+		}
+	}
+	s.cmp("ScatterAddRows", bb, want)
+
+	dst = s.poisoned(n * len(cols))
+	s.o.GatherCols(dst, bs, n, width, cols)
+	want = make([]float64, n*len(cols))
+	for r := 0; r < n; r++ {
+		for j, c := range cols {
+			want[r*len(cols)+j] = float64(src[r*width+int(c)])
+		}
+	}
+	s.cmp("GatherCols", dst, want)
+
+	part = s.rand(n*len(cols), 1)
+	bb = s.up(base)
+	s.o.ScatterAddCols(bb, s.up(part), n, width, cols)
+	want = f64(base)
+	for r := 0; r < n; r++ {
+		for j, c := range cols {
+			want[r*width+int(c)] += float64(part[r*len(cols)+j])
+		}
+	}
+	s.cmp("ScatterAddCols", bb, want)
+}
+
+// refAdamW is PyTorch's AdamW on one element, in float64.
+func refAdamW(p, g, m, v *float64, a kernels.AdamWArgs) {
+	scale := float64(a.GradScale)
+	if scale == 0 {
+		scale = 1
+	}
+	gi := *g * scale
+	b1, b2 := float64(a.Beta1), float64(a.Beta2)
+	*m = b1**m + (1-b1)*gi
+	*v = b2**v + (1-b2)*gi*gi
+	bc1 := 1 - math.Pow(b1, float64(a.Step))
+	bc2 := 1 - math.Pow(b2, float64(a.Step))
+	denom := math.Sqrt(*v)/math.Sqrt(bc2) + float64(a.Eps)
+	*p = *p*(1-float64(a.LR)*float64(a.WeightDecay)) - float64(a.LR)/bc1**m/denom
+}
+
+func testAdamW(s *suite) {
+	rows, width := 19, 37
+	n := rows * width
+	a := kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradScale: 0.5, Step: 3}
+	for _, c := range []struct {
+		name       string
+		rows, cols []int32
+	}{
+		{"AdamW", nil, nil},
+		{"AdamWSub all", nil, nil},
+		{"AdamWSub rows", []int32{0, 3, 4, 18}, nil},
+		{"AdamWSub cols", nil, []int32{0, 1, 2, 17, 36}},
+		{"AdamWSub rows and cols", []int32{2, 7, 11}, []int32{5, 6, 30}},
+	} {
+		p, g, m, v := s.rand(n, 1), s.rand(n, 1), s.rand(n, 0.1), s.rand(n, 0.1)
+		for i := range v {
+			v[i] *= v[i] // second moments are not negative
+		}
+		bp, bm, bv := s.up(p), s.up(m), s.up(v)
+		if c.name == "AdamW" {
+			s.o.AdamW(bp, s.up(g), bm, bv, a)
+		} else {
+			s.o.AdamWSub(bp, s.up(g), bm, bv, width, c.rows, c.cols, a)
+		}
+		wp, wm, wv := f64(p), f64(m), f64(v)
+		wg := f64(g)
+		for r := 0; r < rows; r++ {
+			if c.rows != nil && !slices.Contains(c.rows, int32(r)) {
+				continue
+			}
+			for j := 0; j < width; j++ {
+				if c.cols != nil && !slices.Contains(c.cols, int32(j)) {
+					continue
+				}
+				i := r*width + j
+				refAdamW(&wp[i], &wg[i], &wm[i], &wv[i], a)
+			}
+		}
+		s.cmp(c.name+" params", bp, wp)
+		s.cmp(c.name+" m", bm, wm)
+		s.cmp(c.name+" v", bv, wv)
+	}
+}
