@@ -15,7 +15,7 @@ REFS        := $(CURDIR)/.cache/ref
 # `make blas` when missing). TAGS= builds the pure-Go fallback.
 TAGS        ?= openblas
 
-.PHONY: all build blas demo experiment test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean
+.PHONY: all build blas demo experiment test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check
 
 all: build
 
@@ -65,13 +65,17 @@ fmt-check:
 vet: blas
 	$(GO) vet -tags '$(TAGS)' ./...
 	$(GO) vet ./...
+	$(GO) vet -tags cudaemu ./kernels/cuda ./train ./cmd/estkit
 
 lint: blas
 	$(GO) run $(STATICCHECK) -tags '$(TAGS)' ./...
+	$(GO) run $(STATICCHECK) -tags cudaemu ./kernels/cuda
 
 unit: refs blas
 	ESTKIT_REFS=$(REFS) ESTKIT_REQUIRE_REFS=1 $(GO) test -tags '$(TAGS)' -count=1 ./...
 	$(GO) test -count=1 ./kernels/... ./train  # the pure-Go fallback too
+	# the CUDA backend's kernels and launches, on the CPU emulator
+	$(GO) test -tags cudaemu -count=1 -run 'Conformance|BackendsAgree|GPUCLI' ./kernels/cuda ./train ./cmd/estkit
 
 # Reference ids for the tokenizer exactness tests: the corpus from a checked-in
 # generator, the ids from the reference tokenizers (tiktoken, from npm, run
@@ -169,5 +173,51 @@ node:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
 	else echo "node and npm are needed for the tokenizer references: sudo apt-get install -y nodejs npm"; exit 1; fi
 
+# The CUDA backend (kernels/cuda). Debian's CUDA 11.8 from contrib and
+# non-free, enabled and installed by cuda-deps when missing: headers, the
+# driver's stub library to link against (the real one comes with the
+# driver on a GPU machine) and nvcc. No GPU is needed to build.
+CUDA_STUBS  := /usr/lib/x86_64-linux-gnu/stubs
+NVCC        ?= nvcc
+NVCC_FLAGS  := -ptx -arch=compute_80 -O3
+CUDA_ENV    := CGO_LDFLAGS=-L$(CUDA_STUBS)
+DEVICE_DIR  := dist/device-check
+
+cuda-deps:
+	@if ! [ -e /usr/include/cuda.h -a -e /usr/include/cublas_v2.h -a -e $(CUDA_STUBS)/libcuda.so ] || ! command -v $(NVCC) >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "CUDA 11.8 from Debian is needed: enable contrib and non-free, then apt-get install nvidia-cuda-dev nvidia-cuda-toolkit"; exit 1; fi; \
+	  for f in /etc/apt/sources.list.d/debian.sources; do [ -e $$f ] && sed -i -E 's/^Components: main$$/Components: main contrib non-free/' $$f; done; \
+	  [ -e /etc/apt/sources.list ] && sed -i -E 's/^(deb [^#]* main)$$/\1 contrib non-free/' /etc/apt/sources.list; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nvidia-cuda-dev nvidia-cuda-toolkit; \
+	fi
+
+# Regenerates the committed outputs of kernels.cu: the PTX the cuda build
+# embeds, and the emulator's launch table and the kernels' signatures.
+cuda-ptx: cuda-deps
+	cd kernels/cuda && $(NVCC) $(NVCC_FLAGS) -o kernels.ptx kernels.cu && $(GO) generate .
+
+# Builds the cuda binary (bin/estkit-cuda) and the GPU test binaries, after
+# checking that the committed PTX and tables are kernels.cu's (CI runs it).
+cuda: cuda-deps
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cd kernels/cuda && \
+	$(NVCC) $(NVCC_FLAGS) -o $$tmp/kernels.ptx kernels.cu && $(GO) run ./internal/gen -out $$tmp && \
+	for f in kernels.ptx emu_table.inc sigs.go; do cmp -s $$tmp/$$f $$f || { echo "kernels/cuda/$$f is stale: run make cuda-ptx"; exit 1; }; done
+	$(CUDA_ENV) $(GO) vet -tags cuda ./kernels/cuda ./train ./cmd/estkit
+	$(CUDA_ENV) $(GO) run $(STATICCHECK) -tags cuda ./kernels/cuda
+	$(CUDA_ENV) $(GO) build -tags cuda -o bin/estkit-cuda ./cmd/estkit
+	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/cuda.test ./kernels/cuda
+	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/train-cuda.test ./train
+
+# Everything a GPU machine (driver, CUDA libraries, PyTorch; no Go) needs
+# for the device check, in one folder of about 35 MB (the binaries
+# gzipped): there, $(DEVICE_DIR)/run.sh runs the conformance suite, the
+# CPU-against-GPU training check and the timing table (docs/PERF.md).
+device-check: cuda
+	rm -rf $(DEVICE_DIR) && mkdir -p $(DEVICE_DIR)
+	cp bin/cuda.test kernels/cuda/devicecheck/run.sh kernels/cuda/devicecheck/report.py $(DEVICE_DIR)/
+	gzip -c bin/train-cuda.test > $(DEVICE_DIR)/train-cuda.test.gz
+	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w' -o $(DEVICE_DIR)/estkit-cuda ./cmd/estkit && gzip $(DEVICE_DIR)/estkit-cuda
+	@echo "device check ready: run $(DEVICE_DIR)/run.sh on the GPU machine"
+
 clean:
-	rm -rf bin $(DEMO) $(DEMO)-bench.txt .cache tokenize/testdata/ref/node_modules
+	rm -rf bin dist $(DEMO) $(DEMO)-bench.txt .cache tokenize/testdata/ref/node_modules

@@ -355,3 +355,15 @@ func TestTinyLlamaRecipeCLI(t *testing.T) {
 		t.Fatalf("sample: %s %s", out, errs)
 	}
 }
+
+// TestGPUCLI: without a CUDA build, gpu fails and says so; with one (a GPU
+// or the emulator), it names the backend.
+func TestGPUCLI(t *testing.T) {
+	out, errs, code := run(t, "gpu")
+	switch {
+	case code != 0 && !strings.Contains(errs, "without CUDA") && !strings.Contains(errs, "cuda:"):
+		t.Fatalf("gpu failed without saying why: %q", errs)
+	case code == 0 && !strings.Contains(out, "cuda"):
+		t.Fatalf("gpu printed %q", out)
+	}
+}

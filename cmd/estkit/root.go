@@ -62,7 +62,7 @@ Training (Li et al., ICML 2024).`,
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only, and show no progress")
 	pf.BoolVar(&g.json, "json", false, "machine-readable output: logs as JSON lines on stderr, results as JSON on stdout")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
-	root.AddCommand(newVersionCmd(g), newIngestCmd(g), newInspectCmd(g), newSamplesCmd(g), newTokenizeCmd(g), newShardCmd(g), newTrainCmd(g), newExportCmd(g), newEvalCmd(g), newSampleCmd(g), newESTTraceCmd(g))
+	root.AddCommand(newVersionCmd(g), newIngestCmd(g), newInspectCmd(g), newSamplesCmd(g), newTokenizeCmd(g), newShardCmd(g), newTrainCmd(g), newExportCmd(g), newEvalCmd(g), newSampleCmd(g), newESTTraceCmd(g), newGPUCmd(g))
 	return root, g
 }
 

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/estkit/estkit/kernels/cuda"
+)
+
+func newGPUCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "gpu",
+		Short: "Describe the CUDA backend: the GPU, its driver and the cuBLAS library this binary loads",
+		Long: `gpu opens the CUDA backend as training would and describes it: GPU 0, its
+compute capability, the driver version and the cuBLAS library found
+(ESTKIT_CUBLAS names one to load instead of libcublas.so.13, .12 or .11).
+It fails, saying why, when this binary was built without CUDA (make cuda
+builds bin/estkit-cuda) or no usable GPU is found.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := cuda.New()
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(g.stdout, o.Name())
+			return err
+		},
+	}
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The device check: run on a GPU machine (driver, CUDA libraries, PyTorch;
+# no Go needed) from the folder `make device-check` fills. It runs the
+# kernel conformance suite and the CPU-against-GPU training check, times
+# every op, measures the card's copy bandwidth and bf16 matrix rate with
+# PyTorch, and prints one table. Logs go to $OUT (or this folder).
+set -uo pipefail
+cd "$(dirname "$0")"
+out=${OUT:-.}
+status=0
+for f in *.gz; do [ -e "$f" ] && gunzip -f "$f" && chmod +x "${f%.gz}"; done
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
+
+# cuBLAS: the system's, else PyTorch's wheel's
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublas.so.1[123] '; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cublas", "lib") for p in nvidia.__path__))' 2>/dev/null); do
+    if ls "$d"/libcublas.so.1[123] >/dev/null 2>&1; then export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; break; fi
+  done
+fi
+
+./estkit-cuda gpu 2>&1 | tee "$out/backend.txt" || status=1
+./cuda.test -test.v -test.run 'Conformance' 2>&1 | tee "$out/conformance.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)|kernelstest|backend:' || true
+grep -q '^--- FAIL' "$out/conformance.txt" && status=1
+grep -q '^PASS' "$out/conformance.txt" || status=1
+./train-cuda.test -test.v -test.run 'BackendsAgree' 2>&1 | tee "$out/train.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)' || true
+grep -q '^PASS' "$out/train.txt" || status=1
+./cuda.test -test.run '^$' -test.bench 'Ops' -test.benchtime "${BENCHTIME:-20x}" 2>&1 | tee "$out/bench.txt" | grep -E 'FAIL|panic' || true
+python3 report.py "$out/bench.txt" 2>&1 | tee "$out/report.txt" || status=1
+echo "device check: $([ $status = 0 ] && echo PASS || echo FAIL)"
+exit $status

@@ -1,0 +1,18 @@
+// emu_api.h: the emulator's entry points, called from emu.go.
+#ifndef ESTKIT_EMU_API_H
+#define ESTKIT_EMU_API_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int emu_launch(const char *name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, const uint64_t *args, char *err, int errlen);
+void emu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc, int round_bf16);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

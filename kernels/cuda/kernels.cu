@@ -1,0 +1,497 @@
+// estkit's CUDA kernels: every op of kernels.Ops but the matrix product
+// (cuBLAS), in fp32. `make cuda-ptx` compiles this file to kernels.ptx,
+// which the cuda build embeds; the cudaemu build compiles the same source
+// as C++ under emu.h, so that these kernels run and are tested on machines
+// without a GPU.
+//
+// Conventions: every kernel is extern "C" with scalar arguments of int,
+// long, float or pointers (the launch table of the emulator is generated
+// from these signatures, one per line); sizes of whole tensors are long,
+// sizes of rows and columns int. A backward kernel adds (+=) into its
+// gradients, as kernels.Ops says. Warp shuffles and __syncthreads are
+// reached by every thread of a warp (of a block) the same number of times.
+
+#ifndef ESTKIT_EMU
+#include <cuda_runtime.h>
+#endif
+
+#define FULL 0xffffffffu
+
+__device__ __forceinline__ float warp_sum(float v) {
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
+	return v;
+}
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
+	return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
+	return v;
+}
+
+// block_sum returns to every thread the sum of v over the block
+// (blockDim.x a multiple of 32); sh holds 32 floats.
+__device__ float block_sum(float v, float *sh) {
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	v = warp_sum(v);
+	__syncthreads();
+	if (lane == 0) sh[w] = v;
+	__syncthreads();
+	return warp_sum(lane < nw ? sh[lane] : 0.f);
+}
+
+__device__ float block_max(float v, float *sh) {
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	v = warp_max(v);
+	__syncthreads();
+	if (lane == 0) sh[w] = v;
+	__syncthreads();
+	return warp_max(lane < nw ? sh[lane] : -INFINITY);
+}
+
+// exp(x) for x ≤ 0 in fp32 (the softmaxes only take exp of x − max).
+__device__ __forceinline__ float exp_neg(float x) { return expf(x); }
+
+#define GRID_STRIDE(i, n) \
+	for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long)blockDim.x * gridDim.x)
+
+// ---- memory and elementwise ----
+
+extern "C" __global__ void fill(float *x, float v, long n) {
+	GRID_STRIDE(i, n) x[i] = v;
+}
+
+extern "C" __global__ void axpy(float *y, float a, const float *x, long n) {
+	GRID_STRIDE(i, n) y[i] += a * x[i];
+}
+
+// sum_squares writes one partial sum per block into part[blockIdx.x]
+// (blockDim.x = 256); the host adds the parts in float64.
+extern "C" __global__ void sum_squares(double *part, const float *x, long n) {
+	__shared__ double sh[32];
+	double s = 0;
+	GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	s = warp_sum_d(s);
+	if (lane == 0) sh[w] = s;
+	__syncthreads();
+	s = warp_sum_d(lane < nw ? sh[lane] : 0.0);
+	if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+extern "C" __global__ void add_bias(float *y, const float *b, long rows, int cols) {
+	GRID_STRIDE(i, rows * cols) y[i] += b[i % cols];
+}
+
+// col_sums: dst[c] += Σ_r a[r,c] (and dst2[c] += Σ_r a[r,c]·b[r,c]·s[r]
+// when dst2 is set, s[r] multiplying (b[r,c] − m[r]) when m is set):
+// the column reductions of the bias, LayerNorm and RMSNorm gradients.
+// Block (32, 8): 32 columns, 8 row lanes, reduced through shared memory.
+extern "C" __global__ void col_sums(float *dst, float *dst2, const float *a, const float *b, const float *m, const float *s, int rows, int cols) {
+	__shared__ float sh1[8][33], sh2[8][33];
+	int c = blockIdx.x * 32 + threadIdx.x;
+	float s1 = 0, s2 = 0;
+	if (c < cols) {
+		for (int r = threadIdx.y; r < rows; r += 8) {
+			float g = a[(long)r * cols + c];
+			s1 += g;
+			if (dst2) {
+				float x = b[(long)r * cols + c];
+				if (m) x -= m[r];
+				s2 += g * x * s[r];
+			}
+		}
+	}
+	sh1[threadIdx.y][threadIdx.x] = s1;
+	sh2[threadIdx.y][threadIdx.x] = s2;
+	__syncthreads();
+	if (threadIdx.y == 0 && c < cols) {
+		float t1 = 0, t2 = 0;
+		for (int k = 0; k < 8; k++) {
+			t1 += sh1[k][threadIdx.x];
+			t2 += sh2[k][threadIdx.x];
+		}
+		if (dst) dst[c] += t1;
+		if (dst2) dst2[c] += t2;
+	}
+}
+
+// ---- embedding ----
+
+extern "C" __global__ void embed(float *out, const float *wte, const float *wpe, const int *ids, int B, int T, int C) {
+	GRID_STRIDE(i, (long)B * T * C) {
+		long bt = i / C;
+		int c = i % C, t = bt % T;
+		out[i] = wte[(long)ids[bt] * C + c] + wpe[(long)t * C + c];
+	}
+}
+
+// embed_backward_wte: rows of dout added into the rows of dwte the ids
+// name; ids repeat, hence the atomics.
+extern "C" __global__ void embed_backward_wte(float *dwte, const float *dout, const int *ids, long BT, int C) {
+	GRID_STRIDE(i, BT * C) {
+		long bt = i / C;
+		atomicAdd(&dwte[(long)ids[bt] * C + i % C], dout[i]);
+	}
+}
+
+extern "C" __global__ void embed_backward_wpe(float *dwpe, const float *dout, int B, int T, int C) {
+	GRID_STRIDE(i, (long)T * C) {
+		float s = 0;
+		for (int b = 0; b < B; b++) s += dout[(long)b * T * C + i];
+		dwpe[i] += s;
+	}
+}
+
+// ---- LayerNorm and RMSNorm: a warp per row, blocks of 4 warps ----
+
+#define ROW_OF_WARP() \
+	long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); \
+	int lane = threadIdx.x & 31;
+
+extern "C" __global__ void layernorm(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int rows, int C) {
+	ROW_OF_WARP();
+	if (row >= rows) return;
+	const float *xr = x + row * C;
+	float s = 0;
+	for (int i = lane; i < C; i += 32) s += xr[i];
+	float m = warp_sum(s) / C;
+	float v = 0;
+	for (int i = lane; i < C; i += 32) {
+		float d = xr[i] - m;
+		v += d * d;
+	}
+	v = warp_sum(v) / C;
+	float r = (float)(1.0 / sqrt((double)(v + 1e-5f)));
+	float *o = out + row * C;
+	for (int i = lane; i < C; i += 32) o[i] = (xr[i] - m) * r * w[i] + b[i];
+	if (lane == 0) {
+		mean[row] = m;
+		rstd[row] = r;
+	}
+}
+
+extern "C" __global__ void layernorm_backward(float *dx, const float *dout, const float *x, const float *w, const float *mean, const float *rstd, int rows, int C) {
+	ROW_OF_WARP();
+	if (row >= rows) return;
+	const float *xr = x + row * C, *g = dout + row * C;
+	float m = mean[row], r = rstd[row];
+	float a = 0, an = 0;
+	for (int i = lane; i < C; i += 32) {
+		float n = (xr[i] - m) * r, d = w[i] * g[i];
+		a += d;
+		an += d * n;
+	}
+	a = warp_sum(a) / C;
+	an = warp_sum(an) / C;
+	float *d = dx + row * C;
+	for (int i = lane; i < C; i += 32) {
+		float n = (xr[i] - m) * r;
+		d[i] += (w[i] * g[i] - a - n * an) * r;
+	}
+}
+
+extern "C" __global__ void rmsnorm(float *out, float *rstd, const float *x, const float *w, int rows, int C, float eps) {
+	ROW_OF_WARP();
+	if (row >= rows) return;
+	const float *xr = x + row * C;
+	double ss = 0;
+	for (int i = lane; i < C; i += 32) ss += (double)xr[i] * xr[i];
+	ss = warp_sum_d(ss);
+	float r = (float)(1.0 / sqrt(ss / C + (double)eps));
+	float *o = out + row * C;
+	for (int i = lane; i < C; i += 32) o[i] = w[i] * (xr[i] * r);
+	if (lane == 0) rstd[row] = r;
+}
+
+extern "C" __global__ void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w, const float *rstd, int rows, int C) {
+	ROW_OF_WARP();
+	if (row >= rows) return;
+	const float *xr = x + row * C, *g = dout + row * C;
+	float r = rstd[row], dot = 0;
+	for (int i = lane; i < C; i += 32) dot += g[i] * w[i] * (xr[i] * r);
+	dot = warp_sum(dot) / C;
+	float *d = dx + row * C;
+	for (int i = lane; i < C; i += 32) d[i] += r * (g[i] * w[i] - xr[i] * r * dot);
+}
+
+// ---- activations ----
+
+#define GELU_SCALE 0.7978845608028654f
+
+extern "C" __global__ void gelu(float *out, const float *x, long n) {
+	GRID_STRIDE(i, n) {
+		float v = x[i], u = GELU_SCALE * (v + 0.044715f * v * v * v);
+		out[i] = 0.5f * v * (1.f + tanhf(u));
+	}
+}
+
+extern "C" __global__ void gelu_backward(float *dx, const float *x, const float *dout, long n) {
+	GRID_STRIDE(i, n) {
+		float v = x[i], u = GELU_SCALE * (v + 0.044715f * v * v * v), th = tanhf(u);
+		float du = GELU_SCALE * (1.f + 3.f * 0.044715f * v * v);
+		dx[i] += dout[i] * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du);
+	}
+}
+
+__device__ __forceinline__ float sigmoidf(float x) {
+	if (x >= 0) return 1.f / (1.f + expf(-x));
+	float e = expf(x);
+	return e / (1.f + e);
+}
+
+extern "C" __global__ void swiglu(float *out, const float *h, long rows, int F) {
+	GRID_STRIDE(i, rows * F) {
+		long r = i / F;
+		int j = i % F;
+		float g = h[r * 2 * F + j];
+		out[i] = g * sigmoidf(g) * h[r * 2 * F + F + j];
+	}
+}
+
+extern "C" __global__ void swiglu_backward(float *dh, const float *h, const float *dout, long rows, int F) {
+	GRID_STRIDE(i, rows * F) {
+		long r = i / F;
+		int j = i % F;
+		float x = h[r * 2 * F + j], up = h[r * 2 * F + F + j], s = sigmoidf(x), g = dout[i];
+		dh[r * 2 * F + j] += g * up * s * (1.f + x * (1.f - s));
+		dh[r * 2 * F + F + j] += g * x * s;
+	}
+}
+
+// rope rotates pairs (i, i+HS/2) of each head by t·inv_freq[i]; inv_freq
+// comes from the host, computed as the CPU backend computes it, and the
+// angle's cosine and sine in double, so both backends rotate alike.
+extern "C" __global__ void rope(float *x, const float *inv_freq, int B, int T, int heads, int HS, int width, int off, int inverse) {
+	int half = HS / 2;
+	GRID_STRIDE(i, (long)B * T * heads * half) {
+		int k = i % half;
+		long p = i / half;
+		int h = p % heads;
+		long bt = p / heads;
+		int t = bt % T;
+		double a = (double)((float)t * inv_freq[k]);
+		float c = (float)cos(a), s = (float)sin(a);
+		if (inverse) s = -s;
+		float *v = x + bt * width + off + h * HS;
+		float x0 = v[k], x1 = v[k + half];
+		v[k] = x0 * c - x1 * s;
+		v[k + half] = x1 * c + x0 * s;
+	}
+}
+
+// ---- attention, flash style: no T×T matrix is stored ----
+//
+// One warp per query row (b, h, t); lane l holds dimensions l, l+32, l+64
+// and l+96 of the head (HS ≤ 128). The forward pass streams the keys and
+// values 0..t with an online softmax and keeps lse = max + log Σexp per
+// row in state[0 : B·NH·T]; the backward pass puts D = dout·out per row in
+// state[B·NH·T : 2·B·NH·T], then one kernel adds dq per query row and
+// another dk and dv per key row, recomputing the probabilities from lse.
+
+#define MAXD 4
+
+__device__ __forceinline__ void load_head(float *r, const float *src, int HS, int lane) {
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) {
+		int i = lane + 32 * d;
+		r[d] = i < HS ? src[i] : 0.f;
+	}
+}
+
+__device__ __forceinline__ float dot_head(const float *r, const float *src, int HS, int lane) {
+	float s = 0;
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) {
+		int i = lane + 32 * d;
+		if (i < HS) s += r[d] * src[i];
+	}
+	return warp_sum(s);
+}
+
+extern "C" __global__ void attention(float *out, float *state, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+	ROW_OF_WARP();
+	if (row >= (long)B * NH * T) return;
+	int t = row % T, h = (row / T) % NH, b = row / ((long)T * NH);
+	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV);
+	float scale = 1.f / sqrtf((float)HS);
+	const float *base = qkv + (long)b * T * W;
+	float q[MAXD], acc[MAXD];
+	load_head(q, base + (long)t * W + h * HS, HS, lane);
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) acc[d] = 0;
+	float m = -INFINITY, l = 0;
+	for (int j = 0; j <= t; j++) {
+		const float *kv = base + (long)j * W + NH * HS;
+		float s = dot_head(q, kv + g * HS, HS, lane) * scale;
+		float mn = fmaxf(m, s), c = exp_neg(m - mn), p = exp_neg(s - mn);
+		l = l * c + p;
+		const float *v = kv + NKV * HS + g * HS;
+#pragma unroll
+		for (int d = 0; d < MAXD; d++) {
+			int i = lane + 32 * d;
+			acc[d] = acc[d] * c + (i < HS ? p * v[i] : 0.f);
+		}
+		m = mn;
+	}
+	float *o = out + ((long)b * T + t) * NH * HS + h * HS;
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) {
+		int i = lane + 32 * d;
+		if (i < HS) o[i] = acc[d] / l;
+	}
+	if (lane == 0) state[row] = m + logf(l);
+}
+
+// attention_backward_dq also writes D for the key-row kernel that follows.
+extern "C" __global__ void attention_backward_dq(float *dqkv, float *state, const float *dout, const float *out, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+	ROW_OF_WARP();
+	long rows = (long)B * NH * T;
+	if (row >= rows) return;
+	int t = row % T, h = (row / T) % NH, b = row / ((long)T * NH);
+	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV);
+	float scale = 1.f / sqrtf((float)HS);
+	const float *base = qkv + (long)b * T * W;
+	long orow = ((long)b * T + t) * NH * HS + h * HS;
+	float q[MAXD], go[MAXD], dq[MAXD];
+	load_head(q, base + (long)t * W + h * HS, HS, lane);
+	load_head(go, dout + orow, HS, lane);
+	float D = dot_head(go, out + orow, HS, lane), lse = state[row];
+	if (lane == 0) state[rows + row] = D;
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) dq[d] = 0;
+	for (int j = 0; j <= t; j++) {
+		const float *kv = base + (long)j * W + NH * HS;
+		const float *k = kv + g * HS, *v = kv + NKV * HS + g * HS;
+		float p = exp_neg(dot_head(q, k, HS, lane) * scale - lse);
+		float ds = p * (dot_head(go, v, HS, lane) - D) * scale;
+#pragma unroll
+		for (int d = 0; d < MAXD; d++) {
+			int i = lane + 32 * d;
+			if (i < HS) dq[d] += ds * k[i];
+		}
+	}
+	float *dst = dqkv + (long)(b * T + t) * W + h * HS;
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) {
+		int i = lane + 32 * d;
+		if (i < HS) dst[i] += dq[d];
+	}
+}
+
+// attention_backward_dkv: one warp per key row (b, key/value head g, j),
+// over the query heads of its group and the queries t ≥ j.
+extern "C" __global__ void attention_backward_dkv(float *dqkv, const float *state, const float *dout, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+	ROW_OF_WARP();
+	long rows = (long)B * NH * T;
+	if (row >= (long)B * NKV * T) return;
+	int j = row % T, g = (row / T) % NKV, b = row / ((long)T * NKV);
+	int W = (NH + 2 * NKV) * HS, G = NH / NKV;
+	float scale = 1.f / sqrtf((float)HS);
+	const float *base = qkv + (long)b * T * W;
+	float k[MAXD], v[MAXD], dk[MAXD], dv[MAXD];
+	load_head(k, base + (long)j * W + NH * HS + g * HS, HS, lane);
+	load_head(v, base + (long)j * W + (NH + NKV) * HS + g * HS, HS, lane);
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) dk[d] = dv[d] = 0;
+	for (int h = g * G; h < (g + 1) * G; h++) {
+		for (int t = j; t < T; t++) {
+			long qrow = ((long)b * NH + h) * T + t;
+			const float *q = base + (long)t * W + h * HS;
+			const float *go = dout + ((long)b * T + t) * NH * HS + h * HS;
+			float p = exp_neg(dot_head(k, q, HS, lane) * scale - state[qrow]);
+			float ds = p * (dot_head(v, go, HS, lane) - state[rows + qrow]) * scale;
+#pragma unroll
+			for (int d = 0; d < MAXD; d++) {
+				int i = lane + 32 * d;
+				if (i < HS) {
+					dv[d] += p * go[i];
+					dk[d] += ds * q[i];
+				}
+			}
+		}
+	}
+	float *dst = dqkv + ((long)b * T + j) * W;
+#pragma unroll
+	for (int d = 0; d < MAXD; d++) {
+		int i = lane + 32 * d;
+		if (i < HS) {
+			dst[NH * HS + g * HS + i] += dk[d];
+			dst[(NH + NKV) * HS + g * HS + i] += dv[d];
+		}
+	}
+}
+
+// ---- classifier: softmax cross-entropy, a block per row ----
+
+extern "C" __global__ void cross_entropy(float *losses, float *dlogits, const float *logits, const int *targets, int V, int Vp, float scale) {
+	__shared__ float sh[32];
+	long r = blockIdx.x;
+	const float *row = logits + r * Vp;
+	float m = -INFINITY;
+	for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, row[i]);
+	m = block_max(m, sh);
+	float s = 0;
+	for (int i = threadIdx.x; i < V; i += blockDim.x) s += exp_neg(row[i] - m);
+	s = block_sum(s, sh);
+	int tg = targets[r];
+	if (threadIdx.x == 0) losses[r] = logf(s) - (row[tg] - m);
+	if (!dlogits) return;
+	float k = scale / s;
+	float *d = dlogits + r * Vp;
+	for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
+		float e = 0;
+		if (i < V) e = exp_neg(row[i] - m) * k - (i == tg ? scale : 0.f);
+		d[i] = e;
+	}
+}
+
+// ---- gathers and scatters of weight rows and columns ----
+
+extern "C" __global__ void gather_rows(float *dst, const float *src, const int *rows, int n, int width) {
+	GRID_STRIDE(i, (long)n * width) dst[i] = src[(long)rows[i / width] * width + i % width];
+}
+
+extern "C" __global__ void scatter_add_rows(float *dst, const float *src, const int *rows, int n, int width) {
+	GRID_STRIDE(i, (long)n * width) atomicAdd(&dst[(long)rows[i / width] * width + i % width], src[i]);
+}
+
+extern "C" __global__ void gather_cols(float *dst, const float *src, int n, int width, const int *cols, int k) {
+	GRID_STRIDE(i, (long)n * k) dst[i] = src[(i / k) * width + cols[i % k]];
+}
+
+extern "C" __global__ void scatter_add_cols(float *dst, const float *src, int n, int width, const int *cols, int k) {
+	GRID_STRIDE(i, (long)n * k) atomicAdd(&dst[(i / k) * width + cols[i % k]], src[i]);
+}
+
+// ---- AdamW (PyTorch's, in fp32; the constants come from the host) ----
+
+__device__ __forceinline__ void adamw_one(float *p, const float *g, float *m, float *v, long i, float beta1, float beta2, float eps, float scale, float decay, float step_size, float rbc2) {
+	float gi = g[i];
+	if (scale != 1.f) gi *= scale;
+	float mi = beta1 * m[i] + (1.f - beta1) * gi;
+	float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;
+	m[i] = mi;
+	v[i] = vi;
+	float denom = (float)sqrt((double)vi) * rbc2 + eps;
+	p[i] = p[i] * decay - step_size * mi / denom;
+}
+
+extern "C" __global__ void adamw(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float eps, float scale, float decay, float step_size, float rbc2) {
+	GRID_STRIDE(i, n) adamw_one(p, g, m, v, i, beta1, beta2, eps, scale, decay, step_size, rbc2);
+}
+
+// adamw_sub updates the listed rows (all nrows when rows is null) and, in
+// them, the listed columns (all width when cols is null).
+extern "C" __global__ void adamw_sub(float *p, const float *g, float *m, float *v, int width, const int *rows, int nrows, const int *cols, int ncols, float beta1, float beta2, float eps, float scale, float decay, float step_size, float rbc2) {
+	GRID_STRIDE(i, (long)nrows * ncols) {
+		long r = i / ncols;
+		int c = i % ncols;
+		if (rows) r = rows[r];
+		if (cols) c = cols[c];
+		adamw_one(p, g, m, v, r * width + c, beta1, beta2, eps, scale, decay, step_size, rbc2);
+	}
+}

@@ -1,0 +1,118 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/kernels/cpu"
+	"github.com/estkit/estkit/kernels/cuda"
+)
+
+// TestBackendsAgree: two training steps of GPT-2 and of Llama (grouped-
+// query heads), on the full model and on EST subnetworks of two micro-
+// batches with the sampled update, give the same losses and parameters on
+// the CUDA backend (on a GPU, or emulated on the CPU with -tags cudaemu)
+// as on the CPU backend: the losses and the first step's gradients within
+// float32 rounding, the parameters within that and a hundredth of the
+// learning rate (AdamW's first steps move a weight whose gradient is
+// rounding noise by up to the learning rate, whatever the noise's size).
+func TestBackendsAgree(t *testing.T) {
+	gpu, err := cuda.New()
+	if err != nil {
+		t.Skipf("no CUDA backend: %v", err)
+	}
+	B, T := 2, 12
+	for _, cfg := range []ModelConfig{
+		{Vocab: 61, Padded: 64, Layers: 3, Heads: 4, Channels: 32, MaxT: T},
+		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 3, Heads: 4, KVHeads: 2, Channels: 32, FF: 48, MaxT: T, RopeTheta: 10000, NormEps: 1e-5},
+	} {
+		for _, est := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s est=%v", map[bool]string{false: "gpt2", true: "llama"}[cfg.IsLlama()], est), func(t *testing.T) {
+				ids := make([]int32, B*T)
+				for i := range ids {
+					ids[i] = int32((i*7 + 3) % cfg.Vocab)
+				}
+				var plan Plan
+				if est {
+					s := &Sampler{Seed: 3, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(),
+						Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{PH: 0.5, PM: 0.5, PL: 0.67}}}}
+					a, _, _ := s.Sample(0, 0)
+					b, _, _ := s.Sample(0, 1)
+					plan = Plan{a, b}
+				} else {
+					plan = Plan{nil, nil}
+				}
+				init := cfg.InitParams(1)
+				const lr = 1e-2
+				run := func(ops kernels.Ops) (losses, grads, params []float32) {
+					m, err := NewModel(ops, cfg, init)
+					if err != nil {
+						t.Fatal(err)
+					}
+					skipped := plan.Skipped(cfg.Layers)
+					for step := 1; step <= 2; step++ {
+						m.ZeroGrads(skipped)
+						for _, sel := range plan {
+							l, err := m.Forward(ids, ids, B, T, sel)
+							if err != nil {
+								t.Fatal(err)
+							}
+							losses = append(losses, l)
+							if err := m.Backward(0.5); err != nil {
+								t.Fatal(err)
+							}
+						}
+						if step == 1 {
+							grads = make([]float32, len(init))
+							ops.Download(grads, m.base().Grads)
+						}
+						so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: lr, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
+							GradScale: float32(1 / math.Max(1, m.GradNorm(skipped))), Step: step}, Skipped: skipped}
+						if est {
+							so.Sampled = plan.Units(cfg.Layers)
+						}
+						if err := m.Step(so); err != nil {
+							t.Fatal(err)
+						}
+					}
+					params = make([]float32, len(init))
+					ops.Download(params, m.base().Params)
+					return losses, grads, params
+				}
+				wantL, wantG, wantP := run(cpu.New())
+				gotL, gotG, gotP := run(gpu)
+				for i := range wantL {
+					if math.Abs(float64(gotL[i]-wantL[i])) > 1e-5*math.Abs(float64(wantL[i])) {
+						t.Errorf("loss %d: %s %.7f, cpu %.7f", i, gpu.Name(), gotL[i], wantL[i])
+					}
+				}
+				var ss float64
+				for _, g := range wantG {
+					ss += float64(g) * float64(g)
+				}
+				rms := math.Sqrt(ss / float64(len(wantG)))
+				agree(t, "gradient", gotG, wantG, func(w float64) float64 { return 1e-4 * (math.Abs(w) + rms) })
+				agree(t, "parameter", gotP, wantP, func(w float64) float64 { return 1e-5*(1+math.Abs(w)) + lr/100 })
+			})
+		}
+	}
+}
+
+// agree reports the values of got farther from want than bound allows.
+func agree(t *testing.T, what string, got, want []float32, bound func(w float64) float64) {
+	t.Helper()
+	bad := 0
+	for i := range want {
+		w := float64(want[i])
+		if d := math.Abs(float64(got[i]) - w); !(d <= bound(w)) {
+			if bad++; bad <= 3 {
+				t.Errorf("%s %d: %g, cpu %g", what, i, got[i], want[i])
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d %ss differ", bad, len(want), what)
+	}
+}
