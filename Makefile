@@ -74,8 +74,11 @@ lint: blas
 unit: refs blas
 	ESTKIT_REFS=$(REFS) ESTKIT_REQUIRE_REFS=1 $(GO) test -tags '$(TAGS)' -count=1 ./...
 	$(GO) test -count=1 ./kernels/... ./train  # the pure-Go fallback too
-	# the CUDA backend's kernels and launches, on the CPU emulator
+	# the CUDA backend's kernels and launches, on the CPU emulator; then the
+	# kernels again under AddressSanitizer (every buffer its own
+	# allocation: a read or write past one fails)
 	$(GO) test -tags cudaemu -count=1 -run 'Conformance|BackendsAgree|GPUCLI' ./kernels/cuda ./train ./cmd/estkit
+	ASAN_OPTIONS=detect_leaks=0 CGO_CXXFLAGS='-O1 -fsanitize=address' $(GO) test -asan -tags cudaemu -count=1 -run Conformance ./kernels/cuda
 
 # Reference ids for the tokenizer exactness tests: the corpus from a checked-in
 # generator, the ids from the reference tokenizers (tiktoken, from npm, run
