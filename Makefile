@@ -200,11 +200,17 @@ cuda-ptx: cuda-deps
 	cd kernels/cuda && $(NVCC) $(NVCC_FLAGS) -o kernels.ptx kernels.cu && $(GO) generate .
 
 # Builds the cuda binary (bin/estkit-cuda) and the GPU test binaries, after
-# checking that the committed PTX and tables are kernels.cu's (CI runs it).
+# checking that the committed PTX and tables are kernels.cu's and that ptxas
+# assembles every kernel for sm_80 and sm_90 without spilling registers
+# (CI runs it).
 cuda: cuda-deps
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cd kernels/cuda && \
 	$(NVCC) $(NVCC_FLAGS) -o $$tmp/kernels.ptx kernels.cu && $(GO) run ./internal/gen -out $$tmp && \
-	for f in kernels.ptx emu_table.inc sigs.go; do cmp -s $$tmp/$$f $$f || { echo "kernels/cuda/$$f is stale: run make cuda-ptx"; exit 1; }; done
+	for f in kernels.ptx emu_table.inc sigs.go; do cmp -s $$tmp/$$f $$f || { echo "kernels/cuda/$$f is stale: run make cuda-ptx"; exit 1; }; done && \
+	for arch in sm_80 sm_90; do \
+	  $(NVCC) -cubin -arch=$$arch -O3 -Xptxas -v -o $$tmp/k.cubin kernels.cu 2> $$tmp/ptxas.txt || { cat $$tmp/ptxas.txt; exit 1; }; \
+	  if grep -E '[1-9][0-9]* bytes spill' $$tmp/ptxas.txt; then echo "kernels/cuda: a kernel spills registers on $$arch (nvcc -Xptxas -v)"; exit 1; fi; \
+	done
 	$(CUDA_ENV) $(GO) vet -tags cuda ./kernels/cuda ./train ./cmd/estkit
 	$(CUDA_ENV) $(GO) run $(STATICCHECK) -tags cuda ./kernels/cuda
 	$(CUDA_ENV) $(GO) build -tags cuda -o bin/estkit-cuda ./cmd/estkit

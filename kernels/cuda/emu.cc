@@ -78,6 +78,8 @@ Context sched;
 Thread *threads;
 char *stacks;
 int nthreads, cur, capacity;
+int *order;        // the order threads run in within a round
+uint64_t rng = 1;  // xorshift state of the shuffled order
 uint64_t *slots[2];
 void (*kernel)(const uint64_t *);
 const uint64_t *kargs;
@@ -95,16 +97,41 @@ bool grow(int n) {
 	free(stacks);
 	free(slots[0]);
 	free(slots[1]);
+	free(order);
+	order = (int *)calloc(n, sizeof(int));
 	threads = (Thread *)calloc(n, sizeof(Thread));
 	stacks = (char *)malloc(kStack * n);
 	slots[0] = (uint64_t *)calloc(n, 8);
 	slots[1] = (uint64_t *)calloc(n, 8);
-	if (!threads || !stacks || !slots[0] || !slots[1]) {
+	if (!threads || !stacks || !slots[0] || !slots[1] || !order) {
 		capacity = 0;
 		return false;
 	}
 	capacity = n;
 	return true;
+}
+
+// set_order sets the order of the next round: threads in index order,
+// in reverse, or shuffled (emu_set_order). On a GPU nothing orders two
+// threads' accesses between barriers; running them in several orders
+// makes a kernel that relies on one (a race) give a different result.
+int order_mode;
+
+uint64_t next_rand() {
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+void set_order() {
+	for (int i = 0; i < nthreads; i++) order[i] = order_mode == 1 ? nthreads - 1 - i : i;
+	if (order_mode == 2)
+		for (int i = nthreads - 1; i > 0; i--) {
+			int j = (int)(next_rand() % (uint64_t)(i + 1)), t = order[i];
+			order[i] = order[j];
+			order[j] = t;
+		}
 }
 
 // run_block runs one block to its end; it returns an error message or
@@ -120,7 +147,9 @@ const char *run_block() {
 		ctx_make(&t.ctx, stacks + kStack * i, kStack, entry);
 	}
 	for (;;) {
-		for (int i = 0; i < nthreads; i++) {
+		set_order();
+		for (int k = 0; k < nthreads; k++) {
+			int i = order[k];
 			if (threads[i].state != RUN) continue;
 			cur = i;
 			threadIdx = threads[i].idx;
@@ -162,6 +191,11 @@ const char *run_block() {
 }
 
 } // namespace
+
+void emu_set_order(int mode, uint64_t seed) {
+	order_mode = mode;
+	rng = seed | 1;
+}
 
 void emu_barrier(int kind) {
 	threads[cur].state = kind;

@@ -85,6 +85,10 @@ func (emu) gemm(g gemm) error {
 
 func (emu) sync() error { return nil }
 
+// threadOrder sets the order the emulator runs a block's threads in
+// between barriers: 0 by index, 1 in reverse, 2 shuffled from seed.
+func threadOrder(mode int, seed uint64) { C.emu_set_order(C.int(mode), C.uint64_t(seed)) }
+
 func cbool(b bool) C.int {
 	if b {
 		return 1

@@ -9,6 +9,9 @@ extern "C" {
 #endif
 
 int emu_launch(const char *name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, const uint64_t *args, char *err, int errlen);
+// emu_set_order: threads run in index order (0), in reverse (1), or
+// shuffled from seed (2) between barriers.
+void emu_set_order(int mode, uint64_t seed);
 void emu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc, int round_bf16);
 
 #ifdef __cplusplus

@@ -431,14 +431,17 @@ extern "C" __global__ void cross_entropy(float *losses, float *dlogits, const fl
 	__shared__ float sh[32];
 	long r = blockIdx.x;
 	const float *row = logits + r * Vp;
+	// the target's logit, read by every thread before the barriers of the
+	// reductions: in place, the gradient overwrites it after them
+	int tg = targets[r];
+	float xt = row[tg];
 	float m = -INFINITY;
 	for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, row[i]);
 	m = block_max(m, sh);
 	float s = 0;
 	for (int i = threadIdx.x; i < V; i += blockDim.x) s += exp_neg(row[i] - m);
 	s = block_sum(s, sh);
-	int tg = targets[r];
-	if (threadIdx.x == 0) losses[r] = logf(s) - (row[tg] - m);
+	if (threadIdx.x == 0) losses[r] = logf(s) - (xt - m);
 	if (!dlogits) return;
 	float k = scale / s;
 	float *d = dlogits + r * Vp;

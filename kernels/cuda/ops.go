@@ -46,7 +46,8 @@ func (b Buf) Len() int { return b.n }
 
 // Ops implements kernels.Ops on a device.
 type Ops struct {
-	dev   device
+	dev     device
+	maxGrid int // blocks of a grid-stride launch at most
 	err   error
 	idx   [2]scratch // index lists uploaded for an op
 	parts scratch    // SumSquares's partial sums
@@ -65,7 +66,7 @@ type ropeKey struct {
 }
 
 func newOps(d device) *Ops {
-	return &Ops{dev: d, freqs: map[ropeKey]Buf{}, bf16: map[string]bool{}}
+	return &Ops{dev: d, maxGrid: 1 << 16, freqs: map[ropeKey]Buf{}, bf16: map[string]bool{}}
 }
 
 var (
@@ -171,16 +172,16 @@ func (o *Ops) launch(op, kernel string, grid, block [3]int, args ...any) {
 
 const (
 	threads  = 256
-	maxGrid  = 1 << 16 // grid-stride loops cover the rest
-	rowWarps = 4       // warps (rows) per block of the row kernels
+	rowWarps = 4 // warps (rows) per block of the row kernels
 )
 
-// launch1 runs a grid-stride kernel over n items.
+// launch1 runs a grid-stride kernel over n items, in at most maxGrid
+// blocks: the loops cover the rest.
 func (o *Ops) launch1(op, kernel string, n int, args ...any) {
 	if n == 0 {
 		return
 	}
-	g := min((n+threads-1)/threads, maxGrid)
+	g := min((n+threads-1)/threads, o.maxGrid)
 	o.launch(op, kernel, [3]int{g, 1, 1}, [3]int{threads, 1, 1}, args...)
 }
 
@@ -291,7 +292,7 @@ func (o *Ops) SumSquares(b kernels.Buf) float64 {
 	if x.n == 0 || o.err != nil {
 		return 0
 	}
-	g := min((x.n+threads-1)/threads, 1024)
+	g := min((x.n+threads-1)/threads, 1024, o.maxGrid)
 	if !o.ensure("SumSquares", &o.parts, 8*g) {
 		return 0
 	}

@@ -1,0 +1,43 @@
+//go:build cudaemu && !cuda
+
+package cuda
+
+import (
+	"testing"
+
+	"github.com/estkit/estkit/kernels/kernelstest"
+)
+
+// TestConformanceGridStride runs the suite with grids of at most two
+// blocks, so that every grid-stride loop goes round many times (at full
+// size the suite's tensors fit in one pass).
+func TestConformanceGridStride(t *testing.T) {
+	o, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.maxGrid = 2
+	kernelstest.Run(t, o, kernelstest.Options{})
+}
+
+// TestConformanceThreadOrders runs the suite with the threads of each
+// block run in reverse and in shuffled orders: a kernel whose result
+// depends on the order of its threads' accesses between barriers (a race
+// on a GPU) fails in one of them.
+func TestConformanceThreadOrders(t *testing.T) {
+	defer threadOrder(0, 0)
+	for _, c := range []struct {
+		name string
+		mode int
+		seed uint64
+	}{{"reverse", 1, 0}, {"shuffled", 2, 1}, {"shuffled again", 2, 2}} {
+		t.Run(c.name, func(t *testing.T) {
+			threadOrder(c.mode, c.seed)
+			o, err := New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			kernelstest.Run(t, o, kernelstest.Options{})
+		})
+	}
+}
