@@ -77,7 +77,7 @@ unit: refs blas
 	# the CUDA backend's kernels and launches, on the CPU emulator; then the
 	# kernels again under AddressSanitizer (every buffer its own
 	# allocation: a read or write past one fails)
-	$(GO) test -tags cudaemu -count=1 -run 'Conformance|BackendsAgree|GPUCLI' ./kernels/cuda ./train ./cmd/estkit
+	$(GO) test -tags cudaemu -count=1 -run 'Conformance|BackendsAgree|GPUCLI|TrainDeviceCLI' ./kernels/cuda ./train ./cmd/estkit
 	ASAN_OPTIONS=detect_leaks=0 CGO_CXXFLAGS='-O1 -fsanitize=address' $(GO) test -asan -tags cudaemu -count=1 -run Conformance ./kernels/cuda
 
 # Reference ids for the tokenizer exactness tests: the corpus from a checked-in
@@ -219,10 +219,15 @@ cuda: cuda-deps
 
 # Everything a GPU machine (driver, CUDA libraries, PyTorch; no Go) needs
 # for the device check, in one folder of about 35 MB (the binaries
-# gzipped): there, $(DEVICE_DIR)/run.sh runs the conformance suite, the
-# CPU-against-GPU training check and the timing table (docs/PERF.md).
-device-check: cuda
+# gzipped, and GPT-2 token shards of a few MB): there, $(DEVICE_DIR)/run.sh
+# runs the conformance suite, the CPU-against-GPU training check, the
+# per-op timing table and a short EST run of GPT-2 124M (docs/PERF.md).
+device-check: cuda build
 	rm -rf $(DEVICE_DIR) && mkdir -p $(DEVICE_DIR)
+	$(BIN) -q samples --out $(DEVICE_DIR)/work/samples --bytes 3000000
+	$(BIN) -q ingest --out $(DEVICE_DIR)/work/docs $(DEVICE_DIR)/work/samples
+	$(BIN) -q shard --tokenizer gpt2 --val-fraction 0.02 --out $(DEVICE_DIR)/tok $(DEVICE_DIR)/work/docs
+	rm -rf $(DEVICE_DIR)/work
 	cp bin/cuda.test kernels/cuda/devicecheck/run.sh kernels/cuda/devicecheck/report.py $(DEVICE_DIR)/
 	gzip -c bin/train-cuda.test > $(DEVICE_DIR)/train-cuda.test.gz
 	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w' -o $(DEVICE_DIR)/estkit-cuda ./cmd/estkit && gzip $(DEVICE_DIR)/estkit-cuda

@@ -192,6 +192,8 @@ type StageStats struct {
 	// stage's last step ended (a process-wide maximum, so it includes the
 	// stages before; EST's stages grow, so it is mostly the stage's own).
 	PeakRSS int64 `json:"peak_rss_bytes,omitempty"`
+	// Device is the kernels backend the stage's last step ran on.
+	Device string `json:"device,omitempty"`
 }
 
 // Frequency is how often each unit was chosen, over a stage's draws.
@@ -403,6 +405,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		s.Seconds += dt.Seconds()
 		s.LastLoss = loss
 		s.PeakRSS = peakRSS()
+		s.Device = ops.Name()
 		if cfg.EvalEvery > 0 && (st.Step%cfg.EvalEvery == 0 || st.Step == cfg.Steps) {
 			v, err := evalLoss(model, data, &cfg)
 			if err != nil {

@@ -5,8 +5,21 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/kernels/cpu"
 	"github.com/estkit/estkit/kernels/cuda"
 )
+
+// backend returns the kernels backend --device names.
+func (g *globals) backend() (kernels.Ops, error) {
+	switch g.device {
+	case "cpu":
+		return cpu.New(), nil
+	case "cuda":
+		return cuda.New()
+	}
+	return nil, fmt.Errorf("--device %q: cpu or cuda", g.device)
+}
 
 func newGPUCmd(g *globals) *cobra.Command {
 	return &cobra.Command{

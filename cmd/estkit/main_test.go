@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/estkit/estkit/ingest/corpusgen"
+	"github.com/estkit/estkit/kernels/cuda"
 )
 
 // run executes the command line in-process and returns stdout, stderr and
@@ -365,5 +368,58 @@ func TestGPUCLI(t *testing.T) {
 		t.Fatalf("gpu failed without saying why: %q", errs)
 	case code == 0 && !strings.Contains(out, "cuda"):
 		t.Fatalf("gpu printed %q", out)
+	}
+}
+
+// TestTrainDeviceCLI: the same EST run with --device cuda (a GPU, or the
+// emulator with -tags cudaemu) and --device cpu logs the same losses, and
+// the CUDA run's stages name their device; eval runs on it too.
+func TestTrainDeviceCLI(t *testing.T) {
+	if _, err := cuda.New(); err != nil {
+		if _, errs, code := run(t, "--device", "cuda", "eval", "--run", t.TempDir()); code == 0 || !strings.Contains(errs, "cuda") {
+			t.Fatalf("--device cuda without CUDA: %s", errs)
+		}
+		t.Skipf("no CUDA backend: %v", err)
+	}
+	dir, _, docs := sampleDocs(t, "300000")
+	tok := filepath.Join(dir, "tok")
+	if _, errs, code := run(t, "-q", "shard", "--out", tok, "--val-fraction", "0.1", docs); code != 0 {
+		t.Fatal(errs)
+	}
+	losses := map[string][]float64{}
+	for _, dev := range []string{"cpu", "cuda"} {
+		runDir := filepath.Join(dir, dev)
+		if _, errs, code := run(t, "-q", "--device", dev, "train", "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4",
+			"--batch", "2", "--seq", "16", "--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1"); code != 0 {
+			t.Fatalf("train on %s: %s", dev, errs)
+		}
+		f, err := os.Open(filepath.Join(runDir, "metrics.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var rec struct{ Loss float64 }
+			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+				t.Fatal(err)
+			}
+			losses[dev] = append(losses[dev], rec.Loss)
+		}
+		f.Close()
+		stages, err := os.ReadFile(filepath.Join(runDir, "stages.json"))
+		if err != nil || !strings.Contains(string(stages), `"device": "`+dev) && !strings.Contains(string(stages), `"device":"`+dev) {
+			t.Fatalf("stages.json of the %s run does not name its device: %s", dev, stages)
+		}
+	}
+	if len(losses["cpu"]) != 4 || len(losses["cuda"]) != 4 {
+		t.Fatalf("losses: %v", losses)
+	}
+	for i, want := range losses["cpu"] {
+		if got := losses["cuda"][i]; math.Abs(got-want) > 1e-4*math.Abs(want) {
+			t.Errorf("step %d: loss %.6f on cuda, %.6f on cpu", i, got, want)
+		}
+	}
+	if out, errs, code := run(t, "--device", "cuda", "eval", "--run", filepath.Join(dir, "cuda"), "--batches", "1"); code != 0 || !strings.Contains(out, "val loss") {
+		t.Fatalf("eval on cuda: %s %s", out, errs)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 // globals are the flags every command shares.
 type globals struct {
+	device  string
 	quiet   bool
 	json    bool
 	verbose bool
@@ -62,6 +63,7 @@ Training (Li et al., ICML 2024).`,
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only, and show no progress")
 	pf.BoolVar(&g.json, "json", false, "machine-readable output: logs as JSON lines on stderr, results as JSON on stdout")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
+	pf.StringVar(&g.device, "device", "cpu", "the backend models run on: cpu, or cuda (GPU 0; needs a build with make cuda)")
 	root.AddCommand(newVersionCmd(g), newIngestCmd(g), newInspectCmd(g), newSamplesCmd(g), newTokenizeCmd(g), newShardCmd(g), newTrainCmd(g), newExportCmd(g), newEvalCmd(g), newSampleCmd(g), newESTTraceCmd(g), newGPUCmd(g))
 	return root, g
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/estkit/estkit/kernels/cpu"
 	"github.com/estkit/estkit/shards"
 	"github.com/estkit/estkit/tokenize"
 	"github.com/estkit/estkit/train"
@@ -37,7 +36,8 @@ func newTrainCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "train --preset NAME --data SET[:weight]... --out RUN",
 		Short: "Train GPT-2 or Llama on token shards, with Evolving Subnetwork Training",
-		Long: `train trains a GPT-2 or Llama model on the CPU from token shard sets (estkit shard),
+		Long: `train trains a GPT-2 or Llama model (on the CPU, or the GPU with --device cuda)
+from token shard sets (estkit shard),
 with Evolving Subnetwork Training when --est names a schedule: each step runs
 a sampled subnetwork (heads, MLP neurons, blocks; outputs scaled by 1/p) on
 gathered weights, stage by stage until the full model trains.
@@ -189,7 +189,11 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 	start := time.Now()
 	var saved, full float64
 	every, lastStage := max(1, cfg.Steps/25), -1
-	res, err := train.Run(cmd.Context(), cpu.New(), cfg, opts.out, train.Options{Resume: opts.resume, Logger: g.log,
+	ops, err := g.backend()
+	if err != nil {
+		return err
+	}
+	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Logger: g.log,
 		Progress: func(r train.StepRecord, eta time.Duration) {
 			saved += r.FullFLOPs.Blocks - r.FLOPs.Blocks
 			full += r.FullFLOPs.Blocks
@@ -256,7 +260,11 @@ func newExportCmd(g *globals) *cobra.Command {
 		Short: "Write a run's latest weights as a Hugging Face GPT2LMHeadModel (model.safetensors, config.json)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, _, err := train.LoadRun(cpu.New(), run)
+			ops, err := g.backend()
+			if err != nil {
+				return err
+			}
+			m, _, err := train.LoadRun(ops, run)
 			if err != nil {
 				return err
 			}
@@ -285,7 +293,11 @@ func newEvalCmd(g *globals) *cobra.Command {
 		Short: "Loss of a run's latest weights on a split of its first data set",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := train.LoadRun(cpu.New(), run)
+			ops, err := g.backend()
+			if err != nil {
+				return err
+			}
+			m, cfg, err := train.LoadRun(ops, run)
 			if err != nil {
 				return err
 			}
@@ -317,7 +329,11 @@ func newSampleCmd(g *globals) *cobra.Command {
 		Short: "Generate text from a run's latest weights",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, cfg, err := train.LoadRun(cpu.New(), run)
+			ops, err := g.backend()
+			if err != nil {
+				return err
+			}
+			m, cfg, err := train.LoadRun(ops, run)
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,34 @@ def anchors():
     return copy, mm
 
 
+def steps(path):
+    """Per stage of a run's metrics.jsonl: the median step time (the first
+    step of each stage left out: it allocates), tokens/s, and the time
+    and FLOPs of a step over the full model's (the last stage)."""
+    import json
+    import statistics
+
+    by = {}
+    for line in open(path):
+        r = json.loads(line)
+        by.setdefault(r["stage"], []).append(r)
+    full = by[max(by)]
+    full_ms = statistics.median(r["ms"] for r in full[1:] or full)
+    print(f"{'stage':<7}{'rates':<16}{'ms/step':>10}{'tok/s':>10}{'time ratio':>12}{'FLOPs ratio':>13}")
+    for stage in sorted(by):
+        rs = by[stage]
+        ms = statistics.median(r["ms"] for r in rs[1:] or rs)
+        r = rs[-1]
+        rates = ":".join(f"{r['rates'][k]:g}" for k in ("PH", "PM", "PL"))
+        tokens = r["tokens"] / (r["step"] + 1)
+        fr = r["flops"]["All"] / r["full_flops"]["All"]
+        print(f"{stage:<7}{rates:<16}{ms:>10.1f}{tokens / ms * 1000:>10.0f}{ms / full_ms:>12.3f}{fr:>13.3f}")
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--steps":
+        steps(sys.argv[2])
+        return
     if torch.cuda.is_available():
         copy, mm = anchors()
         print(f"{torch.cuda.get_device_name()}: copy {copy:.0f} GB/s, bf16 matmul {mm:.0f} TFLOP/s (PyTorch {torch.__version__})")
