@@ -48,11 +48,11 @@ func (b Buf) Len() int { return b.n }
 type Ops struct {
 	dev     device
 	maxGrid int // blocks of a grid-stride launch at most
-	err   error
-	idx   [2]scratch // index lists uploaded for an op
-	parts scratch    // SumSquares's partial sums
-	freqs map[ropeKey]Buf
-	bf16  map[string]bool
+	err     error
+	idx     [2]scratch // index lists uploaded for an op
+	parts   scratch    // SumSquares's partial sums
+	freqs   map[ropeKey]Buf
+	bf16    map[string]bool
 }
 
 type scratch struct {
