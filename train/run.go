@@ -47,6 +47,10 @@ type Config struct {
 	Eps         float64 `json:"eps"`
 	WeightDecay float64 `json:"weight_decay"`
 	Clip        float64 `json:"clip"` // global gradient norm; 0: off
+	// MatMul is the precision of the matrix products: "" or "fp32", or
+	// "bf16" (inputs rounded to bfloat16, float32 accumulation) on a
+	// backend with that variant (cuda).
+	MatMul string `json:"matmul,omitempty"`
 
 	EST         string         `json:"est"` // preset name, "custom" or "off"
 	Schedule    *Schedule      `json:"schedule,omitempty"`
@@ -115,6 +119,8 @@ func (c *Config) Defaults() {
 // Check validates a resolved configuration.
 func (c *Config) Check() error {
 	switch {
+	case c.MatMul != "" && c.MatMul != "fp32" && c.MatMul != "bf16":
+		return fmt.Errorf("train: matmul %q: fp32 or bf16", c.MatMul)
 	case c.Steps <= 0 || c.Batch <= 0 || c.Seq <= 0 || c.Accum <= 0:
 		return fmt.Errorf("train: steps %d, batch %d, seq %d and accum %d must be positive", c.Steps, c.Batch, c.Seq, c.Accum)
 	case c.Seq > c.Model.MaxT:
@@ -175,6 +181,20 @@ type StepRecord struct {
 	ValLoss    float64 `json:"val_loss,omitempty"`
 }
 
+// setMatMul selects the precision of ops' matrix products.
+func setMatMul(ops kernels.Ops, p string) error {
+	ps, ok := ops.(kernels.PrecisionSetter)
+	switch {
+	case p == "bf16" && !ok:
+		return fmt.Errorf("train: matmul bf16: the %s backend has float32 products only (bf16 needs --device cuda)", ops.Name())
+	case p == "bf16":
+		return ps.SetPrecision("MatMul", kernels.BF16)
+	case ok:
+		return ps.SetPrecision("MatMul", kernels.FP32)
+	}
+	return nil
+}
+
 // StageStats summarise one stage in stages.json.
 type StageStats struct {
 	Stage     int       `json:"stage"`
@@ -232,6 +252,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := setMatMul(ops, cfg.MatMul); err != nil {
+		return nil, err
 	}
 	cb, _ := json.MarshalIndent(cfg, "", "  ")
 	h := sha256.Sum256(cb)

@@ -386,10 +386,18 @@ func TestTrainDeviceCLI(t *testing.T) {
 	if _, errs, code := run(t, "-q", "shard", "--out", tok, "--val-fraction", "0.1", docs); code != 0 {
 		t.Fatal(errs)
 	}
+	if _, errs, code := run(t, "-q", "train", "--matmul", "bf16", "--preset", "gpt2-tiny", "--data", tok, "--out", filepath.Join(dir, "cpu-bf16"),
+		"--steps", "1", "--batch", "2", "--seq", "16"); code == 0 || !strings.Contains(errs, "bf16") {
+		t.Fatalf("bf16 products on the CPU: %s", errs)
+	}
 	losses := map[string][]float64{}
-	for _, dev := range []string{"cpu", "cuda"} {
+	for _, dev := range []string{"cpu", "cuda", "cuda-bf16"} {
 		runDir := filepath.Join(dir, dev)
-		if _, errs, code := run(t, "-q", "--device", dev, "train", "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4",
+		device, matmul := dev, "fp32"
+		if dev == "cuda-bf16" {
+			device, matmul = "cuda", "bf16"
+		}
+		if _, errs, code := run(t, "-q", "--device", device, "train", "--matmul", matmul, "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4",
 			"--batch", "2", "--seq", "16", "--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1"); code != 0 {
 			t.Fatalf("train on %s: %s", dev, errs)
 		}
@@ -407,16 +415,20 @@ func TestTrainDeviceCLI(t *testing.T) {
 		}
 		f.Close()
 		stages, err := os.ReadFile(filepath.Join(runDir, "stages.json"))
-		if err != nil || !strings.Contains(string(stages), `"device": "`+dev) && !strings.Contains(string(stages), `"device":"`+dev) {
+		if err != nil || !strings.Contains(string(stages), `"device": "`+device) && !strings.Contains(string(stages), `"device":"`+device) {
 			t.Fatalf("stages.json of the %s run does not name its device: %s", dev, stages)
 		}
 	}
-	if len(losses["cpu"]) != 4 || len(losses["cuda"]) != 4 {
+	if len(losses["cpu"]) != 4 || len(losses["cuda"]) != 4 || len(losses["cuda-bf16"]) != 4 {
 		t.Fatalf("losses: %v", losses)
 	}
 	for i, want := range losses["cpu"] {
 		if got := losses["cuda"][i]; math.Abs(got-want) > 1e-4*math.Abs(want) {
 			t.Errorf("step %d: loss %.6f on cuda, %.6f on cpu", i, got, want)
+		}
+		// bf16 products: near, not equal (8 bits of mantissa)
+		if got := losses["cuda-bf16"][i]; math.Abs(got-want) > 2e-2*math.Abs(want) || got == want {
+			t.Errorf("step %d: loss %.6f on cuda with bf16 products, %.6f on cpu", i, got, want)
 		}
 	}
 	if out, errs, code := run(t, "--device", "cuda", "eval", "--run", filepath.Join(dir, "cuda"), "--batches", "1"); code != 0 || !strings.Contains(out, "val loss") {
