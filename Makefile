@@ -179,7 +179,9 @@ node:
 # The CUDA backend (kernels/cuda). Debian's CUDA 11.8 from contrib and
 # non-free, enabled and installed by cuda-deps when missing: headers, the
 # driver's stub library to link against (the real one comes with the
-# driver on a GPU machine) and nvcc. No GPU is needed to build.
+# driver on a GPU machine) and nvcc. No GPU is needed to build. The headers
+# must be CUDA 12 or older: gorgonia.org/cu v0.9.6 does not compile against
+# CUDA 13's (the binary still runs on CUDA 13 drivers).
 CUDA_STUBS  := /usr/lib/x86_64-linux-gnu/stubs
 NVCC        ?= nvcc
 NVCC_FLAGS  := -ptx -arch=compute_80 -O3

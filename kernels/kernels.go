@@ -96,7 +96,8 @@ type Ops interface {
 	CrossEntropy(losses, dlogits, logits Buf, targets []int32, rows, V, Vp int, scale float32)
 
 	// Gathers and scatters of weight rows and columns for sampled
-	// subnetworks. GatherRows: dst[i,:] = src[rows[i],:]; ScatterAddRows:
+	// subnetworks (index lists without repeats, as the sampler draws
+	// them; AdamWSub's too). GatherRows: dst[i,:] = src[rows[i],:]; ScatterAddRows:
 	// dst[rows[i],:] += src[i,:]; GatherCols: dst[r,j] = src[r,cols[j]]
 	// for src[n×width]; ScatterAddCols: dst[r,cols[j]] += src[r,j].
 	GatherRows(dst, src Buf, rows []int32, width int)

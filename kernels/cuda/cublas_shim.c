@@ -23,6 +23,11 @@ static status_fn status_string;
 
 int estk_cublas_open(const char *path, char *which, int wlen, char *err, int elen) {
 	static const char *names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
+	static char opened[256];
+	if (handle) { // one handle per process, whatever the number of backends
+		snprintf(which, wlen, "%s", opened);
+		return 0;
+	}
 	void *lib = NULL;
 	const char *tried = NULL;
 	if (path && *path) {
@@ -34,7 +39,7 @@ int estk_cublas_open(const char *path, char *which, int wlen, char *err, int ele
 		tried = names[i];
 	}
 	if (!lib) {
-		snprintf(err, elen, "cannot load cuBLAS (%s): %s", path && *path ? path : "libcublas.so.13, .12, .11", dlerror());
+		snprintf(err, elen, "cannot load cuBLAS (%s): %s", path && *path ? path : "libcublas.so.13, .12, .11 or libcublas.so", dlerror());
 		return 1;
 	}
 	snprintf(which, wlen, "%s", tried);
@@ -43,13 +48,17 @@ int estk_cublas_open(const char *path, char *which, int wlen, char *err, int ele
 	status_string = (status_fn)dlsym(lib, "cublasGetStatusString");
 	if (!create || !gemmex) {
 		snprintf(err, elen, "%s lacks cublasCreate_v2 or cublasGemmEx", tried);
+		dlclose(lib);
 		return 1;
 	}
 	cublasStatus_t st = create(&handle);
 	if (st != CUBLAS_STATUS_SUCCESS) {
 		snprintf(err, elen, "cublasCreate: status %d", (int)st);
+		handle = NULL;
+		dlclose(lib);
 		return 1;
 	}
+	snprintf(opened, sizeof(opened), "%s", tried);
 	return 0;
 }
 

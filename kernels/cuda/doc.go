@@ -3,7 +3,9 @@
 // through gorgonia.org/cu (the driver API), and matrix products through
 // cuBLAS, which a small C shim loads at run time (dlopen of the
 // libcublas the machine has, 11 to 13), so that one binary built on a
-// machine without a GPU runs on any recent driver.
+// machine without a GPU runs on any recent driver. (It needs one to start:
+// gorgonia.org/cu initialises the driver when the program loads and exits
+// if that fails.)
 //
 // Builds: with the tag cuda, the driver backend; with the tag cudaemu, the
 // same kernels compiled as C++ and run on the CPU by a small emulator

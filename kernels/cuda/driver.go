@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -35,6 +36,13 @@ type driver struct {
 
 // New returns the CUDA backend on GPU 0. ESTKIT_CUBLAS names a libcublas
 // to load instead of the first of libcublas.so.13, .12 and .11 found.
+//
+// gorgonia.org/cu initialises the driver when the program starts and
+// exits, before New can say why, when that fails (no driver, or no
+// device): a cuda build starts only where a GPU is. It is built against
+// CUDA 11.8's headers (Debian's); gorgonia.org/cu v0.9.6 does not compile
+// against CUDA 13's, whose cuCtxCreate and cuMemAdvise changed, though the
+// binary runs on CUDA 13 drivers.
 func New() (*Ops, error) {
 	d, err := openDriver()
 	if err != nil {
@@ -75,9 +83,11 @@ func openDriver() (*driver, error) {
 	if err := cu.SetCurrentContext(ctx); err != nil {
 		return nil, fmt.Errorf("%s: context: %w", name, err)
 	}
-	mod, err := cu.LoadData(kernelsPTX)
+	jitLog := &cu.JITErrorLogBuffer{Buffer: make([]byte, 8192)}
+	mod, err := cu.LoadDataEx(kernelsPTX, jitLog)
 	if err != nil {
-		return nil, fmt.Errorf("%s: loading the kernels' PTX: %w", name, err)
+		msg := strings.TrimRight(string(jitLog.Buffer), "\x00")
+		return nil, fmt.Errorf("%s: compiling the kernels' PTX: %w: %s", name, err, msg)
 	}
 	d := &driver{ctx: ctx, fns: map[string]cu.Function{}}
 	for k := range kernelSigs {

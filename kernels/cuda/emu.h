@@ -25,6 +25,7 @@ extern dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(n)
 
 void emu_barrier(int kind);
 uint64_t emu_exchange(uint64_t v, int lane_mask);

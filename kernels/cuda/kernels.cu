@@ -90,7 +90,7 @@ extern "C" __global__ void add_bias(float *y, const float *b, long rows, int col
 // when dst2 is set, s[r] multiplying (b[r,c] − m[r]) when m is set):
 // the column reductions of the bias, LayerNorm and RMSNorm gradients.
 // Block (32, 8): 32 columns, 8 row lanes, reduced through shared memory.
-extern "C" __global__ void col_sums(float *dst, float *dst2, const float *a, const float *b, const float *m, const float *s, int rows, int cols) {
+extern "C" __global__ void __launch_bounds__(256) col_sums(float *dst, float *dst2, const float *a, const float *b, const float *m, const float *s, int rows, int cols) {
 	__shared__ float sh1[8][33], sh2[8][33];
 	int c = blockIdx.x * 32 + threadIdx.x;
 	float s1 = 0, s2 = 0;
@@ -427,7 +427,7 @@ extern "C" __global__ void attention_backward_dkv(float *dqkv, const float *stat
 
 // ---- classifier: softmax cross-entropy, a block per row ----
 
-extern "C" __global__ void cross_entropy(float *losses, float *dlogits, const float *logits, const int *targets, int V, int Vp, float scale) {
+extern "C" __global__ void __launch_bounds__(1024) cross_entropy(float *losses, float *dlogits, const float *logits, const int *targets, int V, int Vp, float scale) {
 	__shared__ float sh[32];
 	long r = blockIdx.x;
 	const float *row = logits + r * Vp;

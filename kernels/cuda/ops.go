@@ -326,6 +326,8 @@ func (o *Ops) MatMul(c, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha, beta 
 	if ta {
 		g.ldb = m
 	}
+	// cuBLAS wants leading dimensions of at least 1, also when k is 0
+	g.lda, g.ldb = max(g.lda, 1), max(g.ldb, 1)
 	o.fail("MatMul", o.dev.gemm(g))
 }
 

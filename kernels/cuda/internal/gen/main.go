@@ -17,7 +17,7 @@ import (
 	"strings"
 )
 
-var kernelRE = regexp.MustCompile(`(?m)^extern "C" __global__ void (\w+)\(([^)]*)\)`)
+var kernelRE = regexp.MustCompile(`(?m)^extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)`)
 
 // kinds maps a parameter type to its kind letter and its C cast from the
 // launch slot (a uint64).
@@ -65,6 +65,9 @@ func main() {
 	}
 	if len(names) == 0 {
 		log.Fatal("no kernels found in kernels.cu")
+	}
+	if n := bytes.Count(src, []byte("\nextern \"C\" __global__")); n != len(names) {
+		log.Fatalf("kernels.cu declares %d kernels, of which %d have a signature this generator reads", n, len(names))
 	}
 	inc.WriteString("\nstatic const struct {\n\tconst char *name;\n\tvoid (*fn)(const uint64_t *);\n} emu_kernels[] = {\n")
 	for _, n := range names {
