@@ -151,40 +151,6 @@ func TestCrossEntropyGradient(t *testing.T) {
 	}
 }
 
-func TestMatMulAgainstNaive(t *testing.T) {
-	o, r := New(), rand.New(rand.NewPCG(9, 10))
-	m, n, k := 5, 7, 6
-	for _, ta := range []bool{false, true} {
-		for _, tb := range []bool{false, true} {
-			a, b := randBuf(r, m*k, 1), randBuf(r, k*n, 1)
-			c := randBuf(r, m*n, 1)
-			want := make([]float64, m*n)
-			for i := 0; i < m; i++ {
-				for j := 0; j < n; j++ {
-					var s float64
-					for p := 0; p < k; p++ {
-						av, bv := a[i*k+p], b[p*n+j]
-						if ta {
-							av = a[p*m+i]
-						}
-						if tb {
-							bv = b[j*k+p]
-						}
-						s += float64(av) * float64(bv)
-					}
-					want[i*n+j] = 0.5*s + 2*float64(c[i*n+j])
-				}
-			}
-			o.MatMul(c, a, b, m, n, k, ta, tb, 0.5, 2)
-			for i := range want {
-				if math.Abs(float64(c[i])-want[i]) > 1e-5*math.Max(1, math.Abs(want[i])) {
-					t.Fatalf("ta=%v tb=%v: C[%d] = %g, want %g", ta, tb, i, c[i], want[i])
-				}
-			}
-		}
-	}
-}
-
 func TestEmbedAndGathers(t *testing.T) {
 	o, r := New(), rand.New(rand.NewPCG(11, 12))
 	B, T, C, V := 2, 3, 4, 5
