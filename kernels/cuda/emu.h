@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 struct dim3 {
 	unsigned x, y, z;
@@ -32,24 +33,15 @@ uint64_t emu_exchange(uint64_t v, int lane_mask);
 
 #define __syncthreads() emu_barrier(1)
 
-static inline float __shfl_xor_sync(unsigned, float v, int m) {
-	union {
-		float f;
-		uint32_t u;
-	} a, b;
-	a.f = v;
-	b.u = (uint32_t)emu_exchange(a.u, m);
-	return b.f;
-}
-
-static inline double __shfl_xor_sync(unsigned, double v, int m) {
-	union {
-		double f;
-		uint64_t u;
-	} a, b;
-	a.f = v;
-	b.u = emu_exchange(a.u, m);
-	return b.f;
+// __shfl_xor_sync of any value of up to 8 bytes (float, double).
+template <class T> static inline T __shfl_xor_sync(unsigned, T v, int m) {
+	static_assert(sizeof(T) <= 8, "shuffles move up to 8 bytes");
+	uint64_t u = 0;
+	memcpy(&u, &v, sizeof v);
+	u = emu_exchange(u, m);
+	T r;
+	memcpy(&r, &u, sizeof r);
+	return r;
 }
 
 static inline float atomicAdd(float *p, float v) {

@@ -17,39 +17,33 @@
 
 #define FULL 0xffffffffu
 
-__device__ __forceinline__ float warp_sum(float v) {
-	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
+struct Add {
+	template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+
+struct Max {
+	__device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// warp_reduce returns to every lane op over the warp's values.
+template <class T, class Op> __device__ __forceinline__ T warp_reduce(T v, Op op) {
+	for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(FULL, v, o));
 	return v;
 }
 
-__device__ __forceinline__ double warp_sum_d(double v) {
-	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
-	return v;
-}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, Add()); }
 
-__device__ __forceinline__ float warp_max(float v) {
-	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
-	return v;
-}
-
-// block_sum returns to every thread the sum of v over the block
-// (blockDim.x a multiple of 32); sh holds 32 floats.
-__device__ float block_sum(float v, float *sh) {
+// block_reduce returns to every thread op over the block's values
+// (blockDim.x a multiple of 32; identity is op's identity); sh holds 32
+// values. Its first barrier lets a block reuse sh from one reduction to
+// the next.
+template <class T, class Op> __device__ T block_reduce(T v, T *sh, Op op, T identity) {
 	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	v = warp_sum(v);
+	v = warp_reduce(v, op);
 	__syncthreads();
 	if (lane == 0) sh[w] = v;
 	__syncthreads();
-	return warp_sum(lane < nw ? sh[lane] : 0.f);
-}
-
-__device__ float block_max(float v, float *sh) {
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	v = warp_max(v);
-	__syncthreads();
-	if (lane == 0) sh[w] = v;
-	__syncthreads();
-	return warp_max(lane < nw ? sh[lane] : -INFINITY);
+	return warp_reduce(lane < nw ? sh[lane] : identity, op);
 }
 
 // exp(x) for x ≤ 0 in fp32 (the softmaxes only take exp of x − max).
@@ -74,11 +68,7 @@ extern "C" __global__ void sum_squares(double *part, const float *x, long n) {
 	__shared__ double sh[32];
 	double s = 0;
 	GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	s = warp_sum_d(s);
-	if (lane == 0) sh[w] = s;
-	__syncthreads();
-	s = warp_sum_d(lane < nw ? sh[lane] : 0.0);
+	s = block_reduce(s, sh, Add(), 0.0);
 	if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
@@ -200,7 +190,7 @@ extern "C" __global__ void rmsnorm(float *out, float *rstd, const float *x, cons
 	const float *xr = x + row * C;
 	double ss = 0;
 	for (int i = lane; i < C; i += 32) ss += (double)xr[i] * xr[i];
-	ss = warp_sum_d(ss);
+	ss = warp_reduce(ss, Add());
 	float r = (float)(1.0 / sqrt(ss / C + (double)eps));
 	float *o = out + row * C;
 	for (int i = lane; i < C; i += 32) o[i] = w[i] * (xr[i] * r);
@@ -437,10 +427,10 @@ extern "C" __global__ void __launch_bounds__(1024) cross_entropy(float *losses, 
 	float xt = row[tg];
 	float m = -INFINITY;
 	for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, row[i]);
-	m = block_max(m, sh);
+	m = block_reduce(m, sh, Max(), -INFINITY);
 	float s = 0;
 	for (int i = threadIdx.x; i < V; i += blockDim.x) s += exp_neg(row[i] - m);
-	s = block_sum(s, sh);
+	s = block_reduce(s, sh, Add(), 0.f);
 	if (threadIdx.x == 0) losses[r] = logf(s) - (xt - m);
 	if (!dlogits) return;
 	float k = scale / s;
