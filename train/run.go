@@ -67,6 +67,9 @@ type Config struct {
 // paper's: AdamW 0.9/0.95, weight decay 0.1, clip 1, warmup then linear
 // decay to a tenth).
 func (c *Config) Defaults() {
+	if c.MatMul == "fp32" {
+		c.MatMul = "" // the default, spelt one way so that the config's hash is one
+	}
 	set := func(p *float64, v float64) {
 		if *p == 0 {
 			*p = v
