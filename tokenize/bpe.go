@@ -7,9 +7,9 @@ import (
 // bpe holds a byte-level BPE vocabulary: token bytes ↔ rank (= id). A
 // merge's priority is the rank of the merged bytes, as in tiktoken.
 type bpe struct {
-	ranks   map[string]uint32 // token bytes → id
-	bytes   [][]byte          // id → token bytes
-	lookups *int              // tests count rank lookups here; nil otherwise
+	ranks   *strTable // token bytes → id
+	bytes   [][]byte  // id → token bytes
+	lookups *int      // tests count rank lookups here; nil otherwise
 }
 
 // shortPiece is the length up to which the O(n²) scan beats the heap.
@@ -17,7 +17,7 @@ const shortPiece = 48
 
 // encodePiece appends the ids of one pre-tokenized piece.
 func (b *bpe) encodePiece(piece string, out []uint32) []uint32 {
-	if id, ok := b.ranks[piece]; ok {
+	if id, ok := b.id(piece); ok {
 		return append(out, id)
 	}
 	if len(piece) <= shortPiece {
@@ -32,10 +32,22 @@ func (b *bpe) rank(p string) uint32 {
 	if b.lookups != nil {
 		*b.lookups++
 	}
-	if r, ok := b.ranks[p]; ok {
+	if r, ok := b.id(p); ok {
 		return r
 	}
 	return noRank
+}
+
+// id returns the id of token bytes p.
+func (b *bpe) id(p string) (uint32, bool) {
+	v, ok := b.ranks.get(p)
+	return uint32(v), ok
+}
+
+// mustID returns the id of bytes that a merge made, and so are a token.
+func (b *bpe) mustID(p string) uint32 {
+	v, _ := b.ranks.get(p)
+	return uint32(v)
 }
 
 // mergeScan is tiktoken's byte_pair_merge: repeatedly merge the adjacent
@@ -87,7 +99,7 @@ func (b *bpe) mergeScan(piece string, out []uint32) []uint32 {
 		parts = append(parts[:at+1], parts[at+2:]...)
 	}
 	for k := 0; k+1 < len(parts); k++ {
-		out = append(out, b.ranks[piece[parts[k].start:parts[k+1].start]])
+		out = append(out, b.mustID(piece[parts[k].start:parts[k+1].start]))
 	}
 	return out
 }
@@ -139,7 +151,7 @@ func (b *bpe) mergeHeap(piece string, out []uint32) []uint32 {
 		}
 	}
 	for i := 0; i < n; i = end[i] {
-		out = append(out, b.ranks[piece[i:end[i]]])
+		out = append(out, b.mustID(piece[i:end[i]]))
 	}
 	return out
 }

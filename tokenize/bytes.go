@@ -17,9 +17,9 @@ const bytesEndOfText = 256
 // byte-level BPE engine with no merges.
 func Bytes() *Tokenizer {
 	bytesOnce.Do(func() {
-		b := &bpe{ranks: make(map[string]uint32, 256), bytes: make([][]byte, 256)}
+		b := &bpe{ranks: newStrTable(256), bytes: make([][]byte, 256)}
 		for c := 0; c < 256; c++ {
-			b.ranks[string([]byte{byte(c)})] = uint32(c)
+			b.ranks.put(string([]byte{byte(c)}), uint64(c))
 			b.bytes[c] = []byte{byte(c)}
 		}
 		bytesTok = &Tokenizer{name: "bytes", version: "1", bpe: b,

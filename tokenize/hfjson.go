@@ -365,7 +365,7 @@ func hfByteLevel(m *hfModel, merges [][2]string, special map[string]uint32) (*To
 	if maxID > 1<<24 {
 		return nil, fmt.Errorf("%w: vocabulary id %d is implausibly large", ErrHF, maxID)
 	}
-	b := &bpe{ranks: make(map[string]uint32, len(m.Vocab)), bytes: make([][]byte, maxID+1)}
+	b := &bpe{ranks: newStrTable(len(m.Vocab)), bytes: make([][]byte, maxID+1)}
 	for tok, id := range m.Vocab {
 		if _, ok := special[tok]; ok {
 			continue
@@ -381,14 +381,14 @@ func hfByteLevel(m *hfModel, merges [][2]string, special map[string]uint32) (*To
 		if raw == nil || b.bytes[id] != nil {
 			return nil, fmt.Errorf("%w: vocabulary token %q (id %d) is empty or its id repeats", ErrHF, tok, id)
 		}
-		if _, dup := b.ranks[string(raw)]; dup {
+		if _, dup := b.ranks.get(string(raw)); dup {
 			return nil, fmt.Errorf("%w: vocabulary token %q appears twice", ErrHF, tok)
 		}
 		b.bytes[id] = raw
-		b.ranks[string(raw)] = id
+		b.ranks.put(string(raw), uint64(id))
 	}
 	for c := range 256 {
-		if _, ok := b.ranks[string([]byte{byte(c)})]; !ok {
+		if _, ok := b.ranks.get(string([]byte{byte(c)})); !ok {
 			return nil, fmt.Errorf("%w: the byte-level vocabulary lacks byte %#x", ErrHF, c)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // spBPE is a SentencePiece BPE model with byte fallback (Llama 2's), encoding
@@ -40,7 +41,7 @@ type spBPE struct {
 	// a character that is no piece but occurs in one (ids from len(text)
 	// on). merges maps left<<32|right to the joined piece; integer keys
 	// instead of hashing the joined text halved the merge loop's time.
-	merges map[uint64]spMerge
+	merges *pairTable
 	charID map[rune]int32
 	ascii  [128]int32 // charID of ASCII characters, -1: none
 	joinsA [128]bool  // joins of ASCII characters
@@ -187,7 +188,11 @@ func (sp *spBPE) buildMerges() {
 		}
 		return 0, false
 	}
-	sp.merges = make(map[uint64]spMerge, 4*len(sp.pieces))
+	type merge struct {
+		l, r int32
+		m    spMerge
+	}
+	var merges []merge
 	for piece, id := range sp.pieces {
 		for k := 1; k < len(piece); k++ {
 			if !utf8.RuneStart(piece[k]) {
@@ -196,9 +201,13 @@ func (sp *spBPE) buildMerges() {
 			l, lok := symbol(piece[:k])
 			r, rok := symbol(piece[k:])
 			if lok && rok {
-				sp.merges[uint64(uint32(l))<<32|uint64(uint32(r))] = spMerge{id: id, score: sp.scores[id]}
+				merges = append(merges, merge{l, r, spMerge{id: id, score: sp.scores[id]}})
 			}
 		}
+	}
+	sp.merges = newPairTable(len(merges))
+	for _, m := range merges {
+		sp.merges.put(m.l, m.r, m.m)
 	}
 }
 
@@ -244,23 +253,39 @@ func parseBytePiece(s string) (byte, bool) {
 
 // normalize applies the dummy prefix and whitespace escaping.
 func (sp *spBPE) normalize(text string) string {
+	return string(sp.normalizeInto(nil, text))
+}
+
+// normalizeInto appends the normalized text to buf: one pass, so that an
+// Encoder reuses one buffer rather than copying each text twice (the
+// copies and their garbage were a tenth of encoding's time).
+func (sp *spBPE) normalizeInto(buf []byte, text string) []byte {
 	if text == "" {
-		return ""
+		return buf
 	}
 	if !utf8.ValidString(text) {
 		// SentencePiece's normaliser turns each invalid byte into U+FFFD.
 		text = replaceInvalidBytes(text)
 	}
+	space := " "
 	if sp.escapeWhitespaces {
-		text = strings.ReplaceAll(text, " ", spaceMark)
+		space = spaceMark
 	}
 	if sp.addDummyPrefix {
-		if sp.escapeWhitespaces {
-			return spaceMark + text
-		}
-		return " " + text
+		buf = append(buf, space...)
 	}
-	return text
+	if !sp.escapeWhitespaces {
+		return append(buf, text...)
+	}
+	for {
+		i := strings.IndexByte(text, ' ')
+		if i < 0 {
+			return append(buf, text...)
+		}
+		buf = append(buf, text[:i]...)
+		buf = append(buf, spaceMark...)
+		text = text[i+1:]
+	}
 }
 
 // replaceInvalidBytes replaces every byte that is not part of a valid UTF-8
@@ -284,7 +309,8 @@ func replaceInvalidBytes(s string) string {
 // encodeSP appends the ids of text.
 func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
 	sp := e.t.sp
-	s := sp.normalize(text)
+	e.norm = sp.normalizeInto(e.norm[:0], text)
+	s := unsafe.String(unsafe.SliceData(e.norm), len(e.norm)) // the buffer is not written again during this call
 	if !sp.splitSafe {
 		return sp.encodeSegmentWith(&e.sp, s, out)
 	}
@@ -419,7 +445,7 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 		if sp.lookups != nil {
 			*sp.lookups++
 		}
-		if m, ok := sp.merges[uint64(uint32(lid))<<32|uint64(uint32(rid))]; ok {
+		if m, ok := sp.merges.get(lid, rid); ok {
 			h = spPush(h, spPair{score: m.score, left: l, right: r, lid: lid, rid: rid, id: m.id})
 		}
 	}
