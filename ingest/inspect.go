@@ -5,10 +5,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/estkit/estkit/internal/arrowpool"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // ReadDocument returns document k (0-based, in manifest order) of the
@@ -43,6 +44,11 @@ func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
 	return nil, fmt.Errorf("ingest: %s: %w: outputs hold fewer documents than the manifest counts", dir, ErrCorrupt)
 }
 
+// readPool recycles the decompressed buffers of the batches ScanShard reads
+// once their callers release them (fresh ones cost page faults), across
+// files and calls; it keeps at most a few buffers per size class.
+var readPool = arrowpool.New()
+
 // ScanShard calls fn with each record batch of the document shard at path
 // until fn returns false. It checks the schema identity first. A panic of
 // the Arrow reader on damaged metadata (arrow-go panics on some instead of
@@ -62,7 +68,7 @@ func ScanShard(path string, fn func(arrow.RecordBatch) (bool, error)) (err error
 		return fmt.Errorf("ingest: %w", err)
 	}
 	defer f.Close()
-	r, err := ipc.NewFileReader(f, ipc.WithAllocator(memory.NewGoAllocator()))
+	r, err := ipc.NewFileReader(f, ipc.WithAllocator(readPool))
 	if err != nil {
 		return fmt.Errorf("ingest: %s: %w: %v", path, ErrCorrupt, err)
 	}

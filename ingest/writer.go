@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/estkit/estkit/internal/arrowpool"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -110,7 +112,7 @@ type openShard struct {
 }
 
 func newShardWriter(dir, prefix string, shardBytes int64, c Compression) *shardWriter {
-	mem := newPoolAllocator()
+	mem := arrowpool.New()
 	w := &shardWriter{dir: dir, prefix: prefix, shardBytes: shardBytes, compression: c, mem: mem,
 		b: array.NewRecordBuilder(mem, DocSchema), batches: make(chan arrow.RecordBatch, 2), done: make(chan error, 1)}
 	w.reserve()

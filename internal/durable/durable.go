@@ -5,6 +5,7 @@
 package durable
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -92,13 +93,19 @@ func RemoveTemps(dir string) {
 }
 
 // File is a file written under a temporary name, hashed (sha256) and
-// counted as it is written; Commit makes it visible under its name.
+// counted as it is written; Commit makes it visible under its name. Writes
+// are buffered: Arrow's writers write each buffer, its padding and each
+// message header separately, one system call each.
 type File struct {
 	dir, name, tmp string
 	f              *os.File
+	w              *bufio.Writer
 	h              hash.Hash
 	n              int64
 }
+
+// fileBuffer is File's write buffer.
+const fileBuffer = 1 << 20
 
 // Create starts dir/name as a temporary file.
 func Create(dir, name string) (*File, error) {
@@ -107,14 +114,14 @@ func Create(dir, name string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &File{dir: dir, name: name, tmp: tmp, f: f, h: sha256.New()}, nil
+	return &File{dir: dir, name: name, tmp: tmp, f: f, w: bufio.NewWriterSize(f, fileBuffer), h: sha256.New()}, nil
 }
 
 // Name is the name the file will have.
 func (f *File) Name() string { return f.name }
 
 func (f *File) Write(p []byte) (int, error) {
-	n, err := f.f.Write(p)
+	n, err := f.w.Write(p)
 	f.h.Write(p[:n])
 	f.n += int64(n)
 	return n, err
@@ -124,6 +131,11 @@ func (f *File) Write(p []byte) (int, error) {
 // the size and the hex sha256 of what was written. The caller fsyncs the
 // directory before publishing (a manifest written with WriteFile does).
 func (f *File) Commit() (int64, string, error) {
+	if err := f.w.Flush(); err != nil {
+		f.f.Close()
+		os.Remove(f.tmp)
+		return 0, "", err
+	}
 	if err := SyncClose(f.f); err != nil {
 		os.Remove(f.tmp)
 		return 0, "", err

@@ -1,4 +1,5 @@
-package ingest
+// Package arrowpool is an Arrow allocator that recycles large buffers.
+package arrowpool
 
 import (
 	"math/bits"
@@ -8,16 +9,18 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// poolAllocator is an Arrow allocator that recycles large buffers (1 MiB
-// and up, by power-of-two class) instead of leaving them to the garbage
-// collector. Why: every record batch of the shard writer needs a fresh text
-// buffer of a few MiB, and fresh memory from the OS is paid for in page
-// faults on first touch: 17% of ingest's CPU before this (docs/PERF.md).
+// Allocator is an Arrow allocator that recycles large buffers (1 MiB and
+// up, by power-of-two class) instead of leaving them to the garbage
+// collector. Why: every record batch of ingest's shard writer needs a fresh
+// text buffer of a few MiB, and fresh memory from the OS is paid for in
+// page faults on first touch: 17% of ingest's CPU before this
+// (docs/PERF.md); reading document shards and writing token shards are the
+// same. It is safe for concurrent use.
 // Buffers come back through Free when the writer releases a batch. A plain
 // bounded free list, not a sync.Pool: the garbage collector empties a
 // sync.Pool every other cycle, and at ingest's allocation rate that is
 // several times per batch.
-type poolAllocator struct {
+type Allocator struct {
 	small memory.Allocator
 	mu    sync.Mutex
 	free  [64][][]byte
@@ -28,13 +31,14 @@ const (
 	poolPerClass = 4 // buffers kept per size class: bounds what the pool holds
 )
 
-func newPoolAllocator() *poolAllocator {
-	return &poolAllocator{small: memory.NewGoAllocator()}
+// New returns an empty Allocator.
+func New() *Allocator {
+	return &Allocator{small: memory.NewGoAllocator()}
 }
 
 // Allocate returns a zeroed, 64-byte aligned buffer of size bytes, as
 // memory.GoAllocator does.
-func (a *poolAllocator) Allocate(size int) []byte {
+func (a *Allocator) Allocate(size int) []byte {
 	if size < poolMinBytes {
 		return a.small.Allocate(size)
 	}
@@ -54,7 +58,7 @@ func (a *poolAllocator) Allocate(size int) []byte {
 }
 
 // Reallocate grows b to size, keeping its contents.
-func (a *poolAllocator) Reallocate(size int, b []byte) []byte {
+func (a *Allocator) Reallocate(size int, b []byte) []byte {
 	if size <= cap(b) {
 		old := len(b)
 		b = b[:size]
@@ -71,7 +75,7 @@ func (a *poolAllocator) Reallocate(size int, b []byte) []byte {
 
 // Free returns a pooled buffer for reuse; other buffers are left to the
 // garbage collector.
-func (a *poolAllocator) Free(b []byte) {
+func (a *Allocator) Free(b []byte) {
 	c := cap(b)
 	if c < poolMinBytes || c&(c-1) != 0 {
 		return
