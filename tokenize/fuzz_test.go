@@ -21,9 +21,9 @@ func gpt2(t testing.TB) *Tokenizer {
 }
 
 // FuzzGPT2RoundTrip: decode(encode(x)) == x for any input, and the split
-// covers the input with non-empty pieces.
+// covers the input with non-empty pieces, the same as the simple split's.
 func FuzzGPT2RoundTrip(f *testing.F) {
-	for _, s := range []string{"Hello world's  \u0085x\ufeffy", "  a\n\n b", strings.Repeat("9", 100), "caf\xe9 \xff", "'S'll 'LL", "\r\n\t \u3000x"} {
+	for _, s := range []string{"Hello world's  \u0085x\ufeffy", "  a\n\n b", strings.Repeat("9", 100), "caf\xe9 \xff", "'S'll 'LL", "\r\n\t \u3000x", "a\u00e9b  \u2003\u0085 x1\u0663 ..\u00bf", "x  1  .\t;\n\n("} {
 		f.Add(s)
 	}
 	tok := gpt2(f)
@@ -42,6 +42,9 @@ func FuzzGPT2RoundTrip(f *testing.F) {
 			if n <= 0 {
 				t.Fatalf("empty piece at %d of %q", i, s)
 			}
+			if want := gpt2PieceSimple(s, i); n != want {
+				t.Fatalf("piece at %d of %q: %d bytes, the simple split says %d", i, s, n, want)
+			}
 			joined.WriteString(s[i : i+n])
 			i += n
 		}
@@ -49,6 +52,55 @@ func FuzzGPT2RoundTrip(f *testing.F) {
 			t.Fatalf("pieces do not cover %q", s)
 		}
 	})
+}
+
+// gpt2PieceSimple is gpt2Piece without its ASCII fast paths: every
+// character through classAt.
+func gpt2PieceSimple(s string, i int) int {
+	if s[i] == '\'' && i+1 < len(s) {
+		switch s[i+1] {
+		case 's', 't', 'm', 'd':
+			return 2
+		case 'r', 'v':
+			if i+2 < len(s) && s[i+2] == 'e' {
+				return 3
+			}
+		case 'l':
+			if i+2 < len(s) && s[i+2] == 'l' {
+				return 3
+			}
+		}
+	}
+	j := i
+	if s[j] == ' ' {
+		j++
+	}
+	if j < len(s) {
+		if cl, n := classAt(s, j); cl != classSpace {
+			k := j + n
+			for k < len(s) {
+				c2, n2 := classAt(s, k)
+				if c2 != cl {
+					break
+				}
+				k += n2
+			}
+			return k - i
+		}
+	}
+	k, last := i, i
+	for k < len(s) {
+		cl, n := classAt(s, k)
+		if cl != classSpace {
+			break
+		}
+		last = k
+		k += n
+	}
+	if k < len(s) && last > i {
+		return last - i
+	}
+	return k - i
 }
 
 // FuzzMergeDiff: the heap merge gives exactly the ids of tiktoken's scan.
