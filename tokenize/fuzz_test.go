@@ -182,7 +182,7 @@ func llama2(t testing.TB) *Tokenizer {
 // gives exactly the ids of running the merges over the whole text, which is
 // what SentencePiece does.
 func FuzzSentencePieceSegments(f *testing.F) {
-	for _, s := range []string{"Hello  world", "  indented\n    code()", "▁▁x ▁y", "a\u00a0b c\td", "日本語 のテキスト", "x    y"} {
+	for _, s := range []string{"Hello  world", "  indented\n    code()", "▁▁x ▁y", "a\u00a0b c\td", "日本語 のテキスト", "x    y", "{this.a_=b;if(this.c)this.d_();},get", "tr.v.H('',tr.b.U.byName.t,Math.ceil(x.length))));h.s"} {
 		f.Add(s)
 	}
 	tok := llama2(f)

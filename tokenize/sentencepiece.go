@@ -45,6 +45,12 @@ type spBPE struct {
 	charID map[rune]int32
 	ascii  [128]int32 // charID of ASCII characters, -1: none
 	joinsA [128]bool  // joins of ASCII characters
+	// bigramA[a][b]: some piece holds ASCII a followed by b. Where a text
+	// has an a and a b that no piece holds together, no merge can join
+	// across them, so a segment also ends between them: minified code (no
+	// spaces for hundreds of bytes) then comes in short, cacheable
+	// segments instead of long ones merged through the heap.
+	bigramA [128][128]bool
 }
 
 type spMerge struct {
@@ -118,6 +124,11 @@ func newSPBPE(m *spModel) (*spBPE, error) {
 			if utf8.RuneCountInString(p.piece) > 1 {
 				for _, r := range p.piece {
 					sp.joins[r] = true
+				}
+				for k := 1; k < len(p.piece); k++ {
+					if a, b := p.piece[k-1], p.piece[k]; a < utf8.RuneSelf && b < utf8.RuneSelf {
+						sp.bigramA[a][b] = true
+					}
 				}
 			}
 		case pieceUnknown, pieceControl:
@@ -331,7 +342,8 @@ func (e *Encoder) encodeSP(text string, out []uint32) []uint32 {
 
 // segment returns the length of the segment at the start of s: a run of
 // "▁" and the characters up to the next "▁" that follows a non-"▁", or a
-// lone character that no merge takes, or the characters up to one.
+// lone character that no merge takes, or the characters up to one, or up
+// to two ASCII characters that no piece holds together.
 func (sp *spBPE) segment(s string) int {
 	r, n := utf8.DecodeRuneInString(s)
 	if !sp.joinsRune(r) {
@@ -342,6 +354,13 @@ func (sp *spBPE) segment(s string) int {
 		i += len(spaceMark)
 	}
 	for i < len(s) {
+		if c := s[i]; c < utf8.RuneSelf {
+			if !sp.joinsA[c] || i > 0 && s[i-1] < utf8.RuneSelf && !sp.bigramA[s[i-1]][c] {
+				return i
+			}
+			i++
+			continue
+		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if r == '\u2581' && i > 0 && !strings.HasSuffix(s[:i], spaceMark) || !sp.joinsRune(r) {
 			return i
@@ -416,13 +435,109 @@ type spScratch struct {
 	heap []spPair
 }
 
-// encodeSegment runs the merges over seg and appends the ids.
+// encodeSegment runs the merges over seg with the heap and appends the ids:
+// the reference the scan of short segments is fuzzed against.
 func (sp *spBPE) encodeSegment(seg string, out []uint32) []uint32 {
 	var sc spScratch
-	return sp.encodeSegmentWith(&sc, seg, out)
+	return sp.mergeHeap(&sc, seg, out)
 }
 
+// encodeSegmentWith runs the merges over seg and appends the ids.
 func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []uint32 {
+	if len(seg) <= spShortSegment {
+		return sp.mergeScan(seg, out)
+	}
+	return sp.mergeHeap(sc, seg, out)
+}
+
+// spShortSegment is the length in bytes up to which a segment's merges run
+// as a scan: most segments are a word or two, for which finding the best
+// pair by scanning a few scores beat pushing and popping a heap (the heap
+// was a quarter of Llama 2 encoding).
+const spShortSegment = 32
+
+// mergeScan: the merges of a short segment (at most spShortSegment
+// characters). Each symbol keeps the merge it would make with the next;
+// the highest score is merged, the leftmost on ties (as the heap orders
+// them), and only the merged symbol's and its left neighbour's pairs are
+// found again.
+func (sp *spBPE) mergeScan(seg string, out []uint32) []uint32 {
+	type sym struct {
+		start int32
+		id    int32   // symbol id, -1: merges with nothing
+		next  int32   // joined piece with the next symbol, -1: none
+		score float32 // that piece's score
+	}
+	var buf [spShortSegment + 1]sym
+	syms := buf[:0]
+	for i := 0; i < len(seg); {
+		r, n := utf8.DecodeRuneInString(seg[i:])
+		syms = append(syms, sym{start: int32(i), id: sp.symbolOf(r), next: -1})
+		i += n
+	}
+	pair := func(k int) {
+		syms[k].next = -1
+		if k+1 >= len(syms) {
+			return
+		}
+		l, r := syms[k].id, syms[k+1].id
+		if l < 0 || r < 0 {
+			return
+		}
+		if sp.lookups != nil {
+			*sp.lookups++
+		}
+		if m, ok := sp.merges.get(l, r); ok {
+			syms[k].next, syms[k].score = int32(m.id), m.score
+		}
+	}
+	for k := range syms {
+		pair(k)
+	}
+	for {
+		best := -1
+		for k := range syms {
+			if syms[k].next >= 0 && (best < 0 || syms[k].score > syms[best].score) {
+				best = k
+			}
+		}
+		if best < 0 {
+			break
+		}
+		syms[best].id = syms[best].next
+		syms = append(syms[:best+1], syms[best+2:]...)
+		pair(best)
+		if best > 0 {
+			pair(best - 1)
+		}
+	}
+	for k := range syms {
+		end := len(seg)
+		if k+1 < len(syms) {
+			end = int(syms[k+1].start)
+		}
+		out = sp.emit(seg[syms[k].start:end], syms[k].id, out)
+	}
+	return out
+}
+
+// emit appends the ids of a merged symbol: its piece, or the reserved piece
+// of its text, or the byte pieces of its bytes.
+func (sp *spBPE) emit(piece string, id int32, out []uint32) []uint32 {
+	if id >= 0 && int(id) < len(sp.text) && sp.typ[id] == pieceNormal {
+		return append(out, uint32(id))
+	}
+	if id, ok := sp.reserved[piece]; ok && sp.typ[id] != pieceUnknown {
+		return append(out, id)
+	}
+	for k := 0; k < len(piece); k++ { // byte fallback
+		out = append(out, sp.byteID[piece[k]])
+	}
+	return out
+}
+
+// mergeHeap: the merges of any segment, with a heap of candidate pairs.
+func (sp *spBPE) mergeHeap(sc *spScratch, seg string, out []uint32) []uint32 {
 	if seg == "" {
 		return out
 	}
@@ -471,18 +586,7 @@ func (sp *spBPE) encodeSegmentWith(sc *spScratch, seg string, out []uint32) []ui
 	}
 	sc.syms, sc.heap = syms, h // keep the grown buffers
 	for i := 0; i >= 0; i = syms[i].next {
-		if id := syms[i].id; id >= 0 && int(id) < len(sp.text) && sp.typ[id] == pieceNormal {
-			out = append(out, uint32(id))
-			continue
-		}
-		piece := seg[syms[i].start:syms[i].end]
-		if id, ok := sp.reserved[piece]; ok && sp.typ[id] != pieceUnknown {
-			out = append(out, id)
-			continue
-		}
-		for k := 0; k < len(piece); k++ { // byte fallback
-			out = append(out, sp.byteID[piece[k]])
-		}
+		out = sp.emit(seg[syms[i].start:syms[i].end], syms[i].id, out)
 	}
 	return out
 }
