@@ -51,6 +51,11 @@ type Config struct {
 	// "bf16" (inputs rounded to bfloat16, float32 accumulation) on a
 	// backend with that variant (cuda).
 	MatMul string `json:"matmul,omitempty"`
+	// Attention is the precision of attention's forward products: "" or
+	// "fp32", or "bf16" (tensor-core products, float32 softmax and
+	// accumulation; the backward pass stays fp32) on a backend with that
+	// variant (cuda).
+	Attention string `json:"attention,omitempty"`
 
 	EST         string         `json:"est"` // preset name, "custom" or "off"
 	Schedule    *Schedule      `json:"schedule,omitempty"`
@@ -69,6 +74,9 @@ type Config struct {
 func (c *Config) Defaults() {
 	if c.MatMul == "fp32" {
 		c.MatMul = "" // the default, spelt one way so that the config's hash is one
+	}
+	if c.Attention == "fp32" {
+		c.Attention = ""
 	}
 	set := func(p *float64, v float64) {
 		if *p == 0 {
@@ -124,6 +132,8 @@ func (c *Config) Check() error {
 	switch {
 	case c.MatMul != "" && c.MatMul != "fp32" && c.MatMul != "bf16":
 		return fmt.Errorf("train: matmul %q: fp32 or bf16", c.MatMul)
+	case c.Attention != "" && c.Attention != "fp32" && c.Attention != "bf16":
+		return fmt.Errorf("train: attention %q: fp32 or bf16", c.Attention)
 	case c.Steps <= 0 || c.Batch <= 0 || c.Seq <= 0 || c.Accum <= 0:
 		return fmt.Errorf("train: steps %d, batch %d, seq %d and accum %d must be positive", c.Steps, c.Batch, c.Seq, c.Accum)
 	case c.Seq > c.Model.MaxT:
@@ -184,16 +194,23 @@ type StepRecord struct {
 	ValLoss    float64 `json:"val_loss,omitempty"`
 }
 
-// setMatMul selects the precision of ops' matrix products.
-func setMatMul(ops kernels.Ops, p string) error {
+// setPrecisions selects the precision of ops' matrix products and
+// attention.
+func setPrecisions(ops kernels.Ops, c *Config) error {
 	ps, ok := ops.(kernels.PrecisionSetter)
-	switch {
-	case p == "bf16" && !ok:
-		return fmt.Errorf("train: matmul bf16: the %s backend has float32 products only (bf16 needs --device cuda)", ops.Name())
-	case p == "bf16":
-		return ps.SetPrecision("MatMul", kernels.BF16)
-	case ok:
-		return ps.SetPrecision("MatMul", kernels.FP32)
+	for _, x := range []struct{ flag, op, p string }{{"matmul", "MatMul", c.MatMul}, {"attention", "Attention", c.Attention}} {
+		switch {
+		case x.p == "bf16" && !ok:
+			return fmt.Errorf("train: %s bf16: the %s backend runs in float32 only (bf16 needs --device cuda)", x.flag, ops.Name())
+		case x.p == "bf16":
+			if err := ps.SetPrecision(x.op, kernels.BF16); err != nil {
+				return fmt.Errorf("train: %s bf16: %w", x.flag, err)
+			}
+		case ok:
+			if err := ps.SetPrecision(x.op, kernels.FP32); err != nil {
+				return fmt.Errorf("train: %s fp32: %w", x.flag, err)
+			}
+		}
 	}
 	return nil
 }
@@ -256,7 +273,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := setMatMul(ops, cfg.MatMul); err != nil {
+	if err := setPrecisions(ops, &cfg); err != nil {
 		return nil, err
 	}
 	cb, _ := json.MarshalIndent(cfg, "", "  ")

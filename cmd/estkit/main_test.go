@@ -390,14 +390,18 @@ func TestTrainDeviceCLI(t *testing.T) {
 		"--steps", "1", "--batch", "2", "--seq", "16"); code == 0 || !strings.Contains(errs, "bf16") {
 		t.Fatalf("bf16 products on the CPU: %s", errs)
 	}
+	if _, errs, code := run(t, "-q", "train", "--attention", "bf16", "--preset", "gpt2-tiny", "--data", tok, "--out", filepath.Join(dir, "cpu-bf16-attention"),
+		"--steps", "1", "--batch", "2", "--seq", "16"); code == 0 || !strings.Contains(errs, "attention bf16") {
+		t.Fatalf("bf16 attention on the CPU: %s", errs)
+	}
 	losses := map[string][]float64{}
 	for _, dev := range []string{"cpu", "cuda", "cuda-bf16"} {
 		runDir := filepath.Join(dir, dev)
 		device, matmul := dev, "fp32"
-		if dev == "cuda-bf16" {
+		if dev == "cuda-bf16" { // bf16 products and attention
 			device, matmul = "cuda", "bf16"
 		}
-		if _, errs, code := run(t, "-q", "--device", device, "train", "--matmul", matmul, "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4",
+		if _, errs, code := run(t, "-q", "--device", device, "train", "--matmul", matmul, "--attention", matmul, "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4",
 			"--batch", "2", "--seq", "16", "--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1"); code != 0 {
 			t.Fatalf("train on %s: %s", dev, errs)
 		}
@@ -426,7 +430,7 @@ func TestTrainDeviceCLI(t *testing.T) {
 		if got := losses["cuda"][i]; math.Abs(got-want) > 1e-4*math.Abs(want) {
 			t.Errorf("step %d: loss %.6f on cuda, %.6f on cpu", i, got, want)
 		}
-		// bf16 products: near, not equal (8 bits of mantissa)
+		// bf16 products and attention: near, not equal (8 bits of mantissa)
 		if got := losses["cuda-bf16"][i]; math.Abs(got-want) > 2e-2*math.Abs(want) || got == want {
 			t.Errorf("step %d: loss %.6f on cuda with bf16 products, %.6f on cpu", i, got, want)
 		}

@@ -117,6 +117,13 @@ func BenchmarkOps(b *testing.B) {
 	qkv, dqkv, att := buf(BT*3*C), buf(BT*3*C), o.Alloc(o.AttentionState(BT/T, NH, T))
 	pairs := float64(BT/T*NH) * float64(T) * float64(T+1) / 2
 	run("Attention", 0, 4*HS*pairs, func() { o.Attention(out, att, qkv, BT/T, T, NH, NH, HS) })
+	if err := ps.SetPrecision("Attention", kernels.BF16); err != nil {
+		b.Fatal(err)
+	}
+	run("Attention/bf16", 0, 4*HS*pairs, func() { o.Attention(out, att, qkv, BT/T, T, NH, NH, HS) })
+	if err := ps.SetPrecision("Attention", kernels.FP32); err != nil {
+		b.Fatal(err)
+	}
 	run("AttentionBackward", 0, 14*HS*pairs, func() { o.AttentionBackward(dqkv, dact, out, qkv, att, BT/T, T, NH, NH, HS) })
 
 	logits := buf(BT * Vp)

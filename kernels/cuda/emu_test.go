@@ -5,6 +5,7 @@ package cuda
 import (
 	"testing"
 
+	"github.com/estkit/estkit/kernels"
 	"github.com/estkit/estkit/kernels/kernelstest"
 )
 
@@ -38,6 +39,12 @@ func TestConformanceThreadOrders(t *testing.T) {
 				t.Fatal(err)
 			}
 			kernelstest.Run(t, o, kernelstest.Options{})
+			// bf16 attention: its warps hand tiles between lanes through
+			// shared memory (wmma stores, then the softmax's reads)
+			if err := o.SetPrecision("Attention", kernels.BF16); err != nil {
+				t.Fatal(err)
+			}
+			kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Attention, Only: []string{"Attention"}})
 		})
 	}
 }

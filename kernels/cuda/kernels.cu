@@ -1,5 +1,5 @@
 // estkit's CUDA kernels: every op of kernels.Ops but the matrix product
-// (cuBLAS), in fp32. `make cuda-ptx` compiles this file to kernels.ptx,
+// (cuBLAS), in fp32, and attention also with bf16 products. `make cuda-ptx` compiles this file to kernels.ptx,
 // which the cuda build embeds; the cudaemu build compiles the same source
 // as C++ under emu.h, so that these kernels run and are tested on machines
 // without a GPU.
@@ -12,8 +12,12 @@
 // reached by every thread of a warp (of a block) the same number of times.
 
 #ifndef ESTKIT_EMU
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 #endif
+
+using namespace nvcuda;
 
 #define FULL 0xffffffffu
 
@@ -334,6 +338,121 @@ extern "C" __global__ void attention(float *out, float *state, const float *qkv,
 		if (i < HS) o[i] = acc[d] / l;
 	}
 	if (lane == 0) state[row] = m + logf(l);
+}
+
+// attention_bf16: the same attention with bfloat16 products on the tensor
+// cores (sm_80 and later), fp32 accumulation and softmax. A block of two
+// warps takes 32 query rows of one (b, h), 16 per warp, and streams the
+// keys and values 0..last in tiles of 32 through shared memory as bfloat16.
+// S = q·kᵀ and O += P·v are 16×16×16 wmma products; the online softmax
+// runs on S in shared memory, two lanes per row, and rescales O there, so
+// that the kernel depends on no fragment layout (the emulator's wmma keeps
+// whole tiles). It writes the same lse as the fp32 kernel, so the fp32
+// backward pass follows it. Launch: grid (⌈T/32⌉, NH, B), block 64.
+
+#define ABF_Q 32  // query rows per block
+#define ABF_K 32  // keys per tile
+#define ABF_D 128 // largest head size
+#define ABF_WARPS (ABF_Q / 16)
+
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> abf_acc;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> abf_a;
+
+extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, float *state, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+	__shared__ __align__(32) __nv_bfloat16 qs[ABF_Q * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 ks[ABF_K * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 vs[ABF_K * ABF_D];
+	__shared__ __align__(32) float ss[ABF_WARPS][16 * ABF_K];
+	__shared__ __align__(32) __nv_bfloat16 ps[ABF_WARPS][16 * ABF_K];
+	__shared__ __align__(32) float os[ABF_WARPS][16 * ABF_D];
+	__shared__ float ms[ABF_WARPS][16], ls[ABF_WARPS][16];
+	int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+	int t0 = blockIdx.x * ABF_Q, h = blockIdx.y, b = blockIdx.z;
+	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV);
+	int HP = (HS + 15) & ~15; // the head padded with zeros to whole tiles
+	float scale = 1.f / sqrtf((float)HS);
+	const float *base = qkv + (long)b * T * W;
+	for (int i = tid; i < ABF_Q * HP; i += blockDim.x) {
+		int r = i / HP, d = i % HP, t = t0 + r;
+		qs[r * ABF_D + d] = __float2bfloat16(t < T && d < HS ? base[(long)t * W + h * HS + d] : 0.f);
+	}
+	float *o = os[w], *sw = ss[w];
+	__nv_bfloat16 *pw = ps[w];
+	for (int i = lane; i < 16 * ABF_D; i += 32) o[i] = 0;
+	if (lane < 16) {
+		ms[w][lane] = -INFINITY;
+		ls[w][lane] = 0;
+	}
+	int last = t0 + ABF_Q < T ? t0 + ABF_Q : T; // keys 0..last-1
+	for (int j0 = 0; j0 < last; j0 += ABF_K) {
+		__syncthreads(); // every warp is done with the previous tile
+		for (int i = tid; i < ABF_K * HP; i += blockDim.x) {
+			int r = i / HP, d = i % HP, j = j0 + r;
+			bool in = j < T && d < HS;
+			const float *k = base + (long)j * W + NH * HS + g * HS;
+			ks[r * ABF_D + d] = __float2bfloat16(in ? k[d] : 0.f);
+			vs[r * ABF_D + d] = __float2bfloat16(in ? k[NKV * HS + d] : 0.f);
+		}
+		__syncthreads();
+		for (int n = 0; n < ABF_K; n += 16) { // S = q·kᵀ: 16 rows × 32 keys
+			abf_acc acc;
+			wmma::fill_fragment(acc, 0.f);
+			for (int k = 0; k < HP; k += 16) {
+				abf_a a;
+				wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kt;
+				wmma::load_matrix_sync(a, qs + w * 16 * ABF_D + k, ABF_D);
+				wmma::load_matrix_sync(kt, ks + n * ABF_D + k, ABF_D);
+				wmma::mma_sync(acc, a, kt, acc);
+			}
+			wmma::store_matrix_sync(sw + n, acc, ABF_K, wmma::mem_row_major);
+		}
+		__syncwarp();
+		{ // online softmax: lanes 2r and 2r+1 take 16 keys each of row r
+			int r = lane >> 1, half = lane & 1, t = t0 + w * 16 + r;
+			float *srow = sw + r * ABF_K + half * 16;
+			__nv_bfloat16 *prow = pw + r * ABF_K + half * 16;
+			float mx = -INFINITY;
+			for (int c = 0; c < 16; c++) {
+				int j = j0 + half * 16 + c;
+				float sc = j <= t && j < T ? srow[c] * scale : -INFINITY;
+				srow[c] = sc;
+				mx = fmaxf(mx, sc);
+			}
+			mx = fmaxf(mx, __shfl_xor_sync(FULL, mx, 1));
+			float m = ms[w][r], l = ls[w][r], mn = fmaxf(m, mx);
+			float c = mn == -INFINITY ? 1.f : exp_neg(m - mn), sum = 0;
+			for (int k = 0; k < 16; k++) {
+				__nv_bfloat16 p = __float2bfloat16(mn == -INFINITY ? 0.f : exp_neg(srow[k] - mn));
+				prow[k] = p;
+				sum += __bfloat162float(p); // the p that P·v multiplies
+			}
+			sum += __shfl_xor_sync(FULL, sum, 1); // both lanes have read ms, ls
+			for (int d = half * (HP / 2); d < (half + 1) * (HP / 2); d++) o[r * ABF_D + d] *= c;
+			if (half == 0) {
+				ms[w][r] = mn;
+				ls[w][r] = l * c + sum;
+			}
+		}
+		__syncwarp();
+		for (int n = 0; n < HP; n += 16) { // O += P·v
+			abf_acc acc;
+			wmma::load_matrix_sync(acc, o + n, ABF_D, wmma::mem_row_major);
+			for (int k = 0; k < ABF_K; k += 16) {
+				abf_a a;
+				wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> v;
+				wmma::load_matrix_sync(a, pw + k, ABF_K);
+				wmma::load_matrix_sync(v, vs + k * ABF_D + n, ABF_D);
+				wmma::mma_sync(acc, a, v, acc);
+			}
+			wmma::store_matrix_sync(o + n, acc, ABF_D, wmma::mem_row_major);
+		}
+		__syncwarp();
+	}
+	for (int i = lane; i < 16 * HS; i += 32) {
+		int r = i / HS, d = i % HS, t = t0 + w * 16 + r;
+		if (t < T) out[((long)b * T + t) * NH * HS + h * HS + d] = o[r * ABF_D + d] / ls[w][r];
+	}
+	if (lane < 16 && t0 + w * 16 + lane < T) state[((long)b * NH + h) * T + t0 + w * 16 + lane] = ms[w][lane] + logf(ls[w][lane]);
 }
 
 // attention_backward_dq also writes D for the key-row kernel that follows.

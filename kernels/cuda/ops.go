@@ -74,8 +74,10 @@ var (
 	_ kernels.PrecisionSetter = (*Ops)(nil)
 )
 
-// precisionOps are the ops with a BF16 variant.
-var precisionOps = map[string]bool{"MatMul": true}
+// precisionOps are the ops with a BF16 variant: the matrix product
+// (cuBLAS's bf16 tensor-core mode) and attention's forward pass (wmma
+// products; its backward pass stays fp32 and follows either forward pass).
+var precisionOps = map[string]bool{"MatMul": true, "Attention": true}
 
 // SetPrecision selects the variant op (a method name of kernels.Ops) runs
 // in. Only the ops with a variant in that precision accept it.
@@ -444,9 +446,17 @@ func (o *Ops) attentionShape(op string, B, T, NH, NKV, HS int) bool {
 }
 
 func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, NKV, HS int) {
-	if o.attentionShape("Attention", B, T, NH, NKV, HS) {
-		o.launchRows("Attention", "attention", B*NH*T, buf(out), buf(att), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+	if !o.attentionShape("Attention", B, T, NH, NKV, HS) {
+		return
 	}
+	if o.bf16["Attention"] {
+		if !o.check("Attention", B <= 65535 && NH <= 65535, "bf16 attention: batch %d and heads %d at most 65535", B, NH) {
+			return
+		}
+		o.launch("Attention", "attention_bf16", [3]int{(T + 31) / 32, NH, B}, [3]int{64, 1, 1}, buf(out), buf(att), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+		return
+	}
+	o.launchRows("Attention", "attention", B*NH*T, buf(out), buf(att), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 }
 
 func (o *Ops) AttentionBackward(dqkv, dout, out, qkv, att kernels.Buf, B, T, NH, NKV, HS int) {

@@ -11,6 +11,7 @@ var kernelSigs = map[string]string{
 	"attention":              "pppiiiii",
 	"attention_backward_dkv": "ppppiiiii",
 	"attention_backward_dq":  "pppppiiiii",
+	"attention_bf16":         "pppiiiii",
 	"axpy":                   "pfpl",
 	"col_sums":               "ppppppii",
 	"cross_entropy":          "ppppiif",

@@ -34,12 +34,12 @@ grep -q '^PASS' "$out/train.txt" || status=1
 ./cuda.test -test.run '^$' -test.bench 'Ops' -test.benchtime "${BENCHTIME:-20x}" 2>&1 | tee "$out/bench.txt" | grep -E 'FAIL|panic' || true
 python3 report.py "$out/bench.txt" 2>&1 | tee "$out/report.txt" || status=1
 # GPT-2 124M on the GPU, 5 steps at each of EST's three stage rates, with
-# fp32 and with bf16 matrix products
+# fp32 and with bf16 matrix products and attention
 if [ -d tok ]; then
   for mm in fp32 bf16; do
     run=$(mktemp -d)/run
-    echo "GPT-2 124M, B=8, T=1024, --device cuda --matmul $mm" | tee -a "$out/report.txt"
-    timeout -k 10 "${TRAIN_TIMEOUT:-240}" ./estkit-cuda -q --device cuda train --matmul $mm --preset gpt2-124m --data tok --out "$run" \
+    echo "GPT-2 124M, B=8, T=1024, --device cuda --matmul $mm --attention $mm" | tee -a "$out/report.txt"
+    timeout -k 10 "${TRAIN_TIMEOUT:-240}" ./estkit-cuda -q --device cuda train --matmul $mm --attention $mm --preset gpt2-124m --data tok --out "$run" \
       --steps 15 --batch 8 --seq 1024 --warmup 2 --est-stages 5,10,15 --est-rates 0.5:0.5:0.5,0.5:0.5:1,1:1:1 \
       > "$out/train-$mm.txt" 2>&1 || { tail -20 "$out/train-$mm.txt"; status=1; }
     [ -e "$run/metrics.jsonl" ] && cp "$run/metrics.jsonl" "$out/metrics-$mm.jsonl" && python3 report.py --steps "$run/metrics.jsonl" | tee -a "$out/report.txt"
