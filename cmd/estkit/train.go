@@ -231,7 +231,7 @@ func reapplyFlags(cmd *cobra.Command, dst, flags *train.Config) {
 		"warmup": func() { dst.Warmup = flags.Warmup }, "decay": func() { dst.Decay = flags.Decay },
 		"weight-decay": func() { dst.WeightDecay = flags.WeightDecay }, "clip": func() { dst.Clip = flags.Clip }, "matmul": func() { dst.MatMul = flags.MatMul },
 		"attention": func() { dst.Attention = flags.Attention },
-		"seed": func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
+		"seed":      func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
 		"layer-mode": func() { dst.Sampler.LayerMode = flags.Sampler.LayerMode }, "shared": func() { dst.Sampler.Shared = flags.Sampler.Shared },
 		"est-update":   func() { dst.Sampler.Update = flags.Sampler.Update },
 		"est-heads":    func() { dst.Sampler.Heads = flags.Sampler.Heads },
