@@ -257,7 +257,8 @@ func removeStale(dir string, m *Manifest) {
 	}
 }
 
-// A unit is one record batch of a document shard, tokenized by a worker.
+// A unit is a slice of a record batch of a document shard, tokenized by a
+// worker.
 type unit struct {
 	source  int32
 	rowBase int64
@@ -394,7 +395,11 @@ func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) 
 	return m, nil
 }
 
-// read sends each record batch of each document shard, in order.
+// unitBytes is the text a unit of work holds at most (or one document).
+const unitBytes = 1 << 20
+
+// read sends the record batches of each document shard, in order, cut
+// into units.
 func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<- *unit) error {
 	src := int32(0)
 	for i, d := range docDirs {
@@ -405,22 +410,34 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 			var row int64
 			path := filepath.Join(d, s.File)
 			err := ingest.ScanShard(path, func(rec arrow.RecordBatch) (bool, error) {
-				rec.Retain()
-				u := &unit{source: src, rowBase: row, rec: rec, done: make(chan struct{})}
-				row += rec.NumRows()
-				select {
-				case order <- u:
-				case <-ctx.Done():
-					rec.Release()
-					return false, ctx.Err()
-				}
-				select {
-				case work <- u:
-				case <-ctx.Done():
-					// the sink waits for u: finish it unencoded
-					u.err = ctx.Err()
-					close(u.done)
-					return false, ctx.Err()
+				// Units of about unitBytes of text, not whole record
+				// batches (4 MiB): the workers' loads even out, and the
+				// last units do not leave a core idle for long.
+				offs := rec.Column(ingest.ColText).(*array.String).ValueOffsets()
+				n := int(rec.NumRows())
+				for lo := 0; lo < n; {
+					hi := lo + 1
+					for hi < n && offs[hi+1]-offs[lo] <= unitBytes {
+						hi++
+					}
+					part := rec.NewSlice(int64(lo), int64(hi))
+					u := &unit{source: src, rowBase: row, rec: part, done: make(chan struct{})}
+					row += int64(hi - lo)
+					lo = hi
+					select {
+					case order <- u:
+					case <-ctx.Done():
+						part.Release()
+						return false, ctx.Err()
+					}
+					select {
+					case work <- u:
+					case <-ctx.Done():
+						// the sink waits for u: finish it unencoded
+						u.err = ctx.Err()
+						close(u.done)
+						return false, ctx.Err()
+					}
 				}
 				return true, nil
 			})
