@@ -51,10 +51,9 @@ type Config struct {
 	// "bf16" (inputs rounded to bfloat16, float32 accumulation) on a
 	// backend with that variant (cuda).
 	MatMul string `json:"matmul,omitempty"`
-	// Attention is the precision of attention's forward products: "" or
-	// "fp32", or "bf16" (tensor-core products, float32 softmax and
-	// accumulation; the backward pass stays fp32) on a backend with that
-	// variant (cuda).
+	// Attention is the precision of attention's products, forward and
+	// backward: "" or "fp32", or "bf16" (tensor-core products, float32
+	// softmax and accumulation) on a backend with that variant (cuda).
 	Attention string `json:"attention,omitempty"`
 
 	EST         string         `json:"est"` // preset name, "custom" or "off"
@@ -198,7 +197,7 @@ type StepRecord struct {
 // attention.
 func setPrecisions(ops kernels.Ops, c *Config) error {
 	ps, ok := ops.(kernels.PrecisionSetter)
-	for _, x := range []struct{ flag, op, p string }{{"matmul", "MatMul", c.MatMul}, {"attention", "Attention", c.Attention}} {
+	for _, x := range []struct{ flag, op, p string }{{"matmul", "MatMul", c.MatMul}, {"attention", "Attention", c.Attention}, {"attention", "AttentionBackward", c.Attention}} {
 		switch {
 		case x.p == "bf16" && !ok:
 			return fmt.Errorf("train: %s bf16: the %s backend runs in float32 only (bf16 needs --device cuda)", x.flag, ops.Name())

@@ -79,7 +79,7 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 	f.Float64Var(&c.WeightDecay, "weight-decay", 0.1, "AdamW weight decay (matrices only)")
 	f.Float64Var(&c.Clip, "clip", 1, "clip the global gradient norm to this (0: off)")
 	f.StringVar(&c.MatMul, "matmul", "", "precision of the matrix products: fp32 (the default), or bf16 (inputs rounded to bfloat16, float32 accumulation; --device cuda)")
-	f.StringVar(&c.Attention, "attention", "", "precision of attention's forward products: fp32 (the default), or bf16 (tensor cores, float32 softmax and accumulation; --device cuda)")
+	f.StringVar(&c.Attention, "attention", "", "precision of attention's products, forward and backward: fp32 (the default), or bf16 (tensor cores, float32 softmax and accumulation; --device cuda)")
 	f.Uint64Var(&c.Seed, "seed", 0, "seed of initialisation, data order and subnetwork sampling")
 	f.StringVar(&c.Order, "order", shards.Shuffle, "data order: shuffle or sequential")
 	f.StringVar(&c.InitFrom, "init-from", "", "start from a Hugging Face model.safetensors (GPT2LMHeadModel or LlamaForCausalLM, as the preset)")

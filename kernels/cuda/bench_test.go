@@ -124,6 +124,13 @@ func BenchmarkOps(b *testing.B) {
 	if err := ps.SetPrecision("Attention", kernels.FP32); err != nil {
 		b.Fatal(err)
 	}
+	if err := ps.SetPrecision("AttentionBackward", kernels.BF16); err != nil {
+		b.Fatal(err)
+	}
+	run("AttentionBackward/bf16", 0, 14*HS*pairs, func() { o.AttentionBackward(dqkv, dact, out, qkv, att, BT/T, T, NH, NH, HS) })
+	if err := ps.SetPrecision("AttentionBackward", kernels.FP32); err != nil {
+		b.Fatal(err)
+	}
 	run("AttentionBackward", 0, 14*HS*pairs, func() { o.AttentionBackward(dqkv, dact, out, qkv, att, BT/T, T, NH, NH, HS) })
 
 	logits := buf(BT * Vp)

@@ -28,7 +28,7 @@ func TestConformance(t *testing.T) {
 func TestConformanceBF16(t *testing.T) {
 	o := backend(t)
 	ps := o.(kernels.PrecisionSetter)
-	for _, op := range []string{"MatMul", "Attention"} {
+	for _, op := range []string{"MatMul", "Attention", "AttentionBackward"} {
 		if err := ps.SetPrecision(op, kernels.BF16); err != nil {
 			t.Fatal(err)
 		}
@@ -41,48 +41,61 @@ func TestConformanceBF16(t *testing.T) {
 	}
 }
 
-// TestAttentionBF16Variant: the bf16 variant is in effect (its output
-// differs from the fp32 kernel's by more than fp32 rounding, and by less
-// than bf16's), and setting fp32 back restores the fp32 kernel exactly.
+// TestAttentionBF16Variant: the bf16 variants are in effect (forward
+// output and backward gradients differ from the fp32 kernels' by more than
+// fp32 rounding, and by less than bf16's), and setting fp32 back restores
+// the fp32 kernels exactly.
 func TestAttentionBF16Variant(t *testing.T) {
 	o := backend(t)
 	ps := o.(kernels.PrecisionSetter)
 	const B, T, NH, NKV, HS = 2, 45, 4, 2, 40
+	W := (NH + 2*NKV) * HS
 	r := rand.New(rand.NewPCG(9, 9))
-	qkv := make([]float32, B*T*(NH+2*NKV)*HS)
-	for i := range qkv {
-		qkv[i] = float32(r.NormFloat64())
+	up := func(n int) kernels.Buf {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		b := o.Alloc(n)
+		o.Upload(b, v)
+		return b
 	}
-	bq := o.Alloc(len(qkv))
-	o.Upload(bq, qkv)
-	run := func() []float32 {
-		out, att := o.Alloc(B*T*NH*HS), o.Alloc(o.AttentionState(B, NH, T))
-		o.Attention(out, att, bq, B, T, NH, NKV, HS)
-		v := make([]float32, out.Len())
-		o.Download(v, out)
+	down := func(b kernels.Buf) []float32 {
+		v := make([]float32, b.Len())
+		o.Download(v, b)
+		return v
+	}
+	qkv, dout := up(B*T*W), up(B*T*NH*HS)
+	run := func(p kernels.Precision) (out, dqkv []float32) {
+		for _, op := range []string{"Attention", "AttentionBackward"} {
+			if err := ps.SetPrecision(op, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bo, att, bd := o.Alloc(B*T*NH*HS), o.Alloc(o.AttentionState(B, NH, T)), o.Alloc(B*T*W)
+		o.Attention(bo, att, qkv, B, T, NH, NKV, HS)
+		o.AttentionBackward(bd, dout, bo, qkv, att, B, T, NH, NKV, HS)
+		out, dqkv = down(bo), down(bd)
 		if err := o.Err(); err != nil {
 			t.Fatal(err)
 		}
-		return v
+		return out, dqkv
 	}
-	fp32 := run()
-	if err := ps.SetPrecision("Attention", kernels.BF16); err != nil {
-		t.Fatal(err)
-	}
-	bf16 := run()
-	if err := ps.SetPrecision("Attention", kernels.FP32); err != nil {
-		t.Fatal(err)
-	}
-	again := run()
-	var maxd float64
-	for i := range fp32 {
-		maxd = max(maxd, math.Abs(float64(bf16[i]-fp32[i])))
-		if again[i] != fp32[i] {
-			t.Fatalf("fp32 again: out[%d] = %g, first %g", i, again[i], fp32[i])
+	out32, d32 := run(kernels.FP32)
+	out16, d16 := run(kernels.BF16)
+	again, dagain := run(kernels.FP32)
+	for name, c := range map[string][3][]float32{"out": {out32, out16, again}, "dqkv": {d32, d16, dagain}} {
+		var maxd, maxw float64
+		for i := range c[0] {
+			maxd = max(maxd, math.Abs(float64(c[1][i]-c[0][i])))
+			maxw = max(maxw, math.Abs(float64(c[0][i])))
+			if c[2][i] != c[0][i] {
+				t.Fatalf("%s, fp32 again: [%d] = %g, first %g", name, i, c[2][i], c[0][i])
+			}
 		}
+		if maxd < 1e-5*maxw || maxd > 5e-2*maxw {
+			t.Fatalf("%s: bf16 and fp32 differ by at most %g (largest value %g): want bf16 rounding", name, maxd, maxw)
+		}
+		t.Logf("%s: bf16 against fp32: max difference %.3g, largest value %.3g", name, maxd, maxw)
 	}
-	if maxd < 1e-4 || maxd > 5e-2 {
-		t.Fatalf("bf16 and fp32 outputs differ by at most %g: want bf16 rounding (1e-4 to 5e-2)", maxd)
-	}
-	t.Logf("bf16 against fp32: max difference %.3g", maxd)
 }

@@ -39,10 +39,13 @@ func TestConformanceThreadOrders(t *testing.T) {
 				t.Fatal(err)
 			}
 			kernelstest.Run(t, o, kernelstest.Options{})
-			// bf16 attention: its warps hand tiles between lanes through
-			// shared memory (wmma stores, then the softmax's reads)
-			if err := o.SetPrecision("Attention", kernels.BF16); err != nil {
-				t.Fatal(err)
+			// bf16 attention, forward and backward: its warps hand tiles
+			// between lanes through shared memory (wmma stores, then the
+			// softmax's and the masks' reads)
+			for _, op := range []string{"Attention", "AttentionBackward"} {
+				if err := o.SetPrecision(op, kernels.BF16); err != nil {
+					t.Fatal(err)
+				}
 			}
 			kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Attention, Only: []string{"Attention"}})
 		})

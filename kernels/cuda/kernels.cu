@@ -340,24 +340,68 @@ extern "C" __global__ void attention(float *out, float *state, const float *qkv,
 	if (lane == 0) state[row] = m + logf(l);
 }
 
-// attention_bf16: the same attention with bfloat16 products on the tensor
-// cores (sm_80 and later), fp32 accumulation and softmax. A block of two
-// warps takes 32 query rows of one (b, h), 16 per warp, and streams the
-// keys and values 0..last in tiles of 32 through shared memory as bfloat16.
-// S = q·kᵀ and O += P·v are 16×16×16 wmma products; the online softmax
-// runs on S in shared memory, two lanes per row, and rescales O there, so
-// that the kernel depends on no fragment layout (the emulator's wmma keeps
-// whole tiles). It writes the same lse as the fp32 kernel, so the fp32
-// backward pass follows it. Launch: grid (⌈T/32⌉, NH, B), block 64.
+// ---- attention with bf16 products on the tensor cores (sm_80 and later) ----
+//
+// The same attention, forward and backward, with q, k, v, dout and the
+// probabilities rounded to bfloat16 for 16×16×16 wmma products, and fp32
+// accumulation, softmax and statistics. Tiles pass through shared memory:
+// the softmax and the masks run on fp32 tiles there, two lanes or one lane
+// per element, so the kernels depend on no fragment layout (the emulator's
+// wmma keeps whole tiles). The forward pass writes the same lse as the fp32
+// kernel, so either backward pass follows either forward pass.
 
-#define ABF_Q 32  // query rows per block
+#define ABF_Q 32  // query rows per block of the forward pass
 #define ABF_K 32  // keys per tile
-#define ABF_D 128 // largest head size
+#define ABF_D 128 // largest head size: the row stride of the head tiles
 #define ABF_WARPS (ABF_Q / 16)
 
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> abf_acc;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> abf_a;
+template <bool BT> struct abf_layout {
+	typedef wmma::row_major b;
+};
+template <> struct abf_layout<true> {
+	typedef wmma::col_major b;
+};
 
+// abf_tile fills rows×HP elements of dst (row stride ABF_D) with rows
+// r0.. of src (row stride W) in bfloat16, zero past row T and column HS.
+__device__ __forceinline__ void abf_tile(__nv_bfloat16 *dst, const float *src, long W, int r0, int rows, int T, int HS, int HP, int tid, int nt) {
+	for (int i = tid; i < rows * HP; i += nt) {
+		int r = i / HP, d = i % HP, t = r0 + r;
+		dst[r * ABF_D + d] = __float2bfloat16(t < T && d < HS ? src[(long)t * W + d] : 0.f);
+	}
+}
+
+// abf_mm: one warp's C[16×N] = (C +) A[16×K]·B[K×N], A row-major (lda), B
+// row-major (ldb) or, when BT, the transpose of a row-major N×K matrix; C
+// fp32 row-major in shared memory (ldc). N and K are multiples of 16. The
+// caller has synchronised the warp since C, A and B were written; abf_mm
+// does after its stores.
+template <bool BT>
+__device__ void abf_mm(float *c, int ldc, const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b, int ldb, int N, int K, bool add) {
+	for (int n = 0; n < N; n += 16) {
+		abf_acc f;
+		if (add)
+			wmma::load_matrix_sync(f, c + n, ldc, wmma::mem_row_major);
+		else
+			wmma::fill_fragment(f, 0.f);
+		for (int k = 0; k < K; k += 16) {
+			abf_a fa;
+			wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, typename abf_layout<BT>::b> fb;
+			wmma::load_matrix_sync(fa, a + k, lda);
+			wmma::load_matrix_sync(fb, BT ? b + (long)n * ldb + k : b + (long)k * ldb + n, ldb);
+			wmma::mma_sync(f, fa, fb, f);
+		}
+		wmma::store_matrix_sync(c + n, f, ldc, wmma::mem_row_major);
+	}
+	__syncwarp();
+}
+
+// attention_bf16: a block of two warps takes 32 query rows of one (b, h),
+// 16 per warp, and streams the keys and values 0..last in tiles of 32;
+// the online softmax runs on S in shared memory, two lanes per row, and
+// rescales O there. Launch: grid (⌈T/32⌉, NH, B), block 64.
 extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, float *state, const float *qkv, int B, int T, int NH, int NKV, int HS) {
 	__shared__ __align__(32) __nv_bfloat16 qs[ABF_Q * ABF_D];
 	__shared__ __align__(32) __nv_bfloat16 ks[ABF_K * ABF_D];
@@ -372,10 +416,7 @@ extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, floa
 	int HP = (HS + 15) & ~15; // the head padded with zeros to whole tiles
 	float scale = 1.f / sqrtf((float)HS);
 	const float *base = qkv + (long)b * T * W;
-	for (int i = tid; i < ABF_Q * HP; i += blockDim.x) {
-		int r = i / HP, d = i % HP, t = t0 + r;
-		qs[r * ABF_D + d] = __float2bfloat16(t < T && d < HS ? base[(long)t * W + h * HS + d] : 0.f);
-	}
+	abf_tile(qs, base + h * HS, W, t0, ABF_Q, T, HS, HP, tid, blockDim.x);
 	float *o = os[w], *sw = ss[w];
 	__nv_bfloat16 *pw = ps[w];
 	for (int i = lane; i < 16 * ABF_D; i += 32) o[i] = 0;
@@ -386,27 +427,10 @@ extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, floa
 	int last = t0 + ABF_Q < T ? t0 + ABF_Q : T; // keys 0..last-1
 	for (int j0 = 0; j0 < last; j0 += ABF_K) {
 		__syncthreads(); // every warp is done with the previous tile
-		for (int i = tid; i < ABF_K * HP; i += blockDim.x) {
-			int r = i / HP, d = i % HP, j = j0 + r;
-			bool in = j < T && d < HS;
-			const float *k = base + (long)j * W + NH * HS + g * HS;
-			ks[r * ABF_D + d] = __float2bfloat16(in ? k[d] : 0.f);
-			vs[r * ABF_D + d] = __float2bfloat16(in ? k[NKV * HS + d] : 0.f);
-		}
+		abf_tile(ks, base + NH * HS + g * HS, W, j0, ABF_K, T, HS, HP, tid, blockDim.x);
+		abf_tile(vs, base + (NH + NKV) * HS + g * HS, W, j0, ABF_K, T, HS, HP, tid, blockDim.x);
 		__syncthreads();
-		for (int n = 0; n < ABF_K; n += 16) { // S = q·kᵀ: 16 rows × 32 keys
-			abf_acc acc;
-			wmma::fill_fragment(acc, 0.f);
-			for (int k = 0; k < HP; k += 16) {
-				abf_a a;
-				wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kt;
-				wmma::load_matrix_sync(a, qs + w * 16 * ABF_D + k, ABF_D);
-				wmma::load_matrix_sync(kt, ks + n * ABF_D + k, ABF_D);
-				wmma::mma_sync(acc, a, kt, acc);
-			}
-			wmma::store_matrix_sync(sw + n, acc, ABF_K, wmma::mem_row_major);
-		}
-		__syncwarp();
+		abf_mm<true>(sw, ABF_K, qs + w * 16 * ABF_D, ABF_D, ks, ABF_D, ABF_K, HP, false); // S = q·kᵀ
 		{ // online softmax: lanes 2r and 2r+1 take 16 keys each of row r
 			int r = lane >> 1, half = lane & 1, t = t0 + w * 16 + r;
 			float *srow = sw + r * ABF_K + half * 16;
@@ -434,25 +458,127 @@ extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, floa
 			}
 		}
 		__syncwarp();
-		for (int n = 0; n < HP; n += 16) { // O += P·v
-			abf_acc acc;
-			wmma::load_matrix_sync(acc, o + n, ABF_D, wmma::mem_row_major);
-			for (int k = 0; k < ABF_K; k += 16) {
-				abf_a a;
-				wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> v;
-				wmma::load_matrix_sync(a, pw + k, ABF_K);
-				wmma::load_matrix_sync(v, vs + k * ABF_D + n, ABF_D);
-				wmma::mma_sync(acc, a, v, acc);
-			}
-			wmma::store_matrix_sync(o + n, acc, ABF_D, wmma::mem_row_major);
-		}
-		__syncwarp();
+		abf_mm<false>(o, ABF_D, pw, ABF_K, vs, ABF_D, HP, ABF_K, true); // O += P·v
 	}
 	for (int i = lane; i < 16 * HS; i += 32) {
 		int r = i / HS, d = i % HS, t = t0 + w * 16 + r;
 		if (t < T) out[((long)b * T + t) * NH * HS + h * HS + d] = o[r * ABF_D + d] / ls[w][r];
 	}
 	if (lane < 16 && t0 + w * 16 + lane < T) state[((long)b * NH + h) * T + t0 + w * 16 + lane] = ms[w][lane] + logf(ls[w][lane]);
+}
+
+// attention_backward_dq_bf16: one warp takes 16 query rows of (b, h) and
+// adds dq = Σ_j dS·k, dS = P∘(dout·vᵀ − D)·scale, over key tiles of 32;
+// it also writes D = dout·out for the key kernel that follows. Launch:
+// grid (⌈T/16⌉, NH, B), block 32.
+extern "C" __global__ void __launch_bounds__(32) attention_backward_dq_bf16(float *dqkv, float *state, const float *dout, const float *out, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+	__shared__ __align__(32) __nv_bfloat16 qs[16 * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 dos[16 * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 ks[ABF_K * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 vs[ABF_K * ABF_D];
+	__shared__ __align__(32) float ss[16 * ABF_K];
+	__shared__ __align__(32) float dps[16 * ABF_K];
+	__shared__ __align__(32) float dqs[16 * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 dss[16 * ABF_K];
+	__shared__ float Ds[16], lses[16];
+	int lane = threadIdx.x, t0 = blockIdx.x * 16, h = blockIdx.y, b = blockIdx.z;
+	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV), HP = (HS + 15) & ~15;
+	long rows = (long)B * NH * T;
+	float scale = 1.f / sqrtf((float)HS);
+	const float *base = qkv + (long)b * T * W;
+	const float *go = dout + (long)b * T * NH * HS + h * HS, *o = out + (long)b * T * NH * HS + h * HS;
+	abf_tile(qs, base + h * HS, W, t0, 16, T, HS, HP, lane, 32);
+	abf_tile(dos, go, NH * HS, t0, 16, T, HS, HP, lane, 32);
+	for (int r = 0; r < 16; r++) {
+		int t = t0 + r;
+		float D = 0;
+		if (t < T)
+			for (int d = lane; d < HS; d += 32) D += go[(long)t * NH * HS + d] * o[(long)t * NH * HS + d];
+		D = warp_sum(D);
+		if (lane == 0) {
+			Ds[r] = D;
+			long row = ((long)b * NH + h) * T + t;
+			lses[r] = t < T ? state[row] : 0.f;
+			if (t < T) state[rows + row] = D;
+		}
+	}
+	for (int i = lane; i < 16 * ABF_D; i += 32) dqs[i] = 0;
+	int last = t0 + 16 < T ? t0 + 16 : T;
+	for (int j0 = 0; j0 < last; j0 += ABF_K) {
+		__syncwarp();
+		abf_tile(ks, base + NH * HS + g * HS, W, j0, ABF_K, T, HS, HP, lane, 32);
+		abf_tile(vs, base + (NH + NKV) * HS + g * HS, W, j0, ABF_K, T, HS, HP, lane, 32);
+		__syncwarp();
+		abf_mm<true>(ss, ABF_K, qs, ABF_D, ks, ABF_D, ABF_K, HP, false);   // S = q·kᵀ
+		abf_mm<true>(dps, ABF_K, dos, ABF_D, vs, ABF_D, ABF_K, HP, false); // dP = dout·vᵀ
+		for (int e = lane; e < 16 * ABF_K; e += 32) {
+			int r = e / ABF_K, t = t0 + r, j = j0 + e % ABF_K;
+			float p = j <= t && t < T ? exp_neg(ss[e] * scale - lses[r]) : 0.f;
+			dss[e] = __float2bfloat16(p * (dps[e] - Ds[r]) * scale);
+		}
+		__syncwarp();
+		abf_mm<false>(dqs, ABF_D, dss, ABF_K, ks, ABF_D, HP, ABF_K, true); // dq += dS·k
+	}
+	for (int i = lane; i < 16 * HS; i += 32) {
+		int r = i / HS, d = i % HS, t = t0 + r;
+		if (t < T) dqkv[((long)b * T + t) * W + h * HS + d] += dqs[r * ABF_D + d];
+	}
+}
+
+// attention_backward_dkv_bf16: one warp takes 16 keys of (b, key/value
+// head g) and adds dk = Σ dSᵀ·q and dv = Σ Pᵀ·dout over the query heads of
+// its group and the query tiles of 32 at or after its keys, reading lse and
+// D from state. Launch: grid (⌈T/16⌉, NKV, B), block 32.
+extern "C" __global__ void __launch_bounds__(32) attention_backward_dkv_bf16(float *dqkv, const float *state, const float *dout, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+	__shared__ __align__(32) __nv_bfloat16 ks[16 * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 vs[16 * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 qs[ABF_K * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 dos[ABF_K * ABF_D];
+	__shared__ __align__(32) float sts[16 * ABF_K];
+	__shared__ __align__(32) float dpts[16 * ABF_K];
+	__shared__ __align__(32) float dks[16 * ABF_D];
+	__shared__ __align__(32) float dvs[16 * ABF_D];
+	__shared__ __align__(32) __nv_bfloat16 pts[16 * ABF_K];
+	__shared__ __align__(32) __nv_bfloat16 dsts[16 * ABF_K];
+	__shared__ float lq[ABF_K], Dq[ABF_K];
+	int lane = threadIdx.x, j0 = blockIdx.x * 16, g = blockIdx.y, b = blockIdx.z;
+	int W = (NH + 2 * NKV) * HS, G = NH / NKV, HP = (HS + 15) & ~15;
+	long rows = (long)B * NH * T;
+	float scale = 1.f / sqrtf((float)HS);
+	const float *base = qkv + (long)b * T * W;
+	abf_tile(ks, base + NH * HS + g * HS, W, j0, 16, T, HS, HP, lane, 32);
+	abf_tile(vs, base + (NH + NKV) * HS + g * HS, W, j0, 16, T, HS, HP, lane, 32);
+	for (int i = lane; i < 16 * ABF_D; i += 32) dks[i] = dvs[i] = 0;
+	for (int h = g * G; h < (g + 1) * G; h++) {
+		for (int t0 = j0 / ABF_K * ABF_K; t0 < T; t0 += ABF_K) {
+			__syncwarp();
+			abf_tile(qs, base + h * HS, W, t0, ABF_K, T, HS, HP, lane, 32);
+			abf_tile(dos, dout + (long)b * T * NH * HS + h * HS, NH * HS, t0, ABF_K, T, HS, HP, lane, 32);
+			long row = ((long)b * NH + h) * T + t0 + lane;
+			lq[lane] = t0 + lane < T ? state[row] : 0.f;
+			Dq[lane] = t0 + lane < T ? state[rows + row] : 0.f;
+			__syncwarp();
+			abf_mm<true>(sts, ABF_K, ks, ABF_D, qs, ABF_D, ABF_K, HP, false);   // Sᵀ = k·qᵀ
+			abf_mm<true>(dpts, ABF_K, vs, ABF_D, dos, ABF_D, ABF_K, HP, false); // dPᵀ = v·doutᵀ
+			for (int e = lane; e < 16 * ABF_K; e += 32) {
+				int c = e % ABF_K, j = j0 + e / ABF_K, t = t0 + c;
+				float p = j <= t && t < T ? exp_neg(sts[e] * scale - lq[c]) : 0.f;
+				pts[e] = __float2bfloat16(p);
+				dsts[e] = __float2bfloat16(p * (dpts[e] - Dq[c]) * scale);
+			}
+			__syncwarp();
+			abf_mm<false>(dvs, ABF_D, pts, ABF_K, dos, ABF_D, HP, ABF_K, true); // dv += Pᵀ·dout
+			abf_mm<false>(dks, ABF_D, dsts, ABF_K, qs, ABF_D, HP, ABF_K, true); // dk += dSᵀ·q
+		}
+	}
+	for (int i = lane; i < 16 * HS; i += 32) {
+		int r = i / HS, d = i % HS, j = j0 + r;
+		if (j < T) {
+			float *dst = dqkv + ((long)b * T + j) * W + NH * HS + g * HS + d;
+			dst[0] += dks[r * ABF_D + d];
+			dst[NKV * HS] += dvs[r * ABF_D + d];
+		}
+	}
 }
 
 // attention_backward_dq also writes D for the key-row kernel that follows.

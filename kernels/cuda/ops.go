@@ -75,9 +75,10 @@ var (
 )
 
 // precisionOps are the ops with a BF16 variant: the matrix product
-// (cuBLAS's bf16 tensor-core mode) and attention's forward pass (wmma
-// products; its backward pass stays fp32 and follows either forward pass).
-var precisionOps = map[string]bool{"MatMul": true, "Attention": true}
+// (cuBLAS's bf16 tensor-core mode) and attention's forward and backward
+// passes (wmma products; either backward pass follows either forward
+// pass).
+var precisionOps = map[string]bool{"MatMul": true, "Attention": true, "AttentionBackward": true}
 
 // SetPrecision selects the variant op (a method name of kernels.Ops) runs
 // in. Only the ops with a variant in that precision accept it.
@@ -461,6 +462,14 @@ func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, NKV, HS int) {
 
 func (o *Ops) AttentionBackward(dqkv, dout, out, qkv, att kernels.Buf, B, T, NH, NKV, HS int) {
 	if !o.attentionShape("AttentionBackward", B, T, NH, NKV, HS) {
+		return
+	}
+	if o.bf16["AttentionBackward"] {
+		if !o.check("AttentionBackward", B <= 65535 && NH <= 65535, "bf16 attention: batch %d and heads %d at most 65535", B, NH) {
+			return
+		}
+		o.launch("AttentionBackward", "attention_backward_dq_bf16", [3]int{(T + 15) / 16, NH, B}, [3]int{32, 1, 1}, buf(dqkv), buf(att), buf(dout), buf(out), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+		o.launch("AttentionBackward", "attention_backward_dkv_bf16", [3]int{(T + 15) / 16, NKV, B}, [3]int{32, 1, 1}, buf(dqkv), buf(att), buf(dout), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 		return
 	}
 	o.launchRows("AttentionBackward", "attention_backward_dq", B*NH*T, buf(dqkv), buf(att), buf(dout), buf(out), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))

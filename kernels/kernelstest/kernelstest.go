@@ -34,8 +34,8 @@ const FP32 = 1e-5
 // mantissa, float32 accumulation).
 const BF16 = 1e-2
 
-// BF16Attention is the tolerance of bfloat16 attention (and of the fp32
-// backward pass that follows it): its output sums probabilities and values
+// BF16Attention is the tolerance of bfloat16 attention, forward and
+// backward: its output sums probabilities and values
 // that were both rounded to bfloat16, and where the sum cancels (an output
 // near zero from terms of ±0.3) the rounding of the terms shows against a
 // small result: up to 2.4e-2 on the suite's shapes, where the products
