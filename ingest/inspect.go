@@ -50,52 +50,98 @@ func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
 var readPool = arrowpool.New()
 
 // ScanShard calls fn with each record batch of the document shard at path
-// until fn returns false. It checks the schema identity first. A panic of
-// the Arrow reader on damaged metadata (arrow-go panics on some instead of
-// failing) becomes ErrCorrupt naming the file.
-func ScanShard(path string, fn func(arrow.RecordBatch) (bool, error)) (err error) {
-	inFn := false
-	defer func() {
-		if r := recover(); r != nil {
-			if inFn {
-				panic(r) // the caller's own
-			}
-			err = fmt.Errorf("ingest: %s: %w: unreadable Arrow data (%v)", path, ErrCorrupt, r)
-		}
-	}()
-	f, err := os.Open(path)
+// until fn returns false; a batch is valid during the call (Retain keeps
+// it). It checks the schema identity first; see OpenShard.
+func ScanShard(path string, fn func(arrow.RecordBatch) (bool, error)) error {
+	sr, err := OpenShard(path)
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return err
 	}
-	defer f.Close()
-	r, err := ipc.NewFileReader(f, ipc.WithAllocator(readPool))
-	if err != nil {
-		return fmt.Errorf("ingest: %s: %w: %v", path, ErrCorrupt, err)
-	}
-	defer r.Close()
-	md := r.Schema().Metadata()
-	if v, _ := md.GetValue("estkit.schema"); v != SchemaName {
-		return fmt.Errorf("ingest: %s: %w: not a document shard (schema %q)", path, ErrVersion, v)
-	}
-	if v, _ := md.GetValue("estkit.version"); v != SchemaVersion {
-		return fmt.Errorf("ingest: %s: %w: document shard version %q (this estkit reads %s)", path, ErrVersion, v, SchemaVersion)
-	}
-	if !r.Schema().Equal(DocSchema) {
-		return fmt.Errorf("ingest: %s: %w: columns differ from the document shard schema", path, ErrCorrupt)
-	}
-	for i := 0; i < r.NumRecords(); i++ {
-		rec, err := r.RecordBatch(i)
+	defer sr.Close()
+	for i := range sr.NumBatches() {
+		rec, err := sr.Batch(i)
 		if err != nil {
-			return fmt.Errorf("ingest: %s: batch %d: %w: %v", path, i, ErrCorrupt, err)
+			return err
 		}
-		inFn = true
 		more, err := fn(rec)
-		inFn = false
+		rec.Release()
 		if err != nil || !more {
 			return err
 		}
 	}
 	return nil
+}
+
+// ShardReader reads the record batches of one document shard by index.
+// Not safe for concurrent use: goroutines reading one file in parallel
+// open a ShardReader each.
+type ShardReader struct {
+	path string
+	f    *os.File
+	r    *ipc.FileReader
+}
+
+// OpenShard opens the document shard at path and checks its schema
+// identity. A panic of the Arrow reader on damaged metadata (arrow-go
+// panics on some instead of failing) becomes ErrCorrupt naming the file,
+// here and in Batch.
+func OpenShard(path string) (sr *ShardReader, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("ingest: %s: %w: unreadable Arrow data (%v)", path, ErrCorrupt, r)
+		}
+		if err != nil {
+			f.Close()
+		}
+	}()
+	r, err := ipc.NewFileReader(f, ipc.WithAllocator(readPool))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %s: %w: %v", path, ErrCorrupt, err)
+	}
+	md := r.Schema().Metadata()
+	if v, _ := md.GetValue("estkit.schema"); v != SchemaName {
+		r.Close()
+		return nil, fmt.Errorf("ingest: %s: %w: not a document shard (schema %q)", path, ErrVersion, v)
+	}
+	if v, _ := md.GetValue("estkit.version"); v != SchemaVersion {
+		r.Close()
+		return nil, fmt.Errorf("ingest: %s: %w: document shard version %q (this estkit reads %s)", path, ErrVersion, v, SchemaVersion)
+	}
+	if !r.Schema().Equal(DocSchema) {
+		r.Close()
+		return nil, fmt.Errorf("ingest: %s: %w: columns differ from the document shard schema", path, ErrCorrupt)
+	}
+	return &ShardReader{path: path, f: f, r: r}, nil
+}
+
+// Path is the shard's path.
+func (s *ShardReader) Path() string { return s.path }
+
+// NumBatches is the number of record batches in the shard.
+func (s *ShardReader) NumBatches() int { return s.r.NumRecords() }
+
+// Batch returns record batch i, which the caller releases.
+func (s *ShardReader) Batch(i int) (rec arrow.RecordBatch, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rec, err = nil, fmt.Errorf("ingest: %s: batch %d: %w: unreadable Arrow data (%v)", s.path, i, ErrCorrupt, r)
+		}
+	}()
+	rec, err = s.r.RecordBatchAt(i)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %s: batch %d: %w: %v", s.path, i, ErrCorrupt, err)
+	}
+	return rec, nil
+}
+
+// Close closes the file.
+func (s *ShardReader) Close() error {
+	s.r.Close()
+	return s.f.Close()
 }
 
 // DocumentAt decodes row i of a document shard record batch.

@@ -403,56 +403,158 @@ func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) 
 // unitBytes is the text a unit of work holds at most (or one document).
 const unitBytes = 1 << 20
 
+// decoders is the number of goroutines that decompress document batches
+// at once: one per four workers (a goroutine decompresses zstd at about
+// five times the rate a worker tokenizes), so that the reading scales with
+// the cores.
+func decoders(workers int) int { return max(1, (workers+3)/4) }
+
+// A batchJob is one record batch of a document shard, decompressed by a
+// decoder goroutine.
+type batchJob struct {
+	path  string
+	index int
+	done  chan struct{}
+	rec   arrow.RecordBatch
+	err   error
+}
+
 // read sends the record batches of each document shard, in order, cut
-// into units.
+// into units. Decoder goroutines decompress batches ahead, in parallel;
+// this goroutine takes them back in order.
 func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<- *unit) error {
-	src := int32(0)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { // stop the decoders before waiting for them
+		cancel()
+		wg.Wait()
+	}()
+	type file struct {
+		path    string
+		rows    int64
+		batches int
+	}
+	var files []file
 	for i, d := range docDirs {
 		for _, s := range b.sources {
 			if s.Set != i {
 				continue
 			}
-			var row int64
 			path := filepath.Join(d, s.File)
-			err := ingest.ScanShard(path, func(rec arrow.RecordBatch) (bool, error) {
-				// Units of about unitBytes of text, not whole record
-				// batches (4 MiB): the workers' loads even out, and the
-				// last units do not leave a core idle for long.
-				offs := rec.Column(ingest.ColText).(*array.String).ValueOffsets()
-				n := int(rec.NumRows())
-				for lo := 0; lo < n; {
-					hi := lo + 1
-					for hi < n && offs[hi+1]-offs[lo] <= unitBytes {
-						hi++
-					}
-					part := rec.NewSlice(int64(lo), int64(hi))
-					u := &unit{source: src, rowBase: row, rec: part, done: make(chan struct{})}
-					row += int64(hi - lo)
-					lo = hi
-					select {
-					case order <- u:
-					case <-ctx.Done():
-						part.Release()
-						return false, ctx.Err()
-					}
-					select {
-					case work <- u:
-					case <-ctx.Done():
-						// the sink waits for u: finish it unencoded
-						u.err = ctx.Err()
-						close(u.done)
-						return false, ctx.Err()
-					}
-				}
-				return true, nil
-			})
+			sr, err := ingest.OpenShard(path)
 			if err != nil {
 				return fmt.Errorf("shards: %w", err)
 			}
-			if row != s.Rows {
-				return fmt.Errorf("shards: %s: %w: %d rows, its manifest says %d", path, ErrCorrupt, row, s.Rows)
+			files = append(files, file{path, s.Rows, sr.NumBatches()})
+			sr.Close()
+		}
+	}
+	n := decoders(b.o.Workers)
+	jobs, seq := make(chan *batchJob, n), make(chan *batchJob, 2*n)
+	wg.Go(func() { // the batches in order, to the decoders and to this goroutine
+		defer close(jobs)
+		defer close(seq)
+		for _, f := range files {
+			for i := range f.batches {
+				j := &batchJob{path: f.path, index: i, done: make(chan struct{})}
+				select {
+				case seq <- j:
+				case <-ctx.Done():
+					return
+				}
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					j.err = ctx.Err()
+					close(j.done)
+					return
+				}
 			}
-			src++
+		}
+	})
+	for range n {
+		wg.Go(func() {
+			var sr *ingest.ShardReader
+			defer func() {
+				if sr != nil {
+					sr.Close()
+				}
+			}()
+			for j := range jobs {
+				if sr == nil || j.path != sr.Path() {
+					if sr != nil {
+						sr.Close()
+						sr = nil
+					}
+					if sr, j.err = ingest.OpenShard(j.path); j.err != nil {
+						close(j.done)
+						continue
+					}
+				}
+				j.rec, j.err = sr.Batch(j.index)
+				close(j.done)
+			}
+		})
+	}
+	src, row := int32(0), int64(0)
+	fi := 0
+	for j := range seq {
+		<-j.done
+		if j.err != nil {
+			return fmt.Errorf("shards: %w", j.err)
+		}
+		for files[fi].path != j.path { // the previous file is complete
+			if row != files[fi].rows {
+				j.rec.Release()
+				return fmt.Errorf("shards: %s: %w: %d rows, its manifest says %d", files[fi].path, ErrCorrupt, row, files[fi].rows)
+			}
+			fi, src, row = fi+1, src+1, 0
+		}
+		err := b.send(ctx, j.rec, src, &row, work, order)
+		j.rec.Release()
+		if err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for ; fi < len(files); fi, row = fi+1, 0 { // the last file, and any of no batches
+		if row != files[fi].rows {
+			return fmt.Errorf("shards: %s: %w: %d rows, its manifest says %d", files[fi].path, ErrCorrupt, row, files[fi].rows)
+		}
+	}
+	return nil
+}
+
+// send cuts a record batch into units of about unitBytes of text, not
+// whole batches (4 MiB), so that the workers' loads even out and the last
+// units do not leave a core idle for long, and queues them.
+func (b *builder) send(ctx context.Context, rec arrow.RecordBatch, src int32, row *int64, work, order chan<- *unit) error {
+	offs := rec.Column(ingest.ColText).(*array.String).ValueOffsets()
+	n := int(rec.NumRows())
+	for lo := 0; lo < n; {
+		hi := lo + 1
+		for hi < n && offs[hi+1]-offs[lo] <= unitBytes {
+			hi++
+		}
+		part := rec.NewSlice(int64(lo), int64(hi))
+		u := &unit{source: src, rowBase: *row, rec: part, done: make(chan struct{})}
+		*row += int64(hi - lo)
+		lo = hi
+		select {
+		case order <- u:
+		case <-ctx.Done():
+			part.Release()
+			return ctx.Err()
+		}
+		select {
+		case work <- u:
+		case <-ctx.Done():
+			// the sink waits for u: finish it unencoded
+			u.err = ctx.Err()
+			close(u.done)
+			return ctx.Err()
 		}
 	}
 	return nil
