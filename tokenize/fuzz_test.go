@@ -57,19 +57,8 @@ func FuzzGPT2RoundTrip(f *testing.F) {
 // gpt2PieceSimple is gpt2Piece without its ASCII fast paths: every
 // character through classAt.
 func gpt2PieceSimple(s string, i int) int {
-	if s[i] == '\'' && i+1 < len(s) {
-		switch s[i+1] {
-		case 's', 't', 'm', 'd':
-			return 2
-		case 'r', 'v':
-			if i+2 < len(s) && s[i+2] == 'e' {
-				return 3
-			}
-		case 'l':
-			if i+2 < len(s) && s[i+2] == 'l' {
-				return 3
-			}
-		}
+	if n := gpt2Contraction(s, i); n > 0 {
+		return n
 	}
 	j := i
 	if s[j] == ' ' {

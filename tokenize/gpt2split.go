@@ -54,9 +54,9 @@ func classAt(s string, i int) (charClass, int) {
 	return classOfRune(r), n
 }
 
-// gpt2Piece returns the length of the piece that starts at s[i].
-func gpt2Piece(s string, i int) int {
-	// 's|'t|'re|'ve|'m|'ll|'d (case-sensitive in r50k)
+// gpt2Contraction returns the length of the contraction at s[i]:
+// 's|'t|'re|'ve|'m|'ll|'d (case-sensitive in r50k), or 0.
+func gpt2Contraction(s string, i int) int {
 	if s[i] == '\'' && i+1 < len(s) {
 		switch s[i+1] {
 		case 's', 't', 'm', 'd':
@@ -70,6 +70,14 @@ func gpt2Piece(s string, i int) int {
 				return 3
 			}
 		}
+	}
+	return 0
+}
+
+// gpt2Piece returns the length of the piece that starts at s[i].
+func gpt2Piece(s string, i int) int {
+	if n := gpt2Contraction(s, i); n > 0 {
+		return n
 	}
 	// ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+': an optional U+0020, then a
 	// run of one class.

@@ -26,15 +26,7 @@ func BenchmarkOps(b *testing.B) {
 	}
 	syncer := o.(interface{ Sync() error })
 	r := rand.New(rand.NewPCG(1, 2))
-	buf := func(n int) kernels.Buf {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		x := o.Alloc(n)
-		o.Upload(x, v)
-		return x
-	}
+	buf := func(n int) kernels.Buf { return randBuf(o, r, n) }
 	ints := func(n, lim int) []int32 {
 		v := make([]int32, n)
 		for i := range v {

@@ -51,15 +51,7 @@ func TestAttentionBF16Variant(t *testing.T) {
 	const B, T, NH, NKV, HS = 2, 45, 4, 2, 40
 	W := (NH + 2*NKV) * HS
 	r := rand.New(rand.NewPCG(9, 9))
-	up := func(n int) kernels.Buf {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		b := o.Alloc(n)
-		o.Upload(b, v)
-		return b
-	}
+	up := func(n int) kernels.Buf { return randBuf(o, r, n) }
 	down := func(b kernels.Buf) []float32 {
 		v := make([]float32, b.Len())
 		o.Download(v, b)
@@ -98,4 +90,15 @@ func TestAttentionBF16Variant(t *testing.T) {
 		}
 		t.Logf("%s: bf16 against fp32: max difference %.3g, largest value %.3g", name, maxd, maxw)
 	}
+}
+
+// randBuf is a buffer of n standard normal values.
+func randBuf(o kernels.Ops, r *rand.Rand, n int) kernels.Buf {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	b := o.Alloc(n)
+	o.Upload(b, v)
+	return b
 }
