@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -228,13 +229,22 @@ func TestBuildRerunAfterFailure(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "tok")
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	_, err := Build(ctx, gpt2(t), []string{docs}, Options{OutDir: out, ShardTokens: 20_000, Progress: func(int64, int64) {
+	tok := gpt2(t)
+	before := runtime.NumGoroutine()
+	_, err := Build(ctx, tok, []string{docs}, Options{OutDir: out, ShardTokens: 20_000, Workers: 9, Progress: func(int64, int64) {
 		if calls++; calls == 1 {
 			cancel()
 		}
 	}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled build: %v", err)
+	}
+	// the reader, its decoders and the workers are gone
+	for wait := 0; runtime.NumGoroutine() > before; wait++ {
+		if wait == 200 {
+			t.Fatalf("%d goroutines after a cancelled build, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if _, err := ReadManifest(out); err == nil {
 		t.Fatal("a manifest after a failed build")
