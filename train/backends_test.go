@@ -23,6 +23,83 @@ func TestBackendsAgree(t *testing.T) {
 	if err != nil {
 		t.Skipf("no CUDA backend: %v", err)
 	}
+	backendCases(t, func(t *testing.T, c backendCase) {
+		wantL, wantG, wantP := c.run(t, cpu.New())
+		gotL, gotG, gotP := c.run(t, gpu)
+		for i := range wantL {
+			if math.Abs(float64(gotL[i]-wantL[i])) > 1e-5*math.Abs(float64(wantL[i])) {
+				t.Errorf("loss %d: %s %.7f, cpu %.7f", i, gpu.Name(), gotL[i], wantL[i])
+			}
+		}
+		rms := rmsOf(wantG)
+		agree(t, "gradient", gotG, wantG, func(w float64) float64 { return 1e-4 * (math.Abs(w) + rms) })
+		agree(t, "parameter", gotP, wantP, func(w float64) float64 { return 1e-5*(1+math.Abs(w)) + backendLR/100 })
+	})
+}
+
+// TestBackendsAgreeBF16: the same steps with the CUDA backend's matrix
+// products and attention (forward and backward) in bf16: the losses within
+// 1% of the CPU's and not equal to them (the variants are in effect), the
+// first step's gradients within 2% as a whole.
+func TestBackendsAgreeBF16(t *testing.T) {
+	gpu, err := cuda.New()
+	if err != nil {
+		t.Skipf("no CUDA backend: %v", err)
+	}
+	ps, ok := any(gpu).(kernels.PrecisionSetter) // *cuda.Ops, or kernels.Ops in a build without CUDA
+	if !ok {
+		t.Skip("the CUDA backend has no precision variants")
+	}
+	for _, op := range []string{"MatMul", "Attention", "AttentionBackward"} {
+		if err := ps.SetPrecision(op, kernels.BF16); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backendCases(t, func(t *testing.T, c backendCase) {
+		wantL, wantG, _ := c.run(t, cpu.New())
+		gotL, gotG, _ := c.run(t, gpu)
+		same := true
+		for i := range wantL {
+			same = same && gotL[i] == wantL[i]
+			if math.Abs(float64(gotL[i]-wantL[i])) > 1e-2*math.Abs(float64(wantL[i])) {
+				t.Errorf("loss %d: %s in bf16 %.7f, cpu %.7f", i, gpu.Name(), gotL[i], wantL[i])
+			}
+		}
+		if same {
+			t.Error("bf16 losses equal the CPU's: the bf16 variants did not run")
+		}
+		// the gradient as a whole within 2% (its norm of differences), no
+		// element off by more than a quarter of its size plus the rms
+		var dd, ww float64
+		for i := range wantG {
+			d := float64(gotG[i] - wantG[i])
+			dd += d * d
+			ww += float64(wantG[i]) * float64(wantG[i])
+		}
+		if rel := math.Sqrt(dd / ww); rel > 2e-2 || rel == 0 {
+			t.Errorf("gradients in bf16 differ from the CPU's by %.3g of their norm", rel)
+		} else {
+			t.Logf("gradients in bf16 differ from the CPU's by %.3g of their norm", rel)
+		}
+		rms := rmsOf(wantG)
+		agree(t, "gradient", gotG, wantG, func(w float64) float64 { return 0.25 * (math.Abs(w) + rms) })
+	})
+}
+
+// A backendCase is one model and plan of the backend tests.
+type backendCase struct {
+	cfg  ModelConfig
+	plan Plan
+	est  bool
+	B, T int
+}
+
+const backendLR = 1e-2
+
+// backendCases runs f for GPT-2 and Llama (grouped-query heads), on the
+// full model and on EST subnetworks of two micro-batches with the sampled
+// update.
+func backendCases(t *testing.T, f func(*testing.T, backendCase)) {
 	B, T := 2, 12
 	for _, cfg := range []ModelConfig{
 		{Vocab: 61, Padded: 64, Layers: 3, Heads: 4, Channels: 32, MaxT: T},
@@ -30,74 +107,70 @@ func TestBackendsAgree(t *testing.T) {
 	} {
 		for _, est := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s est=%v", map[bool]string{false: "gpt2", true: "llama"}[cfg.IsLlama()], est), func(t *testing.T) {
-				ids := make([]int32, B*T)
-				for i := range ids {
-					ids[i] = int32((i*7 + 3) % cfg.Vocab)
-				}
-				var plan Plan
+				plan := Plan{nil, nil}
 				if est {
 					s := &Sampler{Seed: 3, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(),
 						Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{PH: 0.5, PM: 0.5, PL: 0.67}}}}
 					a, _, _ := s.Sample(0, 0)
 					b, _, _ := s.Sample(0, 1)
 					plan = Plan{a, b}
-				} else {
-					plan = Plan{nil, nil}
 				}
-				init := cfg.InitParams(1)
-				const lr = 1e-2
-				run := func(ops kernels.Ops) (losses, grads, params []float32) {
-					m, err := NewModel(ops, cfg, init)
-					if err != nil {
-						t.Fatal(err)
-					}
-					skipped := plan.Skipped(cfg.Layers)
-					for step := 1; step <= 2; step++ {
-						m.ZeroGrads(skipped)
-						for _, sel := range plan {
-							l, err := m.Forward(ids, ids, B, T, sel)
-							if err != nil {
-								t.Fatal(err)
-							}
-							losses = append(losses, l)
-							if err := m.Backward(0.5); err != nil {
-								t.Fatal(err)
-							}
-						}
-						if step == 1 {
-							grads = make([]float32, len(init))
-							ops.Download(grads, m.base().Grads)
-						}
-						so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: lr, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
-							GradScale: float32(1 / math.Max(1, m.GradNorm(skipped))), Step: step}, Skipped: skipped}
-						if est {
-							so.Sampled = plan.Units(cfg.Layers)
-						}
-						if err := m.Step(so); err != nil {
-							t.Fatal(err)
-						}
-					}
-					params = make([]float32, len(init))
-					ops.Download(params, m.base().Params)
-					return losses, grads, params
-				}
-				wantL, wantG, wantP := run(cpu.New())
-				gotL, gotG, gotP := run(gpu)
-				for i := range wantL {
-					if math.Abs(float64(gotL[i]-wantL[i])) > 1e-5*math.Abs(float64(wantL[i])) {
-						t.Errorf("loss %d: %s %.7f, cpu %.7f", i, gpu.Name(), gotL[i], wantL[i])
-					}
-				}
-				var ss float64
-				for _, g := range wantG {
-					ss += float64(g) * float64(g)
-				}
-				rms := math.Sqrt(ss / float64(len(wantG)))
-				agree(t, "gradient", gotG, wantG, func(w float64) float64 { return 1e-4 * (math.Abs(w) + rms) })
-				agree(t, "parameter", gotP, wantP, func(w float64) float64 { return 1e-5*(1+math.Abs(w)) + lr/100 })
+				f(t, backendCase{cfg: cfg, plan: plan, est: est, B: B, T: T})
 			})
 		}
 	}
+}
+
+// run takes two training steps on ops and returns the losses, the first
+// step's gradients and the final parameters.
+func (c backendCase) run(t *testing.T, ops kernels.Ops) (losses, grads, params []float32) {
+	cfg, plan, B, T := c.cfg, c.plan, c.B, c.T
+	ids := make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32((i*7 + 3) % cfg.Vocab)
+	}
+	init := cfg.InitParams(1)
+	m, err := NewModel(ops, cfg, init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped := plan.Skipped(cfg.Layers)
+	for step := 1; step <= 2; step++ {
+		m.ZeroGrads(skipped)
+		for _, sel := range plan {
+			l, err := m.Forward(ids, ids, B, T, sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			losses = append(losses, l)
+			if err := m.Backward(0.5); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if step == 1 {
+			grads = make([]float32, len(init))
+			ops.Download(grads, m.base().Grads)
+		}
+		so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: backendLR, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
+			GradScale: float32(1 / math.Max(1, m.GradNorm(skipped))), Step: step}, Skipped: skipped}
+		if c.est {
+			so.Sampled = plan.Units(cfg.Layers)
+		}
+		if err := m.Step(so); err != nil {
+			t.Fatal(err)
+		}
+	}
+	params = make([]float32, len(init))
+	ops.Download(params, m.base().Params)
+	return losses, grads, params
+}
+
+func rmsOf(v []float32) float64 {
+	var ss float64
+	for _, x := range v {
+		ss += float64(x) * float64(x)
+	}
+	return math.Sqrt(ss / float64(max(len(v), 1)))
 }
 
 // agree reports the values of got farther from want than bound allows.
