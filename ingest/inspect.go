@@ -46,8 +46,15 @@ func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
 
 // readPool recycles the decompressed buffers of the batches ScanShard reads
 // once their callers release them (fresh ones cost page faults), across
-// files and calls; it keeps at most a few buffers per size class.
-var readPool = arrowpool.New()
+// files and calls; it keeps at most a few buffers per size class. No buffer
+// of a document shard is larger than a batch's text (4 MiB, or one
+// document of at most 1 GiB) and a little more: a damaged file that
+// claims more is refused, not allocated.
+var readPool = func() *arrowpool.Allocator {
+	a := arrowpool.New()
+	a.Limit = maxMaxDocBytes + batchTextBytes + 1<<20
+	return a
+}()
 
 // ScanShard calls fn with each record batch of the document shard at path
 // until fn returns false; a batch is valid during the call (Retain keeps
@@ -124,7 +131,10 @@ func (s *ShardReader) Path() string { return s.path }
 // NumBatches is the number of record batches in the shard.
 func (s *ShardReader) NumBatches() int { return s.r.NumRecords() }
 
-// Batch returns record batch i, which the caller releases.
+// Batch returns record batch i, which the caller releases. Every column
+// is validated in full (offsets in bounds and in order, text valid UTF-8,
+// null counts), so that reading its values cannot panic: a damaged batch
+// is ErrCorrupt naming the file, the batch and the column.
 func (s *ShardReader) Batch(i int) (rec arrow.RecordBatch, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -134,6 +144,15 @@ func (s *ShardReader) Batch(i int) (rec arrow.RecordBatch, err error) {
 	rec, err = s.r.RecordBatchAt(i)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %s: batch %d: %w: %v", s.path, i, ErrCorrupt, err)
+	}
+	for c, col := range rec.Columns() {
+		if err := array.ValidateFull(col); err != nil || int64(col.Len()) != rec.NumRows() {
+			rec.Release()
+			if err == nil {
+				err = fmt.Errorf("%d values in %d rows", col.Len(), rec.NumRows())
+			}
+			return nil, fmt.Errorf("ingest: %s: batch %d: column %s: %w: %v", s.path, i, DocSchema.Field(c).Name, ErrCorrupt, err)
+		}
 	}
 	return rec, nil
 }

@@ -413,3 +413,27 @@ func FuzzShardFile(f *testing.F) {
 		st.Documents(func([]int32) error { return nil })
 	})
 }
+
+// TestBuildDamagedDocShard: a document shard whose bytes changed after
+// ingest fails the build with ErrCorrupt naming the file, before Arrow
+// reads its metadata (a damaged size there can claim terabytes).
+func TestBuildDamagedDocShard(t *testing.T) {
+	docs := docSet(t, "go", 7, 256<<10)
+	m, err := ingest.ReadManifest(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(docs, m.Outputs[len(m.Outputs)-1].Name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-20] ^= 0x40 // inside the footer
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(context.Background(), gpt2(t), []string{docs}, Options{OutDir: t.TempDir()})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("damaged document shard: %v", err)
+	}
+}

@@ -2,6 +2,8 @@
 package arrowpool
 
 import (
+	"errors"
+	"fmt"
 	"math/bits"
 	"sync"
 	"unsafe"
@@ -21,6 +23,12 @@ import (
 // sync.Pool every other cycle, and at ingest's allocation rate that is
 // several times per batch.
 type Allocator struct {
+	// Limit, when positive, is the largest buffer Allocate makes; a larger
+	// request panics with an error wrapping ErrTooLarge (Arrow's readers
+	// allocate what a file's metadata claims, and a damaged file can claim
+	// a terabyte: the panic is recovered as a clear error, where the
+	// allocation would have ended the process).
+	Limit int
 	small memory.Allocator
 	mu    sync.Mutex
 	free  [64][][]byte
@@ -36,9 +44,15 @@ func New() *Allocator {
 	return &Allocator{small: memory.NewGoAllocator()}
 }
 
+// ErrTooLarge: a buffer over the Allocator's Limit was asked for.
+var ErrTooLarge = errors.New("arrowpool: buffer over the limit")
+
 // Allocate returns a zeroed, 64-byte aligned buffer of size bytes, as
 // memory.GoAllocator does.
 func (a *Allocator) Allocate(size int) []byte {
+	if a.Limit > 0 && size > a.Limit {
+		panic(fmt.Errorf("%w: %d bytes asked for, at most %d", ErrTooLarge, size, a.Limit))
+	}
 	if size < poolMinBytes {
 		return a.small.Allocate(size)
 	}
