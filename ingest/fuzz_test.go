@@ -301,3 +301,31 @@ func FuzzDocShard(f *testing.F) {
 		}
 	})
 }
+
+// TestReadDocumentDamaged: inspect --doc on a document shard changed after
+// ingest is ErrCorrupt naming the file, before Arrow reads it.
+func TestReadDocumentDamaged(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	if err := corpusgen.WriteJSONL(filepath.Join(in, "a.jsonl"), "text", seedTexts()); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if _, err := Run(context.Background(), []string{in}, Options{Format: FormatJSONL, Corpus: "c", OutDir: out}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadManifest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadDocument(out, m, 0); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(out, m.Outputs[0].Name)
+	b, _ := os.ReadFile(p)
+	b[len(b)-20] ^= 1
+	write(t, p, b)
+	if _, err := ReadDocument(out, m, 0); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("damaged shard: %v", err)
+	}
+}

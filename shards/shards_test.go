@@ -415,8 +415,8 @@ func FuzzShardFile(f *testing.F) {
 }
 
 // TestBuildDamagedDocShard: a document shard whose bytes changed after
-// ingest fails the build with ErrCorrupt naming the file, before Arrow
-// reads its metadata (a damaged size there can claim terabytes).
+// ingest fails the build with ingest's ErrCorrupt naming the file, before
+// Arrow reads its metadata (a damaged size there can claim terabytes).
 func TestBuildDamagedDocShard(t *testing.T) {
 	docs := docSet(t, "go", 7, 256<<10)
 	m, err := ingest.ReadManifest(docs)
@@ -433,7 +433,8 @@ func TestBuildDamagedDocShard(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Build(context.Background(), gpt2(t), []string{docs}, Options{OutDir: t.TempDir()})
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), p) {
+	if !errors.Is(err, ingest.ErrCorrupt) || !strings.Contains(err.Error(), p) {
 		t.Fatalf("damaged document shard: %v", err)
 	}
+	t.Log(err)
 }
