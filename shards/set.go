@@ -13,7 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/estkit/estkit/internal/arrowpool"
 )
 
 // Set is an opened token shard set: its manifest and its splits' files,
@@ -134,7 +134,9 @@ func (s *Set) openStream(name string, sp *Split, verify bool) (*Stream, error) {
 			if compressed {
 				limit = maxAllocZstd
 			}
-			if r, err = ipc.NewMappedFileReader(data, ipc.WithAllocator(&limitAllocator{memory.NewGoAllocator(), limit})); err != nil {
+			mem := arrowpool.New()
+			mem.Limit = limit // refused by a panic, which safely turns into ErrCorrupt
+			if r, err = ipc.NewMappedFileReader(data, ipc.WithAllocator(mem)); err != nil {
 				return fmt.Errorf("%w: %v", ErrCorrupt, err)
 			}
 			return checkSchema(r.Schema(), s.Manifest.Tokenizer.TokenBits == 32, name)
@@ -224,27 +226,6 @@ const (
 	maxAllocPlain = 1 << 20
 	maxAllocZstd  = 64 << 20
 )
-
-// limitAllocator refuses (by panicking, which safely turns into
-// ErrCorrupt) an allocation beyond its limit.
-type limitAllocator struct {
-	memory.Allocator
-	limit int
-}
-
-func (a *limitAllocator) Allocate(size int) []byte {
-	if size > a.limit || size < 0 {
-		panic(fmt.Sprintf("a buffer of %d bytes", size))
-	}
-	return a.Allocator.Allocate(size)
-}
-
-func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
-	if size > a.limit || size < 0 {
-		panic(fmt.Sprintf("a buffer of %d bytes", size))
-	}
-	return a.Allocator.Reallocate(size, b)
-}
 
 // safely runs f and turns a panic into ErrCorrupt: arrow-go's IPC reader
 // panics on some damaged metadata (found by FuzzShardFile) instead of

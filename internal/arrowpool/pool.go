@@ -50,7 +50,7 @@ var ErrTooLarge = errors.New("arrowpool: buffer over the limit")
 // Allocate returns a zeroed, 64-byte aligned buffer of size bytes, as
 // memory.GoAllocator does.
 func (a *Allocator) Allocate(size int) []byte {
-	if a.Limit > 0 && size > a.Limit {
+	if a.Limit > 0 && (size > a.Limit || size < 0) {
 		panic(fmt.Errorf("%w: %d bytes asked for, at most %d", ErrTooLarge, size, a.Limit))
 	}
 	if size < poolMinBytes {

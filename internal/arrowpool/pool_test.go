@@ -1,6 +1,7 @@
 package arrowpool
 
 import (
+	"errors"
 	"testing"
 	"unsafe"
 )
@@ -57,5 +58,27 @@ func TestAllocator(t *testing.T) {
 		if x != 0 {
 			t.Fatal("Reallocate's new bytes are not zero")
 		}
+	}
+}
+
+// TestLimit: a buffer over the limit (or of a negative size) is refused by
+// a panic with an error wrapping ErrTooLarge; one at the limit is made.
+func TestLimit(t *testing.T) {
+	a := New()
+	a.Limit = 2 << 20
+	if b := a.Allocate(2 << 20); len(b) != 2<<20 {
+		t.Fatalf("at the limit: %d bytes", len(b))
+	}
+	for _, size := range []int{2<<20 + 1, -1} {
+		func() {
+			defer func() {
+				err, _ := recover().(error)
+				if !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("Allocate(%d): panic %v, want ErrTooLarge", size, err)
+				}
+			}()
+			a.Allocate(size)
+			t.Fatalf("Allocate(%d) returned", size)
+		}()
 	}
 }
