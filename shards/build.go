@@ -501,21 +501,26 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 			}
 		})
 	}
-	src, row := int32(0), int64(0)
-	fi := 0
+	fi, row := 0, int64(0) // the file being read (its index is the source id) and its rows so far
+	done := func() error { // file fi is complete
+		if row != files[fi].src.Rows {
+			return fmt.Errorf("shards: %s: %w: %d rows, its manifest says %d", files[fi].path, ErrCorrupt, row, files[fi].src.Rows)
+		}
+		fi, row = fi+1, 0
+		return nil
+	}
 	for j := range seq {
 		<-j.done
 		if j.err != nil {
 			return fmt.Errorf("shards: %w", j.err)
 		}
-		for files[fi].path != j.path { // the previous file is complete
-			if row != files[fi].src.Rows {
+		for files[fi].path != j.path {
+			if err := done(); err != nil {
 				j.rec.Release()
-				return fmt.Errorf("shards: %s: %w: %d rows, its manifest says %d", files[fi].path, ErrCorrupt, row, files[fi].src.Rows)
+				return err
 			}
-			fi, src, row = fi+1, src+1, 0
 		}
-		err := b.send(ctx, j.rec, src, &row, work, order)
+		err := b.send(ctx, j.rec, int32(fi), &row, work, order)
 		j.rec.Release()
 		if err != nil {
 			return err
@@ -524,9 +529,9 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for ; fi < len(files); fi, row = fi+1, 0 { // the last file, and any of no batches
-		if row != files[fi].src.Rows {
-			return fmt.Errorf("shards: %s: %w: %d rows, its manifest says %d", files[fi].path, ErrCorrupt, row, files[fi].src.Rows)
+	for fi < len(files) { // the last file, and any of no batches
+		if err := done(); err != nil {
+			return err
 		}
 	}
 	return nil
