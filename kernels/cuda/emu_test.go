@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/estkit/estkit/kernels"
@@ -49,5 +50,22 @@ func TestConformanceThreadOrders(t *testing.T) {
 			}
 			kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Attention, Only: []string{"Attention"}})
 		})
+	}
+}
+
+// TestGridLimits: a launch whose grid is outside CUDA's limits fails with
+// an error naming the op and the kernel, before it reaches the device (the
+// emulator would run it).
+func TestGridLimits(t *testing.T) {
+	for _, grid := range [][3]int{{1, 65536, 1}, {1, 1, 65536}, {0, 1, 1}} {
+		o, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := o.Alloc(4)
+		o.launch("Fill", "fill", grid, [3]int{32, 1, 1}, buf(x), float32(1), int64(4))
+		if err := o.Err(); err == nil || !strings.Contains(err.Error(), "Fill") || !strings.Contains(err.Error(), "grid") {
+			t.Fatalf("grid %v: %v", grid, err)
+		}
 	}
 }

@@ -167,6 +167,10 @@ func (o *Ops) launch(op, kernel string, grid, block [3]int, args ...any) {
 	if err == nil && kernelSigs[kernel] != kinds {
 		err = fmt.Errorf("kernel %s takes (%s), given (%s)", kernel, kernelSigs[kernel], kinds)
 	}
+	if err == nil && (grid[0] < 1 || grid[0] > 1<<31-1 || grid[1] < 1 || grid[1] > 65535 || grid[2] < 1 || grid[2] > 65535) {
+		// CUDA's limits on a grid's dimensions (x, then y and z)
+		err = fmt.Errorf("kernel %s: grid %v is outside CUDA's limits (x up to 2³¹−1, y and z up to 65535)", kernel, grid)
+	}
 	if err == nil {
 		err = o.dev.launch(kernel, grid, block, slots)
 	}
@@ -451,9 +455,6 @@ func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, NKV, HS int) {
 		return
 	}
 	if o.bf16["Attention"] {
-		if !o.check("Attention", B <= 65535 && NH <= 65535, "bf16 attention: batch %d and heads %d at most 65535", B, NH) {
-			return
-		}
 		o.launch("Attention", "attention_bf16", [3]int{(T + 31) / 32, NH, B}, [3]int{64, 1, 1}, buf(out), buf(att), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 		return
 	}
@@ -465,9 +466,6 @@ func (o *Ops) AttentionBackward(dqkv, dout, out, qkv, att kernels.Buf, B, T, NH,
 		return
 	}
 	if o.bf16["AttentionBackward"] {
-		if !o.check("AttentionBackward", B <= 65535 && NH <= 65535, "bf16 attention: batch %d and heads %d at most 65535", B, NH) {
-			return
-		}
 		o.launch("AttentionBackward", "attention_backward_dq_bf16", [3]int{(T + 15) / 16, NH, B}, [3]int{32, 1, 1}, buf(dqkv), buf(att), buf(dout), buf(out), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 		o.launch("AttentionBackward", "attention_backward_dkv_bf16", [3]int{(T + 15) / 16, NKV, B}, [3]int{32, 1, 1}, buf(dqkv), buf(att), buf(dout), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 		return
