@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/estkit/estkit/internal/arrowpool"
-
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"github.com/estkit/estkit/internal/arrowpool"
 )
 
 // ReadDocument returns document k (0-based, in manifest order) of the

@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/estkit/estkit/internal/arrowpool"
-
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/estkit/estkit/internal/arrowpool"
 	"github.com/estkit/estkit/internal/durable"
 )
 

@@ -16,14 +16,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/estkit/estkit/internal/arrowpool"
-
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/estkit/estkit/ingest"
+	"github.com/estkit/estkit/internal/arrowpool"
 	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/tokenize"
 )

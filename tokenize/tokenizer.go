@@ -267,8 +267,9 @@ func (e *Encoder) remember(piece string, ids []uint32) {
 	e.t.shared.put(piece, ids)
 }
 
-// store copies ids into the Encoder's cache (the table clones a key it
-// keeps as a string, so a piece of a text does not keep the text alive).
+// store copies ids into the Encoder's cache (the table copies the key's
+// bytes into its slots and arena, so a piece of a text does not keep the
+// text alive).
 func (e *Encoder) store(piece string, ids []uint32) {
 	if e.cache.len() >= maxCache {
 		e.cache.reset()
