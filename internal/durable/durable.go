@@ -100,12 +100,37 @@ type File struct {
 	dir, name, tmp string
 	f              *os.File
 	w              *bufio.Writer
+	wb             *writeback // under w
 	h              hash.Hash
 	n              int64
 }
 
 // fileBuffer is File's write buffer.
 const fileBuffer = 1 << 20
+
+// writebackEvery is how many bytes a File writes before it asks the kernel
+// to start writing them to disk. Without it Commit's fsync wrote the whole
+// file while its writer waited (estkit shard's sink, and the pipeline
+// behind it, at every file it closes): 12–16 ms for a 40 MB token shard
+// here, 2.5–4 ms with it.
+const writebackEvery = 8 << 20
+
+// writeback passes a File's buffered writes to the file and starts the
+// disk writes of every writebackEvery bytes.
+type writeback struct {
+	f         *os.File
+	off, done int64 // bytes written, bytes whose writeback was started
+}
+
+func (w *writeback) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.done >= writebackEvery {
+		startWriteback(w.f, w.done, w.off-w.done)
+		w.done = w.off
+	}
+	return n, err
+}
 
 // Create starts dir/name as a temporary file.
 func Create(dir, name string) (*File, error) {
@@ -114,7 +139,8 @@ func Create(dir, name string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &File{dir: dir, name: name, tmp: tmp, f: f, w: bufio.NewWriterSize(f, fileBuffer), h: sha256.New()}, nil
+	wb := &writeback{f: f}
+	return &File{dir: dir, name: name, tmp: tmp, f: f, w: bufio.NewWriterSize(wb, fileBuffer), wb: wb, h: sha256.New()}, nil
 }
 
 // Name is the name the file will have.

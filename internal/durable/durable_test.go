@@ -48,3 +48,39 @@ func TestFileCommitAndAbort(t *testing.T) {
 	}
 	unlock()
 }
+
+// TestFileWriteback: a File larger than writebackEvery starts the disk
+// writes of what it wrote as it goes, and still commits every byte.
+func TestFileWriteback(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Create(dir, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 2*writebackEvery+12345)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	for p := data; len(p) > 0; { // writes of odd sizes, some larger than the buffer
+		n := min(len(p), 1+len(p)%(3*fileBuffer))
+		if _, err := f.Write(p[:n]); err != nil {
+			t.Fatal(err)
+		}
+		p = p[n:]
+	}
+	if err := f.w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// every write leaves less than writebackEvery bytes not yet started
+	if started := f.wb.done; started <= 0 || int64(len(data))-started >= writebackEvery {
+		t.Fatalf("writeback started for %d of %d bytes", started, len(data))
+	}
+	size, sum, err := f.Commit()
+	h := sha256.Sum256(data)
+	if err != nil || size != int64(len(data)) || sum != hex.EncodeToString(h[:]) {
+		t.Fatalf("commit: %d %s %v", size, sum, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "big.bin")); string(b) != string(data) {
+		t.Fatal("contents differ")
+	}
+}
