@@ -56,7 +56,7 @@ type Options struct {
 
 	OutDir   string         `json:"-"`
 	Version  string         `json:"-"` // estkit version recorded in the manifest
-	Workers  int            `json:"-"` // 0: runtime.NumCPU()
+	Workers  int            `json:"-"` // 0: runtime.GOMAXPROCS(0), the CPUs the process may use
 	Force    bool           `json:"-"` // redo the work even when the manifest is up to date
 	Logger   *slog.Logger   `json:"-"`
 	Progress func(Progress) `json:"-"` // called from one goroutine, often; throttle in the caller
@@ -117,7 +117,7 @@ func (o *Options) resolve() error {
 		sort.Strings(l)
 	}
 	if o.Workers <= 0 {
-		o.Workers = runtime.NumCPU()
+		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -45,7 +45,7 @@ type Options struct {
 	ShardTokens int64 `json:"shard_tokens"`
 
 	Version  string                  `json:"-"` // estkit's version, recorded in the manifest
-	Workers  int                     `json:"-"` // 0: one per CPU
+	Workers  int                     `json:"-"` // 0: one per CPU the process may use (GOMAXPROCS, which follows a container's CPU limit)
 	OutDir   string                  `json:"-"` // where the set goes; "" : CacheDir/<key>
 	CacheDir string                  `json:"-"` // content-addressed sets; "" : DefaultCacheDir()
 	Progress func(docs, bytes int64) `json:"-"` // called now and then from one goroutine
@@ -118,7 +118,7 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		o.ShardTokens = DefaultShardTokens
 	}
 	if o.Workers <= 0 {
-		o.Workers = runtime.NumCPU()
+		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	info := TokenizerInfo{Name: tok.Name(), Fingerprint: tok.Fingerprint(), VocabSize: tok.VocabSize(), TokenBits: 16, BOS: -1, EOS: -1}
 	if tok.VocabSize() > 1<<16 {

@@ -347,7 +347,7 @@ func (t *Tokenizer) specialText(id uint32) (string, bool) {
 // returns the ids in input order.
 func (t *Tokenizer) EncodeBatch(texts []string, o EncodeOptions, workers int) ([][]uint32, error) {
 	if workers <= 0 {
-		workers = runtime.NumCPU()
+		workers = runtime.GOMAXPROCS(0)
 	}
 	if err := t.checkOptions(o); err != nil {
 		return nil, err // an option the tokenizer cannot honour: say it once
