@@ -220,16 +220,21 @@ cuda: cuda-deps
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/train-cuda.test ./train
 
 # Everything a GPU machine (driver, CUDA libraries, PyTorch; no Go) needs
-# for the device check, in one folder of about 35 MB (the binaries
-# gzipped, and GPT-2 token shards of a few MB): there, $(DEVICE_DIR)/run.sh
-# runs the conformance suite, the CPU-against-GPU training check, the
-# per-op timing table and a short EST run of GPT-2 124M (docs/PERF.md).
+# for the device check, in one folder of about 45 MB (the binaries
+# gzipped, GPT-2 token shards of a few MB, 30 MB of benchmark English
+# gzipped): there, $(DEVICE_DIR)/run.sh runs the conformance suite, the
+# CPU-against-GPU training check, the per-op timing table and a short EST
+# run of GPT-2 124M, then estkit shard's scaling over the machine's CPU
+# cores, which no development machine (2 cores) can show (docs/PERF.md).
 device-check: cuda build
 	rm -rf $(DEVICE_DIR) && mkdir -p $(DEVICE_DIR)
 	$(BIN) -q samples --out $(DEVICE_DIR)/work/samples --bytes 3000000
 	$(BIN) -q ingest --out $(DEVICE_DIR)/work/docs $(DEVICE_DIR)/work/samples
 	$(BIN) -q shard --tokenizer gpt2 --val-fraction 0.02 --out $(DEVICE_DIR)/tok $(DEVICE_DIR)/work/docs
+	$(GO) run ./tokenize/internal/refcorpus -bench $(DEVICE_DIR)/work/bench -mb 30
+	gzip -c $(DEVICE_DIR)/work/bench/english.jsonl > $(DEVICE_DIR)/english.jsonl.gz
 	rm -rf $(DEVICE_DIR)/work
+	$(GO) test -c -ldflags '-s -w' -o $(DEVICE_DIR)/shards.test ./shards && gzip $(DEVICE_DIR)/shards.test
 	cp bin/cuda.test kernels/cuda/devicecheck/run.sh kernels/cuda/devicecheck/report.py $(DEVICE_DIR)/
 	gzip -c bin/train-cuda.test > $(DEVICE_DIR)/train-cuda.test.gz
 	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w' -o $(DEVICE_DIR)/estkit-cuda ./cmd/estkit && gzip $(DEVICE_DIR)/estkit-cuda

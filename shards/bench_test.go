@@ -78,16 +78,17 @@ func benchDocSet(b *testing.B) (string, []string, int64) {
 	return d.dir, d.texts, d.bytes
 }
 
-// BenchmarkShardBuild: estkit shard (GPT-2, all cores) on the English
-// benchmark text, from document shards to token shards on disk; its bound,
-// BenchmarkShardBound, is the bare tokenizer on one core times the cores.
+// BenchmarkShardBuild: estkit shard (GPT-2, one worker per GOMAXPROCS, so
+// that -test.cpu 1,2,4,... gives its scaling) on the English benchmark
+// text, from document shards to token shards on disk; its bound,
+// BenchmarkShardBound, is the bare tokenizer on one core times GOMAXPROCS.
 func BenchmarkShardBuild(b *testing.B) {
 	docs, _, n := benchDocSet(b)
 	b.SetBytes(n)
 	var tokens int64
 	for b.Loop() {
 		out := b.TempDir()
-		res, err := Build(context.Background(), gpt2(b).Clone(), []string{docs}, Options{OutDir: out, ValFraction: DefaultValFraction})
+		res, err := Build(context.Background(), gpt2(b).Clone(), []string{docs}, Options{OutDir: out, ValFraction: DefaultValFraction, Workers: runtime.GOMAXPROCS(0)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -98,11 +99,11 @@ func BenchmarkShardBuild(b *testing.B) {
 }
 
 // BenchmarkShardBound: one goroutine encoding the same texts (with the EOS
-// separator) from memory; MB/s is scaled by the number of CPUs, the most a
+// separator) from memory; MB/s is scaled by GOMAXPROCS, the most a
 // parallel shard could reach. Both start with a cold tokenizer cache.
 func BenchmarkShardBound(b *testing.B) {
 	_, texts, n := benchDocSet(b)
-	b.SetBytes(n * int64(runtime.NumCPU()))
+	b.SetBytes(n * int64(runtime.GOMAXPROCS(0)))
 	for b.Loop() {
 		e := gpt2(b).Clone().NewEncoder()
 		var out []uint32

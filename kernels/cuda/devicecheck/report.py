@@ -3,13 +3,14 @@ card's copy bandwidth and bf16 matrix rate, both measured here with PyTorch
 (the anchors: what the card does for the simplest memory-bound op and for
 the matrix product)."""
 import re
+import statistics
 import sys
 import time
 
-import torch
-
 
 def timed(fn, n=10):
+    import torch
+
     fn()
     torch.cuda.synchronize()
     t = time.perf_counter()
@@ -20,6 +21,8 @@ def timed(fn, n=10):
 
 
 def anchors():
+    import torch
+
     x = torch.empty(256 << 20, dtype=torch.float32, device="cuda")
     y = torch.empty_like(x)
     copy = 2 * x.numel() * 4 / timed(lambda: y.copy_(x)) / 1e9
@@ -34,7 +37,6 @@ def steps(path):
     step of each stage left out: it allocates), tokens/s, and the time
     and FLOPs of a step over the full model's (the last stage)."""
     import json
-    import statistics
 
     by = {}
     for line in open(path):
@@ -53,10 +55,36 @@ def steps(path):
         print(f"{stage:<7}{rates:<16}{ms:>10.1f}{tokens / ms * 1000:>10.0f}{ms / full_ms:>12.3f}{fr:>13.3f}")
 
 
+def shard(path):
+    """estkit shard's scaling: per GOMAXPROCS (the -N of a benchmark's
+    name), the median MB/s of ShardBuild and of ShardBound, and their
+    ratio (issue 4's goal: at least 85%)."""
+    line = re.compile(r"^BenchmarkShard(Build|Bound)(?:-(\d+))?\s+\d+\s+\d+ ns/op\s+([\d.]+) MB/s")
+    mbs = {}
+    for text in open(path):
+        m = line.match(text.strip())
+        if m:
+            mbs.setdefault((m.group(1), int(m.group(2) or 1)), []).append(float(m.group(3)))
+    cores = sorted({n for _, n in mbs})
+    if not cores:
+        print("no shard benchmark results", file=sys.stderr)
+        sys.exit(1)
+    print(f"{'cores':>6}{'build MB/s':>12}{'bound MB/s':>12}{'ratio':>8}")
+    for n in cores:
+        b = statistics.median(mbs.get(("Build", n), [0]))
+        u = statistics.median(mbs.get(("Bound", n), [0]))
+        print(f"{n:>6}{b:>12.1f}{u:>12.1f}{100 * b / u if u else 0:>7.0f}%")
+
+
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--steps":
         steps(sys.argv[2])
         return
+    if len(sys.argv) > 2 and sys.argv[1] == "--shard":
+        shard(sys.argv[2])
+        return
+    import torch
+
     if torch.cuda.is_available():
         copy, mm = anchors()
         print(f"{torch.cuda.get_device_name()}: copy {copy:.0f} GB/s, bf16 matmul {mm:.0f} TFLOP/s (PyTorch {torch.__version__})")

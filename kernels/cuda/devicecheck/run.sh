@@ -45,5 +45,22 @@ if [ -d tok ]; then
     [ -e "$run/metrics.jsonl" ] && cp "$run/metrics.jsonl" "$out/metrics-$mm.jsonl" && python3 report.py --steps "$run/metrics.jsonl" | tee -a "$out/report.txt"
   done
 fi
+# estkit shard's scaling over this machine's CPU cores (the development
+# machines have 2): ShardBuild with one worker per GOMAXPROCS against
+# ShardBound (one goroutine's tokenizer rate × GOMAXPROCS), on the
+# benchmark English repeated 8 times (about 250 MB, so that a build on many
+# cores outlasts its fixed costs). Its figures belong to issue 4, not to
+# the GPU, and do not decide the status.
+if [ -x shards.test ] && [ -e english.jsonl ]; then
+  bench=$(mktemp -d)
+  for i in 1 2 3 4 5 6 7 8; do cat english.jsonl; done > "$bench/english.jsonl"
+  cpus=$(nproc); list=1; c=2; while [ $c -le $cpus ]; do list=$list,$c; c=$((c * 2)); done
+  [ "${list##*,}" = "$cpus" ] || list=$list,$cpus
+  echo "estkit shard on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), -test.cpu $list" | tee -a "$out/report.txt"
+  ESTKIT_BENCH_TEXT=$bench timeout -k 10 "${SHARD_TIMEOUT:-240}" ./shards.test -test.run '^$' -test.bench 'ShardBuild|ShardBound' \
+    -test.benchtime "${SHARD_BENCHTIME:-3x}" -test.count "${SHARD_COUNT:-2}" -test.cpu "$list" > "$out/shard.txt" 2>&1 || tail -5 "$out/shard.txt"
+  python3 report.py --shard "$out/shard.txt" | tee -a "$out/report.txt"
+  rm -rf "$bench"
+fi
 echo "device check: $([ $status = 0 ] && echo PASS || echo FAIL)"
 exit $status
