@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 )
 
 func TestFileCommitAndAbort(t *testing.T) {
@@ -49,38 +50,64 @@ func TestFileCommitAndAbort(t *testing.T) {
 	unlock()
 }
 
-// TestFileWriteback: a File larger than writebackEvery starts the disk
-// writes of what it wrote as it goes, and still commits every byte.
-func TestFileWriteback(t *testing.T) {
-	dir := t.TempDir()
-	f, err := Create(dir, "big.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestFileLarge: a File of many buffers commits every byte, written in
+// odd sizes, directly where the file system allows it (all but the last
+// partial block) and through the page cache, where it starts the disk
+// writes as it goes.
+func TestFileLarge(t *testing.T) {
 	data := make([]byte, 2*writebackEvery+12345)
 	for i := range data {
 		data[i] = byte(i * 7 / 5)
 	}
-	for p := data; len(p) > 0; { // writes of odd sizes, some larger than the buffer
-		n := min(len(p), 1+len(p)%(3*fileBuffer))
-		if _, err := f.Write(p[:n]); err != nil {
-			t.Fatal(err)
+	for _, tc := range []struct {
+		name   string
+		direct bool
+	}{{"direct", true}, {"page-cache", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f, err := Create(dir, "big.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.direct && !f.direct {
+				t.Skipf("%s refuses direct writes", dir)
+			}
+			if !tc.direct {
+				f.endDirect()
+			}
+			for p := data; len(p) > 0; { // some writes larger than the buffer
+				n := min(len(p), 1+len(p)%(3*fileBuffer))
+				if k, err := f.Write(p[:n]); err != nil || k != n {
+					t.Fatal(k, err)
+				}
+				p = p[n:]
+			}
+			if f.direct != tc.direct {
+				t.Fatalf("direct %v after the whole buffers", f.direct)
+			}
+			if !tc.direct {
+				// every flush leaves less than writebackEvery bytes not yet started
+				if f.started <= 0 || f.off-f.started >= writebackEvery {
+					t.Fatalf("writeback started for %d of %d bytes", f.started, f.off)
+				}
+			}
+			size, sum, err := f.Commit()
+			h := sha256.Sum256(data)
+			if err != nil || size != int64(len(data)) || sum != hex.EncodeToString(h[:]) {
+				t.Fatalf("commit: %d %s %v", size, sum, err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "big.bin")); string(b) != string(data) {
+				t.Fatal("contents differ")
+			}
+		})
+	}
+}
+
+func TestAlignedBuffer(t *testing.T) {
+	for range 8 {
+		b := alignedBuffer(fileBuffer)
+		if len(b) != 0 || cap(b) != fileBuffer || uintptr(unsafe.Pointer(&b[:1][0]))%directAlign != 0 {
+			t.Fatalf("len %d cap %d at %p", len(b), cap(b), &b[:1][0])
 		}
-		p = p[n:]
-	}
-	if err := f.w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	// every write leaves less than writebackEvery bytes not yet started
-	if started := f.wb.done; started <= 0 || int64(len(data))-started >= writebackEvery {
-		t.Fatalf("writeback started for %d of %d bytes", started, len(data))
-	}
-	size, sum, err := f.Commit()
-	h := sha256.Sum256(data)
-	if err != nil || size != int64(len(data)) || sum != hex.EncodeToString(h[:]) {
-		t.Fatalf("commit: %d %s %v", size, sum, err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "big.bin")); string(b) != string(data) {
-		t.Fatal("contents differ")
 	}
 }
