@@ -102,9 +102,9 @@ func RemoveTemps(dir string) {
 // written once and not read back by the writer; through the page cache,
 // writing them cost the kernel a fresh page per 4 KiB (0.04–0.44 s of
 // system time per 160 MiB here, by how recently the machine's memory was
-// used, against 0.01 s direct), and evicted the inputs being read. Where
-// direct writes are refused the File writes through the page cache and
-// starts the disk writes as it goes (startWriteback).
+// used, against 0.01 s direct), and filled the cache the inputs are read
+// through. Where direct writes are refused the File writes through the
+// page cache and starts the disk writes as it goes (startWriteback).
 type File struct {
 	dir, name, tmp string
 	f              *os.File
