@@ -78,8 +78,8 @@ func benchDocSet(b *testing.B) (string, []string, int64) {
 	return d.dir, d.texts, d.bytes
 }
 
-// BenchmarkShardBuild: estkit shard (GPT-2, one worker per GOMAXPROCS, so
-// that -test.cpu 1,2,4,... gives its scaling) on the English benchmark
+// BenchmarkShardBuild: estkit shard (GPT-2, Build's default of one worker
+// per GOMAXPROCS, so that -test.cpu 1,2,4,... gives its scaling) on the English benchmark
 // text, from document shards to token shards on disk; its bound,
 // BenchmarkShardBound, is the bare tokenizer on one core times GOMAXPROCS.
 func BenchmarkShardBuild(b *testing.B) {
@@ -88,7 +88,7 @@ func BenchmarkShardBuild(b *testing.B) {
 	var tokens int64
 	for b.Loop() {
 		out := b.TempDir()
-		res, err := Build(context.Background(), gpt2(b).Clone(), []string{docs}, Options{OutDir: out, ValFraction: DefaultValFraction, Workers: runtime.GOMAXPROCS(0)})
+		res, err := Build(context.Background(), gpt2(b).Clone(), []string{docs}, Options{OutDir: out, ValFraction: DefaultValFraction})
 		if err != nil {
 			b.Fatal(err)
 		}
