@@ -1,10 +1,15 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
-// Buf is float32 storage owned by a backend: host memory for the CPU
-// backend, device memory for a GPU backend. Trainers never touch its
-// contents directly; they move data with Upload and Download.
+// Buf is storage owned by a backend: host memory for the CPU backend,
+// device memory for a GPU backend. It holds float32 values, or bfloat16
+// ones when a BF16Storage backend allocated it so. Trainers never touch its
+// contents directly; they move data with Upload and Download, which convert
+// (Len and offsets count values, whatever their size).
 type Buf interface {
 	Len() int
 }
@@ -115,6 +120,53 @@ type Ops interface {
 	// listed (all when cols is nil). The rest keeps its values and moments.
 	AdamWSub(params, grads, m, v Buf, width int, rows, cols []int32, a AdamWArgs)
 }
+
+// BF16Storage is a backend that can also keep tensors in bfloat16 (the
+// CUDA backend): half the memory and half the memory traffic of float32,
+// which is what the memory-bound ops (norms, activations, attention's
+// loads, the classifier) are limited by. Every op computes in float32 and
+// rounds what it stores to bfloat16 (to nearest, ties to even; NaN stays
+// NaN); an op that adds into a bfloat16 tensor rounds the sum.
+//
+// Each op takes its activations (the tensors with a row per token: x, out,
+// dx, dout, qkv, h, logits and their gradients) in either type, all in the
+// same one; weights, their gradients, AdamW's moments and the per-row
+// statistics (mean, rstd, att, losses) are float32, except where an op says
+// otherwise:
+//   - Fill, SumSquares and RoPE take either type; Copy and Axpy any pair
+//     (Copy converts);
+//   - MatMul takes A and B in one type and C in either (a bfloat16 copy of
+//     the weights times bfloat16 activations, into bfloat16 activations or
+//     float32 weight gradients);
+//   - the gathers take dst and src in any pair (float32 weights gathered
+//     into a bfloat16 copy for the products); the scatters add src of
+//     either type into float32 dst;
+//   - AdamW and AdamWSub are float32 throughout.
+//
+// An op given another combination fails (Err names it) and writes nothing.
+type BF16Storage interface {
+	// AllocBF16 is Alloc for n bfloat16 values.
+	AllocBF16(n int) Buf
+	// IsBF16 reports whether b holds bfloat16 values.
+	IsBF16(b Buf) bool
+}
+
+// ToBF16 rounds f to the nearest bfloat16 (ties to even; NaN stays a quiet
+// NaN) and returns its bits: the rounding of CUDA's __float2bfloat16.
+func ToBF16(f float32) uint16 {
+	u := math.Float32bits(f)
+	if u&0x7fffffff > 0x7f800000 {
+		return uint16(u>>16) | 0x40
+	}
+	u += 0x7fff + (u>>16)&1
+	return uint16(u >> 16)
+}
+
+// FromBF16 is the float32 a bfloat16's bits stand for (exact).
+func FromBF16(b uint16) float32 { return math.Float32frombits(uint32(b) << 16) }
+
+// RoundBF16 is f rounded to bfloat16, as a float32.
+func RoundBF16(f float32) float32 { return FromBF16(ToBF16(f)) }
 
 // AdamWArgs are AdamW's settings for one update.
 type AdamWArgs struct {

@@ -62,11 +62,15 @@ int estk_cublas_open(const char *path, char *which, int wlen, char *err, int ele
 	return 0;
 }
 
-int estk_cublas_gemm(int ta, int tb, int m, int n, int k, float alpha, uintptr_t a, int lda, uintptr_t b, int ldb, float beta, uintptr_t c, int ldc, int bf16, char *err, int elen) {
+// estk_cublas_gemm: A and B in fp32 (rounded to bf16 by the tensor cores
+// when round) or in bf16 (ab_bf16), C in fp32 or, with bf16 A and B, in
+// bf16 (c_bf16); fp32 accumulation throughout (GemmEx's supported types).
+int estk_cublas_gemm(int ta, int tb, int m, int n, int k, float alpha, uintptr_t a, int lda, uintptr_t b, int ldb, float beta, uintptr_t c, int ldc, int round, int ab_bf16, int c_bf16, char *err, int elen) {
+	cudaDataType ab = ab_bf16 ? CUDA_R_16BF : CUDA_R_32F, ct = c_bf16 ? CUDA_R_16BF : CUDA_R_32F;
 	cublasStatus_t st = gemmex(handle, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
-		&alpha, (const void *)a, CUDA_R_32F, lda, (const void *)b, CUDA_R_32F, ldb,
-		&beta, (void *)c, CUDA_R_32F, ldc,
-		bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+		&alpha, (const void *)a, ab, lda, (const void *)b, ab, ldb,
+		&beta, (void *)c, ct, ldc,
+		round && !ab_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 	if (st != CUBLAS_STATUS_SUCCESS) {
 		snprintf(err, elen, "cublasGemmEx: %s (status %d)", status_string ? status_string(st) : "error", (int)st);
 		return 1;

@@ -3,6 +3,7 @@ package cuda
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/estkit/estkit/kernels"
@@ -38,6 +39,69 @@ func TestConformanceBF16(t *testing.T) {
 	kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Attention, Only: []string{"Attention"}})
 	if err := ps.SetPrecision("LayerNorm", kernels.BF16); err == nil {
 		t.Error("LayerNorm accepted a bf16 variant it does not have")
+	}
+}
+
+// TestConformanceBF16Storage runs the suite with every op's activations
+// in bfloat16: the fp32 kernels on bf16 storage, then the bf16 variants
+// (products on the tensor cores) on it.
+func TestConformanceBF16Storage(t *testing.T) {
+	o := backend(t)
+	t.Run("fp32", func(t *testing.T) {
+		kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Stored, BF16Storage: true})
+	})
+	t.Run("bf16", func(t *testing.T) {
+		ps := o.(kernels.PrecisionSetter)
+		for _, op := range []string{"MatMul", "Attention", "AttentionBackward"} {
+			if err := ps.SetPrecision(op, kernels.BF16); err != nil {
+				t.Fatal(err)
+			}
+			defer ps.SetPrecision(op, kernels.FP32)
+		}
+		kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Attention, BF16Storage: true, Only: []string{"MatMul", "Attention"}})
+	})
+}
+
+// TestBF16StorageErrors: an op given tensors in types it does not take
+// fails with an error naming the op and the tensors.
+func TestBF16StorageErrors(t *testing.T) {
+	backend(t)
+	for _, c := range []struct {
+		name string
+		call func(o kernels.Ops, bs kernels.BF16Storage, out kernels.Buf)
+		want string
+	}{
+		{"mixed activations", func(o kernels.Ops, bs kernels.BF16Storage, out kernels.Buf) { o.GELU(out, o.Alloc(64)) }, "GELU: activations in two types: out is bf16, x fp32"},
+		{"bf16 weight", func(o kernels.Ops, bs kernels.BF16Storage, out kernels.Buf) {
+			o.LayerNorm(out, o.Alloc(2), o.Alloc(2), bs.AllocBF16(64), bs.AllocBF16(32), o.Alloc(32), 2, 32)
+		}, "LayerNorm: w is bf16"},
+		{"bf16 moments", func(o kernels.Ops, bs kernels.BF16Storage, out kernels.Buf) {
+			o.AdamW(o.Alloc(64), o.Alloc(64), bs.AllocBF16(64), o.Alloc(64), kernels.AdamWArgs{Step: 1})
+		}, "AdamW: m is bf16"},
+		{"products of two types", func(o kernels.Ops, bs kernels.BF16Storage, out kernels.Buf) {
+			o.MatMul(o.Alloc(64), bs.AllocBF16(64), o.Alloc(64), 8, 8, 8, false, false, 1, 0)
+		}, "MatMul: activations in two types: A is bf16, B fp32"},
+		{"fp32 product into bf16", func(o kernels.Ops, bs kernels.BF16Storage, out kernels.Buf) {
+			o.MatMul(out, o.Alloc(64), o.Alloc(64), 8, 8, 8, false, false, 1, 0)
+		}, "MatMul: fp32 A and B into a bf16 C"},
+		{"scatter into bf16", func(o kernels.Ops, bs kernels.BF16Storage, out kernels.Buf) {
+			o.ScatterAddRows(out, o.Alloc(32), []int32{1}, 32)
+		}, "ScatterAddRows: dst is bf16"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ko kernels.Ops = o // *Ops, or kernels.Ops in a build without CUDA
+			bs := ko.(kernels.BF16Storage)
+			out := bs.AllocBF16(64)
+			ko.Upload(out, make([]float32, 64))
+			c.call(ko, bs, out)
+			if err := o.Err(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one saying %q", err, c.want)
+			}
+		})
 	}
 }
 

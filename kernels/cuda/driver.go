@@ -195,7 +195,7 @@ func (d *driver) gemm(g gemm) error {
 	var msg [256]C.char
 	if C.estk_cublas_gemm(cbool(g.ta), cbool(g.tb), C.int(g.m), C.int(g.n), C.int(g.k), C.float(g.alpha),
 		C.uintptr_t(g.a), C.int(g.lda), C.uintptr_t(g.b), C.int(g.ldb), C.float(g.beta), C.uintptr_t(g.c), C.int(g.ldc),
-		cbool(g.bf16), &msg[0], C.int(len(msg))) != 0 {
+		cbool(g.round), cbool(g.abBF16), cbool(g.cBF16), &msg[0], C.int(len(msg))) != 0 {
 		return errors.New(C.GoString(&msg[0]))
 	}
 	return nil

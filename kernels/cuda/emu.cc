@@ -247,33 +247,32 @@ int emu_launch(const char *name, unsigned gx, unsigned gy, unsigned gz, unsigned
 	return 0;
 }
 
-// bf16 rounds to bfloat16, to nearest even, as cuBLAS's 32F_FAST_16BF
-// compute type does to its inputs.
-static float bf16(float f) {
-	union {
-		float f;
-		uint32_t u;
-	} a;
-	a.f = f;
-	if ((a.u & 0x7f800000u) != 0x7f800000u) a.u += 0x7fffu + ((a.u >> 16) & 1);
-	a.u &= 0xffff0000u;
-	return a.f;
+// emu_gemm: cuBLAS's GemmEx over column-major matrices, A and B fp32 (or
+// bf16 when ab_bf16; rounded to bf16 first when round_bf16, as cuBLAS's
+// 32F_FAST_16BF compute type does), C fp32 (or bf16 when c_bf16), the
+// products summed in fp32.
+static float emu_load(const void *p, long i, int bf) {
+	return bf ? __bfloat162float(((const __nv_bfloat16 *)p)[i]) : ((const float *)p)[i];
 }
 
-void emu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc, int round_bf16) {
+void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int round_bf16, int ab_bf16, int c_bf16) {
 	for (int j = 0; j < n; j++)
 		for (int i = 0; i < m; i++) {
 			float s = 0;
 			for (int p = 0; p < k; p++) {
-				float a = ta ? A[p + (long)i * lda] : A[i + (long)p * lda];
-				float b = tb ? B[j + (long)p * ldb] : B[p + (long)j * ldb];
+				float a = emu_load(A, ta ? p + (long)i * lda : i + (long)p * lda, ab_bf16);
+				float b = emu_load(B, tb ? j + (long)p * ldb : p + (long)j * ldb, ab_bf16);
 				if (round_bf16) {
-					a = bf16(a);
-					b = bf16(b);
+					a = __bfloat162float(__float2bfloat16(a));
+					b = __bfloat162float(__float2bfloat16(b));
 				}
 				s += a * b;
 			}
-			float *c = &C[i + (long)j * ldc];
-			*c = beta == 0 ? alpha * s : alpha * s + beta * *c;
+			long c = i + (long)j * ldc;
+			float v = beta == 0 ? alpha * s : alpha * s + beta * emu_load(C, c, c_bf16);
+			if (c_bf16)
+				((__nv_bfloat16 *)C)[c] = __float2bfloat16(v);
+			else
+				((float *)C)[c] = v;
 		}
 }

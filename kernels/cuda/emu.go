@@ -11,8 +11,8 @@ package cuda
 // static void emu_memcpy(uintptr_t dst, uintptr_t src, size_t n) { memmove((void *)dst, (const void *)src, n); }
 // static void emu_upload(uintptr_t dst, const void *src, size_t n) { memcpy((void *)dst, src, n); }
 // static void emu_download(void *dst, uintptr_t src, size_t n) { memcpy(dst, (const void *)src, n); }
-// static void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, uintptr_t a, int lda, uintptr_t b, int ldb, float beta, uintptr_t c, int ldc, int bf16) {
-// 	emu_sgemm(ta, tb, m, n, k, alpha, (const float *)a, lda, (const float *)b, ldb, beta, (float *)c, ldc, bf16);
+// static void emu_gemm_at(int ta, int tb, int m, int n, int k, float alpha, uintptr_t a, int lda, uintptr_t b, int ldb, float beta, uintptr_t c, int ldc, int round, int ab, int cb) {
+// 	emu_gemm(ta, tb, m, n, k, alpha, (const void *)a, lda, (const void *)b, ldb, beta, (void *)c, ldc, round, ab, cb);
 // }
 import "C"
 
@@ -77,9 +77,9 @@ func (emu) launch(kernel string, grid, block [3]int, args []uint64) error {
 }
 
 func (emu) gemm(g gemm) error {
-	C.emu_gemm(cbool(g.ta), cbool(g.tb), C.int(g.m), C.int(g.n), C.int(g.k), C.float(g.alpha),
+	C.emu_gemm_at(cbool(g.ta), cbool(g.tb), C.int(g.m), C.int(g.n), C.int(g.k), C.float(g.alpha),
 		C.uintptr_t(g.a), C.int(g.lda), C.uintptr_t(g.b), C.int(g.ldb),
-		C.float(g.beta), C.uintptr_t(g.c), C.int(g.ldc), cbool(g.bf16))
+		C.float(g.beta), C.uintptr_t(g.c), C.int(g.ldc), cbool(g.round), cbool(g.abBF16), cbool(g.cBF16))
 	return nil
 }
 

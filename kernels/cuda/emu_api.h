@@ -12,7 +12,7 @@ int emu_launch(const char *name, unsigned gx, unsigned gy, unsigned gz, unsigned
 // emu_set_order: threads run in index order (0), in reverse (1), or
 // shuffled from seed (2) between barriers.
 void emu_set_order(int mode, uint64_t seed);
-void emu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc, int round_bf16);
+void emu_gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int round_bf16, int ab_bf16, int c_bf16);
 
 #ifdef __cplusplus
 }

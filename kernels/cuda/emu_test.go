@@ -20,6 +20,7 @@ func TestConformanceGridStride(t *testing.T) {
 	}
 	o.maxGrid = 2
 	kernelstest.Run(t, o, kernelstest.Options{})
+	kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Stored, BF16Storage: true})
 }
 
 // TestConformanceThreadOrders runs the suite with the threads of each
@@ -49,6 +50,7 @@ func TestConformanceThreadOrders(t *testing.T) {
 				}
 			}
 			kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Attention, Only: []string{"Attention"}})
+			kernelstest.Run(t, o, kernelstest.Options{Tol: kernelstest.BF16Attention, BF16Storage: true, Only: []string{"Attention"}})
 		})
 	}
 }

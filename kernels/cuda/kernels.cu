@@ -1,8 +1,19 @@
 // estkit's CUDA kernels: every op of kernels.Ops but the matrix product
-// (cuBLAS), in fp32, and attention also with bf16 products. `make cuda-ptx` compiles this file to kernels.ptx,
+// (cuBLAS), computing in fp32, and attention also with bf16 products on
+// the tensor cores. `make cuda-ptx` compiles this file to kernels.ptx,
 // which the cuda build embeds; the cudaemu build compiles the same source
 // as C++ under emu.h, so that these kernels run and are tested on machines
 // without a GPU.
+//
+// Storage: a kernel's body is a template over the type its activations
+// are stored in (float or bf16_t, kernels.BF16Storage's rules), reading
+// through ld() and writing through st(), which compute in fp32 and round
+// what they store; each type a kernel is built for is an extern "C"
+// wrapper, named for its types: no suffix for fp32 throughout, _b for
+// bf16 activations, and one letter per tensor (f or b) where two tensors
+// vary apart (convert_bf: a bf16 dst from an fp32 src). The emulator's
+// bf16_t has no arithmetic, so a load or store that skips ld or st fails
+// to compile there.
 //
 // Conventions: every kernel is extern "C" with scalar arguments of int,
 // long, float or pointers (the launch table of the emulator is generated
@@ -20,6 +31,15 @@
 using namespace nvcuda;
 
 #define FULL 0xffffffffu
+
+typedef __nv_bfloat16 bf16_t;
+
+// ld reads a stored value as fp32; st stores an fp32 value, rounded to
+// the storage's type (to nearest, ties to even).
+__device__ __forceinline__ float ld(float v) { return v; }
+__device__ __forceinline__ float ld(bf16_t v) { return __bfloat162float(v); }
+__device__ __forceinline__ void st(float &p, float v) { p = v; }
+__device__ __forceinline__ void st(bf16_t &p, float v) { p = __float2bfloat16(v); }
 
 struct Add {
 	template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
@@ -58,42 +78,63 @@ __device__ __forceinline__ float exp_neg(float x) { return expf(x); }
 
 // ---- memory and elementwise ----
 
-extern "C" __global__ void fill(float *x, float v, long n) {
-	GRID_STRIDE(i, n) x[i] = v;
+template <class A> __device__ __forceinline__ void fill_t(A *x, float v, long n) {
+	GRID_STRIDE(i, n) st(x[i], v);
 }
+extern "C" __global__ void fill(float *x, float v, long n) { fill_t(x, v, n); }
+extern "C" __global__ void fill_b(bf16_t *x, float v, long n) { fill_t(x, v, n); }
 
-extern "C" __global__ void axpy(float *y, float a, const float *x, long n) {
-	GRID_STRIDE(i, n) y[i] += a * x[i];
+// convert: Copy between the two types (fp32 to fp32 and bf16 to bf16 are
+// plain copies of memory).
+template <class D, class S> __device__ __forceinline__ void convert_t(D *dst, const S *src, long n) {
+	GRID_STRIDE(i, n) st(dst[i], ld(src[i]));
 }
+extern "C" __global__ void convert_bf(bf16_t *dst, const float *src, long n) { convert_t(dst, src, n); }
+extern "C" __global__ void convert_fb(float *dst, const bf16_t *src, long n) { convert_t(dst, src, n); }
+
+template <class Y, class X> __device__ __forceinline__ void axpy_t(Y *y, float a, const X *x, long n) {
+	GRID_STRIDE(i, n) st(y[i], ld(y[i]) + a * ld(x[i]));
+}
+extern "C" __global__ void axpy(float *y, float a, const float *x, long n) { axpy_t(y, a, x, n); }
+extern "C" __global__ void axpy_bb(bf16_t *y, float a, const bf16_t *x, long n) { axpy_t(y, a, x, n); }
+extern "C" __global__ void axpy_fb(float *y, float a, const bf16_t *x, long n) { axpy_t(y, a, x, n); }
+extern "C" __global__ void axpy_bf(bf16_t *y, float a, const float *x, long n) { axpy_t(y, a, x, n); }
 
 // sum_squares writes one partial sum per block into part[blockIdx.x]
 // (blockDim.x = 256); the host adds the parts in float64.
-extern "C" __global__ void sum_squares(double *part, const float *x, long n) {
+template <class A> __device__ __forceinline__ void sum_squares_t(double *part, const A *x, long n) {
 	__shared__ double sh[32];
 	double s = 0;
-	GRID_STRIDE(i, n) s += (double)x[i] * (double)x[i];
+	GRID_STRIDE(i, n) {
+		double v = ld(x[i]);
+		s += v * v;
+	}
 	s = block_reduce(s, sh, Add(), 0.0);
 	if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
+extern "C" __global__ void sum_squares(double *part, const float *x, long n) { sum_squares_t(part, x, n); }
+extern "C" __global__ void sum_squares_b(double *part, const bf16_t *x, long n) { sum_squares_t(part, x, n); }
 
-extern "C" __global__ void add_bias(float *y, const float *b, long rows, int cols) {
-	GRID_STRIDE(i, rows * cols) y[i] += b[i % cols];
+template <class A> __device__ __forceinline__ void add_bias_t(A *y, const float *b, long rows, int cols) {
+	GRID_STRIDE(i, rows * cols) st(y[i], ld(y[i]) + b[i % cols]);
 }
+extern "C" __global__ void add_bias(float *y, const float *b, long rows, int cols) { add_bias_t(y, b, rows, cols); }
+extern "C" __global__ void add_bias_b(bf16_t *y, const float *b, long rows, int cols) { add_bias_t(y, b, rows, cols); }
 
 // col_sums: dst[c] += Σ_r a[r,c] (and dst2[c] += Σ_r a[r,c]·b[r,c]·s[r]
 // when dst2 is set, s[r] multiplying (b[r,c] − m[r]) when m is set):
 // the column reductions of the bias, LayerNorm and RMSNorm gradients.
 // Block (32, 8): 32 columns, 8 row lanes, reduced through shared memory.
-extern "C" __global__ void __launch_bounds__(256) col_sums(float *dst, float *dst2, const float *a, const float *b, const float *m, const float *s, int rows, int cols) {
+template <class A> __device__ __forceinline__ void col_sums_t(float *dst, float *dst2, const A *a, const A *b, const float *m, const float *s, int rows, int cols) {
 	__shared__ float sh1[8][33], sh2[8][33];
 	int c = blockIdx.x * 32 + threadIdx.x;
 	float s1 = 0, s2 = 0;
 	if (c < cols) {
 		for (int r = threadIdx.y; r < rows; r += 8) {
-			float g = a[(long)r * cols + c];
+			float g = ld(a[(long)r * cols + c]);
 			s1 += g;
 			if (dst2) {
-				float x = b[(long)r * cols + c];
+				float x = ld(b[(long)r * cols + c]);
 				if (m) x -= m[r];
 				s2 += g * x * s[r];
 			}
@@ -112,33 +153,41 @@ extern "C" __global__ void __launch_bounds__(256) col_sums(float *dst, float *ds
 		if (dst2) dst2[c] += t2;
 	}
 }
+extern "C" __global__ void __launch_bounds__(256) col_sums(float *dst, float *dst2, const float *a, const float *b, const float *m, const float *s, int rows, int cols) { col_sums_t(dst, dst2, a, b, m, s, rows, cols); }
+extern "C" __global__ void __launch_bounds__(256) col_sums_b(float *dst, float *dst2, const bf16_t *a, const bf16_t *b, const float *m, const float *s, int rows, int cols) { col_sums_t(dst, dst2, a, b, m, s, rows, cols); }
 
 // ---- embedding ----
 
-extern "C" __global__ void embed(float *out, const float *wte, const float *wpe, const int *ids, int B, int T, int C) {
+template <class A> __device__ __forceinline__ void embed_t(A *out, const float *wte, const float *wpe, const int *ids, int B, int T, int C) {
 	GRID_STRIDE(i, (long)B * T * C) {
 		long bt = i / C;
 		int c = i % C, t = bt % T;
-		out[i] = wte[(long)ids[bt] * C + c] + wpe[(long)t * C + c];
+		st(out[i], wte[(long)ids[bt] * C + c] + wpe[(long)t * C + c]);
 	}
 }
+extern "C" __global__ void embed(float *out, const float *wte, const float *wpe, const int *ids, int B, int T, int C) { embed_t(out, wte, wpe, ids, B, T, C); }
+extern "C" __global__ void embed_b(bf16_t *out, const float *wte, const float *wpe, const int *ids, int B, int T, int C) { embed_t(out, wte, wpe, ids, B, T, C); }
 
 // embed_backward_wte: rows of dout added into the rows of dwte the ids
 // name; ids repeat, hence the atomics.
-extern "C" __global__ void embed_backward_wte(float *dwte, const float *dout, const int *ids, long BT, int C) {
+template <class A> __device__ __forceinline__ void embed_backward_wte_t(float *dwte, const A *dout, const int *ids, long BT, int C) {
 	GRID_STRIDE(i, BT * C) {
 		long bt = i / C;
-		atomicAdd(&dwte[(long)ids[bt] * C + i % C], dout[i]);
+		atomicAdd(&dwte[(long)ids[bt] * C + i % C], ld(dout[i]));
 	}
 }
+extern "C" __global__ void embed_backward_wte(float *dwte, const float *dout, const int *ids, long BT, int C) { embed_backward_wte_t(dwte, dout, ids, BT, C); }
+extern "C" __global__ void embed_backward_wte_b(float *dwte, const bf16_t *dout, const int *ids, long BT, int C) { embed_backward_wte_t(dwte, dout, ids, BT, C); }
 
-extern "C" __global__ void embed_backward_wpe(float *dwpe, const float *dout, int B, int T, int C) {
+template <class A> __device__ __forceinline__ void embed_backward_wpe_t(float *dwpe, const A *dout, int B, int T, int C) {
 	GRID_STRIDE(i, (long)T * C) {
 		float s = 0;
-		for (int b = 0; b < B; b++) s += dout[(long)b * T * C + i];
+		for (int b = 0; b < B; b++) s += ld(dout[(long)b * T * C + i]);
 		dwpe[i] += s;
 	}
 }
+extern "C" __global__ void embed_backward_wpe(float *dwpe, const float *dout, int B, int T, int C) { embed_backward_wpe_t(dwpe, dout, B, T, C); }
+extern "C" __global__ void embed_backward_wpe_b(float *dwpe, const bf16_t *dout, int B, int T, int C) { embed_backward_wpe_t(dwpe, dout, B, T, C); }
 
 // ---- LayerNorm and RMSNorm: a warp per row, blocks of 4 warps ----
 
@@ -146,90 +195,105 @@ extern "C" __global__ void embed_backward_wpe(float *dwpe, const float *dout, in
 	long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); \
 	int lane = threadIdx.x & 31;
 
-extern "C" __global__ void layernorm(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int rows, int C) {
+template <class A> __device__ __forceinline__ void layernorm_t(A *out, float *mean, float *rstd, const A *x, const float *w, const float *b, int rows, int C) {
 	ROW_OF_WARP();
 	if (row >= rows) return;
-	const float *xr = x + row * C;
+	const A *xr = x + row * C;
 	float s = 0;
-	for (int i = lane; i < C; i += 32) s += xr[i];
+	for (int i = lane; i < C; i += 32) s += ld(xr[i]);
 	float m = warp_sum(s) / C;
 	float v = 0;
 	for (int i = lane; i < C; i += 32) {
-		float d = xr[i] - m;
+		float d = ld(xr[i]) - m;
 		v += d * d;
 	}
 	v = warp_sum(v) / C;
 	float r = (float)(1.0 / sqrt((double)(v + 1e-5f)));
-	float *o = out + row * C;
-	for (int i = lane; i < C; i += 32) o[i] = (xr[i] - m) * r * w[i] + b[i];
+	A *o = out + row * C;
+	for (int i = lane; i < C; i += 32) st(o[i], (ld(xr[i]) - m) * r * w[i] + b[i]);
 	if (lane == 0) {
 		mean[row] = m;
 		rstd[row] = r;
 	}
 }
+extern "C" __global__ void layernorm(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int rows, int C) { layernorm_t(out, mean, rstd, x, w, b, rows, C); }
+extern "C" __global__ void layernorm_b(bf16_t *out, float *mean, float *rstd, const bf16_t *x, const float *w, const float *b, int rows, int C) { layernorm_t(out, mean, rstd, x, w, b, rows, C); }
 
-extern "C" __global__ void layernorm_backward(float *dx, const float *dout, const float *x, const float *w, const float *mean, const float *rstd, int rows, int C) {
+template <class A> __device__ __forceinline__ void layernorm_backward_t(A *dx, const A *dout, const A *x, const float *w, const float *mean, const float *rstd, int rows, int C) {
 	ROW_OF_WARP();
 	if (row >= rows) return;
-	const float *xr = x + row * C, *g = dout + row * C;
+	const A *xr = x + row * C, *g = dout + row * C;
 	float m = mean[row], r = rstd[row];
 	float a = 0, an = 0;
 	for (int i = lane; i < C; i += 32) {
-		float n = (xr[i] - m) * r, d = w[i] * g[i];
+		float n = (ld(xr[i]) - m) * r, d = w[i] * ld(g[i]);
 		a += d;
 		an += d * n;
 	}
 	a = warp_sum(a) / C;
 	an = warp_sum(an) / C;
-	float *d = dx + row * C;
+	A *d = dx + row * C;
 	for (int i = lane; i < C; i += 32) {
-		float n = (xr[i] - m) * r;
-		d[i] += (w[i] * g[i] - a - n * an) * r;
+		float n = (ld(xr[i]) - m) * r;
+		st(d[i], ld(d[i]) + (w[i] * ld(g[i]) - a - n * an) * r);
 	}
 }
+extern "C" __global__ void layernorm_backward(float *dx, const float *dout, const float *x, const float *w, const float *mean, const float *rstd, int rows, int C) { layernorm_backward_t(dx, dout, x, w, mean, rstd, rows, C); }
+extern "C" __global__ void layernorm_backward_b(bf16_t *dx, const bf16_t *dout, const bf16_t *x, const float *w, const float *mean, const float *rstd, int rows, int C) { layernorm_backward_t(dx, dout, x, w, mean, rstd, rows, C); }
 
-extern "C" __global__ void rmsnorm(float *out, float *rstd, const float *x, const float *w, int rows, int C, float eps) {
+template <class A> __device__ __forceinline__ void rmsnorm_t(A *out, float *rstd, const A *x, const float *w, int rows, int C, float eps) {
 	ROW_OF_WARP();
 	if (row >= rows) return;
-	const float *xr = x + row * C;
+	const A *xr = x + row * C;
 	double ss = 0;
-	for (int i = lane; i < C; i += 32) ss += (double)xr[i] * xr[i];
+	for (int i = lane; i < C; i += 32) {
+		double v = ld(xr[i]);
+		ss += v * v;
+	}
 	ss = warp_reduce(ss, Add());
 	float r = (float)(1.0 / sqrt(ss / C + (double)eps));
-	float *o = out + row * C;
-	for (int i = lane; i < C; i += 32) o[i] = w[i] * (xr[i] * r);
+	A *o = out + row * C;
+	for (int i = lane; i < C; i += 32) st(o[i], w[i] * (ld(xr[i]) * r));
 	if (lane == 0) rstd[row] = r;
 }
+extern "C" __global__ void rmsnorm(float *out, float *rstd, const float *x, const float *w, int rows, int C, float eps) { rmsnorm_t(out, rstd, x, w, rows, C, eps); }
+extern "C" __global__ void rmsnorm_b(bf16_t *out, float *rstd, const bf16_t *x, const float *w, int rows, int C, float eps) { rmsnorm_t(out, rstd, x, w, rows, C, eps); }
 
-extern "C" __global__ void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w, const float *rstd, int rows, int C) {
+template <class A> __device__ __forceinline__ void rmsnorm_backward_t(A *dx, const A *dout, const A *x, const float *w, const float *rstd, int rows, int C) {
 	ROW_OF_WARP();
 	if (row >= rows) return;
-	const float *xr = x + row * C, *g = dout + row * C;
+	const A *xr = x + row * C, *g = dout + row * C;
 	float r = rstd[row], dot = 0;
-	for (int i = lane; i < C; i += 32) dot += g[i] * w[i] * (xr[i] * r);
+	for (int i = lane; i < C; i += 32) dot += ld(g[i]) * w[i] * (ld(xr[i]) * r);
 	dot = warp_sum(dot) / C;
-	float *d = dx + row * C;
-	for (int i = lane; i < C; i += 32) d[i] += r * (g[i] * w[i] - xr[i] * r * dot);
+	A *d = dx + row * C;
+	for (int i = lane; i < C; i += 32) st(d[i], ld(d[i]) + r * (ld(g[i]) * w[i] - ld(xr[i]) * r * dot));
 }
+extern "C" __global__ void rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w, const float *rstd, int rows, int C) { rmsnorm_backward_t(dx, dout, x, w, rstd, rows, C); }
+extern "C" __global__ void rmsnorm_backward_b(bf16_t *dx, const bf16_t *dout, const bf16_t *x, const float *w, const float *rstd, int rows, int C) { rmsnorm_backward_t(dx, dout, x, w, rstd, rows, C); }
 
 // ---- activations ----
 
 #define GELU_SCALE 0.7978845608028654f
 
-extern "C" __global__ void gelu(float *out, const float *x, long n) {
+template <class A> __device__ __forceinline__ void gelu_t(A *out, const A *x, long n) {
 	GRID_STRIDE(i, n) {
-		float v = x[i], u = GELU_SCALE * (v + 0.044715f * v * v * v);
-		out[i] = 0.5f * v * (1.f + tanhf(u));
+		float v = ld(x[i]), u = GELU_SCALE * (v + 0.044715f * v * v * v);
+		st(out[i], 0.5f * v * (1.f + tanhf(u)));
 	}
 }
+extern "C" __global__ void gelu(float *out, const float *x, long n) { gelu_t(out, x, n); }
+extern "C" __global__ void gelu_b(bf16_t *out, const bf16_t *x, long n) { gelu_t(out, x, n); }
 
-extern "C" __global__ void gelu_backward(float *dx, const float *x, const float *dout, long n) {
+template <class A> __device__ __forceinline__ void gelu_backward_t(A *dx, const A *x, const A *dout, long n) {
 	GRID_STRIDE(i, n) {
-		float v = x[i], u = GELU_SCALE * (v + 0.044715f * v * v * v), th = tanhf(u);
+		float v = ld(x[i]), u = GELU_SCALE * (v + 0.044715f * v * v * v), th = tanhf(u);
 		float du = GELU_SCALE * (1.f + 3.f * 0.044715f * v * v);
-		dx[i] += dout[i] * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du);
+		st(dx[i], ld(dx[i]) + ld(dout[i]) * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du));
 	}
 }
+extern "C" __global__ void gelu_backward(float *dx, const float *x, const float *dout, long n) { gelu_backward_t(dx, x, dout, n); }
+extern "C" __global__ void gelu_backward_b(bf16_t *dx, const bf16_t *x, const bf16_t *dout, long n) { gelu_backward_t(dx, x, dout, n); }
 
 __device__ __forceinline__ float sigmoidf(float x) {
 	if (x >= 0) return 1.f / (1.f + expf(-x));
@@ -237,29 +301,34 @@ __device__ __forceinline__ float sigmoidf(float x) {
 	return e / (1.f + e);
 }
 
-extern "C" __global__ void swiglu(float *out, const float *h, long rows, int F) {
+template <class A> __device__ __forceinline__ void swiglu_t(A *out, const A *h, long rows, int F) {
 	GRID_STRIDE(i, rows * F) {
 		long r = i / F;
 		int j = i % F;
-		float g = h[r * 2 * F + j];
-		out[i] = g * sigmoidf(g) * h[r * 2 * F + F + j];
+		float g = ld(h[r * 2 * F + j]);
+		st(out[i], g * sigmoidf(g) * ld(h[r * 2 * F + F + j]));
 	}
 }
+extern "C" __global__ void swiglu(float *out, const float *h, long rows, int F) { swiglu_t(out, h, rows, F); }
+extern "C" __global__ void swiglu_b(bf16_t *out, const bf16_t *h, long rows, int F) { swiglu_t(out, h, rows, F); }
 
-extern "C" __global__ void swiglu_backward(float *dh, const float *h, const float *dout, long rows, int F) {
+template <class A> __device__ __forceinline__ void swiglu_backward_t(A *dh, const A *h, const A *dout, long rows, int F) {
 	GRID_STRIDE(i, rows * F) {
 		long r = i / F;
 		int j = i % F;
-		float x = h[r * 2 * F + j], up = h[r * 2 * F + F + j], s = sigmoidf(x), g = dout[i];
-		dh[r * 2 * F + j] += g * up * s * (1.f + x * (1.f - s));
-		dh[r * 2 * F + F + j] += g * x * s;
+		float x = ld(h[r * 2 * F + j]), up = ld(h[r * 2 * F + F + j]), s = sigmoidf(x), g = ld(dout[i]);
+		A &dg = dh[r * 2 * F + j], &du = dh[r * 2 * F + F + j];
+		st(dg, ld(dg) + g * up * s * (1.f + x * (1.f - s)));
+		st(du, ld(du) + g * x * s);
 	}
 }
+extern "C" __global__ void swiglu_backward(float *dh, const float *h, const float *dout, long rows, int F) { swiglu_backward_t(dh, h, dout, rows, F); }
+extern "C" __global__ void swiglu_backward_b(bf16_t *dh, const bf16_t *h, const bf16_t *dout, long rows, int F) { swiglu_backward_t(dh, h, dout, rows, F); }
 
 // rope rotates pairs (i, i+HS/2) of each head by t·inv_freq[i]; inv_freq
 // comes from the host, computed as the CPU backend computes it, and the
 // angle's cosine and sine in double, so both backends rotate alike.
-extern "C" __global__ void rope(float *x, const float *inv_freq, int B, int T, int heads, int HS, int width, int off, int inverse) {
+template <class A> __device__ __forceinline__ void rope_t(A *x, const float *inv_freq, int B, int T, int heads, int HS, int width, int off, int inverse) {
 	int half = HS / 2;
 	GRID_STRIDE(i, (long)B * T * heads * half) {
 		int k = i % half;
@@ -270,12 +339,14 @@ extern "C" __global__ void rope(float *x, const float *inv_freq, int B, int T, i
 		double a = (double)((float)t * inv_freq[k]);
 		float c = (float)cos(a), s = (float)sin(a);
 		if (inverse) s = -s;
-		float *v = x + bt * width + off + h * HS;
-		float x0 = v[k], x1 = v[k + half];
-		v[k] = x0 * c - x1 * s;
-		v[k + half] = x1 * c + x0 * s;
+		A *v = x + bt * width + off + h * HS;
+		float x0 = ld(v[k]), x1 = ld(v[k + half]);
+		st(v[k], x0 * c - x1 * s);
+		st(v[k + half], x1 * c + x0 * s);
 	}
 }
+extern "C" __global__ void rope(float *x, const float *inv_freq, int B, int T, int heads, int HS, int width, int off, int inverse) { rope_t(x, inv_freq, B, T, heads, HS, width, off, inverse); }
+extern "C" __global__ void rope_b(bf16_t *x, const float *inv_freq, int B, int T, int heads, int HS, int width, int off, int inverse) { rope_t(x, inv_freq, B, T, heads, HS, width, off, inverse); }
 
 // ---- attention, flash style: no T×T matrix is stored ----
 //
@@ -288,57 +359,59 @@ extern "C" __global__ void rope(float *x, const float *inv_freq, int B, int T, i
 
 #define MAXD 4
 
-__device__ __forceinline__ void load_head(float *r, const float *src, int HS, int lane) {
+template <class A> __device__ __forceinline__ void load_head(float *r, const A *src, int HS, int lane) {
 #pragma unroll
 	for (int d = 0; d < MAXD; d++) {
 		int i = lane + 32 * d;
-		r[d] = i < HS ? src[i] : 0.f;
+		r[d] = i < HS ? ld(src[i]) : 0.f;
 	}
 }
 
-__device__ __forceinline__ float dot_head(const float *r, const float *src, int HS, int lane) {
+template <class A> __device__ __forceinline__ float dot_head(const float *r, const A *src, int HS, int lane) {
 	float s = 0;
 #pragma unroll
 	for (int d = 0; d < MAXD; d++) {
 		int i = lane + 32 * d;
-		if (i < HS) s += r[d] * src[i];
+		if (i < HS) s += r[d] * ld(src[i]);
 	}
 	return warp_sum(s);
 }
 
-extern "C" __global__ void attention(float *out, float *state, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+template <class A> __device__ __forceinline__ void attention_t(A *out, float *state, const A *qkv, int B, int T, int NH, int NKV, int HS) {
 	ROW_OF_WARP();
 	if (row >= (long)B * NH * T) return;
 	int t = row % T, h = (row / T) % NH, b = row / ((long)T * NH);
 	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV);
 	float scale = 1.f / sqrtf((float)HS);
-	const float *base = qkv + (long)b * T * W;
+	const A *base = qkv + (long)b * T * W;
 	float q[MAXD], acc[MAXD];
 	load_head(q, base + (long)t * W + h * HS, HS, lane);
 #pragma unroll
 	for (int d = 0; d < MAXD; d++) acc[d] = 0;
 	float m = -INFINITY, l = 0;
 	for (int j = 0; j <= t; j++) {
-		const float *kv = base + (long)j * W + NH * HS;
+		const A *kv = base + (long)j * W + NH * HS;
 		float s = dot_head(q, kv + g * HS, HS, lane) * scale;
 		float mn = fmaxf(m, s), c = exp_neg(m - mn), p = exp_neg(s - mn);
 		l = l * c + p;
-		const float *v = kv + NKV * HS + g * HS;
+		const A *v = kv + NKV * HS + g * HS;
 #pragma unroll
 		for (int d = 0; d < MAXD; d++) {
 			int i = lane + 32 * d;
-			acc[d] = acc[d] * c + (i < HS ? p * v[i] : 0.f);
+			acc[d] = acc[d] * c + (i < HS ? p * ld(v[i]) : 0.f);
 		}
 		m = mn;
 	}
-	float *o = out + ((long)b * T + t) * NH * HS + h * HS;
+	A *o = out + ((long)b * T + t) * NH * HS + h * HS;
 #pragma unroll
 	for (int d = 0; d < MAXD; d++) {
 		int i = lane + 32 * d;
-		if (i < HS) o[i] = acc[d] / l;
+		if (i < HS) st(o[i], acc[d] / l);
 	}
 	if (lane == 0) state[row] = m + logf(l);
 }
+extern "C" __global__ void attention(float *out, float *state, const float *qkv, int B, int T, int NH, int NKV, int HS) { attention_t(out, state, qkv, B, T, NH, NKV, HS); }
+extern "C" __global__ void attention_b(bf16_t *out, float *state, const bf16_t *qkv, int B, int T, int NH, int NKV, int HS) { attention_t(out, state, qkv, B, T, NH, NKV, HS); }
 
 // ---- attention with bf16 products on the tensor cores (sm_80 and later) ----
 //
@@ -366,10 +439,10 @@ template <> struct abf_layout<true> {
 
 // abf_tile fills rows×HP elements of dst (row stride ABF_D) with rows
 // r0.. of src (row stride W) in bfloat16, zero past row T and column HS.
-__device__ __forceinline__ void abf_tile(__nv_bfloat16 *dst, const float *src, long W, int r0, int rows, int T, int HS, int HP, int tid, int nt) {
+template <class A> __device__ __forceinline__ void abf_tile(__nv_bfloat16 *dst, const A *src, long W, int r0, int rows, int T, int HS, int HP, int tid, int nt) {
 	for (int i = tid; i < rows * HP; i += nt) {
 		int r = i / HP, d = i % HP, t = r0 + r;
-		dst[r * ABF_D + d] = __float2bfloat16(t < T && d < HS ? src[(long)t * W + d] : 0.f);
+		dst[r * ABF_D + d] = __float2bfloat16(t < T && d < HS ? ld(src[(long)t * W + d]) : 0.f);
 	}
 }
 
@@ -398,11 +471,11 @@ __device__ void abf_mm(float *c, int ldc, const __nv_bfloat16 *a, int lda, const
 	__syncwarp();
 }
 
-// attention_bf16: a block of two warps takes 32 query rows of one (b, h),
+// attention_tc: a block of two warps takes 32 query rows of one (b, h),
 // 16 per warp, and streams the keys and values 0..last in tiles of 32;
 // the online softmax runs on S in shared memory, two lanes per row, and
 // rescales O there. Launch: grid (⌈T/32⌉, NH, B), block 64.
-extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, float *state, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+template <class A> __device__ __forceinline__ void attention_tc_t(A *out, float *state, const A *qkv, int B, int T, int NH, int NKV, int HS) {
 	__shared__ __align__(32) __nv_bfloat16 qs[ABF_Q * ABF_D];
 	__shared__ __align__(32) __nv_bfloat16 ks[ABF_K * ABF_D];
 	__shared__ __align__(32) __nv_bfloat16 vs[ABF_K * ABF_D];
@@ -415,7 +488,7 @@ extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, floa
 	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV);
 	int HP = (HS + 15) & ~15; // the head padded with zeros to whole tiles
 	float scale = 1.f / sqrtf((float)HS);
-	const float *base = qkv + (long)b * T * W;
+	const A *base = qkv + (long)b * T * W;
 	abf_tile(qs, base + h * HS, W, t0, ABF_Q, T, HS, HP, tid, blockDim.x);
 	float *o = os[w], *sw = ss[w];
 	__nv_bfloat16 *pw = ps[w];
@@ -462,16 +535,18 @@ extern "C" __global__ void __launch_bounds__(64) attention_bf16(float *out, floa
 	}
 	for (int i = lane; i < 16 * HS; i += 32) {
 		int r = i / HS, d = i % HS, t = t0 + w * 16 + r;
-		if (t < T) out[((long)b * T + t) * NH * HS + h * HS + d] = o[r * ABF_D + d] / ls[w][r];
+		if (t < T) st(out[((long)b * T + t) * NH * HS + h * HS + d], o[r * ABF_D + d] / ls[w][r]);
 	}
 	if (lane < 16 && t0 + w * 16 + lane < T) state[((long)b * NH + h) * T + t0 + w * 16 + lane] = ms[w][lane] + logf(ls[w][lane]);
 }
+extern "C" __global__ void __launch_bounds__(64) attention_tc(float *out, float *state, const float *qkv, int B, int T, int NH, int NKV, int HS) { attention_tc_t(out, state, qkv, B, T, NH, NKV, HS); }
+extern "C" __global__ void __launch_bounds__(64) attention_tc_b(bf16_t *out, float *state, const bf16_t *qkv, int B, int T, int NH, int NKV, int HS) { attention_tc_t(out, state, qkv, B, T, NH, NKV, HS); }
 
-// attention_backward_dq_bf16: one warp takes 16 query rows of (b, h) and
+// attention_backward_dq_tc: one warp takes 16 query rows of (b, h) and
 // adds dq = Σ_j dS·k, dS = P∘(dout·vᵀ − D)·scale, over key tiles of 32;
 // it also writes D = dout·out for the key kernel that follows. Launch:
 // grid (⌈T/16⌉, NH, B), block 32.
-extern "C" __global__ void __launch_bounds__(32) attention_backward_dq_bf16(float *dqkv, float *state, const float *dout, const float *out, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+template <class A> __device__ __forceinline__ void attention_backward_dq_tc_t(A *dqkv, float *state, const A *dout, const A *out, const A *qkv, int B, int T, int NH, int NKV, int HS) {
 	__shared__ __align__(32) __nv_bfloat16 qs[16 * ABF_D];
 	__shared__ __align__(32) __nv_bfloat16 dos[16 * ABF_D];
 	__shared__ __align__(32) __nv_bfloat16 ks[ABF_K * ABF_D];
@@ -485,15 +560,15 @@ extern "C" __global__ void __launch_bounds__(32) attention_backward_dq_bf16(floa
 	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV), HP = (HS + 15) & ~15;
 	long rows = (long)B * NH * T;
 	float scale = 1.f / sqrtf((float)HS);
-	const float *base = qkv + (long)b * T * W;
-	const float *go = dout + (long)b * T * NH * HS + h * HS, *o = out + (long)b * T * NH * HS + h * HS;
+	const A *base = qkv + (long)b * T * W;
+	const A *go = dout + (long)b * T * NH * HS + h * HS, *o = out + (long)b * T * NH * HS + h * HS;
 	abf_tile(qs, base + h * HS, W, t0, 16, T, HS, HP, lane, 32);
 	abf_tile(dos, go, NH * HS, t0, 16, T, HS, HP, lane, 32);
 	for (int r = 0; r < 16; r++) {
 		int t = t0 + r;
 		float D = 0;
 		if (t < T)
-			for (int d = lane; d < HS; d += 32) D += go[(long)t * NH * HS + d] * o[(long)t * NH * HS + d];
+			for (int d = lane; d < HS; d += 32) D += ld(go[(long)t * NH * HS + d]) * ld(o[(long)t * NH * HS + d]);
 		D = warp_sum(D);
 		if (lane == 0) {
 			Ds[r] = D;
@@ -521,15 +596,20 @@ extern "C" __global__ void __launch_bounds__(32) attention_backward_dq_bf16(floa
 	}
 	for (int i = lane; i < 16 * HS; i += 32) {
 		int r = i / HS, d = i % HS, t = t0 + r;
-		if (t < T) dqkv[((long)b * T + t) * W + h * HS + d] += dqs[r * ABF_D + d];
+		if (t < T) {
+			A &dst = dqkv[((long)b * T + t) * W + h * HS + d];
+			st(dst, ld(dst) + dqs[r * ABF_D + d]);
+		}
 	}
 }
+extern "C" __global__ void __launch_bounds__(32) attention_backward_dq_tc(float *dqkv, float *state, const float *dout, const float *out, const float *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dq_tc_t(dqkv, state, dout, out, qkv, B, T, NH, NKV, HS); }
+extern "C" __global__ void __launch_bounds__(32) attention_backward_dq_tc_b(bf16_t *dqkv, float *state, const bf16_t *dout, const bf16_t *out, const bf16_t *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dq_tc_t(dqkv, state, dout, out, qkv, B, T, NH, NKV, HS); }
 
-// attention_backward_dkv_bf16: one warp takes 16 keys of (b, key/value
+// attention_backward_dkv_tc: one warp takes 16 keys of (b, key/value
 // head g) and adds dk = Σ dSᵀ·q and dv = Σ Pᵀ·dout over the query heads of
 // its group and the query tiles of 32 at or after its keys, reading lse and
 // D from state. Launch: grid (⌈T/16⌉, NKV, B), block 32.
-extern "C" __global__ void __launch_bounds__(32) attention_backward_dkv_bf16(float *dqkv, const float *state, const float *dout, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+template <class A> __device__ __forceinline__ void attention_backward_dkv_tc_t(A *dqkv, const float *state, const A *dout, const A *qkv, int B, int T, int NH, int NKV, int HS) {
 	__shared__ __align__(32) __nv_bfloat16 ks[16 * ABF_D];
 	__shared__ __align__(32) __nv_bfloat16 vs[16 * ABF_D];
 	__shared__ __align__(32) __nv_bfloat16 qs[ABF_K * ABF_D];
@@ -545,7 +625,7 @@ extern "C" __global__ void __launch_bounds__(32) attention_backward_dkv_bf16(flo
 	int W = (NH + 2 * NKV) * HS, G = NH / NKV, HP = (HS + 15) & ~15;
 	long rows = (long)B * NH * T;
 	float scale = 1.f / sqrtf((float)HS);
-	const float *base = qkv + (long)b * T * W;
+	const A *base = qkv + (long)b * T * W;
 	abf_tile(ks, base + NH * HS + g * HS, W, j0, 16, T, HS, HP, lane, 32);
 	abf_tile(vs, base + (NH + NKV) * HS + g * HS, W, j0, 16, T, HS, HP, lane, 32);
 	for (int i = lane; i < 16 * ABF_D; i += 32) dks[i] = dvs[i] = 0;
@@ -574,22 +654,24 @@ extern "C" __global__ void __launch_bounds__(32) attention_backward_dkv_bf16(flo
 	for (int i = lane; i < 16 * HS; i += 32) {
 		int r = i / HS, d = i % HS, j = j0 + r;
 		if (j < T) {
-			float *dst = dqkv + ((long)b * T + j) * W + NH * HS + g * HS + d;
-			dst[0] += dks[r * ABF_D + d];
-			dst[NKV * HS] += dvs[r * ABF_D + d];
+			A *dst = dqkv + ((long)b * T + j) * W + NH * HS + g * HS + d;
+			st(dst[0], ld(dst[0]) + dks[r * ABF_D + d]);
+			st(dst[NKV * HS], ld(dst[NKV * HS]) + dvs[r * ABF_D + d]);
 		}
 	}
 }
+extern "C" __global__ void __launch_bounds__(32) attention_backward_dkv_tc(float *dqkv, const float *state, const float *dout, const float *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dkv_tc_t(dqkv, state, dout, qkv, B, T, NH, NKV, HS); }
+extern "C" __global__ void __launch_bounds__(32) attention_backward_dkv_tc_b(bf16_t *dqkv, const float *state, const bf16_t *dout, const bf16_t *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dkv_tc_t(dqkv, state, dout, qkv, B, T, NH, NKV, HS); }
 
 // attention_backward_dq also writes D for the key-row kernel that follows.
-extern "C" __global__ void attention_backward_dq(float *dqkv, float *state, const float *dout, const float *out, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+template <class A> __device__ __forceinline__ void attention_backward_dq_t(A *dqkv, float *state, const A *dout, const A *out, const A *qkv, int B, int T, int NH, int NKV, int HS) {
 	ROW_OF_WARP();
 	long rows = (long)B * NH * T;
 	if (row >= rows) return;
 	int t = row % T, h = (row / T) % NH, b = row / ((long)T * NH);
 	int W = (NH + 2 * NKV) * HS, g = h / (NH / NKV);
 	float scale = 1.f / sqrtf((float)HS);
-	const float *base = qkv + (long)b * T * W;
+	const A *base = qkv + (long)b * T * W;
 	long orow = ((long)b * T + t) * NH * HS + h * HS;
 	float q[MAXD], go[MAXD], dq[MAXD];
 	load_head(q, base + (long)t * W + h * HS, HS, lane);
@@ -599,34 +681,36 @@ extern "C" __global__ void attention_backward_dq(float *dqkv, float *state, cons
 #pragma unroll
 	for (int d = 0; d < MAXD; d++) dq[d] = 0;
 	for (int j = 0; j <= t; j++) {
-		const float *kv = base + (long)j * W + NH * HS;
-		const float *k = kv + g * HS, *v = kv + NKV * HS + g * HS;
+		const A *kv = base + (long)j * W + NH * HS;
+		const A *k = kv + g * HS, *v = kv + NKV * HS + g * HS;
 		float p = exp_neg(dot_head(q, k, HS, lane) * scale - lse);
 		float ds = p * (dot_head(go, v, HS, lane) - D) * scale;
 #pragma unroll
 		for (int d = 0; d < MAXD; d++) {
 			int i = lane + 32 * d;
-			if (i < HS) dq[d] += ds * k[i];
+			if (i < HS) dq[d] += ds * ld(k[i]);
 		}
 	}
-	float *dst = dqkv + (long)(b * T + t) * W + h * HS;
+	A *dst = dqkv + (long)(b * T + t) * W + h * HS;
 #pragma unroll
 	for (int d = 0; d < MAXD; d++) {
 		int i = lane + 32 * d;
-		if (i < HS) dst[i] += dq[d];
+		if (i < HS) st(dst[i], ld(dst[i]) + dq[d]);
 	}
 }
+extern "C" __global__ void attention_backward_dq(float *dqkv, float *state, const float *dout, const float *out, const float *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dq_t(dqkv, state, dout, out, qkv, B, T, NH, NKV, HS); }
+extern "C" __global__ void attention_backward_dq_b(bf16_t *dqkv, float *state, const bf16_t *dout, const bf16_t *out, const bf16_t *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dq_t(dqkv, state, dout, out, qkv, B, T, NH, NKV, HS); }
 
 // attention_backward_dkv: one warp per key row (b, key/value head g, j),
 // over the query heads of its group and the queries t ≥ j.
-extern "C" __global__ void attention_backward_dkv(float *dqkv, const float *state, const float *dout, const float *qkv, int B, int T, int NH, int NKV, int HS) {
+template <class A> __device__ __forceinline__ void attention_backward_dkv_t(A *dqkv, const float *state, const A *dout, const A *qkv, int B, int T, int NH, int NKV, int HS) {
 	ROW_OF_WARP();
 	long rows = (long)B * NH * T;
 	if (row >= (long)B * NKV * T) return;
 	int j = row % T, g = (row / T) % NKV, b = row / ((long)T * NKV);
 	int W = (NH + 2 * NKV) * HS, G = NH / NKV;
 	float scale = 1.f / sqrtf((float)HS);
-	const float *base = qkv + (long)b * T * W;
+	const A *base = qkv + (long)b * T * W;
 	float k[MAXD], v[MAXD], dk[MAXD], dv[MAXD];
 	load_head(k, base + (long)j * W + NH * HS + g * HS, HS, lane);
 	load_head(v, base + (long)j * W + (NH + NKV) * HS + g * HS, HS, lane);
@@ -635,75 +719,94 @@ extern "C" __global__ void attention_backward_dkv(float *dqkv, const float *stat
 	for (int h = g * G; h < (g + 1) * G; h++) {
 		for (int t = j; t < T; t++) {
 			long qrow = ((long)b * NH + h) * T + t;
-			const float *q = base + (long)t * W + h * HS;
-			const float *go = dout + ((long)b * T + t) * NH * HS + h * HS;
+			const A *q = base + (long)t * W + h * HS;
+			const A *go = dout + ((long)b * T + t) * NH * HS + h * HS;
 			float p = exp_neg(dot_head(k, q, HS, lane) * scale - state[qrow]);
 			float ds = p * (dot_head(v, go, HS, lane) - state[rows + qrow]) * scale;
 #pragma unroll
 			for (int d = 0; d < MAXD; d++) {
 				int i = lane + 32 * d;
 				if (i < HS) {
-					dv[d] += p * go[i];
-					dk[d] += ds * q[i];
+					dv[d] += p * ld(go[i]);
+					dk[d] += ds * ld(q[i]);
 				}
 			}
 		}
 	}
-	float *dst = dqkv + ((long)b * T + j) * W;
+	A *dst = dqkv + ((long)b * T + j) * W;
 #pragma unroll
 	for (int d = 0; d < MAXD; d++) {
 		int i = lane + 32 * d;
 		if (i < HS) {
-			dst[NH * HS + g * HS + i] += dk[d];
-			dst[(NH + NKV) * HS + g * HS + i] += dv[d];
+			A &dki = dst[NH * HS + g * HS + i], &dvi = dst[(NH + NKV) * HS + g * HS + i];
+			st(dki, ld(dki) + dk[d]);
+			st(dvi, ld(dvi) + dv[d]);
 		}
 	}
 }
+extern "C" __global__ void attention_backward_dkv(float *dqkv, const float *state, const float *dout, const float *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dkv_t(dqkv, state, dout, qkv, B, T, NH, NKV, HS); }
+extern "C" __global__ void attention_backward_dkv_b(bf16_t *dqkv, const float *state, const bf16_t *dout, const bf16_t *qkv, int B, int T, int NH, int NKV, int HS) { attention_backward_dkv_t(dqkv, state, dout, qkv, B, T, NH, NKV, HS); }
 
 // ---- classifier: softmax cross-entropy, a block per row ----
 
-extern "C" __global__ void __launch_bounds__(1024) cross_entropy(float *losses, float *dlogits, const float *logits, const int *targets, int V, int Vp, float scale) {
+template <class A> __device__ __forceinline__ void cross_entropy_t(float *losses, A *dlogits, const A *logits, const int *targets, int V, int Vp, float scale) {
 	__shared__ float sh[32];
 	long r = blockIdx.x;
-	const float *row = logits + r * Vp;
+	const A *row = logits + r * Vp;
 	// the target's logit, read by every thread before the barriers of the
 	// reductions: in place, the gradient overwrites it after them
 	int tg = targets[r];
-	float xt = row[tg];
+	float xt = ld(row[tg]);
 	float m = -INFINITY;
-	for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, row[i]);
+	for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, ld(row[i]));
 	m = block_reduce(m, sh, Max(), -INFINITY);
 	float s = 0;
-	for (int i = threadIdx.x; i < V; i += blockDim.x) s += exp_neg(row[i] - m);
+	for (int i = threadIdx.x; i < V; i += blockDim.x) s += exp_neg(ld(row[i]) - m);
 	s = block_reduce(s, sh, Add(), 0.f);
 	if (threadIdx.x == 0) losses[r] = logf(s) - (xt - m);
 	if (!dlogits) return;
 	float k = scale / s;
-	float *d = dlogits + r * Vp;
+	A *d = dlogits + r * Vp;
 	for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
 		float e = 0;
-		if (i < V) e = exp_neg(row[i] - m) * k - (i == tg ? scale : 0.f);
-		d[i] = e;
+		if (i < V) e = exp_neg(ld(row[i]) - m) * k - (i == tg ? scale : 0.f);
+		st(d[i], e);
 	}
 }
+extern "C" __global__ void __launch_bounds__(1024) cross_entropy(float *losses, float *dlogits, const float *logits, const int *targets, int V, int Vp, float scale) { cross_entropy_t(losses, dlogits, logits, targets, V, Vp, scale); }
+extern "C" __global__ void __launch_bounds__(1024) cross_entropy_b(float *losses, bf16_t *dlogits, const bf16_t *logits, const int *targets, int V, int Vp, float scale) { cross_entropy_t(losses, dlogits, logits, targets, V, Vp, scale); }
 
 // ---- gathers and scatters of weight rows and columns ----
 
-extern "C" __global__ void gather_rows(float *dst, const float *src, const int *rows, int n, int width) {
-	GRID_STRIDE(i, (long)n * width) dst[i] = src[(long)rows[i / width] * width + i % width];
+// The gathers take dst and src in either type (weights gathered into a
+// bf16 copy for the products); the scatters add into fp32 gradients.
+template <class D, class S> __device__ __forceinline__ void gather_rows_t(D *dst, const S *src, const int *rows, int n, int width) {
+	GRID_STRIDE(i, (long)n * width) st(dst[i], ld(src[(long)rows[i / width] * width + i % width]));
 }
+extern "C" __global__ void gather_rows(float *dst, const float *src, const int *rows, int n, int width) { gather_rows_t(dst, src, rows, n, width); }
+extern "C" __global__ void gather_rows_bb(bf16_t *dst, const bf16_t *src, const int *rows, int n, int width) { gather_rows_t(dst, src, rows, n, width); }
+extern "C" __global__ void gather_rows_bf(bf16_t *dst, const float *src, const int *rows, int n, int width) { gather_rows_t(dst, src, rows, n, width); }
+extern "C" __global__ void gather_rows_fb(float *dst, const bf16_t *src, const int *rows, int n, int width) { gather_rows_t(dst, src, rows, n, width); }
 
-extern "C" __global__ void scatter_add_rows(float *dst, const float *src, const int *rows, int n, int width) {
-	GRID_STRIDE(i, (long)n * width) atomicAdd(&dst[(long)rows[i / width] * width + i % width], src[i]);
+template <class S> __device__ __forceinline__ void scatter_add_rows_t(float *dst, const S *src, const int *rows, int n, int width) {
+	GRID_STRIDE(i, (long)n * width) atomicAdd(&dst[(long)rows[i / width] * width + i % width], ld(src[i]));
 }
+extern "C" __global__ void scatter_add_rows(float *dst, const float *src, const int *rows, int n, int width) { scatter_add_rows_t(dst, src, rows, n, width); }
+extern "C" __global__ void scatter_add_rows_b(float *dst, const bf16_t *src, const int *rows, int n, int width) { scatter_add_rows_t(dst, src, rows, n, width); }
 
-extern "C" __global__ void gather_cols(float *dst, const float *src, int n, int width, const int *cols, int k) {
-	GRID_STRIDE(i, (long)n * k) dst[i] = src[(i / k) * width + cols[i % k]];
+template <class D, class S> __device__ __forceinline__ void gather_cols_t(D *dst, const S *src, int n, int width, const int *cols, int k) {
+	GRID_STRIDE(i, (long)n * k) st(dst[i], ld(src[(i / k) * width + cols[i % k]]));
 }
+extern "C" __global__ void gather_cols(float *dst, const float *src, int n, int width, const int *cols, int k) { gather_cols_t(dst, src, n, width, cols, k); }
+extern "C" __global__ void gather_cols_bb(bf16_t *dst, const bf16_t *src, int n, int width, const int *cols, int k) { gather_cols_t(dst, src, n, width, cols, k); }
+extern "C" __global__ void gather_cols_bf(bf16_t *dst, const float *src, int n, int width, const int *cols, int k) { gather_cols_t(dst, src, n, width, cols, k); }
+extern "C" __global__ void gather_cols_fb(float *dst, const bf16_t *src, int n, int width, const int *cols, int k) { gather_cols_t(dst, src, n, width, cols, k); }
 
-extern "C" __global__ void scatter_add_cols(float *dst, const float *src, int n, int width, const int *cols, int k) {
-	GRID_STRIDE(i, (long)n * k) atomicAdd(&dst[(i / k) * width + cols[i % k]], src[i]);
+template <class S> __device__ __forceinline__ void scatter_add_cols_t(float *dst, const S *src, int n, int width, const int *cols, int k) {
+	GRID_STRIDE(i, (long)n * k) atomicAdd(&dst[(i / k) * width + cols[i % k]], ld(src[i]));
 }
+extern "C" __global__ void scatter_add_cols(float *dst, const float *src, int n, int width, const int *cols, int k) { scatter_add_cols_t(dst, src, n, width, cols, k); }
+extern "C" __global__ void scatter_add_cols_b(float *dst, const bf16_t *src, int n, int width, const int *cols, int k) { scatter_add_cols_t(dst, src, n, width, cols, k); }
 
 // ---- AdamW (PyTorch's, in fp32; the constants come from the host) ----
 

@@ -33,16 +33,34 @@ type gemm struct {
 	alpha, beta   float32
 	a, b, c       uintptr
 	lda, ldb, ldc int
-	bf16          bool // inputs rounded to bfloat16, fp32 accumulation
+	round         bool // fp32 inputs rounded to bfloat16, fp32 accumulation
+	abBF16        bool // A and B hold bfloat16 (fp32 accumulation)
+	cBF16         bool // C holds bfloat16 (requires abBF16)
 }
 
-// Buf is a span of float32 in device memory.
+// Buf is a span of float32, or of bfloat16 when bf, in device memory.
 type Buf struct {
-	p uintptr
-	n int
+	p  uintptr
+	n  int
+	bf bool
 }
 
 func (b Buf) Len() int { return b.n }
+
+// size is the bytes of one value.
+func (b Buf) size() int {
+	if b.bf {
+		return 2
+	}
+	return 4
+}
+
+func (b Buf) typ() string {
+	if b.bf {
+		return "bf16"
+	}
+	return "fp32"
+}
 
 // Ops implements kernels.Ops on a device.
 type Ops struct {
@@ -72,12 +90,16 @@ func newOps(d device) *Ops {
 var (
 	_ kernels.Ops             = (*Ops)(nil)
 	_ kernels.PrecisionSetter = (*Ops)(nil)
+	_ kernels.BF16Storage     = (*Ops)(nil)
 )
 
 // precisionOps are the ops with a BF16 variant: the matrix product
 // (cuBLAS's bf16 tensor-core mode) and attention's forward and backward
 // passes (wmma products; either backward pass follows either forward
-// pass).
+// pass). The variant rounds an op's float32 inputs to bfloat16 (bfloat16
+// inputs, kernels.BF16Storage's, are used as they are); the memory-bound
+// ops gain nothing from rounding, and speed up instead with bfloat16
+// storage.
 var precisionOps = map[string]bool{"MatMul": true, "Attention": true, "AttentionBackward": true}
 
 // SetPrecision selects the variant op (a method name of kernels.Ops) runs
@@ -132,6 +154,61 @@ func (o *Ops) check(op string, ok bool, format string, args ...any) bool {
 		o.fail(op, fmt.Errorf(format, args...))
 	}
 	return ok
+}
+
+// arg is a tensor an op was given, named for its errors.
+type arg struct {
+	name string
+	b    Buf
+}
+
+// types checks the storage types of an op's tensors against
+// kernels.BF16Storage's rules: acts (the activations; unset ones, nil
+// optional tensors, are left out) all in one type, f32 all float32. It
+// returns the suffix of the kernel for the activations' type ("" for
+// float32, "_b" for bfloat16), or records the error and reports false.
+func (o *Ops) types(op string, acts []arg, f32 ...arg) (string, bool) {
+	if o.err != nil {
+		return "", false
+	}
+	var first *arg
+	for i := range acts {
+		a := &acts[i]
+		if a.b == (Buf{}) {
+			continue
+		}
+		if first == nil {
+			first = a
+		} else if a.b.bf != first.b.bf {
+			o.fail(op, fmt.Errorf("activations in two types: %s is %s, %s %s", first.name, first.b.typ(), a.name, a.b.typ()))
+			return "", false
+		}
+	}
+	for _, a := range f32 {
+		if a.b.bf {
+			o.fail(op, fmt.Errorf("%s is bf16; it takes fp32 only", a.name))
+			return "", false
+		}
+	}
+	if first != nil && first.b.bf {
+		return "_b", true
+	}
+	return "", true
+}
+
+// pair is the suffix of a kernel built for each pairing of a dst and a
+// src type: "" for fp32 from fp32, else a letter for each (f or b).
+func pair(dst, src Buf) string {
+	if !dst.bf && !src.bf {
+		return ""
+	}
+	l := func(b Buf) string {
+		if b.bf {
+			return "b"
+		}
+		return "f"
+	}
+	return "_" + l(dst) + l(src)
 }
 
 // args packs launch arguments, each in a 64-bit slot: Buf and uintptr as
@@ -236,13 +313,23 @@ func (o *Ops) ints(op string, k int, v []int32) uintptr {
 
 // ---- memory ----
 
-func (o *Ops) Alloc(n int) kernels.Buf {
+func (o *Ops) Alloc(n int) kernels.Buf { return o.alloc("Alloc", n, false) }
+
+// AllocBF16 allocates n zeroed bfloat16 values (kernels.BF16Storage).
+func (o *Ops) AllocBF16(n int) kernels.Buf { return o.alloc("AllocBF16", n, true) }
+
+// IsBF16 reports whether b holds bfloat16 values.
+func (o *Ops) IsBF16(b kernels.Buf) bool { return buf(b).bf }
+
+func (o *Ops) alloc(op string, n int, bf bool) Buf {
+	b := Buf{n: n, bf: bf}
 	if o.err != nil {
-		return Buf{n: n}
+		return b
 	}
-	p, err := o.dev.alloc(4 * max(n, 1))
-	o.fail("Alloc", err)
-	return Buf{p, n}
+	p, err := o.dev.alloc(b.size() * max(n, 1))
+	o.fail(op, err)
+	b.p = p
+	return b
 }
 
 func (o *Ops) Slice(b kernels.Buf, off, n int) kernels.Buf {
@@ -250,12 +337,22 @@ func (o *Ops) Slice(b kernels.Buf, off, n int) kernels.Buf {
 	if off < 0 || n < 0 || off+n > x.n {
 		panic(fmt.Sprintf("cuda: slice [%d:%d] of %d values", off, off+n, x.n))
 	}
-	return Buf{x.p + uintptr(4*off), n}
+	return Buf{x.p + uintptr(x.size()*off), n, x.bf}
 }
 
+// Upload rounds to bfloat16 on the host for a bfloat16 dst (as the kernels
+// round).
 func (o *Ops) Upload(dst kernels.Buf, src []float32) {
 	d := buf(dst)
 	if !o.check("Upload", d.n == len(src), "%d values into %d", len(src), d.n) || len(src) == 0 {
+		return
+	}
+	if d.bf {
+		h := make([]uint16, len(src))
+		for i, v := range src {
+			h[i] = kernels.ToBF16(v)
+		}
+		o.fail("Upload", o.dev.upload(d.p, unsafe.Pointer(&h[0]), 2*len(h)))
 		return
 	}
 	o.fail("Upload", o.dev.upload(d.p, unsafe.Pointer(&src[0]), 4*len(src)))
@@ -267,7 +364,15 @@ func (o *Ops) Download(dst []float32, src kernels.Buf) {
 		clear(dst)
 		return
 	}
-	if len(dst) > 0 {
+	switch {
+	case len(dst) == 0:
+	case s.bf:
+		h := make([]uint16, len(dst))
+		o.fail("Download", o.dev.download(unsafe.Pointer(&h[0]), s.p, 2*len(h)))
+		for i, v := range h {
+			dst[i] = kernels.FromBF16(v)
+		}
+	default:
 		o.fail("Download", o.dev.download(unsafe.Pointer(&dst[0]), s.p, 4*len(dst)))
 	}
 	if o.err != nil {
@@ -277,20 +382,29 @@ func (o *Ops) Download(dst []float32, src kernels.Buf) {
 
 func (o *Ops) Fill(b kernels.Buf, v float32) {
 	x := buf(b)
-	o.launch1("Fill", "fill", x.n, x, v, int64(x.n))
+	if sfx, ok := o.types("Fill", []arg{{"b", x}}); ok {
+		o.launch1("Fill", "fill"+sfx, x.n, x, v, int64(x.n))
+	}
 }
 
+// Copy converts between the types (rounding to bfloat16 as the kernels
+// do).
 func (o *Ops) Copy(dst, src kernels.Buf) {
 	d, s := buf(dst), buf(src)
-	if o.check("Copy", d.n == s.n, "%d values into %d", s.n, d.n) && d.n > 0 {
-		o.fail("Copy", o.dev.copy(d.p, s.p, 4*d.n))
+	if !o.check("Copy", d.n == s.n, "%d values into %d", s.n, d.n) || d.n == 0 {
+		return
 	}
+	if d.bf == s.bf {
+		o.fail("Copy", o.dev.copy(d.p, s.p, d.size()*d.n))
+		return
+	}
+	o.launch1("Copy", "convert"+pair(d, s), d.n, d, s, int64(d.n))
 }
 
 func (o *Ops) Axpy(y kernels.Buf, a float32, x kernels.Buf) {
 	yb, xb := buf(y), buf(x)
 	if o.check("Axpy", yb.n == xb.n, "lengths %d and %d", yb.n, xb.n) {
-		o.launch1("Axpy", "axpy", yb.n, yb, a, xb, int64(yb.n))
+		o.launch1("Axpy", "axpy"+pair(yb, xb), yb.n, yb, a, xb, int64(yb.n))
 	}
 }
 
@@ -303,7 +417,8 @@ func (o *Ops) SumSquares(b kernels.Buf) float64 {
 	if !o.ensure("SumSquares", &o.parts, 8*g) {
 		return 0
 	}
-	o.launch("SumSquares", "sum_squares", [3]int{g, 1, 1}, [3]int{threads, 1, 1}, o.parts.p, x, int64(x.n))
+	sfx, _ := o.types("SumSquares", []arg{{"b", x}})
+	o.launch("SumSquares", "sum_squares"+sfx, [3]int{g, 1, 1}, [3]int{threads, 1, 1}, o.parts.p, x, int64(x.n))
 	parts := make([]float64, g)
 	if o.err == nil {
 		o.fail("SumSquares", o.dev.download(unsafe.Pointer(&parts[0]), o.parts.p, 8*g))
@@ -325,7 +440,14 @@ func (o *Ops) MatMul(c, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha, beta 
 	if !o.check("MatMul", cb.n >= m*n && ab.n >= m*k && bb.n >= k*n, "%d×%d×%d on buffers of %d, %d, %d", m, n, k, ab.n, bb.n, cb.n) || m == 0 || n == 0 {
 		return
 	}
-	g := gemm{ta: tb, tb: ta, m: n, n: m, k: k, alpha: alpha, beta: beta, a: bb.p, b: ab.p, c: cb.p, ldc: n, bf16: o.bf16["MatMul"]}
+	if _, ok := o.types("MatMul", []arg{{"A", ab}, {"B", bb}}); !ok {
+		return
+	}
+	if !o.check("MatMul", ab.bf || !cb.bf, "fp32 A and B into a bf16 C: cuBLAS has no such product") {
+		return
+	}
+	g := gemm{ta: tb, tb: ta, m: n, n: m, k: k, alpha: alpha, beta: beta, a: bb.p, b: ab.p, c: cb.p, ldc: n,
+		round: o.bf16["MatMul"] && !ab.bf, abBF16: ab.bf, cBF16: cb.bf}
 	g.lda, g.ldb = n, k
 	if tb {
 		g.lda = k
@@ -339,80 +461,115 @@ func (o *Ops) MatMul(c, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha, beta 
 }
 
 func (o *Ops) AddBias(y, bias kernels.Buf, rows, cols int) {
-	o.launch1("AddBias", "add_bias", rows*cols, buf(y), buf(bias), int64(rows), int32(cols))
+	yb, bb := buf(y), buf(bias)
+	if sfx, ok := o.types("AddBias", []arg{{"y", yb}}, arg{"bias", bb}); ok {
+		o.launch1("AddBias", "add_bias"+sfx, rows*cols, yb, bb, int64(rows), int32(cols))
+	}
 }
 
-// colSums launches col_sums over cols columns.
-func (o *Ops) colSums(op string, dst, dst2, a, b, m, s uintptr, rows, cols int) {
+// colSums launches col_sums (sfx: a's and b's type) over cols columns.
+func (o *Ops) colSums(op, sfx string, dst, dst2, a, b, m, s uintptr, rows, cols int) {
 	if cols == 0 {
 		return
 	}
-	o.launch(op, "col_sums", [3]int{(cols + 31) / 32, 1, 1}, [3]int{32, 8, 1}, dst, dst2, a, b, m, s, int32(rows), int32(cols))
+	o.launch(op, "col_sums"+sfx, [3]int{(cols + 31) / 32, 1, 1}, [3]int{32, 8, 1}, dst, dst2, a, b, m, s, int32(rows), int32(cols))
 }
 
 func (o *Ops) BiasGrad(db, dy kernels.Buf, rows, cols int) {
-	o.colSums("BiasGrad", buf(db).p, 0, buf(dy).p, 0, 0, 0, rows, cols)
+	dbb, dyb := buf(db), buf(dy)
+	if sfx, ok := o.types("BiasGrad", []arg{{"dy", dyb}}, arg{"db", dbb}); ok {
+		o.colSums("BiasGrad", sfx, dbb.p, 0, dyb.p, 0, 0, 0, rows, cols)
+	}
 }
 
 func (o *Ops) Embed(out, wte, wpe kernels.Buf, ids []int32, B, T, C int) {
-	if !o.check("Embed", len(ids) >= B*T, "%d ids for %d×%d", len(ids), B, T) {
+	ob, eb, pb := buf(out), buf(wte), buf(wpe)
+	sfx, ok := o.types("Embed", []arg{{"out", ob}}, arg{"wte", eb}, arg{"wpe", pb})
+	if !ok || !o.check("Embed", len(ids) >= B*T, "%d ids for %d×%d", len(ids), B, T) {
 		return
 	}
 	p := o.ints("Embed", 0, ids[:B*T])
-	o.launch1("Embed", "embed", B*T*C, buf(out), buf(wte), buf(wpe), p, int32(B), int32(T), int32(C))
+	o.launch1("Embed", "embed"+sfx, B*T*C, ob, eb, pb, p, int32(B), int32(T), int32(C))
 }
 
 func (o *Ops) EmbedBackward(dwte, dwpe, dout kernels.Buf, ids []int32, B, T, C int) {
-	if !o.check("EmbedBackward", len(ids) >= B*T, "%d ids for %d×%d", len(ids), B, T) {
+	eb, pb, db := buf(dwte), buf(dwpe), buf(dout)
+	sfx, ok := o.types("EmbedBackward", []arg{{"dout", db}}, arg{"dwte", eb}, arg{"dwpe", pb})
+	if !ok || !o.check("EmbedBackward", len(ids) >= B*T, "%d ids for %d×%d", len(ids), B, T) {
 		return
 	}
 	p := o.ints("EmbedBackward", 0, ids[:B*T])
-	o.launch1("EmbedBackward", "embed_backward_wte", B*T*C, buf(dwte), buf(dout), p, int64(B*T), int32(C))
-	o.launch1("EmbedBackward", "embed_backward_wpe", T*C, buf(dwpe), buf(dout), int32(B), int32(T), int32(C))
+	o.launch1("EmbedBackward", "embed_backward_wte"+sfx, B*T*C, eb, db, p, int64(B*T), int32(C))
+	o.launch1("EmbedBackward", "embed_backward_wpe"+sfx, T*C, pb, db, int32(B), int32(T), int32(C))
 }
 
 // ---- norms and activations ----
 
 func (o *Ops) LayerNorm(out, mean, rstd, x, w, b kernels.Buf, rows, C int) {
-	o.launchRows("LayerNorm", "layernorm", rows, buf(out), buf(mean), buf(rstd), buf(x), buf(w), buf(b), int32(rows), int32(C))
+	ob, mb, rb, xb, wb, bb := buf(out), buf(mean), buf(rstd), buf(x), buf(w), buf(b)
+	if sfx, ok := o.types("LayerNorm", []arg{{"out", ob}, {"x", xb}}, arg{"mean", mb}, arg{"rstd", rb}, arg{"w", wb}, arg{"b", bb}); ok {
+		o.launchRows("LayerNorm", "layernorm"+sfx, rows, ob, mb, rb, xb, wb, bb, int32(rows), int32(C))
+	}
 }
 
 func (o *Ops) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, rows, C int) {
-	o.launchRows("LayerNormBackward", "layernorm_backward", rows, buf(dx), buf(dout), buf(x), buf(w), buf(mean), buf(rstd), int32(rows), int32(C))
-	o.colSums("LayerNormBackward", buf(db).p, buf(dw).p, buf(dout).p, buf(x).p, buf(mean).p, buf(rstd).p, rows, C)
+	dxb, dwb, dbb, gb, xb, wb, mb, rb := buf(dx), buf(dw), buf(db), buf(dout), buf(x), buf(w), buf(mean), buf(rstd)
+	sfx, ok := o.types("LayerNormBackward", []arg{{"dx", dxb}, {"dout", gb}, {"x", xb}}, arg{"dw", dwb}, arg{"db", dbb}, arg{"w", wb}, arg{"mean", mb}, arg{"rstd", rb})
+	if ok {
+		o.launchRows("LayerNormBackward", "layernorm_backward"+sfx, rows, dxb, gb, xb, wb, mb, rb, int32(rows), int32(C))
+		o.colSums("LayerNormBackward", sfx, dbb.p, dwb.p, gb.p, xb.p, mb.p, rb.p, rows, C)
+	}
 }
 
 func (o *Ops) RMSNorm(out, rstd, x, w kernels.Buf, rows, C int, eps float32) {
-	o.launchRows("RMSNorm", "rmsnorm", rows, buf(out), buf(rstd), buf(x), buf(w), int32(rows), int32(C), eps)
+	ob, rb, xb, wb := buf(out), buf(rstd), buf(x), buf(w)
+	if sfx, ok := o.types("RMSNorm", []arg{{"out", ob}, {"x", xb}}, arg{"rstd", rb}, arg{"w", wb}); ok {
+		o.launchRows("RMSNorm", "rmsnorm"+sfx, rows, ob, rb, xb, wb, int32(rows), int32(C), eps)
+	}
 }
 
 func (o *Ops) RMSNormBackward(dx, dw, dout, x, w, rstd kernels.Buf, rows, C int) {
-	o.launchRows("RMSNormBackward", "rmsnorm_backward", rows, buf(dx), buf(dout), buf(x), buf(w), buf(rstd), int32(rows), int32(C))
-	o.colSums("RMSNormBackward", 0, buf(dw).p, buf(dout).p, buf(x).p, 0, buf(rstd).p, rows, C)
+	dxb, dwb, gb, xb, wb, rb := buf(dx), buf(dw), buf(dout), buf(x), buf(w), buf(rstd)
+	if sfx, ok := o.types("RMSNormBackward", []arg{{"dx", dxb}, {"dout", gb}, {"x", xb}}, arg{"dw", dwb}, arg{"w", wb}, arg{"rstd", rb}); ok {
+		o.launchRows("RMSNormBackward", "rmsnorm_backward"+sfx, rows, dxb, gb, xb, wb, rb, int32(rows), int32(C))
+		o.colSums("RMSNormBackward", sfx, 0, dwb.p, gb.p, xb.p, 0, rb.p, rows, C)
+	}
 }
 
 func (o *Ops) GELU(out, x kernels.Buf) {
-	xb := buf(x)
-	o.launch1("GELU", "gelu", xb.n, buf(out), xb, int64(xb.n))
+	ob, xb := buf(out), buf(x)
+	if sfx, ok := o.types("GELU", []arg{{"out", ob}, {"x", xb}}); ok {
+		o.launch1("GELU", "gelu"+sfx, xb.n, ob, xb, int64(xb.n))
+	}
 }
 
 func (o *Ops) GELUBackward(dx, x, dout kernels.Buf) {
-	xb := buf(x)
-	o.launch1("GELUBackward", "gelu_backward", xb.n, buf(dx), xb, buf(dout), int64(xb.n))
+	dxb, xb, gb := buf(dx), buf(x), buf(dout)
+	if sfx, ok := o.types("GELUBackward", []arg{{"dx", dxb}, {"x", xb}, {"dout", gb}}); ok {
+		o.launch1("GELUBackward", "gelu_backward"+sfx, xb.n, dxb, xb, gb, int64(xb.n))
+	}
 }
 
 func (o *Ops) SwiGLU(out, h kernels.Buf, rows, F int) {
-	o.launch1("SwiGLU", "swiglu", rows*F, buf(out), buf(h), int64(rows), int32(F))
+	ob, hb := buf(out), buf(h)
+	if sfx, ok := o.types("SwiGLU", []arg{{"out", ob}, {"h", hb}}); ok {
+		o.launch1("SwiGLU", "swiglu"+sfx, rows*F, ob, hb, int64(rows), int32(F))
+	}
 }
 
 func (o *Ops) SwiGLUBackward(dh, h, dout kernels.Buf, rows, F int) {
-	o.launch1("SwiGLUBackward", "swiglu_backward", rows*F, buf(dh), buf(h), buf(dout), int64(rows), int32(F))
+	dhb, hb, gb := buf(dh), buf(h), buf(dout)
+	if sfx, ok := o.types("SwiGLUBackward", []arg{{"dh", dhb}, {"h", hb}, {"dout", gb}}); ok {
+		o.launch1("SwiGLUBackward", "swiglu_backward"+sfx, rows*F, dhb, hb, gb, int64(rows), int32(F))
+	}
 }
 
 // RoPE's inverse frequencies are computed here exactly as the CPU backend
 // computes them and uploaded once per (theta, HS).
 func (o *Ops) RoPE(x kernels.Buf, B, T, heads, HS, width, off int, theta float32, inverse bool) {
-	if !o.check("RoPE", HS%2 == 0, "odd head size %d", HS) {
+	xb := buf(x)
+	sfx, ok := o.types("RoPE", []arg{{"x", xb}})
+	if !ok || !o.check("RoPE", HS%2 == 0, "odd head size %d", HS) {
 		return
 	}
 	k := ropeKey{theta, HS}
@@ -433,7 +590,7 @@ func (o *Ops) RoPE(x kernels.Buf, B, T, heads, HS, width, off int, theta float32
 	if inverse {
 		inv = 1
 	}
-	o.launch1("RoPE", "rope", B*T*heads*HS/2, buf(x), f, int32(B), int32(T), int32(heads), int32(HS), int32(width), int32(off), inv)
+	o.launch1("RoPE", "rope"+sfx, B*T*heads*HS/2, xb, f, int32(B), int32(T), int32(heads), int32(HS), int32(width), int32(off), inv)
 }
 
 // ---- attention ----
@@ -451,33 +608,39 @@ func (o *Ops) attentionShape(op string, B, T, NH, NKV, HS int) bool {
 }
 
 func (o *Ops) Attention(out, att, qkv kernels.Buf, B, T, NH, NKV, HS int) {
-	if !o.attentionShape("Attention", B, T, NH, NKV, HS) {
+	ob, ab, qb := buf(out), buf(att), buf(qkv)
+	sfx, ok := o.types("Attention", []arg{{"out", ob}, {"qkv", qb}}, arg{"att", ab})
+	if !ok || !o.attentionShape("Attention", B, T, NH, NKV, HS) {
 		return
 	}
 	if o.bf16["Attention"] {
-		o.launch("Attention", "attention_bf16", [3]int{(T + 31) / 32, NH, B}, [3]int{64, 1, 1}, buf(out), buf(att), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+		o.launch("Attention", "attention_tc"+sfx, [3]int{(T + 31) / 32, NH, B}, [3]int{64, 1, 1}, ob, ab, qb, int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 		return
 	}
-	o.launchRows("Attention", "attention", B*NH*T, buf(out), buf(att), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+	o.launchRows("Attention", "attention"+sfx, B*NH*T, ob, ab, qb, int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 }
 
 func (o *Ops) AttentionBackward(dqkv, dout, out, qkv, att kernels.Buf, B, T, NH, NKV, HS int) {
-	if !o.attentionShape("AttentionBackward", B, T, NH, NKV, HS) {
+	db, gb, ob, qb, ab := buf(dqkv), buf(dout), buf(out), buf(qkv), buf(att)
+	sfx, ok := o.types("AttentionBackward", []arg{{"dqkv", db}, {"dout", gb}, {"out", ob}, {"qkv", qb}}, arg{"att", ab})
+	if !ok || !o.attentionShape("AttentionBackward", B, T, NH, NKV, HS) {
 		return
 	}
 	if o.bf16["AttentionBackward"] {
-		o.launch("AttentionBackward", "attention_backward_dq_bf16", [3]int{(T + 15) / 16, NH, B}, [3]int{32, 1, 1}, buf(dqkv), buf(att), buf(dout), buf(out), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
-		o.launch("AttentionBackward", "attention_backward_dkv_bf16", [3]int{(T + 15) / 16, NKV, B}, [3]int{32, 1, 1}, buf(dqkv), buf(att), buf(dout), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+		o.launch("AttentionBackward", "attention_backward_dq_tc"+sfx, [3]int{(T + 15) / 16, NH, B}, [3]int{32, 1, 1}, db, ab, gb, ob, qb, int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+		o.launch("AttentionBackward", "attention_backward_dkv_tc"+sfx, [3]int{(T + 15) / 16, NKV, B}, [3]int{32, 1, 1}, db, ab, gb, qb, int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 		return
 	}
-	o.launchRows("AttentionBackward", "attention_backward_dq", B*NH*T, buf(dqkv), buf(att), buf(dout), buf(out), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
-	o.launchRows("AttentionBackward", "attention_backward_dkv", B*NKV*T, buf(dqkv), buf(att), buf(dout), buf(qkv), int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+	o.launchRows("AttentionBackward", "attention_backward_dq"+sfx, B*NH*T, db, ab, gb, ob, qb, int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
+	o.launchRows("AttentionBackward", "attention_backward_dkv"+sfx, B*NKV*T, db, ab, gb, qb, int32(B), int32(T), int32(NH), int32(NKV), int32(HS))
 }
 
 // ---- classifier ----
 
 func (o *Ops) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []int32, rows, V, Vp int, scale float32) {
-	if !o.check("CrossEntropy", len(targets) >= rows && V <= Vp, "%d targets for %d rows, V %d of %d", len(targets), rows, V, Vp) || rows == 0 {
+	lb, db, xb := buf(losses), buf(dlogits), buf(logits)
+	sfx, ok := o.types("CrossEntropy", []arg{{"dlogits", db}, {"logits", xb}}, arg{"losses", lb})
+	if !ok || !o.check("CrossEntropy", len(targets) >= rows && V <= Vp, "%d targets for %d rows, V %d of %d", len(targets), rows, V, Vp) || rows == 0 {
 		return
 	}
 	for _, t := range targets[:rows] {
@@ -486,29 +649,37 @@ func (o *Ops) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []int32,
 		}
 	}
 	p := o.ints("CrossEntropy", 0, targets[:rows])
-	o.launch("CrossEntropy", "cross_entropy", [3]int{rows, 1, 1}, [3]int{1024, 1, 1}, buf(losses), buf(dlogits), buf(logits), p, int32(V), int32(Vp), scale)
+	o.launch("CrossEntropy", "cross_entropy"+sfx, [3]int{rows, 1, 1}, [3]int{1024, 1, 1}, lb, db, xb, p, int32(V), int32(Vp), scale)
 }
 
 // ---- gathers and scatters ----
 
 func (o *Ops) GatherRows(dst, src kernels.Buf, rows []int32, width int) {
+	d, s := buf(dst), buf(src)
 	p := o.ints("GatherRows", 0, rows)
-	o.launch1("GatherRows", "gather_rows", len(rows)*width, buf(dst), buf(src), p, int32(len(rows)), int32(width))
+	o.launch1("GatherRows", "gather_rows"+pair(d, s), len(rows)*width, d, s, p, int32(len(rows)), int32(width))
 }
 
 func (o *Ops) ScatterAddRows(dst, src kernels.Buf, rows []int32, width int) {
-	p := o.ints("ScatterAddRows", 0, rows)
-	o.launch1("ScatterAddRows", "scatter_add_rows", len(rows)*width, buf(dst), buf(src), p, int32(len(rows)), int32(width))
+	d, s := buf(dst), buf(src)
+	if sfx, ok := o.types("ScatterAddRows", []arg{{"src", s}}, arg{"dst", d}); ok {
+		p := o.ints("ScatterAddRows", 0, rows)
+		o.launch1("ScatterAddRows", "scatter_add_rows"+sfx, len(rows)*width, d, s, p, int32(len(rows)), int32(width))
+	}
 }
 
 func (o *Ops) GatherCols(dst, src kernels.Buf, n, width int, cols []int32) {
+	d, s := buf(dst), buf(src)
 	p := o.ints("GatherCols", 0, cols)
-	o.launch1("GatherCols", "gather_cols", n*len(cols), buf(dst), buf(src), int32(n), int32(width), p, int32(len(cols)))
+	o.launch1("GatherCols", "gather_cols"+pair(d, s), n*len(cols), d, s, int32(n), int32(width), p, int32(len(cols)))
 }
 
 func (o *Ops) ScatterAddCols(dst, src kernels.Buf, n, width int, cols []int32) {
-	p := o.ints("ScatterAddCols", 0, cols)
-	o.launch1("ScatterAddCols", "scatter_add_cols", n*len(cols), buf(dst), buf(src), int32(n), int32(width), p, int32(len(cols)))
+	d, s := buf(dst), buf(src)
+	if sfx, ok := o.types("ScatterAddCols", []arg{{"src", s}}, arg{"dst", d}); ok {
+		p := o.ints("ScatterAddCols", 0, cols)
+		o.launch1("ScatterAddCols", "scatter_add_cols"+sfx, n*len(cols), d, s, int32(n), int32(width), p, int32(len(cols)))
+	}
 }
 
 // ---- AdamW ----
@@ -526,16 +697,19 @@ func adamwConsts(a kernels.AdamWArgs) []any {
 }
 
 func (o *Ops) AdamW(params, grads, m, v kernels.Buf, a kernels.AdamWArgs) {
-	p := buf(params)
-	if !o.check("AdamW", a.Step >= 1, "step %d (1-based)", a.Step) {
+	p, g, mb, vb := buf(params), buf(grads), buf(m), buf(v)
+	if _, ok := o.types("AdamW", nil, arg{"params", p}, arg{"grads", g}, arg{"m", mb}, arg{"v", vb}); !ok || !o.check("AdamW", a.Step >= 1, "step %d (1-based)", a.Step) {
 		return
 	}
-	args := append([]any{p, buf(grads), buf(m), buf(v), int64(p.n)}, adamwConsts(a)...)
+	args := append([]any{p, g, mb, vb, int64(p.n)}, adamwConsts(a)...)
 	o.launch1("AdamW", "adamw", p.n, args...)
 }
 
 func (o *Ops) AdamWSub(params, grads, m, v kernels.Buf, width int, rows, cols []int32, a kernels.AdamWArgs) {
-	p := buf(params)
+	p, g, mb, vb := buf(params), buf(grads), buf(m), buf(v)
+	if _, ok := o.types("AdamWSub", nil, arg{"params", p}, arg{"grads", g}, arg{"m", mb}, arg{"v", vb}); !ok {
+		return
+	}
 	if !o.check("AdamWSub", a.Step >= 1 && width > 0 && p.n%width == 0, "step %d, width %d of %d values", a.Step, width, p.n) {
 		return
 	}
@@ -547,6 +721,6 @@ func (o *Ops) AdamWSub(params, grads, m, v kernels.Buf, width int, rows, cols []
 		nc = len(cols)
 	}
 	rp, cp := o.ints("AdamWSub", 0, rows), o.ints("AdamWSub", 1, cols)
-	args := append([]any{p, buf(grads), buf(m), buf(v), int32(width), rp, int32(nr), cp, int32(nc)}, adamwConsts(a)...)
+	args := append([]any{p, g, mb, vb, int32(width), rp, int32(nr), cp, int32(nc)}, adamwConsts(a)...)
 	o.launch1("AdamWSub", "adamw_sub", nr*nc, args...)
 }

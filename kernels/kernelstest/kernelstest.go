@@ -5,7 +5,8 @@
 // with outputs poisoned with NaN beforehand so that an element an op
 // forgets to write fails, and gradients holding values beforehand so that
 // an op that overwrites instead of adding fails. The CPU backend and the
-// CUDA backend (on a GPU, or emulated) both pass it.
+// CUDA backend (on a GPU, or emulated) both pass it; the CUDA backend
+// also with its activations stored in bfloat16 (Options.BF16Storage).
 package kernelstest
 
 import (
@@ -25,6 +26,12 @@ type Options struct {
 	Tol float64
 	// Only names the ops (subtests) to run; all when empty.
 	Only []string
+	// BF16Storage runs the suite with the activations of every op (as
+	// kernels.BF16Storage defines them) in bfloat16, the backend being a
+	// kernels.BF16Storage; their random values are drawn in bfloat16, so
+	// that the reference sees what the backend holds, and the conversions
+	// (Upload, Copy, Download) must round exactly as ToBF16 does.
+	BF16Storage bool
 }
 
 // FP32 is the tolerance of float32 backends.
@@ -33,6 +40,12 @@ const FP32 = 1e-5
 // BF16 is the tolerance of bfloat16 variants (inputs rounded to 8 bits of
 // mantissa, float32 accumulation).
 const BF16 = 1e-2
+
+// BF16Stored is the tolerance of fp32 ops on bfloat16 activations: their
+// inputs are exact, their fp32 results rounded once when stored (2⁻⁹
+// relative), and a gradient that reads a stored, rounded forward output
+// (attention's dout·out) carries that rounding further.
+const BF16Stored = 1e-2
 
 // BF16Attention is the tolerance of bfloat16 attention, forward and
 // backward: its output sums probabilities and values
@@ -47,12 +60,20 @@ type suite struct {
 	o   kernels.Ops
 	r   *rand.Rand
 	tol float64
+	bs  kernels.BF16Storage // set when the activations are bfloat16
 }
 
 // Run runs the suite against o.
 func Run(t *testing.T, o kernels.Ops, opt Options) {
 	if opt.Tol == 0 {
 		opt.Tol = FP32
+	}
+	var bs kernels.BF16Storage
+	if opt.BF16Storage {
+		var ok bool
+		if bs, ok = o.(kernels.BF16Storage); !ok {
+			t.Fatalf("%s does not store bfloat16", o.Name())
+		}
 	}
 	tests := []struct {
 		name string
@@ -77,7 +98,7 @@ func Run(t *testing.T, o kernels.Ops, opt Options) {
 			continue
 		}
 		t.Run(tc.name, func(t *testing.T) {
-			s := &suite{t: t, o: o, r: rand.New(rand.NewPCG(uint64(i)+1, 77)), tol: opt.Tol}
+			s := &suite{t: t, o: o, r: rand.New(rand.NewPCG(uint64(i)+1, 77)), tol: opt.Tol, bs: bs}
 			tc.fn(s)
 			if err := o.Err(); err != nil {
 				t.Fatalf("backend error: %v", err)
@@ -102,14 +123,45 @@ func (s *suite) up(v []float32) kernels.Buf {
 	return b
 }
 
-// poisoned is a buffer of n NaNs.
-func (s *suite) poisoned(n int) kernels.Buf {
+// randAct is rand for an activation: in bfloat16 when the suite stores
+// activations so.
+func (s *suite) randAct(n int, scale float64) []float32 { return s.asAct(s.rand(n, scale)) }
+
+// asAct rounds v in place to bfloat16 when the suite stores activations
+// so, and returns it.
+func (s *suite) asAct(v []float32) []float32 {
+	if s.bs != nil {
+		for i := range v {
+			v[i] = kernels.RoundBF16(v[i])
+		}
+	}
+	return v
+}
+
+// act uploads an activation: into bfloat16 storage when the suite stores
+// activations so (v then comes from randAct, or holds bfloat16 values).
+func (s *suite) act(v []float32) kernels.Buf {
+	if s.bs == nil {
+		return s.up(v)
+	}
+	b := s.bs.AllocBF16(len(v))
+	s.o.Upload(b, v)
+	return b
+}
+
+func nans(n int) []float32 {
 	v := make([]float32, n)
 	for i := range v {
 		v[i] = float32(math.NaN())
 	}
-	return s.up(v)
+	return v
 }
+
+// poisoned is a buffer of n NaNs.
+func (s *suite) poisoned(n int) kernels.Buf { return s.up(nans(n)) }
+
+// poisonedAct is an activation of n NaNs.
+func (s *suite) poisonedAct(n int) kernels.Buf { return s.act(nans(n)) }
 
 func (s *suite) down(b kernels.Buf) []float32 {
 	v := make([]float32, b.Len())
@@ -192,6 +244,97 @@ func testMemory(s *suite) {
 		want[i] = -2.5
 	}
 	s.cmp("Fill of a slice", p, want)
+	if s.bs != nil {
+		s.memoryBF16()
+	}
+}
+
+// memoryBF16: the conversions round exactly as kernels.ToBF16 does, on
+// the host (Upload) and on the device (Copy), ties to even and the
+// special values included; Copy and Download widen exactly; Axpy pairs the
+// two types every way; Fill and Slice count bfloat16 values.
+func (s *suite) memoryBF16() {
+	one := float32(1)
+	x := append([]float32{
+		one + 1.0/256, one + 3.0/256, // ties: down to even, up to even
+		-(one + 1.0/256 + 1.0/65536), // past a tie: away from it
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
+		math.MaxFloat32,                      // rounds up to +Inf, as CUDA's does
+		1e-40, float32(math.Copysign(0, -1)), // a subnormal, −0
+	}, s.rand(1000, 3)...)
+	want := make([]float32, len(x))
+	for i, v := range x {
+		want[i] = kernels.RoundBF16(v)
+	}
+	host := s.bs.AllocBF16(len(x))
+	s.o.Upload(host, x)
+	s.exact("Upload into bf16", host, want)
+	dev := s.bs.AllocBF16(len(x))
+	s.o.Copy(dev, s.up(x))
+	s.exact("Copy fp32 into bf16", dev, want)
+	wide := s.poisoned(len(x))
+	s.o.Copy(wide, dev)
+	s.exact("Copy bf16 into fp32", wide, want)
+	same := s.poisonedAct(len(x))
+	s.o.Copy(same, dev)
+	s.exact("Copy bf16 into bf16", same, want)
+	if !s.bs.IsBF16(dev) || s.bs.IsBF16(wide) {
+		s.t.Errorf("IsBF16: %v for a bf16 buffer, %v for an fp32 one", s.bs.IsBF16(dev), s.bs.IsBF16(wide))
+	}
+
+	n := 1000 + 37
+	for _, c := range []struct{ y, x bool }{{true, true}, {false, true}, {true, false}} {
+		y, xv := s.asAct(s.rand(n, 1)), s.asAct(s.rand(n, 1))
+		by, bx := s.typed(c.y, y), s.typed(c.x, xv)
+		s.o.Axpy(by, -1.25, bx)
+		w := make([]float64, n)
+		for i := range w {
+			w[i] = float64(y[i]) - 1.25*float64(xv[i])
+		}
+		s.cmp(fmt.Sprintf("Axpy y bf16 %v, x bf16 %v", c.y, c.x), by, w)
+	}
+	v := s.randAct(n, 1)
+	var ss float64
+	for _, e := range v {
+		ss += float64(e) * float64(e)
+	}
+	if got := s.o.SumSquares(s.act(v)); math.Abs(got-ss) > 1e-9*ss {
+		s.t.Errorf("SumSquares of bf16 = %.12g, want %.12g", got, ss)
+	}
+	p := s.act(v)
+	s.o.Fill(s.o.Slice(p, 101, 333), 1.0/3)
+	w := f64(v)
+	for i := 101; i < 434; i++ {
+		w[i] = float64(kernels.RoundBF16(1.0 / 3))
+	}
+	s.cmp("Fill of a bf16 slice", p, w)
+}
+
+// typed uploads v into bfloat16 storage when bf, else float32.
+func (s *suite) typed(bf bool, v []float32) kernels.Buf {
+	if bf {
+		b := s.bs.AllocBF16(len(v))
+		s.o.Upload(b, v)
+		return b
+	}
+	return s.up(v)
+}
+
+// exact compares got with want bit for bit (any NaN matches any NaN).
+func (s *suite) exact(name string, got kernels.Buf, want []float32) {
+	s.t.Helper()
+	g := s.down(got)
+	bad := 0
+	for i, w := range want {
+		if math.Float32bits(g[i]) != math.Float32bits(w) && !(g[i] != g[i] && w != w) {
+			if bad++; bad <= 3 {
+				s.t.Errorf("%s[%d] = %g (%#08x), want %g (%#08x)", name, i, g[i], math.Float32bits(g[i]), w, math.Float32bits(w))
+			}
+		}
+	}
+	if bad > 3 {
+		s.t.Errorf("%s: %d of %d values differ", name, bad, len(want))
+	}
 }
 
 func refMatMul(a, b []float32, m, n, k int, ta, tb bool) []float64 {
@@ -217,30 +360,41 @@ func refMatMul(a, b []float32, m, n, k int, ta, tb bool) []float64 {
 
 func testMatMul(s *suite) {
 	m, n, k := 37, 53, 71
+	// C in fp32, and with bf16 A and B also in bf16
+	cTypes := []bool{false}
+	if s.bs != nil {
+		cTypes = append(cTypes, true)
+	}
 	for _, ta := range []bool{false, true} {
 		for _, tb := range []bool{false, true} {
-			a, b, c0 := s.rand(m*k, 1), s.rand(k*n, 1), s.rand(m*n, 1)
-			ab, bb := s.up(a), s.up(b)
+			a, b, c0 := s.randAct(m*k, 1), s.randAct(k*n, 1), s.randAct(m*n, 1)
+			ab, bb := s.act(a), s.act(b)
 			prod := refMatMul(a, b, m, n, k, ta, tb)
-			// beta 0 ignores what C held, NaN included
-			c := s.poisoned(m * n)
-			s.o.MatMul(c, ab, bb, m, n, k, ta, tb, 1, 0)
-			s.cmp(fmt.Sprintf("MatMul ta=%v tb=%v", ta, tb), c, prod)
-			c = s.up(c0)
-			s.o.MatMul(c, ab, bb, m, n, k, ta, tb, 0.5, 1)
-			want := make([]float64, m*n)
-			for i := range want {
-				want[i] = float64(c0[i]) + 0.5*prod[i]
+			for _, cbf := range cTypes {
+				name := fmt.Sprintf("MatMul ta=%v tb=%v", ta, tb)
+				if cbf {
+					name += " into bf16"
+				}
+				// beta 0 ignores what C held, NaN included
+				c := s.typed(cbf, nans(m*n))
+				s.o.MatMul(c, ab, bb, m, n, k, ta, tb, 1, 0)
+				s.cmp(name, c, prod)
+				c = s.typed(cbf, c0)
+				s.o.MatMul(c, ab, bb, m, n, k, ta, tb, 0.5, 1)
+				want := make([]float64, m*n)
+				for i := range want {
+					want[i] = float64(c0[i]) + 0.5*prod[i]
+				}
+				s.cmp(name+" alpha=0.5 beta=1", c, want)
 			}
-			s.cmp(fmt.Sprintf("MatMul ta=%v tb=%v alpha=0.5 beta=1", ta, tb), c, want)
 		}
 	}
 }
 
 func testBias(s *suite) {
 	rows, cols := 45, 67
-	y, b, db0 := s.rand(rows*cols, 1), s.rand(cols, 1), s.rand(cols, 1)
-	by := s.up(y)
+	y, b, db0 := s.randAct(rows*cols, 1), s.rand(cols, 1), s.rand(cols, 1)
+	by := s.act(y)
 	s.o.AddBias(by, s.up(b), rows, cols)
 	want := make([]float64, rows*cols)
 	sums := make([]float64, cols)
@@ -250,7 +404,7 @@ func testBias(s *suite) {
 	}
 	s.cmp("AddBias", by, want)
 	db := s.up(db0)
-	s.o.BiasGrad(db, s.up(y), rows, cols)
+	s.o.BiasGrad(db, s.act(y), rows, cols)
 	s.cmp("BiasGrad", db, add(db0, sums))
 }
 
@@ -261,7 +415,7 @@ func testEmbed(s *suite) {
 		ids[i] = int32(s.r.IntN(V)) // repeats: the backward pass sums them
 	}
 	wte, wpe := s.rand(V*C, 1), s.rand(T*C, 1)
-	out := s.poisoned(B * T * C)
+	out := s.poisonedAct(B * T * C)
 	s.o.Embed(out, s.up(wte), s.up(wpe), ids, B, T, C)
 	want := make([]float64, B*T*C)
 	for bt, id := range ids {
@@ -270,9 +424,9 @@ func testEmbed(s *suite) {
 		}
 	}
 	s.cmp("Embed", out, want)
-	dout, dte0, dpe0 := s.rand(B*T*C, 1), s.rand(V*C, 1), s.rand(T*C, 1)
+	dout, dte0, dpe0 := s.randAct(B*T*C, 1), s.rand(V*C, 1), s.rand(T*C, 1)
 	dte, dpe := s.up(dte0), s.up(dpe0)
-	s.o.EmbedBackward(dte, dpe, s.up(dout), ids, B, T, C)
+	s.o.EmbedBackward(dte, dpe, s.act(dout), ids, B, T, C)
 	wte2, wpe2 := f64(dte0), f64(dpe0)
 	for bt, id := range ids {
 		for c := 0; c < C; c++ {
@@ -290,11 +444,12 @@ func testLayerNorm(s *suite) {
 	for i := range x {
 		x[i] += 0.5 // a mean to remove
 	}
-	out, mean, rstd := s.poisoned(rows*C), s.poisoned(rows), s.poisoned(rows)
-	bx, bw := s.up(x), s.up(w)
+	s.asAct(x)
+	out, mean, rstd := s.poisonedAct(rows*C), s.poisoned(rows), s.poisoned(rows)
+	bx, bw := s.act(x), s.up(w)
 	s.o.LayerNorm(out, mean, rstd, bx, bw, s.up(b), rows, C)
 	wo, wm, wr := make([]float64, rows*C), make([]float64, rows), make([]float64, rows)
-	dout, dx0, dw0, db0 := s.rand(rows*C, 1), s.rand(rows*C, 1), s.rand(C, 1), s.rand(C, 1)
+	dout, dx0, dw0, db0 := s.randAct(rows*C, 1), s.randAct(rows*C, 1), s.rand(C, 1), s.rand(C, 1)
 	wdx, wdw, wdb := f64(dx0), f64(dw0), f64(db0)
 	for r := 0; r < rows; r++ {
 		row := f64(x[r*C : (r+1)*C])
@@ -328,8 +483,8 @@ func testLayerNorm(s *suite) {
 	s.cmp("LayerNorm out", out, wo)
 	s.cmp("LayerNorm mean", mean, wm)
 	s.cmp("LayerNorm rstd", rstd, wr)
-	dx, dw, db := s.up(dx0), s.up(dw0), s.up(db0)
-	s.o.LayerNormBackward(dx, dw, db, s.up(dout), bx, bw, mean, rstd, rows, C)
+	dx, dw, db := s.act(dx0), s.up(dw0), s.up(db0)
+	s.o.LayerNormBackward(dx, dw, db, s.act(dout), bx, bw, mean, rstd, rows, C)
 	s.cmp("LayerNormBackward dx", dx, wdx)
 	s.cmp("LayerNormBackward dw", dw, wdw)
 	s.cmp("LayerNormBackward db", db, wdb)
@@ -338,12 +493,12 @@ func testLayerNorm(s *suite) {
 func testRMSNorm(s *suite) {
 	rows, C := 41, 97
 	const eps = 1e-5
-	x, w := s.rand(rows*C, 2), s.rand(C, 1)
-	out, rstd := s.poisoned(rows*C), s.poisoned(rows)
-	bx, bw := s.up(x), s.up(w)
+	x, w := s.randAct(rows*C, 2), s.rand(C, 1)
+	out, rstd := s.poisonedAct(rows*C), s.poisoned(rows)
+	bx, bw := s.act(x), s.up(w)
 	s.o.RMSNorm(out, rstd, bx, bw, rows, C, eps)
 	wo, wr := make([]float64, rows*C), make([]float64, rows)
-	dout, dx0, dw0 := s.rand(rows*C, 1), s.rand(rows*C, 1), s.rand(C, 1)
+	dout, dx0, dw0 := s.randAct(rows*C, 1), s.randAct(rows*C, 1), s.rand(C, 1)
 	wdx, wdw := f64(dx0), f64(dw0)
 	for r := 0; r < rows; r++ {
 		row := f64(x[r*C : (r+1)*C])
@@ -367,17 +522,17 @@ func testRMSNorm(s *suite) {
 	}
 	s.cmp("RMSNorm out", out, wo)
 	s.cmp("RMSNorm rstd", rstd, wr)
-	dx, dw := s.up(dx0), s.up(dw0)
-	s.o.RMSNormBackward(dx, dw, s.up(dout), bx, bw, rstd, rows, C)
+	dx, dw := s.act(dx0), s.up(dw0)
+	s.o.RMSNormBackward(dx, dw, s.act(dout), bx, bw, rstd, rows, C)
 	s.cmp("RMSNormBackward dx", dx, wdx)
 	s.cmp("RMSNormBackward dw", dw, wdw)
 }
 
 func testGELU(s *suite) {
 	n := 1000 + 13
-	x, dout, dx0 := s.rand(n, 2), s.rand(n, 1), s.rand(n, 1)
-	out := s.poisoned(n)
-	bx := s.up(x)
+	x, dout, dx0 := s.randAct(n, 2), s.randAct(n, 1), s.randAct(n, 1)
+	out := s.poisonedAct(n)
+	bx := s.act(x)
 	s.o.GELU(out, bx)
 	wo, wd := make([]float64, n), f64(dx0)
 	const k = 0.7978845608028654
@@ -388,16 +543,16 @@ func testGELU(s *suite) {
 		wd[i] += float64(dout[i]) * (0.5*(1+th) + 0.5*v*(1-th*th)*k*(1+3*0.044715*v*v))
 	}
 	s.cmp("GELU", out, wo)
-	dx := s.up(dx0)
-	s.o.GELUBackward(dx, bx, s.up(dout))
+	dx := s.act(dx0)
+	s.o.GELUBackward(dx, bx, s.act(dout))
 	s.cmp("GELUBackward", dx, wd)
 }
 
 func testSwiGLU(s *suite) {
 	rows, F := 23, 45
-	h, dout, dh0 := s.rand(rows*2*F, 2), s.rand(rows*F, 1), s.rand(rows*2*F, 1)
-	out := s.poisoned(rows * F)
-	bh := s.up(h)
+	h, dout, dh0 := s.randAct(rows*2*F, 2), s.randAct(rows*F, 1), s.randAct(rows*2*F, 1)
+	out := s.poisonedAct(rows * F)
+	bh := s.act(h)
 	s.o.SwiGLU(out, bh, rows, F)
 	wo, wd := make([]float64, rows*F), f64(dh0)
 	for r := 0; r < rows; r++ {
@@ -411,8 +566,8 @@ func testSwiGLU(s *suite) {
 		}
 	}
 	s.cmp("SwiGLU", out, wo)
-	dh := s.up(dh0)
-	s.o.SwiGLUBackward(dh, bh, s.up(dout), rows, F)
+	dh := s.act(dh0)
+	s.o.SwiGLUBackward(dh, bh, s.act(dout), rows, F)
 	s.cmp("SwiGLUBackward", dh, wd)
 }
 
@@ -422,8 +577,8 @@ func testRoPE(s *suite) {
 	B, T, heads, HS := 2, 37, 3, 20
 	width, off := 5*HS+3, HS
 	const theta = 10000
-	x := s.rand(B*T*width, 1)
-	bx := s.up(x)
+	x := s.randAct(B*T*width, 1)
+	bx := s.act(x)
 	s.o.RoPE(bx, B, T, heads, HS, width, off, theta, false)
 	want := f64(x)
 	half := HS / 2
@@ -461,9 +616,9 @@ func testAttention(s *suite) {
 
 func (s *suite) attention(name string, B, T, NH, NKV, HS int) {
 	W, C, G := (NH+2*NKV)*HS, NH*HS, NH/NKV
-	qkv, dout, dqkv0 := s.rand(B*T*W, 1), s.rand(B*T*C, 1), s.rand(B*T*W, 1)
-	out, att := s.poisoned(B*T*C), s.poisoned(s.o.AttentionState(B, NH, T))
-	bq := s.up(qkv)
+	qkv, dout, dqkv0 := s.randAct(B*T*W, 1), s.randAct(B*T*C, 1), s.randAct(B*T*W, 1)
+	out, att := s.poisonedAct(B*T*C), s.poisoned(s.o.AttentionState(B, NH, T))
+	bq := s.act(qkv)
 	s.o.Attention(out, att, bq, B, T, NH, NKV, HS)
 	wo, wd := make([]float64, B*T*C), f64(dqkv0)
 	scale := 1 / math.Sqrt(float64(HS))
@@ -509,8 +664,8 @@ func (s *suite) attention(name string, B, T, NH, NKV, HS int) {
 		}
 	}
 	s.cmp("Attention "+name, out, wo)
-	dq := s.up(dqkv0)
-	s.o.AttentionBackward(dq, s.up(dout), out, bq, att, B, T, NH, NKV, HS)
+	dq := s.act(dqkv0)
+	s.o.AttentionBackward(dq, s.act(dout), out, bq, att, B, T, NH, NKV, HS)
 	s.cmp("AttentionBackward "+name, dq, wd)
 }
 
@@ -524,7 +679,7 @@ func dot64(a, b []float32) float64 {
 
 func testCrossEntropy(s *suite) {
 	rows, V, Vp := 29, 1000+7, 1024+64
-	logits := s.rand(rows*Vp, 3)
+	logits := s.randAct(rows*Vp, 3)
 	targets := make([]int32, rows)
 	for i := range targets {
 		targets[i] = int32(s.r.IntN(V))
@@ -545,11 +700,11 @@ func testCrossEntropy(s *suite) {
 		}
 		wd[r*Vp+int(targets[r])] -= scale
 	}
-	bl := s.up(logits)
+	bl := s.act(logits)
 	losses := s.poisoned(rows)
 	s.o.CrossEntropy(losses, nil, bl, targets, rows, V, Vp, 0)
 	s.cmp("CrossEntropy losses", losses, wl)
-	losses, dl := s.poisoned(rows), s.poisoned(rows*Vp)
+	losses, dl := s.poisoned(rows), s.poisonedAct(rows*Vp)
 	s.o.CrossEntropy(losses, dl, bl, targets, rows, V, Vp, scale)
 	s.cmp("CrossEntropy losses (with gradient)", losses, wl)
 	s.cmp("CrossEntropy dlogits", dl, wd)
@@ -560,51 +715,87 @@ func testCrossEntropy(s *suite) {
 	s.cmp("CrossEntropy in place dlogits", bl, wd)
 }
 
+// testGatherScatter: fp32 weights throughout; with bf16 storage, the
+// gathers from and into bf16 in every pairing, and the scatters of bf16
+// into fp32.
 func testGatherScatter(s *suite) {
 	n, width := 37, 67
-	src := s.rand(n*width, 1)
-	bs := s.up(src)
 	rows := []int32{36, 0, 5, 6, 7, 20}
 	cols := []int32{66, 0, 1, 2, 31, 32, 33, 40}
-	dst := s.poisoned(len(rows) * width)
-	s.o.GatherRows(dst, bs, rows, width)
-	want := make([]float64, len(rows)*width)
-	for i, r := range rows {
-		copy(want[i*width:], f64(src[int(r)*width:int(r+1)*width]))
+	pairs := []struct{ dst, src bool }{{false, false}}
+	if s.bs != nil {
+		pairs = append(pairs, struct{ dst, src bool }{true, false}, struct{ dst, src bool }{true, true}, struct{ dst, src bool }{false, true})
 	}
-	s.cmp("GatherRows", dst, want)
-
-	part, base := s.rand(len(rows)*width, 1), s.rand(n*width, 1)
-	bb := s.up(base)
-	s.o.ScatterAddRows(bb, s.up(part), rows, width)
-	want = f64(base)
-	for i, r := range rows {
-		for j := 0; j < width; j++ {
-			want[int(r)*width+j] += float64(part[i*width+j])
+	for _, p := range pairs {
+		name := func(op string) string {
+			if !p.dst && !p.src {
+				return op
+			}
+			return fmt.Sprintf("%s dst bf16 %v, src bf16 %v", op, p.dst, p.src)
 		}
-	}
-	s.cmp("ScatterAddRows", bb, want)
-
-	dst = s.poisoned(n * len(cols))
-	s.o.GatherCols(dst, bs, n, width, cols)
-	want = make([]float64, n*len(cols))
-	for r := 0; r < n; r++ {
-		for j, c := range cols {
-			want[r*len(cols)+j] = float64(src[r*width+int(c)])
+		src := s.rand(n*width, 1)
+		if p.src {
+			src = s.asAct(src)
 		}
-	}
-	s.cmp("GatherCols", dst, want)
-
-	part = s.rand(n*len(cols), 1)
-	bb = s.up(base)
-	s.o.ScatterAddCols(bb, s.up(part), n, width, cols)
-	want = f64(base)
-	for r := 0; r < n; r++ {
-		for j, c := range cols {
-			want[r*width+int(c)] += float64(part[r*len(cols)+j])
+		bs := s.typed(p.src, src)
+		// a gather copies: exact, rounded where dst is bf16
+		round := func(v float32) float64 {
+			if p.dst {
+				return float64(kernels.RoundBF16(v))
+			}
+			return float64(v)
 		}
+		dst := s.typed(p.dst, nans(len(rows)*width))
+		s.o.GatherRows(dst, bs, rows, width)
+		want := make([]float64, len(rows)*width)
+		for i, r := range rows {
+			for j := 0; j < width; j++ {
+				want[i*width+j] = round(src[int(r)*width+j])
+			}
+		}
+		s.cmp(name("GatherRows"), dst, want)
+
+		dst = s.typed(p.dst, nans(n*len(cols)))
+		s.o.GatherCols(dst, bs, n, width, cols)
+		want = make([]float64, n*len(cols))
+		for r := 0; r < n; r++ {
+			for j, c := range cols {
+				want[r*len(cols)+j] = round(src[r*width+int(c)])
+			}
+		}
+		s.cmp(name("GatherCols"), dst, want)
+		if p.dst {
+			continue // the scatters add into fp32 only
+		}
+
+		part, base := s.rand(len(rows)*width, 1), s.rand(n*width, 1)
+		if p.src {
+			s.asAct(part)
+		}
+		bb := s.up(base)
+		s.o.ScatterAddRows(bb, s.typed(p.src, part), rows, width)
+		want = f64(base)
+		for i, r := range rows {
+			for j := 0; j < width; j++ {
+				want[int(r)*width+j] += float64(part[i*width+j])
+			}
+		}
+		s.cmp(name("ScatterAddRows"), bb, want)
+
+		part = s.rand(n*len(cols), 1)
+		if p.src {
+			s.asAct(part)
+		}
+		bb = s.up(base)
+		s.o.ScatterAddCols(bb, s.typed(p.src, part), n, width, cols)
+		want = f64(base)
+		for r := 0; r < n; r++ {
+			for j, c := range cols {
+				want[r*width+int(c)] += float64(part[r*len(cols)+j])
+			}
+		}
+		s.cmp(name("ScatterAddCols"), bb, want)
 	}
-	s.cmp("ScatterAddCols", bb, want)
 }
 
 // refAdamW is PyTorch's AdamW on one element, in float64.
