@@ -91,9 +91,9 @@ def main():
     else:
         copy = mm = None
         print("PyTorch sees no GPU: no anchors")
-    print(f"{'op':<28}{'time':>12}{'rate':>16}{'of anchor':>11}")
+    print(f"{'op':<36}{'time':>12}{'rate':>16}{'of anchor':>11}")
     line = re.compile(r"^BenchmarkOps/(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$")
-    rows = 0
+    times = {}
     for text in open(sys.argv[1]):
         m = line.match(text.strip())
         if not m:
@@ -105,11 +105,28 @@ def main():
         v, unit = float(rate.group(1)), rate.group(2)
         anchor = copy if unit == "GB/s" else mm
         share = f"{100 * v / anchor:>9.1f}%" if anchor else f"{'-':>10}"
-        print(f"{name:<28}{ns / 1e6:>10.3f}ms{v:>10.1f} {unit:<7}{share}")
-        rows += 1
-    if rows == 0:
+        print(f"{name:<36}{ns / 1e6:>10.3f}ms{v:>10.1f} {unit:<7}{share}")
+        times[name] = ns
+    if not times:
         print("no benchmark results", file=sys.stderr)
         sys.exit(1)
+    # what bf16 storage saves: each op's time with bf16 activations over
+    # its time with fp32 ones (the same precision otherwise)
+    pairs = []
+    for name, ns in times.items():
+        if not name.endswith("-stored"):
+            continue
+        base = name[: -len("/bf16-stored")] if name.endswith("/bf16-stored") else name.replace("-bf16-stored", "")
+        if base.endswith("/fp32"):
+            base = base[: -len("/fp32")]
+        for b in (base, base + "/bf16"):  # the products: against fp32 inputs rounded to bf16
+            if b in times:
+                pairs.append((name, times[b], ns))
+                break
+    if pairs:
+        print(f"{'bf16 storage':<36}{'fp32 act.':>12}{'bf16 act.':>12}{'time ratio':>12}")
+        for name, a, b in pairs:
+            print(f"{name:<36}{a / 1e6:>10.3f}ms{b / 1e6:>10.3f}ms{b / a:>12.2f}")
 
 
 main()
