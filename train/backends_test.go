@@ -1,8 +1,10 @@
 package train
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/estkit/estkit/kernels"
@@ -86,12 +88,173 @@ func TestBackendsAgreeBF16(t *testing.T) {
 	})
 }
 
+// TestBackendsAgreeBF16Activations: the same steps with the CUDA
+// backend's activations (and the products' copy of the weights) stored in
+// bf16, the products and attention in fp32 and then in bf16: the losses
+// within 1% of the CPU's and not equal to them, the first step's gradients
+// within 2% as a whole.
+func TestBackendsAgreeBF16Activations(t *testing.T) {
+	gpu, err := cuda.New()
+	if err != nil {
+		t.Skipf("no CUDA backend: %v", err)
+	}
+	ps, ok := any(gpu).(kernels.PrecisionSetter)
+	if !ok {
+		t.Skip("the CUDA backend has no precision variants")
+	}
+	for _, p := range []kernels.Precision{kernels.FP32, kernels.BF16} {
+		t.Run("products "+p.String(), func(t *testing.T) {
+			for _, op := range []string{"MatMul", "Attention", "AttentionBackward"} {
+				if err := ps.SetPrecision(op, p); err != nil {
+					t.Fatal(err)
+				}
+				defer ps.SetPrecision(op, kernels.FP32)
+			}
+			backendCases(t, func(t *testing.T, c backendCase) {
+				wantL, wantG, _ := c.run(t, cpu.New())
+				c.bf16Act = true
+				gotL, gotG, _ := c.run(t, gpu)
+				same := true
+				for i := range wantL {
+					same = same && gotL[i] == wantL[i]
+					if math.Abs(float64(gotL[i]-wantL[i])) > 1e-2*math.Abs(float64(wantL[i])) {
+						t.Errorf("loss %d: %s on bf16 activations %.7f, cpu %.7f", i, gpu.Name(), gotL[i], wantL[i])
+					}
+				}
+				if same {
+					t.Error("losses on bf16 activations equal the CPU's: bf16 storage did not run")
+				}
+				var dd, ww float64
+				for i := range wantG {
+					d := float64(gotG[i] - wantG[i])
+					dd += d * d
+					ww += float64(wantG[i]) * float64(wantG[i])
+				}
+				if rel := math.Sqrt(dd / ww); rel > 2e-2 || rel == 0 {
+					t.Errorf("gradients on bf16 activations differ from the CPU's by %.3g of their norm", rel)
+				} else {
+					t.Logf("gradients on bf16 activations differ from the CPU's by %.3g of their norm", rel)
+				}
+			})
+		})
+	}
+}
+
+// TestBF16WeightsFollowSteps: with bf16 activations the products read a
+// bf16 copy of the weights, which must follow every change of them: after
+// a step (and after a checkpoint's parameters are loaded), a forward pass
+// gives exactly the loss of a fresh model made from the same parameters.
+func TestBF16WeightsFollowSteps(t *testing.T) {
+	gpu, err := cuda.New()
+	if err != nil {
+		t.Skipf("no CUDA backend: %v", err)
+	}
+	for _, cfg := range []ModelConfig{
+		{Vocab: 61, Padded: 64, Layers: 2, Heads: 4, Channels: 32, MaxT: 12},
+		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 2, Heads: 4, KVHeads: 2, Channels: 32, FF: 48, MaxT: 12, RopeTheta: 10000, NormEps: 1e-5},
+	} {
+		B, T := 2, 12
+		ids := make([]int32, B*T)
+		for i := range ids {
+			ids[i] = int32((i*5 + 1) % cfg.Vocab)
+		}
+		arch := "gpt2"
+		if cfg.IsLlama() {
+			arch = "llama"
+		}
+		fresh := func(params []float32) float32 {
+			m, err := NewModel(gpu, cfg, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.SetBF16Activations(true); err != nil {
+				t.Fatal(err)
+			}
+			l, err := m.Forward(ids, ids, B, T, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}
+		m, err := InitModel(gpu, cfg, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.SetBF16Activations(true); err != nil {
+			t.Fatal(err)
+		}
+		if !m.BF16Activations() {
+			t.Fatal("BF16Activations is false after SetBF16Activations(true)")
+		}
+		l0, err := m.Forward(ids, ids, B, T, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.ZeroGrads(nil)
+		if err := m.Backward(1); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 0.05, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Step: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		l1, err := m.Forward(ids, ids, B, T, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params := make([]float32, cfg.NumParams())
+		gpu.Download(params, m.base().Params)
+		if want := fresh(params); l1 != want || l1 == l0 {
+			t.Errorf("%s: loss after a step %.7f, a fresh model's on the same parameters %.7f (before the step %.7f)", arch, l1, want, l0)
+		}
+		// parameters written from outside the passes: a checkpoint's
+		dir := t.TempDir()
+		if err := m.base().saveTensors(dir); err != nil {
+			t.Fatal(err)
+		}
+		m2, err := InitModel(gpu, cfg, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m2.SetBF16Activations(true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m2.Forward(ids, ids, B, T, nil); err != nil { // its own weights' copy first
+			t.Fatal(err)
+		}
+		if err := m2.base().loadTensors(dir, false); err != nil {
+			t.Fatal(err)
+		}
+		if l2, err := m2.Forward(ids, ids, B, T, nil); err != nil || l2 != l1 {
+			t.Errorf("%s: loss after loading the checkpoint %.7f (%v), want %.7f", arch, l2, err, l1)
+		}
+	}
+}
+
+// TestResumeIsExactBF16Activations: on the CUDA backend with bf16
+// activations, a run resumed from a checkpoint ends as the uninterrupted
+// run does (the products' bf16 copy of the weights is made again from the
+// loaded parameters), and a CPU run refuses bf16 activations.
+func TestResumeIsExactBF16Activations(t *testing.T) {
+	gpu, err := cuda.New()
+	if err != nil {
+		t.Skipf("no CUDA backend: %v", err)
+	}
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	cfg.Activations = "bf16"
+	resumeIsExact(t, gpu, cfg)
+	if _, err := Run(context.Background(), cpu.New(), cfg, t.TempDir(), Options{}); err == nil || !strings.Contains(err.Error(), "activations bf16") {
+		t.Fatalf("bf16 activations on the CPU: %v", err)
+	}
+}
+
 // A backendCase is one model and plan of the backend tests.
 type backendCase struct {
-	cfg  ModelConfig
-	plan Plan
-	est  bool
-	B, T int
+	cfg     ModelConfig
+	plan    Plan
+	est     bool
+	B, T    int
+	bf16Act bool // the model's activations in bf16
 }
 
 const backendLR = 1e-2
@@ -133,6 +296,11 @@ func (c backendCase) run(t *testing.T, ops kernels.Ops) (losses, grads, params [
 	m, err := NewModel(ops, cfg, init)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.bf16Act {
+		if err := m.SetBF16Activations(true); err != nil {
+			t.Fatal(err)
+		}
 	}
 	skipped := plan.Skipped(cfg.Layers)
 	for step := 1; step <= 2; step++ {

@@ -275,6 +275,7 @@ func (g *core) loadTensors(dir string, moments bool) error {
 			return fmt.Errorf("train: %w", err)
 		}
 	}
+	g.paramsChanged()
 	return nil
 }
 

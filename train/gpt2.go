@@ -127,11 +127,17 @@ func (g *GPT2) ensure(B, T int) {
 	c, o := g.Cfg, g.ops
 	C, BT := c.Channels, B*T
 	a := &activations{}
-	a.x0 = o.Alloc(BT * C)
-	a.lnf, a.lnfm, a.lnfr = o.Alloc(BT*C), o.Alloc(BT), o.Alloc(BT)
-	a.logits, a.losses = o.Alloc(BT*c.Padded), o.Alloc(BT)
-	a.dres, a.dtmp, a.dlnf = o.Alloc(BT*C), o.Alloc(BT*C), o.Alloc(BT*C)
+	a.x0 = g.allocAct(BT * C)
+	a.lnf, a.lnfm, a.lnfr = g.allocAct(BT*C), o.Alloc(BT), o.Alloc(BT)
+	a.logits, a.losses = g.allocAct(BT*c.Padded), o.Alloc(BT)
+	a.dres, a.dtmp, a.dlnf = g.allocAct(BT*C), g.allocAct(BT*C), g.allocAct(BT*C)
 	g.act, g.B, g.T = a, B, T
+}
+
+// SetBF16Activations stores the activations in bfloat16 (Model).
+func (g *GPT2) SetBF16Activations(on bool) error {
+	g.act = nil
+	return g.setBF16(on)
 }
 
 // Forward runs the model on ids[B×T] and, with targets, returns the mean
@@ -145,50 +151,52 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 	a := g.act
 	g.ids, g.sel, g.targets, g.inputs = ids, sel, nil, map[int]kernels.Buf{}
 	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
+	W := g.weights() // what the products read: Params, or their bf16 copy
 	o.Embed(a.x0, g.param(g.Params, 0), g.param(g.Params, 1), ids, B, T, C)
 	cur := a.x0
 	for i, l := range g.activeLayers(sel) {
 		heads, neurons, nh, _, ff, hsc, msc := g.blockShape(sel, l)
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
+		PW := func(k int) kernels.Buf { return g.layerParam(W, l, k) }
 		ba := g.slot(i)
 		g.inputs[l] = cur
 		D := nh * HS
 		// attention
-		ln1, ln1m, ln1r := g.need(&ba.ln1, BT*C), g.need(&ba.ln1m, BT), g.need(&ba.ln1r, BT)
+		ln1, ln1m, ln1r := g.needAct(&ba.ln1, BT*C), g.need(&ba.ln1m, BT), g.need(&ba.ln1r, BT)
 		o.LayerNorm(ln1, ln1m, ln1r, cur, P(pLn1W), P(pLn1B), BT, C)
-		wqkv, bqkv, wproj := P(pQKVW), P(pQKVB), P(pProjW)
+		wqkv, bqkv, wproj := PW(pQKVW), P(pQKVB), PW(pProjW)
 		if heads != nil {
 			rows := qkvRows(heads, c.Heads, c.Heads, HS)
-			wqkv, bqkv = g.need(&a.wqkv, len(rows)*C), g.need(&a.bqkv, len(rows))
-			o.GatherRows(wqkv, P(pQKVW), rows, C)
+			wqkv, bqkv = g.needAct(&a.wqkv, len(rows)*C), g.need(&a.bqkv, len(rows))
+			o.GatherRows(wqkv, PW(pQKVW), rows, C)
 			o.GatherRows(bqkv, P(pQKVB), rows, 1)
-			wproj = g.need(&a.wproj, C*D)
-			o.GatherCols(wproj, P(pProjW), C, C, headCols(heads, HS))
+			wproj = g.needAct(&a.wproj, C*D)
+			o.GatherCols(wproj, PW(pProjW), C, C, headCols(heads, HS))
 		}
-		qkv, atty := g.need(&ba.qkv, BT*3*D), g.need(&ba.atty, BT*D)
+		qkv, atty := g.needAct(&ba.qkv, BT*3*D), g.needAct(&ba.atty, BT*D)
 		o.MatMul(qkv, ln1, wqkv, BT, 3*D, C, false, true, 1, 0)
 		o.AddBias(qkv, bqkv, BT, 3*D)
 		o.Attention(atty, g.need(&ba.att, o.AttentionState(B, nh, T)), qkv, B, T, nh, nh, HS)
-		x1 := g.need(&ba.x1, BT*C)
+		x1 := g.needAct(&ba.x1, BT*C)
 		o.Copy(x1, cur)
 		o.MatMul(x1, atty, wproj, BT, C, D, false, true, hsc, 1)
 		o.AddBias(x1, P(pProjB), BT, C)
 		// MLP
-		ln2, ln2m, ln2r := g.need(&ba.ln2, BT*C), g.need(&ba.ln2m, BT), g.need(&ba.ln2r, BT)
+		ln2, ln2m, ln2r := g.needAct(&ba.ln2, BT*C), g.need(&ba.ln2m, BT), g.need(&ba.ln2r, BT)
 		o.LayerNorm(ln2, ln2m, ln2r, x1, P(pLn2W), P(pLn2B), BT, C)
-		wfc, bfc, wfp := P(pFcW), P(pFcB), P(pFpW)
+		wfc, bfc, wfp := PW(pFcW), P(pFcB), PW(pFpW)
 		if neurons != nil {
-			wfc, bfc = g.need(&a.wfc, ff*C), g.need(&a.bfc, ff)
-			o.GatherRows(wfc, P(pFcW), neurons, C)
+			wfc, bfc = g.needAct(&a.wfc, ff*C), g.need(&a.bfc, ff)
+			o.GatherRows(wfc, PW(pFcW), neurons, C)
 			o.GatherRows(bfc, P(pFcB), neurons, 1)
-			wfp = g.need(&a.wfp, C*ff)
-			o.GatherCols(wfp, P(pFpW), C, 4*C, neurons)
+			wfp = g.needAct(&a.wfp, C*ff)
+			o.GatherCols(wfp, PW(pFpW), C, 4*C, neurons)
 		}
-		fch, fcg := g.need(&ba.fch, BT*ff), g.need(&ba.fcg, BT*ff)
+		fch, fcg := g.needAct(&ba.fch, BT*ff), g.needAct(&ba.fcg, BT*ff)
 		o.MatMul(fch, ln2, wfc, BT, ff, C, false, true, 1, 0)
 		o.AddBias(fch, bfc, BT, ff)
 		o.GELU(fcg, fch)
-		next := g.need(&ba.out, BT*C)
+		next := g.needAct(&ba.out, BT*C)
 		o.Copy(next, x1)
 		o.MatMul(next, fcg, wfp, BT, C, ff, false, true, msc, 1)
 		o.AddBias(next, P(pFpB), BT, C)
@@ -197,7 +205,7 @@ func (g *GPT2) Forward(ids, targets []int32, B, T int, sel *Selection) (float32,
 	last := len(g.table) - 2
 	o.LayerNorm(a.lnf, a.lnfm, a.lnfr, cur, g.param(g.Params, last), g.param(g.Params, last+1), BT, C)
 	g.final = cur
-	o.MatMul(a.logits, a.lnf, g.param(g.Params, 0), BT, c.Padded, C, false, true, 1, 0)
+	o.MatMul(a.logits, a.lnf, g.param(W, 0), BT, c.Padded, C, false, true, 1, 0)
 	if targets == nil {
 		return 0, o.Err()
 	}
@@ -219,7 +227,8 @@ func (g *GPT2) Backward(gradScale float32) error {
 	sel := g.sel
 	// classifier: dlogits = scale·(softmax − onehot)/BT, reusing logits
 	o.CrossEntropy(a.losses, a.logits, a.logits, g.targets, BT, c.Vocab, c.Padded, gradScale/float32(BT))
-	wte, dwte := g.param(g.Params, 0), g.param(g.Grads, 0)
+	W := g.weights()
+	wte, dwte := g.param(W, 0), g.param(g.Grads, 0)
 	o.Fill(a.dlnf, 0)
 	o.MatMul(a.dlnf, a.logits, wte, BT, C, c.Padded, false, false, 1, 0)
 	o.MatMul(dwte, a.logits, a.lnf, c.Padded, C, BT, true, false, 1, 1)
@@ -233,17 +242,18 @@ func (g *GPT2) Backward(gradScale float32) error {
 		ba := g.slot(i)
 		heads, neurons, nh, _, ff, hsc, msc := g.blockShape(sel, l)
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
+		PW := func(k int) kernels.Buf { return g.layerParam(W, l, k) }
 		G := func(k int) kernels.Buf { return g.layerParam(g.Grads, l, k) }
 		D := nh * HS
 		// MLP: out = x1 + msc·fcg·wfpᵀ + bfp
-		wfc, wfp := P(pFcW), P(pFpW)
+		wfc, wfp := PW(pFcW), PW(pFpW)
 		if neurons != nil {
-			wfc, wfp = g.need(&a.wfc, ff*C), g.need(&a.wfp, C*ff)
-			o.GatherRows(wfc, P(pFcW), neurons, C)
-			o.GatherCols(wfp, P(pFpW), C, 4*C, neurons)
+			wfc, wfp = g.needAct(&a.wfc, ff*C), g.needAct(&a.wfp, C*ff)
+			o.GatherRows(wfc, PW(pFcW), neurons, C)
+			o.GatherCols(wfp, PW(pFpW), C, 4*C, neurons)
 		}
 		fch, fcg := o.Slice(ba.fch, 0, BT*ff), o.Slice(ba.fcg, 0, BT*ff)
-		dfch, dfcg := g.need(&a.dfch, BT*ff), g.need(&a.dfcg, BT*ff)
+		dfch, dfcg := g.needAct(&a.dfch, BT*ff), g.needAct(&a.dfcg, BT*ff)
 		o.BiasGrad(G(pFpB), dres, BT, C)
 		o.MatMul(dfcg, dres, wfp, BT, ff, C, false, false, msc, 0)
 		g.weightGrad(G(pFpW), dres, fcg, C, ff, BT, msc, &a.gw, nil, neurons, 4*C)
@@ -262,16 +272,16 @@ func (g *GPT2) Backward(gradScale float32) error {
 		o.MatMul(a.dtmp, dfch, wfc, BT, C, ff, false, false, 1, 0)
 		o.LayerNormBackward(dres, G(pLn2W), G(pLn2B), a.dtmp, o.Slice(ba.x1, 0, BT*C), P(pLn2W), o.Slice(ba.ln2m, 0, BT), o.Slice(ba.ln2r, 0, BT), BT, C)
 		// attention: x1 = in + hsc·atty·wprojᵀ + bproj
-		wqkv, wproj := P(pQKVW), P(pProjW)
+		wqkv, wproj := PW(pQKVW), PW(pProjW)
 		var rows, cols []int32
 		if heads != nil {
 			rows, cols = qkvRows(heads, c.Heads, c.Heads, HS), headCols(heads, HS)
-			wqkv, wproj = g.need(&a.wqkv, 3*D*C), g.need(&a.wproj, C*D)
-			o.GatherRows(wqkv, P(pQKVW), rows, C)
-			o.GatherCols(wproj, P(pProjW), C, C, cols)
+			wqkv, wproj = g.needAct(&a.wqkv, 3*D*C), g.needAct(&a.wproj, C*D)
+			o.GatherRows(wqkv, PW(pQKVW), rows, C)
+			o.GatherCols(wproj, PW(pProjW), C, C, cols)
 		}
-		atty, datty := o.Slice(ba.atty, 0, BT*D), g.need(&a.datty, BT*D)
-		qkv, dqkv := o.Slice(ba.qkv, 0, BT*3*D), g.need(&a.dqkv, BT*3*D)
+		atty, datty := o.Slice(ba.atty, 0, BT*D), g.needAct(&a.datty, BT*D)
+		qkv, dqkv := o.Slice(ba.qkv, 0, BT*3*D), g.needAct(&a.dqkv, BT*3*D)
 		o.BiasGrad(G(pProjB), dres, BT, C)
 		o.MatMul(datty, dres, wproj, BT, D, C, false, false, hsc, 0)
 		g.weightGrad(G(pProjW), dres, atty, C, D, BT, hsc, &a.gw, nil, cols, C)

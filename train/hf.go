@@ -95,6 +95,7 @@ func loadGPT2HF(g *core, path string, ts map[string][]float32, shapes map[string
 		}
 	}
 	g.ops.Upload(g.Params, host)
+	g.paramsChanged()
 	return nil
 }
 
@@ -193,6 +194,7 @@ func loadLlamaHF(g *core, path string, ts map[string][]float32, shapes map[strin
 		}
 	}
 	g.ops.Upload(g.Params, host)
+	g.paramsChanged()
 	return nil
 }
 

@@ -108,11 +108,17 @@ func (g *Llama) ensure(B, T int) {
 	c, o := g.Cfg, g.ops
 	C, BT := c.Channels, B*T
 	a := &llamaActs{}
-	a.x0 = o.Alloc(BT * C)
-	a.nf, a.nfr = o.Alloc(BT*C), o.Alloc(BT)
-	a.logits, a.losses = o.Alloc(BT*c.Padded), o.Alloc(BT)
-	a.dres, a.dtmp, a.dnf = o.Alloc(BT*C), o.Alloc(BT*C), o.Alloc(BT*C)
+	a.x0 = g.allocAct(BT * C)
+	a.nf, a.nfr = g.allocAct(BT*C), o.Alloc(BT)
+	a.logits, a.losses = g.allocAct(BT*c.Padded), o.Alloc(BT)
+	a.dres, a.dtmp, a.dnf = g.allocAct(BT*C), g.allocAct(BT*C), g.allocAct(BT*C)
 	g.act, g.B, g.T = a, B, T
+}
+
+// SetBF16Activations stores the activations in bfloat16 (Model).
+func (g *Llama) SetBF16Activations(on bool) error {
+	g.act = nil
+	return g.setBF16(on)
 }
 
 // Forward runs the model on ids[B×T] and, with targets, returns the mean
@@ -128,6 +134,7 @@ func (g *Llama) Forward(ids, targets []int32, B, T int, sel *Selection) (float32
 	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
 	NH, NKV, FF := c.Heads, c.KV(), c.FF
 	theta, eps := float32(c.RopeTheta), float32(c.NormEps)
+	Wt := g.weights() // what the products read: Params, or their bf16 copy
 	o.GatherRows(a.x0, g.param(g.Params, 0), ids, C)
 	cur := a.x0
 	for i, l := range g.activeLayers(sel) {
@@ -136,39 +143,40 @@ func (g *Llama) Forward(ids, targets []int32, B, T int, sel *Selection) (float32
 			return 0, err
 		}
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
+		PW := func(k int) kernels.Buf { return g.layerParam(Wt, l, k) }
 		ba := g.slot(i)
 		g.inputs[l] = cur
 		D, W := nh*HS, (nh+2*nkv)*HS
 		// attention
-		n1, n1r := g.need(&ba.n1, BT*C), g.need(&ba.n1r, BT)
+		n1, n1r := g.needAct(&ba.n1, BT*C), g.need(&ba.n1r, BT)
 		o.RMSNorm(n1, n1r, cur, P(lNorm1), BT, C, eps)
-		wqkv, wo := P(lQKV), P(lO)
+		wqkv, wo := PW(lQKV), PW(lO)
 		if heads != nil {
-			wqkv, wo = g.need(&a.wqkv, W*C), g.need(&a.wo, C*D)
-			o.GatherRows(wqkv, P(lQKV), qkvRows(heads, NH, NKV, HS), C)
-			o.GatherCols(wo, P(lO), C, NH*HS, headCols(heads, HS))
+			wqkv, wo = g.needAct(&a.wqkv, W*C), g.needAct(&a.wo, C*D)
+			o.GatherRows(wqkv, PW(lQKV), qkvRows(heads, NH, NKV, HS), C)
+			o.GatherCols(wo, PW(lO), C, NH*HS, headCols(heads, HS))
 		}
-		qkv, atty := g.need(&ba.qkv, BT*W), g.need(&ba.atty, BT*D)
+		qkv, atty := g.needAct(&ba.qkv, BT*W), g.needAct(&ba.atty, BT*D)
 		o.MatMul(qkv, n1, wqkv, BT, W, C, false, true, 1, 0)
 		o.RoPE(qkv, B, T, nh, HS, W, 0, theta, false)
 		o.RoPE(qkv, B, T, nkv, HS, W, nh*HS, theta, false)
 		o.Attention(atty, g.need(&ba.att, o.AttentionState(B, nh, T)), qkv, B, T, nh, nkv, HS)
-		x1 := g.need(&ba.x1, BT*C)
+		x1 := g.needAct(&ba.x1, BT*C)
 		o.Copy(x1, cur)
 		o.MatMul(x1, atty, wo, BT, C, D, false, true, hsc, 1)
 		// MLP
-		n2, n2r := g.need(&ba.n2, BT*C), g.need(&ba.n2r, BT)
+		n2, n2r := g.needAct(&ba.n2, BT*C), g.need(&ba.n2r, BT)
 		o.RMSNorm(n2, n2r, x1, P(lNorm2), BT, C, eps)
-		wgu, wdown := P(lGateUp), P(lDown)
+		wgu, wdown := PW(lGateUp), PW(lDown)
 		if neurons != nil {
-			wgu, wdown = g.need(&a.wgu, 2*ff*C), g.need(&a.wdown, C*ff)
-			o.GatherRows(wgu, P(lGateUp), gateUpRows(neurons, FF), C)
-			o.GatherCols(wdown, P(lDown), C, FF, neurons)
+			wgu, wdown = g.needAct(&a.wgu, 2*ff*C), g.needAct(&a.wdown, C*ff)
+			o.GatherRows(wgu, PW(lGateUp), gateUpRows(neurons, FF), C)
+			o.GatherCols(wdown, PW(lDown), C, FF, neurons)
 		}
-		h, act := g.need(&ba.h, BT*2*ff), g.need(&ba.act, BT*ff)
+		h, act := g.needAct(&ba.h, BT*2*ff), g.needAct(&ba.act, BT*ff)
 		o.MatMul(h, n2, wgu, BT, 2*ff, C, false, true, 1, 0)
 		o.SwiGLU(act, h, BT, ff)
-		next := g.need(&ba.out, BT*C)
+		next := g.needAct(&ba.out, BT*C)
 		o.Copy(next, x1)
 		o.MatMul(next, act, wdown, BT, C, ff, false, true, msc, 1)
 		cur = next
@@ -176,7 +184,7 @@ func (g *Llama) Forward(ids, targets []int32, B, T int, sel *Selection) (float32
 	last := len(g.table) - 2
 	o.RMSNorm(a.nf, a.nfr, cur, g.param(g.Params, last), BT, C, eps)
 	g.final = cur
-	o.MatMul(a.logits, a.nf, g.param(g.Params, last+1), BT, c.Padded, C, false, true, 1, 0)
+	o.MatMul(a.logits, a.nf, g.param(Wt, last+1), BT, c.Padded, C, false, true, 1, 0)
 	if targets == nil {
 		return 0, o.Err()
 	}
@@ -201,7 +209,8 @@ func (g *Llama) Backward(gradScale float32) error {
 	last := len(g.table) - 2
 	// classifier: dlogits = scale·(softmax − onehot)/BT, reusing logits
 	o.CrossEntropy(a.losses, a.logits, a.logits, g.targets, BT, c.Vocab, c.Padded, gradScale/float32(BT))
-	head := g.param(g.Params, last+1)
+	Wt := g.weights()
+	head := g.param(Wt, last+1)
 	o.MatMul(a.dnf, a.logits, head, BT, C, c.Padded, false, false, 1, 0)
 	o.MatMul(g.param(g.Grads, last+1), a.logits, a.nf, c.Padded, C, BT, true, false, 1, 1)
 	dres := a.dres
@@ -213,17 +222,18 @@ func (g *Llama) Backward(gradScale float32) error {
 		ba := g.slot(i)
 		heads, neurons, nh, nkv, ff, hsc, msc := g.blockShape(sel, l)
 		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
+		PW := func(k int) kernels.Buf { return g.layerParam(Wt, l, k) }
 		G := func(k int) kernels.Buf { return g.layerParam(g.Grads, l, k) }
 		D, W := nh*HS, (nh+2*nkv)*HS
 		// MLP: out = x1 + msc·act·wdownᵀ
-		wgu, wdown := P(lGateUp), P(lDown)
+		wgu, wdown := PW(lGateUp), PW(lDown)
 		if neurons != nil {
-			wgu, wdown = g.need(&a.wgu, 2*ff*C), g.need(&a.wdown, C*ff)
-			o.GatherRows(wgu, P(lGateUp), gateUpRows(neurons, FF), C)
-			o.GatherCols(wdown, P(lDown), C, FF, neurons)
+			wgu, wdown = g.needAct(&a.wgu, 2*ff*C), g.needAct(&a.wdown, C*ff)
+			o.GatherRows(wgu, PW(lGateUp), gateUpRows(neurons, FF), C)
+			o.GatherCols(wdown, PW(lDown), C, FF, neurons)
 		}
 		h, act := o.Slice(ba.h, 0, BT*2*ff), o.Slice(ba.act, 0, BT*ff)
-		dact, dh := g.need(&a.dact, BT*ff), g.need(&a.dh, BT*2*ff)
+		dact, dh := g.needAct(&a.dact, BT*ff), g.needAct(&a.dh, BT*2*ff)
 		o.MatMul(dact, dres, wdown, BT, ff, C, false, false, msc, 0)
 		g.weightGrad(G(lDown), dres, act, C, ff, BT, msc, &a.gw, nil, neurons, FF)
 		o.Fill(dh, 0)
@@ -237,16 +247,16 @@ func (g *Llama) Backward(gradScale float32) error {
 		o.MatMul(a.dtmp, dh, wgu, BT, C, 2*ff, false, false, 1, 0)
 		o.RMSNormBackward(dres, G(lNorm2), a.dtmp, o.Slice(ba.x1, 0, BT*C), P(lNorm2), o.Slice(ba.n2r, 0, BT), BT, C)
 		// attention: x1 = in + hsc·atty·woᵀ
-		wqkv, wo := P(lQKV), P(lO)
+		wqkv, wo := PW(lQKV), PW(lO)
 		var rows []int32
 		if heads != nil {
 			rows = qkvRows(heads, NH, NKV, HS)
-			wqkv, wo = g.need(&a.wqkv, W*C), g.need(&a.wo, C*D)
-			o.GatherRows(wqkv, P(lQKV), rows, C)
-			o.GatherCols(wo, P(lO), C, NH*HS, headCols(heads, HS))
+			wqkv, wo = g.needAct(&a.wqkv, W*C), g.needAct(&a.wo, C*D)
+			o.GatherRows(wqkv, PW(lQKV), rows, C)
+			o.GatherCols(wo, PW(lO), C, NH*HS, headCols(heads, HS))
 		}
-		atty, datty := o.Slice(ba.atty, 0, BT*D), g.need(&a.datty, BT*D)
-		qkv, dqkv := o.Slice(ba.qkv, 0, BT*W), g.need(&a.dqkv, BT*W)
+		atty, datty := o.Slice(ba.atty, 0, BT*D), g.needAct(&a.datty, BT*D)
+		qkv, dqkv := o.Slice(ba.qkv, 0, BT*W), g.needAct(&a.dqkv, BT*W)
 		o.MatMul(datty, dres, wo, BT, D, C, false, false, hsc, 0)
 		var cols []int32
 		if heads != nil {

@@ -140,6 +140,7 @@ func InitModel(ops kernels.Ops, cfg ModelConfig, seed uint64) (Model, error) {
 	}
 	g := m.base()
 	cfg.initTensors(seed, func(e Param, x []float32) { ops.Upload(ops.Slice(g.Params, e.Offset, e.Size), x) })
+	g.paramsChanged()
 	return m, nil
 }
 
@@ -262,11 +263,18 @@ type core struct {
 	Params kernels.Buf
 	Grads  kernels.Buf
 	m, v   kernels.Buf // AdamW moments
+	// bs is set when the activations are stored in bfloat16
+	// (SetBF16Activations); pb is then a bfloat16 copy of Params, which
+	// the matrix products read, refreshed by the first pass after the
+	// parameters changed (stale).
+	bs    kernels.BF16Storage
+	pb    kernels.Buf
+	stale bool
 }
 
 func newCore(ops kernels.Ops, cfg ModelConfig, params []float32) core {
 	n := cfg.NumParams()
-	c := core{Cfg: cfg, ops: ops, table: cfg.Table()}
+	c := core{Cfg: cfg, ops: ops, table: cfg.Table(), stale: true}
 	c.Params = ops.Alloc(n)
 	if params != nil {
 		ops.Upload(c.Params, params)
@@ -303,6 +311,59 @@ func (g *core) need(b *kernels.Buf, n int) kernels.Buf {
 	}
 	return g.ops.Slice(*b, 0, n)
 }
+
+// needAct is need for an activation (or a gathered weight the products
+// read): in bfloat16 when the model stores its activations so.
+func (g *core) needAct(b *kernels.Buf, n int) kernels.Buf {
+	if g.bs == nil {
+		return g.need(b, n)
+	}
+	if *b == nil || (*b).Len() < n {
+		*b = g.bs.AllocBF16(n)
+	}
+	return g.ops.Slice(*b, 0, n)
+}
+
+// allocAct allocates an activation of n values.
+func (g *core) allocAct(n int) kernels.Buf {
+	var b kernels.Buf
+	return g.needAct(&b, n)
+}
+
+// setBF16 selects bfloat16 activations (on) or float32 ones; the model
+// drops its forward state.
+func (g *core) setBF16(on bool) error {
+	if !on {
+		g.bs, g.pb = nil, nil
+		return nil
+	}
+	bs, ok := g.ops.(kernels.BF16Storage)
+	if !ok {
+		return fmt.Errorf("train: activations bf16: the %s backend stores float32 only (bf16 needs --device cuda)", g.ops.Name())
+	}
+	g.bs, g.pb, g.stale = bs, bs.AllocBF16(g.Cfg.NumParams()), true
+	return g.ops.Err()
+}
+
+// BF16Activations reports whether the activations are stored in bfloat16.
+func (g *core) BF16Activations() bool { return g.bs != nil }
+
+// weights is the buffer the matrix products read the weights from: Params,
+// or their bfloat16 copy (refreshed here when stale).
+func (g *core) weights() kernels.Buf {
+	if g.bs == nil {
+		return g.Params
+	}
+	if g.stale {
+		g.ops.Copy(g.pb, g.Params)
+		g.stale = false
+	}
+	return g.pb
+}
+
+// paramsChanged marks the bfloat16 copy of the weights stale: every write
+// to Params outside the passes calls it.
+func (g *core) paramsChanged() { g.stale = true }
 
 // activeLayers are the blocks sel runs, in order.
 func (g *core) activeLayers(sel *Selection) []int {
@@ -450,6 +511,7 @@ func (g *core) Step(s StepOptions) error {
 			g.ops.AdamW(p, gr, m, v, a)
 		}
 	}
+	g.paramsChanged()
 	return g.ops.Err()
 }
 
@@ -500,6 +562,14 @@ type Model interface {
 	ActivationFloats() int
 	// Logits are the last Forward's logits [B·T × Padded].
 	Logits() kernels.Buf
+	// SetBF16Activations stores the activations (and a copy of the
+	// weights for the matrix products) in bfloat16 on a backend that can
+	// (kernels.BF16Storage: the CUDA one), or in float32 again; the
+	// parameters, gradients and moments stay float32. It drops the forward
+	// state: call it before a Forward, not between a Forward and its
+	// Backward.
+	SetBF16Activations(on bool) error
+	BF16Activations() bool
 	base() *core
 }
 

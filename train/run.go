@@ -55,6 +55,11 @@ type Config struct {
 	// backward: "" or "fp32", or "bf16" (tensor-core products, float32
 	// softmax and accumulation) on a backend with that variant (cuda).
 	Attention string `json:"attention,omitempty"`
+	// Activations is how the activations are stored: "" or "fp32", or
+	// "bf16" (and the products' copy of the weights) on a backend that
+	// stores bfloat16 (cuda); parameters, gradients and moments stay
+	// float32.
+	Activations string `json:"activations,omitempty"`
 
 	EST         string         `json:"est"` // preset name, "custom" or "off"
 	Schedule    *Schedule      `json:"schedule,omitempty"`
@@ -76,6 +81,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Attention == "fp32" {
 		c.Attention = ""
+	}
+	if c.Activations == "fp32" {
+		c.Activations = ""
 	}
 	set := func(p *float64, v float64) {
 		if *p == 0 {
@@ -133,6 +141,8 @@ func (c *Config) Check() error {
 		return fmt.Errorf("train: matmul %q: fp32 or bf16", c.MatMul)
 	case c.Attention != "" && c.Attention != "fp32" && c.Attention != "bf16":
 		return fmt.Errorf("train: attention %q: fp32 or bf16", c.Attention)
+	case c.Activations != "" && c.Activations != "fp32" && c.Activations != "bf16":
+		return fmt.Errorf("train: activations %q: fp32 or bf16", c.Activations)
 	case c.Steps <= 0 || c.Batch <= 0 || c.Seq <= 0 || c.Accum <= 0:
 		return fmt.Errorf("train: steps %d, batch %d, seq %d and accum %d must be positive", c.Steps, c.Batch, c.Seq, c.Accum)
 	case c.Seq > c.Model.MaxT:
@@ -275,6 +285,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	if err := setPrecisions(ops, &cfg); err != nil {
 		return nil, err
 	}
+	if _, ok := ops.(kernels.BF16Storage); cfg.Activations == "bf16" && !ok {
+		return nil, fmt.Errorf("train: activations bf16: the %s backend stores float32 only (bf16 needs --device cuda)", ops.Name())
+	}
 	cb, _ := json.MarshalIndent(cfg, "", "  ")
 	h := sha256.Sum256(cb)
 	hash := hex.EncodeToString(h[:8])
@@ -301,6 +314,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	}
 	model, err := InitModel(ops, cfg.Model, cfg.Seed)
 	if err != nil {
+		return nil, err
+	}
+	if err := model.SetBF16Activations(cfg.Activations == "bf16"); err != nil {
 		return nil, err
 	}
 	if cfg.InitFrom != "" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/estkit/estkit/ingest"
 	"github.com/estkit/estkit/ingest/corpusgen"
+	"github.com/estkit/estkit/kernels"
 	"github.com/estkit/estkit/kernels/cpu"
 	"github.com/estkit/estkit/shards"
 	"github.com/estkit/estkit/tokenize"
@@ -75,21 +76,47 @@ func records(t *testing.T, path string) []StepRecord {
 // the same weights, moments and metrics as an uninterrupted run.
 func TestResumeIsExact(t *testing.T) {
 	set := tokenSet(t)
-	a := filepath.Join(t.TempDir(), "a")
-	if _, err := Run(context.Background(), cpu.New(), tinyRun(set), a, Options{}); err != nil {
+	a, b := resumeIsExact(t, cpu.New(), tinyRun(set))
+	ra := records(t, filepath.Join(a, "metrics.jsonl"))
+	if ra[0].Stage != 0 || ra[5].Stage != 2 || ra[0].FLOPs.Blocks*4 != ra[0].FullFLOPs.Blocks || ra[5].FLOPs != ra[5].FullFLOPs || ra[2].ValLoss == 0 {
+		t.Fatalf("stages and FLOPs: %+v ... %+v", ra[0], ra[5])
+	}
+	var stages []StageStats
+	sb, _ := os.ReadFile(filepath.Join(a, "stages.json"))
+	if err := json.Unmarshal(sb, &stages); err != nil || len(stages) != 3 || stages[0].Steps != 2 || stages[0].Layers.Mean != 2 {
+		t.Fatalf("stages.json: %s %v", sb, err)
+	}
+	if png, err := os.ReadFile(filepath.Join(a, LossPlot)); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n")) || len(png) < 10000 {
+		t.Fatalf("%s: %d bytes, %v", LossPlot, len(png), err)
+	}
+	// another configuration refuses the checkpoint
+	other := tinyRun(set)
+	other.LR = 2e-3
+	if _, err := Run(context.Background(), cpu.New(), other, b, Options{Resume: true}); !errors.Is(err, shards.ErrMismatch) {
+		t.Fatalf("resume under another configuration: %v", err)
+	}
+}
+
+// resumeIsExact runs cfg on ops uninterrupted into a, and into b stopped
+// after step 4 (checkpoint 3 exists, steps 4 and 5 are lost) and resumed,
+// and checks that both end with the same tensors and metrics.
+func resumeIsExact(t *testing.T, ops kernels.Ops, cfg Config) (a, b string) {
+	t.Helper()
+	a = filepath.Join(t.TempDir(), "a")
+	if _, err := Run(context.Background(), ops, cfg, a, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	b := filepath.Join(t.TempDir(), "b")
+	b = filepath.Join(t.TempDir(), "b")
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := Run(ctx, cpu.New(), tinyRun(set), b, Options{Progress: func(r StepRecord, _ time.Duration) {
-		if r.Step == 4 { // after step 4: checkpoint 3 exists, steps 4 and 5 are lost
+	_, err := Run(ctx, ops, cfg, b, Options{Progress: func(r StepRecord, _ time.Duration) {
+		if r.Step == 4 {
 			cancel()
 		}
 	}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	if _, err := Run(context.Background(), cpu.New(), tinyRun(set), b, Options{Resume: true}); err != nil {
+	if _, err := Run(context.Background(), ops, cfg, b, Options{Resume: true}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range tensorFiles {
@@ -108,23 +135,7 @@ func TestResumeIsExact(t *testing.T) {
 			t.Fatalf("step %d: %+v vs %+v", i, ra[i], rb[i])
 		}
 	}
-	if ra[0].Stage != 0 || ra[5].Stage != 2 || ra[0].FLOPs.Blocks*4 != ra[0].FullFLOPs.Blocks || ra[5].FLOPs != ra[5].FullFLOPs || ra[2].ValLoss == 0 {
-		t.Fatalf("stages and FLOPs: %+v ... %+v", ra[0], ra[5])
-	}
-	var stages []StageStats
-	sb, _ := os.ReadFile(filepath.Join(a, "stages.json"))
-	if err := json.Unmarshal(sb, &stages); err != nil || len(stages) != 3 || stages[0].Steps != 2 || stages[0].Layers.Mean != 2 {
-		t.Fatalf("stages.json: %s %v", sb, err)
-	}
-	if png, err := os.ReadFile(filepath.Join(a, LossPlot)); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n")) || len(png) < 10000 {
-		t.Fatalf("%s: %d bytes, %v", LossPlot, len(png), err)
-	}
-	// another configuration refuses the checkpoint
-	other := tinyRun(set)
-	other.LR = 2e-3
-	if _, err := Run(context.Background(), cpu.New(), other, b, Options{Resume: true}); !errors.Is(err, shards.ErrMismatch) {
-		t.Fatalf("resume under another configuration: %v", err)
-	}
+	return a, b
 }
 
 // TestExportImportHF: exported Hugging Face tensors load back unchanged,

@@ -372,8 +372,9 @@ func TestGPUCLI(t *testing.T) {
 }
 
 // TestTrainDeviceCLI: the same EST run with --device cuda (a GPU, or the
-// emulator with -tags cudaemu) and --device cpu logs the same losses, and
-// the CUDA run's stages name their device; eval runs on it too.
+// emulator with -tags cudaemu) and --device cpu logs the same losses (near
+// them with bf16 products, attention and activations), and the CUDA run's
+// stages name their device; eval runs on it too.
 func TestTrainDeviceCLI(t *testing.T) {
 	if _, err := cuda.New(); err != nil {
 		if _, errs, code := run(t, "--device", "cuda", "eval", "--run", t.TempDir()); code == 0 || !strings.Contains(errs, "cuda") {
@@ -394,16 +395,26 @@ func TestTrainDeviceCLI(t *testing.T) {
 		"--steps", "1", "--batch", "2", "--seq", "16"); code == 0 || !strings.Contains(errs, "attention bf16") {
 		t.Fatalf("bf16 attention on the CPU: %s", errs)
 	}
+	if _, errs, code := run(t, "-q", "train", "--activations", "bf16", "--preset", "gpt2-tiny", "--data", tok, "--out", filepath.Join(dir, "cpu-bf16-activations"),
+		"--steps", "1", "--batch", "2", "--seq", "16"); code == 0 || !strings.Contains(errs, "activations bf16") {
+		t.Fatalf("bf16 activations on the CPU: %s", errs)
+	}
 	losses := map[string][]float64{}
-	for _, dev := range []string{"cpu", "cuda", "cuda-bf16"} {
+	for _, dev := range []string{"cpu", "cuda", "cuda-bf16", "cuda-bf16-act"} {
 		runDir := filepath.Join(dir, dev)
-		device, matmul := dev, "fp32"
-		if dev == "cuda-bf16" { // bf16 products and attention
+		device, matmul, acts := dev, "fp32", "fp32"
+		switch dev {
+		case "cuda-bf16": // bf16 products and attention
 			device, matmul = "cuda", "bf16"
+		case "cuda-bf16-act": // and bf16 activations
+			device, matmul, acts = "cuda", "bf16", "bf16"
 		}
-		if _, errs, code := run(t, "-q", "--device", device, "train", "--matmul", matmul, "--attention", matmul, "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4",
+		if _, errs, code := run(t, "-q", "--device", device, "train", "--matmul", matmul, "--attention", matmul, "--activations", acts, "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "4",
 			"--batch", "2", "--seq", "16", "--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1"); code != 0 {
 			t.Fatalf("train on %s: %s", dev, errs)
+		}
+		if cfg, err := os.ReadFile(filepath.Join(runDir, "config.json")); err != nil || strings.Contains(string(cfg), `"activations"`) != (acts == "bf16") {
+			t.Fatalf("config.json of the %s run and its activations (%s): %s %v", dev, acts, cfg, err)
 		}
 		f, err := os.Open(filepath.Join(runDir, "metrics.jsonl"))
 		if err != nil {
@@ -423,7 +434,7 @@ func TestTrainDeviceCLI(t *testing.T) {
 			t.Fatalf("stages.json of the %s run does not name its device: %s", dev, stages)
 		}
 	}
-	if len(losses["cpu"]) != 4 || len(losses["cuda"]) != 4 || len(losses["cuda-bf16"]) != 4 {
+	if len(losses["cpu"]) != 4 || len(losses["cuda"]) != 4 || len(losses["cuda-bf16"]) != 4 || len(losses["cuda-bf16-act"]) != 4 {
 		t.Fatalf("losses: %v", losses)
 	}
 	for i, want := range losses["cpu"] {
@@ -433,6 +444,9 @@ func TestTrainDeviceCLI(t *testing.T) {
 		// bf16 products and attention: near, not equal (8 bits of mantissa)
 		if got := losses["cuda-bf16"][i]; math.Abs(got-want) > 2e-2*math.Abs(want) || got == want {
 			t.Errorf("step %d: loss %.6f on cuda with bf16 products, %.6f on cpu", i, got, want)
+		}
+		if got := losses["cuda-bf16-act"][i]; math.Abs(got-want) > 2e-2*math.Abs(want) || got == losses["cuda-bf16"][i] {
+			t.Errorf("step %d: loss %.6f on cuda with bf16 products and activations, %.6f on cpu, %.6f with fp32 activations", i, got, want, losses["cuda-bf16"][i])
 		}
 	}
 	if out, errs, code := run(t, "--device", "cuda", "eval", "--run", filepath.Join(dir, "cuda"), "--batches", "1"); code != 0 || !strings.Contains(out, "val loss") {

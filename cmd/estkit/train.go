@@ -80,6 +80,7 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 	f.Float64Var(&c.Clip, "clip", 1, "clip the global gradient norm to this (0: off)")
 	f.StringVar(&c.MatMul, "matmul", "", "precision of the matrix products: fp32 (the default), or bf16 (inputs rounded to bfloat16, float32 accumulation; --device cuda)")
 	f.StringVar(&c.Attention, "attention", "", "precision of attention's products, forward and backward: fp32 (the default), or bf16 (tensor cores, float32 softmax and accumulation; --device cuda)")
+	f.StringVar(&c.Activations, "activations", "", "how activations are stored: fp32 (the default), or bf16 (half the memory and memory traffic; every op computes in float32, the products read a bfloat16 copy of the weights; --device cuda)")
 	f.Uint64Var(&c.Seed, "seed", 0, "seed of initialisation, data order and subnetwork sampling")
 	f.StringVar(&c.Order, "order", shards.Shuffle, "data order: shuffle or sequential")
 	f.StringVar(&c.InitFrom, "init-from", "", "start from a Hugging Face model.safetensors (GPT2LMHeadModel or LlamaForCausalLM, as the preset)")
@@ -230,7 +231,7 @@ func reapplyFlags(cmd *cobra.Command, dst, flags *train.Config) {
 		"accum": func() { dst.Accum = flags.Accum }, "lr": func() { dst.LR = flags.LR }, "min-lr": func() { dst.MinLR = flags.MinLR },
 		"warmup": func() { dst.Warmup = flags.Warmup }, "decay": func() { dst.Decay = flags.Decay },
 		"weight-decay": func() { dst.WeightDecay = flags.WeightDecay }, "clip": func() { dst.Clip = flags.Clip }, "matmul": func() { dst.MatMul = flags.MatMul },
-		"attention": func() { dst.Attention = flags.Attention }, "seed": func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
+		"attention": func() { dst.Attention = flags.Attention }, "activations": func() { dst.Activations = flags.Activations }, "seed": func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
 		"layer-mode": func() { dst.Sampler.LayerMode = flags.Sampler.LayerMode }, "shared": func() { dst.Sampler.Shared = flags.Sampler.Shared },
 		"est-update":   func() { dst.Sampler.Update = flags.Sampler.Update },
 		"est-heads":    func() { dst.Sampler.Heads = flags.Sampler.Heads },

@@ -4,8 +4,9 @@
 # kernel conformance suite and the CPU-against-GPU training check, times
 # every op, measures the card's copy bandwidth and bf16 matrix rate with
 # PyTorch, prints one table, then times 15 EST steps of GPT-2 124M with
-# fp32 and with bf16 products. Logs go to $OUT (or this folder). It exits
-# non-zero when a check fails.
+# fp32, with bf16 products, and with bf16 products and activations (each
+# run at most TRAIN_TIMEOUT seconds, 90 by default). Logs go to $OUT (or
+# this folder). It exits non-zero when a check fails.
 set -uo pipefail
 cd "$(dirname "$0")"
 out=${OUT:-.}
@@ -29,20 +30,22 @@ fi
 ./cuda.test -test.v -test.run 'Conformance' 2>&1 | tee "$out/conformance.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)|kernelstest|backend:' || true
 grep -q '^--- FAIL' "$out/conformance.txt" && status=1
 grep -q '^PASS' "$out/conformance.txt" || status=1
-./train-cuda.test -test.v -test.run 'BackendsAgree' 2>&1 | tee "$out/train.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)' || true
+./train-cuda.test -test.v -test.run 'BackendsAgree|BF16WeightsFollow' 2>&1 | tee "$out/train.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)' || true
 grep -q '^PASS' "$out/train.txt" || status=1
 ./cuda.test -test.run '^$' -test.bench 'Ops' -test.benchtime "${BENCHTIME:-20x}" 2>&1 | tee "$out/bench.txt" | grep -E 'FAIL|panic' || true
 python3 report.py "$out/bench.txt" 2>&1 | tee "$out/report.txt" || status=1
 # GPT-2 124M on the GPU, 5 steps at each of EST's three stage rates, with
-# fp32 and with bf16 matrix products and attention
+# fp32, with bf16 matrix products and attention, and with those and bf16
+# activations
 if [ -d tok ]; then
-  for mm in fp32 bf16; do
+  for mode in fp32 bf16 bf16-act; do
+    mm=${mode%-act}; acts=fp32; [ "$mode" = bf16-act ] && acts=bf16
     run=$(mktemp -d)/run
-    echo "GPT-2 124M, B=8, T=1024, --device cuda --matmul $mm --attention $mm" | tee -a "$out/report.txt"
-    timeout -k 10 "${TRAIN_TIMEOUT:-240}" ./estkit-cuda -q --device cuda train --matmul $mm --attention $mm --preset gpt2-124m --data tok --out "$run" \
+    echo "GPT-2 124M, B=8, T=1024, --device cuda --matmul $mm --attention $mm --activations $acts" | tee -a "$out/report.txt"
+    timeout -k 10 "${TRAIN_TIMEOUT:-90}" ./estkit-cuda -q --device cuda train --matmul $mm --attention $mm --activations $acts --preset gpt2-124m --data tok --out "$run" \
       --steps 15 --batch 8 --seq 1024 --warmup 2 --est-stages 5,10,15 --est-rates 0.5:0.5:0.5,0.5:0.5:1,1:1:1 \
-      > "$out/train-$mm.txt" 2>&1 || { tail -20 "$out/train-$mm.txt"; status=1; }
-    [ -e "$run/metrics.jsonl" ] && cp "$run/metrics.jsonl" "$out/metrics-$mm.jsonl" && python3 report.py --steps "$run/metrics.jsonl" | tee -a "$out/report.txt"
+      > "$out/train-$mode.txt" 2>&1 || { tail -20 "$out/train-$mode.txt"; status=1; }
+    [ -e "$run/metrics.jsonl" ] && cp "$run/metrics.jsonl" "$out/metrics-$mode.jsonl" && python3 report.py --steps "$run/metrics.jsonl" | tee -a "$out/report.txt"
   done
 fi
 # estkit shard's scaling over this machine's CPU cores (the development
