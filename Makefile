@@ -221,7 +221,7 @@ cuda: cuda-deps
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/train-cuda.test ./train
 
 # Everything a GPU machine (driver, CUDA libraries, PyTorch; no Go) needs
-# for the device check, in one folder of about 55 MB (the binaries
+# for the device check, in one folder of about 58 MB (the binaries
 # gzipped, GPT-2 token shards of a few MB, 30 MB of benchmark English
 # gzipped): there, $(DEVICE_DIR)/run.sh runs the conformance suite, the
 # CPU-against-GPU training check, the per-op timing table and a short EST
