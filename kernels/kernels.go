@@ -126,7 +126,8 @@ type Ops interface {
 // which is what the memory-bound ops (norms, activations, attention's
 // loads, the classifier) are limited by. Every op computes in float32 and
 // rounds what it stores to bfloat16 (to nearest, ties to even; NaN stays
-// NaN); an op that adds into a bfloat16 tensor rounds the sum.
+// NaN, as the canonical 0x7fff); an op that adds into a bfloat16 tensor
+// rounds the sum.
 //
 // Each op takes its activations (the tensors with a row per token: x, out,
 // dx, dout, qkv, h, logits and their gradients) in either type, all in the
@@ -135,9 +136,10 @@ type Ops interface {
 // otherwise:
 //   - Fill, SumSquares and RoPE take either type; Copy and Axpy any pair
 //     (Copy converts);
-//   - MatMul takes A and B in one type and C in either (a bfloat16 copy of
-//     the weights times bfloat16 activations, into bfloat16 activations or
-//     float32 weight gradients);
+//   - MatMul takes A and B in one type and C in float32 or, when A and B
+//     are bfloat16, in bfloat16 too (a bfloat16 copy of the weights times
+//     bfloat16 activations, into bfloat16 activations or float32 weight
+//     gradients);
 //   - the gathers take dst and src in any pair (float32 weights gathered
 //     into a bfloat16 copy for the products); the scatters add src of
 //     either type into float32 dst;
@@ -151,12 +153,13 @@ type BF16Storage interface {
 	IsBF16(b Buf) bool
 }
 
-// ToBF16 rounds f to the nearest bfloat16 (ties to even; NaN stays a quiet
-// NaN) and returns its bits: the rounding of CUDA's __float2bfloat16.
+// ToBF16 rounds f to the nearest bfloat16 (ties to even; every NaN
+// becomes the canonical NaN 0x7fff) and returns its bits: the rounding of
+// CUDA's __float2bfloat16 (cvt.rn.bf16.f32) on sm_80 and later.
 func ToBF16(f float32) uint16 {
 	u := math.Float32bits(f)
 	if u&0x7fffffff > 0x7f800000 {
-		return uint16(u>>16) | 0x40
+		return 0x7fff
 	}
 	u += 0x7fff + (u>>16)&1
 	return uint16(u >> 16)

@@ -304,7 +304,8 @@ func (g *GPT2) Backward(gradScale float32) error {
 	return o.Err()
 }
 
-// ActivationFloats is the number of float32 values the forward state holds
+// ActivationFloats is the number of values (float32, or bfloat16 with
+// bf16 activations) the forward state holds
 // now (it grows to the largest subnetwork run so far).
 func (g *GPT2) ActivationFloats() int {
 	if g.act == nil {

@@ -334,14 +334,17 @@ func (g *core) allocAct(n int) kernels.Buf {
 // drops its forward state.
 func (g *core) setBF16(on bool) error {
 	if !on {
-		g.bs, g.pb = nil, nil
+		g.bs = nil
 		return nil
 	}
 	bs, ok := g.ops.(kernels.BF16Storage)
 	if !ok {
 		return fmt.Errorf("train: activations bf16: the %s backend stores float32 only (bf16 needs --device cuda)", g.ops.Name())
 	}
-	g.bs, g.pb, g.stale = bs, bs.AllocBF16(g.Cfg.NumParams()), true
+	if g.pb == nil { // kept when bf16 is turned off and on again
+		g.pb = bs.AllocBF16(g.Cfg.NumParams())
+	}
+	g.bs, g.stale = bs, true
 	return g.ops.Err()
 }
 

@@ -47,7 +47,8 @@ template <class T> static inline T __shfl_xor_sync(unsigned, T v, int m) {
 #define __syncwarp() emu_barrier(2)
 #define __align__(n) __attribute__((aligned(n)))
 
-// bfloat16 as CUDA rounds it: to nearest, ties to even; NaN stays NaN.
+// bfloat16 as CUDA rounds it (cvt.rn.bf16.f32): to nearest, ties to even;
+// every NaN becomes the canonical NaN 0x7fff.
 struct __nv_bfloat16 {
 	uint16_t x;
 };
@@ -57,7 +58,7 @@ static inline __nv_bfloat16 __float2bfloat16(float f) {
 	memcpy(&u, &f, 4);
 	__nv_bfloat16 b;
 	if ((u & 0x7fffffffu) > 0x7f800000u) {
-		b.x = (uint16_t)((u >> 16) | 0x40);
+		b.x = 0x7fff;
 		return b;
 	}
 	u += 0x7fffu + ((u >> 16) & 1);

@@ -5,7 +5,7 @@
 # every op, measures the card's copy bandwidth and bf16 matrix rate with
 # PyTorch, prints one table, then times 15 EST steps of GPT-2 124M with
 # fp32, with bf16 products, and with bf16 products and activations (each
-# run at most TRAIN_TIMEOUT seconds, 90 by default). Logs go to $OUT (or
+# run at most TRAIN_TIMEOUT seconds, 120 by default). Logs go to $OUT (or
 # this folder). It exits non-zero when a check fails.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -42,7 +42,7 @@ if [ -d tok ]; then
     mm=${mode%-act}; acts=fp32; [ "$mode" = bf16-act ] && acts=bf16
     run=$(mktemp -d)/run
     echo "GPT-2 124M, B=8, T=1024, --device cuda --matmul $mm --attention $mm --activations $acts" | tee -a "$out/report.txt"
-    timeout -k 10 "${TRAIN_TIMEOUT:-90}" ./estkit-cuda -q --device cuda train --matmul $mm --attention $mm --activations $acts --preset gpt2-124m --data tok --out "$run" \
+    timeout -k 10 "${TRAIN_TIMEOUT:-120}" ./estkit-cuda -q --device cuda train --matmul $mm --attention $mm --activations $acts --preset gpt2-124m --data tok --out "$run" \
       --steps 15 --batch 8 --seq 1024 --warmup 2 --est-stages 5,10,15 --est-rates 0.5:0.5:0.5,0.5:0.5:1,1:1:1 \
       > "$out/train-$mode.txt" 2>&1 || { tail -20 "$out/train-$mode.txt"; status=1; }
     [ -e "$run/metrics.jsonl" ] && cp "$run/metrics.jsonl" "$out/metrics-$mode.jsonl" && python3 report.py --steps "$run/metrics.jsonl" | tee -a "$out/report.txt"
