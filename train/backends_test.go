@@ -60,32 +60,39 @@ func TestBackendsAgreeBF16(t *testing.T) {
 	backendCases(t, func(t *testing.T, c backendCase) {
 		wantL, wantG, _ := c.run(t, cpu.New())
 		gotL, gotG, _ := c.run(t, gpu)
-		same := true
-		for i := range wantL {
-			same = same && gotL[i] == wantL[i]
-			if math.Abs(float64(gotL[i]-wantL[i])) > 1e-2*math.Abs(float64(wantL[i])) {
-				t.Errorf("loss %d: %s in bf16 %.7f, cpu %.7f", i, gpu.Name(), gotL[i], wantL[i])
-			}
-		}
-		if same {
-			t.Error("bf16 losses equal the CPU's: the bf16 variants did not run")
-		}
-		// the gradient as a whole within 2% (its norm of differences), no
-		// element off by more than a quarter of its size plus the rms
-		var dd, ww float64
-		for i := range wantG {
-			d := float64(gotG[i] - wantG[i])
-			dd += d * d
-			ww += float64(wantG[i]) * float64(wantG[i])
-		}
-		if rel := math.Sqrt(dd / ww); rel > 2e-2 || rel == 0 {
-			t.Errorf("gradients in bf16 differ from the CPU's by %.3g of their norm", rel)
-		} else {
-			t.Logf("gradients in bf16 differ from the CPU's by %.3g of their norm", rel)
-		}
+		nearBF16(t, "bf16 products", gotL, wantL, gotG, wantG)
+		// no element off by more than a quarter of its size plus the rms
 		rms := rmsOf(wantG)
 		agree(t, "gradient", gotG, wantG, func(w float64) float64 { return 0.25 * (math.Abs(w) + rms) })
 	})
+}
+
+// nearBF16 checks a bf16 run's losses against the CPU's (within 1%, not
+// all equal: the bf16 path ran) and its first step's gradients as a whole
+// (the norm of the differences within 2% of theirs, and not 0).
+func nearBF16(t *testing.T, what string, gotL, wantL, gotG, wantG []float32) {
+	t.Helper()
+	same := true
+	for i := range wantL {
+		same = same && gotL[i] == wantL[i]
+		if math.Abs(float64(gotL[i]-wantL[i])) > 1e-2*math.Abs(float64(wantL[i])) {
+			t.Errorf("loss %d with %s: %.7f, cpu %.7f", i, what, gotL[i], wantL[i])
+		}
+	}
+	if same {
+		t.Errorf("losses with %s equal the CPU's: the bf16 path did not run", what)
+	}
+	var dd, ww float64
+	for i := range wantG {
+		d := float64(gotG[i] - wantG[i])
+		dd += d * d
+		ww += float64(wantG[i]) * float64(wantG[i])
+	}
+	if rel := math.Sqrt(dd / ww); rel > 2e-2 || rel == 0 {
+		t.Errorf("gradients with %s differ from the CPU's by %.3g of their norm", what, rel)
+	} else {
+		t.Logf("gradients with %s differ from the CPU's by %.3g of their norm", what, rel)
+	}
 }
 
 // TestBackendsAgreeBF16Activations: the same steps with the CUDA
@@ -114,27 +121,7 @@ func TestBackendsAgreeBF16Activations(t *testing.T) {
 				wantL, wantG, _ := c.run(t, cpu.New())
 				c.bf16Act = true
 				gotL, gotG, _ := c.run(t, gpu)
-				same := true
-				for i := range wantL {
-					same = same && gotL[i] == wantL[i]
-					if math.Abs(float64(gotL[i]-wantL[i])) > 1e-2*math.Abs(float64(wantL[i])) {
-						t.Errorf("loss %d: %s on bf16 activations %.7f, cpu %.7f", i, gpu.Name(), gotL[i], wantL[i])
-					}
-				}
-				if same {
-					t.Error("losses on bf16 activations equal the CPU's: bf16 storage did not run")
-				}
-				var dd, ww float64
-				for i := range wantG {
-					d := float64(gotG[i] - wantG[i])
-					dd += d * d
-					ww += float64(wantG[i]) * float64(wantG[i])
-				}
-				if rel := math.Sqrt(dd / ww); rel > 2e-2 || rel == 0 {
-					t.Errorf("gradients on bf16 activations differ from the CPU's by %.3g of their norm", rel)
-				} else {
-					t.Logf("gradients on bf16 activations differ from the CPU's by %.3g of their norm", rel)
-				}
+				nearBF16(t, "bf16 activations", gotL, wantL, gotG, wantG)
 			})
 		})
 	}
