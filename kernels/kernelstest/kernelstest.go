@@ -140,14 +140,7 @@ func (s *suite) asAct(v []float32) []float32 {
 
 // act uploads an activation: into bfloat16 storage when the suite stores
 // activations so (v then comes from randAct, or holds bfloat16 values).
-func (s *suite) act(v []float32) kernels.Buf {
-	if s.bs == nil {
-		return s.up(v)
-	}
-	b := s.bs.AllocBF16(len(v))
-	s.o.Upload(b, v)
-	return b
-}
+func (s *suite) act(v []float32) kernels.Buf { return s.typed(s.bs != nil, v) }
 
 func nans(n int) []float32 {
 	v := make([]float32, n)
