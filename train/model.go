@@ -337,15 +337,25 @@ func (g *core) setBF16(on bool) error {
 		g.bs = nil
 		return nil
 	}
-	bs, ok := g.ops.(kernels.BF16Storage)
-	if !ok {
-		return fmt.Errorf("train: activations bf16: the %s backend stores float32 only (bf16 needs --device cuda)", g.ops.Name())
+	bs, err := bf16Store(g.ops)
+	if err != nil {
+		return err
 	}
 	if g.pb == nil { // kept when bf16 is turned off and on again
 		g.pb = bs.AllocBF16(g.Cfg.NumParams())
 	}
 	g.bs, g.stale = bs, true
 	return g.ops.Err()
+}
+
+// bf16Store is ops as a store of bfloat16 activations, or the error of a
+// backend that stores float32 only.
+func bf16Store(ops kernels.Ops) (kernels.BF16Storage, error) {
+	bs, ok := ops.(kernels.BF16Storage)
+	if !ok {
+		return nil, fmt.Errorf("train: activations bf16: the %s backend stores float32 only (bf16 needs --device cuda)", ops.Name())
+	}
+	return bs, nil
 }
 
 // BF16Activations reports whether the activations are stored in bfloat16.

@@ -285,8 +285,10 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	if err := setPrecisions(ops, &cfg); err != nil {
 		return nil, err
 	}
-	if _, ok := ops.(kernels.BF16Storage); cfg.Activations == "bf16" && !ok {
-		return nil, fmt.Errorf("train: activations bf16: the %s backend stores float32 only (bf16 needs --device cuda)", ops.Name())
+	if cfg.Activations == "bf16" { // before the run directory is touched
+		if _, err := bf16Store(ops); err != nil {
+			return nil, err
+		}
 	}
 	cb, _ := json.MarshalIndent(cfg, "", "  ")
 	h := sha256.Sum256(cb)
