@@ -15,7 +15,7 @@ REFS        := $(CURDIR)/.cache/ref
 # `make blas` when missing). TAGS= builds the pure-Go fallback.
 TAGS        ?= openblas
 
-.PHONY: all build blas demo experiment test lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check
+.PHONY: all build blas demo experiment test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check
 
 all: build
 
@@ -56,7 +56,14 @@ demo: build
 experiment: build
 	$(GO) run -tags '$(TAGS)' ./internal/experiment -estkit $(BIN) -work .experiment -report docs/EXPERIMENTS.md -plots docs/experiments $(EXPERIMENT_FLAGS)
 
-test: fmt-check vet lint unit
+test: hygiene fmt-check vet lint unit
+
+# No tracked file over 1 MB outside testdata/ and the committed PTX (a
+# build output committed by accident once: a 66 MB binary at the root).
+hygiene:
+	@big=$$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' 2>/dev/null | \
+	  awk '$$1 > 1048576 && $$2 !~ /(^|\/)testdata\// && $$2 != "kernels/cuda/kernels.ptx" {print $$2 " (" $$1 " bytes)"}'); \
+	if [ -n "$$big" ]; then echo "tracked files over 1 MB outside testdata/ (build outputs? remove them and ignore them):"; echo "$$big"; exit 1; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
