@@ -289,3 +289,25 @@ func TestBuildManifestWriteFailure(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestVerifiedUnrecordable: where the marker cannot be written (a
+// read-only directory; here its name is taken by a directory, as tests run
+// as root ignore permissions) every open verifies in full and says why.
+func TestVerifiedUnrecordable(t *testing.T) {
+	docs := docSet(t, "go", 15, 64<<10)
+	res := build(t, []string{docs}, Options{})
+	if err := os.MkdirAll(filepath.Join(res.Dir, VerifiedName, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		var log bytes.Buffer
+		s, err := OpenWith(res.Dir, OpenOptions{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if !strings.Contains(log.String(), "verifying") || !strings.Contains(log.String(), "every open of it verifies") {
+			t.Fatalf("open %d:\n%s", i, log.String())
+		}
+	}
+}
