@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/internal/setdir"
 )
 
 // Result is the outcome of Run.
@@ -31,6 +31,13 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		return nil, errors.New("ingest: no inputs")
 	}
 	log := o.Logger
+	// Ownership first, before anything is created in the directory: a
+	// refused directory is left exactly as it was.
+	if err := setdir.Check(o.OutDir, ManifestSchema); err != nil {
+		return nil, fmt.Errorf("ingest: --out %w", err)
+	}
+	_, statErr := os.Stat(o.OutDir)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -39,6 +46,10 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer unlock()
+	// again under the lock: another process may have written it meanwhile
+	if err := setdir.Check(o.OutDir, ManifestSchema); err != nil {
+		return nil, fmt.Errorf("ingest: --out %w", err)
+	}
 
 	start := time.Now()
 	inputs, ignored, err := expandInputs(roots, &o)
@@ -78,22 +89,37 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		}
 	}
 	key := manifestKey(&o, entries)
-	if !o.Force {
-		if old, err := ReadManifest(o.OutDir); err == nil && old.Key == key && old.outputsPresent(o.OutDir) {
+	named := namedOutputs(o.OutDir)
+	old, err := ReadManifest(o.OutDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("the manifest in the output directory is unreadable; rebuilding", "err", err)
+	}
+	if err != nil {
+		old = nil
+	}
+	if !o.Force && old != nil && old.Key == key {
+		// Re-checked, not trusted: a shard damaged since it was written is
+		// rebuilt, not reported up to date.
+		if err := setdir.VerifyFiles(o.OutDir, old.entries(), ErrCorrupt); err != nil {
+			log.Warn("the output has the same key but a damaged or missing shard; rebuilding", "err", err)
+		} else {
 			// What a killed run of other options left behind goes, so that a
 			// reader globbing docs-*.arrow sees only this output.
 			durable.RemoveTemps(o.OutDir)
-			removeStale(o.OutDir, old)
-			log.Info("output is up to date: same inputs and options; nothing to do", "dir", o.OutDir, "key", key[:12])
+			setdir.Settle(o.OutDir, outputNames(old), named)
+			log.Info("output is up to date: same inputs and options, every shard checked; nothing to do", "dir", o.OutDir, "key", key[:12])
 			return &Result{Manifest: old, UpToDate: true}, nil
 		}
 	}
-	old, _ := ReadManifest(o.OutDir)
 	durable.RemoveTemps(o.OutDir)
+	prefix := "docs-" + key[:12]
+	if err := setdir.Claim(o.OutDir, ManifestSchema, []string{prefix + "-"}); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
 		Options: o, Inputs: entries, Ignored: ignored, Counts: *newCounts(), Corpora: map[string]*Counts{}}
-	w := newShardWriter(o.OutDir, "docs-"+key[:12], o.ShardBytes, o.Compression)
+	w := newShardWriter(o.OutDir, prefix, o.ShardBytes, o.Compression)
 	var seen map[[16]byte]struct{}
 	if o.Dedup {
 		seen = map[[16]byte]struct{}{}
@@ -159,12 +185,12 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		if werr := w.abort(); errors.Is(err, errWriteFailed) && werr != nil {
 			err = werr
 		}
-		removeOrphans(o.OutDir, w.outputs, old)
+		unwind(o.OutDir, w.outputs, old, created)
 		return nil, err
 	}
 	outputs, err := w.finish()
 	if err != nil {
-		removeOrphans(o.OutDir, outputs, old)
+		unwind(o.OutDir, outputs, old, created)
 		return nil, err
 	}
 	report("ingest", total, &m.Counts) // all read: parquet footers are not counted as they go
@@ -176,17 +202,13 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	secs := end.Sub(hashDone).Seconds()
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), HashSeconds: hashDone.Sub(start).Seconds(), IngestSeconds: secs,
 		InputMBps: float64(total) / 1e6 / secs, TextMBps: float64(m.Counts.TextBytes) / 1e6 / secs, Workers: o.Workers}
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("ingest: manifest: %w", err)
+	if err := writeManifest(o.OutDir, m); err != nil {
+		// a full disk: the shards of this run go with it, the older set
+		// stays as it was
+		unwind(o.OutDir, outputs, old, created)
+		return nil, err
 	}
-	if err := durable.SyncDir(o.OutDir); err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	if err := durable.WriteFile(o.OutDir, ManifestName, append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("ingest: write manifest: %w", err)
-	}
-	removeStale(o.OutDir, m)
+	setdir.Settle(o.OutDir, outputNames(m), named)
 	log.Info("ingested", "documents", m.Counts.Documents, "text_bytes", m.Counts.TextBytes, "shards", len(m.Outputs),
 		"filtered", sum(m.Counts.Filtered), "rejected", sum(m.Counts.Rejected), "seconds", fmt.Sprintf("%.1f", secs))
 	return &Result{Manifest: m}, nil
@@ -200,35 +222,45 @@ func sum(m map[string]int64) int64 {
 	return n
 }
 
-// removeOrphans deletes the shards a failed run renamed into place, unless
-// the committed manifest names them.
-func removeOrphans(dir string, outs []OutputFile, committed *Manifest) {
-	keep := map[string]bool{}
-	if committed != nil {
-		for _, f := range committed.Outputs {
-			keep[f.Name] = true
-		}
+// writeManifest sets m's checksum and commits it in dir.
+func writeManifest(dir string, m *Manifest) error {
+	m.Checksum = setdir.Unsealed
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err == nil {
+		b = append(b, '\n')
+		m.Checksum, err = setdir.Seal(b)
 	}
-	for _, f := range outs {
-		if !keep[f.Name] {
-			os.Remove(filepath.Join(dir, f.Name))
-		}
+	if err != nil {
+		return fmt.Errorf("ingest: manifest: %w", err)
 	}
-	durable.RemoveTemps(dir)
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if err := durable.WriteFile(dir, ManifestName, b); err != nil {
+		return fmt.Errorf("ingest: write manifest: %w", err)
+	}
+	return nil
 }
 
-// removeStale deletes document shards that the committed manifest does not
-// name (the output of an earlier run with other inputs or options).
-func removeStale(dir string, m *Manifest) {
+// unwind deletes the shards a failed run committed, unless the manifest
+// still in dir (committed) names them.
+func unwind(dir string, outs []OutputFile, committed *Manifest, created bool) {
+	names := make([]string, len(outs))
+	for i, f := range outs {
+		names[i] = f.Name
+	}
+	keep := map[string]bool{}
+	if committed != nil {
+		keep = outputNames(committed)
+	}
+	setdir.Unwind(dir, names, keep, created)
+}
+
+// outputNames is the set of shard names m names.
+func outputNames(m *Manifest) map[string]bool {
 	keep := map[string]bool{}
 	for _, f := range m.Outputs {
 		keep[f.Name] = true
 	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		n := e.Name()
-		if strings.HasPrefix(n, "docs-") && strings.HasSuffix(n, ".arrow") && !keep[n] {
-			os.Remove(filepath.Join(dir, n))
-		}
-	}
+	return keep
 }

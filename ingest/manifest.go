@@ -6,15 +6,19 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/estkit/estkit/internal/setdir"
 )
 
 // Manifest identity.
 const (
-	ManifestName    = "manifest.json"
-	ManifestSchema  = "estkit.docshards"
-	ManifestVersion = 1
+	ManifestName   = "manifest.json"
+	ManifestSchema = "estkit.docshards"
+	// ManifestVersion 2 added checksum.
+	ManifestVersion = 2
 	// readerVersion is hashed into every key: bump it whenever a change to
 	// the readers or the writer changes the output for the same inputs, so
 	// that older output is rebuilt rather than reused.
@@ -27,18 +31,22 @@ const (
 // Manifest describes one directory of document shards. Everything but
 // Timing is a pure function of the inputs and the options.
 type Manifest struct {
-	Schema        string             `json:"schema"`
-	Version       int                `json:"version"`
-	EstkitVersion string             `json:"estkit_version"`
-	Key           string             `json:"key"` // sha256 over schema version, options and inputs
-	Options       Options            `json:"options"`
-	Inputs        []InputEntry       `json:"inputs"`
-	Ignored       []Ignored          `json:"ignored,omitempty"`
-	Outputs       []OutputFile       `json:"outputs"`
-	Counts        Counts             `json:"counts"`
-	Corpora       map[string]*Counts `json:"corpora"`
-	Rejections    []RejectionEntry   `json:"rejections,omitempty"`
-	Timing        *Timing            `json:"timing,omitempty"`
+	Schema        string `json:"schema"`
+	Version       int    `json:"version"`
+	EstkitVersion string `json:"estkit_version"`
+	Key           string `json:"key"` // sha256 over schema version, options and inputs
+	// Checksum is the sha256 of the manifest file's bytes with these 64
+	// hex digits read as "0" (setdir.Seal): an edit of any value (an input's path, a count) is caught on
+	// read.
+	Checksum   string             `json:"checksum"`
+	Options    Options            `json:"options"`
+	Inputs     []InputEntry       `json:"inputs"`
+	Ignored    []Ignored          `json:"ignored,omitempty"`
+	Outputs    []OutputFile       `json:"outputs"`
+	Counts     Counts             `json:"counts"`
+	Corpora    map[string]*Counts `json:"corpora"`
+	Rejections []RejectionEntry   `json:"rejections,omitempty"`
+	Timing     *Timing            `json:"timing,omitempty"`
 }
 
 // InputEntry is one input file as the manifest records it.
@@ -109,11 +117,23 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
+	var head struct {
+		Schema string `json:"schema"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("ingest: %s: %w: %v", p, ErrCorrupt, err)
+	}
+	if head.Schema != ManifestSchema { // a token set's, say: named, not "unknown field"
+		return nil, fmt.Errorf("ingest: %s: %w: schema %q is not %q", p, ErrVersion, head.Schema, ManifestSchema)
+	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("ingest: %s: %w: %v", p, ErrCorrupt, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("ingest: %s: %w: data after the manifest's JSON object", p, ErrCorrupt)
 	}
 	if m.Schema != ManifestSchema {
 		return nil, fmt.Errorf("ingest: %s: %w: schema %q is not %q", p, ErrVersion, m.Schema, ManifestSchema)
@@ -124,17 +144,53 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if k, err := hex.DecodeString(m.Key); err != nil || len(k) != sha256.Size {
 		return nil, fmt.Errorf("ingest: %s: %w: key %q is not a hex sha256", p, ErrCorrupt, m.Key)
 	}
+	if err := setdir.CheckSeal(b, m.Checksum); err != nil {
+		return nil, fmt.Errorf("ingest: %s: %w: %v", p, ErrCorrupt, err)
+	}
+	if k := manifestKey(&m.Options, m.Inputs); k != m.Key {
+		return nil, fmt.Errorf("ingest: %s: %w: its key does not match its inputs and options", p, ErrCorrupt)
+	}
+	for _, f := range m.Outputs {
+		if f.Name == "" || filepath.Base(f.Name) != f.Name || f.Size < 0 || f.Rows < 0 {
+			return nil, fmt.Errorf("ingest: %s: %w: output entry %+v", p, ErrCorrupt, f)
+		}
+	}
 	return &m, nil
 }
 
-// outputsPresent tells whether every output the manifest names exists with
-// its recorded size.
-func (m *Manifest) outputsPresent(dir string) bool {
-	for _, f := range m.Outputs {
-		st, err := os.Stat(filepath.Join(dir, f.Name))
-		if err != nil || st.Size() != f.Size {
-			return false
-		}
+// ErrNotOwned: an output directory that holds something other than a
+// document set estkit made (setdir.ErrNotOwned).
+var ErrNotOwned = setdir.ErrNotOwned
+
+// namedOutputs lists the outputs the manifest in dir names, read leniently
+// (a manifest of an older version or a damaged one still tells which files
+// a run of ours committed), for deletion of a superseded set's files.
+func namedOutputs(dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil
 	}
-	return true
+	var m struct {
+		Schema  string `json:"schema"`
+		Outputs []struct {
+			Name string `json:"name"`
+		} `json:"outputs"`
+	}
+	if json.Unmarshal(b, &m) != nil || m.Schema != ManifestSchema {
+		return nil
+	}
+	var out []string
+	for _, f := range m.Outputs {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// entries lists the outputs for setdir's checks.
+func (m *Manifest) entries() []setdir.Entry {
+	out := make([]setdir.Entry, len(m.Outputs))
+	for i, f := range m.Outputs {
+		out[i] = setdir.Entry{Name: f.Name, Size: f.Size, SHA256: f.SHA256}
+	}
+	return out
 }

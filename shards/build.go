@@ -8,11 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/estkit/estkit/ingest"
 	"github.com/estkit/estkit/internal/arrowpool"
 	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/internal/setdir"
 	"github.com/estkit/estkit/tokenize"
 )
 
@@ -49,6 +51,7 @@ type Options struct {
 	OutDir   string                  `json:"-"` // where the set goes; "" : CacheDir/<key>
 	CacheDir string                  `json:"-"` // content-addressed sets; "" : DefaultCacheDir()
 	Progress func(docs, bytes int64) `json:"-"` // called now and then from one goroutine
+	Logger   *slog.Logger            `json:"-"` // what Build checks and decides (nil: nothing)
 }
 
 type keyOptions struct {
@@ -104,8 +107,20 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	if len(docDirs) == 0 {
 		return nil, errors.New("shards: no document shard directory given")
 	}
-	if o.ValFraction < 0 || o.ValFraction >= 1 {
+	// NaN compares false with everything: checked by what it must be, not
+	// by what it must not.
+	if !(o.ValFraction >= 0 && o.ValFraction < 1) {
 		return nil, fmt.Errorf("shards: val fraction %g is outside [0, 1)", o.ValFraction)
+	}
+	if o.ShardTokens < 0 {
+		return nil, fmt.Errorf("shards: shard tokens %d: want a positive number (0: the default, %d)", o.ShardTokens, DefaultShardTokens)
+	}
+	if o.Workers < 0 {
+		return nil, fmt.Errorf("shards: workers %d: want a positive number (0: one per CPU)", o.Workers)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	switch o.Compression {
 	case "":
@@ -138,8 +153,24 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	}
 	var inputs []InputSet
 	var sources []Source
+	dirInfo := make([]os.FileInfo, len(docDirs))
 	for i, d := range docDirs {
+		st, err := os.Stat(d)
+		if err != nil {
+			return nil, fmt.Errorf("shards: input %w", err)
+		}
+		for j := range i {
+			if os.SameFile(st, dirInfo[j]) {
+				// its documents would be read twice, and its files' rows
+				// counted as one file's
+				return nil, fmt.Errorf("shards: input %s is given twice (as %s and %s)", d, docDirs[j], d)
+			}
+		}
+		dirInfo[i] = st
 		m, err := ingest.ReadManifest(d)
+		if errors.Is(err, ingest.ErrCorrupt) {
+			return nil, fmt.Errorf("shards: input %s: %w", d, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("shards: input %s is not a document shard set (estkit ingest writes them): %w", d, err)
 		}
@@ -170,6 +201,20 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		}
 		dir = filepath.Join(cache, key)
 	}
+	if st, err := os.Stat(dir); err == nil {
+		for i, in := range dirInfo {
+			if os.SameFile(st, in) {
+				return nil, fmt.Errorf("shards: --out %s is also an input (%s): a token set is never written over a document set", dir, docDirs[i])
+			}
+		}
+	}
+	// Ownership first, before anything is created in the directory: a
+	// refused directory is left exactly as it was.
+	if err := setdir.Check(dir, ManifestSchema); err != nil {
+		return nil, fmt.Errorf("shards: --out %w", err)
+	}
+	_, statErr := os.Stat(dir)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
@@ -178,8 +223,26 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		return nil, err
 	}
 	defer unlock()
-	if m, err := ReadManifest(dir); err == nil && m.Key == key && m.filesPresent(dir) {
-		return &Result{Dir: dir, Manifest: m, Reused: true}, nil
+	if err := setdir.Check(dir, ManifestSchema); err != nil { // again, under the lock
+		return nil, fmt.Errorf("shards: --out %w", err)
+	}
+	named := namedFiles(dir)
+	if m, err := ReadManifest(dir); err == nil && m.Key == key {
+		// Re-checked, not trusted: a file damaged since it was written is
+		// rebuilt, never reused.
+		if err := setdir.VerifyFiles(dir, m.entries(), ErrCorrupt); err != nil {
+			log.Warn("the set has the same key but a damaged or missing file; rebuilding it", "err", err)
+		} else {
+			setdir.Settle(dir, m.fileNames(), named)
+			return &Result{Dir: dir, Manifest: m, Reused: true}, nil
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("the manifest in the output directory is unreadable; rebuilding the set", "err", err)
+	}
+	// Claimed before any file is committed, so that a killed run's files
+	// are known as ours.
+	if err := setdir.Claim(dir, ManifestSchema, []string{Train + "-", Val + "-"}); err != nil {
+		return nil, fmt.Errorf("shards: %w", err)
 	}
 	// Another set (or a damaged one) lives here: withdraw its manifest
 	// before any file is replaced, so that no reader pairs it with new files.
@@ -196,7 +259,7 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	b := &builder{tok: tok, o: &o, info: info, dir: dir, sources: sources}
 	m, err := b.run(ctx, docDirs)
 	if err != nil {
-		b.abort()
+		b.abort(created)
 		return nil, err
 	}
 	m.Key, m.Inputs, m.Sources = key, inputs, sources
@@ -204,18 +267,25 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), Seconds: secs, Workers: o.Workers, TextBytes: b.textBytes,
 		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs}
 	if err := writeManifest(dir, m); err != nil {
+		// a full disk: this run's files go with it
+		b.abort(created)
 		return nil, err
 	}
-	removeStale(dir, m)
+	setdir.Settle(dir, m.fileNames(), named)
 	return &Result{Dir: dir, Manifest: m}, nil
 }
 
+// writeManifest sets m's checksum and commits it in dir.
 func writeManifest(dir string, m *Manifest) error {
+	m.Checksum = setdir.Unsealed
 	data, err := json.MarshalIndent(m, "", "  ")
+	if err == nil {
+		data = append(data, '\n')
+		m.Checksum, err = setdir.Seal(data)
+	}
 	if err != nil {
 		return fmt.Errorf("shards: %w", err)
 	}
-	data = append(data, '\n')
 	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("shards: %w", err)
 	}
@@ -223,37 +293,6 @@ func writeManifest(dir string, m *Manifest) error {
 		return fmt.Errorf("shards: write manifest: %w", err)
 	}
 	return nil
-}
-
-// filesPresent: every file the manifest names exists with its size.
-func (m *Manifest) filesPresent(dir string) bool {
-	for _, s := range m.Splits {
-		for _, f := range s.Files {
-			st, err := os.Stat(filepath.Join(dir, f.Name))
-			if err != nil || st.Size() != f.Size {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// removeStale deletes token shards the committed manifest does not name
-// (an earlier run's, with other inputs or options).
-func removeStale(dir string, m *Manifest) {
-	keep := map[string]bool{}
-	for _, s := range m.Splits {
-		for _, f := range s.Files {
-			keep[f.Name] = true
-		}
-	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		n := e.Name()
-		if (strings.HasPrefix(n, Train+"-") || strings.HasPrefix(n, Val+"-")) && strings.HasSuffix(n, ".arrow") && !keep[n] {
-			os.Remove(filepath.Join(dir, n))
-		}
-	}
 }
 
 // A unit is a slice of a record batch of a document shard, tokenized by a
@@ -642,11 +681,15 @@ func (b *builder) writer(split string) (*splitWriter, error) {
 	return w, nil
 }
 
-func (b *builder) abort() {
+// abort removes the files this run committed (no manifest names them: the
+// old one was withdrawn first) and its temporaries, and dir if the run
+// created it.
+func (b *builder) abort(created bool) {
+	var committed []string
 	for _, w := range b.writers {
-		w.abort()
+		committed = append(committed, w.abort()...)
 	}
-	durable.RemoveTemps(b.dir)
+	setdir.Unwind(b.dir, committed, nil, created)
 }
 
 // Record batch bounds of token shards.
@@ -804,11 +847,16 @@ func (w *splitWriter) finish() ([]File, error) {
 	return w.outputs, nil
 }
 
-func (w *splitWriter) abort() {
+// abort drops the file in progress and returns the names of those
+// committed (renamed into place, but named by no manifest).
+func (w *splitWriter) abort() []string {
 	if w.cur != nil {
 		w.cur.f.Abort()
+		w.cur = nil
 	}
-	for _, f := range w.outputs { // renamed, but no manifest names them
-		os.Remove(filepath.Join(w.dir, f.Name))
+	var names []string
+	for _, f := range w.outputs {
+		names = append(names, f.Name)
 	}
+	return names
 }

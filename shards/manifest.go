@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/estkit/estkit/internal/setdir"
 )
 
 // Token shard identity, in the Arrow schema metadata and the manifest.
@@ -19,7 +21,7 @@ const (
 	SchemaVersion   = "1"
 	ManifestName    = "manifest.json"
 	ManifestSchema  = "estkit.tokshards"
-	ManifestVersion = 1
+	ManifestVersion = 2 // 2 added checksum
 	// writerVersion is hashed into every key: bump it when a change to the
 	// writer changes the output for the same inputs.
 	writerVersion = 1
@@ -66,16 +68,20 @@ func tokenSchema(wide bool, split string) *arrow.Schema {
 // Manifest describes one directory of token shards. Everything but Timing
 // is a pure function of the inputs, the options and the tokenizer.
 type Manifest struct {
-	Schema        string            `json:"schema"`
-	Version       int               `json:"version"`
-	EstkitVersion string            `json:"estkit_version"`
-	Key           string            `json:"key"`
-	Tokenizer     TokenizerInfo     `json:"tokenizer"`
-	Options       Options           `json:"options"`
-	Inputs        []InputSet        `json:"inputs"`
-	Sources       []Source          `json:"sources"`
-	Splits        map[string]*Split `json:"splits"`
-	Timing        *Timing           `json:"timing,omitempty"`
+	Schema        string `json:"schema"`
+	Version       int    `json:"version"`
+	EstkitVersion string `json:"estkit_version"`
+	Key           string `json:"key"`
+	// Checksum is the sha256 of the manifest file's bytes with these 64
+	// hex digits read as "0" (setdir.Seal): an edit of any value (a tally, a file's sha256) is caught on
+	// read.
+	Checksum  string            `json:"checksum"`
+	Tokenizer TokenizerInfo     `json:"tokenizer"`
+	Options   Options           `json:"options"`
+	Inputs    []InputSet        `json:"inputs"`
+	Sources   []Source          `json:"sources"`
+	Splits    map[string]*Split `json:"splits"`
+	Timing    *Timing           `json:"timing,omitempty"`
 }
 
 // TokenizerInfo records the tokenizer and the separators used.
@@ -225,5 +231,63 @@ func parseManifest(b []byte) (*Manifest, error) {
 			return nil, fmt.Errorf("%w: source %d names input set %d of %d", ErrCorrupt, i, src.Set, len(m.Inputs))
 		}
 	}
+	if err := setdir.CheckSeal(b, m.Checksum); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if k := manifestKey(m.Tokenizer, &m.Options, m.Inputs, m.Sources); k != m.Key {
+		return nil, fmt.Errorf("%w: its key does not match its tokenizer, options and inputs", ErrCorrupt)
+	}
 	return &m, nil
+}
+
+// entries lists the set's files, train then val, for setdir's checks.
+func (m *Manifest) entries() []setdir.Entry {
+	var out []setdir.Entry
+	for _, name := range []string{Train, Val} {
+		if s := m.Splits[name]; s != nil {
+			for _, f := range s.Files {
+				out = append(out, setdir.Entry{Name: f.Name, Size: f.Size, SHA256: f.SHA256})
+			}
+		}
+	}
+	return out
+}
+
+// fileNames is the set of file names m names.
+func (m *Manifest) fileNames() map[string]bool {
+	keep := map[string]bool{}
+	for _, e := range m.entries() {
+		keep[e.Name] = true
+	}
+	return keep
+}
+
+// namedFiles lists the files the manifest in dir names, read leniently (a
+// manifest of an older version or a damaged one still tells which files a
+// run of ours committed), for deletion of a superseded set's files.
+func namedFiles(dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil
+	}
+	var m struct {
+		Schema string `json:"schema"`
+		Splits map[string]*struct {
+			Files []struct {
+				Name string `json:"name"`
+			} `json:"files"`
+		} `json:"splits"`
+	}
+	if json.Unmarshal(b, &m) != nil || m.Schema != ManifestSchema {
+		return nil
+	}
+	var out []string
+	for _, s := range m.Splits {
+		if s != nil {
+			for _, f := range s.Files {
+				out = append(out, f.Name)
+			}
+		}
+	}
+	return out
 }

@@ -1,9 +1,8 @@
 package shards
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/estkit/estkit/internal/arrowpool"
+	"github.com/estkit/estkit/internal/setdir"
 )
 
 // Set is an opened token shard set: its manifest and its splits' files,
@@ -29,13 +29,38 @@ type Set struct {
 	fromBytes []byte
 }
 
-// Open opens the token shard set in dir. It checks every file's size
-// against the manifest, and with verify its sha256 too; each error names
-// the file.
+// VerifiedName is the marker Open records beside a set whose files it
+// found intact (setdir.VerifyOnce).
+const VerifiedName = setdir.VerifiedName
+
+// OpenOptions control OpenWith.
+type OpenOptions struct {
+	// Full checks every file's sha256 at this open, whatever the marker
+	// says (inspect --verify).
+	Full bool
+	// Logger hears when an open verifies the files (it reads them all
+	// once) and when the marker cannot be recorded. nil: nothing.
+	Logger *slog.Logger
+}
+
+// Open opens the token shard set in dir: OpenWith, Full when verify.
 func Open(dir string, verify bool) (*Set, error) {
+	return OpenWith(dir, OpenOptions{Full: verify})
+}
+
+// OpenWith opens the token shard set in dir. Its manifest is checked
+// against its checksum; its files against their sha256, in full on the
+// first open after they were written, copied or changed (and at every
+// open with o.Full), else by the marker that records them as verified
+// (size, mtime, inode): a flipped bit in a token file is an error naming
+// it before any batch is read. Every error names the file.
+func OpenWith(dir string, o OpenOptions) (*Set, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
+	}
+	if err := setdir.VerifyOnce(dir, m.Checksum, m.entries(), ErrCorrupt, o.Full, o.Logger); err != nil {
+		return nil, fmt.Errorf("shards: %w", err)
 	}
 	s := &Set{Dir: dir, Manifest: m, streams: map[string]*Stream{}}
 	for _, name := range []string{Train, Val} {
@@ -43,7 +68,7 @@ func Open(dir string, verify bool) (*Set, error) {
 		if sp == nil {
 			continue
 		}
-		st, err := s.openStream(name, sp, verify)
+		st, err := s.openStream(name, sp)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -113,7 +138,7 @@ type batchData struct {
 	row     []int64
 }
 
-func (s *Set) openStream(name string, sp *Split, verify bool) (*Stream, error) {
+func (s *Set) openStream(name string, sp *Split) (*Stream, error) {
 	st := &Stream{set: s, Split: name, cache: map[int]*batchData{}}
 	compressed := s.Manifest.Options.Compression == "zstd"
 	for fi, f := range sp.Files {
@@ -121,12 +146,6 @@ func (s *Set) openStream(name string, sp *Split, verify bool) (*Stream, error) {
 		data, err := s.mapFile(p, f.Size)
 		if err != nil {
 			return nil, err
-		}
-		if verify {
-			h := sha256.Sum256(data)
-			if hex.EncodeToString(h[:]) != f.SHA256 {
-				return nil, fmt.Errorf("shards: %s: %w: sha256 differs from the manifest", p, ErrCorrupt)
-			}
 		}
 		var r *ipc.FileReader
 		err = safely(func() error {

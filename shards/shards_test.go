@@ -303,7 +303,7 @@ func TestOpenFaults(t *testing.T) {
 	}
 	mp := filepath.Join(res.Dir, ManifestName)
 	mb, _ := os.ReadFile(mp)
-	os.WriteFile(mp, []byte(strings.Replace(string(mb), `"version": 1`, `"version": 7`, 1)), 0o644)
+	os.WriteFile(mp, []byte(strings.Replace(string(mb), `"version": 2`, `"version": 7`, 1)), 0o644)
 	check("manifest version", false, ErrVersion, "version 7")
 	os.WriteFile(mp, mb, 0o644)
 	if _, err := Build(context.Background(), gpt2(t), []string{res.Dir}, Options{OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "not a document shard set") {
@@ -398,7 +398,7 @@ func FuzzShardFile(f *testing.F) {
 		fl.Size = int64(len(data))
 		m.Splits = map[string]*Split{Train: {Files: []File{fl}, Documents: fl.Documents, Tokens: fl.Tokens}}
 		s := &Set{Dir: "fuzz", Manifest: &m, streams: map[string]*Stream{}, fromBytes: data}
-		st, err := s.openStream(Train, m.Splits[Train], false)
+		st, err := s.openStream(Train, m.Splits[Train])
 		if err != nil {
 			return
 		}

@@ -84,7 +84,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 	f.BoolVar(&opts.tokens, "tokens", false, "token shards: write the split's token stream to standard output")
 	f.StringVar(&opts.format, "format", "jsonl", "with --tokens: jsonl (one document's ids per line) or int32 (raw little-endian stream)")
 	f.StringVar(&opts.tokenizer, "tokenizer", "", "token shards: tokenizer to decode --seq with (default: the set's, when built in: gpt2 or bytes)")
-	f.BoolVar(&opts.verify, "verify", false, "token shards: check every file's sha256 against the manifest")
+	f.BoolVar(&opts.verify, "verify", false, "token shards: check every file's sha256 against the manifest at this open (the first open after a build, copy or change always does)")
 	return cmd
 }
 
@@ -179,7 +179,7 @@ func total(m map[string]int64) int64 {
 // inspectTokens summarises a token shard set, prints a sequence, or writes
 // a split's token stream.
 func inspectTokens(cmd *cobra.Command, g *globals, opts *inspectOptions, dir string) error {
-	set, err := shards.Open(dir, opts.verify)
+	set, err := shards.OpenWith(dir, shards.OpenOptions{Full: opts.verify, Logger: g.log})
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,10 @@ func runShard(cmd *cobra.Command, g *globals, opts *shardOptions, args []string)
 		return err
 	}
 	o := opts.o
+	if o.ShardTokens <= 0 { // the library reads 0 as its default; typed, it is a mistake
+		return fmt.Errorf("shard: --shard-tokens %d: want a positive number of tokens", o.ShardTokens)
+	}
+	o.Logger = g.log
 	if !cmd.Flags().Changed("bos") && !cmd.Flags().Changed("eos") {
 		o.BOS, o.EOS = shards.DefaultSeparators(tok)
 	}

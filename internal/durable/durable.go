@@ -39,6 +39,7 @@ func WriteFile(dir, name string, data []byte) error {
 		return err
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return SyncDir(dir)

@@ -1,0 +1,343 @@
+// Package setdir holds the rules that estkit's set writers (ingest's
+// document sets, shard's token sets) and their readers share about the
+// directories that hold a set:
+//
+//   - Ownership: a writer writes only into a directory that is missing,
+//     empty, or holds a set of its own kind that estkit made (its
+//     manifest.json, or the claim a run of that kind left before its first
+//     manifest). Anything else is refused with ErrNotOwned, naming the
+//     directory and what is in it, before anything is created in it.
+//   - Deletion: a writer deletes only files that a manifest of its own
+//     named, or that a run of its own committed under a name its claim
+//     announced (a run killed before its manifest).
+//   - Integrity: files are checked against the sha256 the manifest
+//     records: in full where a writer would reuse them (VerifyFiles), and
+//     once per change of the files where training maps them (VerifyOnce,
+//     with a marker keyed by each file's size, mtime and inode).
+//
+// The caller holds the directory's lock (durable.Lock) while it writes.
+package setdir
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/estkit/estkit/internal/durable"
+)
+
+// File names of a set directory besides its data files.
+const (
+	ManifestName = "manifest.json"
+	LockName     = ".lock"
+	// ClaimName marks a directory that a writer of a kind has started to
+	// fill: its schema, and the name prefixes of the files it commits.
+	ClaimName = ".estkit-claim"
+	// VerifiedName records which files VerifyOnce found intact.
+	VerifiedName = ".estkit-verified"
+)
+
+// Schemas of the set kinds, as their manifests name them (ingest and
+// shards define the same strings; setdir cannot import them).
+const (
+	DocSchema   = "estkit.docshards"
+	TokenSchema = "estkit.tokshards"
+)
+
+// ErrNotOwned: the directory holds something other than a set of the
+// writer's kind.
+var ErrNotOwned = errors.New("not a directory estkit may write this set into")
+
+// describe names what a manifest of schema s is.
+func describe(s string) string {
+	switch s {
+	case DocSchema:
+		return "a document set (estkit ingest)"
+	case TokenSchema:
+		return "a token set (estkit shard)"
+	}
+	return fmt.Sprintf("a manifest.json of schema %q", s)
+}
+
+// ours reports whether name is one of the bookkeeping files a writer or
+// reader of a set keeps beside its data.
+func ours(name string) bool {
+	return name == LockName || name == ClaimName || name == VerifiedName || strings.HasPrefix(name, durable.TmpPrefix)
+}
+
+// Check refuses dir, with ErrNotOwned, unless it is missing, empty, or
+// holds a set of schema (a manifest or a claim). It reads only.
+func Check(dir, schema string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		if st, serr := os.Stat(dir); serr == nil && !st.IsDir() {
+			return fmt.Errorf("%s: %w: it is a file", dir, ErrNotOwned)
+		}
+		return err
+	}
+	var others []string
+	manifest := false
+	for _, e := range ents {
+		switch n := e.Name(); {
+		case n == ManifestName:
+			manifest = true
+		case !ours(n):
+			others = append(others, n)
+		}
+	}
+	want := describe(schema)
+	if manifest {
+		s, err := schemaOf(filepath.Join(dir, ManifestName))
+		if err != nil {
+			return fmt.Errorf("%s: %w: its manifest.json is not one estkit wrote (%v); give an empty or new directory for %s", dir, ErrNotOwned, err, want)
+		}
+		if s == schema {
+			return nil
+		}
+		return fmt.Errorf("%s: %w: it holds %s, and estkit writes %s only into an empty directory or one of its own kind", dir, ErrNotOwned, describe(s), want)
+	}
+	if c, err := readClaim(dir); err == nil && c.Schema == schema {
+		return nil
+	} else if err == nil {
+		return fmt.Errorf("%s: %w: a run writing %s was interrupted there; estkit writes %s only into an empty directory or one of its own kind", dir, ErrNotOwned, describe(c.Schema), want)
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	if slices.Contains(others, "config.json") && (slices.Contains(others, "checkpoints") || slices.Contains(others, "metrics.jsonl")) {
+		return fmt.Errorf("%s: %w: it holds a training run (config.json, checkpoints); give an empty or new directory for %s", dir, ErrNotOwned, want)
+	}
+	list := others
+	if len(list) > 3 {
+		list = append(slices.Clone(list[:3]), fmt.Sprintf("and %d more", len(others)-3))
+	}
+	return fmt.Errorf("%s: %w: it holds files estkit did not write (%s) and no manifest; give an empty or new directory for %s", dir, ErrNotOwned, strings.Join(list, ", "), want)
+}
+
+func schemaOf(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var head struct {
+		Schema string `json:"schema"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return "", err
+	}
+	if head.Schema == "" {
+		return "", errors.New("no schema")
+	}
+	return head.Schema, nil
+}
+
+type claim struct {
+	Schema   string   `json:"schema"`
+	Prefixes []string `json:"prefixes"` // a committed file is PREFIX + digits + ".arrow"
+}
+
+func readClaim(dir string) (*claim, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ClaimName))
+	if err != nil {
+		return nil, err
+	}
+	var c claim
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Claim records, before a run commits its first file into dir, that files
+// named PREFIX + digits + ".arrow" (for each prefix) are this kind's: a run
+// killed before its manifest leaves them for the next run to delete. The
+// prefixes of an earlier claim are kept.
+func Claim(dir, schema string, prefixes []string) error {
+	c := &claim{Schema: schema}
+	if old, err := readClaim(dir); err == nil && old.Schema == schema {
+		c.Prefixes = old.Prefixes
+	}
+	for _, p := range prefixes {
+		if !slices.Contains(c.Prefixes, p) {
+			c.Prefixes = append(c.Prefixes, p)
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(dir, ClaimName, append(b, '\n'))
+}
+
+// claimed reports whether name is PREFIX + digits + ".arrow".
+func (c *claim) claimed(name string) bool {
+	for _, p := range c.Prefixes {
+		if rest, ok := strings.CutPrefix(name, p); ok {
+			if digits, ok := strings.CutSuffix(rest, ".arrow"); ok && digits != "" && strings.Trim(digits, "0123456789") == "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Settle runs after a manifest naming keep is committed in dir: it
+// deletes the files an earlier manifest named (named) and those a claimed
+// run committed, unless keep holds them, then the claim. Deletion is best
+// effort: a file left behind is named by no manifest and never read.
+func Settle(dir string, keep map[string]bool, named []string) {
+	for _, n := range named {
+		if !keep[n] && filepath.Base(n) == n && !ours(n) && n != ManifestName {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+	if c, err := readClaim(dir); err == nil {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if n := e.Name(); !keep[n] && c.claimed(n) {
+				os.Remove(filepath.Join(dir, n))
+			}
+		}
+		os.Remove(filepath.Join(dir, ClaimName))
+		durable.SyncDir(dir)
+	}
+}
+
+// Unwind runs after a run failed: it deletes the files the run committed
+// (committed) that the manifest still in dir does not name (keep), the
+// temporaries, and, when the run created dir, dir itself if nothing else
+// is left in it, so that a failure leaves what was there before. The
+// claim goes once no file it covers is left.
+func Unwind(dir string, committed []string, keep map[string]bool, created bool) {
+	for _, n := range committed {
+		if !keep[n] {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+	durable.RemoveTemps(dir)
+	// the claim goes too once no file it covers is left (a killed run's
+	// files, claimed earlier, keep it)
+	if c, err := readClaim(dir); err == nil {
+		left := false
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if c.claimed(e.Name()) && !keep[e.Name()] {
+				left = true
+			}
+		}
+		if !left {
+			os.Remove(filepath.Join(dir, ClaimName))
+		}
+	}
+	if !created {
+		return
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if n := e.Name(); n != LockName && n != ClaimName {
+			return
+		}
+	}
+	os.Remove(filepath.Join(dir, ClaimName))
+	os.Remove(filepath.Join(dir, LockName))
+	os.Remove(dir)
+}
+
+// Entry is a file of a set as its manifest records it.
+type Entry struct {
+	Name   string
+	Size   int64
+	SHA256 string
+}
+
+// VerifyFile checks dir/e against its size and sha256; a mismatch is an
+// error naming the file and wrapping corrupt, the caller's sentinel.
+func VerifyFile(dir string, e Entry, corrupt error) error {
+	p := filepath.Join(dir, e.Name)
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != e.Size {
+		return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", p, corrupt, st.Size(), e.Size)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		return fmt.Errorf("%s: %w: sha256 %s, the manifest records %s", p, corrupt, got, e.SHA256)
+	}
+	return nil
+}
+
+// VerifyFiles checks every file in turn and returns the first mismatch.
+func VerifyFiles(dir string, files []Entry, corrupt error) error {
+	for _, e := range files {
+		if err := VerifyFile(dir, e, corrupt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A manifest's checksum is the sha256 of the manifest file's bytes with
+// the checksum's own 64 hex digits replaced by 64 "0": it covers every
+// byte, so that an edit the JSON decoder would forgive (a key's case: Go
+// matches field names case-insensitively) is caught too.
+const sealKey = `"checksum": "`
+
+// Unsealed is the value a writer gives a manifest's checksum field before
+// it encodes it (with json.MarshalIndent) and calls Seal.
+var Unsealed = strings.Repeat("0", 64)
+
+// Seal fills in, in place, the checksum of b, a manifest encoded with its
+// checksum field Unsealed, and returns it.
+func Seal(b []byte) (string, error) {
+	i := bytes.Index(b, []byte(sealKey+Unsealed+`"`))
+	if i < 0 {
+		return "", errors.New("manifest encoding lacks its checksum field")
+	}
+	h := sha256.Sum256(b)
+	sum := hex.EncodeToString(h[:])
+	i += len(sealKey)
+	copy(b[i:i+len(Unsealed)], sum)
+	return sum, nil
+}
+
+// CheckSeal checks the checksum of manifest bytes b, whose decoded
+// checksum field is sum.
+func CheckSeal(b []byte, sum string) error {
+	i := bytes.Index(b, []byte(sealKey))
+	if i < 0 || len(sum) != len(Unsealed) {
+		return errors.New("no checksum")
+	}
+	i += len(sealKey)
+	if i+len(sum) > len(b) || string(b[i:i+len(sum)]) != sum {
+		return errors.New("the checksum field is not where estkit writes it")
+	}
+	c := bytes.Clone(b)
+	copy(c[i:], Unsealed)
+	h := sha256.Sum256(c)
+	if hex.EncodeToString(h[:]) != sum {
+		return errors.New("its bytes do not match its checksum (edited or damaged)")
+	}
+	return nil
+}

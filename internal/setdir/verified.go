@@ -1,0 +1,98 @@
+package setdir
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/estkit/estkit/internal/durable"
+)
+
+// marker is VerifiedName's contents: the files found intact, each by what
+// changes when it is rewritten, copied or replaced (a rename gives a new
+// inode; an in-place write a new mtime).
+type marker struct {
+	Manifest string       `json:"manifest_checksum"`
+	Files    []markedFile `json:"files"`
+}
+
+type markedFile struct {
+	Name    string `json:"name"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	MtimeNS int64  `json:"mtime_ns"`
+	Dev     uint64 `json:"dev"`
+	Inode   uint64 `json:"inode"`
+}
+
+func identify(dir string, e Entry) (markedFile, error) {
+	st, err := os.Stat(filepath.Join(dir, e.Name))
+	if err != nil {
+		return markedFile{}, err
+	}
+	m := markedFile{Name: e.Name, SHA256: e.SHA256, Size: st.Size(), MtimeNS: st.ModTime().UnixNano()}
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		m.Dev, m.Inode = uint64(s.Dev), uint64(s.Ino)
+	}
+	return m, nil
+}
+
+// VerifyOnce checks the files against their sha256 unless dir's marker
+// records that these very files (same size, mtime, device and inode, same
+// manifest) were found intact; after a full check it records the marker
+// (written atomically). manifest is the manifest's checksum. force checks
+// in full whatever the marker says. Where the marker cannot be written (a
+// read-only directory) every open verifies in full, and log says so.
+func VerifyOnce(dir, manifest string, files []Entry, corrupt error, force bool, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := &marker{Manifest: manifest}
+	var bytes int64
+	for _, e := range files {
+		id, err := identify(dir, e)
+		if err != nil {
+			return err
+		}
+		if id.Size != e.Size {
+			return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", filepath.Join(dir, e.Name), corrupt, id.Size, e.Size)
+		}
+		now.Files = append(now.Files, id)
+		bytes += id.Size
+	}
+	if !force {
+		if b, err := os.ReadFile(filepath.Join(dir, VerifiedName)); err == nil {
+			var old marker
+			if json.Unmarshal(b, &old) == nil && sameMarker(&old, now) {
+				return nil
+			}
+		}
+	}
+	log.Info("verifying token shards (sha256 of every file: first open since they were written, copied or changed)", "dir", dir, "files", len(files), "bytes", bytes)
+	if err := VerifyFiles(dir, files, corrupt); err != nil {
+		return err
+	}
+	b, err := json.Marshal(now)
+	if err == nil {
+		err = durable.WriteFile(dir, VerifiedName, append(b, '\n'))
+	}
+	if err != nil {
+		log.Warn("cannot record the verification beside the set (read-only directory?): every open of it verifies every file in full", "dir", dir, "err", err)
+	}
+	return nil
+}
+
+func sameMarker(a, b *marker) bool {
+	if a.Manifest != b.Manifest || len(a.Files) != len(b.Files) {
+		return false
+	}
+	for i := range a.Files {
+		if a.Files[i] != b.Files[i] {
+			return false
+		}
+	}
+	return true
+}
