@@ -442,7 +442,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		}
 		lr := cfg.LRAt(step)
 		so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: float32(lr), Beta1: float32(cfg.Beta1), Beta2: float32(cfg.Beta2), Eps: float32(cfg.Eps),
-			WeightDecay: float32(cfg.WeightDecay), GradScale: scale, Step: step + 1}, Skipped: skipped}
+			WeightDecay: float32(cfg.WeightDecay), GradScale: scale}, Skipped: skipped} // each parameter counts its own steps
 		if cfg.Sampler.Update == "sampled" {
 			so.Sampled = plan.Units(cfg.Model.Layers)
 		}
