@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -207,5 +208,74 @@ func TestStepCountsCheckpoint(t *testing.T) {
 	}
 	if err := m2.loadTensors(dir, false); err != nil {
 		t.Errorf("parameters alone need no counts: %v", err)
+	}
+}
+
+// TestLlamaStageStatistics: stages.json counts a Llama's neurons over its
+// MLP width (not 4·C), and its per-unit counts equal a direct count of the
+// selections est-trace recomputes (NewSampler's); config.json, stages.json
+// and metrics.jsonl record the rates the model realises (one key/value
+// group: heads cannot be halved), stages numbered from 0 in both.
+func TestLlamaStageStatistics(t *testing.T) {
+	cfg := tinyRun(tokenSet(t))
+	cfg.Model = ModelConfig{Arch: "llama", Vocab: 50257, Padded: 50304, Layers: 2, Heads: 4, KVHeads: 1, Channels: 16, FF: 44, MaxT: 16, RopeTheta: 10000, NormEps: 1e-5}
+	s, _ := ParseSchedule("3,6", "0.5:0.3:0.5,0.5:0.5:1")
+	cfg.Schedule, cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = &s, 6, 0, 0
+	out := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, out, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var stages []StageStats
+	b, _ := os.ReadFile(filepath.Join(out, "stages.json"))
+	if err := json.Unmarshal(b, &stages); err != nil || len(stages) != 2 {
+		t.Fatalf("stages.json: %s %v", b, err)
+	}
+	var saved Config
+	b, _ = os.ReadFile(filepath.Join(out, "config.json"))
+	if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Defaults()
+	sampler := NewSampler(&cfg)
+	// 0.3 of 44 neurons is 13 (a fraction 13/44); one key/value group is
+	// kept whole, so every head runs
+	wantRates := []Rates{{1, 13.0 / 44, 0.5}, {1, 0.5, 1}}
+	if !reflect.DeepEqual(saved.Schedule.Realised, wantRates) {
+		t.Fatalf("config.json realised rates %+v, want %+v", saved.Schedule.Realised, wantRates)
+	}
+	recs := records(t, filepath.Join(out, "metrics.jsonl"))
+	for i, st := range stages {
+		counts := [3][]int64{make([]int64, cfg.Model.Layers), make([]int64, cfg.Model.Heads), make([]int64, cfg.Model.FF)}
+		for step := 0; step < cfg.Steps; step++ {
+			sel, stage, r := sampler.Sample(step, 0)
+			if stage != i {
+				continue
+			}
+			if recs[step].Stage != stage || recs[step].Rates != r || r != wantRates[i] || st.Stage != i || st.Rates != r {
+				t.Fatalf("step %d: metrics stage %d rates %+v, stages.json stage %d rates %+v, sampler %d %+v",
+					step, recs[step].Stage, recs[step].Rates, st.Stage, st.Rates, stage, r)
+			}
+			layers := sel.Layers // est-trace's view: null for all blocks
+			if layers == nil {
+				layers = []int{0, 1}
+			}
+			for _, l := range layers {
+				counts[0][l]++
+				for h := range counts[1] {
+					if sel.Heads[l] == nil || slices.Contains(sel.Heads[l], int32(h)) {
+						counts[1][h]++
+					}
+				}
+				for n := range counts[2] {
+					if sel.Neurons[l] == nil || slices.Contains(sel.Neurons[l], int32(n)) {
+						counts[2][n]++
+					}
+				}
+			}
+		}
+		want := []Frequency{frequency(counts[0]), frequency(counts[1]), frequency(counts[2])}
+		if got := []Frequency{st.Layers, st.Heads, st.Neurons}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("stage %d: stages.json chosen %+v, est-trace's selections %+v", i, got, want)
+		}
 	}
 }

@@ -256,7 +256,7 @@ func TestTrainCLI(t *testing.T) {
 	}
 	out, errs, code = run(t, "est-trace", "--run", runDir, "--steps", "1:3")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 2 || !strings.Contains(lines[0], `"stage":1`) || !strings.Contains(lines[1], `"heads":null`) {
+	if code != 0 || len(lines) != 2 || !strings.Contains(lines[0], `"stage":0`) || !strings.Contains(lines[1], `"heads":null`) {
 		t.Fatalf("est-trace: %s %s", out, errs)
 	}
 	hf := filepath.Join(dir, "hf")

@@ -179,3 +179,33 @@ run({"heads": {"0": [0, 3], "1": [1, 2]}, "hscale": 2.0,
      "neurons": {"0": list(range(3, 15)), "1": list(range(12, 24))}, "mscale": 2.0}, "llama-est-within", outdir)
 run({"layers": [1], "heads": {"1": [0, 1]}, "hscale": 2.0, "neurons": {"1": list(range(12, 24))}, "mscale": 2.0},
     "llama-est-layers", outdir)
+
+# The 1/p scale of what was kept: a sampled step scales the heads' and
+# neurons' outputs by n/|I|, the inverse of the fraction actually kept (the
+# paper's formula, which keeps the output's expectation), not by the
+# nominal 1/p. Rates pH = 0.5 and pM = 0.3 (7 of 24 neurons: 24/7), with
+# one, two and three key/value heads under both head modes; one key/value
+# head in "groups" mode keeps its only group: every head runs, scale 1.
+
+
+def configure(nh, nkv, c):
+    global NH, NKV, C, HS
+    NH, NKV, C = nh, nkv, c
+    HS = C // NH
+
+
+NEURONS = [1, 4, 9, 13, 17, 20, 22]  # 7 of 24
+for nh, nkv, c, mode, heads in [
+    (4, 1, 16, "groups", None),  # the only group is kept: nothing dropped
+    (4, 1, 16, "within", [1, 3]),
+    (4, 2, 16, "groups", [2, 3]),
+    (4, 2, 16, "within", [0, 3]),
+    (6, 3, 24, "groups", [0, 1, 4, 5]),  # 2 of 3 groups: scale 3/2
+    (6, 3, 24, "within", [1, 2, 5]),
+]:
+    configure(nh, nkv, c)
+    sel = {"neurons": {str(l): NEURONS for l in range(L)}, "mscale": FF / len(NEURONS)}
+    if heads is not None:
+        sel["heads"] = {str(l): heads for l in range(L)}
+        sel["hscale"] = NH / len(heads)
+    run(sel, f"llama-scale-kv{nkv}-{mode}", outdir)
