@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/kernels"
@@ -17,18 +19,61 @@ import (
 // ModelConfig is the shape of a model: GPT-2 (Arch "gpt2" or empty) or
 // Llama (Arch "llama").
 type ModelConfig struct {
-	Arch     string `json:",omitempty"`
-	Vocab    int    // real vocabulary (GPT-2: 50257)
-	Padded   int    // vocabulary rounded up for the matrix products (50304); logits beyond Vocab are ignored
-	Layers   int
-	Heads    int // query heads
-	KVHeads  int `json:",omitempty"` // Llama: key/value heads (grouped-query attention); 0: Heads
-	Channels int
-	FF       int `json:",omitempty"` // Llama: MLP width; GPT-2's is 4·Channels
-	MaxT     int // GPT-2: position embeddings; Llama: the context it is built for
+	Arch     string `json:"arch,omitempty"`
+	Vocab    int    `json:"vocab"`  // real vocabulary (GPT-2: 50257)
+	Padded   int    `json:"padded"` // vocabulary rounded up for the matrix products (50304); logits beyond Vocab are ignored
+	Layers   int    `json:"layers"`
+	Heads    int    `json:"heads"`              // query heads
+	KVHeads  int    `json:"kv_heads,omitempty"` // Llama: key/value heads (grouped-query attention); 0: Heads
+	Channels int    `json:"channels"`
+	FF       int    `json:"ff,omitempty"` // Llama: MLP width; GPT-2's is 4·Channels
+	MaxT     int    `json:"max_t"`        // GPT-2: position embeddings; Llama: the context it is built for
 	// Llama: rotary embedding base and RMSNorm epsilon.
-	RopeTheta float64 `json:",omitempty"`
-	NormEps   float64 `json:",omitempty"`
+	RopeTheta float64 `json:"rope_theta,omitempty"`
+	NormEps   float64 `json:"norm_eps,omitempty"`
+}
+
+// legacyModelKeys are the names ModelConfig's fields had in JSON before
+// they were snake_case (config.json files of earlier runs use them).
+var legacyModelKeys = map[string]string{"KVHeads": "kv_heads", "MaxT": "max_t", "RopeTheta": "rope_theta", "NormEps": "norm_eps"}
+
+// UnmarshalJSON reads a model shape by its snake_case keys or the earlier
+// CamelCase ones, and refuses a key it does not know.
+func (c *ModelConfig) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	t := reflect.TypeFor[ModelConfig]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	norm := map[string]json.RawMessage{}
+	for k, v := range raw {
+		key := k
+		if n, ok := legacyModelKeys[k]; ok {
+			key = n
+		} else if !known[key] && known[strings.ToLower(key)] {
+			key = strings.ToLower(key) // Vocab, Layers, ...
+		}
+		if !known[key] {
+			return fmt.Errorf("train: model shape: unknown key %q", k)
+		}
+		norm[key] = v
+	}
+	nb, err := json.Marshal(norm)
+	if err != nil {
+		return err
+	}
+	type plain ModelConfig // without this method
+	var p plain
+	if err := json.Unmarshal(nb, &p); err != nil {
+		return fmt.Errorf("train: model shape: %w", err)
+	}
+	*c = ModelConfig(p)
+	return nil
 }
 
 // Presets of model sizes: GPT-2's, and TinyLlama 1.1B with small Llamas of

@@ -279,3 +279,25 @@ func TestLlamaStageStatistics(t *testing.T) {
 		}
 	}
 }
+
+// TestModelConfigJSON: a model shape is written with snake_case keys and
+// read back by them or by the CamelCase keys of earlier config.json files;
+// an unknown key is refused.
+func TestModelConfigJSON(t *testing.T) {
+	c := Presets["llama-tiny"]
+	b, err := json.Marshal(c)
+	if err != nil || !strings.Contains(string(b), `"kv_heads":1`) || !strings.Contains(string(b), `"max_t":512`) || strings.Contains(string(b), "Vocab") {
+		t.Fatalf("%s %v", b, err)
+	}
+	var back ModelConfig
+	if err := json.Unmarshal(b, &back); err != nil || back != c {
+		t.Fatalf("read back %+v %v", back, err)
+	}
+	old := `{"Arch":"llama","Vocab":32000,"Padded":32000,"Layers":4,"Heads":8,"KVHeads":1,"Channels":256,"FF":704,"MaxT":512,"RopeTheta":10000,"NormEps":1e-05}`
+	if err := json.Unmarshal([]byte(old), &back); err != nil || back != c {
+		t.Fatalf("earlier keys: %+v %v", back, err)
+	}
+	if err := json.Unmarshal([]byte(`{"vocab":5,"layerz":2}`), &back); err == nil || !strings.Contains(err.Error(), "layerz") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
