@@ -77,7 +77,7 @@ func (s fixtureSelection) selection(L int) *Selection {
 // per-element AdamW with each sampled row's or column's own count
 // ("sampled").
 func TestAdamWStepCountsMatchPyTorch(t *testing.T) {
-	for _, name := range []string{"gpt2-est-steps-dense", "gpt2-est-steps-sampled"} {
+	for _, name := range []string{"gpt2-est-steps-dense", "gpt2-est-steps-sampled", "llama-est-steps-dense", "llama-est-steps-sampled"} {
 		t.Run(name, func(t *testing.T) { matchSteps(t, name) })
 	}
 }
