@@ -293,7 +293,7 @@ func TestTrainLlamaCLI(t *testing.T) {
 		t.Fatalf("train: %s %s", out, errs)
 	}
 	b, err := os.ReadFile(filepath.Join(runDir, "config.json"))
-	if err != nil || !strings.Contains(string(b), `"Arch": "llama"`) || !strings.Contains(string(b), `"heads": "within"`) {
+	if err != nil || !strings.Contains(string(b), `"arch": "llama"`) || !strings.Contains(string(b), `"heads": "within"`) {
 		t.Fatalf("config.json: %s %v", b, err)
 	}
 	if _, errs, code = run(t, "-q", "train", "--out", runDir, "--resume"); code != 0 {
