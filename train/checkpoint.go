@@ -258,7 +258,7 @@ func (g *core) saveTensors(dir string) error {
 			return fmt.Errorf("train: %w", err)
 		}
 	}
-	return nil
+	return g.saveSteps(dir)
 }
 
 // loadTensors reads the parameters and, with moments, AdamW's moments.
@@ -273,6 +273,11 @@ func (g *core) loadTensors(dir string, moments bool) error {
 		})
 		if err != nil {
 			return fmt.Errorf("train: %w", err)
+		}
+	}
+	if moments {
+		if err := g.loadSteps(dir); err != nil {
+			return err
 		}
 	}
 	g.paramsChanged()

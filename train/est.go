@@ -12,7 +12,9 @@ import (
 // Rates are the sampling rates of one EST stage: the fractions of attention
 // heads, MLP neurons and blocks that run.
 type Rates struct {
-	PH, PM, PL float64
+	PH float64 `json:"ph"`
+	PM float64 `json:"pm"`
+	PL float64 `json:"pl"`
 }
 
 func (r Rates) String() string { return fmt.Sprintf("%g:%g:%g", r.PH, r.PM, r.PL) }
@@ -21,8 +23,11 @@ func (r Rates) String() string { return fmt.Sprintf("%g:%g:%g", r.PH, r.PM, r.PL
 // before Ends[i] (and after the previous end); steps past the last end stay
 // in the last stage.
 type Schedule struct {
-	Ends  []int
-	Rates []Rates
+	Ends  []int   `json:"ends"`
+	Rates []Rates `json:"rates"`
+	// Realised are the rates each stage runs at on the run's model
+	// (Sampler.Realised), recorded in config.json; computed, not read.
+	Realised []Rates `json:"realised_rates,omitempty"`
 }
 
 // ESTPresets: est-gpt2 is the paper's GPT-2 schedule (stage ends 20k, 70k,
@@ -214,15 +219,19 @@ type Sampler struct {
 }
 
 // Sample returns the selection of a step (draw numbers the micro-batch when
-// sampling per micro-batch; 0 otherwise). At rates (1,1,1) it is nil: the
-// full model.
+// sampling per micro-batch; 0 otherwise) and the rates it realises
+// (Realised). At rates (1,1,1) it is nil: the full model. The heads' and
+// neurons' outputs are scaled by n/|I|, the inverse of the fraction kept,
+// which keeps their expectation when a count rounds; a draw that keeps
+// every head (one key/value group sampled whole) or every neuron runs them
+// all, unscaled.
 func (s *Sampler) Sample(step, draw int) (*Selection, int, Rates) {
 	stage, r := s.Schedule.At(step)
 	if r.PH == 1 && r.PM == 1 && r.PL == 1 {
 		return nil, stage, r
 	}
 	rng := rand.New(rand.NewPCG(s.Seed^0x657374, uint64(step)<<16|uint64(draw)))
-	sel := &Selection{HScale: float32(1 / r.PH), MScale: float32(1 / r.PM)}
+	sel := &Selection{HScale: 1, MScale: 1}
 	// blocks
 	if r.PL < 1 {
 		if s.Opt.LayerMode == "bernoulli" {
@@ -262,13 +271,67 @@ func (s *Sampler) Sample(step, draw int) (*Selection, int, Rates) {
 			sel.Neurons[l] = n
 		}
 	}
-	if r.PH == 1 {
-		sel.HScale = 1
+	// Every block keeps as many as block 0 (the counts depend on the rates
+	// alone), so one scale serves all.
+	if h := len(sel.Heads[0]); h == s.Heads {
+		clear(sel.Heads)
+	} else if h > 0 {
+		sel.HScale = float32(float64(s.Heads) / float64(h))
 	}
-	if r.PM == 1 {
-		sel.MScale = 1
+	if n := len(sel.Neurons[0]); n == s.Neurons {
+		clear(sel.Neurons)
+	} else if n > 0 {
+		sel.MScale = float32(float64(s.Neurons) / float64(n))
 	}
-	return sel, stage, r
+	return sel, stage, s.Realised(r)
+}
+
+// Realised are the rates a stage's nominal rates r realise on this model:
+// the fractions of query heads, neurons and blocks a draw keeps (counts
+// round, at least one; a key/value group is kept or dropped whole in
+// "groups" mode). Under Bernoulli block sampling pL stays the nominal
+// probability.
+func (s *Sampler) Realised(r Rates) Rates {
+	out := r
+	if r.PH < 1 {
+		kept := count(s.Heads, r.PH)
+		if nkv := s.KVHeads; nkv != 0 && nkv != s.Heads {
+			G := s.Heads / nkv
+			if s.Opt.Heads == "within" {
+				kept = count(G, r.PH) * nkv
+			} else {
+				kept = count(nkv, r.PH) * G
+			}
+		}
+		out.PH = float64(kept) / float64(s.Heads)
+	}
+	if r.PM < 1 {
+		group := max(s.Opt.Group, 1)
+		out.PM = float64(count(s.Neurons/group, r.PM)*group) / float64(s.Neurons)
+	}
+	if r.PL < 1 && s.Opt.LayerMode != "bernoulli" {
+		out.PL = float64(count(s.Layers, r.PL)) / float64(s.Layers)
+	}
+	return out
+}
+
+// Warnings name the stages whose rates this model cannot realise within
+// 5% (a single key/value group cannot be halved; 2 of 3 groups is not a
+// half), for the trainer to say at start.
+func (s *Sampler) Warnings() []string {
+	var out []string
+	for i, r := range s.Schedule.Rates {
+		got := s.Realised(r)
+		for _, x := range []struct {
+			what      string
+			want, got float64
+		}{{"heads", r.PH, got.PH}, {"neurons", r.PM, got.PM}, {"blocks", r.PL, got.PL}} {
+			if math.Abs(x.got-x.want) > 0.05*x.want {
+				out = append(out, fmt.Sprintf("EST stage %d: %s rate %g runs as %.4g on this model", i, x.what, x.want, x.got))
+			}
+		}
+	}
+	return out
 }
 
 // heads draws one block's query heads at rate p.
@@ -306,6 +369,23 @@ func NewSampler(cfg *Config) *Sampler {
 	return &Sampler{Seed: cfg.Seed, Layers: m.Layers, Heads: m.Heads, KVHeads: m.KV(), Neurons: m.MLP(), Schedule: *cfg.Schedule, Opt: cfg.Sampler}
 }
 
+// realise records in cfg the rates its EST stages run at on its model
+// (Schedule.Realised, on a copy of the schedule) and returns the warnings
+// of the rates the model cannot realise.
+func realise(cfg *Config) []string {
+	s := NewSampler(cfg)
+	if s == nil {
+		return nil
+	}
+	sch := *cfg.Schedule
+	sch.Realised = make([]Rates, len(sch.Rates))
+	for i, r := range sch.Rates {
+		sch.Realised[i] = s.Realised(r)
+	}
+	cfg.Schedule = &sch
+	return s.Warnings()
+}
+
 // count is round(n·p), at least 1.
 func count(n int, p float64) int { return max(1, min(n, int(math.Round(float64(n)*p)))) }
 
@@ -329,7 +409,8 @@ func choose(rng *rand.Rand, n, k int) []int32 {
 // (transformer blocks only: projections, attention scores and the MLP) and
 // all-inclusive (plus the LM head).
 type FLOPs struct {
-	Blocks, All float64
+	Blocks float64 `json:"blocks"`
+	All    float64 `json:"all"`
 }
 
 // StepFLOPs counts the FLOPs of B×T tokens through cfg under sel (nil: the

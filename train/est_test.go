@@ -1,6 +1,7 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
@@ -284,6 +285,68 @@ func TestInitModel(t *testing.T) {
 		ops.Download(got, m.base().Params)
 		if !slices.Equal(got, cfg.InitParams(9)) {
 			t.Fatalf("%s: InitModel differs from InitParams", name)
+		}
+	}
+}
+
+// TestScaleOfWhatWasKept: a sampled step scales the heads' and neurons'
+// outputs by n/|I|, the inverse of the fraction the sampler actually kept,
+// and equals PyTorch's masked model under that scale (train/testdata/
+// llama_ref.py): at pH 0.5 and pM 0.3 (7 of 24 neurons), with one, two and
+// three key/value heads under both head modes; one key/value head in
+// "groups" mode keeps its only group, so every head runs at scale 1.
+func TestScaleOfWhatWasKept(t *testing.T) {
+	for _, c := range []struct {
+		nkv  int
+		mode string
+	}{{1, "groups"}, {1, "within"}, {2, "groups"}, {2, "within"}, {3, "groups"}, {3, "within"}} {
+		name := fmt.Sprintf("llama-scale-kv%d-%s", c.nkv, c.mode)
+		t.Run(name, func(t *testing.T) {
+			f, cfg, want := loadFixture(t, name)
+			s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(),
+				Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.3, 1}}}, Opt: SamplerOptions{Heads: c.mode}}
+			sel, _, _ := s.Sample(0, 0)
+			for l := 0; l < cfg.Layers; l++ {
+				// the sampler's draw keeps as many as the fixture's; its
+				// scales are what is compared, on the fixture's units
+				if len(sel.Heads[l]) != len(want.Heads[l]) || (sel.Heads[l] == nil) != (want.Heads[l] == nil) || len(sel.Neurons[l]) != len(want.Neurons[l]) {
+					t.Fatalf("block %d: sampler keeps heads %v and neurons %v, the fixture %v and %v", l, sel.Heads[l], sel.Neurons[l], want.Heads[l], want.Neurons[l])
+				}
+				sel.Heads[l], sel.Neurons[l] = want.Heads[l], want.Neurons[l]
+			}
+			if want.Heads[0] != nil && sel.HScale != want.HScale || sel.MScale != want.MScale {
+				t.Fatalf("scales %v and %v, PyTorch %v and %v", sel.HScale, sel.MScale, want.HScale, want.MScale)
+			}
+			matchSelection(t, f, cfg, sel)
+		})
+	}
+}
+
+// TestRealisedRates: the rates a model realises, and a warning for each it
+// cannot realise within 5%: llama-tiny's single key/value group cannot be
+// halved, 2 of 3 groups is not a half; 79 of 264 neurons at 0.3 and GPT-2's
+// halves are what was asked.
+func TestRealisedRates(t *testing.T) {
+	r := Rates{0.5, 0.3, 0.5}
+	for _, c := range []struct {
+		s    Sampler
+		want Rates
+		warn string
+	}{
+		{Sampler{Layers: 4, Heads: 8, KVHeads: 1, Neurons: 704}, Rates{1, 211.0 / 704, 0.5}, "EST stage 0: heads rate 0.5 runs as 1 on this model"},
+		{Sampler{Layers: 4, Heads: 8, KVHeads: 1, Neurons: 704, Opt: SamplerOptions{Heads: "within"}}, Rates{0.5, 211.0 / 704, 0.5}, ""},
+		{Sampler{Layers: 3, Heads: 6, KVHeads: 3, Neurons: 264}, Rates{4.0 / 6, 79.0 / 264, 2.0 / 3}, "EST stage 0: heads rate 0.5 runs as 0.6667 on this model"},
+		{Sampler{Layers: 12, Heads: 12, Neurons: 3072, Opt: SamplerOptions{Group: 64}}, Rates{0.5, 14 * 64.0 / 3072, 0.5}, ""},
+	} {
+		c.s.Schedule = Schedule{Ends: []int{10}, Rates: []Rates{r}}
+		got, warn := c.s.Realised(r), c.s.Warnings()
+		if got != c.want || (c.warn == "") != (len(warn) == 0) || c.warn != "" && warn[0] != c.warn {
+			t.Errorf("%+v: realised %+v, warnings %q; want %+v, %q", c.s, got, warn, c.want, c.warn)
+		}
+		sel, _, rr := c.s.Sample(0, 0)
+		kept := func(p float64, n int) int { return int(math.Round(p * float64(n))) }
+		if rr != c.want || (sel.Heads[0] == nil) != (c.want.PH == 1) || sel.Heads[0] != nil && len(sel.Heads[0]) != kept(c.want.PH, c.s.Heads) || len(sel.Neurons[0]) != kept(c.want.PM, c.s.Neurons) {
+			t.Errorf("%+v: the draw keeps %d heads and %d neurons, rates %+v", c.s, len(sel.Heads[0]), len(sel.Neurons[0]), rr)
 		}
 	}
 }

@@ -121,6 +121,13 @@ func TestLlamaMatchesPyTorch(t *testing.T) {
 // backward and AdamW steps.
 func matchFixture(t *testing.T, name string) {
 	f, cfg, sel := loadFixture(t, name)
+	matchSelection(t, f, cfg, sel)
+}
+
+// matchSelection compares the fixture f with the model's forward, backward
+// and AdamW steps under sel.
+func matchSelection(t *testing.T, f *fixture, cfg ModelConfig, sel *Selection) {
+	t.Helper()
 	if len(f.Params) != cfg.NumParams() {
 		t.Fatalf("fixture has %d parameters, the table %d", len(f.Params), cfg.NumParams())
 	}

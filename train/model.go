@@ -1,30 +1,79 @@
 package train
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 
+	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/kernels"
 )
 
 // ModelConfig is the shape of a model: GPT-2 (Arch "gpt2" or empty) or
 // Llama (Arch "llama").
 type ModelConfig struct {
-	Arch     string `json:",omitempty"`
-	Vocab    int    // real vocabulary (GPT-2: 50257)
-	Padded   int    // vocabulary rounded up for the matrix products (50304); logits beyond Vocab are ignored
-	Layers   int
-	Heads    int // query heads
-	KVHeads  int `json:",omitempty"` // Llama: key/value heads (grouped-query attention); 0: Heads
-	Channels int
-	FF       int `json:",omitempty"` // Llama: MLP width; GPT-2's is 4·Channels
-	MaxT     int // GPT-2: position embeddings; Llama: the context it is built for
+	Arch     string `json:"arch,omitempty"`
+	Vocab    int    `json:"vocab"`  // real vocabulary (GPT-2: 50257)
+	Padded   int    `json:"padded"` // vocabulary rounded up for the matrix products (50304); logits beyond Vocab are ignored
+	Layers   int    `json:"layers"`
+	Heads    int    `json:"heads"`              // query heads
+	KVHeads  int    `json:"kv_heads,omitempty"` // Llama: key/value heads (grouped-query attention); 0: Heads
+	Channels int    `json:"channels"`
+	FF       int    `json:"ff,omitempty"` // Llama: MLP width; GPT-2's is 4·Channels
+	MaxT     int    `json:"max_t"`        // GPT-2: position embeddings; Llama: the context it is built for
 	// Llama: rotary embedding base and RMSNorm epsilon.
-	RopeTheta float64 `json:",omitempty"`
-	NormEps   float64 `json:",omitempty"`
+	RopeTheta float64 `json:"rope_theta,omitempty"`
+	NormEps   float64 `json:"norm_eps,omitempty"`
+}
+
+// legacyModelKeys are the names ModelConfig's fields had in JSON before
+// they were snake_case (config.json files of earlier runs use them).
+var legacyModelKeys = map[string]string{"KVHeads": "kv_heads", "MaxT": "max_t", "RopeTheta": "rope_theta", "NormEps": "norm_eps"}
+
+// UnmarshalJSON reads a model shape by its snake_case keys or the earlier
+// CamelCase ones, and refuses a key it does not know.
+func (c *ModelConfig) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	t := reflect.TypeFor[ModelConfig]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	norm := map[string]json.RawMessage{}
+	for k, v := range raw {
+		key := k
+		if n, ok := legacyModelKeys[k]; ok {
+			key = n
+		} else if !known[key] && known[strings.ToLower(key)] {
+			key = strings.ToLower(key) // Vocab, Layers, ...
+		}
+		if !known[key] {
+			return fmt.Errorf("train: model shape: unknown key %q", k)
+		}
+		norm[key] = v
+	}
+	nb, err := json.Marshal(norm)
+	if err != nil {
+		return err
+	}
+	type plain ModelConfig // without this method
+	var p plain
+	if err := json.Unmarshal(nb, &p); err != nil {
+		return fmt.Errorf("train: model shape: %w", err)
+	}
+	*c = ModelConfig(p)
+	return nil
 }
 
 // Presets of model sizes: GPT-2's, and TinyLlama 1.1B with small Llamas of
@@ -263,6 +312,7 @@ type core struct {
 	Params kernels.Buf
 	Grads  kernels.Buf
 	m, v   kernels.Buf // AdamW moments
+	steps  [][]int32   // AdamW step counts, by table entry (stepCounts)
 	// bs is set when the activations are stored in bfloat16
 	// (SetBF16Activations); pb is then a bfloat16 copy of Params, which
 	// the matrix products read, refreshed by the first pass after the
@@ -275,6 +325,7 @@ type core struct {
 func newCore(ops kernels.Ops, cfg ModelConfig, params []float32) core {
 	n := cfg.NumParams()
 	c := core{Cfg: cfg, ops: ops, table: cfg.Table(), stale: true}
+	c.steps = stepCounts(c.table)
 	c.Params = ops.Alloc(n)
 	if params != nil {
 		ops.Upload(c.Params, params)
@@ -470,11 +521,12 @@ func (g *core) ranges(skipped map[int]bool) [][2]int {
 	return out
 }
 
-// StepOptions are AdamW's settings for one step.
+// StepOptions are AdamW's settings for one step. AdamWArgs.Step is not
+// read: the model counts the steps of each parameter itself (stepCounts).
 type StepOptions struct {
 	kernels.AdamWArgs
-	// Skipped blocks, whose parameters keep their values and moments (as
-	// PyTorch's AdamW skips parameters without a gradient).
+	// Skipped blocks, whose parameters keep their values, moments and step
+	// counts (as PyTorch's AdamW skips parameters without a gradient).
 	Skipped map[int]bool
 	// Sampled, when not nil, limits the update of each running block to
 	// the heads and neurons listed for it (EST's "sampled" update); a
@@ -487,9 +539,36 @@ type Units struct {
 	Heads, Neurons []int32
 }
 
-// Step applies AdamW to every parameter with a gradient.
-// Step applies AdamW to the parameters the step trained; it returns the
-// backend's error, if any.
+// stepCounts are AdamW's step counts, which its bias corrections use: one
+// per tensor, as torch.optim.AdamW keeps one per parameter and skips a
+// parameter without a gradient, so that a block EST skipped has taken
+// fewer steps than the run. A tensor whose rows or columns belong to heads
+// or neurons (Param.Unit) counts each row or column apart: under the
+// "sampled" update only the sampled ones step (under "dense" all do, and
+// the counts stay equal).
+func stepCounts(table []Param) [][]int32 {
+	out := make([][]int32, len(table))
+	for i, e := range table {
+		n, _ := unitAxis(e)
+		out[i] = make([]int32, n)
+	}
+	return out
+}
+
+// unitAxis is the number of separately counted parts of a tensor (its
+// rows, its columns, or 1) and whether they are columns.
+func unitAxis(e Param) (n int, cols bool) {
+	switch e.Unit {
+	case unitQKVRows, unitNeuronRows, unitGateUpRows:
+		return e.Shape[0], false
+	case unitHeadCols, unitNeuronCols:
+		return e.Shape[1], true
+	}
+	return 1, false
+}
+
+// Step applies AdamW to the parameters the step trained, each with its own
+// step count; it returns the backend's error, if any.
 func (g *core) Step(s StepOptions) error {
 	c := g.Cfg
 	NH, NKV, HS, FF := c.Heads, c.KV(), c.Channels/c.Heads, c.MLP()
@@ -507,25 +586,76 @@ func (g *core) Step(s StepOptions) error {
 		if len(e.Shape) == 2 {
 			width = e.Shape[1]
 		}
+		var idx []int32 // the rows or columns that step (nil: all)
 		switch {
 		case e.Layer < 0:
-			g.ops.AdamW(p, gr, m, v, a)
 		case u.Heads != nil && e.Unit == unitQKVRows:
-			g.ops.AdamWSub(p, gr, m, v, width, qkvRows(u.Heads, NH, NKV, HS), nil, a)
+			idx = qkvRows(u.Heads, NH, NKV, HS)
 		case u.Heads != nil && e.Unit == unitHeadCols:
-			g.ops.AdamWSub(p, gr, m, v, width, nil, headCols(u.Heads, HS), a)
+			idx = headCols(u.Heads, HS)
 		case u.Neurons != nil && e.Unit == unitNeuronRows:
-			g.ops.AdamWSub(p, gr, m, v, width, u.Neurons, nil, a)
+			idx = u.Neurons
 		case u.Neurons != nil && e.Unit == unitGateUpRows:
-			g.ops.AdamWSub(p, gr, m, v, width, gateUpRows(u.Neurons, FF), nil, a)
+			idx = gateUpRows(u.Neurons, FF)
 		case u.Neurons != nil && e.Unit == unitNeuronCols:
-			g.ops.AdamWSub(p, gr, m, v, width, nil, u.Neurons, a)
-		default:
-			g.ops.AdamW(p, gr, m, v, a)
+			idx = u.Neurons
+		}
+		_, cols := unitAxis(e)
+		for _, grp := range advance(g.steps[i], idx) {
+			a.Step = int(grp.step)
+			switch {
+			case grp.idx == nil:
+				g.ops.AdamW(p, gr, m, v, a)
+			case cols:
+				g.ops.AdamWSub(p, gr, m, v, width, nil, grp.idx, a)
+			default:
+				g.ops.AdamWSub(p, gr, m, v, width, grp.idx, nil, a)
+			}
 		}
 	}
 	g.paramsChanged()
 	return g.ops.Err()
+}
+
+// stepGroup is the rows or columns of a tensor (nil: all of it) that
+// share a step count.
+type stepGroup struct {
+	step int32
+	idx  []int32
+}
+
+// advance counts a step of the parts idx of a tensor (nil: all) and
+// returns them grouped by their counts, in increasing count order: one
+// group, the whole tensor, when every part steps and all counts are equal.
+func advance(counts, idx []int32) []stepGroup {
+	if idx == nil {
+		uniform := true
+		for k := range counts {
+			counts[k]++
+			uniform = uniform && counts[k] == counts[0]
+		}
+		if uniform {
+			return []stepGroup{{counts[0], nil}}
+		}
+		idx = make([]int32, len(counts))
+		for k := range idx {
+			idx[k] = int32(k)
+		}
+	} else {
+		for _, k := range idx {
+			counts[k]++
+		}
+	}
+	by := map[int32][]int32{}
+	for _, k := range idx {
+		by[counts[k]] = append(by[counts[k]], k)
+	}
+	out := make([]stepGroup, 0, len(by))
+	for n, list := range by {
+		out = append(out, stepGroup{n, list})
+	}
+	slices.SortFunc(out, func(a, b stepGroup) int { return int(a.step - b.step) })
+	return out
 }
 
 // checkBatch validates a forward pass's shape and token ids.
@@ -622,4 +752,71 @@ func (g *core) weightGrad(dst, dy, x kernels.Buf, m, n, k int, alpha float32, gw
 	} else {
 		g.ops.ScatterAddCols(dst, buf, m, width, cols)
 	}
+}
+
+// stepsFile holds a checkpoint's AdamW step counts (docs/FORMATS.md).
+const stepsFile = "adam_steps.json"
+
+// stepsJSON is stepsFile: per tensor of the table, by name, its step
+// counts: one for the whole tensor, or one per row or column (as
+// stepCounts keeps them).
+type stepsJSON struct {
+	Format  string             `json:"format"`
+	Tensors map[string][]int32 `json:"tensors"`
+}
+
+// saveSteps writes the step counts into dir, one count for a tensor whose
+// counts are all equal.
+func (g *core) saveSteps(dir string) error {
+	s := stepsJSON{Format: "estkit-adam-steps", Tensors: map[string][]int32{}}
+	for i, e := range g.table {
+		c := g.steps[i]
+		if !slices.ContainsFunc(c, func(n int32) bool { return n != c[0] }) {
+			c = c[:1]
+		}
+		s.Tensors[e.Name] = c
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := durable.WriteFile(dir, stepsFile, append(b, '\n')); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
+
+// loadSteps reads the step counts written by saveSteps.
+func (g *core) loadSteps(dir string) error {
+	path := filepath.Join(dir, stepsFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("train: AdamW step counts: %w", err)
+	}
+	var s stepsJSON
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("train: %s: %w", path, err)
+	}
+	if s.Format != "estkit-adam-steps" {
+		return fmt.Errorf("train: %s: format %q, want estkit-adam-steps", path, s.Format)
+	}
+	for i, e := range g.table {
+		c, ok := s.Tensors[e.Name]
+		dst := g.steps[i]
+		switch {
+		case !ok:
+			return fmt.Errorf("train: %s lacks the step counts of %s", path, e.Name)
+		case len(c) != 1 && len(c) != len(dst):
+			return fmt.Errorf("train: %s: %d step counts for %s, want 1 or %d", path, len(c), e.Name, len(dst))
+		case slices.ContainsFunc(c, func(n int32) bool { return n < 0 }):
+			return fmt.Errorf("train: %s: negative step count for %s", path, e.Name)
+		case len(c) == 1:
+			for k := range dst {
+				dst[k] = c[0]
+			}
+		default:
+			copy(dst, c)
+		}
+	}
+	return nil
 }

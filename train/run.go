@@ -290,6 +290,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			return nil, err
 		}
 	}
+	for _, w := range realise(&cfg) { // realised rates into config.json
+		log.Warn(w)
+	}
 	cb, _ := json.MarshalIndent(cfg, "", "  ")
 	h := sha256.Sum256(cb)
 	hash := hex.EncodeToString(h[:8])
@@ -401,7 +404,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 					draw = micro
 				}
 				plan[micro], stage, rates = sampler.Sample(step, draw)
-				st.count(stage, rates, plan[micro], &cfg)
+				if micro == draw { // once per draw
+					st.count(stage, rates, plan[micro], &cfg)
+				}
 			}
 		}
 		skipped := plan.Skipped(cfg.Model.Layers) // no update at all, as PyTorch skips parameters without a gradient
@@ -442,7 +447,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		}
 		lr := cfg.LRAt(step)
 		so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: float32(lr), Beta1: float32(cfg.Beta1), Beta2: float32(cfg.Beta2), Eps: float32(cfg.Eps),
-			WeightDecay: float32(cfg.WeightDecay), GradScale: scale, Step: step + 1}, Skipped: skipped}
+			WeightDecay: float32(cfg.WeightDecay), GradScale: scale}, Skipped: skipped} // each parameter counts its own steps
 		if cfg.Sampler.Update == "sampled" {
 			so.Sampled = plan.Units(cfg.Model.Layers)
 		}
@@ -502,7 +507,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 // count tallies which blocks, heads and neurons a draw chose.
 func (st *runState) count(stage int, r Rates, sel *Selection, cfg *Config) {
 	st.stage(stage, r)
-	L, NH, FF := cfg.Model.Layers, cfg.Model.Heads, 4*cfg.Model.Channels
+	L, NH, FF := cfg.Model.Layers, cfg.Model.Heads, cfg.Model.MLP()
 	c := &st.Counts[stage]
 	if c[0] == nil {
 		c[0], c[1], c[2] = make([]int64, L), make([]int64, NH), make([]int64, FF)

@@ -256,7 +256,7 @@ func TestTrainCLI(t *testing.T) {
 	}
 	out, errs, code = run(t, "est-trace", "--run", runDir, "--steps", "1:3")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 2 || !strings.Contains(lines[0], `"stage":1`) || !strings.Contains(lines[1], `"heads":null`) {
+	if code != 0 || len(lines) != 2 || !strings.Contains(lines[0], `"stage":0`) || !strings.Contains(lines[1], `"heads":null`) {
 		t.Fatalf("est-trace: %s %s", out, errs)
 	}
 	hf := filepath.Join(dir, "hf")
@@ -293,7 +293,7 @@ func TestTrainLlamaCLI(t *testing.T) {
 		t.Fatalf("train: %s %s", out, errs)
 	}
 	b, err := os.ReadFile(filepath.Join(runDir, "config.json"))
-	if err != nil || !strings.Contains(string(b), `"Arch": "llama"`) || !strings.Contains(string(b), `"heads": "within"`) {
+	if err != nil || !strings.Contains(string(b), `"arch": "llama"`) || !strings.Contains(string(b), `"heads": "within"`) {
 		t.Fatalf("config.json: %s %v", b, err)
 	}
 	if _, errs, code = run(t, "-q", "train", "--out", runDir, "--resume"); code != 0 {

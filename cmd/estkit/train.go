@@ -409,7 +409,8 @@ func newESTTraceCmd(g *globals) *cobra.Command {
 		Long: `est-trace recomputes a run's subnetworks from its recorded seed and options
 (sampling is a pure function of them) and prints one JSON line per step and
 draw: step, draw, stage, rates, and the blocks, heads and MLP neurons chosen
-(null: all). Steps A:B are 0-based, B excluded.`,
+(null: all). Steps A:B and stages are 0-based (as in metrics.jsonl and
+stages.json), B excluded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(filepath.Join(run, "config.json"))
@@ -443,7 +444,7 @@ draw: step, draw, stage, rates, and the blocks, heads and MLP neurons chosen
 			for step := from; step < to; step++ {
 				for d := 0; d < draws; d++ {
 					sel, stage, r := s.Sample(step, d)
-					rec := map[string]any{"step": step, "draw": d, "stage": stage + 1, "rates": r, "layers": nil, "heads": nil, "neurons": nil}
+					rec := map[string]any{"step": step, "draw": d, "stage": stage, "rates": r, "layers": nil, "heads": nil, "neurons": nil}
 					if sel != nil {
 						heads, neurons := sel.Heads, sel.Neurons
 						if sel.Layers != nil { // blocks that do not run: null

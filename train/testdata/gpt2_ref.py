@@ -134,3 +134,125 @@ run({"heads": {"0": [1, 3], "1": [2, 0]}, "hscale": 2.0,
      "neurons": {"0": list(range(0, 64, 2)), "1": list(range(5, 64, 2))}, "mscale": 2.0}, "gpt2-est-width", outdir)
 run({"layers": [1], "heads": {"1": [3, 0]}, "hscale": 2.0, "neurons": {"1": list(range(32, 64))}, "mscale": 2.0},
     "gpt2-est-layers", outdir)
+
+
+# Steps whose selections change: a block skipped at one step runs at the
+# next, heads and neurons differ from step to step. "dense" is
+# torch.optim.AdamW on the masked model (a skipped block's parameters have
+# no gradient, so PyTorch neither steps nor decays them and their step
+# counts stay behind); "sampled" updates only the rows and columns of the
+# sampled heads and neurons (and whole the other tensors of a running
+# block), each element with its own step count for the bias corrections.
+
+def unit_mask(name, sel):
+    """Which elements of a running block's tensor belong to its sampled
+    heads or neurons (None: all of them)."""
+    parts = name.split(".")
+    l = parts[1]
+    heads = sel.get("heads", {}).get(l)
+    neurons = sel.get("neurons", {}).get(l)
+    kind = ".".join(parts[2:])
+    if heads is not None and kind in ("attn.c_attn.weight", "attn.c_attn.bias"):
+        m = torch.zeros(3 * C, dtype=torch.bool)
+        for part in range(3):
+            for h in heads:
+                m[part * C + h * HS: part * C + (h + 1) * HS] = True
+        return m.view(-1, 1) if kind.endswith("weight") else m
+    if heads is not None and kind == "attn.c_proj.weight":
+        m = torch.zeros(C, dtype=torch.bool)
+        for h in heads:
+            m[h * HS:(h + 1) * HS] = True
+        return m.view(1, -1)
+    if neurons is not None and kind in ("mlp.c_fc.weight", "mlp.c_fc.bias"):
+        m = torch.zeros(4 * C, dtype=torch.bool)
+        m[neurons] = True
+        return m.view(-1, 1) if kind.endswith("weight") else m
+    if neurons is not None and kind == "mlp.c_proj.weight":
+        m = torch.zeros(4 * C, dtype=torch.bool)
+        m[neurons] = True
+        return m.view(1, -1)
+    return None
+
+
+def sampled_adamw(p, state, sel, lr, b1, b2, eps, wd):
+    """AdamW written out per element, each element counting its own steps."""
+    with torch.no_grad():
+        for name, t in p.items():
+            if t.grad is None:
+                continue  # a skipped block
+            mask = unit_mask(name, sel) if name.startswith("h.") else None
+            mask = torch.ones_like(t, dtype=torch.bool) if mask is None else mask.expand_as(t)
+            s = state.setdefault(name, {"m": torch.zeros_like(t), "v": torch.zeros_like(t),
+                                        "n": torch.zeros(t.shape, dtype=torch.float64)})
+            g = t.grad
+            n = s["n"] + mask.double()
+            m = s["m"] + (1 - b1) * (g - s["m"])
+            v = s["v"] * b2 + (1 - b2) * g * g
+            step_size = (lr / (1 - b1 ** n)).float()
+            bc2_sqrt = (1 - b2 ** n).sqrt().float()
+            decay = 1 - lr * (wd if t.dim() == 2 else 0.0)
+            new = t * decay - step_size * m / (v.sqrt() / bc2_sqrt + eps)
+            t.copy_(torch.where(mask, new, t))
+            s["m"] = torch.where(mask, m, s["m"])
+            s["v"] = torch.where(mask, v, s["v"])
+            s["n"] = n
+
+
+def run_steps(sels, update, name, outdir):
+    p = init_params()
+    lr, b1, b2, eps, wd = 1e-2, 0.9, 0.95, 1e-8, 0.1
+    fixture = {
+        "config": {"vocab": V, "padded": VP, "layers": L, "heads": NH, "channels": C, "max_t": T, "b": B, "t": T},
+        "update": update, "params": flat(p),
+        "adamw": {"lr": lr, "beta1": b1, "beta2": b2, "eps": eps, "weight_decay": wd}, "steps": [],
+    }
+    decay = [t for n, t in p.items() if t.dim() == 2]
+    nodecay = [t for n, t in p.items() if t.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": nodecay, "weight_decay": 0.0}],
+                            lr=lr, betas=(b1, b2), eps=eps)
+    state = {}
+    for sel in sels:
+        ids = torch.randint(0, V, (B, T))
+        targets = torch.randint(0, V, (B, T))
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(forward(p, ids, sel).reshape(-1, V), targets.reshape(-1))
+        loss.backward()
+        # elements whose gradient is float noise (under 1e-5 of their
+        # tensor's largest, in the rows and columns that ran: the others'
+        # gradients are exactly zero): AdamW scales such a gradient up to a
+        # step of about lr whatever its value, so no two float32
+        # computations agree there (GPT-2's key bias has no true gradient)
+        noise, off = [], 0
+        for n, shape in table():
+            g = p[n].grad
+            if g is not None:
+                ran = unit_mask(n, sel) if n.startswith("h.") else None
+                ran = torch.ones_like(g, dtype=torch.bool) if ran is None else ran.expand_as(g)
+                a = g.abs()
+                small = ran & (a <= 1e-5 * a.max())
+                noise += (small.reshape(-1).nonzero().reshape(-1) + off).tolist()
+            off += math.prod(shape)
+        if update == "dense":
+            opt.step()
+        else:
+            sampled_adamw(p, state, sel, lr, b1, b2, eps, wd)
+        fixture["steps"].append({"selection": sel, "ids": ids.reshape(-1).tolist(),
+                                 "targets": targets.reshape(-1).tolist(), "loss": f32(loss), "noise": noise,
+                                 "params_after": flat(p)})
+    with open(os.path.join(outdir, name + ".json"), "w") as f:
+        json.dump(fixture, f)
+
+
+STEP_SELS = [
+    # block 0 skipped; block 1 at half width
+    {"layers": [1], "heads": {"1": [0, 2]}, "hscale": 2.0, "neurons": {"1": list(range(0, 64, 2))}, "mscale": 2.0},
+    # block 0 runs for the first time at step 2, block 1 skipped
+    {"layers": [0], "heads": {"0": [1, 2, 3]}, "hscale": 4 / 3, "neurons": {"0": list(range(10, 58))}, "mscale": 64 / 48},
+    # both blocks, other heads and neurons
+    {"heads": {"0": [0, 1], "1": [2, 3]}, "hscale": 2.0,
+     "neurons": {"0": list(range(1, 64, 2)), "1": list(range(0, 32))}, "mscale": 2.0},
+    {"layers": [0], "heads": {"0": [0, 3]}, "hscale": 2.0, "neurons": {"0": list(range(32, 64))}, "mscale": 2.0},
+    {},  # the full model
+]
+run_steps(STEP_SELS, "dense", "gpt2-est-steps-dense", outdir)
+run_steps(STEP_SELS, "sampled", "gpt2-est-steps-sampled", outdir)

@@ -179,3 +179,142 @@ run({"heads": {"0": [0, 3], "1": [1, 2]}, "hscale": 2.0,
      "neurons": {"0": list(range(3, 15)), "1": list(range(12, 24))}, "mscale": 2.0}, "llama-est-within", outdir)
 run({"layers": [1], "heads": {"1": [0, 1]}, "hscale": 2.0, "neurons": {"1": list(range(12, 24))}, "mscale": 2.0},
     "llama-est-layers", outdir)
+
+# The 1/p scale of what was kept: a sampled step scales the heads' and
+# neurons' outputs by n/|I|, the inverse of the fraction actually kept (the
+# paper's formula, which keeps the output's expectation), not by the
+# nominal 1/p. Rates pH = 0.5 and pM = 0.3 (7 of 24 neurons: 24/7), with
+# one, two and three key/value heads under both head modes; one key/value
+# head in "groups" mode keeps its only group: every head runs, scale 1.
+
+
+def configure(nh, nkv, c):
+    global NH, NKV, C, HS
+    NH, NKV, C = nh, nkv, c
+    HS = C // NH
+
+
+NEURONS = [1, 4, 9, 13, 17, 20, 22]  # 7 of 24
+for nh, nkv, c, mode, heads in [
+    (4, 1, 16, "groups", None),  # the only group is kept: nothing dropped
+    (4, 1, 16, "within", [1, 3]),
+    (4, 2, 16, "groups", [2, 3]),
+    (4, 2, 16, "within", [0, 3]),
+    (6, 3, 24, "groups", [0, 1, 4, 5]),  # 2 of 3 groups: scale 3/2
+    (6, 3, 24, "within", [1, 2, 5]),
+]:
+    configure(nh, nkv, c)
+    sel = {"neurons": {str(l): NEURONS for l in range(L)}, "mscale": FF / len(NEURONS)}
+    if heads is not None:
+        sel["heads"] = {str(l): heads for l in range(L)}
+        sel["hscale"] = NH / len(heads)
+    run(sel, f"llama-scale-kv{nkv}-{mode}", outdir)
+
+
+# Steps whose selections change (as gpt2_ref.py's run_steps): a block
+# skipped at one step runs at the next, with query heads sampled within
+# every key/value group, so that under the "sampled" update a key/value
+# row steps whenever one of its query heads does, and a query row only
+# when its own head does. "dense" is torch.optim.AdamW; "sampled" is AdamW
+# written out per element, each element counting its own steps.
+
+def unit_mask(name, sel):
+    """Which elements of a running block's tensor belong to its sampled
+    heads or neurons (None: all of them)."""
+    parts = name.split(".")
+    l, kind = parts[2], ".".join(parts[3:])
+    heads = sel.get("heads", {}).get(l)
+    neurons = sel.get("neurons", {}).get(l)
+    if heads is not None and kind in ("self_attn.q_proj.weight", "self_attn.o_proj.weight"):
+        m = torch.zeros(NH * HS, dtype=torch.bool)
+        for h in heads:
+            m[h * HS:(h + 1) * HS] = True
+        return m.view(-1, 1) if kind.startswith("self_attn.q") else m.view(1, -1)
+    if heads is not None and kind in ("self_attn.k_proj.weight", "self_attn.v_proj.weight"):
+        m = torch.zeros(NKV * HS, dtype=torch.bool)
+        for h in heads:
+            g = h // (NH // NKV)
+            m[g * HS:(g + 1) * HS] = True
+        return m.view(-1, 1)
+    if neurons is not None and kind in ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"):
+        m = torch.zeros(FF, dtype=torch.bool)
+        m[neurons] = True
+        return m.view(1, -1) if kind.startswith("mlp.down") else m.view(-1, 1)
+    return None
+
+
+def sampled_adamw(p, state, sel, lr, b1, b2, eps, wd):
+    """AdamW written out per element, each element counting its own steps."""
+    with torch.no_grad():
+        for name, t in p.items():
+            if t.grad is None:
+                continue  # a skipped block
+            mask = unit_mask(name, sel) if name.startswith("model.layers.") else None
+            mask = torch.ones_like(t, dtype=torch.bool) if mask is None else mask.expand_as(t)
+            s = state.setdefault(name, {"m": torch.zeros_like(t), "v": torch.zeros_like(t),
+                                        "n": torch.zeros(t.shape, dtype=torch.float64)})
+            g = t.grad
+            n = s["n"] + mask.double()
+            m = s["m"] + (1 - b1) * (g - s["m"])
+            v = s["v"] * b2 + (1 - b2) * g * g
+            step_size = (lr / (1 - b1 ** n)).float()
+            bc2_sqrt = (1 - b2 ** n).sqrt().float()
+            decay = 1 - lr * (wd if t.dim() == 2 else 0.0)
+            new = t * decay - step_size * m / (v.sqrt() / bc2_sqrt + eps)
+            t.copy_(torch.where(mask, new, t))
+            s["m"] = torch.where(mask, m, s["m"])
+            s["v"] = torch.where(mask, v, s["v"])
+            s["n"] = n
+
+
+def run_steps(sels, update, name, outdir):
+    p = init_params()
+    lr, b1, b2, eps, wd = 1e-2, 0.9, 0.95, 1e-8, 0.1
+    fixture = {
+        "config": {"arch": "llama", "vocab": V, "padded": VP, "layers": L, "heads": NH, "kv_heads": NKV, "channels": C,
+                   "ff": FF, "max_t": T, "rope_theta": THETA, "norm_eps": EPS, "b": B, "t": T},
+        "update": update, "params": flat(p),
+        "adamw": {"lr": lr, "beta1": b1, "beta2": b2, "eps": eps, "weight_decay": wd}, "steps": [],
+    }
+    decay = [t for n, t in p.items() if t.dim() == 2]
+    nodecay = [t for n, t in p.items() if t.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": nodecay, "weight_decay": 0.0}],
+                            lr=lr, betas=(b1, b2), eps=eps)
+    state = {}
+    for sel in sels:
+        ids = torch.randint(0, V, (B, T))
+        targets = torch.randint(0, V, (B, T))
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(forward(p, ids, sel).reshape(-1, V), targets.reshape(-1))
+        loss.backward()
+        # elements whose gradient is float noise (not zero, under 1e-5 of
+        # their tensor's largest), which AdamW scales up to a step of about
+        # lr whatever its value (a zero, as of an embedding row no id
+        # reads, is exact on both sides)
+        small = {}
+        for n, t in p.items():
+            g = t.grad if t.grad is not None else torch.zeros_like(t)
+            small[n] = ((g.abs() > 0) & (g.abs() <= 1e-5 * g.abs().max())).float()
+        noise = [i for i, x in enumerate(flat(small)) if x == 1]
+        if update == "dense":
+            opt.step()
+        else:
+            sampled_adamw(p, state, sel, lr, b1, b2, eps, wd)
+        fixture["steps"].append({"selection": sel, "ids": ids.reshape(-1).tolist(),
+                                 "targets": targets.reshape(-1).tolist(), "loss": f32(loss), "noise": noise,
+                                 "params_after": flat(p)})
+    with open(os.path.join(outdir, name + ".json"), "w") as f:
+        json.dump(fixture, f)
+
+
+configure(4, 2, 16)
+STEP_SELS = [
+    {"layers": [1], "heads": {"1": [0, 2]}, "hscale": 2.0, "neurons": {"1": list(range(0, FF, 2))}, "mscale": 2.0},
+    {"layers": [0], "heads": {"0": [1, 3]}, "hscale": 2.0, "neurons": {"0": list(range(4, 20))}, "mscale": FF / 16},
+    {"heads": {"0": [0, 3], "1": [1, 2]}, "hscale": 2.0,
+     "neurons": {"0": list(range(1, FF, 2)), "1": list(range(0, 12))}, "mscale": 2.0},
+    {"layers": [0], "heads": {"0": [1, 2]}, "hscale": 2.0, "neurons": {"0": list(range(12, FF))}, "mscale": 2.0},
+    {},
+]
+run_steps(STEP_SELS, "dense", "llama-est-steps-dense", outdir)
+run_steps(STEP_SELS, "sampled", "llama-est-steps-sampled", outdir)

@@ -49,9 +49,9 @@ def steps(path):
         rs = by[stage]
         ms = statistics.median(r["ms"] for r in rs[1:] or rs)
         r = rs[-1]
-        rates = ":".join(f"{r['rates'][k]:g}" for k in ("PH", "PM", "PL"))
+        rates = ":".join(f"{r['rates'][k]:g}" for k in ("ph", "pm", "pl"))
         tokens = r["tokens"] / (r["step"] + 1)
-        fr = r["flops"]["All"] / r["full_flops"]["All"]
+        fr = r["flops"]["all"] / r["full_flops"]["all"]
         print(f"{stage:<7}{rates:<16}{ms:>10.1f}{tokens / ms * 1000:>10.0f}{ms / full_ms:>12.3f}{fr:>13.3f}")
 
 
