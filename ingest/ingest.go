@@ -41,7 +41,7 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	defer unlock()
 
 	start := time.Now()
-	inputs, ignored, err := expandInputs(roots, &o)
+	inputs, ignored, err := expandInputs(ctx, roots, &o)
 	if err != nil {
 		return nil, err
 	}

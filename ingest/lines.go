@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"context"
 	"io"
 )
 
@@ -9,6 +10,7 @@ import (
 // longer line is skipped to its end and reported as too long, so that one
 // enormous line cannot exhaust memory.
 type lineReader struct {
+	ctx    context.Context // when set, checked at every buffer's worth of one line
 	r      *bufio.Reader
 	max    int
 	buf    []byte
@@ -51,6 +53,13 @@ func (lr *lineReader) next() (line []byte, num, off int64, tooLong bool, err err
 			}
 			return line[:len(line)-1], lr.line, off, false, nil
 		case bufio.ErrBufferFull:
+			// One line that never ends (a /dev/zero, a decompression bomb)
+			// must still stop at the first Ctrl-C.
+			if lr.ctx != nil {
+				if err := lr.ctx.Err(); err != nil {
+					return nil, lr.line, off, false, err
+				}
+			}
 			continue
 		case io.EOF:
 			if lr.offset == off { // no bytes: clean end

@@ -63,6 +63,7 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 	defer closer()
 	parse := o.jsonParser(in)
 	lr := newLineReader(dr, jsonLineLimit(o.MaxDocBytes))
+	lr.ctx = ctx
 	ch := newLineChunk()
 	defer func() { ch.release() }()
 	flush := func() error {
@@ -93,6 +94,9 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 			break
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if ferr := flush(); ferr != nil {
 				return ferr
 			}

@@ -89,7 +89,7 @@ func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(
 			if err := flush(); err != nil {
 				return err
 			}
-			return emit(func() *result { return o.readNested(in, base, member, body) })
+			return emit(func() *result { return o.readNested(ctx, in, base, member, body) })
 		}
 		if size >= chunkBytes || len(batch) >= chunkLines {
 			return flush()
@@ -104,10 +104,10 @@ func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(
 
 // readNested decodes a nested archive (a worker's unit). Archives nest at
 // most twice (tar → xz → tar), as OpenWebText's releases do.
-func (o *Options) readNested(in *Input, base Lineage, member string, body []byte) *result {
+func (o *Options) readNested(ctx context.Context, in *Input, base Lineage, member string, body []byte) *result {
 	res := &result{}
 	var held int64
-	err := walkArchive(context.Background(), bytes.NewReader(body), in.Rel, member+"/", o, func(m string, k memberKind, b []byte, e *InputError) error {
+	err := walkArchive(ctx, bytes.NewReader(body), in.Rel, member+"/", o, func(m string, k memberKind, b []byte, e *InputError) error {
 		switch {
 		case e != nil:
 			res.reject(e)
@@ -235,7 +235,9 @@ func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Optio
 		if err != nil {
 			return &InputError{File: file, Position: where, Err: wrapf(ErrCorrupt, "xz: %v", err)}
 		}
-		stream = xr
+		// An xz member can expand a thousandfold: check the run between
+		// reads of what it decodes too.
+		stream = ctxReader{ctx, xr}
 	}
 	tr := tar.NewReader(stream)
 	last := ""
