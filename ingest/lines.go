@@ -39,6 +39,14 @@ func (lr *lineReader) next() (line []byte, num, off int64, tooLong bool, err err
 			} else if e == nil && len(lr.buf) == 0 {
 				line = frag // fast path: the whole line is in the bufio buffer
 			} else {
+				if need := len(lr.buf) + len(frag); need > cap(lr.buf) {
+					// Double up to the limit rather than grow by append's
+					// quarter steps: a line near the limit then costs
+					// about twice its length in allocations, not six times.
+					nb := make([]byte, len(lr.buf), min(max(2*cap(lr.buf), need), lr.max+1))
+					copy(nb, lr.buf)
+					lr.buf = nb
+				}
 				lr.buf = append(lr.buf, frag...)
 			}
 		}

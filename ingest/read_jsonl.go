@@ -18,11 +18,15 @@ const (
 )
 
 // jsonLineLimit bounds a JSON line for a document of at most maxDoc text
-// bytes: JSON escaping expands a byte at most 6 times (a control byte as
-// \u00XX), and the other fields get 1 MiB. Longer lines are rejected as too
-// large without being held in memory.
+// bytes: twice the text, room for the escapes of ordinary text (quotes,
+// newlines, \uXXXX for text written with ASCII-only escapes, which doubles
+// CJK), plus 1 MiB for the other fields. Longer lines are rejected as too
+// large before they are held or decoded, so one rejected line costs a few
+// times this limit at most, whatever its length. Text that escapes to more
+// than twice its size (control bytes as \u00XX) needs a larger
+// --max-doc-bytes.
 func jsonLineLimit(maxDoc int64) int {
-	return int(6*maxDoc + 1<<20)
+	return int(2*maxDoc + 1<<20)
 }
 
 type lineRec struct {
