@@ -50,7 +50,9 @@ func TestESTTraceSIGINT(t *testing.T) {
 	run := estTraceRun(t)
 	out := &firstWrite{started: make(chan struct{})}
 	done := make(chan int, 1)
-	go func() { done <- execute([]string{"est-trace", "--run", run, "--steps", "0:1000000000000"}, out, io.Discard) }()
+	go func() {
+		done <- execute([]string{"est-trace", "--run", run, "--steps", "0:1000000000000"}, out, io.Discard)
+	}()
 	select {
 	case <-out.started:
 	case code := <-done:
