@@ -33,7 +33,7 @@ func TestReadJSONLCancel(t *testing.T) {
 		cancel()
 	}()
 	err := finishesWithin(t, 20*time.Second, func() error {
-		return readJSONL(ctx, in, zeros{}, o, func(unit) error { return nil })
+		return readJSONL(ctx, in, zeros{}, -1, o, func(unit) error { return nil })
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)

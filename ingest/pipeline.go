@@ -161,12 +161,18 @@ func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int
 	if in.Size == 0 {
 		return emit(rejectUnit(&InputError{File: in.Rel, Position: "byte 0", Err: wrapf(ErrEmptyFile, "0 bytes")}))
 	}
+	verified := int64(-1)
+	if o.OnError == OnErrorSkip {
+		if verified, err = verifiedPrefix(ctx, in, f); err != nil {
+			return err
+		}
+	}
 	r := countingReader{r: ctxReader{ctx, f}, n: bytesRead}
 	switch in.Format {
 	case FormatOWT:
-		err = readOWT(ctx, in, r, o, emit)
+		err = readOWT(ctx, in, r, verified < 0, o, emit)
 	case FormatSlimPajama, FormatJSONL:
-		err = readJSONL(ctx, in, r, o, emit)
+		err = readJSONL(ctx, in, r, verified, o, emit)
 	case FormatOWTParquet, FormatStarCoder, FormatParquet:
 		err = readParquet(ctx, in, f, func(n int64) { bytesRead.Add(n) }, o, emit)
 	case FormatText:

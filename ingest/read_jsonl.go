@@ -33,6 +33,7 @@ type lineRec struct {
 	start, end int
 	num, off   int64
 	tooLong    bool
+	unverified bool // past the verified bytes of a damaged stream
 }
 
 type lineChunk struct {
@@ -59,7 +60,9 @@ func (c *lineChunk) release() {
 
 // readJSONL reads JSON lines (slimpajama and jsonl formats), compressed by
 // the file name's suffix, and emits batches of lines for workers to parse.
-func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(unit) error) error {
+// Lines that end past the first verified decompressed bytes (verified ≥ 0,
+// from verifiedPrefix) are rejected unparsed.
+func readJSONL(ctx context.Context, in *Input, r io.Reader, verified int64, o *Options, emit func(unit) error) error {
 	dr, closer, err := decompressor(in.Rel, r)
 	if err != nil {
 		return &InputError{File: in.Rel, Position: "byte 0", Err: err}
@@ -79,6 +82,10 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 		return emit(func() *result {
 			res := &result{}
 			for _, l := range c.lines {
+				if l.unverified {
+					res.reject(unverified(in.Rel, linePos(l.num), verified))
+					continue
+				}
 				if l.tooLong {
 					res.reject(tooLarge(in.Rel, linePos(l.num), int64(lr.max), "JSON line"))
 					continue
@@ -109,9 +116,13 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 		if !tooLong && len(bytes.TrimSpace(line)) == 0 {
 			continue // a blank line holds no document
 		}
-		start := len(ch.data)
-		ch.data = append(ch.data, line...)
-		ch.lines = append(ch.lines, lineRec{start: start, end: len(ch.data), num: num, off: off, tooLong: tooLong})
+		if verified >= 0 && lr.offset > verified {
+			ch.lines = append(ch.lines, lineRec{num: num, off: off, unverified: true})
+		} else {
+			start := len(ch.data)
+			ch.data = append(ch.data, line...)
+			ch.lines = append(ch.lines, lineRec{start: start, end: len(ch.data), num: num, off: off, tooLong: tooLong})
+		}
 		if len(ch.data) >= chunkBytes || len(ch.lines) >= chunkLines {
 			if err := flush(); err != nil {
 				return err
