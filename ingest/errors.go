@@ -25,6 +25,9 @@ var (
 	ErrFormat = errors.New("unrecognised format")
 	// ErrVersion: a manifest or shard of another format version.
 	ErrVersion = errors.New("unsupported version")
+	// ErrDuplicateInput: one file reached by two input names; not a data
+	// error (it is refused before anything is read).
+	ErrDuplicateInput = errors.New("duplicate input")
 )
 
 // Rejection reasons as they appear in manifests, one per sentinel error.

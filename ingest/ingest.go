@@ -52,7 +52,7 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	}
 
 	start := time.Now()
-	inputs, ignored, err := expandInputs(roots, &o)
+	inputs, ignored, err := expandInputs(ctx, roots, &o)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -87,12 +88,21 @@ type Ignored struct {
 }
 
 // expandInputs lists the input files under roots in a deterministic order
-// (root order, then relative path) and resolves each file's format.
-func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
+// (root order, then relative path) and resolves each file's format. It
+// refuses, by name, what would make the output lie about its inputs: a
+// name that is not valid UTF-8 (the manifest and the shards' lineage
+// record names as UTF-8 strings), a file given directly that is not a
+// regular file (a FIFO or device cannot be read twice, once to hash and
+// once to parse, and /dev/zero never ends), and one file reached twice.
+func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []Ignored, error) {
 	var inputs []*Input
 	var ignored []Ignored
 	seen := map[string]string{}
+	ids := map[fileID]string{} // file identity → the path it was first listed by
 	for _, root := range roots {
+		if !utf8.ValidString(root) {
+			return nil, nil, fmt.Errorf("ingest: %w: input name %q is not valid UTF-8; rename it", ErrInvalidUTF8, root)
+		}
 		st, err := os.Stat(root)
 		if err != nil {
 			return nil, nil, fmt.Errorf("ingest: %w", err)
@@ -100,6 +110,10 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 		var files []*Input
 		var walkIgnored []Ignored
 		if !st.IsDir() {
+			if !st.Mode().IsRegular() {
+				return nil, nil, fmt.Errorf("ingest: %w: %s is not a regular file (%s): ingest reads each input twice, to hash and to parse it, and needs a file that holds still",
+					ErrFormat, root, fileKind(st.Mode()))
+			}
 			abs, _ := filepath.Abs(root)
 			files = append(files, &Input{Root: root, Path: root, Rel: filepath.Base(root), Size: st.Size(), ModTime: st.ModTime(),
 				Lang: filepath.Base(filepath.Dir(abs))})
@@ -112,6 +126,9 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 			outInfo, _ := os.Stat(o.OutDir)
 			err = filepath.WalkDir(walkRoot, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
+					return err
+				}
+				if err := ctx.Err(); err != nil {
 					return err
 				}
 				name := d.Name()
@@ -167,13 +184,19 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 				return nil
 			})
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil, nil, ctx.Err()
+				}
 				return nil, nil, fmt.Errorf("ingest: walk %s: %w", root, err)
 			}
 			sort.Slice(files, func(i, j int) bool { return files[i].Rel < files[j].Rel })
 			ignored = append(ignored, walkIgnored...)
 		}
 		for _, in := range files {
-			f, why, err := resolveFormat(in, o)
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			f, why, err := resolveFormat(ctx, in, o)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -186,6 +209,16 @@ func expandInputs(roots []string, o *Options) ([]*Input, []Ignored, error) {
 			}
 			in.Format = f
 			in.Corpus = corpusOf(f, o)
+			// The same file twice (named twice, through a symlink, or under
+			// nested roots) would be ingested twice: refuse it by name.
+			id, err := identify(in.Path)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
+			if prev, ok := ids[id]; ok {
+				return nil, nil, fmt.Errorf("ingest: %w: %s and %s are the same file; give each input once", ErrDuplicateInput, prev, in.Path)
+			}
+			ids[id] = in.Path
 			if prev, ok := seen[in.Rel]; ok {
 				return nil, nil, fmt.Errorf("ingest: input path %s appears under both %s and %s: give roots whose relative paths differ", in.Rel, prev, root)
 			}
@@ -228,7 +261,7 @@ func corpusOf(f Format, o *Options) string {
 // directory walk should pass it by. An explicit format accepts the file
 // names that format is released under; auto also reads the file's first
 // bytes.
-func resolveFormat(in *Input, o *Options) (Format, string, error) {
+func resolveFormat(ctx context.Context, in *Input, o *Options) (Format, string, error) {
 	name := path.Base(in.Rel)
 	switch o.Format {
 	case FormatOWT:
@@ -252,7 +285,7 @@ func resolveFormat(in *Input, o *Options) (Format, string, error) {
 		}
 		return "", "not a .txt file", nil
 	}
-	return sniffFormat(in, o)
+	return sniffFormat(ctx, in, o)
 }
 
 func isJSONLName(name string) bool {
@@ -265,14 +298,17 @@ func isJSONLName(name string) bool {
 }
 
 // sniffFormat recognises a file from its name and first bytes.
-func sniffFormat(in *Input, o *Options) (Format, string, error) {
+func sniffFormat(ctx context.Context, in *Input, o *Options) (Format, string, error) {
 	f, err := os.Open(in.Path)
 	if err != nil {
 		return "", "", fmt.Errorf("ingest: %w", err)
 	}
 	defer f.Close()
 	head := make([]byte, 512)
-	n, _ := io.ReadFull(f, head)
+	n, _ := io.ReadFull(ctxReader{ctx, f}, head)
+	if err := ctx.Err(); err != nil {
+		return "", "", err
+	}
 	head = head[:n]
 	name := path.Base(in.Rel)
 	switch {
@@ -297,7 +333,7 @@ func sniffFormat(in *Input, o *Options) (Format, string, error) {
 		if !isJSONLName(name) {
 			return "", "compressed file that is not named .jsonl.zst or .jsonl.gz", nil
 		}
-		return sniffJSONL(in, o)
+		return sniffJSONL(ctx, in, o)
 	case strings.HasSuffix(name, ".txt"):
 		return FormatText, "", nil
 	}
@@ -312,10 +348,18 @@ func isTar(head []byte) bool {
 // (train/chunk1/example_train_0.jsonl.zst, validation/.../example_holdout_0...).
 var slimPajamaName = regexp.MustCompile(`^example_[a-z]+_\d+\.jsonl(\.zst)?$`)
 
+// sniffBytes bounds the decompressed bytes read to recognise a JSON-lines
+// file: detection must not read a file whose first line never ends (a
+// symlink to /dev/zero, a zstd bomb) to its end.
+const sniffBytes = 1 << 20
+
 // sniffJSONL decides between slimpajama and plain jsonl from the name and
 // the first line, and passes by .json files that are not JSON lines (a
-// dataset_info.json beside the data).
-func sniffJSONL(in *Input, o *Options) (Format, string, error) {
+// dataset_info.json beside the data). It reads at most sniffBytes of the
+// decompressed file: a first line longer than that is taken as plain jsonl
+// (SlimPajama's meta field follows its text, so it may lie beyond) when it
+// starts like a JSON object.
+func sniffJSONL(ctx context.Context, in *Input, o *Options) (Format, string, error) {
 	name := path.Base(in.Rel)
 	if slimPajamaName.MatchString(name) && o.TextField == "" {
 		return FormatSlimPajama, "", nil
@@ -325,26 +369,32 @@ func sniffJSONL(in *Input, o *Options) (Format, string, error) {
 		return "", "", fmt.Errorf("ingest: %w", err)
 	}
 	defer f.Close()
-	r, closer, err := decompressor(in.Rel, f)
+	r, closer, err := decompressor(in.Rel, ctxReader{ctx, f})
 	if err != nil {
 		return FormatJSONL, "", nil // the reader reports the fault with its position
 	}
 	defer closer()
-	lr := newLineReader(r, jsonLineLimit(o.MaxDocBytes))
-	var line []byte
-	for {
-		l, _, _, tooLong, err := lr.next()
-		if err != nil || tooLong || len(bytes.TrimSpace(l)) > 0 {
-			line = l
+	head, _ := io.ReadAll(io.LimitReader(r, sniffBytes))
+	if err := ctx.Err(); err != nil {
+		return "", "", err
+	}
+	// The first line that is not blank, and whether it ends within head.
+	line, complete := head, false
+	for len(line) > 0 {
+		l, rest, found := bytes.Cut(line, []byte("\n"))
+		if len(bytes.TrimSpace(l)) > 0 || !found {
+			line, complete = l, found || len(head) < sniffBytes
 			break
 		}
+		line = rest
 	}
+	looksObject := bytes.HasPrefix(bytes.TrimSpace(line), []byte("{"))
 	var probe struct {
 		Meta *struct {
 			Set *string `json:"redpajama_set_name"`
 		} `json:"meta"`
 	}
-	isObject := json.Unmarshal(line, &probe) == nil && bytes.HasPrefix(bytes.TrimSpace(line), []byte("{"))
+	isObject := looksObject && (!complete || json.Unmarshal(line, &probe) == nil)
 	switch {
 	case isObject && probe.Meta != nil && probe.Meta.Set != nil && o.TextField == "":
 		return FormatSlimPajama, "", nil
@@ -378,6 +428,51 @@ func decompressor(name string, r io.Reader) (io.Reader, func(), error) {
 		return g, func() { g.Close() }, nil
 	}
 	return r, func() {}, nil
+}
+
+// ctxReader ends a read of an input once the run is cancelled, so that no
+// loop over an input's bytes outlives the first Ctrl-C.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// fileID identifies a file across the names that reach it.
+type fileID struct{ dev, ino uint64 }
+
+// identify returns the identity of the file at p, following symlinks.
+func identify(p string) (fileID, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return fileID{}, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, fmt.Errorf("stat %s: no device and inode number", p)
+	}
+	return fileID{uint64(sys.Dev), uint64(sys.Ino)}, nil
+}
+
+// fileKind names a mode that is not a regular file's.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return m.Type().String()
 }
 
 // hashInputs fills every input's SHA256, reading files concurrently.

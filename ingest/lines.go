@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"context"
 	"io"
 )
 
@@ -9,6 +10,7 @@ import (
 // longer line is skipped to its end and reported as too long, so that one
 // enormous line cannot exhaust memory.
 type lineReader struct {
+	ctx    context.Context // when set, checked at every buffer's worth of one line
 	r      *bufio.Reader
 	max    int
 	buf    []byte
@@ -37,6 +39,14 @@ func (lr *lineReader) next() (line []byte, num, off int64, tooLong bool, err err
 			} else if e == nil && len(lr.buf) == 0 {
 				line = frag // fast path: the whole line is in the bufio buffer
 			} else {
+				if need := len(lr.buf) + len(frag); need > cap(lr.buf) {
+					// Double up to the limit rather than grow by append's
+					// quarter steps: a line near the limit then costs
+					// about twice its length in allocations, not six times.
+					nb := make([]byte, len(lr.buf), min(max(2*cap(lr.buf), need), lr.max+1))
+					copy(nb, lr.buf)
+					lr.buf = nb
+				}
 				lr.buf = append(lr.buf, frag...)
 			}
 		}
@@ -51,6 +61,13 @@ func (lr *lineReader) next() (line []byte, num, off int64, tooLong bool, err err
 			}
 			return line[:len(line)-1], lr.line, off, false, nil
 		case bufio.ErrBufferFull:
+			// One line that never ends (a /dev/zero, a decompression bomb)
+			// must still stop at the first Ctrl-C.
+			if lr.ctx != nil {
+				if err := lr.ctx.Err(); err != nil {
+					return nil, lr.line, off, false, err
+				}
+			}
 			continue
 		case io.EOF:
 			if lr.offset == off { // no bytes: clean end

@@ -62,9 +62,12 @@ type Options struct {
 	Progress func(Progress) `json:"-"` // called from one goroutine, often; throttle in the caller
 }
 
-// Defaults of the options.
+// Defaults of the options. DefaultMaxDocBytes is far above the documents of
+// pretraining corpora (a long book is 1 to 5 MiB; StarCoderData keeps files
+// under 1 MB) and bounds a JSON line at 33 MiB (jsonLineLimit), so that a
+// worker's rejected line costs tens of MiB, not gigabytes.
 const (
-	DefaultMaxDocBytes = 64 << 20
+	DefaultMaxDocBytes = 16 << 20
 	DefaultShardBytes  = 256 << 20
 	maxMaxDocBytes     = 1 << 30 // Arrow utf8 offsets are int32; keep every document below 1 GiB
 )

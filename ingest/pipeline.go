@@ -39,8 +39,8 @@ type job struct {
 // units on o.Workers workers, and hands results to sink strictly in input
 // order (file by file, each file's units in order), so the output does not
 // depend on scheduling.
-func runPipeline(ctx context.Context, inputs []*Input, o *Options, bytesRead *atomic.Int64, sink func(*Input, *result) error) error {
-	g, ctx := errgroup.WithContext(ctx)
+func runPipeline(parent context.Context, inputs []*Input, o *Options, bytesRead *atomic.Int64, sink func(*Input, *result) error) error {
+	g, ctx := errgroup.WithContext(parent)
 	work := make(chan job, 2*o.Workers)
 	queues := make([]chan chan *result, len(inputs))
 	for i := range queues {
@@ -117,7 +117,13 @@ func runPipeline(ctx context.Context, inputs []*Input, o *Options, bytesRead *at
 		}
 		return nil
 	})
-	return g.Wait()
+	err := g.Wait()
+	if perr := parent.Err(); perr != nil && err != nil {
+		// Cancelled: whatever a reader made of its interrupted read, the
+		// run's outcome is the cancellation.
+		return perr
+	}
+	return err
 }
 
 // runUnit runs u, turning a panic (a decoder's reaction to damaged input)
@@ -155,12 +161,18 @@ func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int
 	if in.Size == 0 {
 		return emit(rejectUnit(&InputError{File: in.Rel, Position: "byte 0", Err: wrapf(ErrEmptyFile, "0 bytes")}))
 	}
-	r := countingReader{r: f, n: bytesRead}
+	verified := int64(-1)
+	if o.OnError == OnErrorSkip {
+		if verified, err = verifiedPrefix(ctx, in, f); err != nil {
+			return err
+		}
+	}
+	r := countingReader{r: ctxReader{ctx, f}, n: bytesRead}
 	switch in.Format {
 	case FormatOWT:
-		err = readOWT(ctx, in, r, o, emit)
+		err = readOWT(ctx, in, r, verified < 0, o, emit)
 	case FormatSlimPajama, FormatJSONL:
-		err = readJSONL(ctx, in, r, o, emit)
+		err = readJSONL(ctx, in, r, verified, o, emit)
 	case FormatOWTParquet, FormatStarCoder, FormatParquet:
 		err = readParquet(ctx, in, f, func(n int64) { bytesRead.Add(n) }, o, emit)
 	case FormatText:
@@ -168,8 +180,11 @@ func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int
 	default:
 		panic("ingest: unresolved format " + string(in.Format))
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	var ie *InputError
-	if errors.As(err, &ie) && ctx.Err() == nil {
+	if errors.As(err, &ie) {
 		err = emit(rejectUnit(ie))
 	}
 	if err != nil {

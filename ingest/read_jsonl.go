@@ -18,17 +18,22 @@ const (
 )
 
 // jsonLineLimit bounds a JSON line for a document of at most maxDoc text
-// bytes: JSON escaping expands a byte at most 6 times (a control byte as
-// \u00XX), and the other fields get 1 MiB. Longer lines are rejected as too
-// large without being held in memory.
+// bytes: twice the text, room for the escapes of ordinary text (quotes,
+// newlines, \uXXXX for text written with ASCII-only escapes, which doubles
+// CJK), plus 1 MiB for the other fields. Longer lines are rejected as too
+// large before they are held or decoded, so one rejected line costs a few
+// times this limit at most, whatever its length. Text that escapes to more
+// than twice its size (control bytes as \u00XX) needs a larger
+// --max-doc-bytes.
 func jsonLineLimit(maxDoc int64) int {
-	return int(6*maxDoc + 1<<20)
+	return int(2*maxDoc + 1<<20)
 }
 
 type lineRec struct {
 	start, end int
 	num, off   int64
 	tooLong    bool
+	unverified bool // past the verified bytes of a damaged stream
 }
 
 type lineChunk struct {
@@ -55,7 +60,9 @@ func (c *lineChunk) release() {
 
 // readJSONL reads JSON lines (slimpajama and jsonl formats), compressed by
 // the file name's suffix, and emits batches of lines for workers to parse.
-func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(unit) error) error {
+// Lines that end past the first verified decompressed bytes (verified ≥ 0,
+// from verifiedPrefix) are rejected unparsed.
+func readJSONL(ctx context.Context, in *Input, r io.Reader, verified int64, o *Options, emit func(unit) error) error {
 	dr, closer, err := decompressor(in.Rel, r)
 	if err != nil {
 		return &InputError{File: in.Rel, Position: "byte 0", Err: err}
@@ -63,6 +70,7 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 	defer closer()
 	parse := o.jsonParser(in)
 	lr := newLineReader(dr, jsonLineLimit(o.MaxDocBytes))
+	lr.ctx = ctx
 	ch := newLineChunk()
 	defer func() { ch.release() }()
 	flush := func() error {
@@ -74,6 +82,10 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 		return emit(func() *result {
 			res := &result{}
 			for _, l := range c.lines {
+				if l.unverified {
+					res.reject(unverified(in.Rel, linePos(l.num), verified))
+					continue
+				}
 				if l.tooLong {
 					res.reject(tooLarge(in.Rel, linePos(l.num), int64(lr.max), "JSON line"))
 					continue
@@ -93,6 +105,9 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 			break
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if ferr := flush(); ferr != nil {
 				return ferr
 			}
@@ -101,9 +116,13 @@ func readJSONL(ctx context.Context, in *Input, r io.Reader, o *Options, emit fun
 		if !tooLong && len(bytes.TrimSpace(line)) == 0 {
 			continue // a blank line holds no document
 		}
-		start := len(ch.data)
-		ch.data = append(ch.data, line...)
-		ch.lines = append(ch.lines, lineRec{start: start, end: len(ch.data), num: num, off: off, tooLong: tooLong})
+		if verified >= 0 && lr.offset > verified {
+			ch.lines = append(ch.lines, lineRec{num: num, off: off, unverified: true})
+		} else {
+			start := len(ch.data)
+			ch.data = append(ch.data, line...)
+			ch.lines = append(ch.lines, lineRec{start: start, end: len(ch.data), num: num, off: off, tooLong: tooLong})
+		}
 		if len(ch.data) >= chunkBytes || len(ch.lines) >= chunkLines {
 			if err := flush(); err != nil {
 				return err

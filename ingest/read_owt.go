@@ -56,7 +56,10 @@ func (o *Options) finishEntries(es []entry, res *result) {
 // readOWT reads OpenWebText as released: any nesting of xz and tar whose
 // leaves are .txt documents. The outer stream is read here; nested archives
 // are handed to workers whole, so xz decoding runs on every core.
-func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(unit) error) error {
+//
+// trusted is false when the input is an xz stream that fails its check
+// (verifiedPrefix): its documents are then rejected, not kept.
+func readOWT(ctx context.Context, in *Input, r io.Reader, trusted bool, o *Options, emit func(unit) error) error {
 	base := newLineage(in)
 	var batch []entry
 	size := 0
@@ -80,6 +83,8 @@ func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(
 			batch = append(batch, entry{filter: FilterNonText})
 		case kind == memberNonRegular:
 			batch = append(batch, entry{filter: FilterNonRegular})
+		case kind == memberText && !trusted:
+			batch = append(batch, entry{err: unverified(in.Rel, "member "+member, 0)})
 		case kind == memberText:
 			d := Document{Text: string(body), Lineage: base}
 			d.Lineage.Member = member
@@ -89,7 +94,13 @@ func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(
 			if err := flush(); err != nil {
 				return err
 			}
-			return emit(func() *result { return o.readNested(in, base, member, body) })
+			return emit(func() *result {
+				res := o.readNested(ctx, in, base, member, body)
+				if !trusted {
+					res.distrust(in.Rel, unverified(in.Rel, "", 0).Err.Error())
+				}
+				return res
+			})
 		}
 		if size >= chunkBytes || len(batch) >= chunkLines {
 			return flush()
@@ -104,10 +115,10 @@ func readOWT(ctx context.Context, in *Input, r io.Reader, o *Options, emit func(
 
 // readNested decodes a nested archive (a worker's unit). Archives nest at
 // most twice (tar → xz → tar), as OpenWebText's releases do.
-func (o *Options) readNested(in *Input, base Lineage, member string, body []byte) *result {
+func (o *Options) readNested(ctx context.Context, in *Input, base Lineage, member string, body []byte) *result {
 	res := &result{}
 	var held int64
-	err := walkArchive(context.Background(), bytes.NewReader(body), in.Rel, member+"/", o, func(m string, k memberKind, b []byte, e *InputError) error {
+	err := walkArchive(ctx, bytes.NewReader(body), in.Rel, member+"/", o, func(m string, k memberKind, b []byte, e *InputError) error {
 		switch {
 		case e != nil:
 			res.reject(e)
@@ -133,6 +144,11 @@ func (o *Options) readNested(in *Input, base Lineage, member string, body []byte
 			ie = &InputError{File: in.Rel, Position: "member " + member, Err: wrapf(ErrCorrupt, "%v", err)}
 		}
 		res.reject(ie)
+		if bytes.HasPrefix(body, magicXZ) {
+			// The xz check of what was decoded before the fault was never
+			// reached (or failed): none of it is kept.
+			res.distrust(in.Rel, "decoded from nested xz stream "+member+" that fails its check or ends early; not kept")
+		}
 	}
 	return res
 }
@@ -235,7 +251,9 @@ func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Optio
 		if err != nil {
 			return &InputError{File: file, Position: where, Err: wrapf(ErrCorrupt, "xz: %v", err)}
 		}
-		stream = xr
+		// An xz member can expand a thousandfold: check the run between
+		// reads of what it decodes too.
+		stream = ctxReader{ctx, xr}
 	}
 	tr := tar.NewReader(stream)
 	last := ""

@@ -87,6 +87,10 @@ func readParquet(ctx context.Context, in *Input, f *os.File, countBytes func(int
 		}
 		var row int64
 		for rr.Next() {
+			if err := ctx.Err(); err != nil {
+				rr.Release()
+				return err
+			}
 			rec := rr.RecordBatch()
 			es := parquetEntries(rec, keys, base, int32(rg), row, in)
 			row += rec.NumRows()

@@ -60,7 +60,7 @@ completed by running it again.`,
 	f.BoolVar(&opts.o.Dedup, "dedup", false, "drop exact duplicate documents by content hash, keeping the first")
 	f.StringVar(&opts.onError, "on-error", "fail", "on bad input: fail (stop at the first error) or skip (count it as rejected and go on)")
 	f.StringVar(&opts.utf8, "utf8", "reject", "invalid UTF-8 in text: reject (a bad-input error) or repair (U+FFFD, counted)")
-	f.Int64Var(&opts.o.MaxDocBytes, "max-doc-bytes", ingest.DefaultMaxDocBytes, "largest document accepted, in bytes")
+	f.Int64Var(&opts.o.MaxDocBytes, "max-doc-bytes", ingest.DefaultMaxDocBytes, "largest document accepted, in bytes of text (a JSON line may be at most twice that plus 1 MiB)")
 	f.Int64Var(&opts.o.ShardBytes, "shard-bytes", ingest.DefaultShardBytes, "text bytes per output shard")
 	f.StringVar(&opts.compression, "compression", "zstd", "shard body compression: zstd, lz4 or none")
 	f.IntVarP(&opts.o.Workers, "workers", "j", 0, "parallel workers (default: number of CPUs); output does not depend on it")

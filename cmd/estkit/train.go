@@ -442,6 +442,9 @@ stages.json), B excluded.`,
 			}
 			enc := json.NewEncoder(g.stdout)
 			for step := from; step < to; step++ {
+				if err := cmd.Context().Err(); err != nil {
+					return err // a range of any size stops at the first Ctrl-C
+				}
 				for d := 0; d < draws; d++ {
 					sel, stage, r := s.Sample(step, d)
 					rec := map[string]any{"step": step, "draw": d, "stage": stage, "rates": r, "layers": nil, "heads": nil, "neurons": nil}
