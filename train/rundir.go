@@ -620,8 +620,12 @@ func recordsEnd(path string, steps int, ckpt string) (int64, error) {
 		off += end + 1
 	}
 	if n < steps {
-		return 0, fmt.Errorf("train: %s holds the records of the first %d steps in order (line %d is not step %d's), but checkpoint %s covers %d steps: records were lost; the run cannot be resumed with complete records (--overwrite starts it again)",
-			path, n, n+1, n, filepath.Base(ckpt), steps)
+		why := "then it ends"
+		if off < len(b) {
+			why = fmt.Sprintf("line %d is not step %d's", n+1, n)
+		}
+		return 0, fmt.Errorf("train: %s holds the records of the first %d steps (%s), but checkpoint %s covers %d steps: records were lost; the run cannot be resumed with complete records (--overwrite starts it again)",
+			path, n, why, filepath.Base(ckpt), steps)
 	}
 	return int64(off), nil
 }
@@ -666,8 +670,15 @@ func (rd *runDir) checkpoint(m Model, st *runState, keep int) (err error) {
 		return fmt.Errorf("train: %w", err)
 	}
 	final := filepath.Join(base, name)
-	if err := os.RemoveAll(final); err != nil { // this run's, from before a resume that went back past it
-		return fmt.Errorf("train: %w", err)
+	if _, err := os.Stat(final); err == nil {
+		// this run's, from before a resume that went back past it; a
+		// directory of that name that is not is left alone
+		if m, err := readManifest(final); err != nil || m.Run != rd.id {
+			return fmt.Errorf("train: %s is in the way of this run's checkpoint and is not one of its own: move it out", final)
+		}
+		if err := os.RemoveAll(final); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("train: %w", err)

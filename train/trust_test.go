@@ -134,7 +134,8 @@ func TestFreshRunIntoRun(t *testing.T) {
 
 // TestPruneKeepsOwnCheckpoints: checkpoint directories that sort after the
 // run's own (here two of another run) never make pruning delete the
-// checkpoint just written, and are not deleted themselves.
+// checkpoint just written, and are not deleted themselves; another run's
+// checkpoint where the run's next one goes is refused, not replaced.
 func TestPruneKeepsOwnCheckpoints(t *testing.T) {
 	set := tokenSet(t)
 	cfg := tinyRun(set)
@@ -150,6 +151,19 @@ func TestPruneKeepsOwnCheckpoints(t *testing.T) {
 		}
 	}})
 	if !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	// another run's checkpoint where this run's next one goes is not replaced
+	theirs := filepath.Join(b, ckptDir, "step-00000006")
+	if err := os.CopyFS(theirs, os.DirFS(filepath.Join(a, ckptDir, "step-00000006"))); err != nil {
+		t.Fatal(err)
+	}
+	want := tree(t, theirs)
+	if _, err := Run(context.Background(), cpu.New(), cfg, b, Options{Resume: true}); err == nil || !strings.Contains(err.Error(), theirs) {
+		t.Fatalf("resume over another run's checkpoint of the same step: %v", err)
+	}
+	sameTree(t, want, theirs, "refused checkpoint")
+	if err := os.RemoveAll(theirs); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"step-00000098", "step-00000099"} {
