@@ -379,6 +379,11 @@ func readManifest(dir string) (*ckptManifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	return parseManifest(path, b)
+}
+
+// parseManifest decodes and checks the bytes b of the manifest at path.
+func parseManifest(path string, b []byte) (*ckptManifest, error) {
 	var m ckptManifest
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -387,3 +387,29 @@ func TestEvalWithoutData(t *testing.T) {
 		t.Fatal("no error")
 	}
 }
+
+// FuzzCheckpointManifest: any bytes either fail to parse as a checkpoint
+// manifest, with an error naming the file, or are exactly the manifest
+// they decode to; never a panic.
+func FuzzCheckpointManifest(f *testing.F) {
+	m := ckptManifest{Format: ckptFormat, Version: ckptVersion, Run: "0123456789abcdef", Step: 6, ConfigHash: "00112233aabbccdd",
+		Config: fileRecord{Name: "config.json", Size: 700, SHA256: strings.Repeat("ab", 32)},
+		Files:  []fileRecord{{Name: "model.safetensors", Size: 1 << 20, SHA256: strings.Repeat("cd", 32)}}}
+	seed := m.encode()
+	f.Add(seed)
+	f.Add(bytes.ToUpper(seed))
+	f.Add(seed[:len(seed)/2])
+	f.Add([]byte(`{"format": "estkit.checkpoint", "version": 1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseManifest("fuzz/manifest.json", b)
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz/manifest.json") || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error without the file or ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(got.encode(), b) {
+			t.Fatalf("accepted bytes that are not the manifest's encoding: %q", b)
+		}
+	})
+}
