@@ -195,7 +195,7 @@ func TestBF16WeightsFollowSteps(t *testing.T) {
 		}
 		// parameters written from outside the passes: a checkpoint's
 		dir := t.TempDir()
-		if err := m.base().saveTensors(dir); err != nil {
+		if _, err := m.base().saveTensors(dir); err != nil {
 			t.Fatal(err)
 		}
 		m2, err := InitModel(gpu, cfg, 3)

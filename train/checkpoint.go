@@ -25,7 +25,8 @@ func writeSafetensors(path string, names []string, shapes [][]int, data [][]floa
 		d := data[i]
 		src[i] = tensorSource{names[i], shapes[i], len(d), func(dst []float32) { copy(dst, d) }}
 	}
-	return streamSafetensors(path, src, meta)
+	_, err := streamSafetensors(path, src, meta)
+	return err
 }
 
 // tensorSource is one tensor to write: n values that read fills in.
@@ -38,8 +39,9 @@ type tensorSource struct {
 
 // streamSafetensors writes tensors one at a time through a buffer the size
 // of the largest, so that a checkpoint of a model costs no copy of all of
-// it in memory; the file is published atomically.
-func streamSafetensors(path string, src []tensorSource, meta map[string]string) error {
+// it in memory; the file is published atomically. It returns the file's
+// size and sha256, as durable.File counted them while writing.
+func streamSafetensors(path string, src []tensorSource, meta map[string]string) (fileRecord, error) {
 	type entry struct {
 		Dtype   string `json:"dtype"`
 		Shape   []int  `json:"shape"`
@@ -57,14 +59,14 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 	}
 	h, err := json.Marshal(header)
 	if err != nil {
-		return err
+		return fileRecord{}, err
 	}
 	for len(h)%8 != 0 {
 		h = append(h, ' ')
 	}
 	f, err := durable.Create(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
-		return err
+		return fileRecord{}, err
 	}
 	defer f.Abort()
 	w := bufio.NewWriterSize(f, 1<<20)
@@ -83,10 +85,10 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return fileRecord{}, err
 	}
-	_, _, err = f.Commit()
-	return err
+	size, sum, err := f.Commit()
+	return fileRecord{Name: filepath.Base(path), Size: size, SHA256: sum}, err
 }
 
 // readSafetensors reads every float32 tensor of a safetensors file.
@@ -236,9 +238,13 @@ func readTensors(path string, table []Param, put func(e Param, v []float32)) err
 
 // checkpoint names.
 const (
-	ckptDir    = "checkpoints"
-	latestName = "latest"
+	ckptDir            = "checkpoints"
+	latestName         = "latest"
+	checkpointManifest = "manifest.json"
 )
+
+// ErrCorrupt: a file of a run differs from what its writer recorded.
+var ErrCorrupt = errors.New("corrupt")
 
 // tensorFiles are the files of a checkpoint's tensors: the parameters and
 // AdamW's two moments, each by the table's names.
@@ -247,18 +253,25 @@ var tensorFiles = []string{"model.safetensors", "adam_m.safetensors", "adam_v.sa
 func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.Params, g.m, g.v} }
 
 // saveTensors writes the parameters and moments into dir, a tensor at a
-// time.
-func (g *core) saveTensors(dir string) error {
+// time, and returns the files' sizes and hashes.
+func (g *core) saveTensors(dir string) ([]fileRecord, error) {
+	var recs []fileRecord
 	for i, buf := range g.tensorBufs() {
 		src := make([]tensorSource, len(g.table))
 		for k, e := range g.table {
 			src[k] = tensorSource{e.Name, e.Shape, e.Size, func(dst []float32) { g.ops.Download(dst, g.ops.Slice(buf, e.Offset, e.Size)) }}
 		}
-		if err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, map[string]string{"format": "estkit"}); err != nil {
-			return fmt.Errorf("train: %w", err)
+		r, err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, map[string]string{"format": "estkit"})
+		if err != nil {
+			return nil, fmt.Errorf("train: %w", err)
 		}
+		recs = append(recs, r)
 	}
-	return g.saveSteps(dir)
+	r, err := g.saveSteps(dir)
+	if err != nil {
+		return nil, err
+	}
+	return append(recs, r), nil
 }
 
 // loadTensors reads the parameters and, with moments, AdamW's moments.
@@ -284,34 +297,49 @@ func (g *core) loadTensors(dir string, moments bool) error {
 	return nil
 }
 
-// latestCheckpoint returns the newest complete checkpoint directory of a run.
+// latestCheckpoint returns the checkpoint directory checkpoints/latest
+// names.
 func latestCheckpoint(run string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(run, ckptDir, latestName))
+	path := filepath.Join(run, ckptDir, latestName)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("train: %s has no checkpoint to resume from", run)
 		}
-		return "", err
+		return "", fmt.Errorf("train: %w", err)
 	}
-	d := filepath.Join(run, ckptDir, string(b))
-	if _, err := os.Stat(filepath.Join(d, "state.json")); err != nil {
-		return "", fmt.Errorf("train: checkpoint %s is incomplete: %w", d, err)
+	if _, ok := parseStepName(string(b)); !ok {
+		return "", fmt.Errorf("train: %s: %w: %q is not a checkpoint's name", path, ErrCorrupt, b)
 	}
-	return d, nil
+	return filepath.Join(run, ckptDir, string(b)), nil
 }
 
-// pruneCheckpoints keeps the newest keep checkpoints.
-func pruneCheckpoints(run string, keep int) {
-	ents, _ := os.ReadDir(filepath.Join(run, ckptDir))
-	var names []string
+// pruneCheckpoints keeps the newest keep checkpoints of the run named id
+// in its manifests: of those before current (the checkpoint just written,
+// which latest names, and which always stays), the newest keep-1. A
+// directory whose manifest is unreadable or names another run is not the
+// run's to delete.
+func pruneCheckpoints(run string, current, keep int, id string) error {
+	base := filepath.Join(run, ckptDir)
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	var older []int
 	for _, e := range ents {
-		if e.IsDir() && len(e.Name()) > 5 && e.Name()[:5] == "step-" {
-			names = append(names, e.Name())
+		step, ok := parseStepName(e.Name())
+		if !ok || !e.IsDir() || step >= current {
+			continue
+		}
+		if m, err := readManifest(filepath.Join(base, e.Name())); err == nil && m.Run == id && m.Step == step {
+			older = append(older, step)
 		}
 	}
-	sort.Strings(names)
-	for len(names) > keep {
-		os.RemoveAll(filepath.Join(run, ckptDir, names[0]))
-		names = names[1:]
+	sort.Sort(sort.Reverse(sort.IntSlice(older)))
+	for _, step := range older[min(len(older), max(keep-1, 0)):] {
+		if err := os.RemoveAll(filepath.Join(base, stepName(step))); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
 	}
+	return nil
 }

@@ -2,8 +2,12 @@ package train
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/estkit/estkit/internal/durable"
@@ -45,7 +49,14 @@ func LoadHF(m Model, path string) error {
 
 // ExportHF writes dir/model.safetensors and dir/config.json that Hugging
 // Face transformers loads as GPT2LMHeadModel or LlamaForCausalLM.
+//
+// dir must be absent, empty, or hold only an earlier export's two files:
+// anything else (a run directory above all, whose config.json the export's
+// would replace) is refused, naming what is there.
 func ExportHF(m Model, dir string) error {
+	if err := checkExportDir(dir); err != nil {
+		return err
+	}
 	if m.Config().IsLlama() {
 		return exportLlamaHF(m.base(), dir)
 	}
@@ -239,6 +250,49 @@ func exportLlamaHF(g *core, dir string) error {
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := durable.WriteFile(dir, "config.json", append(b, '\n')); err != nil {
 		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
+
+// exportFiles are the files ExportHF writes.
+var exportFiles = []string{"model.safetensors", "config.json"}
+
+// checkExportDir refuses an export directory that holds anything an
+// export did not write.
+func checkExportDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("train: export: %w", err)
+	}
+	if s, err := surveyRun(dir); err == nil && s.holdsRun() {
+		return fmt.Errorf("train: export: %s is a run directory: export writes a Hugging Face model into a directory of its own (its config.json would replace the run's)", dir)
+	}
+	var foreign []string
+	for _, e := range ents {
+		if !slices.Contains(exportFiles, strings.TrimPrefix(e.Name(), durable.TmpPrefix)) || !e.Type().IsRegular() {
+			foreign = append(foreign, e.Name())
+			continue
+		}
+		if e.Name() != "config.json" {
+			continue
+		}
+		// an earlier export's: a Hugging Face configuration of a model class export writes
+		var c struct {
+			Architectures []string `json:"architectures"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("train: export: %w", err)
+		}
+		if json.Unmarshal(b, &c) != nil || len(c.Architectures) != 1 || (c.Architectures[0] != "GPT2LMHeadModel" && c.Architectures[0] != "LlamaForCausalLM") {
+			foreign = append(foreign, "config.json (not an export's)")
+		}
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("train: export: %s holds files export did not write (%s): give an empty or new directory", dir, describe(foreign))
 	}
 	return nil
 }

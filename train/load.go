@@ -1,12 +1,10 @@
 package train
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/estkit/estkit/kernels"
@@ -14,33 +12,30 @@ import (
 )
 
 // LoadRun reads a run's configuration and its latest checkpoint's
-// parameters.
+// parameters, after checking config.json (estkit's, and the one the
+// checkpoint was written under) and every file of the checkpoint against
+// the hashes its manifest records (ErrCorrupt, naming the file).
 func LoadRun(ops kernels.Ops, run string) (Model, *Config, error) {
-	b, err := os.ReadFile(filepath.Join(run, "config.json"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("train: %s is not a run directory: %w", run, err)
-	}
-	var cfg Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return nil, nil, fmt.Errorf("train: %s/config.json: %w", run, err)
-	}
-	dir, err := latestCheckpoint(run)
+	c, err := openCheckpoint(run)
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := NewModel(ops, cfg.Model, nil)
+	m, err := NewModel(ops, c.cfg.Model, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := m.base().loadTensors(dir, false); err != nil {
+	if err := m.base().loadTensors(c.dir, false); err != nil {
 		return nil, nil, err
 	}
-	return m, &cfg, nil
+	return m, c.cfg, nil
 }
 
 // Eval is the model's mean loss over up to batches batches of a split of
 // the run's first data set (the windows evaluations during training read).
 func Eval(m Model, cfg *Config, split string, batches int) (float64, error) {
+	if len(cfg.Data) == 0 {
+		return 0, errors.New("train: eval: the configuration names no data")
+	}
 	s, err := shards.Open(cfg.Data[0].Dir, false)
 	if err != nil {
 		return 0, err

@@ -1,6 +1,8 @@
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -767,7 +769,7 @@ type stepsJSON struct {
 
 // saveSteps writes the step counts into dir, one count for a tensor whose
 // counts are all equal.
-func (g *core) saveSteps(dir string) error {
+func (g *core) saveSteps(dir string) (fileRecord, error) {
 	s := stepsJSON{Format: "estkit-adam-steps", Tensors: map[string][]int32{}}
 	for i, e := range g.table {
 		c := g.steps[i]
@@ -778,12 +780,14 @@ func (g *core) saveSteps(dir string) error {
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
-		return fmt.Errorf("train: %w", err)
+		return fileRecord{}, fmt.Errorf("train: %w", err)
 	}
-	if err := durable.WriteFile(dir, stepsFile, append(b, '\n')); err != nil {
-		return fmt.Errorf("train: %w", err)
+	b = append(b, '\n')
+	if err := durable.WriteFile(dir, stepsFile, b); err != nil {
+		return fileRecord{}, fmt.Errorf("train: %w", err)
 	}
-	return nil
+	h := sha256.Sum256(b)
+	return fileRecord{Name: stepsFile, Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])}, nil
 }
 
 // loadSteps reads the step counts written by saveSteps.

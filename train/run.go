@@ -2,15 +2,12 @@ package train
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/estkit/estkit/internal/durable"
@@ -267,9 +264,13 @@ type runState struct {
 
 // Options carry what is not part of the run's identity.
 type Options struct {
-	Resume   bool
-	Logger   *slog.Logger
-	Progress func(r StepRecord, eta time.Duration) // after each step
+	Resume bool
+	// Overwrite replaces the run in the run directory, removed as a
+	// whole first; without it (or Resume) a directory holding a run is
+	// refused.
+	Overwrite bool
+	Logger    *slog.Logger
+	Progress  func(r StepRecord, eta time.Duration) // after each step
 }
 
 // Run trains per cfg on ops into the run directory out.
@@ -293,17 +294,13 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	for _, w := range realise(&cfg) { // realised rates into config.json
 		log.Warn(w)
 	}
-	cb, _ := json.MarshalIndent(cfg, "", "  ")
-	h := sha256.Sum256(cb)
-	hash := hex.EncodeToString(h[:8])
-	if err := os.MkdirAll(filepath.Join(out, ckptDir), 0o755); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	unlock, err := durable.Lock("train", out)
-	if err != nil {
+	if err := checkCheckpointOptions(&cfg); err != nil {
 		return nil, err
 	}
-	defer unlock()
+	cfgFile, hash := configBytes(&cfg)
+	if _, err := claimRunDir(out, o); err != nil { // before the data is read; again under the lock
+		return nil, err
+	}
 	// data
 	var data []shards.Weighted
 	for _, d := range cfg.Data {
@@ -329,34 +326,20 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			return nil, err
 		}
 	}
+	rd, err := openRunDir(out, cfgFile, hash, o)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.close()
 	st := runState{ConfigHash: hash}
 	var loaderState *shards.State
 	if o.Resume {
-		dir, err := latestCheckpoint(out)
-		if err != nil {
-			return nil, err
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-		if err != nil {
-			return nil, fmt.Errorf("train: %w", err)
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("train: %s: %w", dir, err)
-		}
-		if st.ConfigHash != hash {
-			return nil, fmt.Errorf("train: %w: %s was written under another configuration; resume with the run's config.json", shards.ErrMismatch, dir)
-		}
-		if err := model.base().loadTensors(dir, true); err != nil {
+		st = rd.ckpt.state
+		if err := model.base().loadTensors(rd.ckpt.dir, true); err != nil {
 			return nil, err
 		}
 		loaderState = &st.Loader
-		log.Info("resumed", "checkpoint", dir, "step", st.Step)
-	} else {
-		if err := durable.WriteFile(out, "config.json", append(cb, '\n')); err != nil {
-			return nil, fmt.Errorf("train: %w", err)
-		}
-		os.Remove(filepath.Join(out, "metrics.jsonl"))
-		os.Remove(filepath.Join(out, "lineage.jsonl"))
+		log.Info("resumed", "checkpoint", rd.ckpt.dir, "step", st.Step)
 	}
 	loader, err := shards.NewLoader(shards.Config{Data: data, B: cfg.Batch, T: cfg.Seq, Order: cfg.Order, Seed: cfg.Seed}, loaderState)
 	if err != nil {
@@ -364,25 +347,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	}
 	defer loader.Close()
 	sampler := NewSampler(&cfg)
-	metrics, err := os.OpenFile(filepath.Join(out, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	defer metrics.Close()
-	lineage, err := os.OpenFile(filepath.Join(out, "lineage.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	defer lineage.Close()
-	if o.Resume {
-		// Records past the checkpoint belong to steps that will run again.
-		if err := truncateRecords(metrics, st.Step); err != nil {
-			return nil, err
-		}
-		if err := truncateRecords(lineage, st.Step); err != nil {
-			return nil, err
-		}
-	}
+	metrics, lineage := rd.metrics, rd.lineage
 	B, T := cfg.Batch, cfg.Seq
 	ids, targets := make([]int32, B*T), make([]int32, B*T)
 	start := time.Now()
@@ -490,7 +455,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			o.Progress(rec, eta)
 		}
 		if (cfg.CheckpointEvery > 0 && st.Step%cfg.CheckpointEvery == 0) || st.Step == cfg.Steps {
-			if err := checkpoint(out, model, &st, &cfg); err != nil {
+			if err := rd.checkpoint(model, &st, cfg.KeepCheckpoints); err != nil {
 				return nil, err
 			}
 		}
@@ -578,35 +543,6 @@ func (st *runState) writeStages(out string) error {
 	return nil
 }
 
-// checkpoint writes the tensors and state into checkpoints/step-N through
-// a temporary directory, then points checkpoints/latest at it.
-func checkpoint(out string, m Model, st *runState, cfg *Config) error {
-	name := fmt.Sprintf("step-%08d", st.Step)
-	base := filepath.Join(out, ckptDir)
-	tmp := filepath.Join(base, durable.TmpPrefix+name)
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if err := m.base().saveTensors(tmp); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(st, "", "  ")
-	if err := durable.WriteFile(tmp, "state.json", append(b, '\n')); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	final := filepath.Join(base, name)
-	os.RemoveAll(final)
-	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if err := durable.WriteFile(base, latestName, []byte(name)); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	pruneCheckpoints(out, cfg.KeepCheckpoints)
-	return nil
-}
-
 // evalLoss is the mean loss over the first EvalBatches batches of the val
 // split (sequential windows), full model.
 func evalLoss(m Model, data []shards.Weighted, cfg *Config) (float64, error) {
@@ -655,33 +591,6 @@ func appendJSON(f *os.File, v any) error {
 		return err
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	return nil
-}
-
-// truncateRecords keeps the JSON lines of f whose "step" is below steps.
-func truncateRecords(f *os.File, steps int) error {
-	b, err := os.ReadFile(f.Name())
-	if err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	keep := 0
-	for off := 0; off < len(b); {
-		end := off
-		for end < len(b) && b[end] != '\n' {
-			end++
-		}
-		var r struct {
-			Step int `json:"step"`
-		}
-		if json.Unmarshal(b[off:end], &r) != nil || r.Step >= steps {
-			break
-		}
-		off = end + 1
-		keep = off
-	}
-	if err := f.Truncate(int64(keep)); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	return nil

@@ -183,7 +183,7 @@ func TestStepCountsCheckpoint(t *testing.T) {
 		t.Fatalf("after 3 sampled steps: counts %v", m.steps)
 	}
 	dir := t.TempDir()
-	if err := m.saveTensors(dir); err != nil {
+	if _, err := m.saveTensors(dir); err != nil {
 		t.Fatal(err)
 	}
 	m2, _ := NewGPT2(cpu.New(), cfg, nil)

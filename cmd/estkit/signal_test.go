@@ -32,8 +32,9 @@ func estTraceRun(t *testing.T) string {
 	t.Helper()
 	s := train.ESTPresets["est-gpt2"]
 	cfg := train.Config{Preset: "gpt2-tiny", Model: train.Presets["gpt2-tiny"], Steps: 1 << 40, Batch: 1, Seq: 8, EST: "est-gpt2", Schedule: &s}
+	cfg.Data = []train.Data{{Dir: t.TempDir(), Weight: 1}} // est-trace reads no data, but a run's config names some
 	cfg.Defaults()
-	b, err := json.Marshal(cfg)
+	b, err := json.Marshal(train.ConfigFile{Format: "estkit.run", Version: 1, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 type trainOptions struct {
 	preset, config, out, est, estStages, estRates string
 	data                                          []string
-	resume                                        bool
+	resume, overwrite                             bool
 	cfg                                           train.Config
 }
 
@@ -46,7 +46,9 @@ Settings resolve as defaults < --config FILE (JSON, the fields of the run's
 config.json) < flags; the resolved configuration is printed and saved in the
 run directory with metrics.jsonl, stages.json, lineage.jsonl and checkpoints.
 --resume continues the run in --out from its latest checkpoint exactly as an
-uninterrupted run would have.
+uninterrupted run would have. A new run needs --out empty or new;
+--overwrite deletes the run there first (and never a directory holding
+anything else).
 
 Model presets: ` + strings.Join(presets, ", ") + `.
 Llama presets default to the paper's TinyLlama recipe (learning rate 4e-4,
@@ -97,6 +99,7 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 	f.IntVar(&c.EvalBatches, "eval-batches", 4, "batches of the val split per evaluation")
 	f.IntVar(&c.CheckpointEvery, "checkpoint-every", 0, "checkpoint every N steps (always at the end)")
 	f.BoolVar(&opts.resume, "resume", false, "continue the run in --out from its latest checkpoint")
+	f.BoolVar(&opts.overwrite, "overwrite", false, "delete the run in --out and start a new one (a directory holding anything else is refused)")
 	cmd.MarkFlagRequired("out")
 	cmd.RegisterFlagCompletionFunc("preset", cobra.FixedCompletions(presets, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -105,13 +108,11 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 	var cfg train.Config
 	if opts.resume {
-		b, err := os.ReadFile(filepath.Join(opts.out, "config.json"))
+		c, err := train.ReadRunConfig(opts.out)
 		if err != nil {
-			return fmt.Errorf("train: --resume: %s is not a run directory: %w", opts.out, err)
+			return err
 		}
-		if err := json.Unmarshal(b, &cfg); err != nil {
-			return fmt.Errorf("train: %s/config.json: %w", opts.out, err)
-		}
+		cfg = *c
 	} else {
 		model, ok := train.Presets[opts.preset]
 		if !ok {
@@ -123,12 +124,13 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 			if err != nil {
 				return fmt.Errorf("train: %w", err)
 			}
-			fileCfg := opts.cfg
+			file := train.ConfigFile{Config: opts.cfg} // a run's config.json, with its format marker, or a bare configuration
 			dec := json.NewDecoder(strings.NewReader(string(b)))
 			dec.DisallowUnknownFields()
-			if err := dec.Decode(&fileCfg); err != nil {
+			if err := dec.Decode(&file); err != nil {
 				return fmt.Errorf("train: %s: %w", opts.config, err)
 			}
+			fileCfg := file.Config
 			// flags given on the command line win over the file
 			cfg = fileCfg
 			reapplyFlags(cmd, &cfg, &opts.cfg)
@@ -196,7 +198,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Logger: g.log,
+	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log,
 		Progress: func(r train.StepRecord, eta time.Duration) {
 			saved += r.FullFLOPs.Blocks - r.FLOPs.Blocks
 			full += r.FullFLOPs.Blocks
@@ -413,15 +415,11 @@ draw: step, draw, stage, rates, and the blocks, heads and MLP neurons chosen
 stages.json), B excluded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(filepath.Join(run, "config.json"))
+			c, err := train.ReadRunConfig(run)
 			if err != nil {
-				return fmt.Errorf("est-trace: %s is not a run directory: %w", run, err)
+				return err
 			}
-			var cfg train.Config
-			if err := json.Unmarshal(b, &cfg); err != nil {
-				return fmt.Errorf("est-trace: %s/config.json: %w", run, err)
-			}
-			cfg.Defaults()
+			cfg := *c
 			from, to := 0, cfg.Steps
 			if steps != "" {
 				a, z, ok := strings.Cut(steps, ":")

@@ -1,0 +1,415 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/estkit/estkit/kernels/cpu"
+)
+
+// tree is every regular file under dir, by path relative to it, with its
+// bytes.
+func tree(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = b
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameTree fails unless dir holds exactly the files of want, byte for byte
+// (the lock file aside: taking a lock may create it).
+func sameTree(t *testing.T, want map[string][]byte, dir, what string) {
+	t.Helper()
+	got := tree(t, dir)
+	for name, b := range want {
+		if g, ok := got[name]; !ok || !bytes.Equal(g, b) {
+			t.Fatalf("%s: %s changed or vanished", what, filepath.Join(dir, name))
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok && name != ".lock" {
+			t.Fatalf("%s: %s appeared", what, filepath.Join(dir, name))
+		}
+	}
+}
+
+// checkLatest fails unless checkpoints/latest names a checkpoint that
+// exists.
+func checkLatest(t *testing.T, run string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(run, ckptDir, latestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(run, ckptDir, string(b), "model.safetensors")); err != nil {
+		t.Fatalf("checkpoints/latest names %s: %v", b, err)
+	}
+	return string(b)
+}
+
+// TestFreshRunIntoRun: a fresh run into a directory that holds a run is
+// refused with a message naming it and leaves every file as it was; so is
+// one into a directory that is not a run. Overwrite replaces a run as a
+// whole (its longer run's checkpoints with it), never a directory that
+// holds anything else.
+func TestFreshRunIntoRun(t *testing.T) {
+	set := tokenSet(t)
+	run := filepath.Join(t.TempDir(), "run")
+	cfg := tinyRun(set)
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, run)
+	short := tinyRun(set)
+	short.Steps, short.Seed = 2, 9
+	short.Schedule = nil
+	short.EST = "off"
+	_, err := Run(context.Background(), cpu.New(), short, run, Options{})
+	if err == nil || !strings.Contains(err.Error(), run) || !strings.Contains(err.Error(), "--overwrite") || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("fresh run into a run: %v", err)
+	}
+	sameTree(t, before, run, "refused fresh run")
+
+	if _, err := Run(context.Background(), cpu.New(), short, run, Options{Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	if name := checkLatest(t, run); name != "step-00000002" {
+		t.Fatalf("latest is %s after the overwrite", name)
+	}
+	if recs := records(t, filepath.Join(run, "metrics.jsonl")); len(recs) != 2 {
+		t.Fatalf("%d metric records after the overwrite", len(recs))
+	}
+	for name := range tree(t, run) {
+		if strings.HasPrefix(name, filepath.Join(ckptDir, "step-00000006")) || strings.HasPrefix(name, filepath.Join(ckptDir, "step-00000003")) {
+			t.Fatalf("the replaced run's %s is left", name)
+		}
+	}
+
+	other := filepath.Join(t.TempDir(), "notes")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{}, {Overwrite: true}} {
+		_, err := Run(context.Background(), cpu.New(), short, other, o)
+		if err == nil || !strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), "notes.txt") {
+			t.Fatalf("run into a directory that is not a run (overwrite %v): %v", o.Overwrite, err)
+		}
+		sameTree(t, map[string][]byte{"notes.txt": []byte("mine")}, other, "refused run into a foreign directory")
+	}
+	// a run with a file of the user's beside it is not removed either
+	if err := os.WriteFile(filepath.Join(run, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = tree(t, run)
+	if _, err := Run(context.Background(), cpu.New(), short, run, Options{Overwrite: true}); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Fatalf("overwrite of a run holding a file of the user's: %v", err)
+	}
+	sameTree(t, before, run, "refused overwrite")
+}
+
+// TestPruneKeepsOwnCheckpoints: checkpoint directories that sort after the
+// run's own (here two of another run) never make pruning delete the
+// checkpoint just written, and are not deleted themselves; another run's
+// checkpoint where the run's next one goes is refused, not replaced.
+func TestPruneKeepsOwnCheckpoints(t *testing.T) {
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	a := filepath.Join(t.TempDir(), "a")
+	if _, err := Run(context.Background(), cpu.New(), cfg, a, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(t.TempDir(), "b")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Run(ctx, cpu.New(), cfg, b, Options{Progress: func(r StepRecord, _ time.Duration) {
+		if r.Step == 4 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	// another run's checkpoint where this run's next one goes is not replaced
+	theirs := filepath.Join(b, ckptDir, "step-00000006")
+	if err := os.CopyFS(theirs, os.DirFS(filepath.Join(a, ckptDir, "step-00000006"))); err != nil {
+		t.Fatal(err)
+	}
+	want := tree(t, theirs)
+	if _, err := Run(context.Background(), cpu.New(), cfg, b, Options{Resume: true}); err == nil || !strings.Contains(err.Error(), theirs) {
+		t.Fatalf("resume over another run's checkpoint of the same step: %v", err)
+	}
+	sameTree(t, want, theirs, "refused checkpoint")
+	if err := os.RemoveAll(theirs); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"step-00000098", "step-00000099"} {
+		if err := os.CopyFS(filepath.Join(b, ckptDir, n), os.DirFS(filepath.Join(a, ckptDir, "step-00000006"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Run(context.Background(), cpu.New(), cfg, b, Options{Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	if name := checkLatest(t, b); name != "step-00000006" {
+		t.Fatalf("latest is %s", name)
+	}
+	for _, n := range []string{"step-00000003", "step-00000098", "step-00000099"} {
+		if _, err := os.Stat(filepath.Join(b, ckptDir, n)); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+	}
+}
+
+// TestCheckpointOptionsChecked: keep_checkpoints and checkpoint_every out
+// of range are errors before the run directory is touched, not a panic
+// after the checkpoint is deleted.
+func TestCheckpointOptionsChecked(t *testing.T) {
+	set := tokenSet(t)
+	for _, c := range []struct {
+		name string
+		set  func(*Config)
+	}{
+		{"keep -1", func(c *Config) { c.KeepCheckpoints = -1 }},
+		{"checkpoint every -3", func(c *Config) { c.CheckpointEvery = -3 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := tinyRun(set)
+			c.set(&cfg)
+			out := filepath.Join(t.TempDir(), "run")
+			_, err := Run(context.Background(), cpu.New(), cfg, out, Options{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if _, serr := os.Stat(out); !errors.Is(serr, fs.ErrNotExist) {
+				t.Fatalf("%s created (%v) before the refusal: %v", out, serr, err)
+			}
+		})
+	}
+}
+
+// flipBit inverts one bit of a file.
+func flipBit(t *testing.T, path string, off int64, bit uint) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 1 << bit
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckpointCorruption flips one bit at 16 offsets spread over each
+// kind of file a checkpoint is read from (tensors, moments, state, the
+// checkpoint's manifest, the run's config.json) and requires resume and
+// LoadRun (eval, sample, export) to refuse each with an error naming the
+// file.
+func TestCheckpointCorruption(t *testing.T) {
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 3, 0, 0
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(run, ckptDir, "step-00000003")
+	files := []string{filepath.Join(run, "config.json"), filepath.Join(ckpt, checkpointManifest), filepath.Join(ckpt, "state.json")}
+	for _, f := range tensorFiles {
+		files = append(files, filepath.Join(ckpt, f))
+	}
+	for _, path := range files {
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 16 {
+			off := int64(i) * int64(len(orig)-1) / 15
+			flipBit(t, path, off, uint(i%8))
+			what := fmt.Sprintf("%s, bit %d of byte %d", filepath.Base(path), i%8, off)
+			_, err := Run(context.Background(), cpu.New(), cfg, run, Options{Resume: true})
+			if err == nil || !strings.Contains(err.Error(), path) {
+				t.Fatalf("resume with %s flipped: %v", what, err)
+			}
+			if filepath.Base(path) != "config.json" && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("resume with %s flipped: not ErrCorrupt: %v", what, err)
+			}
+			_, _, err = LoadRun(cpu.New(), run)
+			if err == nil || !strings.Contains(err.Error(), path) {
+				t.Fatalf("LoadRun with %s flipped: %v", what, err)
+			}
+			if err := os.WriteFile(path, orig, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, _, err := LoadRun(cpu.New(), run); err != nil {
+		t.Fatalf("the restored run: %v", err)
+	}
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{Resume: true}); err != nil {
+		t.Fatalf("the restored run: %v", err)
+	}
+}
+
+// TestLoadRunChecksConfig: a config.json edited into another valid one (a
+// changed vocabulary) and a Hugging Face config.json in its place are
+// refused by name.
+func TestLoadRunChecksConfig(t *testing.T) {
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 0, 0
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(run, "config.json")
+	orig, _ := os.ReadFile(path)
+	edited := bytes.Replace(orig, []byte(`"vocab": 50257`), []byte(`"vocab": 50000`), 1)
+	if bytes.Equal(edited, orig) {
+		t.Fatalf("no vocabulary in %s", orig)
+	}
+	os.WriteFile(path, edited, 0o644)
+	_, _, err := LoadRun(cpu.New(), run)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), checkpointManifest) {
+		t.Fatalf("LoadRun with an edited config.json: %v", err)
+	}
+	hf := t.TempDir()
+	m, _ := InitModel(cpu.New(), cfg.Model, 1)
+	if err := ExportHF(m, hf); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(hf, "config.json"))
+	os.WriteFile(path, b, 0o644)
+	if _, _, err := LoadRun(cpu.New(), run); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "Hugging Face") {
+		t.Fatalf("LoadRun with a Hugging Face config.json: %v", err)
+	}
+}
+
+// TestResumeRefusesShortRecords: records that no longer reach the
+// checkpoint's step (a power cut lost their tail) are refused by name on
+// resume, and left as they are.
+func TestResumeRefusesShortRecords(t *testing.T) {
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	for _, name := range []string{"metrics.jsonl", "lineage.jsonl"} {
+		t.Run(name, func(t *testing.T) {
+			run := filepath.Join(t.TempDir(), "run")
+			ctx, cancel := context.WithCancel(context.Background())
+			_, err := Run(ctx, cpu.New(), cfg, run, Options{Progress: func(r StepRecord, _ time.Duration) {
+				if r.Step == 4 {
+					cancel()
+				}
+			}})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatal(err)
+			}
+			path := filepath.Join(run, name)
+			b, _ := os.ReadFile(path)
+			lines := bytes.SplitAfter(b, []byte("\n"))
+			os.WriteFile(path, bytes.Join(lines[:2], nil), 0o644) // steps 0 and 1 of the 3 the checkpoint covers
+			before := tree(t, run)
+			_, err = Run(context.Background(), cpu.New(), cfg, run, Options{Resume: true})
+			if err == nil || !strings.Contains(err.Error(), path) {
+				t.Fatalf("resume over short records: %v", err)
+			}
+			sameTree(t, before, run, "refused resume")
+		})
+	}
+}
+
+// TestExportRefusesRun: export never writes into a run directory or a
+// directory holding files it did not write; it may replace its own export.
+func TestExportRefusesRun(t *testing.T) {
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 0, 0
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := LoadRun(cpu.New(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, run)
+	if err := ExportHF(m, run); err == nil || !strings.Contains(err.Error(), run) {
+		t.Fatalf("export into the run: %v", err)
+	}
+	sameTree(t, before, run, "refused export")
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "README.md"), []byte("mine"), 0o644)
+	if err := ExportHF(m, other); err == nil || !strings.Contains(err.Error(), "README.md") {
+		t.Fatalf("export into a directory of the user's: %v", err)
+	}
+	sameTree(t, map[string][]byte{"README.md": []byte("mine")}, other, "refused export")
+	hf := t.TempDir()
+	for range 2 {
+		if err := ExportHF(m, hf); err != nil {
+			t.Fatalf("export, and again over its own export: %v", err)
+		}
+	}
+}
+
+// TestEvalWithoutData: a configuration without data is an error, not a
+// panic.
+func TestEvalWithoutData(t *testing.T) {
+	cfg := tinyRun("")
+	cfg.Data = nil
+	m, err := InitModel(cpu.New(), cfg.Model, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Eval(m, &cfg, "val", 1); err == nil {
+		t.Fatal("no error")
+	}
+}
+
+// FuzzCheckpointManifest: any bytes either fail to parse as a checkpoint
+// manifest, with an error naming the file, or are exactly the manifest
+// they decode to; never a panic.
+func FuzzCheckpointManifest(f *testing.F) {
+	m := ckptManifest{Format: ckptFormat, Version: ckptVersion, Run: "0123456789abcdef", Step: 6, ConfigHash: "00112233aabbccdd",
+		Config: fileRecord{Name: "config.json", Size: 700, SHA256: strings.Repeat("ab", 32)},
+		Files:  []fileRecord{{Name: "model.safetensors", Size: 1 << 20, SHA256: strings.Repeat("cd", 32)}}}
+	seed := m.encode()
+	f.Add(seed)
+	f.Add(bytes.ToUpper(seed))
+	f.Add(seed[:len(seed)/2])
+	f.Add([]byte(`{"format": "estkit.checkpoint", "version": 1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseManifest("fuzz/manifest.json", b)
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz/manifest.json") || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error without the file or ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(got.encode(), b) {
+			t.Fatalf("accepted bytes that are not the manifest's encoding: %q", b)
+		}
+	})
+}
