@@ -2,8 +2,6 @@ package train
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -36,7 +34,7 @@ type StepRecord struct {
 // attention.
 func setPrecisions(ops kernels.Ops, c *Config) error {
 	ps, ok := ops.(kernels.PrecisionSetter)
-	for _, x := range []struct{ flag, op, p string }{{"matmul", "MatMul", c.MatMul}, {"attention", "Attention", c.Attention}, {"attention", "AttentionBackward", c.Attention}} {
+	for _, x := range []struct{ flag, op, p string }{{"matmul", "MatMul", string(c.MatMul)}, {"attention", "Attention", string(c.Attention)}, {"attention", "AttentionBackward", string(c.Attention)}} {
 		switch {
 		case x.p == "bf16" && !ok:
 			return fmt.Errorf("train: %s bf16: the %s backend runs in float32 only (bf16 needs --device cuda)", x.flag, ops.Name())
@@ -89,6 +87,7 @@ type runState struct {
 	Step       int          `json:"step"` // steps done
 	Loader     shards.State `json:"loader"`
 	ConfigHash string       `json:"config_hash"`
+	Identity   string       `json:"identity,omitempty"` // Config.identity: what a resume may not change
 	Tokens     int64        `json:"tokens"`
 	Stages     []StageStats `json:"stages"`
 	Counts     [][3][]int64 `json:"counts"` // per stage: layers, heads, neurons chosen
@@ -99,6 +98,9 @@ type Options struct {
 	Resume   bool
 	Logger   *slog.Logger
 	Progress func(r StepRecord, eta time.Duration) // after each step
+	// MemoryLimit is the memory in bytes the run may use: 0, what the
+	// machine has available (checkMemory); below 0, no check.
+	MemoryLimit int64
 }
 
 // Run trains per cfg on ops into the run directory out.
@@ -119,9 +121,17 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			return nil, err
 		}
 	}
-	cb, _ := json.MarshalIndent(cfg, "", "  ")
-	h := sha256.Sum256(cb)
-	hash := hex.EncodeToString(h[:8])
+	if err := checkMemory(ops, &cfg, o.MemoryLimit); err != nil {
+		return nil, err
+	}
+	cb, hash, err := cfg.encode()
+	if err != nil {
+		return nil, err
+	}
+	ident, err := cfg.identity()
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(out, ckptDir), 0o755); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -143,6 +153,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		}
 		data = append(data, shards.Weighted{Set: s, Weight: d.Weight})
 	}
+	if err := checkValSplit(data, &cfg); err != nil {
+		return nil, err
+	}
 	model, err := InitModel(ops, cfg.Model, cfg.Seed)
 	if err != nil {
 		return nil, err
@@ -155,7 +168,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			return nil, err
 		}
 	}
-	st := runState{ConfigHash: hash}
+	st := runState{ConfigHash: hash, Identity: ident}
 	var loaderState *shards.State
 	if o.Resume {
 		dir, err := latestCheckpoint(out)
@@ -169,8 +182,8 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		if err := json.Unmarshal(b, &st); err != nil {
 			return nil, fmt.Errorf("train: %s: %w", dir, err)
 		}
-		if st.ConfigHash != hash {
-			return nil, fmt.Errorf("train: %w: %s was written under another configuration; resume with the run's config.json", shards.ErrMismatch, dir)
+		if err := resumeConfig(out, dir, &cfg, &st, hash, ident, cb); err != nil {
+			return nil, err
 		}
 		if err := model.base().loadTensors(dir, true); err != nil {
 			return nil, err
@@ -184,7 +197,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		os.Remove(filepath.Join(out, "metrics.jsonl"))
 		os.Remove(filepath.Join(out, "lineage.jsonl"))
 	}
-	loader, err := shards.NewLoader(shards.Config{Data: data, B: cfg.Batch, T: cfg.Seq, Order: cfg.Order, Seed: cfg.Seed}, loaderState)
+	loader, err := shards.NewLoader(shards.Config{Data: data, B: cfg.Batch, T: cfg.Seq, Order: string(cfg.Order), Seed: cfg.Seed}, loaderState)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +308,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		s.LastLoss = loss
 		s.PeakRSS = peakRSS()
 		s.Device = ops.Name()
-		if cfg.EvalEvery > 0 && (st.Step%cfg.EvalEvery == 0 || st.Step == cfg.Steps) {
+		if cfg.evalAt(st.Step) {
 			v, err := evalLoss(model, data, &cfg)
 			if err != nil {
 				return nil, err
@@ -443,9 +456,15 @@ func evalLoss(m Model, data []shards.Weighted, cfg *Config) (float64, error) {
 // corner of the corpus: on the demo's Go sources they scored 3.5 nats above
 // the rest).
 func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (float64, error) {
+	v, _, err := evalBatches(m, data, cfg, split)
+	return v, err
+}
+
+// evalBatches is evalSplit that also says how many batches it averaged.
+func evalBatches(m Model, data []shards.Weighted, cfg *Config, split string) (float64, int, error) {
 	l, err := shards.NewLoader(shards.Config{Data: data[:1], Split: split, B: cfg.Batch, T: cfg.Seq, Order: shards.Shuffle, Seed: evalSeed}, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer l.Close()
 	B, T := cfg.Batch, cfg.Seq
@@ -456,7 +475,7 @@ func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (floa
 	for k := 0; k < n; k++ {
 		b, err := l.Next()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		for i := 0; i < B; i++ {
 			row := b.Tokens[i*(T+1) : (i+1)*(T+1)]
@@ -466,11 +485,11 @@ func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (floa
 		b.Release()
 		v, err := m.Forward(ids, targets, B, T, nil)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		sum += float64(v)
 	}
-	return sum / float64(n), nil
+	return sum / float64(n), n, nil
 }
 
 func appendJSON(f *os.File, v any) error {
