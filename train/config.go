@@ -113,14 +113,14 @@ type SampleEvery string
 
 // The values of the enumerations.
 const (
-	DecayLinear       Decay       = "linear"
-	DecayCosine       Decay       = "cosine"
-	FP32              Precision   = ""
-	BF16              Precision   = "bf16"
-	SampleStep        SampleEvery = "step"
-	SampleMicrobatch  SampleEvery = "microbatch"
-	LayerModeFixed                = "fixed"
-	LayerModeBernoulli            = "bernoulli"
+	DecayLinear        Decay       = "linear"
+	DecayCosine        Decay       = "cosine"
+	FP32               Precision   = ""
+	BF16               Precision   = "bf16"
+	SampleStep         SampleEvery = "step"
+	SampleMicrobatch   SampleEvery = "microbatch"
+	LayerModeFixed                 = "fixed"
+	LayerModeBernoulli             = "bernoulli"
 )
 
 func oneOf(what, v string, ok ...string) error {
