@@ -1,7 +1,6 @@
 package train
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -30,24 +29,29 @@ func LoadRun(ops kernels.Ops, run string) (Model, *Config, error) {
 	return m, c.cfg, nil
 }
 
-// Eval is the model's mean loss over up to batches batches of a split of
-// the run's first data set (the windows evaluations during training read).
-func Eval(m Model, cfg *Config, split string, batches int) (float64, error) {
+// Eval is the model's mean loss over up to batches batches of a split
+// (train or val) of the run's first data set (the windows evaluations
+// during training read), and the number of batches it averaged: fewer
+// than asked when the split holds fewer.
+func Eval(m Model, cfg *Config, split string, batches int) (float64, int, error) {
+	if split != shards.Train && split != shards.Val {
+		return 0, 0, fmt.Errorf("train: %w: split %q (want %s or %s)", ErrConfig, split, shards.Train, shards.Val)
+	}
+	if batches <= 0 {
+		return 0, 0, fmt.Errorf("train: %w: batches %d: want 1 or more", ErrConfig, batches)
+	}
 	if len(cfg.Data) == 0 {
-		return 0, errors.New("train: eval: the configuration names no data")
+		return 0, 0, fmt.Errorf("train: %w: the run's configuration names no data", ErrConfig)
 	}
 	s, err := shards.Open(cfg.Data[0].Dir, false)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer s.Close()
 	c := *cfg
 	c.EvalBatches = batches
 	data := []shards.Weighted{{Set: s, Weight: 1}}
-	if split == shards.Train {
-		return evalSplit(m, data, &c, shards.Train)
-	}
-	return evalSplit(m, data, &c, shards.Val)
+	return evalBatches(m, data, &c, split)
 }
 
 // Generate continues prompt by n tokens, sampling from the softmax at

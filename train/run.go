@@ -3,10 +3,8 @@ package train
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"time"
 
@@ -14,175 +12,6 @@ import (
 	"github.com/estkit/estkit/kernels"
 	"github.com/estkit/estkit/shards"
 )
-
-// Data is one token shard set of the mixture and its weight.
-type Data struct {
-	Dir    string  `json:"dir"`
-	Weight float64 `json:"weight"`
-}
-
-// Config is a run's resolved configuration, saved in the run directory.
-type Config struct {
-	Preset string      `json:"preset,omitempty"` // the model preset, when the shape came from one
-	Model  ModelConfig `json:"model"`
-	Data   []Data      `json:"data"`
-
-	Steps    int    `json:"steps"` // optimizer steps
-	Batch    int    `json:"batch"` // micro-batch B
-	Seq      int    `json:"seq"`   // T
-	Accum    int    `json:"accum"` // micro-batches per step
-	Seed     uint64 `json:"seed"`
-	Order    string `json:"order"`
-	InitFrom string `json:"init_from,omitempty"`
-
-	LR          float64 `json:"lr"`
-	MinLR       float64 `json:"min_lr"`
-	Warmup      int     `json:"warmup"`
-	Decay       string  `json:"decay"` // "linear" or "cosine"
-	Beta1       float64 `json:"beta1"`
-	Beta2       float64 `json:"beta2"`
-	Eps         float64 `json:"eps"`
-	WeightDecay float64 `json:"weight_decay"`
-	Clip        float64 `json:"clip"` // global gradient norm; 0: off
-	// MatMul is the precision of the matrix products: "" or "fp32", or
-	// "bf16" (inputs rounded to bfloat16, float32 accumulation) on a
-	// backend with that variant (cuda).
-	MatMul string `json:"matmul,omitempty"`
-	// Attention is the precision of attention's products, forward and
-	// backward: "" or "fp32", or "bf16" (tensor-core products, float32
-	// softmax and accumulation) on a backend with that variant (cuda).
-	Attention string `json:"attention,omitempty"`
-	// Activations is how the activations are stored: "" or "fp32", or
-	// "bf16" (and the products' copy of the weights) on a backend that
-	// stores bfloat16 (cuda); parameters, gradients and moments stay
-	// float32.
-	Activations string `json:"activations,omitempty"`
-
-	EST         string         `json:"est"` // preset name, "custom" or "off"
-	Schedule    *Schedule      `json:"schedule,omitempty"`
-	Sampler     SamplerOptions `json:"sampler"`
-	SampleEvery string         `json:"sample_every"` // "step" or "microbatch"
-
-	EvalEvery       int `json:"eval_every"`
-	EvalBatches     int `json:"eval_batches"`
-	CheckpointEvery int `json:"checkpoint_every"`
-	KeepCheckpoints int `json:"keep_checkpoints"`
-}
-
-// Defaults fills what is unset with GPT-2's recipe (nanoGPT's and the
-// paper's: AdamW 0.9/0.95, weight decay 0.1, clip 1, warmup then linear
-// decay to a tenth).
-func (c *Config) Defaults() {
-	if c.MatMul == "fp32" {
-		c.MatMul = "" // the default, spelt one way so that the config's hash is one
-	}
-	if c.Attention == "fp32" {
-		c.Attention = ""
-	}
-	if c.Activations == "fp32" {
-		c.Activations = ""
-	}
-	set := func(p *float64, v float64) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	if c.Accum == 0 {
-		c.Accum = 1
-	}
-	if c.Order == "" {
-		c.Order = shards.Shuffle
-	}
-	set(&c.LR, 6e-4)
-	set(&c.Beta1, 0.9)
-	set(&c.Beta2, 0.95)
-	set(&c.Eps, 1e-8)
-	set(&c.WeightDecay, 0.1)
-	set(&c.Clip, 1)
-	if c.MinLR == 0 {
-		c.MinLR = c.LR / 10
-	}
-	if c.Decay == "" {
-		c.Decay = "linear"
-	}
-	if c.EST == "" {
-		c.EST = "off"
-	}
-	if c.SampleEvery == "" {
-		c.SampleEvery = "step"
-	}
-	if c.Sampler.LayerMode == "" {
-		c.Sampler.LayerMode = "fixed"
-	}
-	if c.Sampler.Group == 0 {
-		c.Sampler.Group = 1
-	}
-	if c.Sampler.Update == "" {
-		c.Sampler.Update = "dense"
-	}
-	if c.Sampler.Heads == "" {
-		c.Sampler.Heads = "groups"
-	}
-	if c.EvalBatches == 0 {
-		c.EvalBatches = 4
-	}
-	if c.KeepCheckpoints == 0 {
-		c.KeepCheckpoints = 2
-	}
-}
-
-// Check validates a resolved configuration.
-func (c *Config) Check() error {
-	switch {
-	case c.MatMul != "" && c.MatMul != "fp32" && c.MatMul != "bf16":
-		return fmt.Errorf("train: matmul %q: fp32 or bf16", c.MatMul)
-	case c.Attention != "" && c.Attention != "fp32" && c.Attention != "bf16":
-		return fmt.Errorf("train: attention %q: fp32 or bf16", c.Attention)
-	case c.Activations != "" && c.Activations != "fp32" && c.Activations != "bf16":
-		return fmt.Errorf("train: activations %q: fp32 or bf16", c.Activations)
-	case c.Steps <= 0 || c.Batch <= 0 || c.Seq <= 0 || c.Accum <= 0:
-		return fmt.Errorf("train: steps %d, batch %d, seq %d and accum %d must be positive", c.Steps, c.Batch, c.Seq, c.Accum)
-	case c.Seq > c.Model.MaxT:
-		return fmt.Errorf("train: seq %d is longer than the model's %d positions", c.Seq, c.Model.MaxT)
-	case len(c.Data) == 0:
-		return errors.New("train: no data (--data SET[:weight])")
-	case c.Decay != "linear" && c.Decay != "cosine":
-		return fmt.Errorf("train: decay %q (want linear or cosine)", c.Decay)
-	case c.SampleEvery != "step" && c.SampleEvery != "microbatch":
-		return fmt.Errorf("train: sample-every %q (want step or microbatch)", c.SampleEvery)
-	case c.Sampler.LayerMode != "fixed" && c.Sampler.LayerMode != "bernoulli":
-		return fmt.Errorf("train: layer mode %q (want fixed or bernoulli)", c.Sampler.LayerMode)
-	case c.Sampler.Heads != "groups" && c.Sampler.Heads != "within":
-		return fmt.Errorf("train: EST heads %q (want groups or within)", c.Sampler.Heads)
-	case c.Sampler.Update != "dense" && c.Sampler.Update != "sampled":
-		return fmt.Errorf("train: EST update %q (want dense or sampled)", c.Sampler.Update)
-	case c.Model.MLP()%c.Sampler.Group != 0:
-		return fmt.Errorf("train: neuron group %d does not divide the MLP width %d", c.Sampler.Group, c.Model.MLP())
-	}
-	if err := c.Model.Check(); err != nil {
-		return err
-	}
-	if c.Schedule != nil {
-		return c.Schedule.Check()
-	}
-	return nil
-}
-
-// LRAt is the learning rate of a step (0-based): linear warmup, then linear
-// or cosine decay to MinLR at the last step.
-func (c *Config) LRAt(step int) float64 {
-	if step < c.Warmup {
-		return c.LR * float64(step+1) / float64(c.Warmup)
-	}
-	if c.Steps <= c.Warmup+1 {
-		return c.LR
-	}
-	frac := float64(step-c.Warmup) / float64(c.Steps-1-c.Warmup)
-	if c.Decay == "cosine" {
-		return c.MinLR + 0.5*(c.LR-c.MinLR)*(1+math.Cos(math.Pi*frac))
-	}
-	return c.LR + (c.MinLR-c.LR)*frac
-}
 
 // StepRecord is one line of metrics.jsonl.
 type StepRecord struct {
@@ -204,7 +33,7 @@ type StepRecord struct {
 // attention.
 func setPrecisions(ops kernels.Ops, c *Config) error {
 	ps, ok := ops.(kernels.PrecisionSetter)
-	for _, x := range []struct{ flag, op, p string }{{"matmul", "MatMul", c.MatMul}, {"attention", "Attention", c.Attention}, {"attention", "AttentionBackward", c.Attention}} {
+	for _, x := range []struct{ flag, op, p string }{{"matmul", "MatMul", string(c.MatMul)}, {"attention", "Attention", string(c.Attention)}, {"attention", "AttentionBackward", string(c.Attention)}} {
 		switch {
 		case x.p == "bf16" && !ok:
 			return fmt.Errorf("train: %s bf16: the %s backend runs in float32 only (bf16 needs --device cuda)", x.flag, ops.Name())
@@ -257,9 +86,12 @@ type runState struct {
 	Step       int          `json:"step"` // steps done
 	Loader     shards.State `json:"loader"`
 	ConfigHash string       `json:"config_hash"`
-	Tokens     int64        `json:"tokens"`
-	Stages     []StageStats `json:"stages"`
-	Counts     [][3][]int64 `json:"counts"` // per stage: layers, heads, neurons chosen
+	// Settings are the settings a resume may change as this part of the
+	// run had them (config.json keeps those it started with).
+	Settings *Resumable   `json:"settings,omitempty"`
+	Tokens   int64        `json:"tokens"`
+	Stages   []StageStats `json:"stages"`
+	Counts   [][3][]int64 `json:"counts"` // per stage: layers, heads, neurons chosen
 }
 
 // Options carry what is not part of the run's identity.
@@ -271,6 +103,9 @@ type Options struct {
 	Overwrite bool
 	Logger    *slog.Logger
 	Progress  func(r StepRecord, eta time.Duration) // after each step
+	// MemoryLimit is the memory in bytes the run may use: 0, what the
+	// machine has available (checkMemory); below 0, no check.
+	MemoryLimit int64
 }
 
 // Run trains per cfg on ops into the run directory out.
@@ -294,10 +129,16 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	for _, w := range realise(&cfg) { // realised rates into config.json
 		log.Warn(w)
 	}
+	if err := checkMemory(ops, &cfg, o.MemoryLimit); err != nil {
+		return nil, err
+	}
 	if err := checkCheckpointOptions(&cfg); err != nil {
 		return nil, err
 	}
-	cfgFile, hash := configBytes(&cfg)
+	cfgFile, hash, err := runIdentity(out, &cfg, o.Resume)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := claimRunDir(out, o); err != nil { // before the data is read; again under the lock
 		return nil, err
 	}
@@ -313,6 +154,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 			return nil, fmt.Errorf("train: %s: %w: tokenizer %s has %d ids, the model %d", d.Dir, shards.ErrMismatch, s.Manifest.Tokenizer.Fingerprint, v, cfg.Model.Vocab)
 		}
 		data = append(data, shards.Weighted{Set: s, Weight: d.Weight})
+	}
+	if err := checkValSplit(data, &cfg); err != nil {
+		return nil, err
 	}
 	model, err := InitModel(ops, cfg.Model, cfg.Seed)
 	if err != nil {
@@ -335,13 +179,18 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 	var loaderState *shards.State
 	if o.Resume {
 		st = rd.ckpt.state
+		if st.Step > cfg.Steps {
+			return nil, fmt.Errorf("train: %w: steps %d: %s has done %d steps already", ErrConfig, cfg.Steps, rd.ckpt.dir, st.Step)
+		}
 		if err := model.base().loadTensors(rd.ckpt.dir, true); err != nil {
 			return nil, err
 		}
 		loaderState = &st.Loader
 		log.Info("resumed", "checkpoint", rd.ckpt.dir, "step", st.Step)
 	}
-	loader, err := shards.NewLoader(shards.Config{Data: data, B: cfg.Batch, T: cfg.Seq, Order: cfg.Order, Seed: cfg.Seed}, loaderState)
+	settings := resumableOf(&cfg)
+	st.Settings = &settings // recorded by the next checkpoint
+	loader, err := shards.NewLoader(shards.Config{Data: data, B: cfg.Batch, T: cfg.Seq, Order: string(cfg.Order), Seed: cfg.Seed}, loaderState)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +285,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		s.LastLoss = loss
 		s.PeakRSS = peakRSS()
 		s.Device = ops.Name()
-		if cfg.EvalEvery > 0 && (st.Step%cfg.EvalEvery == 0 || st.Step == cfg.Steps) {
+		if cfg.evalAt(st.Step) {
 			v, err := evalLoss(model, data, &cfg)
 			if err != nil {
 				return nil, err
@@ -555,9 +404,15 @@ func evalLoss(m Model, data []shards.Weighted, cfg *Config) (float64, error) {
 // corner of the corpus: on the demo's Go sources they scored 3.5 nats above
 // the rest).
 func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (float64, error) {
+	v, _, err := evalBatches(m, data, cfg, split)
+	return v, err
+}
+
+// evalBatches is evalSplit that also says how many batches it averaged.
+func evalBatches(m Model, data []shards.Weighted, cfg *Config, split string) (float64, int, error) {
 	l, err := shards.NewLoader(shards.Config{Data: data[:1], Split: split, B: cfg.Batch, T: cfg.Seq, Order: shards.Shuffle, Seed: evalSeed}, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer l.Close()
 	B, T := cfg.Batch, cfg.Seq
@@ -568,7 +423,7 @@ func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (floa
 	for k := 0; k < n; k++ {
 		b, err := l.Next()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		for i := 0; i < B; i++ {
 			row := b.Tokens[i*(T+1) : (i+1)*(T+1)]
@@ -578,11 +433,11 @@ func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (floa
 		b.Release()
 		v, err := m.Forward(ids, targets, B, T, nil)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		sum += float64(v)
 	}
-	return sum / float64(n), nil
+	return sum / float64(n), n, nil
 }
 
 func appendJSON(f *os.File, v any) error {

@@ -48,9 +48,10 @@ func tokenSet(t *testing.T) string {
 
 func tinyRun(set string) Config {
 	s, _ := ParseSchedule("2,4,6", "0.5:0.5:0.5,0.5:0.5:1,1:1:1")
-	return Config{Model: ModelConfig{Vocab: 50257, Padded: 50304, Layers: 2, Heads: 2, Channels: 16, MaxT: 16},
-		Data: []Data{{Dir: set, Weight: 1}}, Steps: 6, Batch: 2, Seq: 16, Accum: 2, Seed: 5, LR: 1e-3, Warmup: 2,
-		EST: "custom", Schedule: &s, EvalEvery: 3, CheckpointEvery: 3}
+	c := Recipe(ModelConfig{Vocab: 50257, Padded: 50304, Layers: 2, Heads: 2, Channels: 16, MaxT: 16})
+	c.Data, c.Steps, c.Batch, c.Seq, c.Accum, c.Seed, c.LR, c.MinLR, c.Warmup = []Data{{Dir: set, Weight: 1}}, 6, 2, 16, 2, 5, 1e-3, 1e-4, 2
+	c.EST, c.Schedule, c.EvalEvery, c.CheckpointEvery = "custom", &s, 3, 3
+	return c
 }
 
 func records(t *testing.T, path string) []StepRecord {

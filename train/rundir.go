@@ -40,6 +40,28 @@ type ConfigFile struct {
 	Config
 }
 
+// UnmarshalJSON decodes the marker and hands the rest to Config's strict
+// decoding (which, embedded, would otherwise see the marker's keys).
+func (f *ConfigFile) UnmarshalJSON(b []byte) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return err
+	}
+	for key, dst := range map[string]any{"format": &f.Format, "version": &f.Version} {
+		if v, ok := top[key]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			delete(top, key)
+		}
+	}
+	rest, err := json.Marshal(top)
+	if err != nil {
+		return err
+	}
+	return f.Config.UnmarshalJSON(rest)
+}
+
 // runFiles are the files and directories a run writes in its directory.
 var runFiles = []string{"config.json", "metrics.jsonl", "lineage.jsonl", "stages.json", LossPlot, ckptDir, ".lock"}
 
@@ -49,11 +71,49 @@ var checkpointFiles = append(slices.Clone(tensorFiles), stepsFile, "state.json",
 // configBytes is config.json's content for cfg, and the configuration's
 // hash that checkpoints record (over the bare configuration, so that the
 // marker's spelling never changes it).
-func configBytes(cfg *Config) (file []byte, hash string) {
-	cb, _ := json.MarshalIndent(cfg, "", "  ")
-	h := sha256.Sum256(cb)
-	file, _ = json.MarshalIndent(ConfigFile{Format: runFormat, Version: runVersion, Config: *cfg}, "", "  ")
-	return append(file, '\n'), hex.EncodeToString(h[:8])
+func configBytes(cfg *Config) (file []byte, hash string, err error) {
+	_, hash, err = cfg.encode()
+	if err != nil {
+		return nil, "", err
+	}
+	file, err = json.MarshalIndent(ConfigFile{Format: runFormat, Version: runVersion, Config: *cfg}, "", "  ")
+	if err != nil {
+		return nil, "", fmt.Errorf("train: %w: %w", ErrConfig, err)
+	}
+	return append(file, '\n'), hash, nil
+}
+
+// runIdentity is config.json's content and the configuration's hash for a
+// run of cfg in out. A fresh run's are cfg's own. A resumed run's are its
+// config.json's, which is never rewritten: cfg may differ from it only in
+// the settings a resume may change (Resumable, which checkpoints record
+// instead), and anything else is refused by name. A resume that extends
+// the steps keeps the schedules' horizon (Config.Horizon).
+func runIdentity(out string, cfg *Config, resume bool) ([]byte, string, error) {
+	if !resume {
+		return configBytes(cfg)
+	}
+	base, err := ReadRunConfig(out)
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg.Steps != base.Steps && cfg.Horizon == 0 {
+		cfg.Horizon = base.horizon()
+	}
+	x := *cfg
+	resumableOf(base).apply(&x)
+	x.Horizon = base.Horizon
+	file, hash, err := configBytes(&x)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, bh, err := configBytes(base); err != nil {
+		return nil, "", err
+	} else if bh != hash {
+		return nil, "", fmt.Errorf("train: %w: %s/config.json differs in %s: --resume can change only the steps, evaluation and checkpoint settings; start a new run for the others",
+			shards.ErrMismatch, out, strings.Join(configDiff(base, &x), ", "))
+	}
+	return file, hash, nil
 }
 
 // ReadRunConfig reads a run's config.json: it must carry estkit's run
@@ -477,7 +537,11 @@ func openCheckpoint(run string) (*openedCheckpoint, error) {
 	if err := json.Unmarshal(b, &c.state); err != nil {
 		return nil, fmt.Errorf("train: %s: %w: %v", spath, ErrCorrupt, err)
 	}
-	if _, hash := configBytes(cfg); c.state.Step != m.Step || c.state.ConfigHash != m.ConfigHash || hash != m.ConfigHash {
+	_, hash, err := configBytes(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if c.state.Step != m.Step || c.state.ConfigHash != m.ConfigHash || hash != m.ConfigHash {
 		return nil, fmt.Errorf("train: %s: %w: step %d and configuration %s, %s records step %d and configuration %s (config.json's is %s)",
 			spath, ErrCorrupt, c.state.Step, c.state.ConfigHash, mpath, m.Step, m.ConfigHash, hash)
 	}

@@ -230,11 +230,11 @@ func TestLlamaStageStatistics(t *testing.T) {
 	if err := json.Unmarshal(b, &stages); err != nil || len(stages) != 2 {
 		t.Fatalf("stages.json: %s %v", b, err)
 	}
-	var saved Config
-	b, _ = os.ReadFile(filepath.Join(out, "config.json"))
-	if err := json.Unmarshal(b, &saved); err != nil {
+	savedFile, err := ReadRunConfig(out)
+	if err != nil {
 		t.Fatal(err)
 	}
+	saved := *savedFile
 	cfg.Defaults()
 	sampler := NewSampler(&cfg)
 	// 0.3 of 44 neurons is 13 (a fraction 13/44); one key/value group is

@@ -383,7 +383,7 @@ func TestEvalWithoutData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Eval(m, &cfg, "val", 1); err == nil {
+	if _, _, err := Eval(m, &cfg, "val", 1); err == nil {
 		t.Fatal("no error")
 	}
 }

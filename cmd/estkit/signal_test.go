@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -31,7 +31,9 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 func estTraceRun(t *testing.T) string {
 	t.Helper()
 	s := train.ESTPresets["est-gpt2"]
-	cfg := train.Config{Preset: "gpt2-tiny", Model: train.Presets["gpt2-tiny"], Steps: 1 << 40, Batch: 1, Seq: 8, EST: "est-gpt2", Schedule: &s}
+	cfg := train.Recipe(train.Presets["gpt2-tiny"])
+	s = s.Scaled(1 << 24)
+	cfg.Preset, cfg.Steps, cfg.Batch, cfg.Seq, cfg.EST, cfg.Schedule = "gpt2-tiny", 1<<24, 1, 8, "est-gpt2", &s
 	cfg.Data = []train.Data{{Dir: t.TempDir(), Weight: 1}} // est-trace reads no data, but a run's config names some
 	cfg.Defaults()
 	b, err := json.Marshal(train.ConfigFile{Format: "estkit.run", Version: 1, Config: cfg})
@@ -48,16 +50,17 @@ func estTraceRun(t *testing.T) string {
 // TestESTTraceSIGINT: the first SIGINT stops est-trace over a huge step
 // range (exit 130, "interrupted"); it used to print on until a second one.
 func TestESTTraceSIGINT(t *testing.T) {
+	errw := &bytes.Buffer{}
 	run := estTraceRun(t)
 	out := &firstWrite{started: make(chan struct{})}
 	done := make(chan int, 1)
 	go func() {
-		done <- execute([]string{"est-trace", "--run", run, "--steps", "0:1000000000000"}, out, io.Discard)
+		done <- execute([]string{"est-trace", "--run", run, "--steps", "0:1000000000000"}, out, errw)
 	}()
 	select {
 	case <-out.started:
 	case code := <-done:
-		t.Fatalf("est-trace ended at once with status %d", code)
+		t.Fatalf("est-trace ended at once with status %d: %s", code, errw)
 	case <-time.After(60 * time.Second):
 		t.Fatal("est-trace printed nothing")
 	}

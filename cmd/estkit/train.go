@@ -20,14 +20,26 @@ import (
 )
 
 type trainOptions struct {
-	preset, config, out, est, estStages, estRates string
-	data                                          []string
-	resume, overwrite                             bool
-	cfg                                           train.Config
+	out       string
+	data      []string
+	resume    bool
+	overwrite bool
+	flags     map[string]*settingFlag
 }
 
+// settingFlag holds the text of one of train.Settings as given; Resolve
+// parses it, so that the command has no map of its own from flags to
+// fields and a flag counts as given only when it was.
+type settingFlag struct {
+	kind, v string
+}
+
+func (s *settingFlag) String() string     { return s.v }
+func (s *settingFlag) Set(v string) error { s.v = v; return nil }
+func (s *settingFlag) Type() string       { return s.kind }
+
 func newTrainCmd(g *globals) *cobra.Command {
-	opts := &trainOptions{}
+	opts := &trainOptions{flags: map[string]*settingFlag{}}
 	presets := make([]string, 0, len(train.Presets))
 	for n := range train.Presets {
 		presets = append(presets, n)
@@ -42,17 +54,28 @@ with Evolving Subnetwork Training when --est names a schedule: each step runs
 a sampled subnetwork (heads, MLP neurons, blocks; outputs scaled by 1/p) on
 gathered weights, stage by stage until the full model trains.
 
-Settings resolve as defaults < --config FILE (JSON, the fields of the run's
-config.json) < flags; the resolved configuration is printed and saved in the
-run directory with metrics.jsonl, stages.json, lineage.jsonl and checkpoints.
+Settings resolve as the model's shape (--preset, or the "model" of --config),
+then its family's training recipe, then --config FILE (JSON, the fields of
+the run's config.json; unknown keys are errors), then the flags given. A flag
+given is used as given: --clip 0 turns clipping off, --weight-decay 0 turns
+weight decay off; a value out of range is an error naming it. The resolved
+configuration is printed and saved in the run directory with metrics.jsonl,
+stages.json, lineage.jsonl and checkpoints. Before allocating, the memory a
+step needs is estimated and a configuration that does not fit is refused with
+the largest micro-batch that does.
+
 --resume continues the run in --out from its latest checkpoint exactly as an
-uninterrupted run would have. A new run needs --out empty or new;
+uninterrupted run would have. It accepts --steps (to extend a run: the
+learning-rate schedule and the EST stages keep the horizon the run started
+with, so steps past it train at min-lr in the last stage), --eval-every,
+--eval-batches, --checkpoint-every and --keep-checkpoints; any other setting
+is refused by name. A new run needs --out empty or new;
 --overwrite deletes the run there first (and never a directory holding
 anything else).
 
 Model presets: ` + strings.Join(presets, ", ") + `.
-Llama presets default to the paper's TinyLlama recipe (learning rate 4e-4,
-cosine decay) where --lr and --decay are not given.
+Llama models (a preset or a --config shape) train with the paper's TinyLlama
+recipe (learning rate 4e-4, cosine decay) where lr and decay are not given.
 EST presets (stage ends scale to --steps): est-gpt2 (the paper's: stage ends
 20k, 70k, 150k of 150k steps, rates 0.5:0.5:0.5, 0.5:0.5:1, 1:1:1) and
 est-tinyllama (our reconstruction of the paper's TinyLlama schedule: the same
@@ -60,44 +83,26 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 		Example: `  estkit train --preset gpt2-tiny --data tok/owt --out runs/a --steps 300 --est est-gpt2
   estkit train --preset llama-tiny --data tok/slim:0.693584 --data tok/code:0.306416 --out runs/l --est est-tinyllama
   estkit train --preset gpt2-mini --data tok/slim:0.7 --data tok/code:0.3 --out runs/b --est-stages 100,300 --est-rates 0.5:0.5:1,1:1:1
-  estkit train --out runs/a --resume`,
+  estkit train --out runs/a --resume
+  estkit train --out runs/a --resume --steps 600`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runTrain(cmd, g, opts) },
 	}
 	f := cmd.Flags()
-	c := &opts.cfg
-	f.StringVar(&opts.preset, "preset", "gpt2-tiny", "model preset: "+strings.Join(presets, ", "))
-	f.StringVar(&opts.config, "config", "", "JSON configuration file (fields of a run's config.json)")
-	f.StringArrayVar(&opts.data, "data", nil, "token shard set, optionally with a mixture weight: DIR or DIR:WEIGHT (repeatable)")
+	for _, o := range train.Settings() {
+		if o.Name == "data" {
+			f.StringArrayVar(&opts.data, o.Name, nil, o.Usage)
+			continue
+		}
+		v := &settingFlag{kind: o.Kind}
+		opts.flags[o.Name] = v
+		fl := f.VarPF(v, o.Name, "", o.Usage)
+		fl.DefValue = o.Default
+		if o.Kind == "bool" {
+			fl.NoOptDefVal = "true"
+		}
+	}
 	f.StringVarP(&opts.out, "out", "o", "", "run directory (required)")
-	f.IntVar(&c.Steps, "steps", 100, "optimizer steps")
-	f.IntVar(&c.Batch, "batch", 4, "micro-batch size B")
-	f.IntVar(&c.Seq, "seq", 64, "sequence length T")
-	f.IntVar(&c.Accum, "accum", 1, "micro-batches per step (gradient accumulation)")
-	f.Float64Var(&c.LR, "lr", 6e-4, "peak learning rate")
-	f.Float64Var(&c.MinLR, "min-lr", 0, "final learning rate (default: lr/10)")
-	f.IntVar(&c.Warmup, "warmup", 0, "warmup steps")
-	f.StringVar(&c.Decay, "decay", "linear", "learning-rate decay after warmup: linear or cosine")
-	f.Float64Var(&c.WeightDecay, "weight-decay", 0.1, "AdamW weight decay (matrices only)")
-	f.Float64Var(&c.Clip, "clip", 1, "clip the global gradient norm to this (0: off)")
-	f.StringVar(&c.MatMul, "matmul", "", "precision of the matrix products: fp32 (the default), or bf16 (inputs rounded to bfloat16, float32 accumulation; --device cuda)")
-	f.StringVar(&c.Attention, "attention", "", "precision of attention's products, forward and backward: fp32 (the default), or bf16 (tensor cores, float32 softmax and accumulation; --device cuda)")
-	f.StringVar(&c.Activations, "activations", "", "how activations are stored: fp32 (the default), or bf16 (half the memory and memory traffic; every op computes in float32, the products read a bfloat16 copy of the weights; --device cuda)")
-	f.Uint64Var(&c.Seed, "seed", 0, "seed of initialisation, data order and subnetwork sampling")
-	f.StringVar(&c.Order, "order", shards.Shuffle, "data order: shuffle or sequential")
-	f.StringVar(&c.InitFrom, "init-from", "", "start from a Hugging Face model.safetensors (GPT2LMHeadModel or LlamaForCausalLM, as the preset)")
-	f.StringVar(&opts.est, "est", "off", "EST schedule: a preset (est-gpt2, est-tinyllama) or off")
-	f.StringVar(&opts.estStages, "est-stages", "", "custom EST stage ends in steps, e.g. 100,300,600")
-	f.StringVar(&opts.estRates, "est-rates", "", "custom EST rates per stage, pH:pM:pL, e.g. 0.5:0.5:0.5,0.5:0.5:1,1:1:1")
-	f.StringVar(&c.Sampler.LayerMode, "layer-mode", "fixed", "sampled blocks: fixed (exactly round(L·pL)) or bernoulli")
-	f.BoolVar(&c.Sampler.Shared, "shared", false, "every block uses the same sampled heads and neurons")
-	f.IntVar(&c.Sampler.Group, "neuron-group", 1, "sample MLP neurons in groups of this many")
-	f.StringVar(&c.Sampler.Heads, "est-heads", "groups", "with grouped-query attention, sample whole key/value groups (groups) or query heads within every group (within)")
-	f.StringVar(&c.Sampler.Update, "est-update", "dense", "AdamW on unsampled heads and neurons: dense (zero gradient, still moved by momentum and decay) or sampled (left as they are)")
-	f.StringVar(&c.SampleEvery, "sample-every", "step", "draw a subnetwork per optimizer step or per microbatch")
-	f.IntVar(&c.EvalEvery, "eval-every", 0, "val loss every N steps (0: at the end only)")
-	f.IntVar(&c.EvalBatches, "eval-batches", 4, "batches of the val split per evaluation")
-	f.IntVar(&c.CheckpointEvery, "checkpoint-every", 0, "checkpoint every N steps (always at the end)")
 	f.BoolVar(&opts.resume, "resume", false, "continue the run in --out from its latest checkpoint")
 	f.BoolVar(&opts.overwrite, "overwrite", false, "delete the run in --out and start a new one (a directory holding anything else is refused)")
 	cmd.MarkFlagRequired("out")
@@ -105,90 +110,43 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 	return cmd
 }
 
-func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
-	var cfg train.Config
-	if opts.resume {
-		c, err := train.ReadRunConfig(opts.out)
-		if err != nil {
-			return err
-		}
-		cfg = *c
-	} else {
-		model, ok := train.Presets[opts.preset]
-		if !ok {
-			return fmt.Errorf("train: no model preset %q", opts.preset)
-		}
-		cfg = opts.cfg
-		if opts.config != "" {
-			b, err := os.ReadFile(opts.config)
-			if err != nil {
-				return fmt.Errorf("train: %w", err)
-			}
-			file := train.ConfigFile{Config: opts.cfg} // a run's config.json, with its format marker, or a bare configuration
-			dec := json.NewDecoder(strings.NewReader(string(b)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&file); err != nil {
-				return fmt.Errorf("train: %s: %w", opts.config, err)
-			}
-			fileCfg := file.Config
-			// flags given on the command line win over the file
-			cfg = fileCfg
-			reapplyFlags(cmd, &cfg, &opts.cfg)
-		}
-		cfg.Preset = opts.preset
-		if cfg.Model.Layers == 0 {
-			cfg.Model = model
-		} else if !cmd.Flags().Changed("preset") {
-			cfg.Preset = "" // the model's shape came from --config
-		}
-		if cfg.Model.IsLlama() {
-			fl := cmd.Flags()
-			if !fl.Changed("lr") && opts.config == "" {
-				cfg.LR = 4e-4
-			}
-			if !fl.Changed("decay") && opts.config == "" {
-				cfg.Decay = "cosine"
-			}
-		}
-		if len(opts.data) > 0 {
-			cfg.Data = nil
-			for _, d := range opts.data {
-				dir, w := d, 1.0
-				if i := strings.LastIndexByte(d, ':'); i > 0 {
-					if v, err := strconv.ParseFloat(d[i+1:], 64); err == nil {
-						dir, w = d[:i], v
-					}
-				}
-				cfg.Data = append(cfg.Data, train.Data{Dir: dir, Weight: w})
-			}
-		}
+// settings are the train.Settings given on the command line.
+func (opts *trainOptions) settings(cmd *cobra.Command) []train.Setting {
+	var set []train.Setting
+	fl := cmd.Flags()
+	for _, o := range train.Settings() {
 		switch {
-		case opts.estStages != "" || opts.estRates != "":
-			s, err := train.ParseSchedule(opts.estStages, opts.estRates)
-			if err != nil {
-				return err
-			}
-			cfg.EST, cfg.Schedule = "custom", &s
-		case opts.est == "off":
-			if cfg.EST == "" {
-				cfg.EST = "off"
+		case !fl.Changed(o.Name):
+		case o.Name == "data":
+			for _, d := range opts.data {
+				set = append(set, train.Setting{Name: o.Name, Value: d})
 			}
 		default:
-			p, ok := train.ESTPresets[opts.est]
-			if !ok {
-				return fmt.Errorf("train: no EST preset %q (est-gpt2, est-tinyllama or off)", opts.est)
-			}
-			s := p.Scaled(cfg.Steps)
-			cfg.EST, cfg.Schedule = opts.est, &s
-		}
-		cfg.Defaults()
-		if err := cfg.Check(); err != nil {
-			return err
+			set = append(set, train.Setting{Name: o.Name, Value: opts.flags[o.Name].v})
 		}
 	}
-	cfg.Defaults()
+	return set
+}
+
+func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
+	var cfg train.Config
+	var err error
+	if opts.resume && opts.overwrite {
+		return fmt.Errorf("train: --resume continues the run in %s, --overwrite deletes it: give one", opts.out)
+	}
+	if opts.resume {
+		cfg, err = train.ResolveResume(opts.out, opts.settings(cmd))
+	} else {
+		cfg, err = train.Resolve(opts.settings(cmd))
+	}
+	if err != nil {
+		return err
+	}
 	if !g.quiet {
-		b, _ := json.MarshalIndent(cfg, "", "  ")
+		b, err := json.MarshalIndent(cfg, "", "  ")
+		if err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
 		fmt.Fprintf(g.stderr, "configuration:\n%s\n", b)
 	}
 	start := time.Now()
@@ -222,30 +180,6 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 	fmt.Fprintf(g.stdout, "%s: %d steps, %d tokens in %s; loss curves in %s\n\n", opts.out, res.Steps, res.Tokens,
 		time.Since(start).Round(time.Millisecond), filepath.Join(opts.out, train.LossPlot))
 	return printStages(g.stdout, res.Stages)
-}
-
-// reapplyFlags copies the flags set on the command line over a
-// configuration read from a file.
-func reapplyFlags(cmd *cobra.Command, dst, flags *train.Config) {
-	fl := cmd.Flags()
-	set := map[string]func(){
-		"steps": func() { dst.Steps = flags.Steps }, "batch": func() { dst.Batch = flags.Batch }, "seq": func() { dst.Seq = flags.Seq },
-		"accum": func() { dst.Accum = flags.Accum }, "lr": func() { dst.LR = flags.LR }, "min-lr": func() { dst.MinLR = flags.MinLR },
-		"warmup": func() { dst.Warmup = flags.Warmup }, "decay": func() { dst.Decay = flags.Decay },
-		"weight-decay": func() { dst.WeightDecay = flags.WeightDecay }, "clip": func() { dst.Clip = flags.Clip }, "matmul": func() { dst.MatMul = flags.MatMul },
-		"attention": func() { dst.Attention = flags.Attention }, "activations": func() { dst.Activations = flags.Activations }, "seed": func() { dst.Seed = flags.Seed }, "order": func() { dst.Order = flags.Order }, "init-from": func() { dst.InitFrom = flags.InitFrom },
-		"layer-mode": func() { dst.Sampler.LayerMode = flags.Sampler.LayerMode }, "shared": func() { dst.Sampler.Shared = flags.Sampler.Shared },
-		"est-update":   func() { dst.Sampler.Update = flags.Sampler.Update },
-		"est-heads":    func() { dst.Sampler.Heads = flags.Sampler.Heads },
-		"neuron-group": func() { dst.Sampler.Group = flags.Sampler.Group }, "sample-every": func() { dst.SampleEvery = flags.SampleEvery },
-		"eval-every": func() { dst.EvalEvery = flags.EvalEvery }, "eval-batches": func() { dst.EvalBatches = flags.EvalBatches },
-		"checkpoint-every": func() { dst.CheckpointEvery = flags.CheckpointEvery },
-	}
-	for name, apply := range set {
-		if fl.Changed(name) {
-			apply()
-		}
-	}
 }
 
 func printStages(w io.Writer, stages []train.StageStats) error {
@@ -306,20 +240,24 @@ func newEvalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			loss, err := train.Eval(m, cfg, split, batches)
+			loss, n, err := train.Eval(m, cfg, split, batches)
 			if err != nil {
 				return err
 			}
 			if g.json {
-				return printJSON(g.stdout, map[string]any{"split": split, "loss": loss, "batches": batches})
+				return printJSON(g.stdout, map[string]any{"split": split, "loss": loss, "batches": n})
 			}
-			fmt.Fprintf(g.stdout, "%s loss %.4f over %d batches of %d×%d\n", split, loss, batches, cfg.Batch, cfg.Seq)
+			note := ""
+			if n < batches {
+				note = fmt.Sprintf(" (the split holds %d of the %d asked)", n, batches)
+			}
+			fmt.Fprintf(g.stdout, "%s loss %.4f over %d batches of %d×%d%s\n", split, loss, n, cfg.Batch, cfg.Seq, note)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&run, "run", "", "run directory")
 	cmd.Flags().StringVar(&split, "split", shards.Val, "split: train or val")
-	cmd.Flags().IntVar(&batches, "batches", 8, "batches to average over")
+	cmd.Flags().IntVar(&batches, "batches", 8, "batches to average over (at most what the split holds; the number run is printed)")
 	cmd.MarkFlagRequired("run")
 	return cmd
 }

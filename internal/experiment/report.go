@@ -37,20 +37,19 @@ type runData struct {
 
 func loadRun(dir string) (*runData, error) {
 	r := &runData{}
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	cfg, err := train.ReadRunConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(b, &r.cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
+	r.cfg = *cfg
 	if r.recs, err = train.ReadMetrics(dir); err != nil {
 		return nil, err
 	}
 	if len(r.recs) != r.cfg.Steps {
 		return nil, fmt.Errorf("%s: %d of %d steps recorded: the run did not finish", dir, len(r.recs), r.cfg.Steps)
 	}
-	if b, err = os.ReadFile(filepath.Join(dir, "stages.json")); err != nil {
+	b, err := os.ReadFile(filepath.Join(dir, "stages.json"))
+	if err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(b, &r.stages); err != nil {

@@ -18,12 +18,14 @@ func fakeRun(t *testing.T, dir string, steps int, frac, val float64, est bool) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := train.Config{Model: train.ModelConfig{Vocab: 257, Padded: 384, Layers: 8, Heads: 8, Channels: 256, MaxT: 256},
-		Steps: steps, Batch: 8, Seq: 256, LR: 1e-3, MinLR: 1e-4, Warmup: 1, WeightDecay: 0.1, Clip: 1, EvalEvery: 5, EvalBatches: 16}
+	cfg := train.Recipe(train.ModelConfig{Vocab: 257, Padded: 384, Layers: 8, Heads: 8, Channels: 256, MaxT: 256})
+	cfg.Data = []train.Data{{Dir: "tok", Weight: 1}}
+	cfg.Steps, cfg.Batch, cfg.Seq, cfg.LR, cfg.MinLR, cfg.Warmup, cfg.EvalEvery, cfg.EvalBatches = steps, 8, 256, 1e-3, 1e-4, 1, 5, 16
 	if est {
+		cfg.EST = "custom"
 		cfg.Schedule = &train.Schedule{Ends: []int{steps / 2, steps}, Rates: []train.Rates{{PH: 0.5, PM: 0.5, PL: 0.5}, {PH: 1, PM: 1, PL: 1}}}
 	}
-	b, _ := json.Marshal(cfg)
+	b, _ := json.Marshal(train.ConfigFile{Format: "estkit.run", Version: 1, Config: cfg})
 	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
 	f, _ := os.Create(filepath.Join(dir, "metrics.jsonl"))
 	var stages []train.StageStats

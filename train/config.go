@@ -1,0 +1,458 @@
+package train
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/estkit/estkit/shards"
+)
+
+// ErrConfig marks a configuration that cannot run: a bad value, an unknown
+// name, or a change that resuming does not allow.
+var ErrConfig = errors.New("invalid configuration")
+
+// Data is one token shard set of the mixture and its weight.
+type Data struct {
+	Dir    string  `json:"dir"`
+	Weight float64 `json:"weight"`
+}
+
+// UnmarshalJSON decodes a data entry strictly; a missing weight is 1.
+func (d *Data) UnmarshalJSON(b []byte) error {
+	type plain Data
+	p := plain{Weight: 1}
+	if err := strictDecode(b, &p); err != nil {
+		return err
+	}
+	*d = Data(p)
+	return nil
+}
+
+// Config is a run's resolved configuration, saved in the run directory.
+//
+// The fields are flat in Go and in config.json, in groups: data and
+// batching (Data to InitFrom), schedule (LR to Decay, Horizon), optimizer
+// (Beta1 to Clip), precision, EST, evaluation and checkpoints. The JSON
+// keys and their order are those of every run written so far, because a
+// checkpoint records a hash of this encoding; Resolve builds a Config,
+// Check validates one.
+type Config struct {
+	Preset string      `json:"preset,omitempty"` // the model preset, when the shape came from one
+	Model  ModelConfig `json:"model"`
+	Data   []Data      `json:"data"`
+
+	Steps    int    `json:"steps"` // optimizer steps
+	Batch    int    `json:"batch"` // micro-batch B
+	Seq      int    `json:"seq"`   // T
+	Accum    int    `json:"accum"` // micro-batches per step
+	Seed     uint64 `json:"seed"`
+	Order    Order  `json:"order"`
+	InitFrom string `json:"init_from,omitempty"`
+
+	LR          float64 `json:"lr"`
+	MinLR       float64 `json:"min_lr"`
+	Warmup      int     `json:"warmup"`
+	Decay       Decay   `json:"decay"`
+	Beta1       float64 `json:"beta1"`
+	Beta2       float64 `json:"beta2"`
+	Eps         float64 `json:"eps"`
+	WeightDecay float64 `json:"weight_decay"`
+	Clip        float64 `json:"clip"` // global gradient norm; 0: off
+	// MatMul is the precision of the matrix products: "" (fp32), or
+	// "bf16" (inputs rounded to bfloat16, float32 accumulation) on a
+	// backend with that variant (cuda).
+	MatMul Precision `json:"matmul,omitempty"`
+	// Attention is the precision of attention's products, forward and
+	// backward: "" (fp32), or "bf16" (tensor-core products, float32
+	// softmax and accumulation) on a backend with that variant (cuda).
+	Attention Precision `json:"attention,omitempty"`
+	// Activations is how the activations are stored: "" (fp32), or
+	// "bf16" (and the products' copy of the weights) on a backend that
+	// stores bfloat16 (cuda); parameters, gradients and moments stay
+	// float32.
+	Activations Precision `json:"activations,omitempty"`
+
+	EST         string         `json:"est"` // preset name, "custom" or "off"
+	Schedule    *Schedule      `json:"schedule,omitempty"`
+	Sampler     SamplerOptions `json:"sampler"`
+	SampleEvery SampleEvery    `json:"sample_every"`
+
+	EvalEvery       int `json:"eval_every"` // 0: at the end only
+	EvalBatches     int `json:"eval_batches"`
+	CheckpointEvery int `json:"checkpoint_every"` // 0: at the end only
+	KeepCheckpoints int `json:"keep_checkpoints"`
+
+	// Horizon is the step count the learning-rate schedule spans when a
+	// resumed run was extended past it (0: Steps). Extension keeps the
+	// schedule of the run as started: the rate reaches MinLR at the
+	// original last step and stays there, and the EST stage ends stay
+	// where they were (steps past the last end run the last stage).
+	Horizon int `json:"horizon,omitempty"`
+}
+
+// Order is the data order: shuffle or sequential.
+type Order string
+
+// Decay is the learning-rate decay after warmup: linear or cosine.
+type Decay string
+
+// Precision is the precision of a class of products or of stored
+// activations: "" (fp32; "fp32" decodes to "") or "bf16".
+type Precision string
+
+// SampleEvery is how often EST draws a subnetwork: step or microbatch.
+type SampleEvery string
+
+// The values of the enumerations.
+const (
+	DecayLinear        Decay       = "linear"
+	DecayCosine        Decay       = "cosine"
+	FP32               Precision   = ""
+	BF16               Precision   = "bf16"
+	SampleStep         SampleEvery = "step"
+	SampleMicrobatch   SampleEvery = "microbatch"
+	LayerModeFixed                 = "fixed"
+	LayerModeBernoulli             = "bernoulli"
+)
+
+func oneOf(what, v string, ok ...string) error {
+	if slices.Contains(ok, v) {
+		return nil
+	}
+	return fmt.Errorf("train: %w: %s %q (want %s)", ErrConfig, what, v, strings.Join(ok, " or "))
+}
+
+// UnmarshalText accepts shuffle or sequential.
+func (o *Order) UnmarshalText(b []byte) error {
+	if err := oneOf("order", string(b), shards.Shuffle, shards.Sequential); err != nil {
+		return err
+	}
+	*o = Order(b)
+	return nil
+}
+
+// UnmarshalText accepts linear or cosine.
+func (d *Decay) UnmarshalText(b []byte) error {
+	if err := oneOf("decay", string(b), string(DecayLinear), string(DecayCosine)); err != nil {
+		return err
+	}
+	*d = Decay(b)
+	return nil
+}
+
+// UnmarshalText accepts fp32 (stored as "", so that a config has one
+// spelling and one hash), "" and bf16.
+func (p *Precision) UnmarshalText(b []byte) error {
+	if err := oneOf("precision", string(b), "fp32", "bf16", ""); err != nil {
+		return err
+	}
+	*p = Precision(strings.TrimPrefix(string(b), "fp32"))
+	return nil
+}
+
+// UnmarshalText accepts step or microbatch.
+func (s *SampleEvery) UnmarshalText(b []byte) error {
+	if err := oneOf("sample-every", string(b), string(SampleStep), string(SampleMicrobatch)); err != nil {
+		return err
+	}
+	*s = SampleEvery(b)
+	return nil
+}
+
+// UnmarshalJSON decodes sampler options strictly (unknown keys are
+// errors) and checks their names, keeping what the JSON does not give.
+func (s *SamplerOptions) UnmarshalJSON(b []byte) error {
+	type plain SamplerOptions
+	p := plain(*s)
+	if err := strictDecode(b, &p); err != nil {
+		return err
+	}
+	o := SamplerOptions(p)
+	if err := o.checkNames(); err != nil {
+		return err
+	}
+	*s = o
+	return nil
+}
+
+func (s *SamplerOptions) checkNames() error {
+	return errors.Join(oneOf("layer-mode", s.LayerMode, LayerModeFixed, LayerModeBernoulli),
+		oneOf("est-heads", s.Heads, "groups", "within"),
+		oneOf("est-update", s.Update, "dense", "sampled"))
+}
+
+// UnmarshalJSON decodes a configuration strictly: unknown keys, trailing
+// data and unknown names of enumerations are errors. Keys absent from the
+// JSON keep the values c holds, so decoding over a recipe overrides it.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	type plain Config
+	p := plain(*c)
+	if err := strictDecode(b, &p); err != nil {
+		return err
+	}
+	*c = Config(p)
+	return nil
+}
+
+func strictDecode(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// Recipe is the configuration a model of this shape trains with unless
+// told otherwise, by family: GPT-2's is nanoGPT's and the paper's (AdamW
+// 0.9/0.95, weight decay 0.1, clip 1, learning rate 6e-4 with linear
+// decay to a tenth), Llama's the paper's TinyLlama recipe (4e-4, cosine
+// decay to a tenth). The data is left empty.
+func Recipe(m ModelConfig) Config {
+	c := Config{Model: m, Steps: 100, Batch: 4, Seq: 64, Accum: 1, Order: shards.Shuffle,
+		LR: 6e-4, Decay: DecayLinear, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Clip: 1,
+		EST: "off", Sampler: SamplerOptions{LayerMode: LayerModeFixed, Group: 1, Heads: "groups", Update: "dense"},
+		SampleEvery: SampleStep, EvalBatches: 4, KeepCheckpoints: 2}
+	if m.IsLlama() {
+		c.LR, c.Decay = 4e-4, DecayCosine
+	}
+	c.MinLR = c.LR / 10
+	return c
+}
+
+// Defaults gives the enumerations of a configuration written before they
+// were all recorded their default names, and spells fp32 one way. It
+// never replaces a number: zero is a value (weight decay 0, clip 0).
+func (c *Config) Defaults() {
+	for _, p := range []*Precision{&c.MatMul, &c.Attention, &c.Activations} {
+		if *p == "fp32" {
+			*p = FP32
+		}
+	}
+	if c.Order == "" {
+		c.Order = shards.Shuffle
+	}
+	if c.Decay == "" {
+		c.Decay = DecayLinear
+	}
+	if c.EST == "" {
+		c.EST = "off"
+	}
+	if c.SampleEvery == "" {
+		c.SampleEvery = SampleStep
+	}
+	if c.Sampler.LayerMode == "" {
+		c.Sampler.LayerMode = LayerModeFixed
+	}
+	if c.Sampler.Update == "" {
+		c.Sampler.Update = "dense"
+	}
+	if c.Sampler.Heads == "" {
+		c.Sampler.Heads = "groups"
+	}
+}
+
+// maxSize bounds every size of a configuration, so that no product of
+// sizes overflows before the memory estimate refuses it.
+const maxSize = 1 << 24
+
+// Check validates a resolved configuration: every number finite and in
+// its range, every name known, the EST schedule consistent with its
+// preset. Errors name the option as the command line and config.json do.
+func (c *Config) Check() error {
+	var errs []error
+	bad := func(name string, v any, want string) {
+		errs = append(errs, fmt.Errorf("train: %w: %s = %v: %s", ErrConfig, name, v, want))
+	}
+	posInt := func(name string, v int) {
+		if v <= 0 || v > maxSize {
+			bad(name, v, fmt.Sprintf("want a whole number from 1 to %d", maxSize))
+		}
+	}
+	nonNegInt := func(name string, v int) {
+		if v < 0 {
+			bad(name, v, "want 0 or more")
+		}
+	}
+	finite := func(name string, v, lo, hi float64, loOpen, hiOpen bool) {
+		switch {
+		case math.IsNaN(v) || math.IsInf(v, 0):
+			bad(name, v, "want a finite number")
+		case v < lo || loOpen && v == lo || v > hi || hiOpen && v == hi:
+			l, h := "[", "]"
+			if loOpen {
+				l = "("
+			}
+			if hiOpen {
+				h = ")"
+			}
+			bad(name, v, fmt.Sprintf("want a number in %s%g, %g%s", l, lo, hi, h))
+		}
+	}
+	posInt("steps", c.Steps)
+	posInt("batch", c.Batch)
+	posInt("seq", c.Seq)
+	posInt("accum", c.Accum)
+	nonNegInt("warmup", c.Warmup)
+	nonNegInt("eval_every", c.EvalEvery)
+	posInt("eval_batches", c.EvalBatches)
+	nonNegInt("checkpoint_every", c.CheckpointEvery)
+	posInt("keep_checkpoints", c.KeepCheckpoints)
+	nonNegInt("horizon", c.Horizon)
+	finite("lr", c.LR, 0, math.MaxFloat64, true, false)
+	finite("min_lr", c.MinLR, 0, math.Max(c.LR, 0), false, false)
+	finite("beta1", c.Beta1, 0, 1, false, true)
+	finite("beta2", c.Beta2, 0, 1, false, true)
+	finite("eps", c.Eps, 0, 1, true, false)
+	finite("weight_decay", c.WeightDecay, 0, math.MaxFloat64, false, false)
+	finite("clip", c.Clip, 0, math.MaxFloat64, false, false)
+	if c.Model.MaxT > 0 && c.Seq > c.Model.MaxT {
+		errs = append(errs, fmt.Errorf("train: %w: seq %d is longer than the model's %d positions", ErrConfig, c.Seq, c.Model.MaxT))
+	}
+	if len(c.Data) == 0 {
+		errs = append(errs, fmt.Errorf("train: %w: no data (--data SET[:weight])", ErrConfig))
+	}
+	for _, d := range c.Data {
+		if d.Dir == "" {
+			bad("data", fmt.Sprintf("%q", d.Dir), "want a token shard set's directory")
+		}
+		finite("weight of data "+d.Dir, d.Weight, 0, math.MaxFloat64, true, false)
+	}
+	errs = append(errs, oneOf("order", string(c.Order), shards.Shuffle, shards.Sequential),
+		oneOf("decay", string(c.Decay), string(DecayLinear), string(DecayCosine)),
+		oneOf("sample_every", string(c.SampleEvery), string(SampleStep), string(SampleMicrobatch)),
+		c.Sampler.checkNames())
+	for _, p := range []struct {
+		name string
+		v    Precision
+	}{{"matmul", c.MatMul}, {"attention", c.Attention}, {"activations", c.Activations}} {
+		errs = append(errs, oneOf(p.name, string(p.v), "", string(BF16)))
+	}
+	if err := c.checkModel(); err != nil {
+		errs = append(errs, err)
+	} else if g := c.Sampler.Group; g <= 0 || c.Model.MLP()%g != 0 {
+		bad("neuron_group", g, fmt.Sprintf("want a divisor of the MLP width %d", c.Model.MLP()))
+	}
+	errs = append(errs, c.checkEST())
+	return errors.Join(errs...)
+}
+
+// checkModel validates the shape, with bounds on every size first so that
+// nothing downstream multiplies into an overflow.
+func (c *Config) checkModel() error {
+	m := c.Model
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"Vocab", m.Vocab}, {"Padded", m.Padded}, {"Layers", m.Layers}, {"Heads", m.Heads}, {"KVHeads", m.KVHeads},
+		{"Channels", m.Channels}, {"FF", m.FF}, {"MaxT", m.MaxT}} {
+		if v.n < 0 || v.n > maxSize {
+			return fmt.Errorf("train: %w: model %s = %d: want 0 to %d", ErrConfig, v.name, v.n, maxSize)
+		}
+	}
+	for _, v := range []struct {
+		name string
+		x    float64
+	}{{"RopeTheta", m.RopeTheta}, {"NormEps", m.NormEps}} {
+		if math.IsNaN(v.x) || math.IsInf(v.x, 0) || v.x < 0 {
+			return fmt.Errorf("train: %w: model %s = %v: want a finite number", ErrConfig, v.name, v.x)
+		}
+	}
+	if err := m.Check(); err != nil {
+		return fmt.Errorf("%w (%w)", err, ErrConfig)
+	}
+	return nil
+}
+
+// checkEST: "off" has no schedule, "custom" has one, and a preset's is the
+// preset scaled to the run's steps (or, for an extended run, its horizon).
+func (c *Config) checkEST() error {
+	switch p, ok := ESTPresets[c.EST]; {
+	case c.EST == "off":
+		if c.Schedule != nil {
+			return fmt.Errorf("train: %w: est off with a schedule: give est custom to train with it", ErrConfig)
+		}
+	case c.EST == "custom":
+		if c.Schedule == nil {
+			return fmt.Errorf("train: %w: est custom without a schedule (--est-stages and --est-rates)", ErrConfig)
+		}
+	case ok:
+		if c.Schedule == nil {
+			return fmt.Errorf("train: %w: est %s without its schedule (Resolve derives it)", ErrConfig, c.EST)
+		}
+		if want := p.Scaled(c.horizon()); !slices.Equal(want.Ends, c.Schedule.Ends) || !slices.Equal(want.Rates, c.Schedule.Rates) {
+			return fmt.Errorf("train: %w: est %s's schedule over %d steps is %v %v, the configuration gives %v %v: give est custom for another schedule",
+				ErrConfig, c.EST, c.horizon(), want.Ends, want.Rates, c.Schedule.Ends, c.Schedule.Rates)
+		}
+	default:
+		return fmt.Errorf("train: %w: est %q (want %s, custom or off)", ErrConfig, c.EST, strings.Join(estPresetNames(), ", "))
+	}
+	if c.Schedule != nil {
+		if err := c.Schedule.Check(); err != nil {
+			return fmt.Errorf("%w (%w)", err, ErrConfig)
+		}
+	}
+	return nil
+}
+
+func estPresetNames() []string {
+	var n []string
+	for k := range ESTPresets {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// horizon is the number of steps the learning-rate schedule spans.
+func (c *Config) horizon() int {
+	if c.Horizon > 0 {
+		return c.Horizon
+	}
+	return c.Steps
+}
+
+// LRAt is the learning rate of a step (0-based): linear warmup, then linear
+// or cosine decay to MinLR at the last step of the horizon, MinLR after it.
+func (c *Config) LRAt(step int) float64 {
+	if step < c.Warmup {
+		return c.LR * float64(step+1) / float64(c.Warmup)
+	}
+	n := c.horizon()
+	if n <= c.Warmup+1 {
+		return c.LR
+	}
+	frac := min(1, float64(step-c.Warmup)/float64(n-1-c.Warmup))
+	if c.Decay == DecayCosine {
+		return c.MinLR + 0.5*(c.LR-c.MinLR)*(1+math.Cos(math.Pi*frac))
+	}
+	return c.LR + (c.MinLR-c.LR)*frac
+}
+
+// evalAt says whether the run evaluates after steps steps are done: every
+// EvalEvery steps (0: never in between) and always at the end.
+func (c *Config) evalAt(steps int) bool {
+	return steps == c.Steps || c.EvalEvery > 0 && steps%c.EvalEvery == 0
+}
+
+// encode is the configuration as config.json holds it and its hash (the
+// one checkpoints record).
+func (c *Config) encode() ([]byte, string, error) {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, "", fmt.Errorf("train: %w: %w", ErrConfig, err)
+	}
+	h := sha256.Sum256(b)
+	return b, hex.EncodeToString(h[:8]), nil
+}

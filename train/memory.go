@@ -1,0 +1,171 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/estkit/estkit/kernels"
+)
+
+// ErrMemory marks a configuration that needs more memory than there is.
+var ErrMemory = errors.New("not enough memory")
+
+// MemoryEstimate is what a training configuration needs at its largest
+// step, in bytes (float64: an absurd shape must not overflow the sum).
+type MemoryEstimate struct {
+	Params, Grads, Moments float64 // float32 each; moments: AdamW's m and v
+	// Activations: one micro-batch's forward state of every block, the
+	// logits, the backward scratch and one block's gathered weights, at
+	// the configuration's B×T (bfloat16 where it stores activations so).
+	Activations float64
+	// Host: the float32 copy of the parameters that initialisation builds
+	// on the host (on the CPU it is counted once more, as the buffers are
+	// separate allocations).
+	Host float64
+	// PerSequence is what one more sequence of the micro-batch adds.
+	PerSequence float64
+}
+
+// Total is the sum.
+func (e MemoryEstimate) Total() float64 {
+	return e.Params + e.Grads + e.Moments + e.Activations + e.Host
+}
+
+// EstimateMemory is an upper estimate of the memory a step of cfg needs
+// on ops (attention's state is the backend's), counted from the same
+// buffers the models allocate (GPT2.ensure, Llama.ensure and their
+// forward and backward passes) at the full model's size.
+func EstimateMemory(ops kernels.Ops, cfg *Config) MemoryEstimate {
+	m := cfg.Model
+	C, L, Vp, T := float64(m.Channels), float64(m.Layers), float64(m.Padded), float64(cfg.Seq)
+	NH, KV, MaxT := float64(m.Heads), float64(m.KV()), float64(m.MaxT)
+	HS := C / NH
+	FF := float64(m.MLP())
+	var params, perTok, weights float64
+	if m.IsLlama() {
+		W := (NH + 2*KV) * HS
+		block := C*W + C*C + 2*FF*C + FF*C + 2*C
+		params = 2*Vp*C + L*block + C
+		// per block: out, x1, n1, atty, n2 (C each), n1r, n2r, qkv (W),
+		// h (2FF), act (FF); outside: x0, nf, dres, dtmp, dnf, logits,
+		// losses, nfr; scratch: dqkv, datty, dh, dact
+		perTok = L*(5*C+2+W+3*FF) + 5*C + Vp + 2 + W + C + 3*FF
+		weights = 2*block + C*C // gathered weights and the weight-gradient gather
+	} else {
+		block := 12*C*C + 13*C
+		params = Vp*C + MaxT*C + L*block + 2*C
+		// per block: out, x1, ln1, atty, ln2 (C each), qkv (3C), fch,
+		// fcg (4C each), ln1m, ln1r, ln2m, ln2r; outside: x0, lnf, dres,
+		// dtmp, dlnf, logits, losses, lnfm, lnfr; scratch: dqkv, datty,
+		// dfch, dfcg
+		perTok = L*(16*C+4) + 5*C + Vp + 3 + 3*C + C + 8*C
+		weights = 2*block + 4*C*C
+	}
+	att := NH * T * T
+	if att < 1<<40 {
+		att = float64(ops.AttentionState(1, m.Heads, cfg.Seq))
+	}
+	act := 4.0
+	if cfg.Activations == BF16 {
+		act = 2
+	}
+	perSeq := act * (T*perTok + L*att)
+	e := MemoryEstimate{Params: 4 * params, Grads: 4 * params, Moments: 8 * params,
+		Activations: float64(cfg.Batch)*perSeq + act*weights, Host: 4 * params, PerSequence: perSeq}
+	return e
+}
+
+// MemoryReporter is a backend that knows how much memory it can allocate.
+type MemoryReporter interface {
+	MemoryAvailable() (int64, error)
+}
+
+// checkMemory refuses a configuration whose estimate exceeds limit (0:
+// what the CPU's backend may use, from /proc/meminfo and the cgroup, or
+// what a backend reports; below 0: no check), with the estimate and the
+// largest micro-batch that fits.
+func checkMemory(ops kernels.Ops, cfg *Config, limit int64) error {
+	if limit < 0 {
+		return nil
+	}
+	e := EstimateMemory(ops, cfg)
+	where := "available"
+	if limit == 0 {
+		var err error
+		switch r, ok := ops.(MemoryReporter); {
+		case ok:
+			limit, err = r.MemoryAvailable()
+			where = "free on the " + ops.Name() + " device"
+		case ops.Name() == "cpu":
+			limit, err = hostMemory()
+		default:
+			return nil // the backend cannot say; it fails at allocation with its own error
+		}
+		if err != nil || limit <= 0 {
+			return nil
+		}
+	}
+	if e.Total() <= float64(limit) {
+		return nil
+	}
+	fixed := e.Total() - float64(cfg.Batch)*e.PerSequence
+	fit := "none: the parameters, gradients and moments alone do not fit"
+	if b := math.Floor((float64(limit) - fixed) / e.PerSequence); b >= 1 {
+		fit = fmt.Sprintf("--batch %d (with --accum for the same tokens per step)", int64(b))
+	}
+	return fmt.Errorf("train: %w: batch %d × seq %d of this %d-layer model needs about %s (parameters %s, gradients %s, AdamW moments %s, activations %s, host copy %s); %s %s; largest micro-batch that fits: %s",
+		ErrMemory, cfg.Batch, cfg.Seq, cfg.Model.Layers, bytesText(e.Total()), bytesText(e.Params), bytesText(e.Grads), bytesText(e.Moments),
+		bytesText(e.Activations), bytesText(e.Host), bytesText(float64(limit)), where, fit)
+}
+
+func bytesText(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	return strconv.FormatFloat(b, 'f', 1, 64) + " " + units[i]
+}
+
+// hostMemory is the memory this process may still use: MemAvailable, or
+// less where the cgroup's limit leaves less.
+func hostMemory() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	var avail int64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("train: /proc/meminfo: %w", err)
+			}
+			avail = kb << 10
+		}
+	}
+	// The cgroup's limit less what the cgroup holds that cannot be
+	// reclaimed (anonymous memory; page cache is given back on demand).
+	maxB, err1 := os.ReadFile("/sys/fs/cgroup/memory.max")
+	stat, err2 := os.ReadFile("/sys/fs/cgroup/memory.stat")
+	if mx, e := strconv.ParseInt(strings.TrimSpace(string(maxB)), 10, 64); err1 == nil && err2 == nil && e == nil { // "max": no limit
+		var anon int64
+		for _, line := range strings.Split(string(stat), "\n") {
+			if v, ok := strings.CutPrefix(line, "anon "); ok {
+				anon, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		if avail == 0 || mx-anon < avail {
+			avail = mx - anon
+		}
+	}
+	return avail, nil
+}
