@@ -169,7 +169,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 				val = fmt.Sprintf(" val %.4f", r.ValLoss)
 			}
 			fmt.Fprintf(g.stderr, "step %d/%d  stage %d (%s)  loss %.4f%s  lr %.2e  %.0f tok/s  block FLOPs saved %.1f%%  ETA %s\n",
-				r.Step+1, cfg.Steps, r.Stage+1, r.Rates, r.Loss, val, r.LR, r.TokensPerS, 100*saved/full, eta.Round(time.Second))
+				r.Step+1, cfg.Steps, r.Stage, r.Rates, r.Loss, val, r.LR, r.TokensPerS, 100*saved/full, eta.Round(time.Second))
 		}})
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ func printStages(w io.Writer, stages []train.StageStats) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "stage\trates\tsteps\ttokens\tloss at end\tblock FLOPs saved\tall FLOPs saved\tseconds\tpeak RSS MiB\t")
 	for _, s := range stages {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%.4f\t%.1f%%\t%.1f%%\t%.1f\t%d\t\n", s.Stage+1, s.Rates, s.Steps, s.Tokens, s.LastLoss,
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%.4f\t%.1f%%\t%.1f%%\t%.1f\t%d\t\n", s.Stage, s.Rates, s.Steps, s.Tokens, s.LastLoss,
 			100*(1-s.FLOPs.Blocks/s.FullFLOPs.Blocks), 100*(1-s.FLOPs.All/s.FullFLOPs.All), s.Seconds, s.PeakRSS>>20)
 	}
 	return tw.Flush()
