@@ -244,7 +244,7 @@ cuda: cuda-deps build
 	$(GO) test -tags '$(TAGS)' -count=1 -run 'TestProbe' ./kernels/cuda
 
 # Everything a GPU machine (driver, CUDA libraries, PyTorch; no Go) needs
-# for the device check, in one folder of about 60 MB (the binaries
+# for the device check, in one folder of about 70 MB (the binaries
 # gzipped, GPT-2 token shards of a few MB, 30 MB of benchmark English
 # gzipped): there, $(DEVICE_DIR)/run.sh runs the conformance suite, the
 # CPU-against-GPU training check, the per-op timing table and a short EST
