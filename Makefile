@@ -15,12 +15,23 @@ REFS        := $(CURDIR)/.cache/ref
 # `make blas` when missing). TAGS= builds the pure-Go fallback.
 TAGS        ?= openblas
 
-.PHONY: all build blas demo experiment test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check
+PREFIX      ?= /usr/local
+
+.PHONY: all build install blas demo experiment test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check
 
 all: build
 
 build: blas
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/estkit
+
+# estkit, and estkit-cuda when make cuda has built it, into PREFIX/bin
+# (DESTDIR for staging): estkit runs --device cuda in the estkit-cuda
+# beside it, so the two go together.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/estkit
+	@if [ -e bin/estkit-cuda ]; then install -m 0755 bin/estkit-cuda $(DESTDIR)$(PREFIX)/bin/estkit-cuda && echo "installed estkit and estkit-cuda in $(DESTDIR)$(PREFIX)/bin"; \
+	else echo "installed estkit in $(DESTDIR)$(PREFIX)/bin, without CUDA (make cuda install adds estkit-cuda)"; fi
 
 # OpenBLAS headers and library for the cgo matrix products.
 blas:
@@ -209,11 +220,14 @@ cuda-deps:
 cuda-ptx: cuda-deps
 	cd kernels/cuda && $(NVCC) $(NVCC_FLAGS) -o kernels.ptx kernels.cu && $(GO) generate .
 
-# Builds the cuda binary (bin/estkit-cuda) and the GPU test binaries, after
-# checking that the committed PTX and tables are kernels.cu's and that ptxas
-# assembles every kernel for sm_80 and sm_90 without spilling registers
-# (CI runs it).
-cuda: cuda-deps
+# Builds what users install, bin/estkit and bin/estkit-cuda (the cuda
+# build, which estkit runs for --device cuda: gorgonia.org/cu ends a
+# process at start-up where there is no GPU), and the GPU test binaries,
+# after checking that the committed PTX and tables are kernels.cu's and
+# that ptxas assembles every kernel for sm_80 and sm_90 without spilling
+# registers; then checks that the pair starts on this machine, GPU or not,
+# and hands --device cuda over as specified (CI runs it).
+cuda: cuda-deps build
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && cd kernels/cuda && \
 	$(NVCC) $(NVCC_FLAGS) -o $$tmp/kernels.ptx kernels.cu && $(GO) run ./internal/gen -out $$tmp && \
 	for f in kernels.ptx emu_table.inc sigs.go; do cmp -s $$tmp/$$f $$f || { echo "kernels/cuda/$$f is stale: run make cuda-ptx"; exit 1; }; done && \
@@ -226,14 +240,19 @@ cuda: cuda-deps
 	$(CUDA_ENV) $(GO) build -tags cuda -o bin/estkit-cuda ./cmd/estkit
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/cuda.test ./kernels/cuda
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/train-cuda.test ./train
+	$(CUDA_ENV) ESTKIT_REQUIRE_CUDA_BUILD=1 $(GO) test -tags '$(TAGS)' -count=1 -run 'TestCUDABuild|TestHandOff' ./cmd/estkit
+	$(GO) test -tags '$(TAGS)' -count=1 -run 'TestProbe' ./kernels/cuda
 
 # Everything a GPU machine (driver, CUDA libraries, PyTorch; no Go) needs
-# for the device check, in one folder of about 58 MB (the binaries
+# for the device check, in one folder of about 70 MB (the binaries
 # gzipped, GPT-2 token shards of a few MB, 30 MB of benchmark English
 # gzipped): there, $(DEVICE_DIR)/run.sh runs the conformance suite, the
 # CPU-against-GPU training check, the per-op timing table and a short EST
-# run of GPT-2 124M, then estkit shard's scaling over the machine's CPU
-# cores, which no development machine (2 cores) can show (docs/PERF.md).
+# run of GPT-2 124M through estkit --device cuda (estkit and estkit-cuda
+# side by side, as installed; estkit without OpenBLAS, which the GPU
+# machine may lack), then estkit shard's scaling over the machine's CPU
+# cores, which no development machine (2 cores) can show (docs/PERF.md);
+# each step has a time limit, all of them together under 8 minutes.
 device-check: cuda build
 	rm -rf $(DEVICE_DIR) && mkdir -p $(DEVICE_DIR)
 	$(BIN) -q samples --out $(DEVICE_DIR)/work/samples --bytes 3000000
@@ -246,6 +265,7 @@ device-check: cuda build
 	cp bin/cuda.test kernels/cuda/devicecheck/run.sh kernels/cuda/devicecheck/report.py $(DEVICE_DIR)/
 	gzip -c bin/train-cuda.test > $(DEVICE_DIR)/train-cuda.test.gz
 	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w' -o $(DEVICE_DIR)/estkit-cuda ./cmd/estkit && gzip $(DEVICE_DIR)/estkit-cuda
+	$(GO) build -ldflags '-s -w' -o $(DEVICE_DIR)/estkit ./cmd/estkit && gzip $(DEVICE_DIR)/estkit
 	@echo "device check ready: run $(DEVICE_DIR)/run.sh on the GPU machine"
 
 clean:

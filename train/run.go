@@ -24,6 +24,8 @@ type StepRecord struct {
 	Tokens     int64   `json:"tokens"`
 	TokensPerS float64 `json:"tokens_per_s"`
 	MS         float64 `json:"ms"`
+	// of MS, waiting for the loader's batches
+	DataWaitMS float64 `json:"data_wait_ms"`
 	FLOPs      FLOPs   `json:"flops"`      // done this step
 	FullFLOPs  FLOPs   `json:"full_flops"` // the full model's
 	ValLoss    float64 `json:"val_loss,omitempty"`
@@ -226,8 +228,11 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		skipped := plan.Skipped(cfg.Model.Layers) // no update at all, as PyTorch skips parameters without a gradient
 		model.ZeroGrads(skipped)
 		var refs [][]shards.SeqRef
+		var wait time.Duration
 		for _, sel := range plan {
+			w0 := time.Now()
 			b, err := loader.Next()
+			wait += time.Since(w0)
 			if err != nil {
 				return nil, err
 			}
@@ -273,7 +278,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		st.Tokens += tokens
 		dt := time.Since(t0)
 		rec := StepRecord{Step: step, Stage: stage, Rates: rates, Loss: loss, LR: lr, GradNorm: norm, Tokens: st.Tokens,
-			TokensPerS: float64(tokens) / dt.Seconds(), MS: float64(dt.Microseconds()) / 1000, FLOPs: flops, FullFLOPs: full}
+			TokensPerS: float64(tokens) / dt.Seconds(), MS: float64(dt.Microseconds()) / 1000, DataWaitMS: float64(wait.Microseconds()) / 1000, FLOPs: flops, FullFLOPs: full}
 		s := st.stage(stage, rates)
 		s.Steps++
 		s.Tokens += tokens

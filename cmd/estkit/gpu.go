@@ -28,8 +28,9 @@ func newGPUCmd(g *globals) *cobra.Command {
 		Long: `gpu opens the CUDA backend as training would and describes it: GPU 0, its
 compute capability, the driver version and the cuBLAS library found
 (ESTKIT_CUBLAS names one to load instead of libcublas.so.13, .12 or .11).
-It fails, saying why, when this binary was built without CUDA (make cuda
-builds bin/estkit-cuda) or no usable GPU is found.`,
+estkit runs it in estkit-cuda, the CUDA build beside it (make cuda builds
+both); it fails, saying why, when that is missing, when the machine has no
+NVIDIA driver or no GPU, or when the GPU is not usable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := cuda.New()

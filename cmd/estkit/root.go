@@ -63,13 +63,16 @@ Training (Li et al., ICML 2024).`,
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only, and show no progress")
 	pf.BoolVar(&g.json, "json", false, "machine-readable output: logs as JSON lines on stderr, results as JSON on stdout")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
-	pf.StringVar(&g.device, "device", "cpu", "the backend models run on: cpu, or cuda (GPU 0; needs a build with make cuda)")
+	pf.StringVar(&g.device, "device", "cpu", "the backend models run on: cpu, or cuda (GPU 0; through estkit-cuda, which make cuda builds beside estkit)")
 	root.AddCommand(newVersionCmd(g), newIngestCmd(g), newInspectCmd(g), newSamplesCmd(g), newTokenizeCmd(g), newShardCmd(g), newTrainCmd(g), newExportCmd(g), newEvalCmd(g), newSampleCmd(g), newESTTraceCmd(g), newGPUCmd(g))
 	return root, g
 }
 
 // execute runs the command line and returns the process exit status.
 func execute(args []string, stdout, stderr io.Writer) int {
+	if code, done := handOff(args, stderr); done {
+		return code
+	}
 	root, _ := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

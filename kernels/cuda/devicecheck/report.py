@@ -34,8 +34,9 @@ def anchors():
 
 def steps(path):
     """Per stage of a run's metrics.jsonl: the median step time (the first
-    step of each stage left out: it allocates), tokens/s, and the time
-    and FLOPs of a step over the full model's (the last stage)."""
+    step of each stage left out: it allocates), of it the median wait for
+    the loader's batches, tokens/s, and the time and FLOPs of a step over
+    the full model's (the last stage)."""
     import json
 
     by = {}
@@ -44,15 +45,16 @@ def steps(path):
         by.setdefault(r["stage"], []).append(r)
     full = by[max(by)]
     full_ms = statistics.median(r["ms"] for r in full[1:] or full)
-    print(f"{'stage':<7}{'rates':<16}{'ms/step':>10}{'tok/s':>10}{'time ratio':>12}{'FLOPs ratio':>13}")
+    print(f"{'stage':<7}{'rates':<16}{'ms/step':>10}{'data wait':>11}{'tok/s':>10}{'time ratio':>12}{'FLOPs ratio':>13}")
     for stage in sorted(by):
         rs = by[stage]
         ms = statistics.median(r["ms"] for r in rs[1:] or rs)
+        wait = statistics.median(r.get("data_wait_ms", float("nan")) for r in rs[1:] or rs)
         r = rs[-1]
         rates = ":".join(f"{r['rates'][k]:g}" for k in ("ph", "pm", "pl"))
         tokens = r["tokens"] / (r["step"] + 1)
         fr = r["flops"]["all"] / r["full_flops"]["all"]
-        print(f"{stage:<7}{rates:<16}{ms:>10.1f}{tokens / ms * 1000:>10.0f}{ms / full_ms:>12.3f}{fr:>13.3f}")
+        print(f"{stage:<7}{rates:<16}{ms:>10.1f}{wait:>9.1f}ms{tokens / ms * 1000:>10.0f}{ms / full_ms:>12.3f}{fr:>13.3f}")
 
 
 def shard(path):
