@@ -7,6 +7,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO        := .demo
 BENCHTIME   ?= 1x
 BENCHCOUNT  ?= 10
+BENCH       ?= .
+BENCH_MAX_LOAD ?= 0.5
 FUZZTIME    ?= 20s
 BENCH_TEXT_MB ?= 50
 
@@ -150,26 +152,22 @@ race: refs blas
 	ESTKIT_REFS=$(REFS) $(GO) test -tags '$(TAGS)' -race -short -count=1 ./...
 
 # Benchmarks with their anchors measured in the same run; prints one table
-# of medians (docs/PERF.md). BENCHCOUNT rounds, each a fresh `go test` of
-# every benchmark once (BENCHTIME 1x: one iteration of seconds), so that each
-# XIngest and its XBound run close in time whatever else the machine is
-# doing; about 8 minutes a round on 2 cores (C++ SentencePiece on 100 MB,
-# and GPT-2 124M steps at T=1024 in Go and PyTorch, are most of it;
-# ESTKIT_BENCH_T1024=0 leaves the T=1024 steps out). The load average is
-# printed before and after: other work on the machine skews the figures.
-bench: refs
+# of medians (docs/PERF.md, "How to run"). BENCHCOUNT rounds; in each, every
+# top-level benchmark BENCH selects (a -bench regexp) runs once (BENCHTIME
+# 1x: one iteration of seconds) and right after it its anchors (tiktoken,
+# C++ SentencePiece, PyTorch's GPT-2 and Llama steps, and for a training
+# step the backend's sgemm, the denominator of its MFU), so that each pair
+# sits close in time. internal/benchtable/rounds.sh records around each
+# the load average and the CPU that other work used, and benchtable leaves
+# out of every figure the rounds in which other work kept more than
+# BENCH_MAX_LOAD cores busy. A full run is about 15 minutes a round on 2
+# cores (ESTKIT_BENCH_T1024=0 leaves the T=1024 steps out); one pair:
+# make bench BENCH='GPT2Step/124m/B=4,T=64' ESTKIT_BENCH_T1024=0 BENCHCOUNT=5.
+bench: refs blas
 	$(GO) run ./tokenize/internal/refcorpus -bench $(REFS)/bench -mb $(BENCH_TEXT_MB)
-	@echo "load average before: $$(cat /proc/loadavg 2>/dev/null)"
-	for i in $$(seq $(BENCHCOUNT)); do \
-	  ESTKIT_REFS=$(REFS) ESTKIT_BENCH_TEXT=$(REFS)/bench $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./... || echo "FAIL: round $$i"; \
-	  node tokenize/testdata/ref/bench.mjs $(REFS)/bench || echo "FAIL: round $$i (tiktoken)"; \
-	  /usr/bin/python3 tokenize/testdata/ref/bench_spm.py $(REFS)/bench $(REFS)/llama2.model || echo "FAIL: round $$i (sentencepiece)"; \
-	  if /usr/bin/python3 -c "import torch" 2>/dev/null; then OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 train/testdata/bench_torch.py T1024=$${ESTKIT_BENCH_T1024:-1} || echo "FAIL: round $$i (pytorch)"; \
-	    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 train/testdata/bench_torch_llama.py || echo "FAIL: round $$i (pytorch llama)"; \
-	  else echo "python3-torch missing (make fixtures installs it): no PyTorch anchor"; fi; \
-	done 2>&1 | tee $(DEMO)-bench.txt
-	@echo "load average after: $$(cat /proc/loadavg 2>/dev/null)"
-	$(GO) run ./internal/benchtable < $(DEMO)-bench.txt
+	GO='$(GO)' TAGS='$(TAGS)' BENCH='$(BENCH)' BENCHTIME='$(BENCHTIME)' BENCHCOUNT='$(BENCHCOUNT)' \
+	  REFS='$(REFS)' BENCH_WORK='$(CURDIR)/.cache/bench' sh internal/benchtable/rounds.sh 2>&1 | tee $(DEMO)-bench.txt
+	$(GO) run ./internal/benchtable -max-load '$(BENCH_MAX_LOAD)' < $(DEMO)-bench.txt
 
 # A short coverage-guided run of every fuzz target.
 fuzz:
