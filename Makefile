@@ -19,12 +19,20 @@ TAGS        ?= openblas
 
 PREFIX      ?= /usr/local
 
+# The version and commit estkit --version prints, stamped into every
+# estkit binary the Makefile builds (Go's own VCS stamping is off where
+# -buildvcs=false); "unknown" where git or the repository is missing,
+# never a failed build. make VERSION=1.2.3 overrides.
+VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+REVISION    := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+STAMP       := -X main.version=$(VERSION) -X main.revision=$(REVISION)
+
 .PHONY: all build install blas demo experiment test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check
 
 all: build
 
 build: blas
-	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/estkit
+	$(GO) build -tags '$(TAGS)' -ldflags '$(STAMP)' -o $(BIN) ./cmd/estkit
 
 # estkit, and estkit-cuda when make cuda has built it, into PREFIX/bin
 # (DESTDIR for staging): estkit runs --device cuda in the estkit-cuda
@@ -235,7 +243,7 @@ cuda: cuda-deps build
 	done
 	$(CUDA_ENV) $(GO) vet -tags cuda ./kernels/cuda ./train ./cmd/estkit
 	$(CUDA_ENV) $(GO) run $(STATICCHECK) -tags cuda ./kernels/cuda
-	$(CUDA_ENV) $(GO) build -tags cuda -o bin/estkit-cuda ./cmd/estkit
+	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '$(STAMP)' -o bin/estkit-cuda ./cmd/estkit
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/cuda.test ./kernels/cuda
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/train-cuda.test ./train
 	$(CUDA_ENV) ESTKIT_REQUIRE_CUDA_BUILD=1 $(GO) test -tags '$(TAGS)' -count=1 -run 'TestCUDABuild|TestHandOff' ./cmd/estkit
@@ -262,8 +270,8 @@ device-check: cuda build
 	$(GO) test -c -ldflags '-s -w' -o $(DEVICE_DIR)/shards.test ./shards && gzip $(DEVICE_DIR)/shards.test
 	cp bin/cuda.test kernels/cuda/devicecheck/run.sh kernels/cuda/devicecheck/report.py $(DEVICE_DIR)/
 	gzip -c bin/train-cuda.test > $(DEVICE_DIR)/train-cuda.test.gz
-	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w' -o $(DEVICE_DIR)/estkit-cuda ./cmd/estkit && gzip $(DEVICE_DIR)/estkit-cuda
-	$(GO) build -ldflags '-s -w' -o $(DEVICE_DIR)/estkit ./cmd/estkit && gzip $(DEVICE_DIR)/estkit
+	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '-s -w $(STAMP)' -o $(DEVICE_DIR)/estkit-cuda ./cmd/estkit && gzip $(DEVICE_DIR)/estkit-cuda
+	$(GO) build -ldflags '-s -w $(STAMP)' -o $(DEVICE_DIR)/estkit ./cmd/estkit && gzip $(DEVICE_DIR)/estkit
 	@echo "device check ready: run $(DEVICE_DIR)/run.sh on the GPU machine"
 
 clean:

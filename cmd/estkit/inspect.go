@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"encoding/binary"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +29,7 @@ type inspectOptions struct {
 	split     string
 	tokens    bool
 	format    string
+	out       string
 	tokenizer string
 	verify    bool
 }
@@ -42,9 +43,17 @@ func newInspectCmd(g *globals) *cobra.Command {
   estkit inspect data/owt --json
   estkit inspect data/owt --doc 17 --json
   estkit inspect tok/owt --seq 5 --seq-len 1024 --seed 1
-  estkit inspect tok/owt --tokens --split val --format int32 > val.bin`,
+  estkit inspect tok/owt --tokens --split val --format int32 > val.bin
+  # nanoGPT's data/owt/train.bin and val.bin (flat uint16)
+  estkit inspect tok/owt --tokens --split train --format nanogpt --out nanoGPT/data/owt/train.bin
+  estkit inspect tok/owt --tokens --split val --format nanogpt --out nanoGPT/data/owt/val.bin
+  # llm.c's token files (256-int32 header, then uint16)
+  estkit inspect tok/owt --tokens --split train --format llmc --out llm.c/dev/data/owt/owt_train_000000.bin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := opts.check(cmd); err != nil {
+				return err
+			}
 			dir := args[0]
 			if _, err := shards.ReadManifest(dir); err == nil || !errors.Is(err, shards.ErrVersion) && !errors.Is(err, fs.ErrNotExist) {
 				if err != nil {
@@ -81,11 +90,37 @@ func newInspectCmd(g *globals) *cobra.Command {
 	f.StringVar(&opts.order, "order", shards.Shuffle, "token shards: window order, shuffle or sequential")
 	f.Uint64Var(&opts.seed, "seed", 0, "token shards: shuffle seed")
 	f.StringVar(&opts.split, "split", shards.Train, "token shards: split, train or val")
-	f.BoolVar(&opts.tokens, "tokens", false, "token shards: write the split's token stream to standard output")
-	f.StringVar(&opts.format, "format", "jsonl", "with --tokens: jsonl (one document's ids per line) or int32 (raw little-endian stream)")
+	f.BoolVar(&opts.tokens, "tokens", false, "token shards: write the split's token stream (to standard output, or --out)")
+	f.StringVar(&opts.format, "format", shards.FormatJSONL, "with --tokens: jsonl (one document's ids per line), int32 (raw little-endian stream), nanogpt (raw little-endian uint16, nanoGPT's train.bin/val.bin) or llmc (llm.c's 256-int32 header, then uint16); nanogpt and llmc refuse vocabularies with ids past 65535")
+	f.StringVar(&opts.out, "out", "", "with --tokens: write to this file (atomically: complete or not at all; its directory is created) instead of standard output")
 	f.StringVar(&opts.tokenizer, "tokenizer", "", "token shards: tokenizer to decode --seq with (default: the set's, when built in: gpt2 or bytes)")
 	f.BoolVar(&opts.verify, "verify", false, "token shards: check every file's sha256 against the manifest at this open (the first open after a build, copy or change always does)")
 	return cmd
+}
+
+// check refuses, as usage errors, flag values that are not among their
+// choices and flags that do not go together, before any work.
+func (o *inspectOptions) check(cmd *cobra.Command) error {
+	if o.split != shards.Train && o.split != shards.Val {
+		return usageErrorf("inspect: --split %q: want %s or %s", o.split, shards.Train, shards.Val)
+	}
+	if !slices.Contains(shards.ExportFormats, o.format) {
+		return usageErrorf("inspect: --format %q: want %s", o.format, strings.Join(shards.ExportFormats, ", "))
+	}
+	if o.order != shards.Shuffle && o.order != shards.Sequential {
+		return usageErrorf("inspect: --order %q: want %s or %s", o.order, shards.Shuffle, shards.Sequential)
+	}
+	if !o.tokens {
+		for _, name := range []string{"out", "format"} {
+			if cmd.Flags().Changed(name) {
+				return usageErrorf("inspect: --%s applies to --tokens only", name)
+			}
+		}
+	}
+	if o.tokens && cmd.Flags().Changed("out") && o.out == "" {
+		return usageErrorf("inspect: --out: name the file to write")
+	}
+	return nil
 }
 
 // summary is the JSON form of a manifest's summary.
@@ -187,7 +222,7 @@ func inspectTokens(cmd *cobra.Command, g *globals, opts *inspectOptions, dir str
 	m := set.Manifest
 	switch {
 	case opts.tokens:
-		return writeTokens(g.stdout, set, opts)
+		return writeTokens(cmd.Context(), g, set, opts)
 	case cmd.Flags().Changed("seq"):
 		l, err := shards.NewLoader(shards.Config{Data: []shards.Weighted{{Set: set, Weight: 1}}, Split: opts.split,
 			B: 1, T: opts.seqLen, Order: opts.order, Seed: opts.seed}, nil)
@@ -254,42 +289,22 @@ func decodeIDs(name string, m *shards.Manifest, ids []int32) (string, error) {
 	return string(b), err
 }
 
-// writeTokens writes a split's stream: one JSON line of ids per document,
-// or the whole stream as little-endian int32.
-func writeTokens(w io.Writer, set *shards.Set, opts *inspectOptions) error {
+// writeTokens writes a split's stream in --format to standard output, or
+// to the file --out (then says what it wrote).
+func writeTokens(ctx context.Context, g *globals, set *shards.Set, opts *inspectOptions) error {
 	st, err := set.Stream(opts.split)
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	const chunk = 1 << 16
-	buf := make([]int32, chunk)
-	switch opts.format {
-	case "int32":
-		raw := make([]byte, 4*chunk)
-		for from := int64(0); from < st.Tokens; from += chunk {
-			n := min(chunk, st.Tokens-from)
-			if err := st.Read(buf[:n], from); err != nil {
-				return err
-			}
-			for i, v := range buf[:n] {
-				binary.LittleEndian.PutUint32(raw[4*i:], uint32(v))
-			}
-			if _, err := bw.Write(raw[:4*n]); err != nil {
-				return err
-			}
-		}
-	case "jsonl":
-		err := st.Documents(func(ids []int32) error {
-			b, _ := json.Marshal(ids)
-			bw.Write(b)
-			return bw.WriteByte('\n')
-		})
-		if err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("inspect: --format %q (want jsonl or int32)", opts.format)
+	if opts.out == "" {
+		return st.Export(ctx, g.stdout, opts.format)
 	}
-	return bw.Flush()
+	if err := st.ExportFile(ctx, opts.out, opts.format); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"path": opts.out, "split": opts.split, "format": opts.format, "tokens": st.Tokens, "documents": st.Docs})
+	}
+	fmt.Fprintf(g.stdout, "wrote the %s split (%d tokens, %d documents) to %s as %s\n", opts.split, st.Tokens, st.Docs, opts.out, opts.format)
+	return nil
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -23,6 +21,7 @@ type globals struct {
 	stderr  io.Writer
 	log     *slog.Logger
 	prog    *progress
+	ran     bool // a command's RunE started: errors before it are usage errors
 }
 
 func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *globals) {
@@ -65,15 +64,22 @@ Training (Li et al., ICML 2024).`,
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
 	pf.StringVar(&g.device, "device", "cpu", "the backend models run on: cpu, or cuda (GPU 0; through estkit-cuda, which make cuda builds beside estkit)")
 	root.AddCommand(newVersionCmd(g), newIngestCmd(g), newInspectCmd(g), newSamplesCmd(g), newTokenizeCmd(g), newShardCmd(g), newTrainCmd(g), newExportCmd(g), newEvalCmd(g), newSampleCmd(g), newESTTraceCmd(g), newGPUCmd(g))
+	// estkit --version prints what estkit version prints (cobra handles
+	// the flag when Version is set; the flag is declared here for its help).
+	root.Version = currentBuild().String()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().Bool("version", false, "print the version line (as estkit version does) and exit")
+	markUsageErrors(root, &g.ran)
 	return root, g
 }
 
-// execute runs the command line and returns the process exit status.
+// execute runs the command line and returns the process exit status: 0,
+// 1 for a failure, 2 for a usage error, 130 when interrupted (exit.go).
 func execute(args []string, stdout, stderr io.Writer) int {
 	if code, done := handOff(args, stderr); done {
 		return code
 	}
-	root, _ := newRootCmd(stdout, stderr)
+	root, g := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -83,13 +89,11 @@ func execute(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
-	if err := root.ExecuteContext(ctx); err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Fprintln(stderr, "estkit: interrupted")
-			return 130
-		}
-		fmt.Fprintln(stderr, "estkit:", err)
-		return 1
+	cmd, err := root.ExecuteContextC(ctx)
+	code, kind := classify(err, g.ran)
+	if err != nil {
+		// a usage error may have stopped parsing before --json was read
+		reportError(stderr, err, kind, cmd, g.json || kind == kindUsage && jsonRequested(args))
 	}
-	return 0
+	return code
 }

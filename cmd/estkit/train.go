@@ -197,7 +197,10 @@ func newExportCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export --run RUN --hf DIR",
 		Short: "Write a run's latest weights as a Hugging Face GPT2LMHeadModel (model.safetensors, config.json)",
-		Args:  cobra.NoArgs,
+		Example: `  estkit export --run runs/gpt2 --hf hf/gpt2
+  estkit export --run runs/tinyllama --hf hf/tinyllama   # LlamaForCausalLM
+  # then, in Python: AutoModelForCausalLM.from_pretrained("hf/gpt2")`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ops, err := g.backend()
 			if err != nil {
@@ -230,7 +233,10 @@ func newEvalCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "eval --run RUN [--split val]",
 		Short: "Loss of a run's latest weights on a split of its first data set",
-		Args:  cobra.NoArgs,
+		Example: `  estkit eval --run runs/gpt2
+  estkit eval --run runs/gpt2 --split train --batches 32
+  estkit --json eval --run runs/gpt2   # {"batches": 8, "loss": 3.41, "split": "val"}`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ops, err := g.backend()
 			if err != nil {
@@ -270,7 +276,10 @@ func newSampleCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sample --run RUN --prompt TEXT",
 		Short: "Generate text from a run's latest weights",
-		Args:  cobra.NoArgs,
+		Example: `  estkit sample --run runs/gpt2 --prompt "The meaning of life is"
+  estkit sample --run runs/gpt2 --prompt "func main" --tokens 200 --temperature 0   # greedy
+  estkit sample --run runs/tinyllama --tokenizer TinyLlama/tokenizer.model --prompt "def main" --seed 7`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ops, err := g.backend()
 			if err != nil {
