@@ -201,11 +201,16 @@ func frequency(c []int64) Frequency {
 	return f
 }
 
-func (st *runState) writeStages(out string) error {
+// frequencies fills in each stage's frequencies from its counts.
+func (st *runState) frequencies() {
 	for i := range st.Stages {
 		c := st.Counts[i]
 		st.Stages[i].Layers, st.Stages[i].Heads, st.Stages[i].Neurons = frequency(c[0]), frequency(c[1]), frequency(c[2])
 	}
+}
+
+// writeStages writes stages.json (after frequencies).
+func (st *runState) writeStages(out string) error {
 	b, _ := json.MarshalIndent(st.Stages, "", "  ")
 	if err := durable.WriteFile(out, "stages.json", append(b, '\n')); err != nil {
 		return fmt.Errorf("train: %w", err)

@@ -252,6 +252,7 @@ func (s *Session) Record(r *StepResult) error {
 // Finish writes stages.json and the loss plot (on the writing rank) and
 // returns what the run did.
 func (s *Session) Finish() (*Summary, error) {
+	s.st.frequencies()
 	if s.rd != nil {
 		if err := s.st.writeStages(s.out); err != nil {
 			return nil, err
