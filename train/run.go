@@ -108,219 +108,37 @@ type Options struct {
 	// MemoryLimit is the memory in bytes the run may use: 0, what the
 	// machine has available (checkMemory); below 0, no check.
 	MemoryLimit int64
+	// Rank is this process's rank among the processes of a data-parallel
+	// run, each running a Session (a single process is rank 0). Rank 0
+	// alone writes the run directory (config.json, the records,
+	// checkpoints), evaluates and reports Progress; the other ranks write
+	// nothing and, to resume, only read the latest checkpoint.
+	Rank int
 }
 
-// Run trains per cfg on ops into the run directory out.
+// Run trains per cfg on ops into the run directory out: a Session opens
+// the run, a Stepper runs its steps, the Session records each and
+// checkpoints.
 func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options) (*Summary, error) {
-	cfg.Defaults()
-	if err := cfg.Check(); err != nil {
-		return nil, err
-	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if err := setPrecisions(ops, &cfg); err != nil {
-		return nil, err
-	}
-	if cfg.Activations == "bf16" { // before the run directory is touched
-		if _, err := bf16Store(ops); err != nil {
-			return nil, err
-		}
-	}
-	for _, w := range realise(&cfg) { // realised rates into config.json
-		log.Warn(w)
-	}
-	if err := checkMemory(ops, &cfg, o.MemoryLimit); err != nil {
-		return nil, err
-	}
-	if err := checkCheckpointOptions(&cfg); err != nil {
-		return nil, err
-	}
-	cfgFile, hash, err := runIdentity(out, &cfg, o.Resume)
+	s, err := OpenSession(ops, cfg, out, o)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := claimRunDir(out, o); err != nil { // before the data is read; again under the lock
-		return nil, err
-	}
-	// data
-	var data []shards.Weighted
-	for _, d := range cfg.Data {
-		s, err := shards.Open(d.Dir, false)
-		if err != nil {
-			return nil, err
-		}
-		defer s.Close()
-		if v := s.Manifest.Tokenizer.VocabSize; v != cfg.Model.Vocab {
-			return nil, fmt.Errorf("train: %s: %w: tokenizer %s has %d ids, the model %d", d.Dir, shards.ErrMismatch, s.Manifest.Tokenizer.Fingerprint, v, cfg.Model.Vocab)
-		}
-		data = append(data, shards.Weighted{Set: s, Weight: d.Weight})
-	}
-	if err := checkValSplit(data, &cfg); err != nil {
-		return nil, err
-	}
-	model, err := InitModel(ops, cfg.Model, cfg.Seed)
-	if err != nil {
-		return nil, err
-	}
-	if err := model.SetBF16Activations(cfg.Activations == "bf16"); err != nil {
-		return nil, err
-	}
-	if cfg.InitFrom != "" {
-		if err := LoadHF(model, cfg.InitFrom); err != nil {
-			return nil, err
-		}
-	}
-	rd, err := openRunDir(out, cfgFile, hash, o)
-	if err != nil {
-		return nil, err
-	}
-	defer rd.close()
-	st := runState{ConfigHash: hash}
-	var loaderState *shards.State
-	if o.Resume {
-		st = rd.ckpt.state
-		if st.Step > cfg.Steps {
-			return nil, fmt.Errorf("train: %w: steps %d: %s has done %d steps already", ErrConfig, cfg.Steps, rd.ckpt.dir, st.Step)
-		}
-		if err := model.base().loadTensors(rd.ckpt.dir, true); err != nil {
-			return nil, err
-		}
-		loaderState = &st.Loader
-		log.Info("resumed", "checkpoint", rd.ckpt.dir, "step", st.Step)
-	}
-	settings := resumableOf(&cfg)
-	st.Settings = &settings // recorded by the next checkpoint
-	loader, err := shards.NewLoader(shards.Config{Data: data, B: cfg.Batch, T: cfg.Seq, Order: string(cfg.Order), Seed: cfg.Seed}, loaderState)
-	if err != nil {
-		return nil, err
-	}
-	defer loader.Close()
-	sampler := NewSampler(&cfg)
-	metrics, lineage := rd.metrics, rd.lineage
-	B, T := cfg.Batch, cfg.Seq
-	ids, targets := make([]int32, B*T), make([]int32, B*T)
-	start := time.Now()
-	startStep := st.Step
-	for st.Step < cfg.Steps {
+	defer s.Close()
+	stepper := s.NewStepper()
+	for !s.Done() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		step := st.Step
-		t0 := time.Now()
-		var loss float64
-		var flops, full FLOPs
-		stage, rates := 0, Rates{1, 1, 1}
-		plan := make(Plan, cfg.Accum)
-		for micro := range plan {
-			if sampler != nil {
-				draw := 0
-				if cfg.SampleEvery == "microbatch" {
-					draw = micro
-				}
-				plan[micro], stage, rates = sampler.Sample(step, draw)
-				if micro == draw { // once per draw
-					st.count(stage, rates, plan[micro], &cfg)
-				}
-			}
-		}
-		skipped := plan.Skipped(cfg.Model.Layers) // no update at all, as PyTorch skips parameters without a gradient
-		model.ZeroGrads(skipped)
-		var refs [][]shards.SeqRef
-		var wait time.Duration
-		for _, sel := range plan {
-			w0 := time.Now()
-			b, err := loader.Next()
-			wait += time.Since(w0)
-			if err != nil {
-				return nil, err
-			}
-			for i := 0; i < B; i++ {
-				row := b.Tokens[i*(T+1) : (i+1)*(T+1)]
-				copy(ids[i*T:(i+1)*T], row[:T])
-				copy(targets[i*T:(i+1)*T], row[1:])
-			}
-			refs = append(refs, append([]shards.SeqRef(nil), b.Refs...))
-			st.Loader = b.State
-			st.Loader.Used = append([]int64(nil), b.State.Used...)
-			b.Release()
-			l, err := model.Forward(ids, targets, B, T, sel)
-			if err != nil {
-				return nil, err
-			}
-			if err := model.Backward(1 / float32(cfg.Accum)); err != nil {
-				return nil, err
-			}
-			loss += float64(l) / float64(cfg.Accum)
-			f, ff := cfg.Model.StepFLOPs(sel, B, T), cfg.Model.StepFLOPs(nil, B, T)
-			flops.Blocks += f.Blocks
-			flops.All += f.All
-			full.Blocks += ff.Blocks
-			full.All += ff.All
-		}
-		norm := model.GradNorm(skipped)
-		scale := float32(1)
-		if cfg.Clip > 0 && norm > cfg.Clip {
-			scale = float32(cfg.Clip / norm)
-		}
-		lr := cfg.LRAt(step)
-		so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: float32(lr), Beta1: float32(cfg.Beta1), Beta2: float32(cfg.Beta2), Eps: float32(cfg.Eps),
-			WeightDecay: float32(cfg.WeightDecay), GradScale: scale}, Skipped: skipped} // each parameter counts its own steps
-		if cfg.Sampler.Update == "sampled" {
-			so.Sampled = plan.Units(cfg.Model.Layers)
-		}
-		if err := model.Step(so); err != nil {
+		r, err := stepper.Step(s.Steps(), s.Batches())
+		if err != nil {
 			return nil, err
 		}
-		st.Step++
-		tokens := int64(B * T * cfg.Accum)
-		st.Tokens += tokens
-		dt := time.Since(t0)
-		rec := StepRecord{Step: step, Stage: stage, Rates: rates, Loss: loss, LR: lr, GradNorm: norm, Tokens: st.Tokens,
-			TokensPerS: float64(tokens) / dt.Seconds(), MS: float64(dt.Microseconds()) / 1000, DataWaitMS: float64(wait.Microseconds()) / 1000, FLOPs: flops, FullFLOPs: full}
-		s := st.stage(stage, rates)
-		s.Steps++
-		s.Tokens += tokens
-		s.FLOPs.Blocks += flops.Blocks
-		s.FLOPs.All += flops.All
-		s.FullFLOPs.Blocks += full.Blocks
-		s.FullFLOPs.All += full.All
-		s.Seconds += dt.Seconds()
-		s.LastLoss = loss
-		s.PeakRSS = peakRSS()
-		s.Device = ops.Name()
-		if cfg.evalAt(st.Step) {
-			v, err := evalLoss(model, data, &cfg)
-			if err != nil {
-				return nil, err
-			}
-			rec.ValLoss = v
-		}
-		if err := appendJSON(metrics, rec); err != nil {
+		if err := s.Record(r); err != nil {
 			return nil, err
 		}
-		if err := appendJSON(lineage, map[string]any{"step": step, "sequences": refs}); err != nil {
-			return nil, err
-		}
-		if o.Progress != nil {
-			done := st.Step - startStep
-			eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(cfg.Steps-st.Step))
-			o.Progress(rec, eta)
-		}
-		if (cfg.CheckpointEvery > 0 && st.Step%cfg.CheckpointEvery == 0) || st.Step == cfg.Steps {
-			if err := rd.checkpoint(model, &st, cfg.KeepCheckpoints); err != nil {
-				return nil, err
-			}
-		}
 	}
-	if err := st.writeStages(out); err != nil {
-		return nil, err
-	}
-	if err := WriteLossPlot(out); err != nil {
-		return nil, err
-	}
-	return st.summary(), nil
+	return s.Finish()
 }
 
 // count tallies which blocks, heads and neurons a draw chose.
@@ -385,11 +203,16 @@ func frequency(c []int64) Frequency {
 	return f
 }
 
-func (st *runState) writeStages(out string) error {
+// frequencies fills in each stage's frequencies from its counts.
+func (st *runState) frequencies() {
 	for i := range st.Stages {
 		c := st.Counts[i]
 		st.Stages[i].Layers, st.Stages[i].Heads, st.Stages[i].Neurons = frequency(c[0]), frequency(c[1]), frequency(c[2])
 	}
+}
+
+// writeStages writes stages.json (after frequencies).
+func (st *runState) writeStages(out string) error {
 	b, _ := json.MarshalIndent(st.Stages, "", "  ")
 	if err := durable.WriteFile(out, "stages.json", append(b, '\n')); err != nil {
 		return fmt.Errorf("train: %w", err)

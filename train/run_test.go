@@ -21,7 +21,7 @@ import (
 )
 
 // tokenSet ingests and shards a little GOROOT text with GPT-2.
-func tokenSet(t *testing.T) string {
+func tokenSet(t testing.TB) string {
 	t.Helper()
 	texts, err := corpusgen.GoRootTexts(400 << 10)
 	if err != nil {
@@ -54,7 +54,7 @@ func tinyRun(set string) Config {
 	return c
 }
 
-func records(t *testing.T, path string) []StepRecord {
+func records(t testing.TB, path string) []StepRecord {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

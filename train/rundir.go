@@ -634,12 +634,9 @@ func openRunDir(out string, cfgFile []byte, hash string, o Options) (_ *runDir, 
 // resume opens the latest checkpoint, every file checked, and the records,
 // which must reach its step.
 func (rd *runDir) resume(hash string) error {
-	c, err := openCheckpoint(rd.dir)
+	c, err := openResumed(rd.dir, hash)
 	if err != nil {
 		return err
-	}
-	if c.state.ConfigHash != hash {
-		return fmt.Errorf("train: %w: %s was written under another configuration; resume with the run's config.json", shards.ErrMismatch, c.dir)
 	}
 	rd.ckpt, rd.id, rd.config = c, c.manifest.Run, c.manifest.Config
 	var ends [2]int64
@@ -662,6 +659,19 @@ func (rd *runDir) resume(hash string) error {
 		}
 	}
 	return nil
+}
+
+// openResumed opens run's latest checkpoint, every file checked, to resume
+// a run of the configuration whose hash is hash.
+func openResumed(run, hash string) (*openedCheckpoint, error) {
+	c, err := openCheckpoint(run)
+	if err != nil {
+		return nil, err
+	}
+	if c.state.ConfigHash != hash {
+		return nil, fmt.Errorf("train: %w: %s was written under another configuration; resume with the run's config.json", shards.ErrMismatch, c.dir)
+	}
+	return c, nil
 }
 
 // recordsEnd is where the records of steps 0 to steps-1 end in path, a

@@ -1,0 +1,282 @@
+package train
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/shards"
+)
+
+// Session is one process's part in a run: the configuration resolved once,
+// the run directory locked, the data and its loader open, the model built
+// (and resumed), and the run's state between steps. It is the only writer
+// of the run's records (metrics.jsonl, lineage.jsonl, stages.json, the loss
+// plot) and checkpoints, and of those only on the writing rank
+// (Options.Rank 0): in a data-parallel run every process runs a Session and
+// a Stepper over the same model, and the other ranks write nothing. A
+// Stepper runs the steps; the Session records what each did (Record).
+type Session struct {
+	// Config is the run's configuration, resolved at open: defaults filled
+	// in, checked, the rates the model realises, a resume's horizon.
+	Config Config
+	// Model is the model the run trains, at the resumed checkpoint's
+	// weights and moments on Resume.
+	Model Model
+
+	ops    kernels.Ops
+	out    string
+	opts   Options
+	log    *slog.Logger
+	data   []shards.Weighted
+	loader *shards.Loader
+	rd     *runDir // the run directory, locked; nil on a rank that writes nothing
+	st     runState
+
+	startStep int       // steps done when the session opened
+	start     time.Time // when it opened, for the progress's ETA
+}
+
+// writer reports whether the process o describes writes the run's files.
+func (o Options) writer() bool { return o.Rank == 0 }
+
+// OpenSession readies a run of cfg on ops in the run directory out as o
+// asks: everything a user can get wrong (the configuration, the backend's
+// precisions, the memory, the directory's contents) is refused before the
+// directory is written. Close releases what it holds.
+func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session, err error) {
+	if o.Rank < 0 {
+		return nil, fmt.Errorf("train: %w: rank %d: ranks count from 0", ErrConfig, o.Rank)
+	}
+	cfg.Defaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := setPrecisions(ops, &cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Activations == "bf16" { // before the run directory is touched
+		if _, err := bf16Store(ops); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range realise(&cfg) { // realised rates into config.json
+		log.Warn(w)
+	}
+	if err := checkMemory(ops, &cfg, o.MemoryLimit); err != nil {
+		return nil, err
+	}
+	if err := checkCheckpointOptions(&cfg); err != nil {
+		return nil, err
+	}
+	cfgFile, hash, err := runIdentity(out, &cfg, o.Resume)
+	if err != nil {
+		return nil, err
+	}
+	if o.writer() {
+		if _, err := claimRunDir(out, o); err != nil { // before the data is read; again under the lock
+			return nil, err
+		}
+	}
+	s := &Session{Config: cfg, ops: ops, out: out, opts: o, log: log, st: runState{ConfigHash: hash}}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := s.openData(); err != nil {
+		return nil, err
+	}
+	if err := s.buildModel(); err != nil {
+		return nil, err
+	}
+	ckpt, err := s.openRunDir(cfgFile, hash)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.resume(ckpt); err != nil {
+		return nil, err
+	}
+	s.startStep, s.start = s.st.Step, time.Now()
+	return s, nil
+}
+
+// openData opens the data sets, each with the model's tokenizer, and
+// checks that the first has a val split to evaluate on.
+func (s *Session) openData() error {
+	for _, d := range s.Config.Data {
+		set, err := shards.Open(d.Dir, false)
+		if err != nil {
+			return err
+		}
+		s.data = append(s.data, shards.Weighted{Set: set, Weight: d.Weight})
+		if v := set.Manifest.Tokenizer.VocabSize; v != s.Config.Model.Vocab {
+			return fmt.Errorf("train: %s: %w: tokenizer %s has %d ids, the model %d", d.Dir, shards.ErrMismatch, set.Manifest.Tokenizer.Fingerprint, v, s.Config.Model.Vocab)
+		}
+	}
+	return checkValSplit(s.data, &s.Config)
+}
+
+// buildModel initialises the model from the run's seed, or from the
+// Hugging Face weights it starts from.
+func (s *Session) buildModel() error {
+	cfg := &s.Config
+	m, err := InitModel(s.ops, cfg.Model, cfg.Seed)
+	if err != nil {
+		return err
+	}
+	s.Model = m
+	if err := m.SetBF16Activations(cfg.Activations == "bf16"); err != nil {
+		return err
+	}
+	if cfg.InitFrom != "" {
+		return LoadHF(m, cfg.InitFrom)
+	}
+	return nil
+}
+
+// openRunDir locks and readies the run directory on the writing rank and
+// returns the checkpoint a resume starts from; another rank only reads
+// that checkpoint (checked in full, as the writer checks it).
+func (s *Session) openRunDir(cfgFile []byte, hash string) (*openedCheckpoint, error) {
+	if !s.opts.writer() {
+		if !s.opts.Resume {
+			return nil, nil
+		}
+		return openResumed(s.out, hash)
+	}
+	rd, err := openRunDir(s.out, cfgFile, hash, s.opts)
+	if err != nil {
+		return nil, err
+	}
+	s.rd = rd
+	return rd.ckpt, nil
+}
+
+// resume loads the checkpoint's tensors and state (nil: a fresh run) and
+// opens the loader where the run left it.
+func (s *Session) resume(ckpt *openedCheckpoint) error {
+	cfg := &s.Config
+	var loaderState *shards.State
+	if ckpt != nil {
+		s.st = ckpt.state
+		if s.st.Step > cfg.Steps {
+			return fmt.Errorf("train: %w: steps %d: %s has done %d steps already", ErrConfig, cfg.Steps, ckpt.dir, s.st.Step)
+		}
+		if err := s.Model.base().loadTensors(ckpt.dir, true); err != nil {
+			return err
+		}
+		loaderState = &s.st.Loader
+		s.log.Info("resumed", "checkpoint", ckpt.dir, "step", s.st.Step)
+	}
+	settings := resumableOf(cfg)
+	s.st.Settings = &settings // recorded by the next checkpoint
+	l, err := shards.NewLoader(shards.Config{Data: s.data, B: cfg.Batch, T: cfg.Seq, Order: string(cfg.Order), Seed: cfg.Seed}, loaderState)
+	if err != nil {
+		return err
+	}
+	s.loader = l
+	return nil
+}
+
+// Steps is the number of steps the run has done: the next step's index.
+func (s *Session) Steps() int { return s.st.Step }
+
+// Done reports whether the run has done all its steps.
+func (s *Session) Done() bool { return s.st.Step >= s.Config.Steps }
+
+// Batches is the run's loader, which gives the Stepper its micro-batches.
+func (s *Session) Batches() Batches { return s.loader }
+
+// NewStepper is a Stepper of the session's model and configuration.
+func (s *Session) NewStepper() *Stepper { return NewStepper(s.Model, &s.Config) }
+
+// Record adds the step r to the run: the stage statistics, and on the
+// writing rank an evaluation where the configuration asks for one, the
+// step's lines of metrics.jsonl and lineage.jsonl, the progress callback
+// and a checkpoint where one is due. r must be the run's next step.
+func (s *Session) Record(r *StepResult) error {
+	st, cfg := &s.st, &s.Config
+	rec := r.Record
+	if rec.Step != st.Step {
+		return fmt.Errorf("train: step %d recorded after %d steps", rec.Step, st.Step)
+	}
+	for _, sel := range r.Draws {
+		st.count(rec.Stage, rec.Rates, sel, cfg)
+	}
+	st.Step++
+	st.Tokens += r.Tokens
+	st.Loader = s.loader.State() // after the step's last batch
+	rec.Tokens = st.Tokens
+	stage := st.stage(rec.Stage, rec.Rates)
+	stage.Steps++
+	stage.Tokens += r.Tokens
+	stage.FLOPs = stage.FLOPs.plus(rec.FLOPs)
+	stage.FullFLOPs = stage.FullFLOPs.plus(rec.FullFLOPs)
+	stage.Seconds += r.Elapsed.Seconds()
+	stage.LastLoss = rec.Loss
+	stage.PeakRSS = peakRSS()
+	stage.Device = s.ops.Name()
+	if s.rd == nil {
+		return nil
+	}
+	if cfg.evalAt(st.Step) {
+		v, err := evalLoss(s.Model, s.data, cfg)
+		if err != nil {
+			return err
+		}
+		rec.ValLoss = v
+	}
+	if err := appendJSON(s.rd.metrics, rec); err != nil {
+		return err
+	}
+	if err := appendJSON(s.rd.lineage, map[string]any{"step": rec.Step, "sequences": r.Sequences}); err != nil {
+		return err
+	}
+	if s.opts.Progress != nil {
+		done := st.Step - s.startStep
+		eta := time.Duration(float64(time.Since(s.start)) / float64(done) * float64(cfg.Steps-st.Step))
+		s.opts.Progress(rec, eta)
+	}
+	if (cfg.CheckpointEvery > 0 && st.Step%cfg.CheckpointEvery == 0) || st.Step == cfg.Steps {
+		return s.rd.checkpoint(s.Model, st, cfg.KeepCheckpoints)
+	}
+	return nil
+}
+
+// Finish writes stages.json and the loss plot (on the writing rank) and
+// returns what the run did.
+func (s *Session) Finish() (*Summary, error) {
+	s.st.frequencies()
+	if s.rd != nil {
+		if err := s.st.writeStages(s.out); err != nil {
+			return nil, err
+		}
+		if err := WriteLossPlot(s.out); err != nil {
+			return nil, err
+		}
+	}
+	return s.st.summary(), nil
+}
+
+// Close stops the loader, closes the records and the data sets and
+// releases the lock; a second Close does nothing.
+func (s *Session) Close() {
+	if s.loader != nil {
+		s.loader.Close()
+		s.loader = nil
+	}
+	if s.rd != nil {
+		s.rd.close()
+		s.rd = nil
+	}
+	for i := len(s.data) - 1; i >= 0; i-- {
+		s.data[i].Set.Close()
+	}
+	s.data = nil
+}
