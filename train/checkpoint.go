@@ -250,11 +250,12 @@ var ErrCorrupt = errors.New("corrupt")
 // AdamW's two moments, each by the table's names.
 var tensorFiles = []string{"model.safetensors", "adam_m.safetensors", "adam_v.safetensors"}
 
-func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.Params, g.m, g.v} }
+func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.params, g.m, g.v} }
 
-// saveTensors writes the parameters and moments into dir, a tensor at a
-// time, and returns the files' sizes and hashes.
-func (g *core) saveTensors(dir string) ([]fileRecord, error) {
+// SaveTensors writes the parameters and moments into dir, a tensor at a
+// time, and the step counts, and returns the files' sizes and hashes
+// (Model).
+func (g *core) SaveTensors(dir string) ([]fileRecord, error) {
 	var recs []fileRecord
 	for i, buf := range g.tensorBufs() {
 		src := make([]tensorSource, len(g.table))
@@ -274,8 +275,9 @@ func (g *core) saveTensors(dir string) ([]fileRecord, error) {
 	return append(recs, r), nil
 }
 
-// loadTensors reads the parameters and, with moments, AdamW's moments.
-func (g *core) loadTensors(dir string, moments bool) error {
+// LoadTensors reads the parameters and, with moments, AdamW's moments and
+// step counts (Model).
+func (g *core) LoadTensors(dir string, moments bool) error {
 	n := 1
 	if moments {
 		n = 3

@@ -182,7 +182,7 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		if st.Step > cfg.Steps {
 			return nil, fmt.Errorf("train: %w: steps %d: %s has done %d steps already", ErrConfig, cfg.Steps, rd.ckpt.dir, st.Step)
 		}
-		if err := model.base().loadTensors(rd.ckpt.dir, true); err != nil {
+		if err := model.LoadTensors(rd.ckpt.dir, true); err != nil {
 			return nil, err
 		}
 		loaderState = &st.Loader

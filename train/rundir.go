@@ -723,7 +723,7 @@ func (rd *runDir) checkpoint(m Model, st *runState, keep int) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	files, err := m.base().saveTensors(tmp)
+	files, err := m.SaveTensors(tmp)
 	if err != nil {
 		return err
 	}
