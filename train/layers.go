@@ -342,7 +342,8 @@ func (m *model) blockBackward(i, l int, W kernels.Buf) {
 		o.GELUBackward(dup, up, dact)
 	}
 	m.linearBackward(a.dtmp, dup, o.Slice(ba.n2, 0, BT*C), W, &a.up, v.up, s.upRows, nil, BT, U, C, 1)
-	m.normBackward(dres, a.dtmp, o.Slice(ba.x1, 0, BT*C), ba.n2m, ba.n2r, v.norm2, BT)
+	mean, rstd := m.stats(ba.n2m, ba.n2r, BT)
+	m.normBackward(dres, a.dtmp, o.Slice(ba.x1, 0, BT*C), mean, rstd, v.norm2, BT)
 	// attention
 	atty, datty := o.Slice(ba.atty, 0, BT*D), m.needAct(&a.datty, BT*D)
 	qkv, dqkv := o.Slice(ba.qkv, 0, BT*QKV), m.needAct(&a.dqkv, BT*QKV)
@@ -355,7 +356,8 @@ func (m *model) blockBackward(i, l int, W kernels.Buf) {
 		o.RoPE(dqkv, B, T, nkv, HS, QKV, nh*HS, theta, true)
 	}
 	m.linearBackward(a.dtmp, dqkv, o.Slice(ba.n1, 0, BT*C), W, &a.qkv, v.qkv, s.qkvRows, nil, BT, QKV, C, 1)
-	m.normBackward(dres, a.dtmp, m.inputs[l], ba.n1m, ba.n1r, v.norm1, BT)
+	mean, rstd = m.stats(ba.n1m, ba.n1r, BT)
+	m.normBackward(dres, a.dtmp, m.inputs[l], mean, rstd, v.norm1, BT)
 }
 
 // normForwardInto normalises x into the block buffers *y, *mean (LayerNorm
@@ -381,17 +383,26 @@ func (m *model) normForward(y, mean, rstd, x kernels.Buf, nv normView, BT int) {
 	m.ops.LayerNorm(y, mean, rstd, x, m.param(m.params, nv.w), m.param(m.params, nv.b), BT, C)
 }
 
+// stats are the first BT rows of a block's norm statistics, which its
+// slot may hold for more: the means (LayerNorm; nil otherwise) and the
+// reciprocal deviations.
+func (m *model) stats(mean, rstd kernels.Buf, BT int) (kernels.Buf, kernels.Buf) {
+	if m.fam.norm == layerNorm {
+		mean = m.ops.Slice(mean, 0, BT)
+	}
+	return mean, m.ops.Slice(rstd, 0, BT)
+}
+
 // normBackward adds the gradient of a norm's input x to dx and its
 // parameters' to theirs, from dy and the statistics the forward pass kept
-// (mean and rstd: a block's, of at least BT rows).
+// (mean, LayerNorm only, and rstd [BT]).
 func (m *model) normBackward(dx, dy, x, mean, rstd kernels.Buf, nv normView, BT int) {
 	o, C := m.ops, m.Cfg.Channels
-	rstd = o.Slice(rstd, 0, BT)
 	if m.fam.norm == rmsNorm {
 		o.RMSNormBackward(dx, m.param(m.grads, nv.w), dy, x, m.param(m.params, nv.w), rstd, BT, C)
 		return
 	}
-	o.LayerNormBackward(dx, m.param(m.grads, nv.w), m.param(m.grads, nv.b), dy, x, m.param(m.params, nv.w), o.Slice(mean, 0, BT), rstd, BT, C)
+	o.LayerNormBackward(dx, m.param(m.grads, nv.w), m.param(m.grads, nv.b), dy, x, m.param(m.params, nv.w), mean, rstd, BT, C)
 }
 
 // sampledWeight is the part of weight e (of the buffer W) a step runs: its
