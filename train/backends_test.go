@@ -145,10 +145,7 @@ func TestBF16WeightsFollowSteps(t *testing.T) {
 		for i := range ids {
 			ids[i] = int32((i*5 + 1) % cfg.Vocab)
 		}
-		arch := "gpt2"
-		if cfg.IsLlama() {
-			arch = "llama"
-		}
+		arch := cfg.family().Arch
 		fresh := func(params []float32) float32 {
 			m, err := NewModel(gpu, cfg, params)
 			if err != nil {
@@ -189,13 +186,13 @@ func TestBF16WeightsFollowSteps(t *testing.T) {
 			t.Fatal(err)
 		}
 		params := make([]float32, cfg.NumParams())
-		gpu.Download(params, m.base().Params)
+		gpu.Download(params, m.Params())
 		if want := fresh(params); l1 != want || l1 == l0 {
 			t.Errorf("%s: loss after a step %.7f, a fresh model's on the same parameters %.7f (before the step %.7f)", arch, l1, want, l0)
 		}
 		// parameters written from outside the passes: a checkpoint's
 		dir := t.TempDir()
-		if _, err := m.base().saveTensors(dir); err != nil {
+		if _, err := m.SaveTensors(dir); err != nil {
 			t.Fatal(err)
 		}
 		m2, err := InitModel(gpu, cfg, 3)
@@ -208,7 +205,7 @@ func TestBF16WeightsFollowSteps(t *testing.T) {
 		if _, err := m2.Forward(ids, ids, B, T, nil); err != nil { // its own weights' copy first
 			t.Fatal(err)
 		}
-		if err := m2.base().loadTensors(dir, false); err != nil {
+		if err := m2.LoadTensors(dir, false); err != nil {
 			t.Fatal(err)
 		}
 		if l2, err := m2.Forward(ids, ids, B, T, nil); err != nil || l2 != l1 {
@@ -256,7 +253,7 @@ func backendCases(t *testing.T, f func(*testing.T, backendCase)) {
 		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 3, Heads: 4, KVHeads: 2, Channels: 32, FF: 48, MaxT: T, RopeTheta: 10000, NormEps: 1e-5},
 	} {
 		for _, est := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s est=%v", map[bool]string{false: "gpt2", true: "llama"}[cfg.IsLlama()], est), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s est=%v", map[bool]string{false: "gpt2", true: "llama"}[cfg.Arch == "llama"], est), func(t *testing.T) {
 				plan := Plan{nil, nil}
 				if est {
 					s := &Sampler{Seed: 3, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(),
@@ -304,7 +301,7 @@ func (c backendCase) run(t *testing.T, ops kernels.Ops) (losses, grads, params [
 		}
 		if step == 1 {
 			grads = make([]float32, len(init))
-			ops.Download(grads, m.base().Grads)
+			ops.Download(grads, m.Grads())
 		}
 		so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: backendLR, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
 			GradScale: float32(1 / math.Max(1, m.GradNorm(skipped))), Step: step}, Skipped: skipped}
@@ -316,7 +313,7 @@ func (c backendCase) run(t *testing.T, ops kernels.Ops) (losses, grads, params [
 		}
 	}
 	params = make([]float32, len(init))
-	ops.Download(params, m.base().Params)
+	ops.Download(params, m.Params())
 	return losses, grads, params
 }
 

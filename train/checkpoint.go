@@ -41,7 +41,7 @@ type tensorSource struct {
 // of the largest, so that a checkpoint of a model costs no copy of all of
 // it in memory; the file is published atomically. It returns the file's
 // size and sha256, as durable.File counted them while writing.
-func streamSafetensors(path string, src []tensorSource, meta map[string]string) (fileRecord, error) {
+func streamSafetensors(path string, src []tensorSource, meta map[string]string) (FileRecord, error) {
 	type entry struct {
 		Dtype   string `json:"dtype"`
 		Shape   []int  `json:"shape"`
@@ -59,14 +59,14 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 	}
 	h, err := json.Marshal(header)
 	if err != nil {
-		return fileRecord{}, err
+		return FileRecord{}, err
 	}
 	for len(h)%8 != 0 {
 		h = append(h, ' ')
 	}
 	f, err := durable.Create(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
-		return fileRecord{}, err
+		return FileRecord{}, err
 	}
 	defer f.Abort()
 	w := bufio.NewWriterSize(f, 1<<20)
@@ -85,10 +85,10 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return fileRecord{}, err
+		return FileRecord{}, err
 	}
 	size, sum, err := f.Commit()
-	return fileRecord{Name: filepath.Base(path), Size: size, SHA256: sum}, err
+	return FileRecord{Name: filepath.Base(path), Size: size, SHA256: sum}, err
 }
 
 // readSafetensors reads every float32 tensor of a safetensors file.
@@ -250,12 +250,13 @@ var ErrCorrupt = errors.New("corrupt")
 // AdamW's two moments, each by the table's names.
 var tensorFiles = []string{"model.safetensors", "adam_m.safetensors", "adam_v.safetensors"}
 
-func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.Params, g.m, g.v} }
+func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.params, g.m, g.v} }
 
-// saveTensors writes the parameters and moments into dir, a tensor at a
-// time, and returns the files' sizes and hashes.
-func (g *core) saveTensors(dir string) ([]fileRecord, error) {
-	var recs []fileRecord
+// SaveTensors writes the parameters and moments into dir, a tensor at a
+// time, and the step counts, and returns the files' sizes and hashes
+// (Model).
+func (g *core) SaveTensors(dir string) ([]FileRecord, error) {
+	var recs []FileRecord
 	for i, buf := range g.tensorBufs() {
 		src := make([]tensorSource, len(g.table))
 		for k, e := range g.table {
@@ -274,8 +275,9 @@ func (g *core) saveTensors(dir string) ([]fileRecord, error) {
 	return append(recs, r), nil
 }
 
-// loadTensors reads the parameters and, with moments, AdamW's moments.
-func (g *core) loadTensors(dir string, moments bool) error {
+// LoadTensors reads the parameters and, with moments, AdamW's moments and
+// step counts (Model).
+func (g *core) LoadTensors(dir string, moments bool) error {
 	n := 1
 	if moments {
 		n = 3

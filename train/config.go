@@ -215,17 +215,18 @@ func strictDecode(b []byte, v any) error {
 }
 
 // Recipe is the configuration a model of this shape trains with unless
-// told otherwise, by family: GPT-2's is nanoGPT's and the paper's (AdamW
-// 0.9/0.95, weight decay 0.1, clip 1, learning rate 6e-4 with linear
-// decay to a tenth), Llama's the paper's TinyLlama recipe (4e-4, cosine
-// decay to a tenth). The data is left empty.
+// told otherwise, by family (Family.recipe adjusts the shared one):
+// GPT-2's is nanoGPT's and the paper's (AdamW 0.9/0.95, weight decay 0.1,
+// clip 1, learning rate 6e-4 with linear decay to a tenth), Llama's the
+// paper's TinyLlama recipe (4e-4, cosine decay to a tenth). The data is
+// left empty.
 func Recipe(m ModelConfig) Config {
 	c := Config{Model: m, Steps: 100, Batch: 4, Seq: 64, Accum: 1, Order: shards.Shuffle,
 		LR: 6e-4, Decay: DecayLinear, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Clip: 1,
 		EST: "off", Sampler: SamplerOptions{LayerMode: LayerModeFixed, Group: 1, Heads: "groups", Update: "dense"},
 		SampleEvery: SampleStep, EvalBatches: 4, KeepCheckpoints: 2}
-	if m.IsLlama() {
-		c.LR, c.Decay = 4e-4, DecayCosine
+	if f := m.family(); f != nil && f.recipe != nil {
+		f.recipe(&c)
 	}
 	c.MinLR = c.LR / 10
 	return c

@@ -414,9 +414,15 @@ type FLOPs struct {
 }
 
 // StepFLOPs counts the FLOPs of B×T tokens through cfg under sel (nil: the
-// full model).
+// full model): each running block's FLOPs per token as its family counts
+// them (Family.blockFLOPs), and the LM head (zero for an unknown Arch,
+// which Check reports).
 func (cfg ModelConfig) StepFLOPs(sel *Selection, B, T int) FLOPs {
-	C, HS := float64(cfg.Channels), float64(cfg.Channels/cfg.Heads)
+	f := cfg.family()
+	if f == nil {
+		return FLOPs{}
+	}
+	C := float64(cfg.Channels)
 	tokens := float64(B * T)
 	var blocks float64
 	layers := make([]int, 0, cfg.Layers)
@@ -427,10 +433,6 @@ func (cfg ModelConfig) StepFLOPs(sel *Selection, B, T int) FLOPs {
 			layers = append(layers, l)
 		}
 	}
-	mlpMats := 2.0 // GPT-2: c_fc and c_proj; Llama: gate, up and down
-	if cfg.IsLlama() {
-		mlpMats = 3
-	}
 	for _, l := range layers {
 		nh, nkv, ff := float64(cfg.Heads), float64(cfg.KV()), float64(cfg.MLP())
 		if sel != nil && l < len(sel.Heads) && sel.Heads[l] != nil {
@@ -440,10 +442,18 @@ func (cfg ModelConfig) StepFLOPs(sel *Selection, B, T int) FLOPs {
 		if sel != nil && l < len(sel.Neurons) && sel.Neurons[l] != nil {
 			ff = float64(len(sel.Neurons[l]))
 		}
-		D := nh * HS
-		perToken := 2*C*(nh+2*nkv)*HS + 2*float64(T)*D*2 + 2*D*C + 2*C*ff*mlpMats
-		blocks += perToken * tokens
+		blocks += f.blockFLOPs(cfg, nh, nkv, ff, float64(T)) * tokens
 	}
 	head := 2 * C * float64(cfg.Vocab) * tokens
 	return FLOPs{Blocks: 3 * blocks, All: 3 * (blocks + head)}
+}
+
+// denseBlockFLOPs is one token's forward FLOPs through a pre-norm block
+// with nh query and nkv key/value heads, ff neurons and an MLP of mlpMats
+// C×ff matrices, at context T: the q, k and v projections, the scores
+// and their weighted sum (T keys each), the output projection and the MLP.
+func denseBlockFLOPs(c ModelConfig, nh, nkv, ff, T, mlpMats float64) float64 {
+	C, HS := float64(c.Channels), float64(c.Channels/c.Heads)
+	D := nh * HS
+	return 2*C*(nh+2*nkv)*HS + 2*T*D*2 + 2*D*C + 2*C*ff*mlpMats
 }

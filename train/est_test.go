@@ -105,7 +105,7 @@ func TestSubnetworkRunsSmallerProducts(t *testing.T) {
 	}
 	run := func(sel *Selection) float64 {
 		ops := &countingOps{Ops: cpu.New()}
-		m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
+		m, err := NewModel(ops, cfg, cfg.InitParams(1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestSubnetworkHoldsLessMemory(t *testing.T) {
 	sel, _, _ := s.Sample(0, 0)
 	var got [2]int
 	for i, sl := range []*Selection{sel, nil} {
-		m, _ := NewGPT2(cpu.New(), cfg, cfg.InitParams(1))
+		m, _ := NewModel(cpu.New(), cfg, cfg.InitParams(1))
 		if _, err := m.Forward(ids, ids, B, T, sl); err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +163,7 @@ func TestSampledUpdate(t *testing.T) {
 	init := cfg.InitParams(1)
 	train := func(sampled map[int]Units) []float32 {
 		ops := cpu.New()
-		m, err := NewGPT2(ops, cfg, init)
+		m, err := NewModel(ops, cfg, init)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,13 +179,13 @@ func TestSampledUpdate(t *testing.T) {
 				Skipped: skipped, Sampled: sampled})
 		}
 		out := make([]float32, len(init))
-		ops.Download(out, m.Params)
+		ops.Download(out, m.Params())
 		return out
 	}
 	dense, sampled := train(nil), train(units)
 	HS := cfg.Channels / cfg.Heads
 	moved := 0
-	for i, e := range cfg.Table() {
+	for _, e := range cfg.Table() {
 		u, running := units[e.Layer]
 		inSet := func(list []int32, x int) bool { return list == nil || slices.Contains(list, int32(x)) }
 		for j := 0; j < e.Size; j++ {
@@ -194,15 +194,15 @@ func TestSampledUpdate(t *testing.T) {
 				row, col = j, 0
 			}
 			want := e.Layer < 0 || running
-			switch k := i - 2 - e.Layer*perLayer; {
+			switch {
 			case e.Layer < 0 || !running:
-			case k == pQKVW || k == pQKVB:
+			case e.Unit == unitQKVRows:
 				want = u.Heads == nil || slices.Contains(qkvRows(u.Heads, cfg.Heads, cfg.Heads, HS), int32(row))
-			case k == pProjW:
+			case e.Unit == unitHeadCols:
 				want = inSet(u.Heads, col/HS)
-			case k == pFcW || k == pFcB:
+			case e.Unit == unitNeuronRows:
 				want = inSet(u.Neurons, row)
-			case k == pFpW:
+			case e.Unit == unitNeuronCols:
 				want = inSet(u.Neurons, col)
 			}
 			got := sampled[e.Offset+j]
@@ -253,7 +253,7 @@ func TestESTTinyLlamaSaving(t *testing.T) {
 // key/value groups and "within" the same number of query heads in every
 // group; both are what the Llama model accepts.
 func TestSamplerGroups(t *testing.T) {
-	m := &Llama{core: core{Cfg: Presets["tinyllama-1.1b"]}}
+	m := &core{Cfg: Presets["tinyllama-1.1b"]}
 	for _, mode := range []string{"groups", "within"} {
 		s := &Sampler{Seed: 3, Layers: 22, Heads: 32, KVHeads: 4, Neurons: 5632, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 1}}}, Opt: SamplerOptions{Heads: mode}}
 		for step := 0; step < 10; step++ {
@@ -282,7 +282,7 @@ func TestInitModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := make([]float32, cfg.NumParams())
-		ops.Download(got, m.base().Params)
+		ops.Download(got, m.Params())
 		if !slices.Equal(got, cfg.InitParams(9)) {
 			t.Fatalf("%s: InitModel differs from InitParams", name)
 		}

@@ -159,7 +159,7 @@ func matchSelection(t *testing.T, f *fixture, cfg ModelConfig, sel *Selection) {
 		t.Fatal(err)
 	}
 	grads := make([]float32, cfg.NumParams())
-	ops.Download(grads, m.base().Grads)
+	ops.Download(grads, m.Grads())
 	closeTo(t, "gradient", m.Table(), grads, f.Grads, 1e-5)
 	skipped := map[int]bool{}
 	if sel != nil && sel.Layers != nil {
@@ -182,7 +182,7 @@ func matchSelection(t *testing.T, f *fixture, cfg ModelConfig, sel *Selection) {
 		m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: a.LR, Beta1: a.Beta1, Beta2: a.Beta2, Eps: a.Eps, WeightDecay: a.WeightDecay, Step: step}, Skipped: skipped})
 	}
 	after := make([]float32, cfg.NumParams())
-	ops.Download(after, m.base().Params)
+	ops.Download(after, m.Params())
 	// Where the true gradient is zero (the key bias: adding a
 	// constant to a row of attention scores changes nothing), both
 	// gradients are float noise that AdamW's 1/√v scales up to

@@ -2,301 +2,168 @@ package train
 
 import (
 	"fmt"
-
-	"github.com/estkit/estkit/kernels"
+	"strings"
 )
 
-// Per-layer parameter indices within a Llama block's run of the table.
-const (
-	lNorm1 = iota
-	lQKV
-	lO
-	lNorm2
-	lGateUp
-	lDown
-	perLlamaLayer
-)
+// llamaFamily is Llama (Touvron et al. 2023, as Hugging Face's
+// LlamaForCausalLM; TinyLlama's shapes): RMSNorm, rotary embeddings,
+// grouped-query attention, a SwiGLU MLP, no biases and an untied LM head.
+var llamaFamily = Family{
+	Arch: "llama",
+	check: func(c ModelConfig) error {
+		if c.FF <= 0 || c.Channels/c.Heads%2 != 0 || c.RopeTheta <= 0 || c.NormEps <= 0 {
+			return fmt.Errorf("train: Llama shape %+v needs an MLP width, an even head size, a rotary base and a norm epsilon", c)
+		}
+		return nil
+	},
+	ff:     func(c ModelConfig) int { return c.FF },
+	layout: llamaLayout,
+	norm:   rmsNorm,
+	rope:   true,
+	mlp:    swigluMLP,
+	blockFLOPs: func(c ModelConfig, nh, nkv, ff, T float64) float64 {
+		return denseBlockFLOPs(c, nh, nkv, ff, T, 3) // gate, up and down
+	},
+	memory: func(m ModelConfig) (params, perTok, weights float64) {
+		C, L, Vp := float64(m.Channels), float64(m.Layers), float64(m.Padded)
+		NH, KV := float64(m.Heads), float64(m.KV())
+		HS := C / NH
+		FF := float64(m.FF)
+		W := (NH + 2*KV) * HS
+		block := C*W + C*C + 2*FF*C + FF*C + 2*C
+		params = 2*Vp*C + L*block + C
+		// per block: out, x1, n1, atty, n2 (C each), n1r, n2r, qkv (W),
+		// h (2FF), act (FF); outside: x0, nf, dres, dtmp, dnf, logits,
+		// losses, nfr; scratch: dqkv, datty, dh, dact
+		perTok = L*(5*C+2+W+3*FF) + 5*C + Vp + 2 + W + C + 3*FF
+		weights = 2*block + C*C // gathered weights and the weight-gradient gather
+		return
+	},
+	hf: hfFamily{class: "LlamaForCausalLM", load: loadLlamaHF, export: exportLlamaHF, config: llamaHFConfig},
+	recipe: func(c *Config) { // the paper's TinyLlama recipe
+		c.LR, c.Decay = 4e-4, DecayCosine
+	},
+}
 
-// llamaTable is Llama's parameter table: the token embedding, then each
+// llamaLayout is Llama's parameter table: the token embedding, then each
 // block's six tensors, the final norm and the (untied) LM head. The q, k
 // and v projections are one tensor (queries of all heads, then keys, then
 // values), as are the gate and up projections (gate rows, then up rows);
 // the Hugging Face import and export split them. Weights are normal with
 // std 0.02 (Hugging Face's initializer_range), norm weights one; there are
 // no biases.
-func llamaTable(cfg ModelConfig) []Param {
+func llamaLayout(cfg ModelConfig) ([]Param, modelView) {
 	C, L, NH, NKV, FF := cfg.Channels, cfg.Layers, cfg.Heads, cfg.KV(), cfg.FF
 	HS := C / NH
 	const std = 0.02
 	var t table
-	t.add("model.embed_tokens.weight", -1, true, std, false, unitNone, cfg.Padded, C)
-	t[0].Vocab = true
+	v := modelView{positions: -1, blocks: make([]blockView, L)}
+	v.tokens = t.add("model.embed_tokens.weight", -1, true, std, false, unitNone, cfg.Padded, C)
+	t[v.tokens].Vocab = true
 	for l := 0; l < L; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
-		t.add(p+"input_layernorm.weight", l, false, 0, true, unitNone, C)
-		t.add(p+"self_attn.qkv_proj.weight", l, true, std, false, unitQKVRows, (NH+2*NKV)*HS, C)
-		t.add(p+"self_attn.o_proj.weight", l, true, std, false, unitHeadCols, C, NH*HS)
-		t.add(p+"post_attention_layernorm.weight", l, false, 0, true, unitNone, C)
-		t.add(p+"mlp.gate_up_proj.weight", l, true, std, false, unitGateUpRows, 2*FF, C)
-		t.add(p+"mlp.down_proj.weight", l, true, std, false, unitNeuronCols, C, FF)
+		b := &v.blocks[l]
+		b.norm1 = normView{t.add(p+"input_layernorm.weight", l, false, 0, true, unitNone, C), -1}
+		b.qkv = linearView{t.add(p+"self_attn.qkv_proj.weight", l, true, std, false, unitQKVRows, (NH+2*NKV)*HS, C), -1}
+		b.proj = linearView{t.add(p+"self_attn.o_proj.weight", l, true, std, false, unitHeadCols, C, NH*HS), -1}
+		b.norm2 = normView{t.add(p+"post_attention_layernorm.weight", l, false, 0, true, unitNone, C), -1}
+		b.up = linearView{t.add(p+"mlp.gate_up_proj.weight", l, true, std, false, unitGateUpRows, 2*FF, C), -1}
+		b.down = linearView{t.add(p+"mlp.down_proj.weight", l, true, std, false, unitNeuronCols, C, FF), -1}
 	}
-	t.add("model.norm.weight", -1, false, 0, true, unitNone, C)
-	t.add("lm_head.weight", -1, true, std, false, unitNone, cfg.Padded, C)
-	t[len(t)-1].Vocab = true
-	return t
+	v.norm = normView{t.add("model.norm.weight", -1, false, 0, true, unitNone, C), -1}
+	v.head = t.add("lm_head.weight", -1, true, std, false, unitNone, cfg.Padded, C)
+	t[v.head].Vocab = true
+	return t, v
 }
 
-// Llama is a Llama model (RMSNorm, rotary embeddings, grouped-query
-// attention, SwiGLU MLP, untied LM head) with its parameters, gradients
-// and activations on a kernels backend.
-type Llama struct {
-	core
-
-	B, T    int
-	act     *llamaActs
-	ids     []int32
-	targets []int32
-	sel     *Selection
-	inputs  map[int]kernels.Buf // residual stream entering each active block
-	final   kernels.Buf         // residual stream after the last active block
+// llamaParts are the Hugging Face tensors a fused Llama tensor holds, by
+// rows: name suffixes and their row counts.
+func llamaParts(c ModelConfig, name string) (prefix string, parts []string, rows []int) {
+	HS := c.Channels / c.Heads
+	if p, ok := strings.CutSuffix(name, "self_attn.qkv_proj.weight"); ok {
+		return p, []string{"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"},
+			[]int{c.Heads * HS, c.KV() * HS, c.KV() * HS}
+	}
+	if p, ok := strings.CutSuffix(name, "mlp.gate_up_proj.weight"); ok {
+		return p, []string{"mlp.gate_proj.weight", "mlp.up_proj.weight"}, []int{c.FF, c.FF}
+	}
+	return "", []string{name}, nil
 }
 
-// llamaActs hold one micro-batch's forward state, a slot per running
-// block (as GPT-2's activations), backward scratch, and one block's
-// gathered weights shared by all blocks.
-type llamaActs struct {
-	x0, nf, nfr, logits, losses kernels.Buf
-	slots                       []*llamaBlock
-	dres, dtmp, dnf             kernels.Buf
-	dqkv, datty, dh, dact, gw   kernels.Buf
-	wqkv, wo, wgu, wdown        kernels.Buf
-}
-
-// llamaBlock is one running block's state: its output and the values its
-// backward pass needs.
-type llamaBlock struct {
-	out, x1, n1, n1r, qkv, atty, att, n2, n2r, h, act kernels.Buf
-}
-
-// NewLlama allocates the model on ops with params (len NumParams).
-func NewLlama(ops kernels.Ops, cfg ModelConfig, params []float32) (*Llama, error) {
-	if !cfg.IsLlama() {
-		return nil, fmt.Errorf("train: arch %q is not a Llama shape", cfg.Arch)
-	}
-	if err := checkParams(cfg, params); err != nil {
-		return nil, err
-	}
-	return &Llama{core: newCore(ops, cfg, params)}, nil
-}
-
-// layerParam is parameter k of block l.
-func (g *Llama) layerParam(buf kernels.Buf, l, k int) kernels.Buf {
-	return g.param(buf, 1+l*perLlamaLayer+k)
-}
-
-func (g *Llama) slot(i int) *llamaBlock {
-	for len(g.act.slots) <= i {
-		g.act.slots = append(g.act.slots, &llamaBlock{})
-	}
-	return g.act.slots[i]
-}
-
-func (g *Llama) ensure(B, T int) {
-	if g.act != nil && g.B == B && g.T == T {
-		return
-	}
-	c, o := g.Cfg, g.ops
-	C, BT := c.Channels, B*T
-	a := &llamaActs{}
-	a.x0 = g.allocAct(BT * C)
-	a.nf, a.nfr = g.allocAct(BT*C), o.Alloc(BT)
-	a.logits, a.losses = g.allocAct(BT*c.Padded), o.Alloc(BT)
-	a.dres, a.dtmp, a.dnf = g.allocAct(BT*C), g.allocAct(BT*C), g.allocAct(BT*C)
-	g.act, g.B, g.T = a, B, T
-}
-
-// SetBF16Activations stores the activations in bfloat16 (Model).
-func (g *Llama) SetBF16Activations(on bool) error {
-	g.act = nil
-	return g.setBF16(on)
-}
-
-// Forward runs the model on ids[B×T] and, with targets, returns the mean
-// cross-entropy loss. It keeps what Backward needs.
-func (g *Llama) Forward(ids, targets []int32, B, T int, sel *Selection) (float32, error) {
-	c, o := g.Cfg, g.ops
-	if err := checkBatch(c, ids, targets, B, T); err != nil {
-		return 0, err
-	}
-	g.ensure(B, T)
-	a := g.act
-	g.ids, g.sel, g.targets, g.inputs = ids, sel, nil, map[int]kernels.Buf{}
-	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
-	NH, NKV, FF := c.Heads, c.KV(), c.FF
-	theta, eps := float32(c.RopeTheta), float32(c.NormEps)
-	Wt := g.weights() // what the products read: Params, or their bf16 copy
-	o.GatherRows(a.x0, g.param(g.Params, 0), ids, C)
-	cur := a.x0
-	for i, l := range g.activeLayers(sel) {
-		heads, neurons, nh, nkv, ff, hsc, msc := g.blockShape(sel, l)
-		if err := g.checkHeads(heads); err != nil {
-			return 0, err
-		}
-		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
-		PW := func(k int) kernels.Buf { return g.layerParam(Wt, l, k) }
-		ba := g.slot(i)
-		g.inputs[l] = cur
-		D, W := nh*HS, (nh+2*nkv)*HS
-		// attention
-		n1, n1r := g.needAct(&ba.n1, BT*C), g.need(&ba.n1r, BT)
-		o.RMSNorm(n1, n1r, cur, P(lNorm1), BT, C, eps)
-		wqkv, wo := PW(lQKV), PW(lO)
-		if heads != nil {
-			wqkv, wo = g.needAct(&a.wqkv, W*C), g.needAct(&a.wo, C*D)
-			o.GatherRows(wqkv, PW(lQKV), qkvRows(heads, NH, NKV, HS), C)
-			o.GatherCols(wo, PW(lO), C, NH*HS, headCols(heads, HS))
-		}
-		qkv, atty := g.needAct(&ba.qkv, BT*W), g.needAct(&ba.atty, BT*D)
-		o.MatMul(qkv, n1, wqkv, BT, W, C, false, true, 1, 0)
-		o.RoPE(qkv, B, T, nh, HS, W, 0, theta, false)
-		o.RoPE(qkv, B, T, nkv, HS, W, nh*HS, theta, false)
-		o.Attention(atty, g.need(&ba.att, o.AttentionState(B, nh, T)), qkv, B, T, nh, nkv, HS)
-		x1 := g.needAct(&ba.x1, BT*C)
-		o.Copy(x1, cur)
-		o.MatMul(x1, atty, wo, BT, C, D, false, true, hsc, 1)
-		// MLP
-		n2, n2r := g.needAct(&ba.n2, BT*C), g.need(&ba.n2r, BT)
-		o.RMSNorm(n2, n2r, x1, P(lNorm2), BT, C, eps)
-		wgu, wdown := PW(lGateUp), PW(lDown)
-		if neurons != nil {
-			wgu, wdown = g.needAct(&a.wgu, 2*ff*C), g.needAct(&a.wdown, C*ff)
-			o.GatherRows(wgu, PW(lGateUp), gateUpRows(neurons, FF), C)
-			o.GatherCols(wdown, PW(lDown), C, FF, neurons)
-		}
-		h, act := g.needAct(&ba.h, BT*2*ff), g.needAct(&ba.act, BT*ff)
-		o.MatMul(h, n2, wgu, BT, 2*ff, C, false, true, 1, 0)
-		o.SwiGLU(act, h, BT, ff)
-		next := g.needAct(&ba.out, BT*C)
-		o.Copy(next, x1)
-		o.MatMul(next, act, wdown, BT, C, ff, false, true, msc, 1)
-		cur = next
-	}
-	last := len(g.table) - 2
-	o.RMSNorm(a.nf, a.nfr, cur, g.param(g.Params, last), BT, C, eps)
-	g.final = cur
-	o.MatMul(a.logits, a.nf, g.param(Wt, last+1), BT, c.Padded, C, false, true, 1, 0)
-	if targets == nil {
-		return 0, o.Err()
-	}
-	g.targets = targets
-	return meanLoss(o, a.losses, a.logits, targets, BT, c)
-}
-
-// Backward computes the gradients of the last Forward's mean loss and adds
-// them to Grads (scaled by gradScale). Unsampled heads and neurons of a
-// running block get no gradient (zero); a skipped block's parameters are
-// not touched.
-func (g *Llama) Backward(gradScale float32) error {
-	if g.targets == nil {
-		return fmt.Errorf("train: backward without a forward pass with targets")
-	}
-	c, o, a := g.Cfg, g.ops, g.act
-	B, T := g.B, g.T
-	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
-	NH, NKV, FF := c.Heads, c.KV(), c.FF
-	theta := float32(c.RopeTheta)
-	sel := g.sel
-	last := len(g.table) - 2
-	// classifier: dlogits = scale·(softmax − onehot)/BT, reusing logits
-	o.CrossEntropy(a.losses, a.logits, a.logits, g.targets, BT, c.Vocab, c.Padded, gradScale/float32(BT))
-	Wt := g.weights()
-	head := g.param(Wt, last+1)
-	o.MatMul(a.dnf, a.logits, head, BT, C, c.Padded, false, false, 1, 0)
-	o.MatMul(g.param(g.Grads, last+1), a.logits, a.nf, c.Padded, C, BT, true, false, 1, 1)
-	dres := a.dres
-	o.Fill(dres, 0)
-	o.RMSNormBackward(dres, g.param(g.Grads, last), a.dnf, g.final, g.param(g.Params, last), a.nfr, BT, C)
-	layers := g.activeLayers(sel)
-	for i := len(layers) - 1; i >= 0; i-- {
-		l := layers[i]
-		ba := g.slot(i)
-		heads, neurons, nh, nkv, ff, hsc, msc := g.blockShape(sel, l)
-		P := func(k int) kernels.Buf { return g.layerParam(g.Params, l, k) }
-		PW := func(k int) kernels.Buf { return g.layerParam(Wt, l, k) }
-		G := func(k int) kernels.Buf { return g.layerParam(g.Grads, l, k) }
-		D, W := nh*HS, (nh+2*nkv)*HS
-		// MLP: out = x1 + msc·act·wdownᵀ
-		wgu, wdown := PW(lGateUp), PW(lDown)
-		if neurons != nil {
-			wgu, wdown = g.needAct(&a.wgu, 2*ff*C), g.needAct(&a.wdown, C*ff)
-			o.GatherRows(wgu, PW(lGateUp), gateUpRows(neurons, FF), C)
-			o.GatherCols(wdown, PW(lDown), C, FF, neurons)
-		}
-		h, act := o.Slice(ba.h, 0, BT*2*ff), o.Slice(ba.act, 0, BT*ff)
-		dact, dh := g.needAct(&a.dact, BT*ff), g.needAct(&a.dh, BT*2*ff)
-		o.MatMul(dact, dres, wdown, BT, ff, C, false, false, msc, 0)
-		g.weightGrad(G(lDown), dres, act, C, ff, BT, msc, &a.gw, nil, neurons, FF)
-		o.Fill(dh, 0)
-		o.SwiGLUBackward(dh, h, dact, BT, ff)
-		n2 := o.Slice(ba.n2, 0, BT*C)
-		var guRows []int32
-		if neurons != nil {
-			guRows = gateUpRows(neurons, FF)
-		}
-		g.weightGrad(G(lGateUp), dh, n2, 2*ff, C, BT, 1, &a.gw, guRows, nil, 0)
-		o.MatMul(a.dtmp, dh, wgu, BT, C, 2*ff, false, false, 1, 0)
-		o.RMSNormBackward(dres, G(lNorm2), a.dtmp, o.Slice(ba.x1, 0, BT*C), P(lNorm2), o.Slice(ba.n2r, 0, BT), BT, C)
-		// attention: x1 = in + hsc·atty·woᵀ
-		wqkv, wo := PW(lQKV), PW(lO)
-		var rows []int32
-		if heads != nil {
-			rows = qkvRows(heads, NH, NKV, HS)
-			wqkv, wo = g.needAct(&a.wqkv, W*C), g.needAct(&a.wo, C*D)
-			o.GatherRows(wqkv, PW(lQKV), rows, C)
-			o.GatherCols(wo, PW(lO), C, NH*HS, headCols(heads, HS))
-		}
-		atty, datty := o.Slice(ba.atty, 0, BT*D), g.needAct(&a.datty, BT*D)
-		qkv, dqkv := o.Slice(ba.qkv, 0, BT*W), g.needAct(&a.dqkv, BT*W)
-		o.MatMul(datty, dres, wo, BT, D, C, false, false, hsc, 0)
-		var cols []int32
-		if heads != nil {
-			cols = headCols(heads, HS)
-		}
-		g.weightGrad(G(lO), dres, atty, C, D, BT, hsc, &a.gw, nil, cols, NH*HS)
-		o.Fill(dqkv, 0)
-		o.AttentionBackward(dqkv, datty, atty, qkv, o.Slice(ba.att, 0, o.AttentionState(B, nh, T)), B, T, nh, nkv, HS)
-		// gradients of the rotated q and k back through the rotation
-		o.RoPE(dqkv, B, T, nh, HS, W, 0, theta, true)
-		o.RoPE(dqkv, B, T, nkv, HS, W, nh*HS, theta, true)
-		n1 := o.Slice(ba.n1, 0, BT*C)
-		g.weightGrad(G(lQKV), dqkv, n1, W, C, BT, 1, &a.gw, rows, nil, 0)
-		o.MatMul(a.dtmp, dqkv, wqkv, BT, C, W, false, false, 1, 0)
-		o.RMSNormBackward(dres, G(lNorm1), a.dtmp, g.inputs[l], P(lNorm1), o.Slice(ba.n1r, 0, BT), BT, C)
-	}
-	o.ScatterAddRows(g.param(g.Grads, 0), dres, g.ids, C)
-	return o.Err()
-}
-
-// ActivationFloats is the number of values (float32, or bfloat16 with
-// bf16 activations) the forward state holds
-// now (it grows to the largest subnetwork run so far).
-func (g *Llama) ActivationFloats() int {
-	if g.act == nil {
-		return 0
-	}
-	n := 0
-	a := g.act
-	for _, b := range []kernels.Buf{a.wqkv, a.wo, a.wgu, a.wdown} {
-		if b != nil {
-			n += b.Len()
-		}
-	}
-	for _, s := range a.slots {
-		for _, b := range []kernels.Buf{s.out, s.x1, s.n1, s.n1r, s.qkv, s.atty, s.att, s.n2, s.n2r, s.h, s.act} {
-			if b != nil {
-				n += b.Len()
+// loadLlamaHF reads LlamaForCausalLM tensors: q, k and v (and gate and up)
+// fused by rows into the table's tensors, the vocabulary padded with zero
+// rows. Hugging Face's q and k weights are already in the rotary layout
+// estkit uses (element i pairs with i + HS/2), so none is permuted.
+func loadLlamaHF(c ModelConfig, table []Param, path string, ts map[string][]float32, shapes map[string][]int, host []float32) error {
+	C := c.Channels
+	for _, e := range table {
+		dst := host[e.Offset : e.Offset+e.Size]
+		if e.Vocab {
+			v, sh := ts[e.Name], shapes[e.Name]
+			if v == nil && e.Name == "lm_head.weight" {
+				v, sh = ts["model.embed_tokens.weight"], shapes["model.embed_tokens.weight"] // tied
 			}
+			if v == nil {
+				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", path, e.Name)
+			}
+			if len(sh) != 2 || sh[1] != C || sh[0] != c.Vocab {
+				return fmt.Errorf("train: %s: %s %v, the model [%d %d]", path, e.Name, sh, c.Vocab, C)
+			}
+			copy(dst, v)
+			continue
+		}
+		prefix, parts, rows := llamaParts(c, e.Name)
+		off := 0
+		for i, part := range parts {
+			v, ok := ts[prefix+part]
+			if !ok {
+				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", path, prefix+part)
+			}
+			want := e.Size
+			if rows != nil {
+				want = rows[i] * C
+			}
+			if len(v) != want {
+				return fmt.Errorf("train: %s: %s %v has %d values, the model %d", path, prefix+part, shapes[prefix+part], len(v), want)
+			}
+			copy(dst[off:], v)
+			off += len(v)
 		}
 	}
-	return n
+	return nil
+}
+
+// exportLlamaHF lists LlamaForCausalLM's tensors: fused tensors split, the
+// vocabulary's padding rows dropped.
+func exportLlamaHF(c ModelConfig, table []Param, host []float32) (names []string, shapes [][]int, data [][]float32) {
+	C := c.Channels
+	for _, e := range table {
+		v := host[e.Offset : e.Offset+e.Size]
+		if e.Vocab {
+			names, shapes, data = append(names, e.Name), append(shapes, []int{c.Vocab, C}), append(data, v[:c.Vocab*C])
+			continue
+		}
+		prefix, parts, rows := llamaParts(c, e.Name)
+		if rows == nil {
+			names, shapes, data = append(names, e.Name), append(shapes, e.Shape), append(data, v)
+			continue
+		}
+		off := 0
+		for i, part := range parts {
+			names, shapes, data = append(names, prefix+part), append(shapes, []int{rows[i], C}), append(data, v[off:off+rows[i]*C])
+			off += rows[i] * C
+		}
+	}
+	return names, shapes, data
+}
+
+func llamaHFConfig(c ModelConfig) map[string]any {
+	return map[string]any{
+		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"vocab_size": c.Vocab, "hidden_size": c.Channels, "intermediate_size": c.FF, "num_hidden_layers": c.Layers,
+		"num_attention_heads": c.Heads, "num_key_value_heads": c.KV(), "max_position_embeddings": c.MaxT,
+		"rms_norm_eps": c.NormEps, "rope_theta": c.RopeTheta, "hidden_act": "silu", "tie_word_embeddings": false,
+		"attention_bias": false, "mlp_bias": false, "initializer_range": 0.02,
+		"bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
+	}
 }

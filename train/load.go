@@ -23,7 +23,7 @@ func LoadRun(ops kernels.Ops, run string) (Model, *Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := m.base().loadTensors(c.dir, false); err != nil {
+	if err := m.LoadTensors(c.dir, false); err != nil {
 		return nil, nil, err
 	}
 	return m, c.cfg, nil
@@ -57,24 +57,24 @@ func Eval(m Model, cfg *Config, split string, batches int) (float64, int, error)
 // Generate continues prompt by n tokens, sampling from the softmax at
 // temperature (0: greedy) among the topK most likely (0: all).
 func Generate(m Model, prompt []int32, n int, temperature float64, topK int, seed uint64) ([]int32, error) {
-	g := m.base()
+	c, o := m.Config(), m.Ops()
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("train: empty prompt")
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x73616d70))
 	out := append([]int32(nil), prompt...)
-	V, Vp := g.Cfg.Vocab, g.Cfg.Padded
+	V, Vp := c.Vocab, c.Padded
 	row := make([]float32, Vp)
 	for i := 0; i < n; i++ {
 		ctx := out
-		if len(ctx) > g.Cfg.MaxT {
-			ctx = ctx[len(ctx)-g.Cfg.MaxT:]
+		if len(ctx) > c.MaxT {
+			ctx = ctx[len(ctx)-c.MaxT:]
 		}
 		T := len(ctx)
 		if _, err := m.Forward(ctx, nil, 1, T, nil); err != nil {
 			return nil, err
 		}
-		g.ops.Download(row, g.ops.Slice(m.Logits(), (T-1)*Vp, Vp))
+		o.Download(row, o.Slice(m.Logits(), (T-1)*Vp, Vp))
 		out = append(out, pick(row[:V], temperature, topK, rng))
 	}
 	return out, nil

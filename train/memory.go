@@ -39,33 +39,15 @@ func (e MemoryEstimate) Total() float64 {
 
 // EstimateMemory is an upper estimate of the memory a step of cfg needs
 // on ops (attention's state is the backend's), counted from the same
-// buffers the models allocate (GPT2.ensure, Llama.ensure and their
-// forward and backward passes) at the full model's size.
+// buffers the model allocates (model.ensure and the forward and backward
+// passes, as the family counts them: Family.memory) at the full model's
+// size.
 func EstimateMemory(ops kernels.Ops, cfg *Config) MemoryEstimate {
 	m := cfg.Model
-	C, L, Vp, T := float64(m.Channels), float64(m.Layers), float64(m.Padded), float64(cfg.Seq)
-	NH, KV, MaxT := float64(m.Heads), float64(m.KV()), float64(m.MaxT)
-	HS := C / NH
-	FF := float64(m.MLP())
+	L, T, NH := float64(m.Layers), float64(cfg.Seq), float64(m.Heads)
 	var params, perTok, weights float64
-	if m.IsLlama() {
-		W := (NH + 2*KV) * HS
-		block := C*W + C*C + 2*FF*C + FF*C + 2*C
-		params = 2*Vp*C + L*block + C
-		// per block: out, x1, n1, atty, n2 (C each), n1r, n2r, qkv (W),
-		// h (2FF), act (FF); outside: x0, nf, dres, dtmp, dnf, logits,
-		// losses, nfr; scratch: dqkv, datty, dh, dact
-		perTok = L*(5*C+2+W+3*FF) + 5*C + Vp + 2 + W + C + 3*FF
-		weights = 2*block + C*C // gathered weights and the weight-gradient gather
-	} else {
-		block := 12*C*C + 13*C
-		params = Vp*C + MaxT*C + L*block + 2*C
-		// per block: out, x1, ln1, atty, ln2 (C each), qkv (3C), fch,
-		// fcg (4C each), ln1m, ln1r, ln2m, ln2r; outside: x0, lnf, dres,
-		// dtmp, dlnf, logits, losses, lnfm, lnfr; scratch: dqkv, datty,
-		// dfch, dfcg
-		perTok = L*(16*C+4) + 5*C + Vp + 3 + 3*C + C + 8*C
-		weights = 2*block + 4*C*C
+	if f := m.family(); f != nil {
+		params, perTok, weights = f.memory(m)
 	}
 	att := NH * T * T
 	if att < 1<<40 {

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -18,8 +17,8 @@ import (
 	"github.com/estkit/estkit/kernels"
 )
 
-// ModelConfig is the shape of a model: GPT-2 (Arch "gpt2" or empty) or
-// Llama (Arch "llama").
+// ModelConfig is the shape of a model; Arch names its family (families:
+// "gpt2", also when empty, or "llama").
 type ModelConfig struct {
 	Arch     string `json:"arch,omitempty"`
 	Vocab    int    `json:"vocab"`  // real vocabulary (GPT-2: 50257)
@@ -91,9 +90,6 @@ var Presets = map[string]ModelConfig{
 	"llama-tiny":     {Arch: "llama", Vocab: 32000, Padded: 32000, Layers: 4, Heads: 8, KVHeads: 1, Channels: 256, FF: 704, MaxT: 512, RopeTheta: 10000, NormEps: 1e-5},
 }
 
-// IsLlama says whether the model is a Llama.
-func (c ModelConfig) IsLlama() bool { return c.Arch == "llama" }
-
 // KV is the number of key/value heads.
 func (c ModelConfig) KV() int {
 	if c.KVHeads > 0 {
@@ -102,44 +98,50 @@ func (c ModelConfig) KV() int {
 	return c.Heads
 }
 
-// MLP is the MLP's width (its neurons).
+// MLP is the MLP's width (its neurons), as the family sets it (0 for an
+// unknown Arch).
 func (c ModelConfig) MLP() int {
-	if c.IsLlama() {
-		return c.FF
+	if f := c.family(); f != nil {
+		return f.ff(c)
 	}
-	return 4 * c.Channels
+	return 0
 }
 
-// Check validates a model shape.
+// Check validates a model shape: its family, the sizes every family
+// shares, then what the family reads.
 func (c ModelConfig) Check() error {
+	f, err := familyOf(c.Arch)
+	if err != nil {
+		return err
+	}
 	switch {
-	case c.Arch != "" && c.Arch != "gpt2" && c.Arch != "llama":
-		return fmt.Errorf("train: model architecture %q (want gpt2 or llama)", c.Arch)
 	case c.Vocab <= 0 || c.Padded < c.Vocab || c.Layers <= 0 || c.Heads <= 0 || c.Channels <= 0 || c.MaxT <= 0:
 		return fmt.Errorf("train: model shape %+v: sizes must be positive and Padded at least Vocab", c)
 	case c.Channels%c.Heads != 0:
 		return fmt.Errorf("train: %d channels do not split into %d heads", c.Channels, c.Heads)
 	case c.Heads%c.KV() != 0:
 		return fmt.Errorf("train: %d query heads do not split into groups of %d key/value heads", c.Heads, c.KV())
-	case c.IsLlama() && (c.FF <= 0 || c.Channels/c.Heads%2 != 0 || c.RopeTheta <= 0 || c.NormEps <= 0):
-		return fmt.Errorf("train: Llama shape %+v needs an MLP width, an even head size, a rotary base and a norm epsilon", c)
-	case !c.IsLlama() && c.KV() != c.Heads:
-		return errors.New("train: GPT-2 has as many key/value heads as query heads")
 	}
-	return nil
+	return f.check(c)
 }
 
-// Table returns the parameter table of the model.
+// Table returns the parameter table of the model (nil for an unknown
+// Arch).
 func (c ModelConfig) Table() []Param {
-	if c.IsLlama() {
-		return llamaTable(c)
+	f := c.family()
+	if f == nil {
+		return nil
 	}
-	return gpt2Table(c)
+	t, _ := f.layout(c)
+	return t
 }
 
 // NumParams is the total parameter count (padding rows included).
 func (c ModelConfig) NumParams() int {
 	t := c.Table()
+	if len(t) == 0 {
+		return 0
+	}
 	return t[len(t)-1].Offset + t[len(t)-1].Size
 }
 
@@ -181,20 +183,6 @@ func (c ModelConfig) initTensors(seed uint64, put func(e Param, x []float32)) {
 	}
 }
 
-// InitModel allocates the model cfg describes on ops with InitParams(seed)
-// as its parameters, uploaded a tensor at a time (no host copy of the whole
-// model).
-func InitModel(ops kernels.Ops, cfg ModelConfig, seed uint64) (Model, error) {
-	m, err := NewModel(ops, cfg, nil)
-	if err != nil {
-		return nil, err
-	}
-	g := m.base()
-	cfg.initTensors(seed, func(e Param, x []float32) { ops.Upload(ops.Slice(g.Params, e.Offset, e.Size), x) })
-	g.paramsChanged()
-	return m, nil
-}
-
 // Param is one entry of the parameter table: it drives the memory layout,
 // checkpoints, Hugging Face names and the optimizer.
 type Param struct {
@@ -225,7 +213,9 @@ const (
 // table builds a parameter table in layout order.
 type table []Param
 
-func (t *table) add(name string, layer int, decay bool, std float64, ones bool, u unit, shape ...int) {
+// add appends a tensor and returns its index, which a family's layout
+// records in its views.
+func (t *table) add(name string, layer int, decay bool, std float64, ones bool, u unit, shape ...int) int {
 	n := 1
 	for _, s := range shape {
 		n *= s
@@ -236,6 +226,7 @@ func (t *table) add(name string, layer int, decay bool, std float64, ones bool, 
 		off = last.Offset + last.Size
 	}
 	*t = append(*t, Param{Name: name, Shape: shape, Decay: decay, Std: std, Ones: ones, Layer: layer, Unit: u, Offset: off, Size: n})
+	return len(*t) - 1
 }
 
 // Selection is the subnetwork of one step: the blocks that run, and in
@@ -309,10 +300,11 @@ func gateUpRows(neurons []int32, FF int) []int32 {
 // buffers of parameters, gradients and AdamW moments laid out by it.
 type core struct {
 	Cfg    ModelConfig
+	fam    *Family
 	ops    kernels.Ops
 	table  []Param
-	Params kernels.Buf
-	Grads  kernels.Buf
+	params kernels.Buf
+	grads  kernels.Buf
 	m, v   kernels.Buf // AdamW moments
 	steps  [][]int32   // AdamW step counts, by table entry (stepCounts)
 	// bs is set when the activations are stored in bfloat16
@@ -324,15 +316,17 @@ type core struct {
 	stale bool
 }
 
-func newCore(ops kernels.Ops, cfg ModelConfig, params []float32) core {
-	n := cfg.NumParams()
-	c := core{Cfg: cfg, ops: ops, table: cfg.Table(), stale: true}
+// newCore allocates the buffers of a model of family f laid out by table.
+func newCore(ops kernels.Ops, cfg ModelConfig, f *Family, table []Param, params []float32) core {
+	last := table[len(table)-1]
+	n := last.Offset + last.Size
+	c := core{Cfg: cfg, fam: f, ops: ops, table: table, stale: true}
 	c.steps = stepCounts(c.table)
-	c.Params = ops.Alloc(n)
+	c.params = ops.Alloc(n)
 	if params != nil {
-		ops.Upload(c.Params, params)
+		ops.Upload(c.params, params)
 	}
-	c.Grads = ops.Alloc(n)
+	c.grads = ops.Alloc(n)
 	c.m, c.v = ops.Alloc(n), ops.Alloc(n)
 	return c
 }
@@ -351,6 +345,36 @@ func checkParams(cfg ModelConfig, params []float32) error {
 
 // Table is the model's parameter table.
 func (g *core) Table() []Param { return g.table }
+
+// Ops is the backend the model's buffers live on.
+func (g *core) Ops() kernels.Ops { return g.ops }
+
+// Params are the parameters [NumParams], laid out by the table.
+func (g *core) Params() kernels.Buf { return g.params }
+
+// Grads are the gradients [NumParams], laid out by the table.
+func (g *core) Grads() kernels.Buf { return g.grads }
+
+// SetParams uploads host [NumParams] as the parameters.
+func (g *core) SetParams(host []float32) error {
+	if len(host) != g.params.Len() {
+		return fmt.Errorf("train: %d parameters given, the model has %d", len(host), g.params.Len())
+	}
+	g.ops.Upload(g.params, host)
+	g.paramsChanged()
+	return g.ops.Err()
+}
+
+// StepCounts is a copy of AdamW's step counts, by table entry (one per
+// tensor, or one per row or column of a tensor that belongs to heads or
+// neurons: stepCounts).
+func (g *core) StepCounts() [][]int32 {
+	out := make([][]int32, len(g.steps))
+	for i, c := range g.steps {
+		out[i] = slices.Clone(c)
+	}
+	return out
+}
 
 func (g *core) param(buf kernels.Buf, i int) kernels.Buf {
 	e := g.table[i]
@@ -418,10 +442,10 @@ func (g *core) BF16Activations() bool { return g.bs != nil }
 // or their bfloat16 copy (refreshed here when stale).
 func (g *core) weights() kernels.Buf {
 	if g.bs == nil {
-		return g.Params
+		return g.params
 	}
 	if g.stale {
-		g.ops.Copy(g.pb, g.Params)
+		g.ops.Copy(g.pb, g.params)
 		g.stale = false
 	}
 	return g.pb
@@ -463,11 +487,12 @@ func (g *core) blockShape(sel *Selection, l int) (heads, neurons []int32, nh, nk
 // checkHeads verifies that sampled query heads form whole, equal groups
 // over their key/value heads (each key/value head read by the same number
 // of query heads, in order), as grouped-query attention computes them.
+// With a key/value head per query head (GPT-2) any heads do, in any order.
 func (g *core) checkHeads(heads []int32) error {
-	if heads == nil {
+	NH, NKV := g.Cfg.Heads, g.Cfg.KV()
+	if heads == nil || NH == NKV {
 		return nil
 	}
-	NH, NKV := g.Cfg.Heads, g.Cfg.KV()
 	kv := kvHeads(heads, NH, NKV)
 	if len(heads)%len(kv) != 0 || !slices.IsSorted(heads) {
 		return fmt.Errorf("train: sampled heads %v do not form equal groups over key/value heads %v", heads, kv)
@@ -487,7 +512,7 @@ func (g *core) checkHeads(heads []int32) error {
 // as they are.
 func (g *core) ZeroGrads(skipped map[int]bool) {
 	for _, r := range g.ranges(skipped) {
-		g.ops.Fill(g.ops.Slice(g.Grads, r[0], r[1]-r[0]), 0)
+		g.ops.Fill(g.ops.Slice(g.grads, r[0], r[1]-r[0]), 0)
 	}
 }
 
@@ -496,7 +521,7 @@ func (g *core) ZeroGrads(skipped map[int]bool) {
 func (g *core) GradNorm(skipped map[int]bool) float64 {
 	var s float64
 	for _, r := range g.ranges(skipped) {
-		s += g.ops.SumSquares(g.ops.Slice(g.Grads, r[0], r[1]-r[0]))
+		s += g.ops.SumSquares(g.ops.Slice(g.grads, r[0], r[1]-r[0]))
 	}
 	return math.Sqrt(s)
 }
@@ -582,7 +607,7 @@ func (g *core) Step(s StepOptions) error {
 		if !e.Decay {
 			a.WeightDecay = 0
 		}
-		p, gr, m, v := g.param(g.Params, i), g.param(g.Grads, i), g.param(g.m, i), g.param(g.v, i)
+		p, gr, m, v := g.param(g.params, i), g.param(g.grads, i), g.param(g.m, i), g.param(g.v, i)
 		u := s.Sampled[e.Layer]
 		width := 1
 		if len(e.Shape) == 2 {
@@ -715,28 +740,43 @@ type Model interface {
 	// Backward.
 	SetBF16Activations(on bool) error
 	BF16Activations() bool
-	base() *core
-}
 
-// NewModel allocates the model cfg describes on ops with params (nil:
-// zeros).
-func NewModel(ops kernels.Ops, cfg ModelConfig, params []float32) (Model, error) {
-	if cfg.IsLlama() {
-		return NewLlama(ops, cfg, params)
-	}
-	return NewGPT2(ops, cfg, params)
+	// Ops is the backend the model's buffers live on.
+	Ops() kernels.Ops
+	// Params and Grads are the flat parameters and gradients
+	// [NumParams], laid out by Table. Params is for reading (Download):
+	// write parameters through SetParams or LoadTensors, which also
+	// refresh their bfloat16 copy.
+	Params() kernels.Buf
+	Grads() kernels.Buf
+	// GradViews are views of Grads holding the parameters outside the
+	// skipped blocks, in offset order: what a gradient reduction across
+	// processes combines after a step's backward passes.
+	GradViews(skipped map[int]bool) []kernels.Buf
+	// SetParams uploads host [NumParams] as the parameters.
+	SetParams(host []float32) error
+	// StepCounts are AdamW's step counts by table entry (a copy).
+	StepCounts() [][]int32
+	// SaveTensors writes a checkpoint's tensors into dir: the parameters
+	// and AdamW's moments (safetensors, by the table's names) and the step
+	// counts, and returns each file's size and sha256.
+	SaveTensors(dir string) ([]FileRecord, error)
+	// LoadTensors reads what SaveTensors wrote: the parameters and, with
+	// moments, the moments and step counts (resuming).
+	LoadTensors(dir string, moments bool) error
 }
 
 // Config is the model's shape.
 func (g *core) Config() ModelConfig { return g.Cfg }
 
-func (g *core) base() *core { return g }
-
-// Logits are the last Forward's logits [B·T × Padded].
-func (g *GPT2) Logits() kernels.Buf { return g.act.logits }
-
-// Logits are the last Forward's logits [B·T × Padded].
-func (g *Llama) Logits() kernels.Buf { return g.act.logits }
+// GradViews: see Model.
+func (g *core) GradViews(skipped map[int]bool) []kernels.Buf {
+	var views []kernels.Buf
+	for _, r := range g.ranges(skipped) {
+		views = append(views, g.ops.Slice(g.grads, r[0], r[1]-r[0]))
+	}
+	return views
+}
 
 // weightGrad adds alpha·dyᵀ·x ([m×n] from dy [k×m] and x [k×n]) to the
 // gradient dst of a weight: straight in when the whole weight ran, or
@@ -769,7 +809,7 @@ type stepsJSON struct {
 
 // saveSteps writes the step counts into dir, one count for a tensor whose
 // counts are all equal.
-func (g *core) saveSteps(dir string) (fileRecord, error) {
+func (g *core) saveSteps(dir string) (FileRecord, error) {
 	s := stepsJSON{Format: "estkit-adam-steps", Tensors: map[string][]int32{}}
 	for i, e := range g.table {
 		c := g.steps[i]
@@ -780,14 +820,14 @@ func (g *core) saveSteps(dir string) (fileRecord, error) {
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
-		return fileRecord{}, fmt.Errorf("train: %w", err)
+		return FileRecord{}, fmt.Errorf("train: %w", err)
 	}
 	b = append(b, '\n')
 	if err := durable.WriteFile(dir, stepsFile, b); err != nil {
-		return fileRecord{}, fmt.Errorf("train: %w", err)
+		return FileRecord{}, fmt.Errorf("train: %w", err)
 	}
 	h := sha256.Sum256(b)
-	return fileRecord{Name: stepsFile, Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])}, nil
+	return FileRecord{Name: stepsFile, Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])}, nil
 }
 
 // loadSteps reads the step counts written by saveSteps.

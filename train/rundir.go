@@ -393,8 +393,8 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// fileRecord is a file's size and sha256, as its writer committed it.
-type fileRecord struct {
+// FileRecord is a file's size and sha256, as its writer committed it.
+type FileRecord struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -408,8 +408,8 @@ type ckptManifest struct {
 	Run        string       `json:"run"`     // the run's id, fixed when it started
 	Step       int          `json:"step"`
 	ConfigHash string       `json:"config_hash"` // the configuration's hash, as state.json has it
-	Config     fileRecord   `json:"config"`      // the run's config.json
-	Files      []fileRecord `json:"files"`       // the checkpoint's other files
+	Config     FileRecord   `json:"config"`      // the run's config.json
+	Files      []FileRecord `json:"files"`       // the checkpoint's other files
 	// SHA256 is the hex sha256 of the manifest as written with this field
 	// empty: with the manifest's bytes being exactly what estkit writes,
 	// a change of any byte is seen.
@@ -461,7 +461,7 @@ func parseManifest(path string, b []byte) (*ckptManifest, error) {
 }
 
 // verifyFile checks path's size and full sha256 against its record.
-func verifyFile(path string, r fileRecord, manifest string) error {
+func verifyFile(path string, r FileRecord, manifest string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
@@ -569,7 +569,7 @@ type runDir struct {
 	dir              string
 	unlock           func()
 	id               string     // the run's id in its checkpoints' manifests
-	config           fileRecord // config.json's size and sha256
+	config           FileRecord // config.json's size and sha256
 	metrics, lineage *os.File
 	ckpt             *openedCheckpoint // the checkpoint resumed from
 }
@@ -615,7 +615,7 @@ func openRunDir(out string, cfgFile []byte, hash string, o Options) (_ *runDir, 
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	h := sha256.Sum256(cfgFile)
-	rd.config = fileRecord{Name: "config.json", Size: int64(len(cfgFile)), SHA256: hex.EncodeToString(h[:])}
+	rd.config = FileRecord{Name: "config.json", Size: int64(len(cfgFile)), SHA256: hex.EncodeToString(h[:])}
 	rd.id = newRunID()
 	for _, f := range []struct {
 		name string
@@ -733,7 +733,7 @@ func (rd *runDir) checkpoint(m Model, st *runState, keep int) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	files, err := m.base().saveTensors(tmp)
+	files, err := m.SaveTensors(tmp)
 	if err != nil {
 		return err
 	}
@@ -743,7 +743,7 @@ func (rd *runDir) checkpoint(m Model, st *runState, keep int) (err error) {
 		return fmt.Errorf("train: %w", err)
 	}
 	h := sha256.Sum256(b)
-	files = append(files, fileRecord{Name: "state.json", Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])})
+	files = append(files, FileRecord{Name: "state.json", Size: int64(len(b)), SHA256: hex.EncodeToString(h[:])})
 	man := ckptManifest{Format: ckptFormat, Version: ckptVersion, Run: rd.id, Step: st.Step, ConfigHash: st.ConfigHash, Config: rd.config, Files: files}
 	if err := durable.WriteFile(tmp, checkpointManifest, man.encode()); err != nil { // last: fsyncs the directory
 		return fmt.Errorf("train: %w", err)

@@ -168,7 +168,7 @@ func (s *Session) resume(ckpt *openedCheckpoint) error {
 		if s.st.Step > cfg.Steps {
 			return fmt.Errorf("train: %w: steps %d: %s has done %d steps already", ErrConfig, cfg.Steps, ckpt.dir, s.st.Step)
 		}
-		if err := s.Model.base().loadTensors(ckpt.dir, true); err != nil {
+		if err := s.Model.LoadTensors(ckpt.dir, true); err != nil {
 			return err
 		}
 		loaderState = &s.st.Loader

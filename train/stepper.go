@@ -84,7 +84,7 @@ func (s *Stepper) Step(step int, batches Batches) (*StepResult, error) {
 		full = full.plus(c.Model.StepFLOPs(nil, B, T))
 	}
 	if s.Reducer != nil { // every micro-batch's gradients are in: combine them before the norm reads them
-		ops, grads := gradViews(s.Model, skipped)
+		ops, grads := s.Model.Ops(), s.Model.GradViews(skipped)
 		if err := s.Reducer.Reduce(ops, grads); err != nil {
 			return nil, err
 		}
@@ -160,18 +160,6 @@ func (s *Stepper) adamW(lr, norm float64, plan Plan, skipped map[int]bool) StepO
 		so.Sampled = plan.Units(c.Model.Layers)
 	}
 	return so
-}
-
-// gradViews are m's backend and the views of its gradient buffer that
-// hold the parameters outside the skipped blocks, in offset order: what a
-// Reducer combines.
-func gradViews(m Model, skipped map[int]bool) (kernels.Ops, []kernels.Buf) {
-	g := m.base()
-	var views []kernels.Buf
-	for _, r := range g.ranges(skipped) {
-		views = append(views, g.ops.Slice(g.Grads, r[0], r[1]-r[0]))
-	}
-	return g.ops, views
 }
 
 // plus is f and g summed, blocks and all.

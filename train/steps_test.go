@@ -128,7 +128,7 @@ func matchSteps(t *testing.T, name string) {
 		if err := m.Step(so); err != nil {
 			t.Fatal(err)
 		}
-		ops.Download(got, m.base().Params)
+		ops.Download(got, m.Params())
 		want := append([]float32(nil), s.ParamsAfter...)
 		// Where PyTorch's gradient is float noise (the fixture lists those
 		// elements: GPT-2's key bias, whose true gradient is zero, and the
@@ -160,7 +160,7 @@ func TestStepCountsCheckpoint(t *testing.T) {
 	}
 	s := &Sampler{Seed: 5, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 0.5}}}}
 	ops := cpu.New()
-	m, err := NewGPT2(ops, cfg, cfg.InitParams(1))
+	m, err := NewModel(ops, cfg, cfg.InitParams(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,22 +175,23 @@ func TestStepCountsCheckpoint(t *testing.T) {
 		m.Backward(1)
 		m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}, Skipped: skipped, Sampled: plan.Units(cfg.Layers)})
 	}
+	counts := m.StepCounts()
 	uneven := false
-	for _, c := range m.steps {
+	for _, c := range counts {
 		uneven = uneven || slices.ContainsFunc(c, func(n int32) bool { return n != c[0] })
 	}
-	if !uneven || m.steps[0][0] != 3 {
-		t.Fatalf("after 3 sampled steps: counts %v", m.steps)
+	if !uneven || counts[0][0] != 3 {
+		t.Fatalf("after 3 sampled steps: counts %v", counts)
 	}
 	dir := t.TempDir()
-	if _, err := m.saveTensors(dir); err != nil {
+	if _, err := m.SaveTensors(dir); err != nil {
 		t.Fatal(err)
 	}
-	m2, _ := NewGPT2(cpu.New(), cfg, nil)
-	if err := m2.loadTensors(dir, true); err != nil {
+	m2, _ := NewModel(cpu.New(), cfg, nil)
+	if err := m2.LoadTensors(dir, true); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(m.steps, m2.steps) {
+	if !reflect.DeepEqual(counts, m2.StepCounts()) {
 		t.Fatal("step counts differ after a checkpoint")
 	}
 	path := filepath.Join(dir, stepsFile)
@@ -198,15 +199,15 @@ func TestStepCountsCheckpoint(t *testing.T) {
 		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := m2.loadTensors(dir, true); err == nil || !strings.Contains(err.Error(), path) {
+		if err := m2.LoadTensors(dir, true); err == nil || !strings.Contains(err.Error(), path) {
 			t.Errorf("%s: %v", bad, err)
 		}
 	}
 	os.Remove(path)
-	if err := m2.loadTensors(dir, true); err == nil || !strings.Contains(err.Error(), stepsFile) {
+	if err := m2.LoadTensors(dir, true); err == nil || !strings.Contains(err.Error(), stepsFile) {
 		t.Errorf("no counts file: %v", err)
 	}
-	if err := m2.loadTensors(dir, false); err != nil {
+	if err := m2.LoadTensors(dir, false); err != nil {
 		t.Errorf("parameters alone need no counts: %v", err)
 	}
 }

@@ -393,8 +393,8 @@ func TestEvalWithoutData(t *testing.T) {
 // they decode to; never a panic.
 func FuzzCheckpointManifest(f *testing.F) {
 	m := ckptManifest{Format: ckptFormat, Version: ckptVersion, Run: "0123456789abcdef", Step: 6, ConfigHash: "00112233aabbccdd",
-		Config: fileRecord{Name: "config.json", Size: 700, SHA256: strings.Repeat("ab", 32)},
-		Files:  []fileRecord{{Name: "model.safetensors", Size: 1 << 20, SHA256: strings.Repeat("cd", 32)}}}
+		Config: FileRecord{Name: "config.json", Size: 700, SHA256: strings.Repeat("ab", 32)},
+		Files:  []FileRecord{{Name: "model.safetensors", Size: 1 << 20, SHA256: strings.Repeat("cd", 32)}}}
 	seed := m.encode()
 	f.Add(seed)
 	f.Add(bytes.ToUpper(seed))
