@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -25,6 +24,7 @@ import (
 	"github.com/estkit/estkit/ingest"
 	"github.com/estkit/estkit/internal/arrowpool"
 	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/internal/ordered"
 	"github.com/estkit/estkit/internal/setdir"
 	"github.com/estkit/estkit/tokenize"
 )
@@ -301,7 +301,6 @@ type unit struct {
 	source  int32
 	rowBase int64
 	rec     arrow.RecordBatch
-	done    chan struct{}
 	// results, filled by the worker
 	ids     []uint32 // all documents' ids back to back
 	lens    []int32  // ids per document
@@ -328,49 +327,19 @@ type builder struct {
 }
 
 func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// The queues hold a few record batches' units (4 MiB of text each cut
 	// into units of 1 MiB), so that the workers have work while the reader
 	// decompresses the next batch: with one batch's worth, a block profile
 	// showed them waiting for input a fifth of the time.
 	ahead := 4*b.o.Workers + 8
-	work := make(chan *unit, ahead)
-	order := make(chan *unit, ahead+b.o.Workers)
 	b.idBufs = make(chan []uint32, ahead+b.o.Workers+1)
-	readErr := make(chan error, 1)
-	go func() { // reader: record batches in input order
-		defer close(work)
-		defer close(order)
-		readErr <- b.read(ctx, docDirs, work, order)
-	}()
-	var wg sync.WaitGroup
-	for range b.o.Workers {
-		wg.Go(func() {
-			e := b.tok.NewEncoder()
-			for u := range work {
-				b.encode(e, u)
-				close(u.done)
-			}
-		})
-	}
-	defer wg.Wait()
 	b.writers = map[string]*splitWriter{}
 	corpora := map[string]map[string]*Tally{Train: {}, Val: {}}
 	var docs int64
-	var sinkErr error
-	for u := range order { // sink: in input order
-		<-u.done
-		if sinkErr == nil && u.err != nil {
-			sinkErr = u.err
-		}
-		if sinkErr == nil && ctx.Err() != nil {
-			sinkErr = ctx.Err()
-		}
-		if sinkErr != nil {
-			u.rec.Release()
-			cancel()
-			continue
+	encoders := make([]*tokenize.Encoder, b.o.Workers) // one per worker
+	sink := func(_ int, u *unit) error {               // in input order
+		if u.err != nil {
+			return u.err
 		}
 		off := 0
 		for i, n := range u.lens {
@@ -383,9 +352,7 @@ func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) 
 				err = w.add(u.ids[off:off+int(n)], u.source, u.rowBase+int64(i))
 			}
 			if err != nil {
-				sinkErr = err
-				cancel()
-				break
+				return err
 			}
 			t := corpora[split][u.corpora[i]]
 			if t == nil {
@@ -408,15 +375,29 @@ func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) 
 		if b.o.Progress != nil {
 			b.o.Progress(docs, b.textBytes)
 		}
+		return nil
 	}
-	if err := <-readErr; err != nil && sinkErr == nil {
-		sinkErr = err
-	}
-	if sinkErr == nil {
-		sinkErr = ctx.Err() // cancelled after the last batch
-	}
-	if sinkErr != nil {
-		return nil, sinkErr
+	err := ordered.Run(ctx, ordered.Config[*unit, *unit]{
+		Streams: 1, Workers: b.o.Workers, Depth: ahead + b.o.Workers, Queue: ahead,
+		Read: func(ctx context.Context, _ int, emit func(*unit) error) error {
+			return b.read(ctx, docDirs, emit)
+		},
+		Work: func(ctx context.Context, w int, u *unit) *unit {
+			if err := ctx.Err(); err != nil { // the sink will not take it: skip the work
+				u.err = err
+				return u
+			}
+			if encoders[w] == nil {
+				encoders[w] = b.tok.NewEncoder()
+			}
+			b.encode(encoders[w], u)
+			return u
+		},
+		Sink: sink,
+		Drop: func(u *unit) { u.rec.Release() },
+	})
+	if err != nil {
+		return nil, err
 	}
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: b.o.Version,
 		Tokenizer: b.info, Options: *b.o, Splits: map[string]*Split{}}
@@ -452,24 +433,17 @@ func decoders(workers int) int { return max(1, (workers+3)/4) }
 type batchJob struct {
 	path  string
 	index int
-	done  chan struct{}
 	rec   arrow.RecordBatch
 	err   error
 }
 
 // read sends the record batches of each document shard, in order, cut
-// into units. A producer goroutine checks each file against the sha256 its
-// set's manifest records before Arrow reads any of it (arrow-go allocates
-// what a damaged file's metadata claims, which can end the process), then
-// hands its batches to decoder goroutines that decompress them ahead, in
-// parallel; this goroutine takes them back in order.
-func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<- *unit) error {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { // stop the decoders before waiting for them
-		cancel()
-		wg.Wait()
-	}()
+// into units. It checks each file against the sha256 its set's manifest
+// records before Arrow reads any of it (arrow-go allocates what a damaged
+// file's metadata claims, which can end the process), then hands its
+// batches to decoder goroutines that decompress them ahead, in parallel,
+// and takes them back in order.
+func (b *builder) read(ctx context.Context, docDirs []string, emit func(*unit) error) error {
 	type file struct {
 		path string
 		src  Source
@@ -483,62 +457,14 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 		}
 	}
 	n := decoders(b.o.Workers)
-	jobs, seq := make(chan *batchJob, n), make(chan *batchJob, 2*n)
-	wg.Go(func() { // the batches in order, to the decoders and to this goroutine
-		defer close(jobs)
-		defer close(seq)
-		for _, f := range files {
-			batches, err := checkDocShard(f.path, f.src.SHA256)
-			if err != nil {
-				j := &batchJob{path: f.path, err: err, done: make(chan struct{})}
-				close(j.done)
-				select {
-				case seq <- j:
-				case <-ctx.Done():
-				}
-				return
-			}
-			for i := range batches {
-				j := &batchJob{path: f.path, index: i, done: make(chan struct{})}
-				select {
-				case seq <- j:
-				case <-ctx.Done():
-					return
-				}
-				select {
-				case jobs <- j:
-				case <-ctx.Done():
-					j.err = ctx.Err()
-					close(j.done)
-					return
-				}
+	open := make([]*ingest.ShardReader, n) // each decoder's current file
+	defer func() {
+		for _, sr := range open {
+			if sr != nil {
+				sr.Close()
 			}
 		}
-	})
-	for range n {
-		wg.Go(func() {
-			var sr *ingest.ShardReader
-			defer func() {
-				if sr != nil {
-					sr.Close()
-				}
-			}()
-			for j := range jobs {
-				if sr == nil || j.path != sr.Path() {
-					if sr != nil {
-						sr.Close()
-						sr = nil
-					}
-					if sr, j.err = ingest.OpenShard(j.path); j.err != nil {
-						close(j.done)
-						continue
-					}
-				}
-				j.rec, j.err = sr.Batch(j.index)
-				close(j.done)
-			}
-		})
-	}
+	}()
 	fi, row := 0, int64(0) // the file being read (its index is the source id) and its rows so far
 	done := func() error { // file fi is complete
 		if row != files[fi].src.Rows {
@@ -547,24 +473,65 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 		fi, row = fi+1, 0
 		return nil
 	}
-	for j := range seq {
-		<-j.done
-		if j.err != nil {
-			return fmt.Errorf("shards: %w", j.err)
-		}
-		for files[fi].path != j.path {
-			if err := done(); err != nil {
-				j.rec.Release()
+	err := ordered.Run(ctx, ordered.Config[*batchJob, *batchJob]{
+		Streams: 1, Workers: n, Depth: 2 * n, Queue: n,
+		Read: func(ctx context.Context, _ int, put func(*batchJob) error) error {
+			for _, f := range files {
+				batches, err := checkDocShard(f.path, f.src.SHA256)
+				if err != nil {
+					// in order, after the batches before it: the sink
+					// reports it
+					return put(&batchJob{path: f.path, err: err})
+				}
+				for i := range batches {
+					if err := put(&batchJob{path: f.path, index: i}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+		Work: func(ctx context.Context, w int, j *batchJob) *batchJob {
+			if j.err != nil {
+				return j
+			}
+			if j.err = ctx.Err(); j.err != nil {
+				return j
+			}
+			if sr := open[w]; sr == nil || j.path != sr.Path() {
+				if sr != nil {
+					sr.Close()
+					open[w] = nil
+				}
+				if open[w], j.err = ingest.OpenShard(j.path); j.err != nil {
+					return j
+				}
+			}
+			j.rec, j.err = open[w].Batch(j.index)
+			return j
+		},
+		Sink: func(_ int, j *batchJob) error {
+			if j.err != nil {
+				return fmt.Errorf("shards: %w", j.err)
+			}
+			for files[fi].path != j.path {
+				if err := done(); err != nil {
+					return err
+				}
+			}
+			if err := b.send(j.rec, int32(fi), &row, emit); err != nil {
 				return err
 			}
-		}
-		err := b.send(ctx, j.rec, int32(fi), &row, work, order)
-		j.rec.Release()
-		if err != nil {
-			return err
-		}
-	}
-	if err := ctx.Err(); err != nil {
+			j.rec.Release()
+			return nil
+		},
+		Drop: func(j *batchJob) {
+			if j.rec != nil {
+				j.rec.Release()
+			}
+		},
+	})
+	if err != nil {
 		return err
 	}
 	for fi < len(files) { // the last file, and any of no batches
@@ -593,7 +560,7 @@ func checkDocShard(path, want string) (int, error) {
 // send cuts a record batch into units of about unitBytes of text, not
 // whole batches (4 MiB), so that the workers' loads even out and the last
 // units do not leave a core idle for long, and queues them.
-func (b *builder) send(ctx context.Context, rec arrow.RecordBatch, src int32, row *int64, work, order chan<- *unit) error {
+func (b *builder) send(rec arrow.RecordBatch, src int32, row *int64, emit func(*unit) error) error {
 	offs := rec.Column(ingest.ColText).(*array.String).ValueOffsets()
 	n := int(rec.NumRows())
 	for lo := 0; lo < n; {
@@ -602,22 +569,12 @@ func (b *builder) send(ctx context.Context, rec arrow.RecordBatch, src int32, ro
 			hi++
 		}
 		part := rec.NewSlice(int64(lo), int64(hi))
-		u := &unit{source: src, rowBase: *row, rec: part, done: make(chan struct{})}
+		u := &unit{source: src, rowBase: *row, rec: part}
 		*row += int64(hi - lo)
 		lo = hi
-		select {
-		case order <- u:
-		case <-ctx.Done():
+		if err := emit(u); err != nil {
 			part.Release()
-			return ctx.Err()
-		}
-		select {
-		case work <- u:
-		case <-ctx.Done():
-			// the sink waits for u: finish it unencoded
-			u.err = ctx.Err()
-			close(u.done)
-			return ctx.Err()
+			return err
 		}
 	}
 	return nil
