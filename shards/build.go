@@ -337,7 +337,8 @@ func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) 
 	corpora := map[string]map[string]*Tally{Train: {}, Val: {}}
 	var docs int64
 	encoders := make([]*tokenize.Encoder, b.o.Workers) // one per worker
-	sink := func(_ int, u *unit) error {               // in input order
+	// the sink: in input order
+	sink := func(_ int, u *unit) error {
 		if u.err != nil {
 			return u.err
 		}
