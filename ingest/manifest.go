@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Manifest identity.
@@ -112,8 +112,14 @@ func manifestKey(o *Options, inputs []InputEntry) string {
 
 // ReadManifest reads and checks DIR/manifest.json.
 func ReadManifest(dir string) (*Manifest, error) {
-	p := filepath.Join(dir, ManifestName)
-	b, err := os.ReadFile(p)
+	return ReadManifestFrom(store.Local(dir))
+}
+
+// ReadManifestFrom reads and checks the manifest.json of a set in a
+// store.Dir (a local directory or an object storage prefix).
+func ReadManifestFrom(dir store.Dir) (*Manifest, error) {
+	p := dir.Join(ManifestName)
+	b, err := dir.ReadFile(ManifestName)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -165,8 +171,8 @@ var ErrNotOwned = setdir.ErrNotOwned
 // namedOutputs lists the outputs the manifest in dir names, read leniently
 // (a manifest of an older version or a damaged one still tells which files
 // a run of ours committed), for deletion of a superseded set's files.
-func namedOutputs(dir string) []string {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+func namedOutputs(dir store.Dir) []string {
+	b, err := dir.ReadFile(ManifestName)
 	if err != nil {
 		return nil
 	}

@@ -23,9 +23,9 @@ import (
 
 	"github.com/estkit/estkit/ingest"
 	"github.com/estkit/estkit/internal/arrowpool"
-	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/internal/ordered"
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 	"github.com/estkit/estkit/tokenize"
 )
 
@@ -210,86 +210,73 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	}
 	// Ownership first, before anything is created in the directory: a
 	// refused directory is left exactly as it was.
-	if err := setdir.Check(dir, ManifestSchema); err != nil {
-		return nil, fmt.Errorf("shards: --out %w", err)
-	}
-	_, statErr := os.Stat(dir)
-	created := errors.Is(statErr, fs.ErrNotExist)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("shards: %w", err)
-	}
-	unlock, err := durable.Lock("shards", dir)
+	out := store.Dir(store.Local(dir))
+	sw, err := setdir.Begin(out, ManifestSchema, "shards")
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	if err := setdir.Check(dir, ManifestSchema); err != nil { // again, under the lock
-		return nil, fmt.Errorf("shards: --out %w", err)
-	}
-	named := namedFiles(dir)
-	if m, err := ReadManifest(dir); err == nil && m.Key == key {
+	defer sw.Close()
+	named := namedFiles(out)
+	if m, err := ReadManifestFrom(out); err == nil && m.Key == key {
 		// Re-checked, not trusted: a file damaged since it was written is
 		// rebuilt, never reused.
-		if err := setdir.VerifyFiles(dir, m.entries(), ErrCorrupt); err != nil {
+		if err := sw.Reuse(m.entries(), ErrCorrupt, named); err != nil {
 			log.Warn("the set has the same key but a damaged or missing file; rebuilding it", "err", err)
 		} else {
-			setdir.Settle(dir, m.fileNames(), named)
 			return &Result{Dir: dir, Manifest: m, Reused: true}, nil
 		}
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Warn("the manifest in the output directory is unreadable; rebuilding the set", "err", err)
 	}
 	// Claimed before any file is committed, so that a killed run's files
-	// are known as ours.
-	if err := setdir.Claim(dir, ManifestSchema, []string{Train + "-", Val + "-"}); err != nil {
+	// are known as ours; another set (or a damaged one) living here has
+	// its manifest withdrawn before any file is replaced, so that no
+	// reader pairs it with new files.
+	if err := sw.Start([]string{Train + "-", Val + "-"}, true); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
-	// Another set (or a damaged one) lives here: withdraw its manifest
-	// before any file is replaced, so that no reader pairs it with new files.
-	if _, err := os.Stat(filepath.Join(dir, ManifestName)); err == nil {
-		if err := os.Remove(filepath.Join(dir, ManifestName)); err != nil {
-			return nil, fmt.Errorf("shards: %w", err)
-		}
-		if err := durable.SyncDir(dir); err != nil {
-			return nil, fmt.Errorf("shards: %w", err)
-		}
-	}
-	durable.RemoveTemps(dir)
 	start := time.Now()
-	b := &builder{tok: tok, o: &o, info: info, dir: dir, sources: sources}
+	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources}
 	m, err := b.run(ctx, docDirs)
 	if err != nil {
-		b.abort(created)
+		b.abort(sw)
 		return nil, err
 	}
 	m.Key, m.Inputs, m.Sources = key, inputs, sources
 	secs := time.Since(start).Seconds()
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), Seconds: secs, Workers: o.Workers, TextBytes: b.textBytes,
 		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs}
-	if err := writeManifest(dir, m); err != nil {
-		// a full disk: this run's files go with it
-		b.abort(created)
-		return nil, err
+	data, err := encodeManifest(m)
+	if err == nil {
+		err = sw.Commit(data, m.fileNames(), named)
 	}
-	setdir.Settle(dir, m.fileNames(), named)
+	if err != nil {
+		// a full disk: this run's files go with it
+		b.abort(sw)
+		return nil, fmt.Errorf("shards: %w", err)
+	}
 	return &Result{Dir: dir, Manifest: m}, nil
 }
 
-// writeManifest sets m's checksum and commits it in dir.
-func writeManifest(dir string, m *Manifest) error {
+// encodeManifest sets m's checksum and returns its bytes.
+func encodeManifest(m *Manifest) ([]byte, error) {
 	m.Checksum = setdir.Unsealed
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err == nil {
 		data = append(data, '\n')
 		m.Checksum, err = setdir.Seal(data)
 	}
+	return data, err
+}
+
+// writeManifest sets m's checksum and commits it in the local directory
+// dir (tests write sets by hand with it).
+func writeManifest(dir string, m *Manifest) error {
+	data, err := encodeManifest(m)
 	if err != nil {
 		return fmt.Errorf("shards: %w", err)
 	}
-	if err := durable.SyncDir(dir); err != nil {
-		return fmt.Errorf("shards: %w", err)
-	}
-	if err := durable.WriteFile(dir, ManifestName, data); err != nil {
+	if err := store.Local(dir).WriteFile(ManifestName, data); err != nil {
 		return fmt.Errorf("shards: write manifest: %w", err)
 	}
 	return nil
@@ -314,7 +301,7 @@ type builder struct {
 	tok     *tokenize.Tokenizer
 	o       *Options
 	info    TokenizerInfo
-	dir     string
+	dir     store.Dir
 	sources []Source
 
 	writers   map[string]*splitWriter
@@ -642,12 +629,12 @@ func (b *builder) writer(split string) (*splitWriter, error) {
 // abort removes the files this run committed (no manifest names them: the
 // old one was withdrawn first) and its temporaries, and dir if the run
 // created it.
-func (b *builder) abort(created bool) {
+func (b *builder) abort(sw *setdir.Writer) {
 	var committed []string
 	for _, w := range b.writers {
 		committed = append(committed, w.abort()...)
 	}
-	setdir.Unwind(b.dir, committed, nil, created)
+	sw.Abort(committed, nil)
 }
 
 // Record batch bounds of token shards.
@@ -658,10 +645,11 @@ const (
 
 // splitWriter appends documents to one split's rolling files.
 type splitWriter struct {
-	dir, split string
-	wide       bool
-	o          *Options
-	mem        memory.Allocator
+	dir   store.Dir
+	split string
+	wide  bool
+	o     *Options
+	mem   memory.Allocator
 
 	rb      *array.RecordBuilder
 	list    *array.ListBuilder
@@ -680,7 +668,7 @@ type splitWriter struct {
 
 type openFile struct {
 	name   string
-	f      *durable.File
+	f      store.Writer
 	w      *ipc.FileWriter
 	docs   int64
 	tokens int64
@@ -744,7 +732,7 @@ func (w *splitWriter) reserve() {
 func (w *splitWriter) open() error {
 	name := fmt.Sprintf("%s-%05d.arrow", w.split, w.fileNo)
 	w.fileNo++
-	f, err := durable.Create(w.dir, name)
+	f, err := w.dir.Create(name)
 	if err != nil {
 		return fmt.Errorf("shards: create %s: %w", name, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/estkit/estkit/internal/arrowpool"
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Set is an opened token shard set: its manifest and its splits' files,
@@ -59,7 +60,7 @@ func OpenWith(dir string, o OpenOptions) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := setdir.VerifyOnce(dir, m.Checksum, m.entries(), ErrCorrupt, o.Full, o.Logger); err != nil {
+	if err := setdir.VerifyOnce(store.Local(dir), m.Checksum, m.entries(), ErrCorrupt, o.Full, o.Logger); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	s := &Set{Dir: dir, Manifest: m, streams: map[string]*Stream{}}
