@@ -10,6 +10,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -88,3 +89,12 @@ var ErrNotDir = errors.New("not a directory")
 // IsURL reports whether loc names object storage (s3://bucket/prefix)
 // rather than a local path.
 func IsURL(loc string) bool { return strings.HasPrefix(loc, "s3://") }
+
+// Open returns the Dir loc names: an s3:// URL (object storage) or a
+// local path. ctx bounds every request an object storage Dir makes.
+func Open(ctx context.Context, loc string) (Dir, error) {
+	if IsURL(loc) {
+		return OpenS3(ctx, loc)
+	}
+	return Local(loc), nil
+}
