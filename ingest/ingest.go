@@ -32,7 +32,10 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	log := o.Logger
 	// Ownership first, before anything is created in the directory: a
 	// refused directory is left exactly as it was.
-	dir := store.Dir(store.Local(o.OutDir))
+	dir, err := store.Open(ctx, o.OutDir)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: --out %w", err)
+	}
 	sw, err := setdir.Begin(dir, ManifestSchema, "ingest")
 	if err != nil {
 		return nil, err

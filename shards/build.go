@@ -154,6 +154,22 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	var inputs []InputSet
 	var sources []Source
 	dirInfo := make([]os.FileInfo, len(docDirs))
+	// Sets in object storage are read from a local copy (checked as it
+	// downloads); the manifest records their URLs.
+	given := docDirs
+	docDirs = slices.Clone(docDirs)
+	for i, d := range given {
+		if store.IsURL(d) {
+			if slices.Index(given, d) < i {
+				return nil, fmt.Errorf("shards: input %s is given twice", d)
+			}
+			local, err := ingest.Fetch(ctx, d)
+			if err != nil {
+				return nil, fmt.Errorf("shards: input %w", err)
+			}
+			docDirs[i] = local
+		}
+	}
 	for i, d := range docDirs {
 		st, err := os.Stat(d)
 		if err != nil {
@@ -180,6 +196,9 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		}
 		h := sha256.Sum256(raw)
 		abs, _ := filepath.Abs(d)
+		if store.IsURL(given[i]) {
+			abs = given[i]
+		}
 		inputs = append(inputs, InputSet{Dir: abs, ManifestKey: m.Key, ManifestSHA: hex.EncodeToString(h[:]), Documents: m.Counts.Documents})
 		for _, f := range m.Outputs {
 			st, err := os.Stat(filepath.Join(d, f.Name))
@@ -208,9 +227,15 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 			}
 		}
 	}
+	if slices.Contains(given, dir) {
+		return nil, fmt.Errorf("shards: --out %s is also an input: a token set is never written over a document set", dir)
+	}
 	// Ownership first, before anything is created in the directory: a
 	// refused directory is left exactly as it was.
-	out := store.Dir(store.Local(dir))
+	out, err := store.Open(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("shards: --out %w", err)
+	}
 	sw, err := setdir.Begin(out, ManifestSchema, "shards")
 	if err != nil {
 		return nil, err

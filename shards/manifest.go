@@ -2,6 +2,7 @@ package shards
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -170,7 +171,11 @@ func manifestKey(tok TokenizerInfo, o *Options, inputs []InputSet, sources []Sou
 
 // ReadManifest reads and checks DIR/manifest.json.
 func ReadManifest(dir string) (*Manifest, error) {
-	return ReadManifestFrom(store.Local(dir))
+	d, err := store.Open(context.Background(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("shards: %w", err)
+	}
+	return ReadManifestFrom(d)
 }
 
 // ReadManifestFrom reads and checks the manifest.json of a set in a

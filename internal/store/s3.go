@@ -74,6 +74,9 @@ func OpenS3(ctx context.Context, loc string) (*S3, error) {
 		return nil, fmt.Errorf("%s: not an object storage URL (want s3://bucket/prefix)", loc)
 	}
 	prefix := strings.Trim(u.Path, "/")
+	if slices.Contains(strings.Split(prefix, "/"), "..") || strings.Contains(prefix, "//") {
+		return nil, fmt.Errorf("%s: a prefix with an empty or \"..\" element", loc)
+	}
 	if prefix != "" {
 		prefix += "/"
 	}

@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -98,3 +100,20 @@ func Open(ctx context.Context, loc string) (Dir, error) {
 	}
 	return Local(loc), nil
 }
+
+// CacheDir is where a local copy of the set at an s3:// URL is kept:
+// ESTKIT_S3_CACHE, else the user's cache directory, then estkit/s3/BUCKET/PREFIX.
+func CacheDir(d *S3) string {
+	base := os.Getenv(EnvCache)
+	if base == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			c = os.TempDir()
+		}
+		base = filepath.Join(c, "estkit", "s3")
+	}
+	return filepath.Join(base, d.bucket, filepath.FromSlash(strings.TrimSuffix(d.prefix, "/")))
+}
+
+// EnvCache overrides the directory of local copies of object storage sets.
+const EnvCache = "ESTKIT_S3_CACHE"
