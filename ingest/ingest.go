@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Result is the outcome of Run.
@@ -33,23 +32,15 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	log := o.Logger
 	// Ownership first, before anything is created in the directory: a
 	// refused directory is left exactly as it was.
-	if err := setdir.Check(o.OutDir, ManifestSchema); err != nil {
+	dir, err := store.Open(ctx, o.OutDir)
+	if err != nil {
 		return nil, fmt.Errorf("ingest: --out %w", err)
 	}
-	_, statErr := os.Stat(o.OutDir)
-	created := errors.Is(statErr, fs.ErrNotExist)
-	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	unlock, err := durable.Lock("ingest", o.OutDir)
+	sw, err := setdir.Begin(dir, ManifestSchema, "ingest")
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	// again under the lock: another process may have written it meanwhile
-	if err := setdir.Check(o.OutDir, ManifestSchema); err != nil {
-		return nil, fmt.Errorf("ingest: --out %w", err)
-	}
+	defer sw.Close()
 
 	start := time.Now()
 	inputs, ignored, err := expandInputs(ctx, roots, &o)
@@ -89,8 +80,8 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		}
 	}
 	key := manifestKey(&o, entries)
-	named := namedOutputs(o.OutDir)
-	old, err := ReadManifest(o.OutDir)
+	named := namedOutputs(dir)
+	old, err := ReadManifestFrom(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Warn("the manifest in the output directory is unreadable; rebuilding", "err", err)
 	}
@@ -99,27 +90,24 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	}
 	if !o.Force && old != nil && old.Key == key {
 		// Re-checked, not trusted: a shard damaged since it was written is
-		// rebuilt, not reported up to date.
-		if err := setdir.VerifyFiles(o.OutDir, old.entries(), ErrCorrupt); err != nil {
+		// rebuilt, not reported up to date. What a killed run of other
+		// options left behind goes, so that a reader globbing docs-*.arrow
+		// sees only this output.
+		if err := sw.Reuse(old.entries(), ErrCorrupt, named); err != nil {
 			log.Warn("the output has the same key but a damaged or missing shard; rebuilding", "err", err)
 		} else {
-			// What a killed run of other options left behind goes, so that a
-			// reader globbing docs-*.arrow sees only this output.
-			durable.RemoveTemps(o.OutDir)
-			setdir.Settle(o.OutDir, outputNames(old), named)
 			log.Info("output is up to date: same inputs and options, every shard checked; nothing to do", "dir", o.OutDir, "key", key[:12])
 			return &Result{Manifest: old, UpToDate: true}, nil
 		}
 	}
-	durable.RemoveTemps(o.OutDir)
 	prefix := "docs-" + key[:12]
-	if err := setdir.Claim(o.OutDir, ManifestSchema, []string{prefix + "-"}); err != nil {
+	if err := sw.Start([]string{prefix + "-"}, false); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
 		Options: o, Inputs: entries, Ignored: ignored, Counts: *newCounts(), Corpora: map[string]*Counts{}}
-	w := newShardWriter(o.OutDir, prefix, o.ShardBytes, o.Compression)
+	w := newShardWriter(dir, prefix, o.ShardBytes, o.Compression)
 	var seen map[[16]byte]struct{}
 	if o.Dedup {
 		seen = map[[16]byte]struct{}{}
@@ -185,12 +173,12 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		if werr := w.abort(); errors.Is(err, errWriteFailed) && werr != nil {
 			err = werr
 		}
-		unwind(o.OutDir, w.outputs, old, created)
+		unwind(sw, w.outputs, old)
 		return nil, err
 	}
 	outputs, err := w.finish()
 	if err != nil {
-		unwind(o.OutDir, outputs, old, created)
+		unwind(sw, outputs, old)
 		return nil, err
 	}
 	report("ingest", total, &m.Counts) // all read: parquet footers are not counted as they go
@@ -202,13 +190,16 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	secs := end.Sub(hashDone).Seconds()
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), HashSeconds: hashDone.Sub(start).Seconds(), IngestSeconds: secs,
 		InputMBps: float64(total) / 1e6 / secs, TextMBps: float64(m.Counts.TextBytes) / 1e6 / secs, Workers: o.Workers}
-	if err := writeManifest(o.OutDir, m); err != nil {
+	b, err := encodeManifest(m)
+	if err == nil {
+		err = sw.Commit(b, outputNames(m), named)
+	}
+	if err != nil {
 		// a full disk: the shards of this run go with it, the older set
 		// stays as it was
-		unwind(o.OutDir, outputs, old, created)
-		return nil, err
+		unwind(sw, outputs, old)
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	setdir.Settle(o.OutDir, outputNames(m), named)
 	log.Info("ingested", "documents", m.Counts.Documents, "text_bytes", m.Counts.TextBytes, "shards", len(m.Outputs),
 		"filtered", sum(m.Counts.Filtered), "rejected", sum(m.Counts.Rejected), "seconds", fmt.Sprintf("%.1f", secs))
 	return &Result{Manifest: m}, nil
@@ -222,8 +213,8 @@ func sum(m map[string]int64) int64 {
 	return n
 }
 
-// writeManifest sets m's checksum and commits it in dir.
-func writeManifest(dir string, m *Manifest) error {
+// encodeManifest sets m's checksum and returns its bytes.
+func encodeManifest(m *Manifest) ([]byte, error) {
 	m.Checksum = setdir.Unsealed
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err == nil {
@@ -231,20 +222,14 @@ func writeManifest(dir string, m *Manifest) error {
 		m.Checksum, err = setdir.Seal(b)
 	}
 	if err != nil {
-		return fmt.Errorf("ingest: manifest: %w", err)
+		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	if err := durable.SyncDir(dir); err != nil {
-		return fmt.Errorf("ingest: %w", err)
-	}
-	if err := durable.WriteFile(dir, ManifestName, b); err != nil {
-		return fmt.Errorf("ingest: write manifest: %w", err)
-	}
-	return nil
+	return b, nil
 }
 
 // unwind deletes the shards a failed run committed, unless the manifest
-// still in dir (committed) names them.
-func unwind(dir string, outs []OutputFile, committed *Manifest, created bool) {
+// still in the directory (committed) names them.
+func unwind(sw *setdir.Writer, outs []OutputFile, committed *Manifest) {
 	names := make([]string, len(outs))
 	for i, f := range outs {
 		names[i] = f.Name
@@ -253,7 +238,7 @@ func unwind(dir string, outs []OutputFile, committed *Manifest, created bool) {
 	if committed != nil {
 		keep = outputNames(committed)
 	}
-	setdir.Unwind(dir, names, keep, created)
+	sw.Abort(names, keep)
 }
 
 // outputNames is the set of shard names m names.

@@ -2,15 +2,16 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Manifest identity.
@@ -110,10 +111,21 @@ func manifestKey(o *Options, inputs []InputEntry) string {
 	return hex.EncodeToString(h[:])
 }
 
-// ReadManifest reads and checks DIR/manifest.json.
+// ReadManifest reads and checks DIR/manifest.json; DIR may be an s3://
+// URL.
 func ReadManifest(dir string) (*Manifest, error) {
-	p := filepath.Join(dir, ManifestName)
-	b, err := os.ReadFile(p)
+	d, err := store.Open(context.Background(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	return ReadManifestFrom(d)
+}
+
+// ReadManifestFrom reads and checks the manifest.json of a set in a
+// store.Dir (a local directory or an object storage prefix).
+func ReadManifestFrom(dir store.Dir) (*Manifest, error) {
+	p := dir.Join(ManifestName)
+	b, err := dir.ReadFile(ManifestName)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -165,8 +177,8 @@ var ErrNotOwned = setdir.ErrNotOwned
 // namedOutputs lists the outputs the manifest in dir names, read leniently
 // (a manifest of an older version or a damaged one still tells which files
 // a run of ours committed), for deletion of a superseded set's files.
-func namedOutputs(dir string) []string {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+func namedOutputs(dir store.Dir) []string {
+	b, err := dir.ReadFile(ManifestName)
 	if err != nil {
 		return nil
 	}
@@ -193,4 +205,27 @@ func (m *Manifest) entries() []setdir.Entry {
 		out[i] = setdir.Entry{Name: f.Name, Size: f.Size, SHA256: f.SHA256}
 	}
 	return out
+}
+
+// Fetch copies the document set at an s3:// URL into its local cache
+// directory (setdir.Mirror: each file checked against its sha256 as it
+// downloads, the manifest last) and returns that directory.
+func Fetch(ctx context.Context, url string) (string, error) {
+	d, err := store.OpenS3(ctx, url)
+	if err != nil {
+		return "", fmt.Errorf("ingest: %w", err)
+	}
+	raw, err := d.ReadFile(ManifestName)
+	if err != nil {
+		return "", fmt.Errorf("ingest: %w", err)
+	}
+	m, err := ReadManifestFrom(d)
+	if err != nil {
+		return "", err
+	}
+	local := store.CacheDir(d)
+	if err := setdir.Mirror(d, local, raw, m.entries(), ErrCorrupt); err != nil {
+		return "", fmt.Errorf("ingest: %w", err)
+	}
+	return local, nil
 }

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/estkit/estkit/internal/ordered"
 )
 
 // queueDepth is how many units of one file may be in flight ahead of the
@@ -31,7 +30,6 @@ func (c countingReader) Read(p []byte) (int, error) {
 
 type job struct {
 	u    unit
-	out  chan *result
 	file string
 }
 
@@ -39,91 +37,17 @@ type job struct {
 // units on o.Workers workers, and hands results to sink strictly in input
 // order (file by file, each file's units in order), so the output does not
 // depend on scheduling.
-func runPipeline(parent context.Context, inputs []*Input, o *Options, bytesRead *atomic.Int64, sink func(*Input, *result) error) error {
-	g, ctx := errgroup.WithContext(parent)
-	work := make(chan job, 2*o.Workers)
-	queues := make([]chan chan *result, len(inputs))
-	for i := range queues {
-		queues[i] = make(chan chan *result, queueDepth)
-	}
-	for w := 0; w < o.Workers; w++ {
-		g.Go(func() error {
-			for j := range work {
-				j.out <- runUnit(j)
-			}
-			return nil
-		})
-	}
-	g.Go(func() error {
-		defer close(work)
-		var readers sync.WaitGroup
-		defer readers.Wait()
-		sem := make(chan struct{}, o.Workers)
-		for i, in := range inputs {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			readers.Add(1)
-			g.Go(func() error {
-				defer readers.Done()
-				defer func() { <-sem }()
-				defer close(queues[i])
-				emit := func(u unit) error {
-					out := make(chan *result, 1)
-					select {
-					case queues[i] <- out:
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-					select {
-					case work <- job{u: u, out: out, file: in.Rel}:
-						return nil
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-				}
-				return readInputSafe(ctx, in, o, bytesRead, emit)
-			})
-		}
-		return nil
+func runPipeline(ctx context.Context, inputs []*Input, o *Options, bytesRead *atomic.Int64, sink func(*Input, *result) error) error {
+	return ordered.Run(ctx, ordered.Config[job, *result]{
+		Streams: len(inputs), Readers: o.Workers, Workers: o.Workers,
+		Depth: queueDepth, Queue: 2 * o.Workers,
+		Read: func(ctx context.Context, i int, emit func(job) error) error {
+			in := inputs[i]
+			return readInputSafe(ctx, in, o, bytesRead, func(u unit) error { return emit(job{u: u, file: in.Rel}) })
+		},
+		Work: func(_ context.Context, _ int, j job) *result { return runUnit(j) },
+		Sink: func(i int, res *result) error { return sink(inputs[i], res) },
 	})
-	g.Go(func() error {
-		for i, in := range inputs {
-			for {
-				// A file whose reader never started (the run was cancelled)
-				// never closes its queue: watch ctx on every receive.
-				var fut chan *result
-				var ok bool
-				select {
-				case fut, ok = <-queues[i]:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				if !ok {
-					break
-				}
-				var res *result
-				select {
-				case res = <-fut:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				if err := sink(in, res); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	err := g.Wait()
-	if perr := parent.Err(); perr != nil && err != nil {
-		// Cancelled: whatever a reader made of its interrupted read, the
-		// run's outcome is the cancellation.
-		return perr
-	}
-	return err
 }
 
 // runUnit runs u, turning a panic (a decoder's reaction to damaged input)

@@ -11,7 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/estkit/estkit/internal/arrowpool"
-	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Document shard schema identity, stored in the Arrow schema metadata.
@@ -82,7 +82,8 @@ type OutputFile struct {
 // batches happens in the caller's goroutine; compressing and writing them
 // happens in a goroutine of its own so that both overlap.
 type shardWriter struct {
-	dir, prefix string
+	dir         store.Dir
+	prefix      string
 	shardBytes  int64
 	compression Compression
 	mem         memory.Allocator
@@ -104,13 +105,13 @@ type shardWriter struct {
 
 type openShard struct {
 	name string
-	f    *durable.File
+	f    store.Writer
 	w    *ipc.FileWriter
 	rows int64
 	text int64
 }
 
-func newShardWriter(dir, prefix string, shardBytes int64, c Compression) *shardWriter {
+func newShardWriter(dir store.Dir, prefix string, shardBytes int64, c Compression) *shardWriter {
 	mem := arrowpool.New()
 	w := &shardWriter{dir: dir, prefix: prefix, shardBytes: shardBytes, compression: c, mem: mem,
 		b: array.NewRecordBuilder(mem, DocSchema), batches: make(chan arrow.RecordBatch, 2), done: make(chan error, 1)}
@@ -146,7 +147,7 @@ func (w *shardWriter) writeBatch(rec arrow.RecordBatch) error {
 	if w.cur == nil {
 		name := fmt.Sprintf("%s-%05d.arrow", w.prefix, w.shardNo)
 		w.shardNo++
-		f, err := durable.Create(w.dir, name)
+		f, err := w.dir.Create(name)
 		if err != nil {
 			return fmt.Errorf("ingest: create shard: %w", err)
 		}

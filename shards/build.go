@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -24,8 +23,9 @@ import (
 
 	"github.com/estkit/estkit/ingest"
 	"github.com/estkit/estkit/internal/arrowpool"
-	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/internal/ordered"
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 	"github.com/estkit/estkit/tokenize"
 )
 
@@ -154,6 +154,22 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	var inputs []InputSet
 	var sources []Source
 	dirInfo := make([]os.FileInfo, len(docDirs))
+	// Sets in object storage are read from a local copy (checked as it
+	// downloads); the manifest records their URLs.
+	given := docDirs
+	docDirs = slices.Clone(docDirs)
+	for i, d := range given {
+		if store.IsURL(d) {
+			if slices.Index(given, d) < i {
+				return nil, fmt.Errorf("shards: input %s is given twice", d)
+			}
+			local, err := ingest.Fetch(ctx, d)
+			if err != nil {
+				return nil, fmt.Errorf("shards: input %w", err)
+			}
+			docDirs[i] = local
+		}
+	}
 	for i, d := range docDirs {
 		st, err := os.Stat(d)
 		if err != nil {
@@ -180,6 +196,9 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		}
 		h := sha256.Sum256(raw)
 		abs, _ := filepath.Abs(d)
+		if store.IsURL(given[i]) {
+			abs = given[i]
+		}
 		inputs = append(inputs, InputSet{Dir: abs, ManifestKey: m.Key, ManifestSHA: hex.EncodeToString(h[:]), Documents: m.Counts.Documents})
 		for _, f := range m.Outputs {
 			st, err := os.Stat(filepath.Join(d, f.Name))
@@ -208,88 +227,81 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 			}
 		}
 	}
+	if slices.Contains(given, dir) {
+		return nil, fmt.Errorf("shards: --out %s is also an input: a token set is never written over a document set", dir)
+	}
 	// Ownership first, before anything is created in the directory: a
 	// refused directory is left exactly as it was.
-	if err := setdir.Check(dir, ManifestSchema); err != nil {
+	out, err := store.Open(ctx, dir)
+	if err != nil {
 		return nil, fmt.Errorf("shards: --out %w", err)
 	}
-	_, statErr := os.Stat(dir)
-	created := errors.Is(statErr, fs.ErrNotExist)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("shards: %w", err)
-	}
-	unlock, err := durable.Lock("shards", dir)
+	sw, err := setdir.Begin(out, ManifestSchema, "shards")
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	if err := setdir.Check(dir, ManifestSchema); err != nil { // again, under the lock
-		return nil, fmt.Errorf("shards: --out %w", err)
-	}
-	named := namedFiles(dir)
-	if m, err := ReadManifest(dir); err == nil && m.Key == key {
+	defer sw.Close()
+	named := namedFiles(out)
+	if m, err := ReadManifestFrom(out); err == nil && m.Key == key {
 		// Re-checked, not trusted: a file damaged since it was written is
 		// rebuilt, never reused.
-		if err := setdir.VerifyFiles(dir, m.entries(), ErrCorrupt); err != nil {
+		if err := sw.Reuse(m.entries(), ErrCorrupt, named); err != nil {
 			log.Warn("the set has the same key but a damaged or missing file; rebuilding it", "err", err)
 		} else {
-			setdir.Settle(dir, m.fileNames(), named)
 			return &Result{Dir: dir, Manifest: m, Reused: true}, nil
 		}
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Warn("the manifest in the output directory is unreadable; rebuilding the set", "err", err)
 	}
 	// Claimed before any file is committed, so that a killed run's files
-	// are known as ours.
-	if err := setdir.Claim(dir, ManifestSchema, []string{Train + "-", Val + "-"}); err != nil {
+	// are known as ours; another set (or a damaged one) living here has
+	// its manifest withdrawn before any file is replaced, so that no
+	// reader pairs it with new files.
+	if err := sw.Start([]string{Train + "-", Val + "-"}, true); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
-	// Another set (or a damaged one) lives here: withdraw its manifest
-	// before any file is replaced, so that no reader pairs it with new files.
-	if _, err := os.Stat(filepath.Join(dir, ManifestName)); err == nil {
-		if err := os.Remove(filepath.Join(dir, ManifestName)); err != nil {
-			return nil, fmt.Errorf("shards: %w", err)
-		}
-		if err := durable.SyncDir(dir); err != nil {
-			return nil, fmt.Errorf("shards: %w", err)
-		}
-	}
-	durable.RemoveTemps(dir)
 	start := time.Now()
-	b := &builder{tok: tok, o: &o, info: info, dir: dir, sources: sources}
+	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources}
 	m, err := b.run(ctx, docDirs)
 	if err != nil {
-		b.abort(created)
+		b.abort(sw)
 		return nil, err
 	}
 	m.Key, m.Inputs, m.Sources = key, inputs, sources
 	secs := time.Since(start).Seconds()
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), Seconds: secs, Workers: o.Workers, TextBytes: b.textBytes,
 		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs}
-	if err := writeManifest(dir, m); err != nil {
-		// a full disk: this run's files go with it
-		b.abort(created)
-		return nil, err
+	data, err := encodeManifest(m)
+	if err == nil {
+		err = sw.Commit(data, m.fileNames(), named)
 	}
-	setdir.Settle(dir, m.fileNames(), named)
+	if err != nil {
+		// a full disk: this run's files go with it
+		b.abort(sw)
+		return nil, fmt.Errorf("shards: %w", err)
+	}
 	return &Result{Dir: dir, Manifest: m}, nil
 }
 
-// writeManifest sets m's checksum and commits it in dir.
-func writeManifest(dir string, m *Manifest) error {
+// encodeManifest sets m's checksum and returns its bytes.
+func encodeManifest(m *Manifest) ([]byte, error) {
 	m.Checksum = setdir.Unsealed
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err == nil {
 		data = append(data, '\n')
 		m.Checksum, err = setdir.Seal(data)
 	}
+	return data, err
+}
+
+// writeManifest sets m's checksum and commits it in the local directory
+// dir (tests write sets by hand with it).
+func writeManifest(dir string, m *Manifest) error {
+	data, err := encodeManifest(m)
 	if err != nil {
 		return fmt.Errorf("shards: %w", err)
 	}
-	if err := durable.SyncDir(dir); err != nil {
-		return fmt.Errorf("shards: %w", err)
-	}
-	if err := durable.WriteFile(dir, ManifestName, data); err != nil {
+	if err := store.Local(dir).WriteFile(ManifestName, data); err != nil {
 		return fmt.Errorf("shards: write manifest: %w", err)
 	}
 	return nil
@@ -301,7 +313,6 @@ type unit struct {
 	source  int32
 	rowBase int64
 	rec     arrow.RecordBatch
-	done    chan struct{}
 	// results, filled by the worker
 	ids     []uint32 // all documents' ids back to back
 	lens    []int32  // ids per document
@@ -315,7 +326,7 @@ type builder struct {
 	tok     *tokenize.Tokenizer
 	o       *Options
 	info    TokenizerInfo
-	dir     string
+	dir     store.Dir
 	sources []Source
 
 	writers   map[string]*splitWriter
@@ -328,49 +339,20 @@ type builder struct {
 }
 
 func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// The queues hold a few record batches' units (4 MiB of text each cut
 	// into units of 1 MiB), so that the workers have work while the reader
 	// decompresses the next batch: with one batch's worth, a block profile
 	// showed them waiting for input a fifth of the time.
 	ahead := 4*b.o.Workers + 8
-	work := make(chan *unit, ahead)
-	order := make(chan *unit, ahead+b.o.Workers)
 	b.idBufs = make(chan []uint32, ahead+b.o.Workers+1)
-	readErr := make(chan error, 1)
-	go func() { // reader: record batches in input order
-		defer close(work)
-		defer close(order)
-		readErr <- b.read(ctx, docDirs, work, order)
-	}()
-	var wg sync.WaitGroup
-	for range b.o.Workers {
-		wg.Go(func() {
-			e := b.tok.NewEncoder()
-			for u := range work {
-				b.encode(e, u)
-				close(u.done)
-			}
-		})
-	}
-	defer wg.Wait()
 	b.writers = map[string]*splitWriter{}
 	corpora := map[string]map[string]*Tally{Train: {}, Val: {}}
 	var docs int64
-	var sinkErr error
-	for u := range order { // sink: in input order
-		<-u.done
-		if sinkErr == nil && u.err != nil {
-			sinkErr = u.err
-		}
-		if sinkErr == nil && ctx.Err() != nil {
-			sinkErr = ctx.Err()
-		}
-		if sinkErr != nil {
-			u.rec.Release()
-			cancel()
-			continue
+	encoders := make([]*tokenize.Encoder, b.o.Workers) // one per worker
+	// the sink: in input order
+	sink := func(_ int, u *unit) error {
+		if u.err != nil {
+			return u.err
 		}
 		off := 0
 		for i, n := range u.lens {
@@ -383,9 +365,7 @@ func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) 
 				err = w.add(u.ids[off:off+int(n)], u.source, u.rowBase+int64(i))
 			}
 			if err != nil {
-				sinkErr = err
-				cancel()
-				break
+				return err
 			}
 			t := corpora[split][u.corpora[i]]
 			if t == nil {
@@ -408,15 +388,29 @@ func (b *builder) run(ctx context.Context, docDirs []string) (*Manifest, error) 
 		if b.o.Progress != nil {
 			b.o.Progress(docs, b.textBytes)
 		}
+		return nil
 	}
-	if err := <-readErr; err != nil && sinkErr == nil {
-		sinkErr = err
-	}
-	if sinkErr == nil {
-		sinkErr = ctx.Err() // cancelled after the last batch
-	}
-	if sinkErr != nil {
-		return nil, sinkErr
+	err := ordered.Run(ctx, ordered.Config[*unit, *unit]{
+		Streams: 1, Workers: b.o.Workers, Depth: ahead + b.o.Workers, Queue: ahead,
+		Read: func(ctx context.Context, _ int, emit func(*unit) error) error {
+			return b.read(ctx, docDirs, emit)
+		},
+		Work: func(ctx context.Context, w int, u *unit) *unit {
+			if err := ctx.Err(); err != nil { // the sink will not take it: skip the work
+				u.err = err
+				return u
+			}
+			if encoders[w] == nil {
+				encoders[w] = b.tok.NewEncoder()
+			}
+			b.encode(encoders[w], u)
+			return u
+		},
+		Sink: sink,
+		Drop: func(u *unit) { u.rec.Release() },
+	})
+	if err != nil {
+		return nil, err
 	}
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: b.o.Version,
 		Tokenizer: b.info, Options: *b.o, Splits: map[string]*Split{}}
@@ -452,24 +446,17 @@ func decoders(workers int) int { return max(1, (workers+3)/4) }
 type batchJob struct {
 	path  string
 	index int
-	done  chan struct{}
 	rec   arrow.RecordBatch
 	err   error
 }
 
 // read sends the record batches of each document shard, in order, cut
-// into units. A producer goroutine checks each file against the sha256 its
-// set's manifest records before Arrow reads any of it (arrow-go allocates
-// what a damaged file's metadata claims, which can end the process), then
-// hands its batches to decoder goroutines that decompress them ahead, in
-// parallel; this goroutine takes them back in order.
-func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<- *unit) error {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { // stop the decoders before waiting for them
-		cancel()
-		wg.Wait()
-	}()
+// into units. It checks each file against the sha256 its set's manifest
+// records before Arrow reads any of it (arrow-go allocates what a damaged
+// file's metadata claims, which can end the process), then hands its
+// batches to decoder goroutines that decompress them ahead, in parallel,
+// and takes them back in order.
+func (b *builder) read(ctx context.Context, docDirs []string, emit func(*unit) error) error {
 	type file struct {
 		path string
 		src  Source
@@ -483,62 +470,14 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 		}
 	}
 	n := decoders(b.o.Workers)
-	jobs, seq := make(chan *batchJob, n), make(chan *batchJob, 2*n)
-	wg.Go(func() { // the batches in order, to the decoders and to this goroutine
-		defer close(jobs)
-		defer close(seq)
-		for _, f := range files {
-			batches, err := checkDocShard(f.path, f.src.SHA256)
-			if err != nil {
-				j := &batchJob{path: f.path, err: err, done: make(chan struct{})}
-				close(j.done)
-				select {
-				case seq <- j:
-				case <-ctx.Done():
-				}
-				return
-			}
-			for i := range batches {
-				j := &batchJob{path: f.path, index: i, done: make(chan struct{})}
-				select {
-				case seq <- j:
-				case <-ctx.Done():
-					return
-				}
-				select {
-				case jobs <- j:
-				case <-ctx.Done():
-					j.err = ctx.Err()
-					close(j.done)
-					return
-				}
+	open := make([]*ingest.ShardReader, n) // each decoder's current file
+	defer func() {
+		for _, sr := range open {
+			if sr != nil {
+				sr.Close()
 			}
 		}
-	})
-	for range n {
-		wg.Go(func() {
-			var sr *ingest.ShardReader
-			defer func() {
-				if sr != nil {
-					sr.Close()
-				}
-			}()
-			for j := range jobs {
-				if sr == nil || j.path != sr.Path() {
-					if sr != nil {
-						sr.Close()
-						sr = nil
-					}
-					if sr, j.err = ingest.OpenShard(j.path); j.err != nil {
-						close(j.done)
-						continue
-					}
-				}
-				j.rec, j.err = sr.Batch(j.index)
-				close(j.done)
-			}
-		})
-	}
+	}()
 	fi, row := 0, int64(0) // the file being read (its index is the source id) and its rows so far
 	done := func() error { // file fi is complete
 		if row != files[fi].src.Rows {
@@ -547,24 +486,65 @@ func (b *builder) read(ctx context.Context, docDirs []string, work, order chan<-
 		fi, row = fi+1, 0
 		return nil
 	}
-	for j := range seq {
-		<-j.done
-		if j.err != nil {
-			return fmt.Errorf("shards: %w", j.err)
-		}
-		for files[fi].path != j.path {
-			if err := done(); err != nil {
-				j.rec.Release()
+	err := ordered.Run(ctx, ordered.Config[*batchJob, *batchJob]{
+		Streams: 1, Workers: n, Depth: 2 * n, Queue: n,
+		Read: func(ctx context.Context, _ int, put func(*batchJob) error) error {
+			for _, f := range files {
+				batches, err := checkDocShard(f.path, f.src.SHA256)
+				if err != nil {
+					// in order, after the batches before it: the sink
+					// reports it
+					return put(&batchJob{path: f.path, err: err})
+				}
+				for i := range batches {
+					if err := put(&batchJob{path: f.path, index: i}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+		Work: func(ctx context.Context, w int, j *batchJob) *batchJob {
+			if j.err != nil {
+				return j
+			}
+			if j.err = ctx.Err(); j.err != nil {
+				return j
+			}
+			if sr := open[w]; sr == nil || j.path != sr.Path() {
+				if sr != nil {
+					sr.Close()
+					open[w] = nil
+				}
+				if open[w], j.err = ingest.OpenShard(j.path); j.err != nil {
+					return j
+				}
+			}
+			j.rec, j.err = open[w].Batch(j.index)
+			return j
+		},
+		Sink: func(_ int, j *batchJob) error {
+			if j.err != nil {
+				return fmt.Errorf("shards: %w", j.err)
+			}
+			for files[fi].path != j.path {
+				if err := done(); err != nil {
+					return err
+				}
+			}
+			if err := b.send(j.rec, int32(fi), &row, emit); err != nil {
 				return err
 			}
-		}
-		err := b.send(ctx, j.rec, int32(fi), &row, work, order)
-		j.rec.Release()
-		if err != nil {
-			return err
-		}
-	}
-	if err := ctx.Err(); err != nil {
+			j.rec.Release()
+			return nil
+		},
+		Drop: func(j *batchJob) {
+			if j.rec != nil {
+				j.rec.Release()
+			}
+		},
+	})
+	if err != nil {
 		return err
 	}
 	for fi < len(files) { // the last file, and any of no batches
@@ -593,7 +573,7 @@ func checkDocShard(path, want string) (int, error) {
 // send cuts a record batch into units of about unitBytes of text, not
 // whole batches (4 MiB), so that the workers' loads even out and the last
 // units do not leave a core idle for long, and queues them.
-func (b *builder) send(ctx context.Context, rec arrow.RecordBatch, src int32, row *int64, work, order chan<- *unit) error {
+func (b *builder) send(rec arrow.RecordBatch, src int32, row *int64, emit func(*unit) error) error {
 	offs := rec.Column(ingest.ColText).(*array.String).ValueOffsets()
 	n := int(rec.NumRows())
 	for lo := 0; lo < n; {
@@ -602,22 +582,12 @@ func (b *builder) send(ctx context.Context, rec arrow.RecordBatch, src int32, ro
 			hi++
 		}
 		part := rec.NewSlice(int64(lo), int64(hi))
-		u := &unit{source: src, rowBase: *row, rec: part, done: make(chan struct{})}
+		u := &unit{source: src, rowBase: *row, rec: part}
 		*row += int64(hi - lo)
 		lo = hi
-		select {
-		case order <- u:
-		case <-ctx.Done():
+		if err := emit(u); err != nil {
 			part.Release()
-			return ctx.Err()
-		}
-		select {
-		case work <- u:
-		case <-ctx.Done():
-			// the sink waits for u: finish it unencoded
-			u.err = ctx.Err()
-			close(u.done)
-			return ctx.Err()
+			return err
 		}
 	}
 	return nil
@@ -684,12 +654,12 @@ func (b *builder) writer(split string) (*splitWriter, error) {
 // abort removes the files this run committed (no manifest names them: the
 // old one was withdrawn first) and its temporaries, and dir if the run
 // created it.
-func (b *builder) abort(created bool) {
+func (b *builder) abort(sw *setdir.Writer) {
 	var committed []string
 	for _, w := range b.writers {
 		committed = append(committed, w.abort()...)
 	}
-	setdir.Unwind(b.dir, committed, nil, created)
+	sw.Abort(committed, nil)
 }
 
 // Record batch bounds of token shards.
@@ -700,10 +670,11 @@ const (
 
 // splitWriter appends documents to one split's rolling files.
 type splitWriter struct {
-	dir, split string
-	wide       bool
-	o          *Options
-	mem        memory.Allocator
+	dir   store.Dir
+	split string
+	wide  bool
+	o     *Options
+	mem   memory.Allocator
 
 	rb      *array.RecordBuilder
 	list    *array.ListBuilder
@@ -722,7 +693,7 @@ type splitWriter struct {
 
 type openFile struct {
 	name   string
-	f      *durable.File
+	f      store.Writer
 	w      *ipc.FileWriter
 	docs   int64
 	tokens int64
@@ -786,7 +757,7 @@ func (w *splitWriter) reserve() {
 func (w *splitWriter) open() error {
 	name := fmt.Sprintf("%s-%05d.arrow", w.split, w.fileNo)
 	w.fileNo++
-	f, err := durable.Create(w.dir, name)
+	f, err := w.dir.Create(name)
 	if err != nil {
 		return fmt.Errorf("shards: create %s: %w", name, err)
 	}

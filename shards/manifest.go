@@ -2,17 +2,18 @@ package shards
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Token shard identity, in the Arrow schema metadata and the manifest.
@@ -170,8 +171,18 @@ func manifestKey(tok TokenizerInfo, o *Options, inputs []InputSet, sources []Sou
 
 // ReadManifest reads and checks DIR/manifest.json.
 func ReadManifest(dir string) (*Manifest, error) {
-	p := filepath.Join(dir, ManifestName)
-	b, err := os.ReadFile(p)
+	d, err := store.Open(context.Background(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("shards: %w", err)
+	}
+	return ReadManifestFrom(d)
+}
+
+// ReadManifestFrom reads and checks the manifest.json of a set in a
+// store.Dir (a local directory or an object storage prefix).
+func ReadManifestFrom(dir store.Dir) (*Manifest, error) {
+	p := dir.Join(ManifestName)
+	b, err := dir.ReadFile(ManifestName)
 	if err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
@@ -265,8 +276,8 @@ func (m *Manifest) fileNames() map[string]bool {
 // namedFiles lists the files the manifest in dir names, read leniently (a
 // manifest of an older version or a damaged one still tells which files a
 // run of ours committed), for deletion of a superseded set's files.
-func namedFiles(dir string) []string {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+func namedFiles(dir store.Dir) []string {
+	b, err := dir.ReadFile(ManifestName)
 	if err != nil {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package shards
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/estkit/estkit/internal/arrowpool"
 	"github.com/estkit/estkit/internal/setdir"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Set is an opened token shard set: its manifest and its splits' files,
@@ -54,12 +56,23 @@ func Open(dir string, verify bool) (*Set, error) {
 // open with o.Full), else by the marker that records them as verified
 // (size, mtime, inode): a flipped bit in a token file is an error naming
 // it before any batch is read. Every error names the file.
+//
+// A set at an s3:// URL is first copied into a local cache
+// (store.CacheDir; each file checked against its sha256 as it downloads,
+// files already there and intact kept) and opened there.
 func OpenWith(dir string, o OpenOptions) (*Set, error) {
+	if store.IsURL(dir) {
+		local, err := Fetch(context.Background(), dir)
+		if err != nil {
+			return nil, err
+		}
+		dir = local
+	}
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := setdir.VerifyOnce(dir, m.Checksum, m.entries(), ErrCorrupt, o.Full, o.Logger); err != nil {
+	if err := setdir.VerifyOnce(store.Local(dir), m.Checksum, m.entries(), ErrCorrupt, o.Full, o.Logger); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	s := &Set{Dir: dir, Manifest: m, streams: map[string]*Stream{}}
@@ -76,6 +89,28 @@ func OpenWith(dir string, o OpenOptions) (*Set, error) {
 		s.streams[name] = st
 	}
 	return s, nil
+}
+
+// Fetch copies the token set at an s3:// URL into its local cache
+// directory (setdir.Mirror) and returns that directory.
+func Fetch(ctx context.Context, url string) (string, error) {
+	d, err := store.OpenS3(ctx, url)
+	if err != nil {
+		return "", fmt.Errorf("shards: %w", err)
+	}
+	raw, err := d.ReadFile(ManifestName)
+	if err != nil {
+		return "", fmt.Errorf("shards: %w", err)
+	}
+	m, err := parseManifest(raw)
+	if err != nil {
+		return "", fmt.Errorf("shards: %s: %w", d.Join(ManifestName), err)
+	}
+	local := store.CacheDir(d)
+	if err := setdir.Mirror(d, local, raw, m.entries(), ErrCorrupt); err != nil {
+		return "", fmt.Errorf("shards: %w", err)
+	}
+	return local, nil
 }
 
 // Close unmaps the files. Streams of the set must not be used after.

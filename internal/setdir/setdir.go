@@ -15,7 +15,9 @@
 //     once per change of the files where training maps them (VerifyOnce,
 //     with a marker keyed by each file's size, mtime and inode).
 //
-// The caller holds the directory's lock (durable.Lock) while it writes.
+// The directory is a store.Dir: a local directory or an object storage
+// prefix. The caller holds the directory's lock (Writer does) while it
+// writes.
 package setdir
 
 import (
@@ -27,12 +29,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // File names of a set directory besides its data files.
@@ -76,21 +79,21 @@ func ours(name string) bool {
 
 // Check refuses dir, with ErrNotOwned, unless it is missing, empty, or
 // holds a set of schema (a manifest or a claim). It reads only.
-func Check(dir, schema string) error {
-	ents, err := os.ReadDir(dir)
+func Check(dir store.Dir, schema string) error {
+	names, err := dir.List()
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	if errors.Is(err, store.ErrNotDir) {
+		return fmt.Errorf("%s: %w: it is a file", dir, ErrNotOwned)
+	}
 	if err != nil {
-		if st, serr := os.Stat(dir); serr == nil && !st.IsDir() {
-			return fmt.Errorf("%s: %w: it is a file", dir, ErrNotOwned)
-		}
 		return err
 	}
 	var others []string
 	manifest := false
-	for _, e := range ents {
-		switch n := e.Name(); {
+	for _, n := range names {
+		switch {
 		case n == ManifestName:
 			manifest = true
 		case !ours(n):
@@ -99,7 +102,7 @@ func Check(dir, schema string) error {
 	}
 	want := describe(schema)
 	if manifest {
-		s, err := schemaOf(filepath.Join(dir, ManifestName))
+		s, err := schemaOf(dir)
 		if err != nil {
 			return fmt.Errorf("%s: %w: its manifest.json is not one estkit wrote (%v); give an empty or new directory for %s", dir, ErrNotOwned, err, want)
 		}
@@ -126,8 +129,8 @@ func Check(dir, schema string) error {
 	return fmt.Errorf("%s: %w: it holds files estkit did not write (%s) and no manifest; give an empty or new directory for %s", dir, ErrNotOwned, strings.Join(list, ", "), want)
 }
 
-func schemaOf(path string) (string, error) {
-	b, err := os.ReadFile(path)
+func schemaOf(dir store.Dir) (string, error) {
+	b, err := dir.ReadFile(ManifestName)
 	if err != nil {
 		return "", err
 	}
@@ -148,8 +151,8 @@ type claim struct {
 	Prefixes []string `json:"prefixes"` // a committed file is PREFIX + digits + ".arrow"
 }
 
-func readClaim(dir string) (*claim, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ClaimName))
+func readClaim(dir store.Dir) (*claim, error) {
+	b, err := dir.ReadFile(ClaimName)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +167,7 @@ func readClaim(dir string) (*claim, error) {
 // named PREFIX + digits + ".arrow" (for each prefix) are this kind's: a run
 // killed before its manifest leaves them for the next run to delete. The
 // prefixes of an earlier claim are kept.
-func Claim(dir, schema string, prefixes []string) error {
+func Claim(dir store.Dir, schema string, prefixes []string) error {
 	c := &claim{Schema: schema}
 	if old, err := readClaim(dir); err == nil && old.Schema == schema {
 		c.Prefixes = old.Prefixes
@@ -178,7 +181,7 @@ func Claim(dir, schema string, prefixes []string) error {
 	if err != nil {
 		return err
 	}
-	return durable.WriteFile(dir, ClaimName, append(b, '\n'))
+	return dir.WriteFile(ClaimName, append(b, '\n'))
 }
 
 // claimed reports whether name is PREFIX + digits + ".arrow".
@@ -197,21 +200,21 @@ func (c *claim) claimed(name string) bool {
 // deletes the files an earlier manifest named (named) and those a claimed
 // run committed, unless keep holds them, then the claim. Deletion is best
 // effort: a file left behind is named by no manifest and never read.
-func Settle(dir string, keep map[string]bool, named []string) {
+func Settle(dir store.Dir, keep map[string]bool, named []string) {
 	for _, n := range named {
-		if !keep[n] && filepath.Base(n) == n && !ours(n) && n != ManifestName {
-			os.Remove(filepath.Join(dir, n))
+		if !keep[n] && path.Base(n) == n && filepath.Base(n) == n && !ours(n) && n != ManifestName {
+			dir.Remove(n)
 		}
 	}
 	if c, err := readClaim(dir); err == nil {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if n := e.Name(); !keep[n] && c.claimed(n) {
-				os.Remove(filepath.Join(dir, n))
+		names, _ := dir.List()
+		for _, n := range names {
+			if !keep[n] && c.claimed(n) {
+				dir.Remove(n)
 			}
 		}
-		os.Remove(filepath.Join(dir, ClaimName))
-		durable.SyncDir(dir)
+		dir.Remove(ClaimName)
+		dir.Sync()
 	}
 }
 
@@ -220,39 +223,39 @@ func Settle(dir string, keep map[string]bool, named []string) {
 // temporaries, and, when the run created dir, dir itself if nothing else
 // is left in it, so that a failure leaves what was there before. The
 // claim goes once no file it covers is left.
-func Unwind(dir string, committed []string, keep map[string]bool, created bool) {
+func Unwind(dir store.Dir, committed []string, keep map[string]bool, created bool) {
 	for _, n := range committed {
 		if !keep[n] {
-			os.Remove(filepath.Join(dir, n))
+			dir.Remove(n)
 		}
 	}
-	durable.RemoveTemps(dir)
+	dir.RemoveTemps()
 	// the claim goes too once no file it covers is left (a killed run's
 	// files, claimed earlier, keep it)
 	if c, err := readClaim(dir); err == nil {
 		left := false
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if c.claimed(e.Name()) && !keep[e.Name()] {
+		names, _ := dir.List()
+		for _, n := range names {
+			if c.claimed(n) && !keep[n] {
 				left = true
 			}
 		}
 		if !left {
-			os.Remove(filepath.Join(dir, ClaimName))
+			dir.Remove(ClaimName)
 		}
 	}
 	if !created {
 		return
 	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if n := e.Name(); n != LockName && n != ClaimName {
+	names, _ := dir.List()
+	for _, n := range names {
+		if n != LockName && n != ClaimName {
 			return
 		}
 	}
-	os.Remove(filepath.Join(dir, ClaimName))
-	os.Remove(filepath.Join(dir, LockName))
-	os.Remove(dir)
+	dir.Remove(ClaimName)
+	dir.Remove(LockName)
+	dir.RemoveDir()
 }
 
 // Entry is a file of a set as its manifest records it.
@@ -264,19 +267,15 @@ type Entry struct {
 
 // VerifyFile checks dir/e against its size and sha256; a mismatch is an
 // error naming the file and wrapping corrupt, the caller's sentinel.
-func VerifyFile(dir string, e Entry, corrupt error) error {
-	p := filepath.Join(dir, e.Name)
-	f, err := os.Open(p)
+func VerifyFile(dir store.Dir, e Entry, corrupt error) error {
+	p := dir.Join(e.Name)
+	f, err := dir.Open(e.Name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st.Size() != e.Size {
-		return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", p, corrupt, st.Size(), e.Size)
+	if f.Size() != e.Size {
+		return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", p, corrupt, f.Size(), e.Size)
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
@@ -289,7 +288,7 @@ func VerifyFile(dir string, e Entry, corrupt error) error {
 }
 
 // VerifyFiles checks every file in turn and returns the first mismatch.
-func VerifyFiles(dir string, files []Entry, corrupt error) error {
+func VerifyFiles(dir store.Dir, files []Entry, corrupt error) error {
 	for _, e := range files {
 		if err := VerifyFile(dir, e, corrupt); err != nil {
 			return err

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/estkit/estkit/internal/store"
 )
 
 // TestSeal: a sealed manifest checks; a change of any byte does not.
@@ -34,16 +36,16 @@ func TestClaimAndSettle(t *testing.T) {
 	for _, n := range []string{"train-00000.arrow", "train-00001.arrow", "train-x.arrow", "old-00000.arrow", "notes.txt"} {
 		os.WriteFile(filepath.Join(dir, n), nil, 0o644)
 	}
-	if err := Claim(dir, TokenSchema, []string{"train-"}); err != nil {
+	if err := Claim(store.Local(dir), TokenSchema, []string{"train-"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Check(dir, TokenSchema); err != nil {
+	if err := Check(store.Local(dir), TokenSchema); err != nil {
 		t.Fatalf("a claimed directory: %v", err)
 	}
-	if err := Check(dir, DocSchema); !errors.Is(err, ErrNotOwned) || !strings.Contains(err.Error(), "token set") {
+	if err := Check(store.Local(dir), DocSchema); !errors.Is(err, ErrNotOwned) || !strings.Contains(err.Error(), "token set") {
 		t.Fatalf("another kind's claim: %v", err)
 	}
-	Settle(dir, map[string]bool{"train-00000.arrow": true}, []string{"old-00000.arrow"})
+	Settle(store.Local(dir), map[string]bool{"train-00000.arrow": true}, []string{"old-00000.arrow"})
 	var left []string
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
@@ -52,7 +54,7 @@ func TestClaimAndSettle(t *testing.T) {
 	if strings.Join(left, " ") != "notes.txt train-00000.arrow train-x.arrow" {
 		t.Fatalf("left %v", left)
 	}
-	if err := Check(dir, TokenSchema); !errors.Is(err, ErrNotOwned) || !strings.Contains(err.Error(), "notes.txt") {
+	if err := Check(store.Local(dir), TokenSchema); !errors.Is(err, ErrNotOwned) || !strings.Contains(err.Error(), "notes.txt") {
 		t.Fatalf("claim settled, foreign files: %v", err)
 	}
 }

@@ -4,11 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"syscall"
 
-	"github.com/estkit/estkit/internal/durable"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // marker is VerifiedName's contents: the files found intact, each by what
@@ -26,18 +23,15 @@ type markedFile struct {
 	MtimeNS int64  `json:"mtime_ns"`
 	Dev     uint64 `json:"dev"`
 	Inode   uint64 `json:"inode"`
+	ETag    string `json:"etag,omitempty"` // an object's (object storage)
 }
 
-func identify(dir string, e Entry) (markedFile, error) {
-	st, err := os.Stat(filepath.Join(dir, e.Name))
+func identify(dir store.Dir, e Entry) (markedFile, error) {
+	st, err := dir.Stat(e.Name)
 	if err != nil {
 		return markedFile{}, err
 	}
-	m := markedFile{Name: e.Name, SHA256: e.SHA256, Size: st.Size(), MtimeNS: st.ModTime().UnixNano()}
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		m.Dev, m.Inode = uint64(s.Dev), uint64(s.Ino)
-	}
-	return m, nil
+	return markedFile{Name: e.Name, SHA256: e.SHA256, Size: st.Size, MtimeNS: st.MtimeNS, Dev: st.Dev, Inode: st.Inode, ETag: st.ETag}, nil
 }
 
 // VerifyOnce checks the files against their sha256 unless dir's marker
@@ -46,7 +40,7 @@ func identify(dir string, e Entry) (markedFile, error) {
 // (written atomically). manifest is the manifest's checksum. force checks
 // in full whatever the marker says. Where the marker cannot be written (a
 // read-only directory) every open verifies in full, and log says so.
-func VerifyOnce(dir, manifest string, files []Entry, corrupt error, force bool, log *slog.Logger) error {
+func VerifyOnce(dir store.Dir, manifest string, files []Entry, corrupt error, force bool, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -58,29 +52,29 @@ func VerifyOnce(dir, manifest string, files []Entry, corrupt error, force bool, 
 			return err
 		}
 		if id.Size != e.Size {
-			return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", filepath.Join(dir, e.Name), corrupt, id.Size, e.Size)
+			return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", dir.Join(e.Name), corrupt, id.Size, e.Size)
 		}
 		now.Files = append(now.Files, id)
 		bytes += id.Size
 	}
 	if !force {
-		if b, err := os.ReadFile(filepath.Join(dir, VerifiedName)); err == nil {
+		if b, err := dir.ReadFile(VerifiedName); err == nil {
 			var old marker
 			if json.Unmarshal(b, &old) == nil && sameMarker(&old, now) {
 				return nil
 			}
 		}
 	}
-	log.Info("verifying token shards (sha256 of every file: first open since they were written, copied or changed)", "dir", dir, "files", len(files), "bytes", bytes)
+	log.Info("verifying token shards (sha256 of every file: first open since they were written, copied or changed)", "dir", dir.String(), "files", len(files), "bytes", bytes)
 	if err := VerifyFiles(dir, files, corrupt); err != nil {
 		return err
 	}
 	b, err := json.Marshal(now)
 	if err == nil {
-		err = durable.WriteFile(dir, VerifiedName, append(b, '\n'))
+		err = dir.WriteFile(VerifiedName, append(b, '\n'))
 	}
 	if err != nil {
-		log.Warn("cannot record the verification beside the set (read-only directory?): every open of it verifies every file in full", "dir", dir, "err", err)
+		log.Warn("cannot record the verification beside the set (read-only directory?): every open of it verifies every file in full", "dir", dir.String(), "err", err)
 	}
 	return nil
 }
