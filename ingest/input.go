@@ -68,6 +68,9 @@ type Input struct {
 	Format  Format    // never FormatAuto once resolved
 	Corpus  string
 	Lang    string // starcoder: the parent directory's name
+	// Revision is the commit of the Hugging Face hub cache snapshot the
+	// file was read through (hub.go), "" elsewhere.
+	Revision string
 }
 
 var owtInnerName = regexp.MustCompile(`^urlsf_subset\d+-\d+_data\.xz$`)
@@ -99,6 +102,7 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 	var ignored []Ignored
 	seen := map[string]string{}
 	ids := map[fileID]string{} // file identity → the path it was first listed by
+	hubSeen := false           // a hub cache repository or snapshot among the inputs (for --revision)
 	for _, root := range roots {
 		if !utf8.ValidString(root) {
 			return nil, nil, fmt.Errorf("ingest: %w: input name %q is not valid UTF-8; rename it", ErrInvalidUTF8, root)
@@ -115,8 +119,13 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 					ErrFormat, root, fileKind(st.Mode()))
 			}
 			abs, _ := filepath.Abs(root)
+			rev, err := rootRevision(root, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
+			hubSeen = hubSeen || rev != ""
 			files = append(files, &Input{Root: root, Path: root, Rel: filepath.Base(root), Size: st.Size(), ModTime: st.ModTime(),
-				Lang: filepath.Base(filepath.Dir(abs))})
+				Lang: filepath.Base(filepath.Dir(abs)), Revision: rev})
 		} else {
 			// A root that is a symlink to a folder is walked as that folder.
 			walkRoot, err := filepath.EvalSymlinks(root)
@@ -124,6 +133,16 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 				return nil, nil, fmt.Errorf("ingest: %w", err)
 			}
 			outInfo, _ := os.Stat(o.OutDir)
+			rootRev, err := rootRevision(root, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
+			hubSeen = hubSeen || rootRev != ""
+			// the hub cache repositories met, each with its chosen snapshot
+			snaps, err := hubRootSnapshot(walkRoot, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
 			err = filepath.WalkDir(walkRoot, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
 					return err
@@ -137,6 +156,26 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 				if !utf8.ValidString(rel) {
 					return fmt.Errorf("%w: file name %q under %s is not valid UTF-8; rename it", ErrInvalidUTF8, rel, root)
 				}
+				rev := rootRev
+				if d.IsDir() {
+					skip, why, err := hubDir(p, rel, o, &snaps)
+					if err != nil {
+						return err
+					}
+					if skip {
+						walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: why})
+						return filepath.SkipDir
+					}
+					hubSeen = hubSeen || len(snaps) > 0
+				}
+				// A file of a chosen snapshot is named by its path in the
+				// repository, as on the hub: the commit is in its lineage.
+				for _, s := range snaps {
+					if inner, ok := strings.CutPrefix(p, s.dir+string(filepath.Separator)); ok {
+						rel, rev = path.Join(s.prefix, filepath.ToSlash(inner)), s.commit
+						break
+					}
+				}
 				if d.IsDir() && outInfo != nil {
 					if info, err := d.Info(); err == nil && os.SameFile(info, outInfo) {
 						// The output directory inside an input root is not input.
@@ -147,7 +186,7 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 				if p != walkRoot && strings.HasPrefix(name, ".") {
 					// Hidden files and folders (.git, .cache, .gitattributes)
 					// are not data; say so rather than pass them by silently.
-					walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: "hidden"})
+					walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: hiddenReason(p, name)})
 					if d.IsDir() {
 						return filepath.SkipDir
 					}
@@ -180,7 +219,7 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 					abs, _ := filepath.Abs(root)
 					lang = filepath.Base(abs)
 				}
-				files = append(files, &Input{Root: root, Path: p, Rel: rel, Size: info.Size(), ModTime: info.ModTime(), Lang: lang})
+				files = append(files, &Input{Root: root, Path: p, Rel: rel, Size: info.Size(), ModTime: info.ModTime(), Lang: lang, Revision: rev})
 				return nil
 			})
 			if err != nil {
@@ -226,6 +265,9 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 			inputs = append(inputs, in)
 		}
 	}
+	if o.Revision != "" && !hubSeen {
+		return nil, ignored, fmt.Errorf("ingest: --revision given, but no input is a Hugging Face hub cache repository (a datasets--OWNER--NAME folder with blobs/, refs/ and snapshots/)")
+	}
 	if len(inputs) == 0 {
 		return nil, ignored, fmt.Errorf("ingest: no input files of format %s under %v", o.Format, roots)
 	}
@@ -263,6 +305,9 @@ func corpusOf(f Format, o *Options) string {
 // bytes.
 func resolveFormat(ctx context.Context, in *Input, o *Options) (Format, string, error) {
 	name := path.Base(in.Rel)
+	if why := datasetMetaReason(name); why != "" {
+		return "", why, nil
+	}
 	switch o.Format {
 	case FormatOWT:
 		if strings.HasSuffix(name, ".xz") || strings.HasSuffix(name, ".tar") {
