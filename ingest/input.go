@@ -39,13 +39,14 @@ const (
 	FormatJSONL       Format = "jsonl"       // jsonl, .jsonl.zst, .jsonl.gz with --text-field
 	FormatParquet     Format = "parquet"     // parquet with --text-column
 	FormatText        Format = "text"        // one .txt file per document
+	FormatArrow       Format = "arrow"       // Arrow IPC stream or file (the datasets library's cache), column text
 	corpusOpenWebText        = "openwebtext"
 	corpusSlimPajama         = "slimpajama"
 	corpusStarCoder          = "starcoderdata"
 )
 
 // Formats lists every format a user may name, auto first.
-var Formats = []Format{FormatAuto, FormatOWT, FormatOWTParquet, FormatSlimPajama, FormatStarCoder, FormatJSONL, FormatParquet, FormatText}
+var Formats = []Format{FormatAuto, FormatOWT, FormatOWTParquet, FormatSlimPajama, FormatStarCoder, FormatJSONL, FormatParquet, FormatText, FormatArrow}
 
 // ParseFormat validates a format name.
 func ParseFormat(s string) (Format, error) {
@@ -329,6 +330,16 @@ func resolveFormat(ctx context.Context, in *Input, o *Options) (Format, string, 
 			return FormatText, "", nil
 		}
 		return "", "not a .txt file", nil
+	case FormatArrow:
+		// The datasets library names its cache files cache-HASH.arrow, but
+		// the magic decides for a file named otherwise.
+		if isArrowName(name) {
+			return FormatArrow, "", nil
+		}
+		if f, _, err := sniffFormat(ctx, in, o); err != nil || f == FormatArrow {
+			return f, "", err
+		}
+		return "", "not an Arrow IPC file or stream (.arrow, .arrows, .feather, .ipc, or their magic)", nil
 	}
 	return sniffFormat(ctx, in, o)
 }
@@ -368,8 +379,13 @@ func sniffFormat(ctx context.Context, in *Input, o *Options) (Format, string, er
 			return FormatOWT, "", nil
 		case strings.HasSuffix(name, ".txt"):
 			return FormatText, "", nil
+		case isArrowName(name):
+			return FormatArrow, "", nil
 		}
 		return "", "empty file of unknown format", nil
+	case sniffArrow(in, head) || isArrowName(name):
+		// A damaged file named .arrow is Arrow's reader's to report.
+		return FormatArrow, "", nil
 	case bytes.HasPrefix(head, magicParquet) || strings.HasSuffix(name, ".parquet"):
 		return sniffParquet(in)
 	case bytes.HasPrefix(head, magicXZ), owtInnerName.MatchString(name), isTar(head):

@@ -37,6 +37,8 @@ Formats (--format, default auto: recognised per file from names and contents):
   jsonl        JSON lines, plain, .zst or .gz (--text-field)
   parquet      parquet (--text-column)
   text         a directory of .txt files, one document each
+  arrow        Arrow IPC streams and files (the datasets library's cache and
+               save_to_disk .arrow files, .feather) (--text-column)
 
 A Hugging Face hub cache folder (datasets--OWNER--NAME, as huggingface_hub
 and the datasets library download into ~/.cache/huggingface/hub) is read
@@ -59,8 +61,8 @@ completed by running it again.`,
 	f.StringVarP(&opts.o.OutDir, "out", "o", "", "output directory (required)")
 	f.StringVar(&opts.o.Corpus, "corpus", "", "corpus name recorded for every document (default: from the format)")
 	f.StringVar(&opts.o.TextField, "text-field", "", `jsonl: dotted path of the text field (default "text")`)
-	f.StringVar(&opts.o.TextColumn, "text-column", "", `parquet: text column (default "text"; starcoder "content")`)
-	f.StringSliceVar(&opts.o.MetaFields, "meta-field", nil, "jsonl/parquet: field copied into the lineage metadata (repeatable)")
+	f.StringVar(&opts.o.TextColumn, "text-column", "", `parquet, arrow: text column (default "text"; starcoder "content")`)
+	f.StringSliceVar(&opts.o.MetaFields, "meta-field", nil, "jsonl/parquet/arrow: field copied into the lineage metadata (repeatable)")
 	f.StringSliceVar(&opts.o.IncludeSets, "include-set", nil, "slimpajama: keep only this redpajama_set_name (repeatable)")
 	f.StringSliceVar(&opts.o.ExcludeSets, "exclude-set", nil, "slimpajama: drop this redpajama_set_name (repeatable), e.g. RedPajamaGithub")
 	f.StringSliceVar(&opts.o.Langs, "lang", nil, "starcoder: keep only this language directory (repeatable)")
