@@ -16,9 +16,9 @@ type Document struct {
 }
 
 // Lineage says where a document came from. Position fields that do not apply
-// to the document's format hold their zero "absent" value (empty Member,
-// Line 0, and -1 for Offset, RowGroup and Row); the shard writer stores them
-// as nulls.
+// to the document's format hold their zero "absent" value (empty Member and
+// Revision, Line 0, and -1 for Offset, RowGroup, Batch and Row); the shard
+// writer stores them as nulls.
 type Lineage struct {
 	Corpus     string   // corpus name: openwebtext, slimpajama, starcoderdata, or the user's
 	File       string   // input file path relative to its input root, slash-separated
@@ -27,10 +27,12 @@ type Lineage struct {
 	Line       int64    // 1-based line number in the decompressed stream (jsonl)
 	Offset     int64    // byte offset of the line in the decompressed stream (jsonl)
 	RowGroup   int32    // parquet row group
-	Row        int64    // row within the parquet row group
+	Batch      int32    // Arrow IPC record batch
+	Row        int64    // row within the parquet row group or Arrow record batch
 	Bytes      int64    // length of Text in bytes
 	SHA256     [32]byte // sha256 of Text
 	Meta       []KV     // source metadata, sorted by key
+	Revision   string   // commit of the Hugging Face hub cache snapshot the file was read through
 }
 
 // KV is one metadata entry.
@@ -48,6 +50,9 @@ func (l *Lineage) Position() string {
 	if l.RowGroup >= 0 {
 		parts = append(parts, fmt.Sprintf("row group %d", l.RowGroup))
 	}
+	if l.Batch >= 0 {
+		parts = append(parts, fmt.Sprintf("record batch %d", l.Batch))
+	}
 	if l.Row >= 0 {
 		parts = append(parts, fmt.Sprintf("row %d", l.Row))
 	}
@@ -59,7 +64,7 @@ func (l *Lineage) ContentHash() string { return hex.EncodeToString(l.SHA256[:]) 
 
 // newLineage returns a lineage of file with every position field absent.
 func newLineage(in *Input) Lineage {
-	return Lineage{Corpus: in.Corpus, File: in.Rel, FileSHA256: in.SHA256, Offset: -1, RowGroup: -1, Row: -1}
+	return Lineage{Corpus: in.Corpus, File: in.Rel, FileSHA256: in.SHA256, Offset: -1, RowGroup: -1, Batch: -1, Row: -1, Revision: in.Revision}
 }
 
 // hashText fills Bytes and SHA256 from the text.

@@ -78,6 +78,7 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		if in.Format == FormatStarCoder {
 			entries[i].Lang = in.Lang
 		}
+		entries[i].Revision = in.Revision
 	}
 	key := manifestKey(&o, entries)
 	named := namedOutputs(dir)

@@ -39,13 +39,14 @@ const (
 	FormatJSONL       Format = "jsonl"       // jsonl, .jsonl.zst, .jsonl.gz with --text-field
 	FormatParquet     Format = "parquet"     // parquet with --text-column
 	FormatText        Format = "text"        // one .txt file per document
+	FormatArrow       Format = "arrow"       // Arrow IPC stream or file (the datasets library's cache), column text
 	corpusOpenWebText        = "openwebtext"
 	corpusSlimPajama         = "slimpajama"
 	corpusStarCoder          = "starcoderdata"
 )
 
 // Formats lists every format a user may name, auto first.
-var Formats = []Format{FormatAuto, FormatOWT, FormatOWTParquet, FormatSlimPajama, FormatStarCoder, FormatJSONL, FormatParquet, FormatText}
+var Formats = []Format{FormatAuto, FormatOWT, FormatOWTParquet, FormatSlimPajama, FormatStarCoder, FormatJSONL, FormatParquet, FormatText, FormatArrow}
 
 // ParseFormat validates a format name.
 func ParseFormat(s string) (Format, error) {
@@ -68,6 +69,9 @@ type Input struct {
 	Format  Format    // never FormatAuto once resolved
 	Corpus  string
 	Lang    string // starcoder: the parent directory's name
+	// Revision is the commit of the Hugging Face hub cache snapshot the
+	// file was read through (hub.go), "" elsewhere.
+	Revision string
 }
 
 var owtInnerName = regexp.MustCompile(`^urlsf_subset\d+-\d+_data\.xz$`)
@@ -99,6 +103,7 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 	var ignored []Ignored
 	seen := map[string]string{}
 	ids := map[fileID]string{} // file identity → the path it was first listed by
+	hubSeen := false           // a hub cache repository or snapshot among the inputs (for --revision)
 	for _, root := range roots {
 		if !utf8.ValidString(root) {
 			return nil, nil, fmt.Errorf("ingest: %w: input name %q is not valid UTF-8; rename it", ErrInvalidUTF8, root)
@@ -115,8 +120,13 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 					ErrFormat, root, fileKind(st.Mode()))
 			}
 			abs, _ := filepath.Abs(root)
+			rev, err := rootRevision(root, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
+			hubSeen = hubSeen || rev != ""
 			files = append(files, &Input{Root: root, Path: root, Rel: filepath.Base(root), Size: st.Size(), ModTime: st.ModTime(),
-				Lang: filepath.Base(filepath.Dir(abs))})
+				Lang: filepath.Base(filepath.Dir(abs)), Revision: rev})
 		} else {
 			// A root that is a symlink to a folder is walked as that folder.
 			walkRoot, err := filepath.EvalSymlinks(root)
@@ -124,6 +134,16 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 				return nil, nil, fmt.Errorf("ingest: %w", err)
 			}
 			outInfo, _ := os.Stat(o.OutDir)
+			rootRev, err := rootRevision(root, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
+			hubSeen = hubSeen || rootRev != ""
+			// the hub cache repositories met, each with its chosen snapshot
+			snaps, err := hubRootSnapshot(walkRoot, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("ingest: %w", err)
+			}
 			err = filepath.WalkDir(walkRoot, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
 					return err
@@ -137,6 +157,26 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 				if !utf8.ValidString(rel) {
 					return fmt.Errorf("%w: file name %q under %s is not valid UTF-8; rename it", ErrInvalidUTF8, rel, root)
 				}
+				rev := rootRev
+				if d.IsDir() {
+					skip, why, err := hubDir(p, rel, o, &snaps)
+					if err != nil {
+						return err
+					}
+					if skip {
+						walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: why})
+						return filepath.SkipDir
+					}
+					hubSeen = hubSeen || len(snaps) > 0
+				}
+				// A file of a chosen snapshot is named by its path in the
+				// repository, as on the hub: the commit is in its lineage.
+				for _, s := range snaps {
+					if inner, ok := strings.CutPrefix(p, s.dir+string(filepath.Separator)); ok {
+						rel, rev = path.Join(s.prefix, filepath.ToSlash(inner)), s.commit
+						break
+					}
+				}
 				if d.IsDir() && outInfo != nil {
 					if info, err := d.Info(); err == nil && os.SameFile(info, outInfo) {
 						// The output directory inside an input root is not input.
@@ -147,7 +187,7 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 				if p != walkRoot && strings.HasPrefix(name, ".") {
 					// Hidden files and folders (.git, .cache, .gitattributes)
 					// are not data; say so rather than pass them by silently.
-					walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: "hidden"})
+					walkIgnored = append(walkIgnored, Ignored{Path: rel, Reason: hiddenReason(p, name)})
 					if d.IsDir() {
 						return filepath.SkipDir
 					}
@@ -180,7 +220,7 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 					abs, _ := filepath.Abs(root)
 					lang = filepath.Base(abs)
 				}
-				files = append(files, &Input{Root: root, Path: p, Rel: rel, Size: info.Size(), ModTime: info.ModTime(), Lang: lang})
+				files = append(files, &Input{Root: root, Path: p, Rel: rel, Size: info.Size(), ModTime: info.ModTime(), Lang: lang, Revision: rev})
 				return nil
 			})
 			if err != nil {
@@ -226,6 +266,9 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 			inputs = append(inputs, in)
 		}
 	}
+	if o.Revision != "" && !hubSeen {
+		return nil, ignored, fmt.Errorf("ingest: --revision given, but no input is a Hugging Face hub cache repository (a datasets--OWNER--NAME folder with blobs/, refs/ and snapshots/)")
+	}
 	if len(inputs) == 0 {
 		return nil, ignored, fmt.Errorf("ingest: no input files of format %s under %v", o.Format, roots)
 	}
@@ -263,6 +306,9 @@ func corpusOf(f Format, o *Options) string {
 // bytes.
 func resolveFormat(ctx context.Context, in *Input, o *Options) (Format, string, error) {
 	name := path.Base(in.Rel)
+	if why := datasetMetaReason(name); why != "" {
+		return "", why, nil
+	}
 	switch o.Format {
 	case FormatOWT:
 		if strings.HasSuffix(name, ".xz") || strings.HasSuffix(name, ".tar") {
@@ -284,6 +330,16 @@ func resolveFormat(ctx context.Context, in *Input, o *Options) (Format, string, 
 			return FormatText, "", nil
 		}
 		return "", "not a .txt file", nil
+	case FormatArrow:
+		// The datasets library names its cache files cache-HASH.arrow, but
+		// the magic decides for a file named otherwise.
+		if isArrowName(name) {
+			return FormatArrow, "", nil
+		}
+		if f, _, err := sniffFormat(ctx, in, o); err != nil || f == FormatArrow {
+			return f, "", err
+		}
+		return "", "not an Arrow IPC file or stream (.arrow, .arrows, .feather, .ipc, or their magic)", nil
 	}
 	return sniffFormat(ctx, in, o)
 }
@@ -323,8 +379,13 @@ func sniffFormat(ctx context.Context, in *Input, o *Options) (Format, string, er
 			return FormatOWT, "", nil
 		case strings.HasSuffix(name, ".txt"):
 			return FormatText, "", nil
+		case isArrowName(name):
+			return FormatArrow, "", nil
 		}
 		return "", "empty file of unknown format", nil
+	case sniffArrow(in, head) || isArrowName(name):
+		// A damaged file named .arrow is Arrow's reader's to report.
+		return FormatArrow, "", nil
 	case bytes.HasPrefix(head, magicParquet) || strings.HasSuffix(name, ".parquet"):
 		return sniffParquet(in)
 	case bytes.HasPrefix(head, magicXZ), owtInnerName.MatchString(name), isTar(head):

@@ -141,11 +141,16 @@ func OpenShard(path string) (sr *ShardReader, err error) {
 		r.Close()
 		return nil, fmt.Errorf("ingest: %s: %w: not a document shard (schema %q)", path, ErrVersion, v)
 	}
-	if v, _ := md.GetValue("estkit.version"); v != SchemaVersion {
+	want := DocSchema
+	switch v, _ := md.GetValue("estkit.version"); v {
+	case SchemaVersion:
+	case "1":
+		want = docSchemaV1
+	default:
 		r.Close()
-		return nil, fmt.Errorf("ingest: %s: %w: document shard version %q (this estkit reads %s)", path, ErrVersion, v, SchemaVersion)
+		return nil, fmt.Errorf("ingest: %s: %w: document shard version %q (this estkit reads 1 and %s)", path, ErrVersion, v, SchemaVersion)
 	}
-	if !r.Schema().Equal(DocSchema) {
+	if !r.Schema().Equal(want) {
 		r.Close()
 		return nil, fmt.Errorf("ingest: %s: %w: columns differ from the document shard schema", path, ErrCorrupt)
 	}
@@ -219,8 +224,24 @@ func DocumentAt(rec arrow.RecordBatch, i int) Document {
 	for j := start; j < end; j++ {
 		l.Meta = append(l.Meta, KV{Key: keys.Value(int(j)), Value: vals.Value(int(j))})
 	}
+	l.Batch = -1
+	if rec.NumCols() > colRevision { // version 2 and later
+		if b := rec.Column(colBatch).(*array.Int32); !b.IsNull(i) {
+			l.Batch = b.Value(i)
+		}
+		if !rec.Column(colRevision).IsNull(i) {
+			l.Revision = str(colRevision)
+		}
+	}
 	return d
 }
+
+// docSchemaV1 is the schema of version 1 document shards: version 2's
+// columns before batch and revision.
+var docSchemaV1 = func() *arrow.Schema {
+	m := arrow.NewMetadata([]string{"estkit.schema", "estkit.version"}, []string{SchemaName, "1"})
+	return arrow.NewSchema(DocSchema.Fields()[:colBatch], &m)
+}()
 
 // LineageJSON is the JSON form of a lineage (inspect --doc --json).
 func (l *Lineage) JSON() map[string]any {
@@ -240,8 +261,14 @@ func (l *Lineage) JSON() map[string]any {
 	if l.RowGroup >= 0 {
 		m["row_group"] = l.RowGroup
 	}
+	if l.Batch >= 0 {
+		m["batch"] = l.Batch
+	}
 	if l.Row >= 0 {
 		m["row"] = l.Row
+	}
+	if l.Revision != "" {
+		m["revision"] = l.Revision
 	}
 	meta := map[string]string{}
 	for _, kv := range l.Meta {

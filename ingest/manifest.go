@@ -59,6 +59,8 @@ type InputEntry struct {
 	Format Format `json:"format"`
 	Corpus string `json:"corpus"`
 	Lang   string `json:"lang,omitempty"`
+	// Revision is the hub cache snapshot's commit (see Input.Revision).
+	Revision string `json:"revision,omitempty"`
 }
 
 // Counts tally what happened to every item read: Read = Documents +

@@ -47,6 +47,7 @@ type Options struct {
 	IncludeSets []string    `json:"include_sets,omitempty"` // slimpajama: keep only these redpajama_set_name values
 	ExcludeSets []string    `json:"exclude_sets,omitempty"` // slimpajama: drop these redpajama_set_name values
 	Langs       []string    `json:"langs,omitempty"`        // starcoder: keep only these languages (directory names)
+	Revision    string      `json:"revision,omitempty"`     // Hugging Face hub cache: the ref or commit to read (default refs/main)
 	Dedup       bool        `json:"dedup"`                  // drop exact duplicates by content hash (first kept)
 	OnError     OnError     `json:"on_error"`
 	UTF8        UTF8Policy  `json:"utf8"`

@@ -101,6 +101,8 @@ func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int
 		err = readParquet(ctx, in, f, func(n int64) { bytesRead.Add(n) }, o, emit)
 	case FormatText:
 		err = readText(in, r, o, emit)
+	case FormatArrow:
+		err = readArrow(ctx, in, f, func(n int64) { bytesRead.Add(n) }, o, emit)
 	default:
 		panic("ingest: unresolved format " + string(in.Format))
 	}

@@ -16,8 +16,10 @@ import (
 
 // Document shard schema identity, stored in the Arrow schema metadata.
 const (
-	SchemaName    = "estkit.docshard"
-	SchemaVersion = "1"
+	SchemaName = "estkit.docshard"
+	// SchemaVersion 2 added the batch and revision columns (Arrow inputs,
+	// the Hugging Face hub cache); version 1 shards are still read.
+	SchemaVersion = "2"
 )
 
 // The document shard columns, in order. docs/FORMATS.md describes each.
@@ -34,6 +36,8 @@ const (
 	colBytes
 	colSHA256
 	colMeta
+	colBatch
+	colRevision
 )
 
 // Columns of DocSchema that other packages read by index (shards tokenizes
@@ -58,6 +62,8 @@ var DocSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "bytes", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "sha256", Type: &arrow.FixedSizeBinaryType{ByteWidth: 32}},
 	{Name: "meta", Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
+	{Name: "batch", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+	{Name: "revision", Type: arrow.BinaryTypes.String, Nullable: true},
 }, func() *arrow.Metadata {
 	m := arrow.NewMetadata([]string{"estkit.schema", "estkit.version"}, []string{SchemaName, SchemaVersion})
 	return &m
@@ -234,6 +240,12 @@ func (w *shardWriter) add(d *Document) error {
 		kb.Append(kv.Key)
 		vb.Append(kv.Value)
 	}
+	if bb := b.Field(colBatch).(*array.Int32Builder); l.Batch >= 0 {
+		bb.Append(l.Batch)
+	} else {
+		bb.AppendNull()
+	}
+	appendStr(b.Field(colRevision).(*array.StringBuilder), l.Revision, l.Revision != "")
 	w.batchRows++
 	w.batchText += l.Bytes
 	w.shardTextPending += l.Bytes

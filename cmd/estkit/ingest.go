@@ -37,13 +37,22 @@ Formats (--format, default auto: recognised per file from names and contents):
   jsonl        JSON lines, plain, .zst or .gz (--text-field)
   parquet      parquet (--text-column)
   text         a directory of .txt files, one document each
+  arrow        Arrow IPC streams and files (the datasets library's cache and
+               save_to_disk .arrow files, .feather) (--text-column)
+
+A Hugging Face hub cache folder (datasets--OWNER--NAME, as huggingface_hub
+and the datasets library download into ~/.cache/huggingface/hub) is read
+through one snapshot, each file once, and its commit recorded in every
+document's lineage; dataset metadata files (README.md, dataset_info.json,
+state.json, ...) are passed by and listed in the manifest's ignored files.
 
 Running the same command again does no work when the inputs and options are
 unchanged; an interrupted run leaves the previous output intact and is
 completed by running it again.`,
 		Example: `  estkit ingest --out data/owt openwebtext/
   estkit ingest --format slimpajama --exclude-set RedPajamaGithub --out data/slim SlimPajama-627B/train
-  estkit ingest --format starcoder --lang python --lang go --out data/code starcoderdata/`,
+  estkit ingest --format starcoder --lang python --lang go --out data/code starcoderdata/
+  estkit ingest --out data/wiki ~/.cache/huggingface/hub/datasets--wikimedia--wikipedia`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runIngest(cmd, g, opts, args) },
 	}
@@ -52,11 +61,12 @@ completed by running it again.`,
 	f.StringVarP(&opts.o.OutDir, "out", "o", "", "output directory (required)")
 	f.StringVar(&opts.o.Corpus, "corpus", "", "corpus name recorded for every document (default: from the format)")
 	f.StringVar(&opts.o.TextField, "text-field", "", `jsonl: dotted path of the text field (default "text")`)
-	f.StringVar(&opts.o.TextColumn, "text-column", "", `parquet: text column (default "text"; starcoder "content")`)
-	f.StringSliceVar(&opts.o.MetaFields, "meta-field", nil, "jsonl/parquet: field copied into the lineage metadata (repeatable)")
+	f.StringVar(&opts.o.TextColumn, "text-column", "", `parquet, arrow: text column (default "text"; starcoder "content")`)
+	f.StringSliceVar(&opts.o.MetaFields, "meta-field", nil, "jsonl/parquet/arrow: field copied into the lineage metadata (repeatable)")
 	f.StringSliceVar(&opts.o.IncludeSets, "include-set", nil, "slimpajama: keep only this redpajama_set_name (repeatable)")
 	f.StringSliceVar(&opts.o.ExcludeSets, "exclude-set", nil, "slimpajama: drop this redpajama_set_name (repeatable), e.g. RedPajamaGithub")
 	f.StringSliceVar(&opts.o.Langs, "lang", nil, "starcoder: keep only this language directory (repeatable)")
+	f.StringVar(&opts.o.Revision, "revision", "", "Hugging Face hub cache: the ref (main, a tag, pr/N) or commit to read (default: refs/main, or the only snapshot)")
 	f.BoolVar(&opts.o.Dedup, "dedup", false, "drop exact duplicate documents by content hash, keeping the first")
 	f.StringVar(&opts.onError, "on-error", "fail", "on bad input: fail (stop at the first error) or skip (count it as rejected and go on)")
 	f.StringVar(&opts.utf8, "utf8", "reject", "invalid UTF-8 in text: reject (a bad-input error) or repair (U+FFFD, counted)")
