@@ -253,15 +253,25 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Warn("the manifest in the output directory is unreadable; rebuilding the set", "err", err)
 	}
-	// Claimed before any file is committed, so that a killed run's files
-	// are known as ours; another set (or a damaged one) living here has
-	// its manifest withdrawn before any file is replaced, so that no
-	// reader pairs it with new files.
-	if err := sw.Start([]string{Train + "-", Val + "-"}, true); err != nil {
+	// The files' names carry the new set's key, so that the set already
+	// here stays whole, manifest and files, until the new manifest
+	// replaces it (a rebuild that fails, is interrupted or fills the disk
+	// leaves it as it was), and so that the claim names exactly this
+	// build's files (never a file of the user's that looks like a
+	// shard). Only a damaged set of the same key, whose names the rebuild
+	// reuses, has its manifest withdrawn first, so that no reader pairs it
+	// with new files. Claimed before any file is committed, so that a
+	// killed run's files are known as ours.
+	prefix := filePrefix(key)
+	sameKey := false
+	if m, err := ReadManifestFrom(out); err == nil {
+		sameKey = m.Key == key
+	}
+	if err := sw.Start([]string{Train + "-" + prefix, Val + "-" + prefix}, sameKey); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	start := time.Now()
-	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources}
+	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources, prefix: prefix}
 	m, err := b.run(ctx, docDirs)
 	if err != nil {
 		b.abort(sw)
@@ -281,6 +291,16 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	return &Result{Dir: dir, Manifest: m}, nil
+}
+
+// filePrefix is what a set's file names carry after the split's name
+// ("train-" + filePrefix + "00000.arrow"): the first 12 hex digits of the
+// set's key and a dash.
+func filePrefix(key string) string {
+	if len(key) > 12 {
+		key = key[:12]
+	}
+	return key + "-"
 }
 
 // encodeManifest sets m's checksum and returns its bytes.
@@ -328,6 +348,7 @@ type builder struct {
 	info    TokenizerInfo
 	dir     store.Dir
 	sources []Source
+	prefix  string // of the files' names after the split's: filePrefix(key)
 
 	writers   map[string]*splitWriter
 	textBytes int64
@@ -646,7 +667,7 @@ func (b *builder) writer(split string) (*splitWriter, error) {
 	if w := b.writers[split]; w != nil {
 		return w, nil
 	}
-	w := &splitWriter{dir: b.dir, split: split, wide: b.info.TokenBits == 32, o: b.o, mem: arrowpool.New()}
+	w := &splitWriter{dir: b.dir, split: split, prefix: b.prefix, wide: b.info.TokenBits == 32, o: b.o, mem: arrowpool.New()}
 	b.writers[split] = w
 	return w, nil
 }
@@ -670,11 +691,12 @@ const (
 
 // splitWriter appends documents to one split's rolling files.
 type splitWriter struct {
-	dir   store.Dir
-	split string
-	wide  bool
-	o     *Options
-	mem   memory.Allocator
+	dir    store.Dir
+	split  string
+	prefix string // after the split's name: filePrefix(key)
+	wide   bool
+	o      *Options
+	mem    memory.Allocator
 
 	rb      *array.RecordBuilder
 	list    *array.ListBuilder
@@ -755,7 +777,7 @@ func (w *splitWriter) reserve() {
 }
 
 func (w *splitWriter) open() error {
-	name := fmt.Sprintf("%s-%05d.arrow", w.split, w.fileNo)
+	name := fmt.Sprintf("%s-%s%05d.arrow", w.split, w.prefix, w.fileNo)
 	w.fileNo++
 	f, err := w.dir.Create(name)
 	if err != nil {

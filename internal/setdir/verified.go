@@ -2,7 +2,9 @@ package setdir
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 
 	"github.com/estkit/estkit/internal/store"
@@ -67,6 +69,12 @@ func VerifyOnce(dir store.Dir, manifest string, files []Entry, corrupt error, fo
 	}
 	log.Info("verifying token shards (sha256 of every file: first open since they were written, copied or changed)", "dir", dir.String(), "files", len(files), "bytes", bytes)
 	if err := VerifyFiles(dir, files, corrupt); err != nil {
+		// A marker that vouches for these files must not outlive a check
+		// that found one damaged (a change that kept size, mtime and
+		// inode): the next open checks in full again.
+		if rerr := dir.Remove(VerifiedName); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			log.Warn("cannot remove the verification marker of a damaged set", "dir", dir.String(), "err", rerr)
+		}
 		return err
 	}
 	b, err := json.Marshal(now)
