@@ -34,12 +34,33 @@ type tfEvent struct {
 // TestEventsRecordMatchesTensorFlow), and the protocol buffers with
 // protowire, failing on anything a strict reader would.
 func readTFEvents(b []byte) ([]tfEvent, error) {
+	recs, err := readTFRecords(b)
+	var out []tfEvent
+	for _, r := range recs {
+		e, err := decodeTFEvent(r.data)
+		if err != nil {
+			return out, fmt.Errorf("offset %d: %w", r.off, err)
+		}
+		out = append(out, e)
+	}
+	return out, err
+}
+
+// tfRecord is a record's data and offset in its file.
+type tfRecord struct {
+	data []byte
+	off  int
+}
+
+// readTFRecords reads the TFRecords of b, their CRCs checked: those before
+// the first error, and the error.
+func readTFRecords(b []byte) ([]tfRecord, error) {
 	table := crc32.MakeTable(crc32.Castagnoli)
 	masked := func(p []byte) uint32 {
 		c := crc32.Checksum(p, table)
 		return ((c >> 15) | (c << 17)) + 0xa282ead8
 	}
-	var out []tfEvent
+	var out []tfRecord
 	for off := 0; off < len(b); {
 		if len(b)-off < 12 {
 			return out, fmt.Errorf("offset %d: a record header cut short", off)
@@ -48,18 +69,14 @@ func readTFEvents(b []byte) ([]tfEvent, error) {
 		if got, want := binary.LittleEndian.Uint32(b[off+8:]), masked(b[off:off+8]); got != want {
 			return out, fmt.Errorf("offset %d: length CRC %08x, want %08x", off, got, want)
 		}
-		if n+16 > uint64(len(b)-off) {
+		if len(b)-off < 16 || n > uint64(len(b)-off-16) {
 			return out, fmt.Errorf("offset %d: a record of %d bytes cut short", off, n)
 		}
 		data := b[off+12 : off+12+int(n)]
 		if got, want := binary.LittleEndian.Uint32(b[off+12+int(n):]), masked(data); got != want {
 			return out, fmt.Errorf("offset %d: data CRC %08x, want %08x", off, got, want)
 		}
-		e, err := decodeTFEvent(data)
-		if err != nil {
-			return out, fmt.Errorf("offset %d: %w", off, err)
-		}
-		out = append(out, e)
+		out = append(out, tfRecord{data, off})
 		off += 16 + int(n)
 	}
 	return out, nil
@@ -384,4 +401,48 @@ func TestEventsName(t *testing.T) {
 			t.Fatalf("host %q: %s, want %s", host, got, want)
 		}
 	}
+}
+
+// FuzzEventsEnd: whatever the file holds, resuming's reader returns an
+// error or an end within the file, and what it keeps reads with the
+// independent reader as records (the file_version one and one per step)
+// whose Events' steps (other fields skipped) count from 0.
+func FuzzEventsEnd(f *testing.F) {
+	f.Add(frames(0, 1, 2, 3), 3)
+	f.Add(frames(0, 1), 3)
+	tf, _ := hex.DecodeString(tfFirstRecord)
+	f.Add(tf, 0)
+	f.Fuzz(func(t *testing.T, b []byte, steps int) {
+		if steps < 0 || steps > 64 {
+			return
+		}
+		end, err := eventsEnd("fuzz", b, steps, "ckpt")
+		if err != nil {
+			return
+		}
+		if end < 0 || end > int64(len(b)) {
+			t.Fatalf("end %d of %d bytes", end, len(b))
+		}
+		recs, err := readTFRecords(b[:end])
+		if err != nil || len(recs) != steps+1 {
+			t.Fatalf("kept %d bytes: %d records, %v", end, len(recs), err)
+		}
+		for i, r := range recs[1:] {
+			var step uint64
+			for d := r.data; len(d) > 0; {
+				num, typ, n := protowire.ConsumeField(d)
+				if n < 0 {
+					t.Fatalf("record %d: %v", i+1, protowire.ParseError(n))
+				}
+				if num == 2 && typ == protowire.VarintType {
+					_, _, k := protowire.ConsumeTag(d)
+					step, _ = protowire.ConsumeVarint(d[k:])
+				}
+				d = d[n:]
+			}
+			if step != uint64(i) {
+				t.Fatalf("record %d is step %d", i+1, step)
+			}
+		}
+	})
 }
