@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/estkit/estkit/internal/durable"
 )
 
 // The run's TensorBoard events file: the step records' scalars as
@@ -208,7 +210,15 @@ func resumeEvents(dir string, steps int, ckpt string) (*eventsFile, error) {
 	}
 	switch len(names) {
 	case 0:
-		return createEvents(dir, time.Now())
+		e, err := createEvents(dir, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := durable.SyncDir(dir); err != nil { // the new name, as a fresh run's
+			e.close()
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		return e, nil
 	case 1:
 	default:
 		return nil, fmt.Errorf("train: %s holds %d events files (%s); a run writes one", dir, len(names), strings.Join(names, ", "))

@@ -446,3 +446,36 @@ func FuzzEventsEnd(f *testing.F) {
 		}
 	})
 }
+
+// TestResumeEvents: a run from before events files gets a new one (its
+// file_version record only, the resumed steps to follow); an existing one
+// is cut back to the checkpoint; two are refused by name.
+func TestResumeEvents(t *testing.T) {
+	dir := t.TempDir()
+	e, err := resumeEvents(dir, 3, "step-00000003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.close()
+	name, evs := eventsOf(t, dir)
+	if len(evs) != 1 || evs[0].version != eventsVersion {
+		t.Fatalf("new events file: %+v", evs)
+	}
+	if err := os.WriteFile(name, frames(0, 1, 2, 3, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = resumeEvents(dir, 3, "step-00000003"); err != nil {
+		t.Fatal(err)
+	}
+	e.close()
+	if _, evs = eventsOf(t, dir); len(evs) != 4 || evs[3].step != 2 {
+		t.Fatalf("cut back to 3 steps: %d events", len(evs))
+	}
+	other := filepath.Join(dir, eventsName(time.Unix(1, 0), "elsewhere"))
+	if err := os.WriteFile(other, frames(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resumeEvents(dir, 3, "step-00000003"); err == nil || !strings.Contains(err.Error(), filepath.Base(other)) || !strings.Contains(err.Error(), filepath.Base(name)) {
+		t.Fatalf("two events files: %v", err)
+	}
+}
