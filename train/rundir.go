@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/shards"
@@ -260,7 +261,7 @@ func surveyRun(dir string) (*runSurvey, error) {
 		name := e.Name()
 		base, temp := strings.CutPrefix(name, durable.TmpPrefix)
 		switch {
-		case !slices.Contains(runFiles, base) || (temp && (base == ckptDir || base == ".lock")):
+		case !(slices.Contains(runFiles, base) || isEventsName(base)) || (temp && (base == ckptDir || base == ".lock")):
 			s.foreign = append(s.foreign, name)
 		case base == ckptDir:
 			if !e.IsDir() {
@@ -571,6 +572,7 @@ type runDir struct {
 	id               string     // the run's id in its checkpoints' manifests
 	config           FileRecord // config.json's size and sha256
 	metrics, lineage *os.File
+	events           *eventsFile       // TensorBoard's view of metrics.jsonl
 	ckpt             *openedCheckpoint // the checkpoint resumed from
 }
 
@@ -625,6 +627,9 @@ func openRunDir(out string, cfgFile []byte, hash string, o Options) (_ *runDir, 
 			return nil, fmt.Errorf("train: %w", err)
 		}
 	}
+	if rd.events, err = createEvents(out, time.Now()); err != nil {
+		return nil, err
+	}
 	if err := durable.SyncDir(out); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -658,7 +663,8 @@ func (rd *runDir) resume(hash string) error {
 			return fmt.Errorf("train: %w", err)
 		}
 	}
-	return nil
+	rd.events, err = resumeEvents(rd.dir, c.state.Step, c.dir)
+	return err
 }
 
 // openResumed opens run's latest checkpoint, every file checked, to resume
@@ -719,6 +725,9 @@ func (rd *runDir) checkpoint(m Model, st *runState, keep int) (err error) {
 			return fmt.Errorf("train: %s: %w", f.Name(), err)
 		}
 	}
+	if err := rd.events.sync(); err != nil {
+		return err
+	}
 	name := stepName(st.Step)
 	base := filepath.Join(rd.dir, ckptDir)
 	tmp := filepath.Join(base, durable.TmpPrefix+name)
@@ -778,5 +787,6 @@ func (rd *runDir) close() {
 			f.Close()
 		}
 	}
+	rd.events.close()
 	rd.unlock()
 }

@@ -238,6 +238,9 @@ func (s *Session) Record(r *StepResult) error {
 	if err := appendJSON(s.rd.lineage, map[string]any{"step": rec.Step, "sequences": r.Sequences}); err != nil {
 		return err
 	}
+	if err := s.rd.events.step(&rec, stage, time.Now()); err != nil {
+		return err
+	}
 	if s.opts.Progress != nil {
 		done := st.Step - s.startStep
 		eta := time.Duration(float64(time.Since(s.start)) / float64(done) * float64(cfg.Steps-st.Step))
