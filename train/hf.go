@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/estkit/estkit/internal/durable"
@@ -24,21 +26,273 @@ func transpose(v []float32, rows, cols int) []float32 {
 	return out
 }
 
-// LoadHF sets a model's parameters from a Hugging Face model.safetensors
-// of its family's class (GPT2LMHeadModel for GPT-2, LlamaForCausalLM for
-// Llama), as the family maps the names.
-func LoadHF(m Model, path string) error {
-	ts, shapes, err := readSafetensors(path)
+// hfCheckpoint is a Hugging Face checkpoint's tensors: one safetensors
+// file, or the shards a model.safetensors.index.json names, each tensor
+// read as it is asked for (so loading costs one tensor's memory beyond the
+// model's).
+type hfCheckpoint struct {
+	path    string // what --init-from named
+	files   []*stFile
+	tensors map[string]hfTensor
+	raw     []byte // read scratch
+}
+
+// hfTensor is where one tensor lies.
+type hfTensor struct {
+	file *stFile
+	e    stEntry
+}
+
+// Hugging Face's file names in a model directory.
+const (
+	hfWeights = "model.safetensors"
+	hfIndex   = "model.safetensors.index.json"
+	hfConfig  = "config.json"
+)
+
+// openHF opens what --init-from names: a safetensors file, a sharded
+// checkpoint's index, or a directory as Hugging Face lays a model out
+// (model.safetensors or model.safetensors.index.json with its shards).
+// It returns the checkpoint and the config.json beside it ("" when there
+// is none).
+func openHF(path string) (*hfCheckpoint, string, error) {
+	st, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("train: --init-from: %w", err)
+		return nil, "", err
 	}
+	dir, file := filepath.Dir(path), path
+	if st.IsDir() {
+		dir = path
+		switch {
+		case exists(filepath.Join(dir, hfIndex)):
+			file = filepath.Join(dir, hfIndex)
+		case exists(filepath.Join(dir, hfWeights)):
+			file = filepath.Join(dir, hfWeights)
+		default:
+			return nil, "", fmt.Errorf("%s holds neither %s nor %s (a Hugging Face model directory?)", dir, hfWeights, hfIndex)
+		}
+	}
+	cfg := filepath.Join(dir, hfConfig)
+	if !exists(cfg) {
+		cfg = ""
+	}
+	h := &hfCheckpoint{path: path, tensors: map[string]hfTensor{}}
+	if strings.HasSuffix(file, ".json") {
+		err = h.openIndex(file)
+	} else {
+		err = h.add(file)
+	}
+	if err != nil {
+		h.Close()
+		return nil, "", err
+	}
+	return h, cfg, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// add opens one safetensors file and adds its tensors; a tensor another
+// file holds too is an error naming both.
+func (h *hfCheckpoint) add(path string) error {
+	s, err := openSafetensors(path)
+	if err != nil {
+		return err
+	}
+	h.files = append(h.files, s)
+	for name, e := range s.entries {
+		if t, ok := h.tensors[name]; ok {
+			return fmt.Errorf("%w: tensor %s is in both %s and %s", ErrSafetensors, name, t.file.path, path)
+		}
+		h.tensors[name] = hfTensor{s, e}
+	}
+	return nil
+}
+
+// openIndex opens the shards a model.safetensors.index.json names: each
+// must be a file beside the index, and each tensor of weight_map must be
+// in the shard it names.
+func (h *hfCheckpoint) openIndex(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return fmt.Errorf("%s: %w: %v", path, ErrSafetensors, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return fmt.Errorf("%s: %w: no weight_map", path, ErrSafetensors)
+	}
+	var shards []string
+	for name, f := range idx.WeightMap {
+		if f == "" || f != filepath.Base(f) || f == "." || f == ".." || !strings.HasSuffix(f, ".safetensors") {
+			return fmt.Errorf("%s: %w: tensor %s: %q is not a safetensors file beside the index", path, ErrSafetensors, name, f)
+		}
+		if !slices.Contains(shards, f) {
+			shards = append(shards, f)
+		}
+	}
+	sort.Strings(shards)
+	dir := filepath.Dir(path)
+	for _, f := range shards {
+		p := filepath.Join(dir, f)
+		if !exists(p) {
+			return fmt.Errorf("%s names %s, which is missing", path, p)
+		}
+		if err := h.add(p); err != nil {
+			return err
+		}
+	}
+	names := slices.Sorted(maps.Keys(idx.WeightMap))
+	for _, name := range names {
+		want := filepath.Join(dir, idx.WeightMap[name])
+		t, ok := h.tensors[name]
+		if !ok || t.file.path != want {
+			return fmt.Errorf("%s: %w: tensor %s is not in %s, where the index puts it", path, ErrSafetensors, name, want)
+		}
+	}
+	return nil
+}
+
+// Close closes the checkpoint's files.
+func (h *hfCheckpoint) Close() error {
+	var errs []error
+	for _, s := range h.files {
+		errs = append(errs, s.f.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// get reads a tensor as float32 with its shape; v is nil when the
+// checkpoint has no tensor of that name.
+func (h *hfCheckpoint) get(name string) (v []float32, shape []int, err error) {
+	t, ok := h.tensors[name]
+	if !ok {
+		return nil, nil, nil
+	}
+	v = make([]float32, t.e.elems())
+	if err := t.file.read(name, t.e, v, &h.raw); err != nil {
+		return nil, nil, err
+	}
+	return v, t.e.Shape, nil
+}
+
+// file names the file a tensor is in, for errors (the checkpoint when it
+// has none of that name).
+func (h *hfCheckpoint) file(name string) string {
+	if t, ok := h.tensors[name]; ok {
+		return t.file.path
+	}
+	return h.path
+}
+
+// hfField is one shape field of a Hugging Face config.json, as the model
+// has it: its key and value (a number, or text when text is set, or
+// nothing when null: the model has no such feature; off: absent, null or
+// false, a feature the model lacks), the value
+// transformers assumes when the key is absent (def, or the value of
+// defKey; neither: the field is not checked then), and whether a larger
+// number is fine (a longer position table).
+type hfField struct {
+	key     string
+	want    float64
+	text    string
+	null    bool
+	off     bool
+	def     any
+	defKey  string
+	atLeast bool
+	ours    string // the model's name for it, for errors
+}
+
+// checkHFConfig checks a config.json against the model's shape: its class
+// and every shape field the family lists; a mismatch names the field.
+func checkHFConfig(path string, c ModelConfig, f *Family) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if mt, ok := raw["model_type"].(string); ok && mt != f.hf.modelType {
+		return fmt.Errorf("%s: model_type %q, the model is %s (%s): %w", path, mt, f.hf.modelType, f.hf.class, ErrConfig)
+	}
+	for _, fl := range f.hf.fields(c) {
+		v := raw[fl.key]
+		if fl.null {
+			if v != nil {
+				return fmt.Errorf("%s: %s is %v; estkit's %s has no %s: %w", path, fl.key, v, f.hf.class, fl.ours, ErrConfig)
+			}
+			continue
+		}
+		if fl.off {
+			if v != nil && v != false {
+				return fmt.Errorf("%s: %s is %v; estkit's %s has no %s: %w", path, fl.key, v, f.hf.class, fl.ours, ErrConfig)
+			}
+			continue
+		}
+		if v == nil && fl.defKey != "" {
+			v = raw[fl.defKey]
+		}
+		if v == nil {
+			v = fl.def
+		}
+		if v == nil {
+			continue
+		}
+		if fl.text != "" {
+			if v != fl.text {
+				return fmt.Errorf("%s: %s is %v, the model's %s %s: %w", path, fl.key, v, fl.ours, fl.text, ErrConfig)
+			}
+			continue
+		}
+		x, ok := v.(float64)
+		if !ok {
+			return fmt.Errorf("%s: %s is %v, not a number: %w", path, fl.key, v, ErrConfig)
+		}
+		if x == fl.want || fl.atLeast && x >= fl.want {
+			continue
+		}
+		rel := ""
+		if fl.atLeast {
+			rel = " or more"
+		}
+		return fmt.Errorf("%s: %s is %v, the model's %s %v%s (give the checkpoint's shape with --preset or --config): %w", path, fl.key, x, fl.ours, fl.want, rel, ErrConfig)
+	}
+	return nil
+}
+
+// LoadHF sets a model's parameters from a Hugging Face checkpoint of its
+// family's class (GPT2LMHeadModel for GPT-2, LlamaForCausalLM for Llama),
+// as the family maps the names: path is a safetensors file, a sharded
+// checkpoint's model.safetensors.index.json, or a directory holding either
+// (and config.json, which is checked against the model's shape). F32, BF16
+// and F16 tensors are read, and converted exactly to float32.
+func LoadHF(m Model, path string) error {
 	c := m.Config()
 	f, err := familyOf(c.Arch)
 	if err != nil {
 		return err
 	}
+	ck, cfg, err := openHF(path)
+	if err != nil {
+		return fmt.Errorf("train: --init-from: %w", err)
+	}
+	defer ck.Close()
+	if cfg != "" {
+		if err := checkHFConfig(cfg, c, f); err != nil {
+			return fmt.Errorf("train: --init-from: %w", err)
+		}
+	}
 	host := make([]float32, c.NumParams())
-	if err := f.hf.load(c, m.Table(), path, ts, shapes, host); err != nil {
+	if err := f.hf.load(c, m.Table(), ck, host); err != nil {
 		return err
 	}
 	return m.SetParams(host)
