@@ -25,7 +25,7 @@ func writeSafetensors(path string, names []string, shapes [][]int, data [][]floa
 		d := data[i]
 		src[i] = tensorSource{names[i], shapes[i], len(d), func(dst []float32) { copy(dst, d) }}
 	}
-	_, err := streamSafetensors(path, src, meta)
+	_, err := streamSafetensors(path, src, "F32", meta)
 	return err
 }
 
@@ -39,9 +39,10 @@ type tensorSource struct {
 
 // streamSafetensors writes tensors one at a time through a buffer the size
 // of the largest, so that a checkpoint of a model costs no copy of all of
-// it in memory; the file is published atomically. It returns the file's
-// size and sha256, as durable.File counted them while writing.
-func streamSafetensors(path string, src []tensorSource, meta map[string]string) (FileRecord, error) {
+// it in memory; the file is published atomically. dtype is F32 or BF16
+// (rounded to nearest, ties to even). It returns the file's size and
+// sha256, as durable.File counted them while writing.
+func streamSafetensors(path string, src []tensorSource, dtype string, meta map[string]string) (FileRecord, error) {
 	type entry struct {
 		Dtype   string `json:"dtype"`
 		Shape   []int  `json:"shape"`
@@ -51,10 +52,11 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 	if len(meta) > 0 {
 		header["__metadata__"] = meta
 	}
+	size := stDtypes[dtype].size
 	off, largest := 0, 0
 	for _, t := range src {
-		header[t.name] = entry{"F32", t.shape, [2]int{off, off + 4*t.n}}
-		off += 4 * t.n
+		header[t.name] = entry{dtype, t.shape, [2]int{off, off + size*t.n}}
+		off += size * t.n
 		largest = max(largest, t.n)
 	}
 	h, err := json.Marshal(header)
@@ -70,9 +72,9 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 	}
 	defer f.Abort()
 	w := bufio.NewWriterSize(f, 1<<20)
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(h)))
-	w.Write(n[:])
+	var hl [8]byte
+	binary.LittleEndian.PutUint64(hl[:], uint64(len(h)))
+	w.Write(hl[:])
 	w.Write(h)
 	vals := make([]float32, largest)
 	var b [4]byte
@@ -80,15 +82,19 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 		v := vals[:t.n]
 		t.read(v)
 		for _, x := range v {
-			binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
-			w.Write(b[:])
+			if dtype == "BF16" {
+				binary.LittleEndian.PutUint16(b[:], f32ToBF16(x))
+			} else {
+				binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
+			}
+			w.Write(b[:size])
 		}
 	}
 	if err := w.Flush(); err != nil {
 		return FileRecord{}, err
 	}
-	size, sum, err := f.Commit()
-	return FileRecord{Name: filepath.Base(path), Size: size, SHA256: sum}, err
+	n, sum, err := f.Commit()
+	return FileRecord{Name: filepath.Base(path), Size: n, SHA256: sum}, err
 }
 
 // stDtype is a safetensors element type estkit reads: its size in bytes
@@ -366,7 +372,7 @@ func (g *core) SaveTensors(dir string) ([]FileRecord, error) {
 		for k, e := range g.table {
 			src[k] = tensorSource{e.Name, e.Shape, e.Size, func(dst []float32) { g.ops.Download(dst, g.ops.Slice(buf, e.Offset, e.Size)) }}
 		}
-		r, err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, map[string]string{"format": "estkit"})
+		r, err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, "F32", map[string]string{"format": "estkit"})
 		if err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -298,16 +299,65 @@ func LoadHF(m Model, path string) error {
 	return m.SetParams(host)
 }
 
-// ExportHF writes dir/model.safetensors and dir/config.json that Hugging
-// Face transformers loads as the model's family's class (GPT2LMHeadModel,
-// LlamaForCausalLM).
+// ExportOptions adjust ExportHF; the zero value writes fp32 weights, in
+// shards of at most 5 GB, and no tokenizer.
+type ExportOptions struct {
+	// DType is the weights' type: "fp32" (also "") or "bf16" (rounded to
+	// nearest, ties to even).
+	DType string
+	// MaxShardSize: weights of more bytes are written as shards of at
+	// most this many bytes (a larger tensor alone in one) with
+	// model.safetensors.index.json; 0 is 5 GB, Hugging Face's default.
+	MaxShardSize int64
+	// Files are written beside the model, by name (the tokenizer's:
+	// tokenize.HFFiles).
+	Files map[string][]byte
+	// Special are the tokenizer's BOS and EOS ids for config.json and
+	// generation_config.json (nil: none is named).
+	Special *SpecialTokens
+}
+
+// SpecialTokens are a tokenizer's BOS and EOS ids (-1: none).
+type SpecialTokens struct{ BOS, EOS int64 }
+
+// DefaultMaxShardSize is Hugging Face's save_pretrained default, "5GB".
+const DefaultMaxShardSize = 5_000_000_000
+
+// ExportHF writes a Hugging Face model folder that transformers loads as
+// the model's family's class (GPT2LMHeadModel, LlamaForCausalLM):
+// config.json, generation_config.json, the weights (model.safetensors, or
+// model-0000i-of-0000n.safetensors shards with model.safetensors.index.json)
+// and o.Files.
 //
-// dir must be absent, empty, or hold only an earlier export's two files:
+// dir must be absent, empty, or hold only an earlier export's files:
 // anything else (a run directory above all, whose config.json the export's
-// would replace) is refused, naming what is there.
-func ExportHF(m Model, dir string) error {
+// would replace) is refused, naming what is there. An earlier export's
+// files this one does not write (shards of another size) are removed.
+func ExportHF(m Model, dir string, o ExportOptions) error {
 	if err := checkExportDir(dir); err != nil {
 		return err
+	}
+	dtype, torchDtype := "F32", "float32"
+	switch o.DType {
+	case "", "fp32":
+	case "bf16":
+		dtype, torchDtype = "BF16", "bfloat16"
+	default:
+		return fmt.Errorf("train: export: %w: dtype %q (want fp32 or bf16)", ErrConfig, o.DType)
+	}
+	if o.MaxShardSize < 0 {
+		return fmt.Errorf("train: export: %w: max shard size %d", ErrConfig, o.MaxShardSize)
+	}
+	if o.MaxShardSize == 0 {
+		o.MaxShardSize = DefaultMaxShardSize
+	}
+	for name := range o.Files {
+		if !isExportFile(name) || name == hfConfig || name == hfGeneration || name == hfIndex || name == hfWeights || shardName.MatchString(name) {
+			return fmt.Errorf("train: export: %q is not a tokenizer file an export writes", name)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: export: %w", err)
 	}
 	c := m.Config()
 	f, err := familyOf(c.Arch)
@@ -320,21 +370,118 @@ func ExportHF(m Model, dir string) error {
 		return err
 	}
 	names, shapes, data := f.hf.export(c, m.Table(), host)
-	if err := writeSafetensors(filepath.Join(dir, "model.safetensors"), names, shapes, data, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	b, err := json.MarshalIndent(f.hf.config(c), "", "  ")
+	written, err := writeHFWeights(dir, names, shapes, data, dtype, o.MaxShardSize)
 	if err != nil {
 		return fmt.Errorf("train: export: %w", err)
 	}
-	if err := durable.WriteFile(dir, "config.json", append(b, '\n')); err != nil {
-		return fmt.Errorf("train: %w", err)
+	cfg := f.hf.config(c)
+	cfg["torch_dtype"] = torchDtype
+	gen := map[string]any{}
+	cfg["bos_token_id"], cfg["eos_token_id"] = nil, nil
+	if s := o.Special; s != nil {
+		for k, id := range map[string]int64{"bos_token_id": s.BOS, "eos_token_id": s.EOS} {
+			if id >= 0 {
+				cfg[k], gen[k] = id, id
+			}
+		}
+	}
+	files := map[string]any{hfConfig: cfg, hfGeneration: gen}
+	for _, name := range []string{hfGeneration, hfConfig} { // config.json last: it marks the folder an export's
+		b, err := json.MarshalIndent(files[name], "", "  ")
+		if err != nil {
+			return fmt.Errorf("train: export: %w", err)
+		}
+		if err := durable.WriteFile(dir, name, append(b, '\n')); err != nil {
+			return fmt.Errorf("train: export: %w", err)
+		}
+		written = append(written, name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(o.Files)) {
+		if err := durable.WriteFile(dir, name, o.Files[name]); err != nil {
+			return fmt.Errorf("train: export: %w", err)
+		}
+		written = append(written, name)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("train: export: %w", err)
+	}
+	for _, e := range ents { // an earlier export's, which checkExportDir vouched for
+		if isExportFile(e.Name()) && !slices.Contains(written, e.Name()) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("train: export: %w", err)
+			}
+		}
 	}
 	return nil
 }
 
-// exportFiles are the files ExportHF writes.
-var exportFiles = []string{"model.safetensors", "config.json"}
+// hfGeneration is the generation settings' file of a model folder.
+const hfGeneration = "generation_config.json"
+
+// writeHFWeights writes the tensors as model.safetensors, or, past
+// maxShard bytes, as shards in order (a new one where the next tensor
+// would overflow the current) with model.safetensors.index.json, and
+// returns the names of the files written.
+func writeHFWeights(dir string, names []string, shapes [][]int, data [][]float32, dtype string, maxShard int64) ([]string, error) {
+	size := int64(stDtypes[dtype].size)
+	var groups [][]int
+	var cur, total int64
+	for i := range names {
+		n := size * int64(len(data[i]))
+		if len(groups) == 0 || cur > 0 && cur+n > maxShard {
+			groups, cur = append(groups, nil), 0
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], i)
+		cur += n
+		total += n
+	}
+	meta := map[string]string{"format": "pt"}
+	src := func(g []int) []tensorSource {
+		s := make([]tensorSource, len(g))
+		for k, i := range g {
+			d := data[i]
+			s[k] = tensorSource{names[i], shapes[i], len(d), func(dst []float32) { copy(dst, d) }}
+		}
+		return s
+	}
+	if len(groups) == 1 {
+		_, err := streamSafetensors(filepath.Join(dir, hfWeights), src(groups[0]), dtype, meta)
+		return []string{hfWeights}, err
+	}
+	var written []string
+	weightMap := map[string]string{}
+	for k, g := range groups {
+		file := fmt.Sprintf("model-%05d-of-%05d.safetensors", k+1, len(groups))
+		if _, err := streamSafetensors(filepath.Join(dir, file), src(g), dtype, meta); err != nil {
+			return nil, err
+		}
+		written = append(written, file)
+		for _, i := range g {
+			weightMap[names[i]] = file
+		}
+	}
+	b, err := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := durable.WriteFile(dir, hfIndex, append(b, '\n')); err != nil {
+		return nil, err
+	}
+	return append(written, hfIndex), nil
+}
+
+// shardName matches Hugging Face's shard file names.
+var shardName = regexp.MustCompile(`^model-[0-9]{5}-of-[0-9]{5}\.safetensors$`)
+
+// isExportFile: a file ExportHF writes.
+func isExportFile(name string) bool {
+	switch name {
+	case hfWeights, hfIndex, hfConfig, hfGeneration, "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model":
+		return true
+	}
+	return shardName.MatchString(name)
+}
 
 // checkExportDir refuses an export directory that holds anything an
 // export did not write.
@@ -350,8 +497,12 @@ func checkExportDir(dir string) error {
 		return fmt.Errorf("train: export: %s is a run directory: export writes a Hugging Face model into a directory of its own (its config.json would replace the run's)", dir)
 	}
 	var foreign []string
+	hasConfig := false
 	for _, e := range ents {
-		if !slices.Contains(exportFiles, strings.TrimPrefix(e.Name(), durable.TmpPrefix)) || !e.Type().IsRegular() {
+		if e.Name() == hfConfig {
+			hasConfig = true
+		}
+		if !isExportFile(strings.TrimPrefix(e.Name(), durable.TmpPrefix)) || !e.Type().IsRegular() {
 			foreign = append(foreign, e.Name())
 			continue
 		}
@@ -369,6 +520,9 @@ func checkExportDir(dir string) error {
 		if json.Unmarshal(b, &c) != nil || len(c.Architectures) != 1 || !slices.ContainsFunc(families, func(f *Family) bool { return f.hf.class == c.Architectures[0] }) {
 			foreign = append(foreign, "config.json (not an export's)")
 		}
+	}
+	if len(foreign) == 0 && !hasConfig && slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !strings.HasPrefix(e.Name(), durable.TmpPrefix) }) {
+		foreign = append(foreign, "no config.json: not an earlier export")
 	}
 	if len(foreign) > 0 {
 		return fmt.Errorf("train: export: %s holds files export did not write (%s): give an empty or new directory", dir, describe(foreign))
