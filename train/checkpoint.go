@@ -25,7 +25,7 @@ func writeSafetensors(path string, names []string, shapes [][]int, data [][]floa
 		d := data[i]
 		src[i] = tensorSource{names[i], shapes[i], len(d), func(dst []float32) { copy(dst, d) }}
 	}
-	_, err := streamSafetensors(path, src, meta)
+	_, err := streamSafetensors(path, src, "F32", meta)
 	return err
 }
 
@@ -39,9 +39,10 @@ type tensorSource struct {
 
 // streamSafetensors writes tensors one at a time through a buffer the size
 // of the largest, so that a checkpoint of a model costs no copy of all of
-// it in memory; the file is published atomically. It returns the file's
-// size and sha256, as durable.File counted them while writing.
-func streamSafetensors(path string, src []tensorSource, meta map[string]string) (FileRecord, error) {
+// it in memory; the file is published atomically. dtype is F32 or BF16
+// (rounded to nearest, ties to even). It returns the file's size and
+// sha256, as durable.File counted them while writing.
+func streamSafetensors(path string, src []tensorSource, dtype string, meta map[string]string) (FileRecord, error) {
 	type entry struct {
 		Dtype   string `json:"dtype"`
 		Shape   []int  `json:"shape"`
@@ -51,10 +52,11 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 	if len(meta) > 0 {
 		header["__metadata__"] = meta
 	}
+	size := stDtypes[dtype].size
 	off, largest := 0, 0
 	for _, t := range src {
-		header[t.name] = entry{"F32", t.shape, [2]int{off, off + 4*t.n}}
-		off += 4 * t.n
+		header[t.name] = entry{dtype, t.shape, [2]int{off, off + size*t.n}}
+		off += size * t.n
 		largest = max(largest, t.n)
 	}
 	h, err := json.Marshal(header)
@@ -70,9 +72,9 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 	}
 	defer f.Abort()
 	w := bufio.NewWriterSize(f, 1<<20)
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(h)))
-	w.Write(n[:])
+	var hl [8]byte
+	binary.LittleEndian.PutUint64(hl[:], uint64(len(h)))
+	w.Write(hl[:])
 	w.Write(h)
 	vals := make([]float32, largest)
 	var b [4]byte
@@ -80,18 +82,42 @@ func streamSafetensors(path string, src []tensorSource, meta map[string]string) 
 		v := vals[:t.n]
 		t.read(v)
 		for _, x := range v {
-			binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
-			w.Write(b[:])
+			if dtype == "BF16" {
+				binary.LittleEndian.PutUint16(b[:], f32ToBF16(x))
+			} else {
+				binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
+			}
+			w.Write(b[:size])
 		}
 	}
 	if err := w.Flush(); err != nil {
 		return FileRecord{}, err
 	}
-	size, sum, err := f.Commit()
-	return FileRecord{Name: filepath.Base(path), Size: size, SHA256: sum}, err
+	n, sum, err := f.Commit()
+	return FileRecord{Name: filepath.Base(path), Size: n, SHA256: sum}, err
 }
 
-// readSafetensors reads every float32 tensor of a safetensors file.
+// stDtype is a safetensors element type estkit reads: its size in bytes
+// and its exact conversion to float32 (every F16 and BF16 value, subnormals,
+// infinities and NaNs included, is a float32).
+type stDtype struct {
+	size   int
+	decode func(dst []float32, b []byte)
+}
+
+// stDtypes are the element types read, by the header's name for them.
+var stDtypes = map[string]stDtype{"F32": {4, decodeF32}, "BF16": {2, decodeBF16}, "F16": {2, decodeF16}}
+
+// maxHeader bounds a safetensors header, as the format's reference
+// implementation does (100 MB), so that a damaged length field costs an
+// error, not an allocation of the whole file.
+const maxHeader = 100 << 20
+
+// ErrSafetensors: a safetensors file (or a sharded checkpoint's index) that
+// is damaged, truncated or inconsistent.
+var ErrSafetensors = errors.New("bad safetensors")
+
+// readSafetensors reads every tensor of a safetensors file as float32.
 func readSafetensors(path string) (map[string][]float32, map[string][]int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -108,24 +134,27 @@ type stEntry struct {
 	Offsets [2]int `json:"data_offsets"`
 }
 
+// elems is the number of values the entry holds.
+func (e stEntry) elems() int { return (e.Offsets[1] - e.Offsets[0]) / stDtypes[e.Dtype].size }
+
 // parseHeader reads a safetensors header: head is the file's first bytes
 // (at least 8, and the header when they hold it), size the file's length.
-// It returns the F32 tensors and where the data begins; needMore > 0 asks
+// It returns the tensors and where the data begins; needMore > 0 asks
 // for that many bytes of head first.
 func parseHeader(path string, head []byte, size int64) (entries map[string]stEntry, dataOff int64, needMore int, err error) {
 	if size < 8 || len(head) < 8 {
-		return nil, 0, 0, fmt.Errorf("%s: too short for safetensors", path)
+		return nil, 0, 0, fmt.Errorf("%s: %w: %d bytes, too short for safetensors", path, ErrSafetensors, size)
 	}
 	n := binary.LittleEndian.Uint64(head)
-	if n > uint64(size-8) {
-		return nil, 0, 0, fmt.Errorf("%s: header of %d bytes in a file of %d", path, n, size)
+	if n > uint64(size-8) || n > maxHeader {
+		return nil, 0, 0, fmt.Errorf("%s: %w: header of %d bytes in a file of %d (truncated or not safetensors)", path, ErrSafetensors, n, size)
 	}
 	if uint64(len(head)) < 8+n {
 		return nil, 0, int(8 + n), nil
 	}
 	var header map[string]json.RawMessage
 	if err := json.Unmarshal(head[8:8+n], &header); err != nil {
-		return nil, 0, 0, fmt.Errorf("%s: header: %w", path, err)
+		return nil, 0, 0, fmt.Errorf("%s: %w: header: %v", path, ErrSafetensors, err)
 	}
 	body := size - 8 - int64(n)
 	entries = map[string]stEntry{}
@@ -135,25 +164,26 @@ func parseHeader(path string, head []byte, size int64) (entries map[string]stEnt
 		}
 		var e stEntry
 		if err := json.Unmarshal(raw, &e); err != nil {
-			return nil, 0, 0, fmt.Errorf("%s: tensor %s: %w", path, name, err)
+			return nil, 0, 0, fmt.Errorf("%s: %w: tensor %s: %v", path, ErrSafetensors, name, err)
 		}
-		if e.Dtype != "F32" {
-			return nil, 0, 0, fmt.Errorf("%s: tensor %s is %s; only F32 is read", path, name, e.Dtype)
+		dt, ok := stDtypes[e.Dtype]
+		if !ok {
+			return nil, 0, 0, fmt.Errorf("%s: tensor %s is %s; estkit reads F32, BF16 and F16", path, name, e.Dtype)
 		}
 		lo, hi := e.Offsets[0], e.Offsets[1]
-		if lo < 0 || hi < lo || int64(hi) > body || (hi-lo)%4 != 0 {
-			return nil, 0, 0, fmt.Errorf("%s: tensor %s: offsets %v outside the data (%d bytes)", path, name, e.Offsets, body)
+		if lo < 0 || hi < lo || int64(hi) > body || (hi-lo)%dt.size != 0 {
+			return nil, 0, 0, fmt.Errorf("%s: %w: tensor %s: offsets %v outside the data (%d bytes; truncated?)", path, ErrSafetensors, name, e.Offsets, body)
 		}
-		elems := 1
+		want, elems := (hi-lo)/dt.size, 1
 		for _, d := range e.Shape {
-			if d < 0 || d > (hi-lo)/4 {
+			if d < 0 || d > want || (d > 0 && elems > want/d) { // no product past the bytes, so none overflows
 				elems = -1
 				break
 			}
 			elems *= d
 		}
-		if elems != (hi-lo)/4 {
-			return nil, 0, 0, fmt.Errorf("%s: tensor %s: shape %v does not hold its %d bytes", path, name, e.Shape, hi-lo)
+		if elems != want {
+			return nil, 0, 0, fmt.Errorf("%s: %w: tensor %s: shape %v does not hold its %d bytes of %s", path, ErrSafetensors, name, e.Shape, hi-lo, e.Dtype)
 		}
 		entries[name] = e
 	}
@@ -167,9 +197,53 @@ func decodeF32(dst []float32, b []byte) {
 	}
 }
 
-// parseSafetensors reads the F32 tensors of a safetensors file's bytes b
-// (path names it in errors): each tensor's shape must account for exactly
-// its bytes.
+// decodeBF16 turns little-endian bfloat16 bytes into dst: a bfloat16 is
+// the upper half of the float32 of the same value.
+func decodeBF16(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
+	}
+}
+
+// decodeF16 turns little-endian IEEE half-precision bytes into dst.
+func decodeF16(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = f16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+	}
+}
+
+// f16ToF32 widens an IEEE 754 binary16 exactly: the sign kept, a normal
+// number's exponent rebiased (15 to 127), a subnormal's value m·2⁻²⁴
+// (normal in float32), infinities kept and a NaN's payload shifted into
+// float32's mantissa, its quiet bit where float32 has it.
+func f16ToF32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp, mant := uint32(h>>10)&0x1f, uint32(h)&0x3ff
+	switch {
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0:
+		v := float32(mant) * (1.0 / (1 << 24)) // exact: mant < 2¹⁰, the scale a power of two
+		return math.Float32frombits(sign | math.Float32bits(v))
+	}
+	return math.Float32frombits(sign | (exp-15+127)<<23 | mant<<13)
+}
+
+// f32ToBF16 rounds a float32 to the nearest bfloat16, ties to even (as
+// PyTorch's conversion does); a NaN stays a NaN, its sign kept and quiet.
+func f32ToBF16(x float32) uint16 {
+	b := math.Float32bits(x)
+	if x != x {
+		return uint16(b>>16) | 0x40
+	}
+	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+}
+
+// parseSafetensors reads the tensors of a safetensors file's bytes b
+// (path names it in errors) as float32: each tensor's shape must account
+// for exactly its bytes.
 func parseSafetensors(path string, b []byte) (map[string][]float32, map[string][]int, error) {
 	entries, off, _, err := parseHeader(path, b, int64(len(b)))
 	if err != nil {
@@ -177,11 +251,67 @@ func parseSafetensors(path string, b []byte) (map[string][]float32, map[string][
 	}
 	out, shapes := map[string][]float32{}, map[string][]int{}
 	for name, e := range entries {
-		v := make([]float32, (e.Offsets[1]-e.Offsets[0])/4)
-		decodeF32(v, b[off+int64(e.Offsets[0]):])
+		v := make([]float32, e.elems())
+		stDtypes[e.Dtype].decode(v, b[off+int64(e.Offsets[0]):])
 		out[name], shapes[name] = v, e.Shape
 	}
 	return out, shapes, nil
+}
+
+// stFile is an open safetensors file and its header.
+type stFile struct {
+	path    string
+	f       *os.File
+	entries map[string]stEntry
+	off     int64 // where the data begins
+}
+
+// openSafetensors opens a safetensors file and reads its header (at most
+// maxHeader bytes, and never more than the file holds).
+func openSafetensors(path string) (*stFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	head := make([]byte, min(st.Size(), 1<<16))
+	if _, err := f.ReadAt(head, 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	entries, off, more, err := parseHeader(path, head, st.Size())
+	if more > 0 {
+		head = make([]byte, more)
+		if _, err := f.ReadAt(head, 0); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		entries, off, _, err = parseHeader(path, head, st.Size())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &stFile{path: path, f: f, entries: entries, off: off}, nil
+}
+
+// read decodes tensor e of the file into dst (e.elems() values), through
+// raw (scratch of at least its bytes; grown when short).
+func (s *stFile) read(name string, e stEntry, dst []float32, raw *[]byte) error {
+	n := e.Offsets[1] - e.Offsets[0]
+	if cap(*raw) < n {
+		*raw = make([]byte, n)
+	}
+	b := (*raw)[:n]
+	if _, err := s.f.ReadAt(b, s.off+int64(e.Offsets[0])); err != nil {
+		return fmt.Errorf("%s: tensor %s: %w", s.path, name, err)
+	}
+	stDtypes[e.Dtype].decode(dst, b)
+	return nil
 }
 
 // readTensors reads a safetensors file a tensor at a time: for each table
@@ -189,48 +319,28 @@ func parseSafetensors(path string, b []byte) (map[string][]float32, map[string][
 // buffer the size of the largest and handed to put, so that loading a
 // model costs no copy of all of it in memory.
 func readTensors(path string, table []Param, put func(e Param, v []float32)) error {
-	f, err := os.Open(path)
+	s, err := openSafetensors(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	head := make([]byte, min(st.Size(), 1<<16))
-	if _, err := f.ReadAt(head, 0); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	entries, off, more, err := parseHeader(path, head, st.Size())
-	if more > 0 {
-		head = make([]byte, more)
-		if _, err := f.ReadAt(head, 0); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		entries, off, _, err = parseHeader(path, head, st.Size())
-	}
-	if err != nil {
-		return err
-	}
+	defer s.f.Close()
 	largest := 0
 	for _, e := range table {
 		largest = max(largest, e.Size)
 	}
-	raw, vals := make([]byte, 4*largest), make([]float32, largest)
+	var raw []byte
+	vals := make([]float32, largest)
 	for _, e := range table {
-		t, ok := entries[e.Name]
+		t, ok := s.entries[e.Name]
 		if !ok {
 			return fmt.Errorf("%s lacks tensor %s", path, e.Name)
 		}
 		if !slices.Equal(t.Shape, e.Shape) {
 			return fmt.Errorf("%s: tensor %s has shape %v, the model %v", path, e.Name, t.Shape, e.Shape)
 		}
-		b := raw[:4*e.Size]
-		if _, err := f.ReadAt(b, off+int64(t.Offsets[0])); err != nil {
-			return fmt.Errorf("%s: tensor %s: %w", path, e.Name, err)
+		if err := s.read(e.Name, t, vals[:e.Size], &raw); err != nil {
+			return err
 		}
-		decodeF32(vals[:e.Size], b)
 		put(e, vals[:e.Size])
 	}
 	return nil
@@ -262,7 +372,7 @@ func (g *core) SaveTensors(dir string) ([]FileRecord, error) {
 		for k, e := range g.table {
 			src[k] = tensorSource{e.Name, e.Shape, e.Size, func(dst []float32) { g.ops.Download(dst, g.ops.Slice(buf, e.Offset, e.Size)) }}
 		}
-		r, err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, map[string]string{"format": "estkit"})
+		r, err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, "F32", map[string]string{"format": "estkit"})
 		if err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}

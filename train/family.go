@@ -53,10 +53,15 @@ type Family struct {
 type hfFamily struct {
 	// class is the model class config.json's "architectures" names.
 	class string
+	// modelType is config.json's "model_type".
+	modelType string
 	// load fills host (NumParams values, laid out by table) from the
-	// tensors of the safetensors file path, and names path and the
-	// tensor in its errors.
-	load func(c ModelConfig, table []Param, path string, ts map[string][]float32, shapes map[string][]int, host []float32) error
+	// checkpoint's tensors, and names the file and the tensor in its
+	// errors.
+	load func(c ModelConfig, table []Param, src *hfCheckpoint, host []float32) error
+	// fields are config.json's shape fields, as the model has them: an
+	// --init-from checkpoint's config.json must agree.
+	fields func(c ModelConfig) []hfField
 	// export lists the tensors of the Hugging Face model from host.
 	export func(c ModelConfig, table []Param, host []float32) (names []string, shapes [][]int, data [][]float32)
 	// config is the Hugging Face config.json.

@@ -39,7 +39,7 @@ var gpt2Family = Family{
 		weights = 2*block + 4*C*C
 		return
 	},
-	hf: hfFamily{class: "GPT2LMHeadModel", load: loadGPT2HF, export: exportGPT2HF, config: gpt2HFConfig},
+	hf: hfFamily{class: "GPT2LMHeadModel", modelType: "gpt2", load: loadGPT2HF, export: exportGPT2HF, config: gpt2HFConfig, fields: gpt2HFFields},
 }
 
 // gpt2Layout is GPT-2's parameter table: wte, wpe, then each block's
@@ -90,20 +90,24 @@ func conv1D(name string) bool {
 // loadGPT2HF reads GPT2LMHeadModel tensors (names with or without
 // "transformer."; Conv1D weights transposed; wte padded with zero rows; wpe
 // may be longer than MaxT).
-func loadGPT2HF(c ModelConfig, table []Param, path string, ts map[string][]float32, shapes map[string][]int, host []float32) error {
-	get := func(name string) ([]float32, []int, bool) {
-		if v, ok := ts["transformer."+name]; ok {
-			return v, shapes["transformer."+name], true
+func loadGPT2HF(c ModelConfig, table []Param, src *hfCheckpoint, host []float32) error {
+	get := func(name string) (string, []float32, []int, error) {
+		if _, ok := src.tensors["transformer."+name]; ok {
+			name = "transformer." + name
 		}
-		v, ok := ts[name]
-		return v, shapes[name], ok
+		v, sh, err := src.get(name)
+		return name, v, sh, err
 	}
 	C := c.Channels
 	for _, e := range table {
-		v, sh, ok := get(e.Name)
-		if !ok {
-			return fmt.Errorf("train: %s lacks %s (a GPT2LMHeadModel of this size?)", path, e.Name)
+		name, v, sh, err := get(e.Name)
+		if err != nil {
+			return fmt.Errorf("train: %w", err)
 		}
+		if v == nil {
+			return fmt.Errorf("train: %s lacks %s (a GPT2LMHeadModel of this size?)", src.path, e.Name)
+		}
+		path := src.file(name)
 		dst := host[e.Offset : e.Offset+e.Size]
 		switch {
 		case e.Name == "wte.weight":
@@ -158,5 +162,18 @@ func gpt2HFConfig(c ModelConfig) map[string]any {
 		"n_inner": nil, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
 		"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "tie_word_embeddings": true,
 		"bos_token_id": 50256, "eos_token_id": 50256, "torch_dtype": "float32",
+	}
+}
+
+// gpt2HFFields are GPT2Config's shape fields, with transformers' defaults.
+func gpt2HFFields(c ModelConfig) []hfField {
+	return []hfField{
+		{key: "vocab_size", want: float64(c.Vocab), def: 50257.0, ours: "vocab"},
+		{key: "n_embd", want: float64(c.Channels), def: 768.0, ours: "channels"},
+		{key: "n_layer", want: float64(c.Layers), def: 12.0, ours: "layers"},
+		{key: "n_head", want: float64(c.Heads), def: 12.0, ours: "heads"},
+		{key: "n_positions", want: float64(c.MaxT), def: 1024.0, atLeast: true, ours: "max_t"},
+		{key: "n_inner", want: float64(4 * c.Channels), ours: "MLP width 4 × channels"},
+		{key: "activation_function", text: "gelu_new", def: "gelu_new", ours: "activation"},
 	}
 }

@@ -39,7 +39,7 @@ var llamaFamily = Family{
 		weights = 2*block + C*C // gathered weights and the weight-gradient gather
 		return
 	},
-	hf: hfFamily{class: "LlamaForCausalLM", load: loadLlamaHF, export: exportLlamaHF, config: llamaHFConfig},
+	hf: hfFamily{class: "LlamaForCausalLM", modelType: "llama", load: loadLlamaHF, export: exportLlamaHF, config: llamaHFConfig, fields: llamaHFFields},
 	recipe: func(c *Config) { // the paper's TinyLlama recipe
 		c.LR, c.Decay = 4e-4, DecayCosine
 	},
@@ -94,20 +94,24 @@ func llamaParts(c ModelConfig, name string) (prefix string, parts []string, rows
 // fused by rows into the table's tensors, the vocabulary padded with zero
 // rows. Hugging Face's q and k weights are already in the rotary layout
 // estkit uses (element i pairs with i + HS/2), so none is permuted.
-func loadLlamaHF(c ModelConfig, table []Param, path string, ts map[string][]float32, shapes map[string][]int, host []float32) error {
+func loadLlamaHF(c ModelConfig, table []Param, src *hfCheckpoint, host []float32) error {
 	C := c.Channels
 	for _, e := range table {
 		dst := host[e.Offset : e.Offset+e.Size]
 		if e.Vocab {
-			v, sh := ts[e.Name], shapes[e.Name]
-			if v == nil && e.Name == "lm_head.weight" {
-				v, sh = ts["model.embed_tokens.weight"], shapes["model.embed_tokens.weight"] // tied
+			name := e.Name
+			if _, ok := src.tensors[name]; !ok && name == "lm_head.weight" {
+				name = "model.embed_tokens.weight" // tied
+			}
+			v, sh, err := src.get(name)
+			if err != nil {
+				return fmt.Errorf("train: %w", err)
 			}
 			if v == nil {
-				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", path, e.Name)
+				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", src.path, e.Name)
 			}
 			if len(sh) != 2 || sh[1] != C || sh[0] != c.Vocab {
-				return fmt.Errorf("train: %s: %s %v, the model [%d %d]", path, e.Name, sh, c.Vocab, C)
+				return fmt.Errorf("train: %s: %s %v, the model [%d %d]", src.file(name), name, sh, c.Vocab, C)
 			}
 			copy(dst, v)
 			continue
@@ -115,16 +119,19 @@ func loadLlamaHF(c ModelConfig, table []Param, path string, ts map[string][]floa
 		prefix, parts, rows := llamaParts(c, e.Name)
 		off := 0
 		for i, part := range parts {
-			v, ok := ts[prefix+part]
-			if !ok {
-				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", path, prefix+part)
+			v, sh, err := src.get(prefix + part)
+			if err != nil {
+				return fmt.Errorf("train: %w", err)
+			}
+			if v == nil {
+				return fmt.Errorf("train: %s lacks %s (a LlamaForCausalLM of this size?)", src.path, prefix+part)
 			}
 			want := e.Size
 			if rows != nil {
 				want = rows[i] * C
 			}
 			if len(v) != want {
-				return fmt.Errorf("train: %s: %s %v has %d values, the model %d", path, prefix+part, shapes[prefix+part], len(v), want)
+				return fmt.Errorf("train: %s: %s %v has %d values, the model %d", src.file(prefix+part), prefix+part, sh, len(v), want)
 			}
 			copy(dst[off:], v)
 			off += len(v)
@@ -165,5 +172,27 @@ func llamaHFConfig(c ModelConfig) map[string]any {
 		"rms_norm_eps": c.NormEps, "rope_theta": c.RopeTheta, "hidden_act": "silu", "tie_word_embeddings": false,
 		"attention_bias": false, "mlp_bias": false, "initializer_range": 0.02,
 		"bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
+	}
+}
+
+// llamaHFFields are LlamaConfig's shape fields, with transformers'
+// defaults where they hold for every checkpoint (key/value heads default
+// to the query heads).
+func llamaHFFields(c ModelConfig) []hfField {
+	return []hfField{
+		{key: "vocab_size", want: float64(c.Vocab), def: 32000.0, ours: "vocab"},
+		{key: "hidden_size", want: float64(c.Channels), def: 4096.0, ours: "channels"},
+		{key: "intermediate_size", want: float64(c.FF), def: 11008.0, ours: "ff"},
+		{key: "num_hidden_layers", want: float64(c.Layers), def: 32.0, ours: "layers"},
+		{key: "num_attention_heads", want: float64(c.Heads), def: 32.0, ours: "heads"},
+		{key: "num_key_value_heads", want: float64(c.KV()), defKey: "num_attention_heads", def: 32.0, ours: "kv_heads"},
+		{key: "rope_theta", want: c.RopeTheta, def: 10000.0, ours: "rope_theta"},
+		{key: "rms_norm_eps", want: c.NormEps, def: 1e-6, ours: "norm_eps"},
+		{key: "max_position_embeddings", want: float64(c.MaxT), def: 2048.0, atLeast: true, ours: "max_t"},
+		{key: "head_dim", want: float64(c.Channels / c.Heads), ours: "channels / heads"},
+		{key: "hidden_act", text: "silu", def: "silu", ours: "activation"},
+		{key: "rope_scaling", null: true, ours: "rotary scaling"},
+		{key: "attention_bias", off: true, ours: "attention biases"},
+		{key: "mlp_bias", off: true, ours: "MLP biases"},
 	}
 }

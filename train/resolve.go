@@ -124,7 +124,7 @@ func init() {
 				return nil
 			}},
 		textOpt("order", "shuffle", "data order: shuffle or sequential", func(c *Config) any { return &c.Order }),
-		textOpt("init-from", "", "start from a Hugging Face model.safetensors (GPT2LMHeadModel or LlamaForCausalLM, as the model)", func(c *Config) any { return &c.InitFrom }),
+		textOpt("init-from", "", "start from Hugging Face weights (GPT2LMHeadModel or LlamaForCausalLM, as the model): a model directory (config.json checked against the model's shape), a model.safetensors or a sharded checkpoint's model.safetensors.index.json; F32, BF16 or F16", func(c *Config) any { return &c.InitFrom }),
 		{Name: "est", Kind: "string", Default: "off", Usage: "EST schedule: a preset (" + strings.Join(estPresetNames(), ", ") + ", stage ends scaled to --steps) or off", key: "est",
 			apply: func(c *Config, v string) error {
 				if _, ok := ESTPresets[v]; !ok && v != "off" && v != "custom" {

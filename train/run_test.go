@@ -153,7 +153,7 @@ func TestExportImportHF(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		if err := ExportHF(m, dir); err != nil {
+		if err := ExportHF(m, dir, ExportOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		n, _ := NewModel(ops, cfg, cfg.InitParams(4))

@@ -299,7 +299,7 @@ func TestLoadRunChecksConfig(t *testing.T) {
 	}
 	hf := t.TempDir()
 	m, _ := InitModel(cpu.New(), cfg.Model, 1)
-	if err := ExportHF(m, hf); err != nil {
+	if err := ExportHF(m, hf, ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(hf, "config.json"))
@@ -356,19 +356,19 @@ func TestExportRefusesRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := tree(t, run)
-	if err := ExportHF(m, run); err == nil || !strings.Contains(err.Error(), run) {
+	if err := ExportHF(m, run, ExportOptions{}); err == nil || !strings.Contains(err.Error(), run) {
 		t.Fatalf("export into the run: %v", err)
 	}
 	sameTree(t, before, run, "refused export")
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "README.md"), []byte("mine"), 0o644)
-	if err := ExportHF(m, other); err == nil || !strings.Contains(err.Error(), "README.md") {
+	if err := ExportHF(m, other, ExportOptions{}); err == nil || !strings.Contains(err.Error(), "README.md") {
 		t.Fatalf("export into a directory of the user's: %v", err)
 	}
 	sameTree(t, map[string][]byte{"README.md": []byte("mine")}, other, "refused export")
 	hf := t.TempDir()
 	for range 2 {
-		if err := ExportHF(m, hf); err != nil {
+		if err := ExportHF(m, hf, ExportOptions{}); err != nil {
 			t.Fatalf("export, and again over its own export: %v", err)
 		}
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -193,38 +195,146 @@ func printStages(w io.Writer, stages []train.StageStats) error {
 }
 
 func newExportCmd(g *globals) *cobra.Command {
-	var run, hf string
+	var run, hf, tokName, dtype, maxShard string
 	cmd := &cobra.Command{
 		Use:   "export --run RUN --hf DIR",
-		Short: "Write a run's latest weights as a Hugging Face GPT2LMHeadModel (model.safetensors, config.json)",
+		Short: "Write a run's latest weights and its tokenizer as a Hugging Face model folder",
+		Long: `export writes a run's latest weights as a folder that transformers'
+from_pretrained loads, model and tokenizer together: config.json,
+generation_config.json, the weights (model.safetensors, or shards of at most
+--max-shard-size with model.safetensors.index.json), and the tokenizer the
+run's data was sharded with: tokenizer.json, tokenizer_config.json and, for
+GPT-2, vocab.json and merges.txt (or a SentencePiece model's
+tokenizer.model). A tokenizer that is not built in is named with
+--tokenizer; its fingerprint must be the data's. BOS and EOS ids come from
+the tokenizer.`,
 		Example: `  estkit export --run runs/gpt2 --hf hf/gpt2
-  estkit export --run runs/tinyllama --hf hf/tinyllama   # LlamaForCausalLM
-  # then, in Python: AutoModelForCausalLM.from_pretrained("hf/gpt2")`,
+  estkit export --run runs/tinyllama --tokenizer TinyLlama/tokenizer.model --hf hf/tinyllama --dtype bf16
+  estkit export --run runs/big --hf hf/big --max-shard-size 2GB
+  # then, in Python: AutoModelForCausalLM.from_pretrained("hf/gpt2"), AutoTokenizer.from_pretrained("hf/gpt2")`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			shard, err := parseSize(maxShard)
+			if err != nil {
+				return fmt.Errorf("export: --max-shard-size: %w", err)
+			}
 			ops, err := g.backend()
 			if err != nil {
 				return err
 			}
-			m, _, err := train.LoadRun(ops, run)
+			m, cfg, err := train.LoadRun(ops, run)
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(hf, 0o755); err != nil {
+			o := train.ExportOptions{DType: dtype, MaxShardSize: shard}
+			note, err := exportTokenizer(cfg, tokName, &o)
+			if err != nil {
 				return err
 			}
-			if err := train.ExportHF(m, hf); err != nil {
+			if err := train.ExportHF(m, hf, o); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "wrote %s/model.safetensors and %s/config.json\n", hf, hf)
+			if note != "" {
+				fmt.Fprintf(g.stderr, "export: %s\n", note)
+			}
+			fmt.Fprintf(g.stdout, "wrote a Hugging Face model folder in %s\n", hf)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&run, "run", "", "run directory")
-	cmd.Flags().StringVar(&hf, "hf", "", "output directory")
+	f := cmd.Flags()
+	f.StringVar(&run, "run", "", "run directory")
+	f.StringVar(&hf, "hf", "", "output directory")
+	f.StringVar(&tokName, "tokenizer", "", "the tokenizer file the run's data was sharded with (tokenizer.json or tokenizer.model; default: the data's, when built in)")
+	f.StringVar(&dtype, "dtype", "fp32", "the weights' type: fp32 or bf16")
+	f.StringVar(&maxShard, "max-shard-size", "5GB", "weights over this size are written as shards with an index (bytes, or with KB, MB, GB; KiB, MiB, GiB)")
 	cmd.MarkFlagRequired("run")
 	cmd.MarkFlagRequired("hf")
 	return cmd
+}
+
+// exportTokenizer puts the files and BOS/EOS ids of the tokenizer the run's
+// first data set was sharded with into o: the built-in gpt2 from itself,
+// another from the file --tokenizer names once its fingerprint is the
+// data's. The bytes tokenizer has no Hugging Face form: a note says so.
+func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (note string, err error) {
+	if len(cfg.Data) == 0 {
+		return "", fmt.Errorf("export: the run's configuration names no data, so no tokenizer")
+	}
+	set, err := shards.Open(cfg.Data[0].Dir, false)
+	if err != nil {
+		return "", err
+	}
+	info := set.Manifest.Tokenizer
+	set.Close()
+	src := name
+	if name == "" {
+		if info.Name != "gpt2" && info.Name != "bytes" {
+			return "", fmt.Errorf("export: the run's data was sharded with %s: name that tokenizer's file with --tokenizer", info.Fingerprint)
+		}
+		name = info.Name
+	}
+	if name == "gpt2" || name == "bytes" {
+		src = ""
+	}
+	tok, err := tokenize.Load(name)
+	if err != nil {
+		return "", err
+	}
+	if tok.Fingerprint() != info.Fingerprint {
+		return "", fmt.Errorf("export: %w: tokenizer %s is %s, the run's data was sharded with %s", shards.ErrMismatch, name, tok.Fingerprint(), info.Fingerprint)
+	}
+	if st, err := os.Stat(src); err == nil && st.IsDir() {
+		for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
+			if _, err := os.Stat(filepath.Join(src, f)); err == nil {
+				src = filepath.Join(src, f)
+				break
+			}
+		}
+	}
+	files, err := tokenize.HFFiles(tok, src, cfg.Model.MaxT)
+	if errors.Is(err, tokenize.ErrNoHF) {
+		return "the bytes tokenizer has no Hugging Face form: the folder holds the model alone", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	o.Files = files
+	o.Special = &train.SpecialTokens{BOS: specialID(tok, true), EOS: specialID(tok, false)}
+	if o.Special.BOS < 0 { // GPT-2's one special token ends and begins a text alike, as Hugging Face's GPT-2 has it
+		o.Special.BOS = o.Special.EOS
+	}
+	return "", nil
+}
+
+// specialID is the tokenizer's BOS (or EOS) id, -1 when it has none.
+func specialID(tok *tokenize.Tokenizer, bos bool) int64 {
+	ids, err := tok.Encode("", tokenize.EncodeOptions{BOS: bos, EOS: !bos})
+	if err != nil || len(ids) != 1 {
+		return -1
+	}
+	return int64(ids[0])
+}
+
+// parseSize reads a byte count: a number, optionally with KB, MB, GB (powers
+// of 1000, as Hugging Face's "5GB") or KiB, MiB, GiB.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	num := strings.TrimSpace(s)
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(v), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: want a positive size such as 5GB, 500MB or 1000000", s)
+	}
+	return n * mult, nil
 }
 
 func newEvalCmd(g *globals) *cobra.Command {
