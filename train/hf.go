@@ -376,6 +376,7 @@ func ExportHF(m Model, dir string, o ExportOptions) error {
 	}
 	cfg := f.hf.config(c)
 	cfg["torch_dtype"] = torchDtype
+	cfg[exportMarker] = exportFormat // what makes the folder an export of estkit's that a later export may replace
 	gen := map[string]any{}
 	cfg["bos_token_id"], cfg["eos_token_id"] = nil, nil
 	if s := o.Special; s != nil {
@@ -415,6 +416,11 @@ func ExportHF(m Model, dir string, o ExportOptions) error {
 	}
 	return nil
 }
+
+// exportMarker is the key of config.json that marks a folder as an export
+// of estkit's (transformers keeps unknown keys of a configuration as
+// attributes and otherwise ignores them); exportFormat its value.
+const exportMarker, exportFormat = "estkit_export", "estkit.hf-export.v1"
 
 // hfGeneration is the generation settings' file of a model folder.
 const hfGeneration = "generation_config.json"
@@ -512,6 +518,7 @@ func checkExportDir(dir string) error {
 		// an earlier export's: a Hugging Face configuration of a model class export writes
 		var c struct {
 			Architectures []string `json:"architectures"`
+			Marker        string   `json:"estkit_export"`
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
@@ -519,6 +526,11 @@ func checkExportDir(dir string) error {
 		}
 		if json.Unmarshal(b, &c) != nil || len(c.Architectures) != 1 || !slices.ContainsFunc(families, func(f *Family) bool { return f.hf.class == c.Architectures[0] }) {
 			foreign = append(foreign, "config.json (not an export's)")
+		} else if c.Marker != exportFormat {
+			// a Hugging Face model of the user's (one --init-from read,
+			// say): the same files an export writes, but not estkit's to
+			// replace
+			foreign = append(foreign, "config.json (a Hugging Face model that estkit did not export)")
 		}
 	}
 	if len(foreign) == 0 && !hasConfig && slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !strings.HasPrefix(e.Name(), durable.TmpPrefix) }) {

@@ -372,6 +372,20 @@ func TestExportRefusesRun(t *testing.T) {
 			t.Fatalf("export, and again over its own export: %v", err)
 		}
 	}
+	// a Hugging Face model folder of the user's (say the one --init-from
+	// read) looks like an export but is not estkit's: refused, untouched
+	users := map[string][]byte{
+		"config.json":       []byte(`{"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": 768}` + "\n"),
+		"model.safetensors": []byte("the user's weights"),
+	}
+	theirs := t.TempDir()
+	for name, b := range users {
+		os.WriteFile(filepath.Join(theirs, name), b, 0o644)
+	}
+	if err := ExportHF(m, theirs, ExportOptions{}); err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Fatalf("export into a Hugging Face folder of the user's: %v", err)
+	}
+	sameTree(t, users, theirs, "refused export")
 }
 
 // TestEvalWithoutData: a configuration without data is an error, not a
