@@ -27,7 +27,7 @@ VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo unknown
 REVISION    := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 STAMP       := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build install blas minio demo experiment test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check
+.PHONY: all build install blas minio demo experiment test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check mpi mpi-deps mpi-test
 
 all: build
 
@@ -77,7 +77,7 @@ demo: build
 experiment: build
 	$(GO) run -tags '$(TAGS)' ./internal/experiment -estkit $(BIN) -work .experiment -report docs/EXPERIMENTS.md -plots docs/experiments $(EXPERIMENT_FLAGS)
 
-test: hygiene fmt-check vet lint unit
+test: hygiene fmt-check vet lint unit mpi-test
 
 # No tracked file over 1 MB outside testdata/ and the committed PTX (a
 # build output committed by accident once: a 66 MB binary at the root).
@@ -108,6 +108,25 @@ unit: refs blas minio
 	$(GO) test -tags cudaemu -count=1 ./kernels/cuda
 	$(GO) test -tags cudaemu -count=1 -run 'BackendsAgree|BF16WeightsFollow|ResumeIsExactBF16|GPUCLI|TrainDeviceCLI' ./train ./cmd/estkit
 	ASAN_OPTIONS=detect_leaks=0 CGO_CXXFLAGS='-O1 -fsanitize=address' $(GO) test -asan -tags cudaemu -count=1 -run Conformance ./kernels/cuda
+
+# Data-parallel training over MPI (docs/SCALING.md): OpenMPI from Debian
+# (openmpi-bin, libopenmpi-dev), installed by mpi-deps when missing, and
+# bin/estkit-mpi, estkit built with the mpi tag (the default build has no
+# MPI). mpi-test runs the MPI binding's and training's tests under
+# mpirun (as root with --allow-run-as-root, which the tests pass).
+mpi-deps:
+	@if ! command -v mpirun >/dev/null || ! pkg-config --exists ompi-c 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev; \
+	  else echo "OpenMPI is needed: sudo apt-get install -y openmpi-bin libopenmpi-dev"; exit 1; fi; \
+	fi
+
+mpi: mpi-deps blas
+	$(GO) build -tags '$(TAGS) mpi' -ldflags '$(STAMP)' -o bin/estkit-mpi ./cmd/estkit
+
+mpi-test: mpi-deps blas
+	$(GO) vet -tags '$(TAGS) mpi' ./internal/mpi ./train ./cmd/estkit
+	$(GO) test -tags '$(TAGS) mpi' -count=1 ./internal/mpi
+	$(GO) test -tags '$(TAGS) mpi' -count=1 -timeout 20m -run 'TestMPI' ./cmd/estkit
 
 # MinIO, the S3-compatible server the object storage tests start on the
 # loopback address (internal/store/s3test), built from the Go module proxy

@@ -57,6 +57,13 @@ type Config struct {
 	Order    Order  `json:"order"`
 	InitFrom string `json:"init_from,omitempty"`
 
+	// Ranks is the number of processes of a data-parallel run (each with
+	// Batch×Accum sequences a step) and GlobalBatch the sequences a step
+	// trains on over all of them, Ranks×Batch×Accum; both absent (0) in a
+	// single process's run. The Session sets them from its Comm.
+	Ranks       int `json:"ranks,omitempty"`
+	GlobalBatch int `json:"global_batch,omitempty"`
+
 	LR          float64 `json:"lr"`
 	MinLR       float64 `json:"min_lr"`
 	Warmup      int     `json:"warmup"`
@@ -262,6 +269,15 @@ func (c *Config) Defaults() {
 	if c.Sampler.Heads == "" {
 		c.Sampler.Heads = "groups"
 	}
+	c.GlobalBatch = c.globalBatch()
+}
+
+// globalBatch is GlobalBatch as Ranks gives it: 0 for one process.
+func (c *Config) globalBatch() int {
+	if c.Ranks <= 1 {
+		return 0
+	}
+	return c.Ranks * c.Batch * c.Accum
 }
 
 // maxSize bounds every size of a configuration, so that no product of
@@ -305,6 +321,10 @@ func (c *Config) Check() error {
 	posInt("batch", c.Batch)
 	posInt("seq", c.Seq)
 	posInt("accum", c.Accum)
+	nonNegInt("ranks", c.Ranks)
+	if c.GlobalBatch != c.globalBatch() {
+		bad("global_batch", c.GlobalBatch, fmt.Sprintf("want ranks×batch×accum = %d", c.globalBatch()))
+	}
 	nonNegInt("warmup", c.Warmup)
 	nonNegInt("eval_every", c.EvalEvery)
 	posInt("eval_batches", c.EvalBatches)

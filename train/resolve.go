@@ -431,14 +431,19 @@ type Resumable struct {
 	EvalBatches     int `json:"eval_batches"`
 	CheckpointEvery int `json:"checkpoint_every"`
 	KeepCheckpoints int `json:"keep_checkpoints"`
+	// Ranks is the data-parallel processes (0: one): a checkpoint resumes
+	// on another number of processes (docs/SCALING.md, "Resuming").
+	Ranks int `json:"ranks,omitempty"`
 }
 
 func resumableOf(c *Config) Resumable {
-	return Resumable{c.Steps, c.EvalEvery, c.EvalBatches, c.CheckpointEvery, c.KeepCheckpoints}
+	return Resumable{c.Steps, c.EvalEvery, c.EvalBatches, c.CheckpointEvery, c.KeepCheckpoints, c.Ranks}
 }
 
 func (r Resumable) apply(c *Config) {
 	c.Steps, c.EvalEvery, c.EvalBatches, c.CheckpointEvery, c.KeepCheckpoints = r.Steps, r.EvalEvery, r.EvalBatches, r.CheckpointEvery, r.KeepCheckpoints
+	c.Ranks, c.GlobalBatch = r.Ranks, 0
+	c.GlobalBatch = c.globalBatch()
 }
 
 // latestSettings are the settings the run in dir had at its latest

@@ -114,6 +114,10 @@ type Options struct {
 	// checkpoints), evaluates and reports Progress; the other ranks write
 	// nothing and, to resume, only read the latest checkpoint.
 	Rank int
+	// Comm joins the processes of a data-parallel run (nil: one process):
+	// the Stepper averages the gradients over them, and the Session
+	// records the whole step's loss and sequences (docs/SCALING.md).
+	Comm Comm
 }
 
 // Run trains per cfg on ops into the run directory out: a Session opens

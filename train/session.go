@@ -36,6 +36,10 @@ type Session struct {
 
 	startStep int       // steps done when the session opened
 	start     time.Time // when it opened, for the progress's ETA
+	// globalKey is the loader configuration hash a checkpoint's loader
+	// state carries in a data-parallel run: one process's, since the
+	// state is the global stream's (docs/SCALING.md, "Resuming").
+	globalKey string
 }
 
 // writer reports whether the process o describes writes the run's files.
@@ -48,6 +52,13 @@ func (o Options) writer() bool { return o.Rank == 0 }
 func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session, err error) {
 	if o.Rank < 0 {
 		return nil, fmt.Errorf("train: %w: rank %d: ranks count from 0", ErrConfig, o.Rank)
+	}
+	if o.Comm != nil && o.Comm.Rank() != o.Rank {
+		return nil, fmt.Errorf("train: %w: rank %d, but the Comm's rank is %d", ErrConfig, o.Rank, o.Comm.Rank())
+	}
+	cfg.Ranks = 0 // the processes this run has, not those a config file or a resumed run had
+	if o.world() > 1 {
+		cfg.Ranks = o.world()
 	}
 	cfg.Defaults()
 	if err := cfg.Check(); err != nil {
@@ -80,6 +91,11 @@ func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session
 	}
 	if o.writer() {
 		if _, err := claimRunDir(out, o); err != nil { // before the data is read; again under the lock
+			return nil, err
+		}
+	}
+	if o.world() > 1 { // every rank runs the same configuration
+		if err := checkSame(o.Comm, "configuration hash", hashID(hash)); err != nil {
 			return nil, err
 		}
 	}
@@ -163,6 +179,15 @@ func (s *Session) openRunDir(cfgFile []byte, hash string) (*openedCheckpoint, er
 func (s *Session) resume(ckpt *openedCheckpoint) error {
 	cfg := &s.Config
 	var loaderState *shards.State
+	if s.opts.world() > 1 { // every rank resumes from the same step: the same checkpoint
+		step := int64(-1)
+		if ckpt != nil {
+			step = int64(ckpt.state.Step)
+		}
+		if err := checkSame(s.opts.Comm, "resumed step", step); err != nil {
+			return err
+		}
+	}
 	if ckpt != nil {
 		s.st = ckpt.state
 		if s.st.Step > cfg.Steps {
@@ -176,12 +201,47 @@ func (s *Session) resume(ckpt *openedCheckpoint) error {
 	}
 	settings := resumableOf(cfg)
 	s.st.Settings = &settings // recorded by the next checkpoint
-	l, err := shards.NewLoader(shards.Config{Data: s.data, B: cfg.Batch, T: cfg.Seq, Order: string(cfg.Order), Seed: cfg.Seed}, loaderState)
+	lc := shards.Config{Data: s.data, B: cfg.Batch, T: cfg.Seq, Order: string(cfg.Order), Seed: cfg.Seed}
+	if s.opts.world() > 1 {
+		if err := s.rankLoaderState(lc, loaderState); err != nil {
+			return err
+		}
+		lc.Rank, lc.World = s.opts.Rank, s.opts.world()
+	}
+	l, err := shards.NewLoader(lc, loaderState)
 	if err != nil {
 		return err
 	}
 	s.loader = l
 	return nil
+}
+
+// rankLoaderState readies a data-parallel rank's loader: it keeps the
+// global stream's key (the one-process loader's), and rewrites a resumed
+// state, which is the global stream's whatever the number of ranks that
+// wrote it, as this rank's, once it is checked to be the stream's.
+func (s *Session) rankLoaderState(lc shards.Config, st *shards.State) error {
+	key := func(lc shards.Config) (string, error) {
+		l, err := shards.NewLoader(lc, nil)
+		if err != nil {
+			return "", err
+		}
+		defer l.Close()
+		return l.State().Config, nil
+	}
+	var err error
+	if s.globalKey, err = key(lc); err != nil {
+		return err
+	}
+	if st == nil {
+		return nil
+	}
+	if st.Config != s.globalKey {
+		return fmt.Errorf("train: %w: the checkpoint's loader state belongs to another configuration (data, weights, order, batch, seq or seed differ)", shards.ErrMismatch)
+	}
+	lc.Rank, lc.World = s.opts.Rank, s.opts.world()
+	st.Config, err = key(lc)
+	return err
 }
 
 // Steps is the number of steps the run has done: the next step's index.
@@ -194,7 +254,13 @@ func (s *Session) Done() bool { return s.st.Step >= s.Config.Steps }
 func (s *Session) Batches() Batches { return s.loader }
 
 // NewStepper is a Stepper of the session's model and configuration.
-func (s *Session) NewStepper() *Stepper { return NewStepper(s.Model, &s.Config) }
+func (s *Session) NewStepper() *Stepper {
+	st := NewStepper(s.Model, &s.Config)
+	if s.opts.world() > 1 {
+		st.Reducer = &averager{comm: s.opts.Comm}
+	}
+	return st
+}
 
 // Record adds the step r to the run: the stage statistics, and on the
 // writing rank an evaluation where the configuration asks for one, the
@@ -202,6 +268,14 @@ func (s *Session) NewStepper() *Stepper { return NewStepper(s.Model, &s.Config) 
 // and a checkpoint where one is due. r must be the run's next step.
 func (s *Session) Record(r *StepResult) error {
 	st, cfg := &s.st, &s.Config
+	var global *shards.State // the global stream's loader state, in a data-parallel run
+	if s.opts.world() > 1 {  // the whole step's record, from every rank's
+		g, err := s.combine(r)
+		if err != nil {
+			return err
+		}
+		global = &g
+	}
 	rec := r.Record
 	if rec.Step != st.Step {
 		return fmt.Errorf("train: step %d recorded after %d steps", rec.Step, st.Step)
@@ -212,6 +286,9 @@ func (s *Session) Record(r *StepResult) error {
 	st.Step++
 	st.Tokens += r.Tokens
 	st.Loader = s.loader.State() // after the step's last batch
+	if global != nil {
+		st.Loader = *global
+	}
 	rec.Tokens = st.Tokens
 	stage := st.stage(rec.Stage, rec.Rates)
 	stage.Steps++

@@ -130,11 +130,21 @@ func (opts *trainOptions) settings(cmd *cobra.Command) []train.Setting {
 	return set
 }
 
-func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
+func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	var cfg train.Config
-	var err error
 	if opts.resume && opts.overwrite {
 		return fmt.Errorf("train: --resume continues the run in %s, --overwrite deletes it: give one", opts.out)
+	}
+	comm, err := joinRanks() // data parallel under mpirun (docs/SCALING.md)
+	if err != nil {
+		return err
+	}
+	var ranks train.Comm // nil: one process
+	rank := 0
+	if comm != nil {
+		defer func() { err = leaveRanks(g, comm, err) }()
+		ranks, rank = comm, comm.Rank()
+		g.quiet = g.quiet || rank != 0 // rank 0 reports for all
 	}
 	if opts.resume {
 		cfg, err = train.ResolveResume(opts.out, opts.settings(cmd))
@@ -158,7 +168,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log,
+	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log, Rank: rank, Comm: ranks,
 		Progress: func(r train.StepRecord, eta time.Duration) {
 			saved += r.FullFLOPs.Blocks - r.FLOPs.Blocks
 			full += r.FullFLOPs.Blocks
@@ -173,7 +183,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) error {
 			fmt.Fprintf(g.stderr, "step %d/%d  stage %d (%s)  loss %.4f%s  lr %.2e  %.0f tok/s  block FLOPs saved %.1f%%  ETA %s\n",
 				r.Step+1, cfg.Steps, r.Stage, r.Rates, r.Loss, val, r.LR, r.TokensPerS, 100*saved/full, eta.Round(time.Second))
 		}})
-	if err != nil {
+	if err != nil || rank != 0 {
 		return err
 	}
 	if g.json {
