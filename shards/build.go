@@ -52,6 +52,10 @@ type Options struct {
 	CacheDir string                  `json:"-"` // content-addressed sets; "" : DefaultCacheDir()
 	Progress func(docs, bytes int64) `json:"-"` // called now and then from one goroutine
 	Logger   *slog.Logger            `json:"-"` // what Build checks and decides (nil: nothing)
+	// Part, when Of > 0, tokenizes only this part's share of the input
+	// document files (setdir.Part.Range) into a partial set that Merge
+	// joins with the others.
+	Part setdir.Part `json:"-"`
 }
 
 type keyOptions struct {
@@ -153,6 +157,7 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	}
 	var inputs []InputSet
 	var sources []Source
+	var sizes []int64 // of each source's file
 	dirInfo := make([]os.FileInfo, len(docDirs))
 	// Sets in object storage are read from a local copy (checked as it
 	// downloads); the manifest records their URLs.
@@ -209,9 +214,20 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 				return nil, fmt.Errorf("shards: input %s: %w: %s is %d bytes, its manifest says %d", d, ErrCorrupt, f.Name, st.Size(), f.Size)
 			}
 			sources = append(sources, Source{Set: i, File: f.Name, SHA256: f.SHA256, Rows: f.Rows})
+			sizes = append(sizes, f.Size)
 		}
 	}
 	key := manifestKey(info, &o, inputs, sources)
+	// a part reads its share of the document files; its manifest keeps
+	// every input and source, so that its rows' source ids are the whole
+	// run's and Merge copies them as they are
+	part := &PartInfo{Count: len(sources)}
+	if o.Part.Of > 0 {
+		lo, hi := o.Part.Range(sizes)
+		part = &PartInfo{Part: o.Part, First: lo, Count: hi - lo}
+		key = partKey(key, part)
+		log.Info("tokenizing one part of the documents", "part", o.Part.String(), "files", hi-lo, "first", lo, "of", len(sources))
+	}
 	dir := o.OutDir
 	if dir == "" {
 		cache := o.CacheDir
@@ -261,13 +277,16 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	start := time.Now()
-	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources}
+	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources, first: part.First, count: part.Count}
 	m, err := b.run(ctx, docDirs)
 	if err != nil {
 		b.abort(sw)
 		return nil, err
 	}
 	m.Key, m.Inputs, m.Sources = key, inputs, sources
+	if o.Part.Of > 0 {
+		m.Part = part
+	}
 	secs := time.Since(start).Seconds()
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), Seconds: secs, Workers: o.Workers, TextBytes: b.textBytes,
 		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs}
@@ -328,6 +347,8 @@ type builder struct {
 	info    TokenizerInfo
 	dir     store.Dir
 	sources []Source
+	// the sources this run reads: [first, first+count)
+	first, count int
 
 	writers   map[string]*splitWriter
 	textBytes int64
@@ -469,6 +490,7 @@ func (b *builder) read(ctx context.Context, docDirs []string, emit func(*unit) e
 			}
 		}
 	}
+	files = files[b.first : b.first+b.count]
 	n := decoders(b.o.Workers)
 	open := make([]*ingest.ShardReader, n) // each decoder's current file
 	defer func() {
@@ -532,7 +554,7 @@ func (b *builder) read(ctx context.Context, docDirs []string, emit func(*unit) e
 					return err
 				}
 			}
-			if err := b.send(j.rec, int32(fi), &row, emit); err != nil {
+			if err := b.send(j.rec, int32(b.first+fi), &row, emit); err != nil {
 				return err
 			}
 			j.rec.Release()
