@@ -118,13 +118,13 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		}
 	}
 	prefix := "docs-" + key[:12]
-	if err := sw.Start([]string{prefix + "-"}, false); err != nil {
+	if err := sw.Start([]string{prefix + "-"}, false, key); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
 		Options: o, Inputs: entries, Ignored: ignored, Counts: *newCounts(), Corpora: map[string]*Counts{}, Part: part}
-	w := newShardWriter(dir, prefix, o.ShardBytes, o.Compression)
+	w := newShardWriter(sw.Files(), prefix, o.ShardBytes, o.Compression)
 	var seen map[[16]byte]struct{}
 	if o.Dedup {
 		seen = map[[16]byte]struct{}{}
@@ -197,6 +197,9 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	if err != nil {
 		unwind(sw, outputs, old)
 		return nil, err
+	}
+	if n := sw.Reused(); n > 0 {
+		log.Info("reused shards a killed run had committed (same size and sha256)", "files", n)
 	}
 	report("ingest", total, &m.Counts) // all read: parquet footers are not counted as they go
 	m.Outputs = outputs

@@ -126,7 +126,7 @@ func Merge(ctx context.Context, parts []string, o Options) (*Result, error) {
 		}
 	}
 	prefix := "docs-" + key[:12]
-	if err := sw.Start([]string{prefix + "-"}, false); err != nil {
+	if err := sw.Start([]string{prefix + "-"}, false, key); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
@@ -145,7 +145,7 @@ func Merge(ctx context.Context, parts []string, o Options) (*Result, error) {
 			}
 		}
 	}
-	w := newShardWriter(dir, prefix, opts.ShardBytes, opts.Compression)
+	w := newShardWriter(sw.Files(), prefix, opts.ShardBytes, opts.Compression)
 	var seen map[[16]byte]struct{}
 	if opts.Dedup {
 		seen = map[[16]byte]struct{}{}

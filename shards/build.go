@@ -273,11 +273,11 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	// are known as ours; another set (or a damaged one) living here has
 	// its manifest withdrawn before any file is replaced, so that no
 	// reader pairs it with new files.
-	if err := sw.Start([]string{Train + "-", Val + "-"}, true); err != nil {
+	if err := sw.Start([]string{Train + "-", Val + "-"}, true, key); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	start := time.Now()
-	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources, first: part.First, count: part.Count}
+	b := &builder{tok: tok, o: &o, info: info, dir: sw.Files(), sources: sources, first: part.First, count: part.Count}
 	m, err := b.run(ctx, docDirs)
 	if err != nil {
 		b.abort(sw)
@@ -289,7 +289,7 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	}
 	secs := time.Since(start).Seconds()
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), Seconds: secs, Workers: o.Workers, TextBytes: b.textBytes,
-		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs}
+		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs, ReusedFiles: sw.Reused()}
 	data, err := encodeManifest(m)
 	if err == nil {
 		err = sw.Commit(data, m.fileNames(), named)

@@ -120,12 +120,12 @@ func Merge(ctx context.Context, parts []string, o MergeOptions) (*Result, error)
 			return &Result{Dir: o.OutDir, Manifest: m, Reused: true}, nil
 		}
 	}
-	if err := sw.Start([]string{Train + "-", Val + "-"}, true); err != nil {
+	if err := sw.Start([]string{Train + "-", Val + "-"}, true, key); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
 	start := time.Now()
 	opts.Version = o.Version
-	b := &builder{o: &opts, info: first.Tokenizer, dir: out, writers: map[string]*splitWriter{}}
+	b := &builder{o: &opts, info: first.Tokenizer, dir: sw.Files(), writers: map[string]*splitWriter{}}
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
 		Tokenizer: first.Tokenizer, Options: first.Options, Inputs: first.Inputs, Sources: first.Sources, Splits: map[string]*Split{}}
 	copyDocs := func() error {

@@ -74,7 +74,8 @@ func describe(s string) string {
 // ours reports whether name is one of the bookkeeping files a writer or
 // reader of a set keeps beside its data.
 func ours(name string) bool {
-	return name == LockName || name == ClaimName || name == VerifiedName || strings.HasPrefix(name, durable.TmpPrefix)
+	return name == LockName || name == ClaimName || name == VerifiedName || strings.HasPrefix(name, durable.TmpPrefix) ||
+		strings.HasPrefix(name, JournalPrefix)
 }
 
 // Check refuses dir, with ErrNotOwned, unless it is missing, empty, or
@@ -177,6 +178,10 @@ func Claim(dir store.Dir, schema string, prefixes []string) error {
 			c.Prefixes = append(c.Prefixes, p)
 		}
 	}
+	return writeClaim(dir, c)
+}
+
+func writeClaim(dir store.Dir, c *claim) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
@@ -216,6 +221,7 @@ func Settle(dir store.Dir, keep map[string]bool, named []string) {
 		dir.Remove(ClaimName)
 		dir.Sync()
 	}
+	removeJournal(dir, nil)
 }
 
 // Unwind runs after a run failed: it deletes the files the run committed
@@ -224,11 +230,14 @@ func Settle(dir store.Dir, keep map[string]bool, named []string) {
 // is left in it, so that a failure leaves what was there before. The
 // claim goes once no file it covers is left.
 func Unwind(dir store.Dir, committed []string, keep map[string]bool, created bool) {
+	gone := map[string]bool{}
 	for _, n := range committed {
 		if !keep[n] {
 			dir.Remove(n)
+			gone[n] = true
 		}
 	}
+	removeJournal(dir, gone)
 	dir.RemoveTemps()
 	// the claim goes too once no file it covers is left (a killed run's
 	// files, claimed earlier, keep it)
@@ -249,10 +258,11 @@ func Unwind(dir store.Dir, committed []string, keep map[string]bool, created boo
 	}
 	names, _ := dir.List()
 	for _, n := range names {
-		if n != LockName && n != ClaimName {
+		if n != LockName && n != ClaimName && !strings.HasPrefix(n, JournalPrefix) {
 			return
 		}
 	}
+	removeJournal(dir, nil)
 	dir.Remove(ClaimName)
 	dir.Remove(LockName)
 	dir.RemoveDir()

@@ -389,21 +389,26 @@ func (c *Cache) fetchOnce(name string, size int64, sum string) error {
 		return err
 	}
 	defer f.Close()
-	w, err := Local(c.dir).Create(sum)
+	// a temporary of its own (processes may share the directory), renamed
+	// into place once it verifies
+	tmp, err := os.CreateTemp(c.dir, ".download-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("cache: %w", err)
 	}
-	if _, err := io.Copy(w, f); err != nil {
-		w.Abort()
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), f)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("%s: download: %w", c.src.Join(name), err)
 	}
-	n, got, err := w.Commit()
-	if err != nil {
-		return err
-	}
-	if n != size || got != sum {
-		os.Remove(c.Path(sum))
+	if got := hex.EncodeToString(h.Sum(nil)); n != size || got != sum {
 		return fmt.Errorf("%s: %w: downloaded %d bytes of sha256 %s, the manifest records %d bytes of %s", c.src.Join(name), c.corrupt, n, got, size, sum)
+	}
+	if err := os.Rename(tmp.Name(), c.Path(sum)); err != nil {
+		return fmt.Errorf("cache: %w", err)
 	}
 	return nil
 }
