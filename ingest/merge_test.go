@@ -14,7 +14,7 @@ import (
 	"github.com/estkit/estkit/internal/setdir"
 )
 
-// TestPartsMerge: ingest --part i/N for N = 1, 2, 3 and Merge give the set
+// TestPartsMerge: ingest --part i/N for N = 1, 2, 3, 9 and Merge give the set
 // a single run gives, byte for byte: every shard file, and the manifest
 // but for its Timing (lineage, counts, rejections, the key), with dedup
 // across parts and rejected lines; merging fewer parts, a part twice or
@@ -46,7 +46,7 @@ func TestPartsMerge(t *testing.T) {
 	if single.Counts.Filtered[FilterDuplicate] != 2 || len(single.Rejections) != 1 || len(single.Outputs) < 3 {
 		t.Fatalf("the corpus should give duplicates, a rejection and several shards: %+v, %d shards", single.Counts, len(single.Outputs))
 	}
-	for n := 1; n <= 3; n++ {
+	for _, n := range []int{1, 2, 3, 9} { // 9 parts of 7 files: some empty
 		var parts []string
 		for i := range n {
 			po := o

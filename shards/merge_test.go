@@ -14,7 +14,8 @@ import (
 	"github.com/estkit/estkit/internal/setdir"
 )
 
-// TestPartsMerge: shard --part i/N for N = 1, 2, 3 and Merge give the set
+// TestPartsMerge: shard --part i/N for N = 1, 2, 3 and more than the
+// document files (empty parts), then Merge, give the set
 // a single run gives, byte for byte: every token file, and the manifest
 // but for its Timing (inputs, sources, the rows' lineage, tallies, key);
 // fewer parts, a part twice or a whole set are refused.
@@ -26,7 +27,7 @@ func TestPartsMerge(t *testing.T) {
 		t.Fatalf("the test wants several document files and token files: %d sources", n)
 	}
 	ctx := context.Background()
-	for n := 1; n <= 3; n++ {
+	for _, n := range []int{1, 2, 3, len(single.Manifest.Sources) + 2} { // more parts than files: some empty
 		var parts []string
 		for i := range n {
 			po := o
