@@ -135,6 +135,80 @@ func TestStreamFromBucket(t *testing.T) {
 	})
 }
 
+// TestPrefetchOrder: against a real MinIO, before the loader reads a
+// batch it has asked the cache for exactly the files that the next
+// Prefetch+4 batches of its deterministic order read (a bound of the
+// whole set: the prefetch's half holds them all), and with a small bound
+// for the first of them only.
+func TestPrefetchOrder(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.Bucket(t, "tok", "")
+	docs := docSet(t, "go", 5, 192<<10)
+	url := bucket + "set"
+	res := build(t, []string{docs}, Options{ShardTokens: 6000, OutDir: url})
+	files := res.Manifest.Splits[Train].Files
+	var total, largest int64
+	for _, f := range files {
+		total += f.Size
+		largest = max(largest, f.Size)
+	}
+	for _, c := range []struct {
+		name  string
+		bound int64
+	}{{"whole set", 2 * total}, {"small", 2 * largest}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(store.EnvCache, t.TempDir())
+			s, err := OpenWith(url, OpenOptions{CacheBytes: c.bound})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			cfg := Config{Data: []Weighted{{Set: s, Weight: 1}}, B: 2, T: 32, Seed: 5, Prefetch: 2}
+			l, err := NewLoader(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			// the files the next (Prefetch+4)·B sequences read, in order
+			st := l.streams[0]
+			var need []int
+			for k := range int64((cfg.Prefetch + 4) * cfg.B) {
+				r, err := l.Sequence(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st.filesOf(r.Window*int64(cfg.T), int64(cfg.T)+1, func(fi int) {
+					if !slices.Contains(need, fi) {
+						need = append(need, fi)
+					}
+				})
+			}
+			if c.bound < total && len(need) < 2 {
+				t.Fatalf("the first batches read %d files: the small bound shows nothing", len(need))
+			}
+			l.prefetch(l.State())
+			s.Cache().Wait()
+			var want []int
+			var asked int64
+			for _, fi := range need {
+				if asked > 0 && asked+files[fi].Size > c.bound/2 {
+					break
+				}
+				asked += files[fi].Size
+				want = append(want, fi)
+			}
+			for fi, f := range files {
+				if got := s.Cache().Has(f.SHA256); got != slices.Contains(want, fi) {
+					t.Errorf("file %d (%s) in the cache: %v; the order needs %v, fitting %v", fi, f.Name, got, need, want)
+				}
+			}
+			if d := s.Cache().Downloads(); d != len(want) {
+				t.Fatalf("%d downloads, want %d", d, len(want))
+			}
+		})
+	}
+}
+
 // loaderBatches opens the set at dir and returns n batches of a loader of
 // cfg (from state), as text, and the set (closed at the test's end).
 func loaderBatches(t *testing.T, dir string, o OpenOptions, cfg Config, state *State, n int) (string, *Set) {

@@ -180,6 +180,9 @@ func (c *Cache) Close() {
 	c.wg.Wait()
 }
 
+// Wait waits for the downloads under way (and those they start) to end.
+func (c *Cache) Wait() { c.wg.Wait() }
+
 // Path is where the copy of the file of that sha256 lies.
 func (c *Cache) Path(sum string) string { return filepath.Join(c.dir, sum) }
 
