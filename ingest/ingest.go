@@ -50,6 +50,19 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	for _, ig := range ignored {
 		log.Info("ignoring input file", "path", ig.Path, "reason", ig.Reason)
 	}
+	var part *PartInfo
+	if o.Part.Of > 0 {
+		// this machine's share: every part lists and sizes all inputs
+		// (cheap), and hashes and reads only its own
+		sizes := make([]int64, len(inputs))
+		for i, in := range inputs {
+			sizes[i] = in.Size
+		}
+		lo, hi := o.Part.Range(sizes)
+		part = &PartInfo{Part: o.Part, First: lo, Total: len(inputs)}
+		inputs = inputs[lo:hi]
+		log.Info("ingesting one part of the inputs", "part", o.Part.String(), "inputs", hi-lo, "first", lo, "of", part.Total)
+	}
 	var total int64
 	for _, in := range inputs {
 		total += in.Size
@@ -81,6 +94,9 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		entries[i].Revision = in.Revision
 	}
 	key := manifestKey(&o, entries)
+	if part != nil {
+		key = partKey(key, part)
+	}
 	named := namedOutputs(dir)
 	old, err := ReadManifestFrom(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -102,13 +118,13 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		}
 	}
 	prefix := "docs-" + key[:12]
-	if err := sw.Start([]string{prefix + "-"}, false); err != nil {
+	if err := sw.Start([]string{prefix + "-"}, false, key); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
 	m := &Manifest{Schema: ManifestSchema, Version: ManifestVersion, EstkitVersion: o.Version, Key: key,
-		Options: o, Inputs: entries, Ignored: ignored, Counts: *newCounts(), Corpora: map[string]*Counts{}}
-	w := newShardWriter(dir, prefix, o.ShardBytes, o.Compression)
+		Options: o, Inputs: entries, Ignored: ignored, Counts: *newCounts(), Corpora: map[string]*Counts{}, Part: part}
+	w := newShardWriter(sw.Files(), prefix, o.ShardBytes, o.Compression)
 	var seen map[[16]byte]struct{}
 	if o.Dedup {
 		seen = map[[16]byte]struct{}{}
@@ -181,6 +197,9 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	if err != nil {
 		unwind(sw, outputs, old)
 		return nil, err
+	}
+	if n := sw.Reused(); n > 0 {
+		log.Info("reused shards a killed run had committed (same size and sha256)", "files", n)
 	}
 	report("ingest", total, &m.Counts) // all read: parquet footers are not counted as they go
 	m.Outputs = outputs

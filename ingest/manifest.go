@@ -47,7 +47,18 @@ type Manifest struct {
 	Counts     Counts             `json:"counts"`
 	Corpora    map[string]*Counts `json:"corpora"`
 	Rejections []RejectionEntry   `json:"rejections,omitempty"`
-	Timing     *Timing            `json:"timing,omitempty"`
+	// Part: a partial set (ingest --part), its Inputs the part's share;
+	// absent in a whole set.
+	Part   *PartInfo `json:"part,omitempty"`
+	Timing *Timing   `json:"timing,omitempty"`
+}
+
+// PartInfo places a partial set among the parts of one run: it holds
+// inputs [First, First+len(Inputs)) of the run's Total.
+type PartInfo struct {
+	setdir.Part
+	First int `json:"first"`
+	Total int `json:"total"`
 }
 
 // InputEntry is one input file as the manifest records it.
@@ -161,7 +172,11 @@ func ReadManifestFrom(dir store.Dir) (*Manifest, error) {
 	if err := setdir.CheckSeal(b, m.Checksum); err != nil {
 		return nil, fmt.Errorf("ingest: %s: %w: %v", p, ErrCorrupt, err)
 	}
-	if k := manifestKey(&m.Options, m.Inputs); k != m.Key {
+	k := manifestKey(&m.Options, m.Inputs)
+	if m.Part != nil {
+		k = partKey(k, m.Part)
+	}
+	if k != m.Key {
 		return nil, fmt.Errorf("ingest: %s: %w: its key does not match its inputs and options", p, ErrCorrupt)
 	}
 	for _, f := range m.Outputs {

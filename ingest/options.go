@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"runtime"
 	"sort"
+
+	"github.com/estkit/estkit/internal/setdir"
 )
 
 // OnError says what a data error does to the run.
@@ -61,6 +63,10 @@ type Options struct {
 	Force    bool           `json:"-"` // redo the work even when the manifest is up to date
 	Logger   *slog.Logger   `json:"-"`
 	Progress func(Progress) `json:"-"` // called from one goroutine, often; throttle in the caller
+	// Part, when Of > 0, ingests only this part's share of the inputs
+	// (setdir.Part.Range) into a partial set that Merge joins with the
+	// others.
+	Part setdir.Part `json:"-"`
 }
 
 // Defaults of the options. DefaultMaxDocBytes is far above the documents of

@@ -52,6 +52,10 @@ type Options struct {
 	CacheDir string                  `json:"-"` // content-addressed sets; "" : DefaultCacheDir()
 	Progress func(docs, bytes int64) `json:"-"` // called now and then from one goroutine
 	Logger   *slog.Logger            `json:"-"` // what Build checks and decides (nil: nothing)
+	// Part, when Of > 0, tokenizes only this part's share of the input
+	// document files (setdir.Part.Range) into a partial set that Merge
+	// joins with the others.
+	Part setdir.Part `json:"-"`
 }
 
 type keyOptions struct {
@@ -153,6 +157,7 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	}
 	var inputs []InputSet
 	var sources []Source
+	var sizes []int64 // of each source's file
 	dirInfo := make([]os.FileInfo, len(docDirs))
 	// Sets in object storage are read from a local copy (checked as it
 	// downloads); the manifest records their URLs.
@@ -209,9 +214,20 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 				return nil, fmt.Errorf("shards: input %s: %w: %s is %d bytes, its manifest says %d", d, ErrCorrupt, f.Name, st.Size(), f.Size)
 			}
 			sources = append(sources, Source{Set: i, File: f.Name, SHA256: f.SHA256, Rows: f.Rows})
+			sizes = append(sizes, f.Size)
 		}
 	}
 	key := manifestKey(info, &o, inputs, sources)
+	// a part reads its share of the document files; its manifest keeps
+	// every input and source, so that its rows' source ids are the whole
+	// run's and Merge copies them as they are
+	part := &PartInfo{Count: len(sources)}
+	if o.Part.Of > 0 {
+		lo, hi := o.Part.Range(sizes)
+		part = &PartInfo{Part: o.Part, First: lo, Count: hi - lo}
+		key = partKey(key, part)
+		log.Info("tokenizing one part of the documents", "part", o.Part.String(), "files", hi-lo, "first", lo, "of", len(sources))
+	}
 	dir := o.OutDir
 	if dir == "" {
 		cache := o.CacheDir
@@ -267,20 +283,23 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	if m, err := ReadManifestFrom(out); err == nil {
 		sameKey = m.Key == key
 	}
-	if err := sw.Start([]string{Train + "-" + prefix, Val + "-" + prefix}, sameKey); err != nil {
+	if err := sw.Start([]string{Train + "-" + prefix, Val + "-" + prefix}, sameKey, key); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	start := time.Now()
-	b := &builder{tok: tok, o: &o, info: info, dir: out, sources: sources, prefix: prefix}
+	b := &builder{tok: tok, o: &o, info: info, dir: sw.Files(), sources: sources, prefix: prefix, first: part.First, count: part.Count}
 	m, err := b.run(ctx, docDirs)
 	if err != nil {
 		b.abort(sw)
 		return nil, err
 	}
 	m.Key, m.Inputs, m.Sources = key, inputs, sources
+	if o.Part.Of > 0 {
+		m.Part = part
+	}
 	secs := time.Since(start).Seconds()
 	m.Timing = &Timing{Started: start.UTC().Format(time.RFC3339), Seconds: secs, Workers: o.Workers, TextBytes: b.textBytes,
-		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs}
+		TextMBps: float64(b.textBytes) / 1e6 / secs, TokensPerS: float64(b.tokens) / secs, ReusedFiles: sw.Reused()}
 	data, err := encodeManifest(m)
 	if err == nil {
 		err = sw.Commit(data, m.fileNames(), named)
@@ -349,6 +368,8 @@ type builder struct {
 	dir     store.Dir
 	sources []Source
 	prefix  string // of the files' names after the split's: filePrefix(key)
+	// the sources this run reads: [first, first+count)
+	first, count int
 
 	writers   map[string]*splitWriter
 	textBytes int64
@@ -490,6 +511,7 @@ func (b *builder) read(ctx context.Context, docDirs []string, emit func(*unit) e
 			}
 		}
 	}
+	files = files[b.first : b.first+b.count]
 	n := decoders(b.o.Workers)
 	open := make([]*ingest.ShardReader, n) // each decoder's current file
 	defer func() {
@@ -553,7 +575,7 @@ func (b *builder) read(ctx context.Context, docDirs []string, emit func(*unit) e
 					return err
 				}
 			}
-			if err := b.send(j.rec, int32(fi), &row, emit); err != nil {
+			if err := b.send(j.rec, int32(b.first+fi), &row, emit); err != nil {
 				return err
 			}
 			j.rec.Release()

@@ -10,6 +10,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Orders of windows.
@@ -81,6 +83,7 @@ type Loader struct {
 	windows []int64   // windows per set
 	weights []float64 // normalised
 	hash    string
+	remote  bool // a set at a URL: prefetch its files
 
 	state State // after the last batch Next returned
 
@@ -146,6 +149,7 @@ func NewLoader(cfg Config, state *State) (*Loader, error) {
 				d.Set.Dir, d.Set.Manifest.Tokenizer.Fingerprint, cfg.Data[0].Set.Dir, cfg.Data[0].Set.Manifest.Tokenizer.Fingerprint)
 		}
 		l.streams = append(l.streams, st)
+		l.remote = l.remote || d.Set.remote != nil
 		l.windows = append(l.windows, w)
 		l.weights = append(l.weights, d.Weight)
 		total += d.Weight
@@ -278,6 +282,7 @@ func (l *Loader) start() {
 	l.wg.Go(func() {
 		defer close(l.out)
 		for {
+			l.prefetch(s)
 			b, err := l.build(&s)
 			select {
 			case l.out <- result{b, err}:
@@ -289,6 +294,49 @@ func (l *Loader) start() {
 			}
 		}
 	})
+}
+
+// prefetch asks the caches of the sets at URLs for the files that the
+// samples after state s will read, in the order they will read them: the
+// next Prefetch+4 batches' worth, up to half of each cache's bound (the
+// other half holds the files being read). Their downloads run in the
+// background; a file already there only becomes the most recently used.
+func (l *Loader) prefetch(s State) {
+	if !l.remote {
+		return
+	}
+	used := append([]int64(nil), s.Used...)
+	asked := map[*store.Cache]int64{}
+	seen := map[[2]int]bool{}
+	world, T := int64(l.cfg.World), int64(l.cfg.T)
+	end := s.Sample + world*int64(l.cfg.B)*int64(l.cfg.Prefetch+4)
+	for k := s.Sample; k < end; k++ {
+		d := l.pick(k, used)
+		j := used[d]
+		used[d]++
+		st := l.streams[d]
+		c := st.set.remote
+		if k%world != int64(l.cfg.Rank) || c == nil {
+			continue
+		}
+		full := false
+		st.filesOf(l.window(d, j)*T, T+1, func(fi int) {
+			f := st.files[fi]
+			if full || seen[[2]int{d, fi}] {
+				return
+			}
+			if asked[c] > 0 && asked[c]+f.Size > c.Max()/2 {
+				full = true
+				return
+			}
+			seen[[2]int{d, fi}] = true
+			asked[c] += f.Size
+			c.Prefetch(f.Name, f.Size, f.SHA256)
+		})
+		if full {
+			return
+		}
+	}
 }
 
 // Waited is the total time Next blocked because no batch was ready: zero

@@ -82,7 +82,10 @@ type Manifest struct {
 	Inputs    []InputSet        `json:"inputs"`
 	Sources   []Source          `json:"sources"`
 	Splits    map[string]*Split `json:"splits"`
-	Timing    *Timing           `json:"timing,omitempty"`
+	// Part: a partial set (shard --part): its files hold the documents of
+	// Sources [First, First+Count) only; absent in a whole set.
+	Part   *PartInfo `json:"part,omitempty"`
+	Timing *Timing   `json:"timing,omitempty"`
 }
 
 // TokenizerInfo records the tokenizer and the separators used.
@@ -245,7 +248,14 @@ func parseManifest(b []byte) (*Manifest, error) {
 	if err := setdir.CheckSeal(b, m.Checksum); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if k := manifestKey(m.Tokenizer, &m.Options, m.Inputs, m.Sources); k != m.Key {
+	k := manifestKey(m.Tokenizer, &m.Options, m.Inputs, m.Sources)
+	if m.Part != nil {
+		if m.Part.First < 0 || m.Part.Count < 0 || m.Part.First+m.Part.Count > len(m.Sources) || m.Part.Of < 1 || m.Part.Index < 0 || m.Part.Index >= m.Part.Of {
+			return nil, fmt.Errorf("%w: part %+v of %d sources", ErrCorrupt, *m.Part, len(m.Sources))
+		}
+		k = partKey(k, m.Part)
+	}
+	if k != m.Key {
 		return nil, fmt.Errorf("%w: its key does not match its tokenizer, options and inputs", ErrCorrupt)
 	}
 	return &m, nil

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -20,12 +21,13 @@ import (
 )
 
 // Set is an opened token shard set: its manifest and its splits' files,
-// memory-mapped.
+// memory-mapped. A set at an s3:// URL streams its files through a local
+// Cache of bounded size.
 type Set struct {
 	Dir      string
 	Manifest *Manifest
 	streams  map[string]*Stream
-	maps     [][]byte
+	remote   *store.Cache // a set at a URL: its files' local copies
 	// fromBytes, in tests, stands in for the mapped contents of the one
 	// file of a set.
 	fromBytes []byte
@@ -38,11 +40,17 @@ const VerifiedName = setdir.VerifiedName
 // OpenOptions control OpenWith.
 type OpenOptions struct {
 	// Full checks every file's sha256 at this open, whatever the marker
-	// says (inspect --verify).
+	// says (inspect --verify); a set at a URL downloads every file.
 	Full bool
 	// Logger hears when an open verifies the files (it reads them all
-	// once) and when the marker cannot be recorded. nil: nothing.
+	// once), when the marker cannot be recorded, and each download of a
+	// set at a URL that is retried. nil: nothing.
 	Logger *slog.Logger
+	// CacheBytes bounds the local copies of a set at a URL (0: the
+	// environment's ESTKIT_S3_CACHE_BYTES, else store.DefaultCacheBytes).
+	CacheBytes int64
+	// OnRetry, if set, hears each failed download that will be retried.
+	OnRetry func(name string, attempt int, err error)
 }
 
 // Open opens the token shard set in dir: OpenWith, Full when verify.
@@ -57,16 +65,14 @@ func Open(dir string, verify bool) (*Set, error) {
 // (size, mtime, inode): a flipped bit in a token file is an error naming
 // it before any batch is read. Every error names the file.
 //
-// A set at an s3:// URL is first copied into a local cache
-// (store.CacheDir; each file checked against its sha256 as it downloads,
-// files already there and intact kept) and opened there.
+// A set at an s3:// URL is streamed: its files are downloaded as reads
+// need them (and as the loader's order will need them next, Prefetch)
+// into a local cache of at most o.CacheBytes (store.Cache, in
+// store.CacheDir's "objects"), each checked against its sha256 as it
+// downloads, transient errors retried with backoff.
 func OpenWith(dir string, o OpenOptions) (*Set, error) {
 	if store.IsURL(dir) {
-		local, err := Fetch(context.Background(), dir)
-		if err != nil {
-			return nil, err
-		}
-		dir = local
+		return openRemote(dir, o)
 	}
 	m, err := ReadManifest(dir)
 	if err != nil {
@@ -76,57 +82,80 @@ func OpenWith(dir string, o OpenOptions) (*Set, error) {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	s := &Set{Dir: dir, Manifest: m, streams: map[string]*Stream{}}
+	return s, s.openStreams()
+}
+
+func (s *Set) openStreams() error {
 	for _, name := range []string{Train, Val} {
-		sp := m.Splits[name]
+		sp := s.Manifest.Splits[name]
 		if sp == nil {
 			continue
 		}
 		st, err := s.openStream(name, sp)
 		if err != nil {
 			s.Close()
-			return nil, err
+			return err
 		}
 		s.streams[name] = st
 	}
-	return s, nil
+	return nil
 }
 
-// Fetch copies the token set at an s3:// URL into its local cache
-// directory (setdir.Mirror) and returns that directory.
-func Fetch(ctx context.Context, url string) (string, error) {
-	d, err := store.OpenS3(ctx, url)
+func openRemote(url string, o OpenOptions) (*Set, error) {
+	d, err := store.OpenS3(context.Background(), url)
 	if err != nil {
-		return "", fmt.Errorf("shards: %w", err)
+		return nil, fmt.Errorf("shards: %w", err)
 	}
-	raw, err := d.ReadFile(ManifestName)
+	m, err := ReadManifestFrom(d)
 	if err != nil {
-		return "", fmt.Errorf("shards: %w", err)
+		return nil, err
 	}
-	m, err := parseManifest(raw)
+	max := o.CacheBytes
+	if max == 0 {
+		if max, err = store.CacheBytes(); err != nil {
+			return nil, fmt.Errorf("shards: %w", err)
+		}
+	}
+	c, err := store.NewCache(d, filepath.Join(store.CacheDir(d), "objects"), max, ErrCorrupt)
 	if err != nil {
-		return "", fmt.Errorf("shards: %s: %w", d.Join(ManifestName), err)
+		return nil, fmt.Errorf("shards: %s: %w", url, err)
 	}
-	local := store.CacheDir(d)
-	if err := setdir.Mirror(d, local, raw, m.entries(), ErrCorrupt); err != nil {
-		return "", fmt.Errorf("shards: %w", err)
+	c.OnRetry = func(name string, attempt int, err error) {
+		if o.Logger != nil {
+			o.Logger.Warn("download failed, retrying", "file", d.Join(name), "attempt", attempt, "err", err)
+		}
+		if o.OnRetry != nil {
+			o.OnRetry(name, attempt, err)
+		}
 	}
-	return local, nil
+	s := &Set{Dir: d.String(), Manifest: m, streams: map[string]*Stream{}, remote: c}
+	if o.Full {
+		for _, e := range m.entries() {
+			_, release, err := c.Get(context.Background(), e.Name, e.Size, e.SHA256)
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("shards: %w", err)
+			}
+			release()
+		}
+	}
+	return s, s.openStreams()
 }
 
-// Close unmaps the files. Streams of the set must not be used after.
+// Close unmaps the files (and, for a set at a URL, stops its downloads).
+// Streams of the set must not be used after.
 func (s *Set) Close() error {
 	var first error
 	for _, st := range s.streams {
-		for _, r := range st.readers {
-			r.Close()
+		for fi := range st.files {
+			if err := st.closeFile(fi); err != nil && first == nil {
+				first = err
+			}
 		}
 	}
-	for _, b := range s.maps {
-		if err := syscall.Munmap(b); err != nil && first == nil {
-			first = err
-		}
+	if s.remote != nil {
+		s.remote.Close()
 	}
-	s.maps = nil
 	return first
 }
 
@@ -140,23 +169,39 @@ func (s *Set) Stream(split string) (*Stream, error) {
 }
 
 // Stream is a split's documents back to back (separators included) as one
-// token stream, read through the record batches of its files.
+// token stream, read through the record batches of its files. The files
+// of a local set are opened with it; those of a set at a URL as reads
+// need them, at most half the cache's bound of them open at once (at
+// least the one a read is in), the least recently used closed first.
 type Stream struct {
 	set     *Set
 	Split   string
 	Tokens  int64
 	Docs    int64
-	batches []*batchRef
-	starts  []int64 // token start of each batch, then Tokens
-	readers []*ipc.FileReader
+	files   []*streamFile
+	fstarts []int64 // token start of each file, then Tokens
+
+	fmu       sync.Mutex // a remote stream's reads: guards opening and closing files
+	clock     int64      // remote: uses so far, for the open files' recency
+	openBytes int64      // remote: bytes of the files open
 
 	mu    sync.Mutex // guards cache (compressed sets)
-	cache map[int]*batchData
-	lru   []int
+	cache map[[2]int]*batchData
+	lru   [][2]int
+}
+
+// streamFile is one file of a split, open or not.
+type streamFile struct {
+	File
+	reader  *ipc.FileReader
+	mapped  []byte // the file's mapping, unmapped at close
+	batches []*batchRef
+	starts  []int64 // token start of each batch in the file, then the file's tokens
+	release func()  // remote: the cache's hold on the copy
+	used    int64   // remote: the stream's clock at its last use
 }
 
 type batchRef struct {
-	file    int   // index into the split's files
 	index   int   // record batch index in the file
 	rowBase int64 // row of the batch's first document in the file
 	rows    int
@@ -174,57 +219,193 @@ type batchData struct {
 }
 
 func (s *Set) openStream(name string, sp *Split) (*Stream, error) {
-	st := &Stream{set: s, Split: name, cache: map[int]*batchData{}}
-	compressed := s.Manifest.Options.Compression == "zstd"
-	for fi, f := range sp.Files {
-		p := filepath.Join(s.Dir, f.Name)
-		data, err := s.mapFile(p, f.Size)
-		if err != nil {
+	st := &Stream{set: s, Split: name, cache: map[[2]int]*batchData{}}
+	for _, f := range sp.Files {
+		st.files = append(st.files, &streamFile{File: f})
+		st.fstarts = append(st.fstarts, st.Tokens)
+		st.Tokens += f.Tokens
+		st.Docs += f.Documents
+	}
+	st.fstarts = append(st.fstarts, st.Tokens)
+	if s.remote != nil {
+		return st, nil
+	}
+	for fi := range st.files {
+		if err := st.openFile(fi); err != nil {
+			st.set.streams[name] = st // closed with the set
 			return nil, err
 		}
-		var r *ipc.FileReader
-		err = safely(func() error {
-			var err error
-			limit := maxAllocPlain
-			if compressed {
-				limit = maxAllocZstd
-			}
-			mem := arrowpool.New()
-			mem.Limit = limit // refused by a panic, which safely turns into ErrCorrupt
-			if r, err = ipc.NewMappedFileReader(data, ipc.WithAllocator(mem)); err != nil {
-				return fmt.Errorf("%w: %v", ErrCorrupt, err)
-			}
-			return checkSchema(r.Schema(), s.Manifest.Tokenizer.TokenBits == 32, name)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("shards: %s: %w", p, err)
-		}
-		st.readers = append(st.readers, r)
-		var docs, toks, row int64
-		for i := 0; i < r.NumRecords(); i++ {
-			b := &batchRef{file: fi, index: i, rowBase: row}
-			d, n, err := st.load(b)
-			if err != nil {
-				return nil, fmt.Errorf("shards: %s: batch %d: %w", p, i, err)
-			}
-			if !compressed {
-				b.data = d
-			}
-			b.rows = len(d.src)
-			st.batches = append(st.batches, b)
-			st.starts = append(st.starts, st.Tokens+toks)
-			row += int64(b.rows)
-			docs += int64(b.rows)
-			toks += n
-		}
-		if docs != f.Documents || toks != f.Tokens {
-			return nil, fmt.Errorf("shards: %s: %w: %d documents and %d tokens, the manifest says %d and %d", p, ErrCorrupt, docs, toks, f.Documents, f.Tokens)
-		}
-		st.Tokens += toks
-		st.Docs += docs
 	}
-	st.starts = append(st.starts, st.Tokens)
 	return st, nil
+}
+
+// openFile maps file fi, opens its Arrow reader and indexes its record
+// batches, checking their documents and tokens against the manifest.
+func (st *Stream) openFile(fi int) error {
+	s, sf := st.set, st.files[fi]
+	p := filepath.Join(s.Dir, sf.Name)
+	if s.remote != nil {
+		local, release, err := s.remote.Get(context.Background(), sf.Name, sf.Size, sf.SHA256)
+		if err != nil {
+			return fmt.Errorf("shards: %w", err)
+		}
+		p, sf.release = local, release
+		st.openBytes += sf.Size
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			st.closeFile(fi)
+		}
+	}()
+	data, err := s.mapFile(p, sf.Size)
+	if err != nil {
+		return err
+	}
+	if s.fromBytes == nil {
+		sf.mapped = data
+	}
+	where := s.Dir + "/" + sf.Name
+	if s.remote == nil {
+		where = p
+	}
+	compressed := s.Manifest.Options.Compression == "zstd"
+	var r *ipc.FileReader
+	err = safely(func() error {
+		var err error
+		limit := maxAllocPlain
+		if compressed {
+			limit = maxAllocZstd
+		}
+		mem := arrowpool.New()
+		mem.Limit = limit // refused by a panic, which safely turns into ErrCorrupt
+		if r, err = ipc.NewMappedFileReader(data, ipc.WithAllocator(mem)); err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		return checkSchema(r.Schema(), s.Manifest.Tokenizer.TokenBits == 32, st.Split)
+	})
+	if err != nil {
+		return fmt.Errorf("shards: %s: %w", where, err)
+	}
+	sf.reader = r
+	var docs, toks, row int64
+	for i := 0; i < r.NumRecords(); i++ {
+		b := &batchRef{index: i, rowBase: row}
+		d, n, err := st.load(sf, b)
+		if err != nil {
+			return fmt.Errorf("shards: %s: batch %d: %w", where, i, err)
+		}
+		if !compressed {
+			b.data = d
+		}
+		b.rows = len(d.src)
+		sf.batches = append(sf.batches, b)
+		sf.starts = append(sf.starts, toks)
+		row += int64(b.rows)
+		docs += int64(b.rows)
+		toks += n
+	}
+	if docs != sf.Documents || toks != sf.Tokens {
+		return fmt.Errorf("shards: %s: %w: %d documents and %d tokens, the manifest says %d and %d", where, ErrCorrupt, docs, toks, sf.Documents, sf.Tokens)
+	}
+	sf.starts = append(sf.starts, toks)
+	ok = true
+	return nil
+}
+
+// closeFile closes file fi (if open): its reader, its mapping, its
+// cached batches and the cache's hold on its copy.
+func (st *Stream) closeFile(fi int) error {
+	sf := st.files[fi]
+	if sf.reader != nil {
+		sf.reader.Close()
+		sf.reader = nil
+	}
+	sf.batches, sf.starts = nil, nil
+	st.mu.Lock()
+	for k := range st.cache {
+		if k[0] == fi {
+			delete(st.cache, k)
+		}
+	}
+	st.lru = slices.DeleteFunc(st.lru, func(k [2]int) bool { return k[0] == fi })
+	st.mu.Unlock()
+	var err error
+	if sf.mapped != nil {
+		err = syscall.Munmap(sf.mapped)
+		sf.mapped = nil
+	}
+	if sf.release != nil {
+		sf.release()
+		sf.release = nil
+		st.openBytes -= sf.Size
+	}
+	return err
+}
+
+// file returns file fi open: a remote stream opens it (closing the least
+// recently used others past its share of the cache). Called, for a remote
+// stream, with fmu held.
+func (st *Stream) file(fi int) (*streamFile, error) {
+	sf := st.files[fi]
+	if st.set.remote == nil {
+		return sf, nil
+	}
+	st.clock++
+	sf.used = st.clock
+	if sf.reader != nil {
+		return sf, nil
+	}
+	for st.openBytes+sf.Size > st.set.remote.Max()/2 {
+		lru := -1
+		for i, o := range st.files {
+			if o.reader != nil && i != fi && (lru < 0 || o.used < st.files[lru].used) {
+				lru = i
+			}
+		}
+		if lru < 0 {
+			break // only this one: it is open whatever its size
+		}
+		st.closeFile(lru)
+	}
+	if err := st.openFile(fi); err != nil {
+		return nil, err
+	}
+	return sf, nil
+}
+
+// lock serialises the reads of a remote stream (they open and close
+// files); a local stream's files stay open, its reads run at once.
+func (st *Stream) lock() func() {
+	if st.set.remote == nil {
+		return func() {}
+	}
+	st.fmu.Lock()
+	return st.fmu.Unlock
+}
+
+// at finds token pos: its file, open, and the batch in it.
+func (st *Stream) at(pos int64) (int, *streamFile, int, error) {
+	fi := sort.Search(len(st.files), func(i int) bool { return st.fstarts[i+1] > pos }) // first file ending after pos
+	sf, err := st.file(fi)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	rel := pos - st.fstarts[fi]
+	bi := sort.Search(len(sf.batches), func(i int) bool { return sf.starts[i+1] > rel })
+	return fi, sf, bi, nil
+}
+
+// filesOf calls fn with the index of each file that tokens [from,
+// from+n) lie in.
+func (st *Stream) filesOf(from, n int64, fn func(fi int)) {
+	if n <= 0 || from >= st.Tokens {
+		return
+	}
+	fi := sort.Search(len(st.files), func(i int) bool { return st.fstarts[i+1] > from })
+	for ; fi < len(st.files) && st.fstarts[fi] < from+n; fi++ {
+		fn(fi)
+	}
 }
 
 // mapFile maps a file read-only after checking its size; the Set unmaps it
@@ -252,7 +433,6 @@ func (s *Set) mapFile(p string, size int64) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shards: map %s: %w", p, err)
 	}
-	s.maps = append(s.maps, data)
 	return data, nil
 }
 
@@ -295,17 +475,17 @@ func safely(f func() error) (err error) {
 }
 
 // load reads one record batch's columns and checks their offsets.
-func (st *Stream) load(b *batchRef) (d *batchData, n int64, err error) {
+func (st *Stream) load(sf *streamFile, b *batchRef) (d *batchData, n int64, err error) {
 	err = safely(func() error {
 		var err error
-		d, n, err = st.loadUnsafe(b)
+		d, n, err = st.loadUnsafe(sf, b)
 		return err
 	})
 	return d, n, err
 }
 
-func (st *Stream) loadUnsafe(b *batchRef) (*batchData, int64, error) {
-	rec, err := st.readers[b.file].RecordBatch(b.index)
+func (st *Stream) loadUnsafe(sf *streamFile, b *batchRef) (*batchData, int64, error) {
+	rec, err := sf.reader.RecordBatch(b.index)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -352,35 +532,31 @@ func (st *Stream) loadUnsafe(b *batchRef) (*batchData, int64, error) {
 	return d, n, nil
 }
 
-// data returns a batch's columns, loading (and caching a few) for
+// data returns batch bi of file fi, loading (and caching a few) for
 // compressed sets.
-func (st *Stream) data(i int) (*batchData, error) {
-	b := st.batches[i]
+func (st *Stream) data(fi int, sf *streamFile, bi int) (*batchData, error) {
+	b := sf.batches[bi]
 	if b.data != nil {
 		return b.data, nil
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if d := st.cache[i]; d != nil {
+	k := [2]int{fi, bi}
+	if d := st.cache[k]; d != nil {
 		return d, nil
 	}
-	d, _, err := st.load(b)
+	d, _, err := st.load(sf, b)
 	if err != nil {
-		return nil, fmt.Errorf("shards: %s: %w", st.set.Manifest.Splits[st.Split].Files[b.file].Name, err)
+		return nil, fmt.Errorf("shards: %s: %w", sf.Name, err)
 	}
 	const keep = 8
 	if len(st.lru) >= keep {
 		delete(st.cache, st.lru[0])
 		st.lru = st.lru[1:]
 	}
-	st.cache[i] = d
-	st.lru = append(st.lru, i)
+	st.cache[k] = d
+	st.lru = append(st.lru, k)
 	return d, nil
-}
-
-// batchAt returns the index of the batch holding token pos.
-func (st *Stream) batchAt(pos int64) int {
-	return sort.Search(len(st.batches), func(i int) bool { return st.starts[i+1] > pos }) // first batch ending after pos
 }
 
 // Read copies tokens [from, from+len(dst)) of the stream into dst.
@@ -388,12 +564,17 @@ func (st *Stream) Read(dst []int32, from int64) error {
 	if from < 0 || from+int64(len(dst)) > st.Tokens {
 		return fmt.Errorf("shards: read of %d tokens at %d: the %s stream holds %d", len(dst), from, st.Split, st.Tokens)
 	}
-	for bi := st.batchAt(from); len(dst) > 0; bi++ {
-		d, err := st.data(bi)
+	defer st.lock()()
+	for len(dst) > 0 {
+		fi, sf, bi, err := st.at(from)
 		if err != nil {
 			return err
 		}
-		lo := int64(d.offsets[0]) + from - st.starts[bi]
+		d, err := st.data(fi, sf, bi)
+		if err != nil {
+			return err
+		}
+		lo := int64(d.offsets[0]) + from - st.fstarts[fi] - sf.starts[bi]
 		hi := int64(d.offsets[len(d.offsets)-1])
 		n := min(int64(len(dst)), hi-lo)
 		if d.u16 != nil {
@@ -430,13 +611,18 @@ func (st *Stream) Spans(from, n int64) ([]Span, error) {
 	}
 	var out []Span
 	m := st.set.Manifest
-	for bi := st.batchAt(from); n > 0; bi++ {
-		d, err := st.data(bi)
+	defer st.lock()()
+	for n > 0 {
+		fi, sf, bi, err := st.at(from)
 		if err != nil {
 			return nil, err
 		}
-		b := st.batches[bi]
-		rel := int32(from - st.starts[bi] + int64(d.offsets[0]))
+		d, err := st.data(fi, sf, bi)
+		if err != nil {
+			return nil, err
+		}
+		b := sf.batches[bi]
+		rel := int32(from - st.fstarts[fi] - sf.starts[bi] + int64(d.offsets[0]))
 		// the document holding rel: last offset <= rel among non-empty documents
 		i := sort.Search(len(d.src), func(i int) bool { return d.offsets[i+1] > rel })
 		for ; i < len(d.src) && n > 0; i++ {
@@ -447,7 +633,7 @@ func (st *Stream) Spans(from, n int64) ([]Span, error) {
 				continue // an empty document
 			}
 			src := m.Sources[d.src[i]]
-			out = append(out, Span{File: m.Splits[st.Split].Files[b.file].Name, Row: b.rowBase + int64(i),
+			out = append(out, Span{File: sf.Name, Row: b.rowBase + int64(i),
 				DocSet: m.Inputs[src.Set].Dir, DocFile: src.File, DocRow: d.row[i],
 				Begin: begin, End: begin + take, DocTokens: size})
 			n -= take
@@ -462,27 +648,48 @@ func (st *Stream) Spans(from, n int64) ([]Span, error) {
 // keep the slice).
 func (st *Stream) Documents(fn func(ids []int32) error) error {
 	var buf []int32
-	for bi := range st.batches {
-		d, err := st.data(bi)
+	defer st.lock()()
+	for fi := range st.files {
+		sf, err := st.file(fi)
 		if err != nil {
 			return err
 		}
-		for i := range d.src {
-			lo, hi := d.offsets[i], d.offsets[i+1]
-			buf = buf[:0]
-			if d.u16 != nil {
-				for _, v := range d.u16[lo:hi] {
-					buf = append(buf, int32(v))
-				}
-			} else {
-				for _, v := range d.u32[lo:hi] {
-					buf = append(buf, int32(v))
-				}
-			}
-			if err := fn(buf); err != nil {
+		for bi := range sf.batches {
+			if err := st.documents(fi, sf, bi, &buf, fn); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
 }
+
+// documents calls fn with each document of batch bi of file fi, through
+// *buf.
+func (st *Stream) documents(fi int, sf *streamFile, bi int, buf *[]int32, fn func(ids []int32) error) error {
+	d, err := st.data(fi, sf, bi)
+	if err != nil {
+		return err
+	}
+	for i := range d.src {
+		lo, hi := d.offsets[i], d.offsets[i+1]
+		b := (*buf)[:0]
+		if d.u16 != nil {
+			for _, v := range d.u16[lo:hi] {
+				b = append(b, int32(v))
+			}
+		} else {
+			for _, v := range d.u32[lo:hi] {
+				b = append(b, int32(v))
+			}
+		}
+		*buf = b
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cache is the local cache a set at a URL streams its files through (nil
+// for a local set).
+func (s *Set) Cache() *store.Cache { return s.remote }

@@ -369,7 +369,13 @@ func TestKilledBuild(t *testing.T) {
 	}
 	want, got := readAll(t, ref.Dir), readAll(t, out)
 	if len(want) != len(got) {
-		t.Fatalf("%d files after the re-run, want %d", len(got), len(want))
+		var names []string
+		for n := range got {
+			if _, ok := want[n]; !ok {
+				names = append(names, n)
+			}
+		}
+		t.Fatalf("%d files after the re-run, want %d (extra: %v)", len(got), len(want), names)
 	}
 	for n, b := range want {
 		if !slices.Equal(b, got[n]) {

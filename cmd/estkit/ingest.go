@@ -7,11 +7,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/estkit/estkit/ingest"
+	"github.com/estkit/estkit/internal/setdir"
 )
 
 type ingestOptions struct {
-	format, onError, utf8, compression string
-	o                                  ingest.Options
+	format, onError, utf8, compression, part string
+	o                                        ingest.Options
 }
 
 func newIngestCmd(g *globals) *cobra.Command {
@@ -52,7 +53,8 @@ completed by running it again.`,
 		Example: `  estkit ingest --out data/owt openwebtext/
   estkit ingest --format slimpajama --exclude-set RedPajamaGithub --out data/slim SlimPajama-627B/train
   estkit ingest --format starcoder --lang python --lang go --out data/code starcoderdata/
-  estkit ingest --out data/wiki ~/.cache/huggingface/hub/datasets--wikimedia--wikipedia`,
+  estkit ingest --out data/wiki ~/.cache/huggingface/hub/datasets--wikimedia--wikipedia
+  estkit ingest --part 2/8 --out s3://corpus/slim.part2 SlimPajama-627B/train   # then estkit merge`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runIngest(cmd, g, opts, args) },
 	}
@@ -75,6 +77,7 @@ completed by running it again.`,
 	f.StringVar(&opts.compression, "compression", "zstd", "shard body compression: zstd, lz4 or none")
 	f.IntVarP(&opts.o.Workers, "workers", "j", 0, "parallel workers (default: number of CPUs); output does not depend on it")
 	f.BoolVar(&opts.o.Force, "force", false, "redo the work even when the output is up to date")
+	f.StringVar(&opts.part, "part", "", "i/N: ingest only part i (from 0) of N of the input files, a contiguous share by bytes, into a partial set; estkit merge joins the N (docs/SCALING.md)")
 	cmd.MarkFlagRequired("out")
 	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RegisterFlagCompletionFunc("on-error", cobra.FixedCompletions([]string{"fail", "skip"}, cobra.ShellCompDirectiveNoFileComp))
@@ -90,6 +93,11 @@ func runIngest(cmd *cobra.Command, g *globals, opts *ingestOptions, args []strin
 		return err
 	}
 	o.Format = format
+	if opts.part != "" {
+		if o.Part, err = setdir.ParsePart(opts.part); err != nil {
+			return usageErrorf("ingest: --part: %w", err)
+		}
+	}
 	o.OnError = ingest.OnError(opts.onError)
 	o.UTF8 = ingest.UTF8Policy(opts.utf8)
 	o.Compression = ingest.Compression(opts.compression)

@@ -9,13 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/estkit/estkit/ingest"
+	"github.com/estkit/estkit/internal/setdir"
 	"github.com/estkit/estkit/shards"
 	"github.com/estkit/estkit/tokenize"
 )
 
 type shardOptions struct {
-	tokenizer string
-	o         shards.Options
+	tokenizer, part string
+	o               shards.Options
 }
 
 func newShardCmd(g *globals) *cobra.Command {
@@ -39,7 +40,8 @@ the same command again does no work and prints the same directory; a
 different tokenizer or option never reuses a set.`,
 		Example: `  estkit shard --tokenizer gpt2 data/owt
   estkit shard --tokenizer llama/tokenizer.model --out tok/slim data/slim data/code
-  estkit shard --tokenizer TinyLlama/tokenizer.json --eos --val-fraction 0.001 data/slim`,
+  estkit shard --tokenizer TinyLlama/tokenizer.json --eos --val-fraction 0.001 data/slim
+  estkit shard --tokenizer gpt2 --part 0/4 --out s3://corpus/tok.part0 s3://corpus/slim   # then estkit merge`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runShard(cmd, g, opts, args) },
 	}
@@ -54,6 +56,7 @@ different tokenizer or option never reuses a set.`,
 	f.StringVar(&opts.o.Compression, "compression", "none", "shard body compression: none (memory-mapped without copying) or zstd (smaller, for storage or transfer)")
 	f.Int64Var(&opts.o.ShardTokens, "shard-tokens", shards.DefaultShardTokens, "tokens per output file")
 	f.IntVarP(&opts.o.Workers, "workers", "j", 0, "tokenizing goroutines (default: number of CPUs); output does not depend on it")
+	f.StringVar(&opts.part, "part", "", "i/N: tokenize only part i (from 0) of N of the document files, a contiguous share by bytes, into a partial set; estkit merge joins the N (docs/SCALING.md)")
 	cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"none", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -64,6 +67,11 @@ func runShard(cmd *cobra.Command, g *globals, opts *shardOptions, args []string)
 		return err
 	}
 	o := opts.o
+	if opts.part != "" {
+		if o.Part, err = setdir.ParsePart(opts.part); err != nil {
+			return usageErrorf("shard: --part: %w", err)
+		}
+	}
 	if o.ShardTokens <= 0 { // the library reads 0 as its default; typed, it is a mistake
 		return fmt.Errorf("shard: --shard-tokens %d: want a positive number of tokens", o.ShardTokens)
 	}

@@ -74,7 +74,8 @@ func describe(s string) string {
 // ours reports whether name is one of the bookkeeping files a writer or
 // reader of a set keeps beside its data.
 func ours(name string) bool {
-	return name == LockName || name == ClaimName || name == VerifiedName || strings.HasPrefix(name, durable.TmpPrefix)
+	return name == LockName || name == ClaimName || name == VerifiedName || strings.HasPrefix(name, durable.TmpPrefix) ||
+		strings.HasPrefix(name, JournalPrefix)
 }
 
 // Check refuses dir, with ErrNotOwned, unless it is missing, empty, or
@@ -149,6 +150,11 @@ func schemaOf(dir store.Dir) (string, error) {
 type claim struct {
 	Schema   string   `json:"schema"`
 	Prefixes []string `json:"prefixes"` // a committed file is PREFIX + digits + ".arrow"
+	// Superseded are the files of the set a new manifest replaces,
+	// recorded just before it is written, so that a run killed between
+	// that manifest and their deletion leaves them for the next run to
+	// delete rather than behind for good.
+	Superseded []string `json:"superseded,omitempty"`
 }
 
 func readClaim(dir store.Dir) (*claim, error) {
@@ -170,18 +176,37 @@ func readClaim(dir store.Dir) (*claim, error) {
 func Claim(dir store.Dir, schema string, prefixes []string) error {
 	c := &claim{Schema: schema}
 	if old, err := readClaim(dir); err == nil && old.Schema == schema {
-		c.Prefixes = old.Prefixes
+		c.Prefixes, c.Superseded = old.Prefixes, old.Superseded
 	}
 	for _, p := range prefixes {
 		if !slices.Contains(c.Prefixes, p) {
 			c.Prefixes = append(c.Prefixes, p)
 		}
 	}
+	return writeClaim(dir, c)
+}
+
+func writeClaim(dir store.Dir, c *claim) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
 	return dir.WriteFile(ClaimName, append(b, '\n'))
+}
+
+// Supersede records in dir's claim that the files named (the set a new
+// manifest is about to replace) are to go once it is written (Settle).
+func Supersede(dir store.Dir, schema string, named []string) error {
+	c := &claim{Schema: schema}
+	if old, err := readClaim(dir); err == nil && old.Schema == schema {
+		*c = *old
+	}
+	for _, n := range named {
+		if !slices.Contains(c.Superseded, n) {
+			c.Superseded = append(c.Superseded, n)
+		}
+	}
+	return writeClaim(dir, c)
 }
 
 // claimed reports whether name is PREFIX + digits + ".arrow".
@@ -201,12 +226,16 @@ func (c *claim) claimed(name string) bool {
 // run committed, unless keep holds them, then the claim. Deletion is best
 // effort: a file left behind is named by no manifest and never read.
 func Settle(dir store.Dir, keep map[string]bool, named []string) {
+	c, cerr := readClaim(dir)
+	if cerr == nil {
+		named = append(slices.Clone(named), c.Superseded...) // a killed run's
+	}
 	for _, n := range named {
 		if !keep[n] && path.Base(n) == n && filepath.Base(n) == n && !ours(n) && n != ManifestName {
 			dir.Remove(n)
 		}
 	}
-	if c, err := readClaim(dir); err == nil {
+	if cerr == nil {
 		names, _ := dir.List()
 		for _, n := range names {
 			if !keep[n] && c.claimed(n) {
@@ -216,6 +245,7 @@ func Settle(dir store.Dir, keep map[string]bool, named []string) {
 		dir.Remove(ClaimName)
 		dir.Sync()
 	}
+	removeJournal(dir, nil)
 }
 
 // Unwind runs after a run failed: it deletes the files the run committed
@@ -224,11 +254,14 @@ func Settle(dir store.Dir, keep map[string]bool, named []string) {
 // is left in it, so that a failure leaves what was there before. The
 // claim goes once no file it covers is left.
 func Unwind(dir store.Dir, committed []string, keep map[string]bool, created bool) {
+	gone := map[string]bool{}
 	for _, n := range committed {
 		if !keep[n] {
 			dir.Remove(n)
+			gone[n] = true
 		}
 	}
+	removeJournal(dir, gone)
 	dir.RemoveTemps()
 	// the claim goes too once no file it covers is left (a killed run's
 	// files, claimed earlier, keep it)
@@ -249,10 +282,11 @@ func Unwind(dir store.Dir, committed []string, keep map[string]bool, created boo
 	}
 	names, _ := dir.List()
 	for _, n := range names {
-		if n != LockName && n != ClaimName {
+		if n != LockName && n != ClaimName && !strings.HasPrefix(n, JournalPrefix) {
 			return
 		}
 	}
+	removeJournal(dir, nil)
 	dir.Remove(ClaimName)
 	dir.Remove(LockName)
 	dir.RemoveDir()

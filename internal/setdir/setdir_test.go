@@ -58,3 +58,31 @@ func TestClaimAndSettle(t *testing.T) {
 		t.Fatalf("claim settled, foreign files: %v", err)
 	}
 }
+
+// TestSupersededSettledLater: a run killed after its manifest was written
+// but before the files of the set it replaced were deleted leaves them
+// recorded in the claim, and the next Settle (a re-run that reuses the new
+// set) deletes them; the files the manifest in force names stay.
+func TestSupersededSettledLater(t *testing.T) {
+	dir := t.TempDir()
+	d := store.Local(dir)
+	for _, n := range []string{"train-aaa-00000.arrow", "train-aaa-00001.arrow", "train-bbb-00000.arrow", "notes.txt"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o644)
+	}
+	if err := Claim(d, TokenSchema, []string{"train-bbb-"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Supersede(d, TokenSchema, []string{"train-aaa-00000.arrow", "train-aaa-00001.arrow"}); err != nil {
+		t.Fatal(err)
+	}
+	// killed here: the new manifest (naming train-bbb-00000.arrow) written, nothing settled
+	Settle(d, map[string]bool{"train-bbb-00000.arrow": true}, []string{"train-bbb-00000.arrow"})
+	var left []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "notes.txt train-bbb-00000.arrow" {
+		t.Fatalf("left %v", left)
+	}
+}

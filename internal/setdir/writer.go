@@ -12,8 +12,8 @@ import (
 //	w, err := Begin(dir, schema, "ingest") // ownership, create, lock, ownership again
 //	defer w.Close()
 //	if the manifest in dir has the same key: w.Reuse(files…) // re-verified, not trusted
-//	w.Start(prefixes, withdraw)            // claim, temporaries gone
-//	… files through dir.Create / Commit …
+//	w.Start(prefixes, withdraw, key)       // claim, temporaries gone, a killed run's files found
+//	… files through w.Files().Create / Commit …
 //	w.Commit(manifest, keep, named)        // durable files, manifest last, stale files gone
 //	or, on failure, w.Abort(committed, keep)
 type Writer struct {
@@ -21,6 +21,7 @@ type Writer struct {
 	schema  string
 	created bool // Begin created the directory
 	unlock  func()
+	files   *journalDir
 }
 
 // Begin checks that dir may hold a set of schema (Check), creates it,
@@ -67,12 +68,15 @@ func (w *Writer) Reuse(files []Entry, corrupt error, named []string) error {
 	return nil
 }
 
-// Start readies the directory for a new set: it claims files named
-// PREFIX + digits + ".arrow" (Claim) and removes a killed run's
+// Start readies the directory for a new set of that key: it claims files
+// named PREFIX + digits + ".arrow" (Claim) and removes a killed run's
 // temporaries. withdraw removes the manifest already there first, for a
 // writer whose file names do not change with the key (so that no reader
-// pairs an older manifest with new files).
-func (w *Writer) Start(prefixes []string, withdraw bool) error {
+// pairs an older manifest with new files). The files a killed run of the
+// same key committed, as their journal records them, are then reused by
+// Files: a file whose new bytes have the recorded size and sha256, and
+// whose stored version is still the one recorded, is not written again.
+func (w *Writer) Start(prefixes []string, withdraw bool, key string) error {
 	if err := Claim(w.Dir, w.schema, prefixes); err != nil {
 		return err
 	}
@@ -87,7 +91,21 @@ func (w *Writer) Start(prefixes []string, withdraw bool) error {
 		}
 	}
 	w.Dir.RemoveTemps()
+	w.files = &journalDir{Dir: w.Dir, key: key, reuse: readJournal(w.Dir, key)}
 	return nil
+}
+
+// Files is the directory the set's data files are written through after
+// Start: each commit is recorded in the journal, and files a killed run
+// left intact are reused.
+func (w *Writer) Files() store.Dir { return w.files }
+
+// Reused is the number of files the run took from a killed run instead of
+// writing them again.
+func (w *Writer) Reused() int {
+	w.files.mu.Lock()
+	defer w.files.mu.Unlock()
+	return w.files.reused
 }
 
 // Commit makes the set visible: the files committed so far durable, then
@@ -95,6 +113,9 @@ func (w *Writer) Start(prefixes []string, withdraw bool) error {
 // (Settle: files an earlier manifest named, or a claimed run committed).
 func (w *Writer) Commit(manifest []byte, keep map[string]bool, named []string) error {
 	if err := w.Dir.Sync(); err != nil {
+		return err
+	}
+	if err := Supersede(w.Dir, w.schema, named); err != nil {
 		return err
 	}
 	if err := w.Dir.WriteFile(ManifestName, manifest); err != nil {

@@ -151,6 +151,14 @@ func (s *Server) Stop() {
 	}
 }
 
+// Restart starts the server again, on its port with its data (after Stop,
+// or stopping it first). Call it from the test's goroutine.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	s.start(t)
+}
+
 // Bucket creates a bucket and returns its s3:// URL with prefix.
 func (s *Server) Bucket(t testing.TB, name, prefix string) string {
 	t.Helper()

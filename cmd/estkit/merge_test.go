@@ -1,0 +1,48 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPartMergeCLI: ingest and shard with --part 0/2 and 1/2, then merge,
+// give the keys of single runs; a --part that does not parse is a usage
+// error (exit status 2).
+func TestPartMergeCLI(t *testing.T) {
+	dir, samples, docs := sampleDocs(t, "1000000")
+	key := func(args ...string) string {
+		t.Helper()
+		out, errs, code := run(t, append([]string{"-q", "--json"}, args...)...)
+		var res struct {
+			Key      string `json:"key"`
+			Manifest struct {
+				Key string `json:"key"`
+			} `json:"manifest"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Key+res.Manifest.Key) != 64 {
+			t.Fatalf("%s: %d %s %s", strings.Join(args, " "), code, out, errs)
+		}
+		return res.Key + res.Manifest.Key
+	}
+	single := key("inspect", docs)
+	p0, p1 := filepath.Join(dir, "docs.part0"), filepath.Join(dir, "docs.part1")
+	key("ingest", "--part", "0/2", "--out", p0, samples)
+	key("ingest", "--part", "1/2", "--out", p1, samples)
+	if got := key("merge", filepath.Join(dir, "merged"), p1, p0); got != single {
+		t.Fatalf("merged document set key %s, a single run's %s", got, single)
+	}
+	tok := key("shard", "--out", filepath.Join(dir, "tok"), docs)
+	t0, t1 := filepath.Join(dir, "tok.part0"), filepath.Join(dir, "tok.part1")
+	key("shard", "--part", "0/2", "--out", t0, docs)
+	key("shard", "--part", "1/2", "--out", t1, docs)
+	if got := key("merge", filepath.Join(dir, "tokmerged"), t0, t1); got != tok {
+		t.Fatalf("merged token set key %s, a single run's %s", got, tok)
+	}
+	for _, bad := range []string{"2/2", "x", "1/0"} {
+		if _, errs, code := run(t, "ingest", "--part", bad, "--out", filepath.Join(dir, "bad"), samples); code != 2 || !strings.Contains(errs, "--part") {
+			t.Fatalf("--part %s: exit %d %s", bad, code, errs)
+		}
+	}
+}
