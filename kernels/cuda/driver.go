@@ -216,3 +216,13 @@ func cbool(b bool) C.int {
 	}
 	return 0
 }
+
+func (d *driver) free() (int64, error) {
+	leave, err := d.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
+	free, _, err := cu.MemInfo()
+	return free, err
+}
