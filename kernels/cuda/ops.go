@@ -76,6 +76,7 @@ type Ops struct {
 	// allocated is the device memory taken so far, in bytes: tensors and
 	// the backend's own scratch (Allocated).
 	allocated int64
+	stage     *staging // Stager's slots; nil until the first Stage
 }
 
 type scratch struct {
@@ -307,6 +308,9 @@ func (o *Ops) ensure(op string, s *scratch, bytes int) bool {
 func (o *Ops) ints(op string, k int, v []int32) uintptr {
 	if v == nil || o.err != nil {
 		return 0
+	}
+	if p := o.staged(v); p != 0 { // on the device already (Stager)
+		return p
 	}
 	if !o.ensure(op, &o.idx[k], 4*len(v)+4) {
 		return 0
