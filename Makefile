@@ -106,7 +106,7 @@ unit: refs blas minio
 	# kernels again under AddressSanitizer (every buffer its own
 	# allocation: a read or write past one fails)
 	$(GO) test -tags cudaemu -count=1 ./kernels/cuda
-	$(GO) test -tags cudaemu -count=1 -run 'BackendsAgree|BF16WeightsFollow|ResumeIsExactBF16|GPUCLI|TrainDeviceCLI' ./train ./cmd/estkit
+	$(GO) test -tags cudaemu -count=1 -run 'BackendsAgree|BF16WeightsFollow|ResumeIsExactBF16|DeviceMemory|StagedBatches|GPUCLI|TrainDeviceCLI' ./train ./cmd/estkit
 	ASAN_OPTIONS=detect_leaks=0 CGO_CXXFLAGS='-O1 -fsanitize=address' $(GO) test -asan -tags cudaemu -count=1 -run Conformance ./kernels/cuda
 
 # Data-parallel training over MPI (docs/SCALING.md): OpenMPI from Debian

@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"time"
 )
 
 // Buf is storage owned by a backend: host memory for the CPU backend,
@@ -151,6 +152,32 @@ type BF16Storage interface {
 	AllocBF16(n int) Buf
 	// IsBF16 reports whether b holds bfloat16 values.
 	IsBF16(b Buf) bool
+}
+
+// Stager is a backend that moves a micro-batch's token ids and targets
+// to the device ahead of the ops that read them (the CUDA backend):
+// through page-locked host memory and on a copy stream of its own, so that
+// the copy runs while the device computes what was queued before it (the
+// previous micro-batch's backward pass, the previous step's update). A
+// trainer without it hands the ops host slices, which the backend uploads
+// as each op is queued, waiting for the device to get there.
+type Stager interface {
+	// Stage lends fill a staging slot's host slices, ids and targets of n
+	// values each, to write a micro-batch into, then queues their copy to
+	// the device and returns them. They stay the batch's until the second
+	// Stage after this one; an error of fill is returned as it is.
+	Stage(n int, fill func(ids, targets []int32) error) (ids, targets []int32, err error)
+	// Wait orders the ops queued after it behind the last Stage's copy
+	// (the host does not wait). From then until the next Wait or Stage, an
+	// op given the slices that Stage returned, or a prefix of them, reads
+	// the device's copy instead of uploading them.
+	Wait() error
+	// Waited is how long the device sat idle for the batches staged since
+	// the last call: from finishing the work queued before each Stage
+	// until the compute after its Wait could start (so the loader's time
+	// where the device had nothing else to do, and the copy's where it
+	// did not overlap). It waits for the device to pass those points.
+	Waited() (time.Duration, error)
 }
 
 // ToBF16 rounds f to the nearest bfloat16 (ties to even; every NaN

@@ -24,6 +24,9 @@ type MemoryEstimate struct {
 	// logits, the backward scratch and one block's gathered weights, at
 	// the configuration's B×T (bfloat16 where it stores activations so).
 	Activations float64
+	// BF16Weights: the bfloat16 copy of the parameters the matrix
+	// products read with bfloat16 activations (2 bytes each).
+	BF16Weights float64
 	// Host: the float32 copy of the parameters that initialisation builds
 	// on the host (on the CPU it is counted once more, as the buffers are
 	// separate allocations).
@@ -34,7 +37,13 @@ type MemoryEstimate struct {
 
 // Total is the sum.
 func (e MemoryEstimate) Total() float64 {
-	return e.Params + e.Grads + e.Moments + e.Activations + e.Host
+	return e.Device() + e.Host
+}
+
+// Device is what a GPU backend holds in its own memory: all but the host
+// copy.
+func (e MemoryEstimate) Device() float64 {
+	return e.Params + e.Grads + e.Moments + e.Activations + e.BF16Weights
 }
 
 // EstimateMemory is an upper estimate of the memory a step of cfg needs
@@ -60,6 +69,9 @@ func EstimateMemory(ops kernels.Ops, cfg *Config) MemoryEstimate {
 	perSeq := act * (T*perTok + L*att)
 	e := MemoryEstimate{Params: 4 * params, Grads: 4 * params, Moments: 8 * params,
 		Activations: float64(cfg.Batch)*perSeq + act*weights, Host: 4 * params, PerSequence: perSeq}
+	if cfg.Activations == BF16 {
+		e.BF16Weights = 2 * params
+	}
 	return e
 }
 
@@ -71,19 +83,24 @@ type MemoryReporter interface {
 // checkMemory refuses a configuration whose estimate exceeds limit (0:
 // what the CPU's backend may use, from /proc/meminfo and the cgroup, or
 // what a backend reports; below 0: no check), with the estimate and the
-// largest micro-batch that fits.
+// largest micro-batch that fits. Against a backend's own memory (a GPU's,
+// MemoryReporter) it counts only what that backend holds, not the host
+// copy of the parameters.
 func checkMemory(ops kernels.Ops, cfg *Config, limit int64) error {
 	if limit < 0 {
 		return nil
 	}
 	e := EstimateMemory(ops, cfg)
+	need := e.Total
 	where := "available"
 	if limit == 0 {
 		var err error
 		switch r, ok := ops.(MemoryReporter); {
 		case ok:
-			limit, err = r.MemoryAvailable()
-			where = "free on the " + ops.Name() + " device"
+			if limit, err = r.MemoryAvailable(); err != nil {
+				return fmt.Errorf("train: %w", err) // a device that cannot say what it has free fails its first allocation anyway
+			}
+			where, need = "free on the "+ops.Name()+" device", e.Device
 		case ops.Name() == "cpu":
 			limit, err = hostMemory()
 		default:
@@ -93,17 +110,23 @@ func checkMemory(ops kernels.Ops, cfg *Config, limit int64) error {
 			return nil
 		}
 	}
-	if e.Total() <= float64(limit) {
+	if need() <= float64(limit) {
 		return nil
 	}
-	fixed := e.Total() - float64(cfg.Batch)*e.PerSequence
+	fixed := need() - float64(cfg.Batch)*e.PerSequence
 	fit := "none: the parameters, gradients and moments alone do not fit"
 	if b := math.Floor((float64(limit) - fixed) / e.PerSequence); b >= 1 {
 		fit = fmt.Sprintf("--batch %d (with --accum for the same tokens per step)", int64(b))
 	}
-	return fmt.Errorf("train: %w: batch %d × seq %d of this %d-layer model needs about %s (parameters %s, gradients %s, AdamW moments %s, activations %s, host copy %s); %s %s; largest micro-batch that fits: %s",
-		ErrMemory, cfg.Batch, cfg.Seq, cfg.Model.Layers, bytesText(e.Total()), bytesText(e.Params), bytesText(e.Grads), bytesText(e.Moments),
-		bytesText(e.Activations), bytesText(e.Host), bytesText(float64(limit)), where, fit)
+	parts := fmt.Sprintf("parameters %s, gradients %s, AdamW moments %s, activations %s", bytesText(e.Params), bytesText(e.Grads), bytesText(e.Moments), bytesText(e.Activations))
+	if e.BF16Weights > 0 {
+		parts += ", bf16 weight copy " + bytesText(e.BF16Weights)
+	}
+	if need() == e.Total() {
+		parts += ", host copy " + bytesText(e.Host)
+	}
+	return fmt.Errorf("train: %w: batch %d × seq %d of this %d-layer model needs about %s (%s); %s %s; largest micro-batch that fits: %s",
+		ErrMemory, cfg.Batch, cfg.Seq, cfg.Model.Layers, bytesText(need()), parts, bytesText(float64(limit)), where, fit)
 }
 
 func bytesText(b float64) string {

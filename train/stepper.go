@@ -94,6 +94,13 @@ func (s *Stepper) Step(step int, batches Batches) (*StepResult, error) {
 	if err := s.Model.Step(s.adamW(lr, norm, plan, skipped)); err != nil {
 		return nil, err
 	}
+	if st, ok := s.Model.Ops().(kernels.Stager); ok { // the device's own wait for its batches
+		w, err := st.Waited()
+		if err != nil {
+			return nil, err
+		}
+		r.DataWait = w
+	}
 	r.Tokens = int64(B * T * c.Accum)
 	r.Elapsed = time.Since(t0)
 	r.Record = StepRecord{Step: step, Stage: stage, Rates: rates, Loss: loss, LR: lr, GradNorm: norm,
@@ -125,22 +132,46 @@ func (s *Stepper) plan(step int, r *StepResult) (plan Plan, stage int, rates Rat
 
 // next reads the next micro-batch into ids and targets (each sequence's
 // first T tokens, and its last T) and keeps where its sequences came from.
+// On a backend that stages batches (kernels.Stager: a GPU) they are its
+// page-locked slices, copied to the device behind the compute in flight,
+// and the step's wait is the device's (Waited, at the step's end).
 func (s *Stepper) next(batches Batches, r *StepResult) error {
-	w0 := time.Now()
-	b, err := batches.Next()
-	r.DataWait += time.Since(w0)
+	st, ok := s.Model.Ops().(kernels.Stager)
+	if !ok {
+		w0 := time.Now()
+		b, err := batches.Next()
+		r.DataWait += time.Since(w0)
+		if err != nil {
+			return err
+		}
+		s.take(b, r, s.ids, s.targets)
+		return nil
+	}
+	ids, targets, err := st.Stage(len(s.ids), func(ids, targets []int32) error {
+		b, err := batches.Next()
+		if err != nil {
+			return err
+		}
+		s.take(b, r, ids, targets)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
+	s.ids, s.targets = ids, targets
+	return st.Wait()
+}
+
+// take copies batch b into ids and targets and releases it.
+func (s *Stepper) take(b *shards.Batch, r *StepResult, ids, targets []int32) {
 	B, T := s.cfg.Batch, s.cfg.Seq
 	for i := 0; i < B; i++ {
 		row := b.Tokens[i*(T+1) : (i+1)*(T+1)]
-		copy(s.ids[i*T:(i+1)*T], row[:T])
-		copy(s.targets[i*T:(i+1)*T], row[1:])
+		copy(ids[i*T:(i+1)*T], row[:T])
+		copy(targets[i*T:(i+1)*T], row[1:])
 	}
 	r.Sequences = append(r.Sequences, append([]shards.SeqRef(nil), b.Refs...))
 	b.Release()
-	return nil
 }
 
 // adamW is the step's optimizer settings at learning rate lr: the clip's

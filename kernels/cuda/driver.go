@@ -32,6 +32,10 @@ type driver struct {
 	ctx   cu.CUContext
 	fns   map[string]cu.Function
 	label string
+
+	// copier is the stream of the staged batches' copies
+	// (driver_stage.go), made at its first use.
+	copier cu.Stream
 }
 
 // New returns the CUDA backend on GPU 0. ESTKIT_CUBLAS names a libcublas
@@ -215,4 +219,14 @@ func cbool(b bool) C.int {
 		return 1
 	}
 	return 0
+}
+
+func (d *driver) free() (int64, error) {
+	leave, err := d.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
+	free, _, err := cu.MemInfo()
+	return free, err
 }

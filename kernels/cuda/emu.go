@@ -19,6 +19,9 @@ import "C"
 import (
 	_ "embed"
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
 	"unsafe"
 )
 
@@ -84,6 +87,23 @@ func (emu) gemm(g gemm) error {
 }
 
 func (emu) sync() error { return nil }
+
+// emuFreeMemory names the environment variable that gives the emulator a
+// card's free memory, in bytes (unset: it cannot say, and train does not
+// check the memory).
+const emuFreeMemory = "ESTKIT_CUDAEMU_FREE_MEMORY"
+
+func (emu) free() (int64, error) {
+	v := os.Getenv(emuFreeMemory)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s=%q: not a number of bytes", emuFreeMemory, v)
+	}
+	return n, nil
+}
 
 // threadOrder sets the order the emulator runs a block's threads in
 // between barriers: 0 by index, 1 in reverse, 2 shuffled from seed.

@@ -23,6 +23,8 @@ type device interface {
 	launch(kernel string, grid, block [3]int, args []uint64) error
 	gemm(g gemm) error
 	sync() error // waits for the work queued so far
+	// free is the device's free memory in bytes; 0: it cannot say.
+	free() (int64, error)
 }
 
 // gemm is one cuBLAS-style product C = alpha·op(A)·op(B) + beta·C over
@@ -71,6 +73,10 @@ type Ops struct {
 	parts   scratch    // SumSquares's partial sums
 	freqs   map[ropeKey]Buf
 	bf16    map[string]bool
+	// allocated is the device memory taken so far, in bytes: tensors and
+	// the backend's own scratch (Allocated).
+	allocated int64
+	stage     *staging // Stager's slots; nil until the first Stage
 }
 
 type scratch struct {
@@ -291,6 +297,7 @@ func (o *Ops) ensure(op string, s *scratch, bytes int) bool {
 		o.fail(op, err)
 		return false
 	}
+	o.allocated += int64(n)
 	// the old scratch is left to the process: index lists are small and
 	// grow a few times per run
 	*s = scratch{p, n}
@@ -301,6 +308,9 @@ func (o *Ops) ensure(op string, s *scratch, bytes int) bool {
 func (o *Ops) ints(op string, k int, v []int32) uintptr {
 	if v == nil || o.err != nil {
 		return 0
+	}
+	if p := o.staged(v); p != 0 { // on the device already (Stager)
+		return p
 	}
 	if !o.ensure(op, &o.idx[k], 4*len(v)+4) {
 		return 0
@@ -326,8 +336,12 @@ func (o *Ops) alloc(op string, n int, bf bool) Buf {
 	if o.err != nil {
 		return b
 	}
-	p, err := o.dev.alloc(b.size() * max(n, 1))
+	bytes := b.size() * max(n, 1)
+	p, err := o.dev.alloc(bytes)
 	o.fail(op, err)
+	if err == nil {
+		o.allocated += int64(bytes)
+	}
 	b.p = p
 	return b
 }

@@ -65,10 +65,13 @@ step gpu ./estkit gpu 2>&1 | tee "$out/backend.txt" || status=1
 step conformance ./cuda.test -test.v -test.run 'Conformance' 2>&1 | tee "$out/conformance.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)|kernelstest|backend:' || true
 grep -q '^--- FAIL' "$out/conformance.txt" && status=1
 grep -q '^PASS' "$out/conformance.txt" || status=1
-step train-check ./train-cuda.test -test.v -test.run 'BackendsAgree|BF16WeightsFollow' 2>&1 | tee "$out/train.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)' || true
+step train-check ./train-cuda.test -test.v -test.run 'BackendsAgree|BF16WeightsFollow|DeviceMemory' 2>&1 | tee "$out/train.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)' || true
 grep -q '^PASS' "$out/train.txt" || status=1
 step bench ./cuda.test -test.run '^$' -test.bench 'Ops' -test.benchtime "${BENCHTIME:-20x}" 2>&1 | tee "$out/bench.txt" | grep -E 'FAIL|panic' || true
 step report python3 report.py "$out/bench.txt" 2>&1 | tee "$out/report.txt" || status=1
+# the device memory train.EstimateMemory counts against what the backend
+# allocated (TestDeviceMemoryEstimate, in the train check)
+grep -h 'on the device, the backend allocated' "$out/train.txt" | sed -E 's/^ *[a-z_]+_test\.go:[0-9]+: //' | tee -a "$out/report.txt"
 # GPT-2 124M on the GPU, 5 steps at each of EST's three stage rates, with
 # fp32, with bf16 matrix products and attention, and with those and bf16
 # activations
