@@ -20,9 +20,16 @@ import (
 var ErrConfig = errors.New("invalid configuration")
 
 // Data is one token shard set of the mixture and its weight.
+//
+// Dir is the set's absolute path (or s3:// URL) and Key its manifest's key
+// when the run started: eval, sample and resume open the set at Dir and
+// refuse it when its key is no longer Key (rebuilt with other options, or
+// replaced). A configuration written before keys were recorded has none:
+// its sets are opened unchecked by key (docs/FORMATS.md).
 type Data struct {
 	Dir    string  `json:"dir"`
 	Weight float64 `json:"weight"`
+	Key    string  `json:"key,omitempty"`
 }
 
 // UnmarshalJSON decodes a data entry strictly; a missing weight is 1.

@@ -43,7 +43,7 @@ func Eval(m Model, cfg *Config, split string, batches int) (float64, int, error)
 	if len(cfg.Data) == 0 {
 		return 0, 0, fmt.Errorf("train: %w: the run's configuration names no data", ErrConfig)
 	}
-	s, err := shards.Open(cfg.Data[0].Dir, false)
+	s, err := OpenData(cfg, 0)
 	if err != nil {
 		return 0, 0, err
 	}

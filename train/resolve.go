@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/estkit/estkit/internal/store"
 	"github.com/estkit/estkit/shards"
 )
 
@@ -277,6 +278,9 @@ func Resolve(set []Setting) (Config, error) {
 		}
 		cfg.EST, cfg.Schedule = "custom", &s
 	}
+	if err := absData(cfg.Data); err != nil {
+		return Config{}, err
+	}
 	if !keys["min_lr"] {
 		cfg.MinLR = cfg.LR / 10
 	}
@@ -370,6 +374,29 @@ func ParseData(v string) (Data, error) {
 		return Data{}, fmt.Errorf("train: %w: --data %q: weight %q is not a positive number (the text after the last ':' is the weight; a directory whose name holds ':' is given as %s:1)", ErrConfig, v, ws, v)
 	}
 	return Data{Dir: dir, Weight: w}, nil
+}
+
+// absData records each data set by its absolute path, so that eval,
+// sample and resume from another directory read the run's sets and not
+// sets of the same relative name there, and refuses a set given twice
+// (it would train at twice its weight).
+func absData(data []Data) error {
+	seen := map[string]int{}
+	for i := range data {
+		d := &data[i]
+		if d.Dir != "" && !store.IsURL(d.Dir) {
+			a, err := filepath.Abs(d.Dir)
+			if err != nil {
+				return fmt.Errorf("train: data %s: %w", d.Dir, err)
+			}
+			d.Dir = a
+		}
+		if j, dup := seen[d.Dir]; dup {
+			return fmt.Errorf("train: %w: data set %s given twice (as entries %d and %d of the mixture): give each set once, with its weight", ErrConfig, d.Dir, j+1, i+1)
+		}
+		seen[d.Dir] = i
+	}
+	return nil
 }
 
 // ResolveResume is the configuration of resuming the run in dir: its

@@ -409,7 +409,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			set, err := shards.Open(cfg.Data[0].Dir, false)
+			set, err := train.OpenData(cfg, 0)
 			if err != nil {
 				return err
 			}

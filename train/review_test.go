@@ -1,0 +1,116 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/estkit/estkit/kernels/cpu"
+	"github.com/estkit/estkit/shards"
+	"github.com/estkit/estkit/tokenize"
+)
+
+// rebuildSet builds the token set at dir again from its document set with
+// another val fraction: the same directory, another set (another key).
+func rebuildSet(t *testing.T, dir string) string {
+	t.Helper()
+	tok, err := tokenize.GPT2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := filepath.Join(filepath.Dir(dir), "docs")
+	res, err := shards.Build(context.Background(), tok, []string{docs}, shards.Options{OutDir: dir, EOS: true, ValFraction: 0.3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := shards.ReadManifest(res.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Key
+}
+
+// TestDataRecordedByPathAndKey: a run records its data set's absolute
+// path and manifest key; eval and resume after the set was rebuilt with
+// other options refuse, naming the set and both keys; eval from another
+// directory reads the run's set, not one of the same relative name there.
+func TestDataRecordedByPathAndKey(t *testing.T) {
+	set := tokenSet(t)
+	t.Chdir(filepath.Dir(set))
+	cfg, err := resolve(t, "data", "tok", "steps", "2", "batch", "2", "seq", "16", "eval-batches", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Model = ModelConfig{Vocab: 50257, Padded: 50304, Layers: 1, Heads: 2, Channels: 16, MaxT: 16}
+	cfg.Preset = ""
+	if cfg.Data[0].Dir != set {
+		t.Fatalf("data recorded as %q, want the absolute %q", cfg.Data[0].Dir, set)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadRunConfig(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := shards.ReadManifest(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Data[0].Dir != set || got.Data[0].Key != m.Key {
+		t.Fatalf("config.json data %+v, want dir %s key %s", got.Data[0], set, m.Key)
+	}
+	// From another directory holding no tok, eval reads the run's set.
+	t.Chdir(t.TempDir())
+	model, rc, err := LoadRun(cpu.New(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Eval(model, rc, shards.Val, 1); err != nil {
+		t.Fatalf("eval from another directory: %v", err)
+	}
+	newKey := rebuildSet(t, set)
+	if newKey == m.Key {
+		t.Fatal("the rebuilt set has the old key")
+	}
+	_, _, err = Eval(model, rc, shards.Val, 1)
+	if err == nil || !errors.Is(err, shards.ErrMismatch) || !strings.Contains(err.Error(), set) || !strings.Contains(err.Error(), m.Key) || !strings.Contains(err.Error(), newKey) {
+		t.Fatalf("eval on a rebuilt set: %v", err)
+	}
+	rcfg, err := ResolveResume(run, []Setting{{Name: "steps", Value: "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), cpu.New(), rcfg, run, Options{Resume: true})
+	if err == nil || !errors.Is(err, shards.ErrMismatch) || !strings.Contains(err.Error(), set) || !strings.Contains(err.Error(), m.Key) || !strings.Contains(err.Error(), newKey) {
+		t.Fatalf("resume on a rebuilt set: %v", err)
+	}
+}
+
+// TestDataTwice: the same set twice in the mixture, by the same path, by
+// two spellings of it, or as a copy with the same manifest key, is
+// refused by name.
+func TestDataTwice(t *testing.T) {
+	set := tokenSet(t)
+	t.Chdir(filepath.Dir(set))
+	for _, pair := range [][2]string{{"tok", "tok"}, {"tok", set + "/"}, {"tok:1", "./tok:2"}} {
+		_, err := resolve(t, "data", pair[0], "data", pair[1])
+		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), set) || !strings.Contains(err.Error(), "twice") {
+			t.Fatalf("--data %s --data %s: %v", pair[0], pair[1], err)
+		}
+	}
+	cp := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(cp, os.DirFS(set)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyRun(set)
+	cfg.Data = append(cfg.Data, Data{Dir: cp, Weight: 1})
+	_, err := Run(context.Background(), cpu.New(), cfg, filepath.Join(t.TempDir(), "run"), Options{})
+	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), set) || !strings.Contains(err.Error(), cp) {
+		t.Fatalf("a set and its copy: %v", err)
+	}
+}
