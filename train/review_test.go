@@ -3,8 +3,11 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -112,5 +115,34 @@ func TestDataTwice(t *testing.T) {
 	_, err := Run(context.Background(), cpu.New(), cfg, filepath.Join(t.TempDir(), "run"), Options{})
 	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), set) || !strings.Contains(err.Error(), cp) {
 		t.Fatalf("a set and its copy: %v", err)
+	}
+}
+
+// TestDiverged: a run whose loss or gradient norm stops being finite ends
+// with an error naming the step, before anything of that step is recorded;
+// every record written before it encodes.
+func TestDiverged(t *testing.T) {
+	set := tokenSet(t)
+	for name, f := range map[string]func(c *Config){
+		"lr 1e308":   func(c *Config) { c.LR, c.MinLR, c.Clip = 1e308, 0, 0 },
+		"eps 1e-320": func(c *Config) { c.Eps = 1e-320 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := tinyRun(set)
+			cfg.EST, cfg.Schedule, cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = "off", nil, 6, 0, 0
+			f(&cfg)
+			run := filepath.Join(t.TempDir(), "run")
+			_, err := Run(context.Background(), cpu.New(), cfg, run, Options{})
+			re := regexp.MustCompile(`(loss|gradient norm|val loss) is (NaN|[+-]Inf) at step (\d+): the run diverged`)
+			mm := re.FindStringSubmatch(fmt.Sprint(err))
+			if mm == nil || !strings.Contains(err.Error(), "--lr") {
+				t.Fatalf("diverged run: %v", err)
+			}
+			step, _ := strconv.Atoi(mm[3])
+			recs := records(t, filepath.Join(run, "metrics.jsonl"))
+			if len(recs) != step {
+				t.Fatalf("%d records, the error names step %d", len(recs), step)
+			}
+		})
 	}
 }

@@ -1,7 +1,9 @@
 package train
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"log/slog"
 	"time"
 
@@ -339,6 +341,12 @@ func (s *Session) Record(r *StepResult) error {
 	if rec.Step != st.Step {
 		return fmt.Errorf("train: step %d recorded after %d steps", rec.Step, st.Step)
 	}
+	if err := diverged("loss", rec.Loss, rec.Step); err != nil { // before anything of the step is recorded
+		return err
+	}
+	if err := diverged("gradient norm", rec.GradNorm, rec.Step); err != nil {
+		return err
+	}
 	for _, sel := range r.Draws {
 		st.count(rec.Stage, rec.Rates, sel, cfg)
 	}
@@ -366,6 +374,9 @@ func (s *Session) Record(r *StepResult) error {
 		if err != nil {
 			return err
 		}
+		if err := diverged("val loss", v, rec.Step); err != nil {
+			return err
+		}
 		rec.ValLoss = v
 	}
 	if err := appendJSON(s.rd.metrics, rec); err != nil {
@@ -386,6 +397,19 @@ func (s *Session) Record(r *StepResult) error {
 		return s.rd.checkpoint(s.Model, st, cfg.KeepCheckpoints)
 	}
 	return nil
+}
+
+// ErrDiverged marks a run whose loss or gradient norm is no longer a
+// finite number: nothing of that step is recorded.
+var ErrDiverged = errors.New("the run diverged")
+
+// diverged refuses a value of a step that is not finite, which JSON
+// cannot hold and which no later step recovers from.
+func diverged(what string, v float64, step int) error {
+	if !math.IsNaN(v) && !math.IsInf(v, 0) {
+		return nil
+	}
+	return fmt.Errorf("train: %s is %v at step %d: %w; lower --lr (or raise --eps, or turn on --clip); the records and checkpoints stop at the step before", what, v, step, ErrDiverged)
 }
 
 // Finish writes stages.json and the loss plot (on the writing rank) and
