@@ -3,8 +3,8 @@ package train
 import (
 	"errors"
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/estkit/estkit/kernels"
