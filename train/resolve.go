@@ -203,9 +203,9 @@ func Resolve(set []Setting) (Config, error) {
 	var raw []byte
 	keys := map[string]bool{}
 	if file != "" {
-		b, err := os.ReadFile(file)
+		b, err := readConfigFile(file)
 		if err != nil {
-			return Config{}, fmt.Errorf("train: --config: %w", err)
+			return Config{}, err
 		}
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(b, &top); err != nil {
@@ -346,6 +346,18 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 	return cfg, nil
 }
 
+// readConfigFile reads a --config file.
+func readConfigFile(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("train: --config: %w", err)
+	}
+	return b, nil
+}
+
+// jsonError is a decoding error as the user can act on it.
+func jsonError(err error) error { return err }
+
 func settingError(s Setting, err error) error {
 	if errors.Is(err, ErrConfig) {
 		return fmt.Errorf("train: --%s %s: %w", s.Name, s.Value, err)
@@ -416,14 +428,16 @@ func ResolveResume(dir string, set []Setting) (Config, error) {
 	} else if r != nil {
 		r.apply(&cfg)
 	}
-	var refused []string
+	refused, err := changedSettings(&cfg, set)
+	if err != nil {
+		return Config{}, err
+	}
 	for _, s := range set {
 		o, err := option(s.Name)
 		if err != nil {
 			return Config{}, err
 		}
 		if !o.Resume {
-			refused = append(refused, "--"+s.Name)
 			continue
 		}
 		if err := o.apply(&cfg, s.Value); err != nil {
@@ -447,6 +461,167 @@ func ResolveResume(dir string, set []Setting) (Config, error) {
 		return Config{}, fmt.Errorf("%w (resuming %s)", err, dir)
 	}
 	return cfg, nil
+}
+
+// changedSettings names the settings of set that --resume cannot change
+// whose resolved value differs from the run's cfg: each is applied to a
+// copy of cfg and the config.json keys it sets compared, so that the
+// command that started the run, given again with --resume, is accepted.
+func changedSettings(cfg *Config, set []Setting) ([]string, error) {
+	var refused []string
+	var data []Data
+	dataGiven, dataAt := false, 0
+	for _, s := range set {
+		o, err := option(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		if o.Resume {
+			continue
+		}
+		x := *cfg
+		var keys []string
+		switch s.Name {
+		case optPreset:
+			p, ok := Presets[s.Value]
+			if !ok || p != cfg.Model {
+				refused = append(refused, "--"+s.Name)
+			}
+			continue
+		case optData:
+			d, err := ParseData(s.Value)
+			if err != nil {
+				return nil, err
+			}
+			if !dataGiven {
+				dataAt = len(refused) // named in the order given
+			}
+			data, dataGiven = append(data, d), true
+			continue
+		case optConfig:
+			if keys, err = applyConfigFile(&x, s.Value); err != nil {
+				return nil, err
+			}
+		case "est-stages", "est-rates":
+			var stages, rates string
+			for _, t := range set {
+				switch t.Name {
+				case "est-stages":
+					stages = t.Value
+				case "est-rates":
+					rates = t.Value
+				}
+			}
+			sch, err := ParseSchedule(stages, rates)
+			if err != nil {
+				return nil, fmt.Errorf("%w (--est-stages %q --est-rates %q; %w)", err, stages, rates, ErrConfig)
+			}
+			x.EST, x.Schedule, keys = "custom", &sch, []string{"est", "schedule"}
+		default:
+			if err := o.apply(&x, s.Value); err != nil {
+				return nil, settingError(s, err)
+			}
+			keys = []string{o.key}
+			if s.Name == "est" {
+				keys = []string{"est"} // the schedule follows from it and the steps
+			}
+		}
+		if diff := differ(cfg, &x, keys); len(diff) > 0 {
+			what := "--" + s.Name
+			if s.Name == optConfig {
+				sort.Strings(diff)
+				what += " " + s.Value + " (its " + strings.Join(diff, ", ") + ")"
+			}
+			refused = append(refused, what)
+		}
+	}
+	if dataGiven {
+		if err := absData(data); err != nil {
+			return nil, err
+		}
+		same := len(data) == len(cfg.Data)
+		for i := 0; same && i < len(data); i++ {
+			dir := cfg.Data[i].Dir
+			if !store.IsURL(dir) {
+				dir, _ = filepath.Abs(dir) // a run from before dirs were recorded absolute
+			}
+			same = data[i].Dir == dir && data[i].Weight == cfg.Data[i].Weight
+		}
+		if !same {
+			refused = slices.Insert(refused, dataAt, "--"+optData)
+		}
+	}
+	return refused, nil
+}
+
+// applyConfigFile decodes the --config file over x as Resolve does and
+// returns the config.json keys it gives, but those --resume may change
+// (which the flags, not the file, give on a resume).
+func applyConfigFile(x *Config, file string) ([]string, error) {
+	b, err := readConfigFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(err))
+	}
+	delete(top, "format")
+	delete(top, "version")
+	var keys []string
+	for k := range top {
+		switch k = strings.ToLower(k); k {
+		case "steps", "eval_every", "eval_batches", "checkpoint_every", "keep_checkpoints", "ranks", "global_batch", "horizon":
+			delete(top, k)
+		default:
+			keys = append(keys, k)
+		}
+	}
+	rest, err := json.Marshal(top)
+	if err != nil {
+		return nil, fmt.Errorf("train: %s: %w", file, err)
+	}
+	if err := x.UnmarshalJSON(rest); err != nil {
+		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(err))
+	}
+	if _, ok := top["model"]; !ok && x.Preset != "" {
+		if p, ok := Presets[x.Preset]; ok {
+			x.Model = p
+			keys = append(keys, "model")
+		}
+	}
+	if err := absData(x.Data); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// differ names the keys whose config.json values differ between a and b;
+// a data set's key is not compared (b's are not yet read).
+func differ(a, b *Config, keys []string) []string {
+	fa, fb := fields(a), fields(b)
+	var d []string
+	for _, k := range keys {
+		if string(fa[k]) != string(fb[k]) {
+			d = append(d, k)
+		}
+	}
+	return d
+}
+
+// fields is c's config.json encoding by key, its data without keys.
+func fields(c *Config) map[string]json.RawMessage {
+	x := *c
+	x.Data = slices.Clone(c.Data)
+	for i := range x.Data {
+		x.Data[i].Key = ""
+	}
+	b, _, err := x.encode()
+	var m map[string]json.RawMessage
+	if err == nil {
+		json.Unmarshal(b, &m)
+	}
+	return m
 }
 
 // Resumable are the settings a resume may change. config.json keeps the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -144,5 +145,58 @@ func TestDiverged(t *testing.T) {
 				t.Fatalf("%d records, the error names step %d", len(recs), step)
 			}
 		})
+	}
+}
+
+// TestResumeSameSettings: the command that started a run, given again
+// with --resume, resumes it: a setting --resume cannot change is refused
+// only when its value differs from the run's, and then by name.
+func TestResumeSameSettings(t *testing.T) {
+	set := tokenSet(t)
+	t.Chdir(filepath.Dir(set))
+	file := writeFile(t, "c.json", `{"model": {"arch": "gpt2", "vocab": 50257, "padded": 50304, "layers": 1, "heads": 2, "channels": 16, "max_t": 16}, "lr": 1e-3, "steps": 2}`)
+	orig := []string{"config", file, "data", "tok", "batch", "2", "seq", "16", "est", "off", "lr", "1e-3", "eval-batches", "1", "layer-mode", "fixed"}
+	var set0 []Setting
+	for i := 0; i < len(orig); i += 2 {
+		set0 = append(set0, Setting{Name: orig[i], Value: orig[i+1]})
+	}
+	cfg, err := Resolve(set0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	again := append(slices.Clone(set0), Setting{Name: "steps", Value: "3"})
+	again[1] = Setting{Name: "data", Value: "./tok"} // another spelling of the same set
+	rc, err := ResolveResume(run, again)
+	if err != nil {
+		t.Fatalf("the same command with --resume: %v", err)
+	}
+	if rc.Steps != 3 {
+		t.Fatalf("steps %d after --steps 3", rc.Steps)
+	}
+	if _, err := Run(context.Background(), cpu.New(), rc, run, Options{Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, value string }{{"batch", "4"}, {"lr", "2e-3"}, {"data", "tok:2"}, {"est", "est-gpt2"}, {"preset", "gpt2-tiny"}} {
+		given := slices.Clone(set0)
+		if i := slices.IndexFunc(given, func(s Setting) bool { return s.Name == c.name }); i >= 0 {
+			given[i].Value = c.value
+		} else {
+			given = append(given, Setting{Name: c.name, Value: c.value})
+		}
+		_, err := ResolveResume(run, given)
+		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "--"+c.name+" ") {
+			t.Fatalf("--resume --%s %s: %v", c.name, c.value, err)
+		}
+		if c.name != "batch" && strings.Contains(err.Error(), "--batch") {
+			t.Fatalf("--resume --%s %s names --batch, which is unchanged: %v", c.name, c.value, err)
+		}
+	}
+	other := writeFile(t, "d.json", `{"lr": 5e-3}`)
+	if _, err := ResolveResume(run, []Setting{{Name: "config", Value: other}}); err == nil || !strings.Contains(err.Error(), "lr") {
+		t.Fatalf("--resume --config with another lr: %v", err)
 	}
 }

@@ -71,7 +71,8 @@ uninterrupted run would have. It accepts --steps (to extend a run: the
 learning-rate schedule and the EST stages keep the horizon the run started
 with, so steps past it train at min-lr in the last stage), --eval-every,
 --eval-batches, --checkpoint-every and --keep-checkpoints; any other setting
-is refused by name. A new run needs --out empty or new;
+is refused by name when its value differs from the run's (so the command that
+started the run, given again with --resume, resumes it). A new run needs --out empty or new;
 --overwrite deletes the run there first (and never a directory holding
 anything else).
 
