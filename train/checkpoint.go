@@ -449,7 +449,7 @@ func pruneCheckpoints(run string, current, keep int, id string) error {
 	}
 	sort.Sort(sort.Reverse(sort.IntSlice(older)))
 	for _, step := range older[min(len(older), max(keep-1, 0)):] {
-		if err := os.RemoveAll(filepath.Join(base, stepName(step))); err != nil {
+		if err := removeOwn(filepath.Join(base, stepName(step))); err != nil { // a file of the user's in it stays
 			return fmt.Errorf("train: %w", err)
 		}
 	}

@@ -200,3 +200,67 @@ func TestResumeSameSettings(t *testing.T) {
 		t.Fatalf("--resume --config with another lr: %v", err)
 	}
 }
+
+// TestUserFilesInRun: files of the user's in a run directory (a log the
+// user appends to, a note in a checkpoint) are tolerated by --resume and
+// left by --overwrite, byte for byte; a run or set inside a run directory
+// is refused, naming the run.
+func TestUserFilesInRun(t *testing.T) {
+	set := tokenSet(t)
+	run := filepath.Join(t.TempDir(), "run")
+	cfg := tinyRun(set)
+	cfg.Steps, cfg.EST, cfg.Schedule = 3, "off", nil
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	user := map[string]string{"train.log": "step 1 ...\n", filepath.Join(ckptDir, "step-00000003", "notes.txt"): "good one\n", filepath.Join(ckptDir, "mine"): "x"}
+	for name, text := range user {
+		if err := os.WriteFile(filepath.Join(run, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		for name, text := range user {
+			if b, err := os.ReadFile(filepath.Join(run, name)); err != nil || string(b) != text {
+				t.Fatalf("%s: the user's %s changed or vanished: %q %v", what, name, b, err)
+			}
+		}
+	}
+	rc, err := ResolveResume(run, []Setting{{Name: "steps", Value: "4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cpu.New(), rc, run, Options{Resume: true}); err != nil {
+		t.Fatalf("resume beside the user's files: %v", err)
+	}
+	check("resume")
+	short := tinyRun(set)
+	short.Steps, short.EST, short.Schedule, short.Seed = 2, "off", nil, 9
+	if _, err := Run(context.Background(), cpu.New(), short, run, Options{Overwrite: true}); err != nil {
+		t.Fatalf("overwrite beside the user's files: %v", err)
+	}
+	check("overwrite")
+	if name := checkLatest(t, run); name != "step-00000002" {
+		t.Fatalf("latest %s after the overwrite", name)
+	}
+	if _, err := os.Stat(filepath.Join(run, ckptDir, "step-00000004")); err == nil {
+		t.Fatal("the replaced run's step-00000004 is left")
+	}
+	for _, inner := range []string{filepath.Join(run, ckptDir, "inner"), filepath.Join(run, "sub", "deeper")} {
+		_, err := Run(context.Background(), cpu.New(), short, inner, Options{})
+		if err == nil || !strings.Contains(err.Error(), "inside the run directory "+run) {
+			t.Fatalf("a run in %s: %v", inner, err)
+		}
+		if _, err := os.Stat(inner); err == nil {
+			t.Fatalf("%s was created", inner)
+		}
+		if r, ok := EnclosingRun(inner); !ok || r != run {
+			t.Fatalf("EnclosingRun(%s) = %s %v", inner, r, ok)
+		}
+	}
+	if _, ok := EnclosingRun(filepath.Dir(run)); ok {
+		t.Fatal("the run's parent is inside a run")
+	}
+}
+
