@@ -263,4 +263,3 @@ func TestUserFilesInRun(t *testing.T) {
 		t.Fatal("the run's parent is inside a run")
 	}
 }
-
