@@ -263,3 +263,48 @@ func TestUserFilesInRun(t *testing.T) {
 		t.Fatal("the run's parent is inside a run")
 	}
 }
+
+// TestLoadRunPruned: a checkpoint pruned while LoadRun reads it (a run
+// writing its next checkpoint) is not an error: LoadRun reads the new
+// latest.
+func TestLoadRunPruned(t *testing.T) {
+	set := tokenSet(t)
+	run := filepath.Join(t.TempDir(), "run")
+	cfg := tinyRun(set)
+	cfg.Steps, cfg.EST, cfg.Schedule, cfg.CheckpointEvery, cfg.KeepCheckpoints = 4, "off", nil, 1, 2
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(run, ckptDir)
+	if err := os.WriteFile(filepath.Join(base, latestName), []byte("step-00000003"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	loadRunHook = func(dir string) {
+		calls++
+		if calls == 1 { // the run moves on: latest names step 4, step 3 is pruned
+			if err := os.WriteFile(filepath.Join(base, latestName), []byte("step-00000004"), 0o644); err != nil {
+				t.Error(err)
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer func() { loadRunHook = nil }()
+	m, _, err := LoadRun(cpu.New(), run)
+	if err != nil {
+		t.Fatalf("LoadRun while its checkpoint was pruned: %v", err)
+	}
+	want, _, err := LoadRun(cpu.New(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := m.Config().NumParams()
+	a, b := make([]float32, n), make([]float32, n)
+	m.Ops().Download(a, m.Params())
+	want.Ops().Download(b, want.Params())
+	if !slices.Equal(a, b) {
+		t.Fatal("LoadRun's weights are not step 4's")
+	}
+}
