@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -346,11 +347,29 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 	return cfg, nil
 }
 
-// readConfigFile reads a --config file.
+// maxConfigFile caps a --config file's size: a configuration is a few
+// kilobytes, and a mistaken path (a corpus, a device) must not be read
+// whole.
+const maxConfigFile = 1 << 20
+
+// readConfigFile reads a --config file: a regular file (a FIFO would
+// block the open, a device read without end) of at most maxConfigFile
+// bytes.
 func readConfigFile(file string) ([]byte, error) {
-	b, err := os.ReadFile(file)
+	if err := regularFile(file); err != nil {
+		return nil, fmt.Errorf("train: %w: --config: %w", ErrConfig, err)
+	}
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("train: --config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("train: --config: %s: %w", file, err)
+	}
+	if len(b) > maxConfigFile {
+		return nil, fmt.Errorf("train: %w: --config: %s is larger than %d bytes (1 MiB): not a configuration file", ErrConfig, file, maxConfigFile)
 	}
 	return b, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"time"
 
 	"github.com/estkit/estkit/kernels"
@@ -86,6 +87,13 @@ func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session
 	}
 	if err := checkCheckpointOptions(&cfg); err != nil {
 		return nil, err
+	}
+	if cfg.InitFrom != "" { // up front: a FIFO or device would block or read without end
+		if st, err := os.Stat(cfg.InitFrom); err != nil {
+			return nil, fmt.Errorf("train: --init-from: %w", err)
+		} else if !st.IsDir() && !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("train: --init-from: %s is not a regular file or a directory (%s): give a model directory or a safetensors file", cfg.InitFrom, st.Mode().Type())
+		}
 	}
 	if err := pinData(cfg.Data); err != nil { // the keys are part of config.json
 		return nil, err
