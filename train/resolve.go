@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -210,7 +212,7 @@ func Resolve(set []Setting) (Config, error) {
 		}
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(b, &top); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(b, err))
 		}
 		if top == nil {
 			return Config{}, fmt.Errorf("train: %w: %s: want a JSON object", ErrConfig, file)
@@ -308,7 +310,7 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 	}
 	if raw != nil {
 		if err := json.Unmarshal(raw, &fileCfg); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(raw, err))
 		}
 	}
 	var model ModelConfig
@@ -318,7 +320,7 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 			return Config{}, fmt.Errorf("train: %w: --preset %s and the model of %s both give the shape: give one", ErrConfig, preset, file)
 		}
 		if err := strictDecode(fileCfg.Model, &model); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: model: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: model: %w", ErrConfig, file, jsonError(nil, err))
 		}
 		name = fileCfg.Preset
 		if p, ok := Presets[name]; !ok || p != model {
@@ -340,7 +342,7 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 	cfg := Recipe(model)
 	if raw != nil {
 		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(raw, err))
 		}
 	}
 	cfg.Model, cfg.Preset = model, name
@@ -374,8 +376,44 @@ func readConfigFile(file string) ([]byte, error) {
 	return b, nil
 }
 
-// jsonError is a decoding error as the user can act on it.
-func jsonError(err error) error { return err }
+// jsonError is a decoding error of the JSON b (nil: unknown) as the user
+// can act on it: the key by its JSON name (not Go's "struct field
+// plain.lr") and where a syntax error is, by line and column.
+func jsonError(b []byte, err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		want := te.Type.Kind().String()
+		switch k := te.Type.Kind(); {
+		case k >= reflect.Int && k <= reflect.Float64:
+			want = "number"
+		case k == reflect.Struct || k == reflect.Map:
+			want = "object"
+		case k == reflect.Slice:
+			want = "array"
+		}
+		if te.Field == "" {
+			return fmt.Errorf("a JSON %s where a %s belongs%s", te.Value, want, where(b, te.Offset))
+		}
+		return fmt.Errorf("key %q: a JSON %s where a %s belongs%s", te.Field, te.Value, want, where(b, te.Offset))
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid JSON%s: %s", where(b, se.Offset), strings.TrimPrefix(se.Error(), "json: "))
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// where is " at line L, column C" of the byte offset off in b, or " at
+// byte off" when b is not known.
+func where(b []byte, off int64) string {
+	if b == nil || off <= 0 || off > int64(len(b)) {
+		return fmt.Sprintf(" at byte %d", off)
+	}
+	head := b[:off]
+	line := 1 + bytes.Count(head, []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(head, '\n'))
+	return fmt.Sprintf(" at line %d, column %d", line, col)
+}
 
 func settingError(s Setting, err error) error {
 	if errors.Is(err, ErrConfig) {
@@ -583,7 +621,7 @@ func applyConfigFile(x *Config, file string) ([]string, error) {
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(b, &top); err != nil {
-		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(err))
+		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(b, err))
 	}
 	delete(top, "format")
 	delete(top, "version")
@@ -601,7 +639,7 @@ func applyConfigFile(x *Config, file string) ([]string, error) {
 		return nil, fmt.Errorf("train: %s: %w", file, err)
 	}
 	if err := x.UnmarshalJSON(rest); err != nil {
-		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(err))
+		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(nil, err))
 	}
 	if _, ok := top["model"]; !ok && x.Preset != "" {
 		if p, ok := Presets[x.Preset]; ok {

@@ -308,3 +308,54 @@ func TestLoadRunPruned(t *testing.T) {
 		t.Fatal("LoadRun's weights are not step 4's")
 	}
 }
+
+// TestMessagesUseJSONKeys: configuration errors name the JSON keys a user
+// writes, never Go's names for them.
+func TestMessagesUseJSONKeys(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{`{"lr": "fast"}`, `"lr"`},
+		{`{"sampler": {"group": "x"}}`, `"sampler.group"`},
+		{`{"model": {"arch": "gpt2", "vocab": 0, "padded": 64, "layers": 1, "heads": 1, "channels": 8, "max_t": 8}}`, "model.vocab"},
+		{`{"model": {"arch": "gpt2", "vocab": 100, "padded": 64, "layers": 1, "heads": 1, "channels": 8, "max_t": 8}}`, "model.padded"},
+		{`{"model": {"arch": "llama", "vocab": 100, "padded": 128, "layers": 1, "heads": 2, "kv_heads": 1, "channels": 8, "ff": 8, "max_t": 8, "rope_theta": -1, "norm_eps": 1e-5}}`, "model.rope_theta"},
+		{`{"lr": 1e-3,}`, "line 1, column"},
+	} {
+		_, err := resolve(t, "config", writeFile(t, "c.json", c.text), "data", "d")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v (want it to name %s)", c.text, err, c.want)
+			continue
+		}
+		for _, goName := range []string{"Go struct", "plain", "{Arch:", "RopeTheta", "Vocab:"} {
+			if strings.Contains(err.Error(), goName) {
+				t.Errorf("%s: %v (names Go's %q)", c.text, err, goName)
+			}
+		}
+	}
+}
+
+// TestLatestMessages: a missing checkpoints/latest beside complete
+// checkpoints is said so, naming the newest; a latest with surrounding
+// whitespace (an editor's newline) is read.
+func TestLatestMessages(t *testing.T) {
+	set := tokenSet(t)
+	run := filepath.Join(t.TempDir(), "run")
+	cfg := tinyRun(set)
+	cfg.Steps, cfg.EST, cfg.Schedule, cfg.CheckpointEvery = 4, "off", nil, 2
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	latest := filepath.Join(run, ckptDir, latestName)
+	if err := os.WriteFile(latest, []byte("step-00000004\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadRun(cpu.New(), run); err != nil {
+		t.Fatalf("latest with a newline: %v", err)
+	}
+	if err := os.Remove(latest); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := LoadRun(cpu.New(), run)
+	if err == nil || !strings.Contains(err.Error(), latest) || !strings.Contains(err.Error(), "missing") || !strings.Contains(err.Error(), "step-00000004") {
+		t.Fatalf("latest missing: %v", err)
+	}
+}

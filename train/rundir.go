@@ -171,7 +171,7 @@ func readRunConfig(run string) (*Config, []byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return nil, nil, fmt.Errorf("train: %s: %w", path, err)
+		return nil, nil, fmt.Errorf("train: %s: %w", path, jsonError(b, err))
 	}
 	cfg := f.Config
 	cfg.Defaults()
