@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/kernels"
@@ -416,14 +417,38 @@ func latestCheckpoint(run string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
+			if newest := newestCheckpoint(run); newest != "" {
+				return "", fmt.Errorf("train: %s is missing, but the run holds complete checkpoints, the newest %s: restore latest to name it (printf %s > %s)", path, newest, newest, path)
+			}
 			return "", fmt.Errorf("train: %s has no checkpoint to resume from", run)
 		}
 		return "", fmt.Errorf("train: %w", err)
 	}
-	if _, ok := parseStepName(string(b)); !ok {
+	name := strings.TrimSpace(string(b)) // an editor's newline is no corruption
+	if _, ok := parseStepName(name); !ok {
 		return "", fmt.Errorf("train: %s: %w: %q is not a checkpoint's name", path, ErrCorrupt, b)
 	}
-	return filepath.Join(run, ckptDir, string(b)), nil
+	return filepath.Join(run, ckptDir, name), nil
+}
+
+// newestCheckpoint is the name of run's newest checkpoint whose manifest
+// reads, or "".
+func newestCheckpoint(run string) string {
+	ents, err := os.ReadDir(filepath.Join(run, ckptDir))
+	if err != nil {
+		return ""
+	}
+	best, newest := -1, ""
+	for _, e := range ents {
+		step, ok := parseStepName(e.Name())
+		if !ok || !e.IsDir() || step <= best {
+			continue
+		}
+		if m, err := readManifest(filepath.Join(run, ckptDir, e.Name())); err == nil && m.Step == step {
+			best, newest = step, e.Name()
+		}
+	}
+	return newest
 }
 
 // pruneCheckpoints keeps the newest keep checkpoints of the run named id
@@ -449,7 +474,7 @@ func pruneCheckpoints(run string, current, keep int, id string) error {
 	}
 	sort.Sort(sort.Reverse(sort.IntSlice(older)))
 	for _, step := range older[min(len(older), max(keep-1, 0)):] {
-		if err := os.RemoveAll(filepath.Join(base, stepName(step))); err != nil {
+		if err := removeOwn(filepath.Join(base, stepName(step))); err != nil { // a file of the user's in it stays
 			return fmt.Errorf("train: %w", err)
 		}
 	}

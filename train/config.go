@@ -20,9 +20,16 @@ import (
 var ErrConfig = errors.New("invalid configuration")
 
 // Data is one token shard set of the mixture and its weight.
+//
+// Dir is the set's absolute path (or s3:// URL) and Key its manifest's key
+// when the run started: eval, sample and resume open the set at Dir and
+// refuse it when its key is no longer Key (rebuilt with other options, or
+// replaced). A configuration written before keys were recorded has none:
+// its sets are opened unchecked by key (docs/FORMATS.md).
 type Data struct {
 	Dir    string  `json:"dir"`
 	Weight float64 `json:"weight"`
+	Key    string  `json:"key,omitempty"`
 }
 
 // UnmarshalJSON decodes a data entry strictly; a missing weight is 1.
@@ -373,21 +380,26 @@ func (c *Config) Check() error {
 // nothing downstream multiplies into an overflow.
 func (c *Config) checkModel() error {
 	m := c.Model
+	// Named by their config.json keys (model.vocab), as the user wrote them.
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"Vocab", m.Vocab}, {"Padded", m.Padded}, {"Layers", m.Layers}, {"Heads", m.Heads}, {"KVHeads", m.KVHeads},
-		{"Channels", m.Channels}, {"FF", m.FF}, {"MaxT", m.MaxT}} {
-		if v.n < 0 || v.n > maxSize {
-			return fmt.Errorf("train: %w: model %s = %d: want 0 to %d", ErrConfig, v.name, v.n, maxSize)
+		min  int
+	}{{"vocab", m.Vocab, 1}, {"padded", m.Padded, 1}, {"layers", m.Layers, 1}, {"heads", m.Heads, 1}, {"kv_heads", m.KVHeads, 0},
+		{"channels", m.Channels, 1}, {"ff", m.FF, 0}, {"max_t", m.MaxT, 1}} {
+		if v.n < v.min || v.n > maxSize {
+			return fmt.Errorf("train: %w: model.%s = %d: want %d to %d", ErrConfig, v.name, v.n, v.min, maxSize)
 		}
+	}
+	if m.Padded < m.Vocab {
+		return fmt.Errorf("train: %w: model.padded = %d: want at least model.vocab = %d", ErrConfig, m.Padded, m.Vocab)
 	}
 	for _, v := range []struct {
 		name string
 		x    float64
-	}{{"RopeTheta", m.RopeTheta}, {"NormEps", m.NormEps}} {
+	}{{"rope_theta", m.RopeTheta}, {"norm_eps", m.NormEps}} {
 		if math.IsNaN(v.x) || math.IsInf(v.x, 0) || v.x < 0 {
-			return fmt.Errorf("train: %w: model %s = %v: want a finite number", ErrConfig, v.name, v.x)
+			return fmt.Errorf("train: %w: model.%s = %v: want a finite number, 0 or more", ErrConfig, v.name, v.x)
 		}
 	}
 	if err := m.Check(); err != nil {

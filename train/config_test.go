@@ -83,13 +83,13 @@ func TestResolvePrecedence(t *testing.T) {
 		t.Errorf("lr %g min %g decay %s warmup %d (want the file's lr, a tenth of it, Llama's cosine)", cfg.LR, cfg.MinLR, cfg.Decay, cfg.Warmup)
 	case cfg.Clip != 0:
 		t.Errorf("--clip 0 over the file's 0.5: %g", cfg.Clip)
-	case len(cfg.Data) != 1 || cfg.Data[0] != (Data{"c", 2}):
+	case len(cfg.Data) != 1 || cfg.Data[0] != absEntry(t, "c", 2):
 		t.Errorf("data %v (the flags' mixture replaces the file's)", cfg.Data)
 	case cfg.Schedule == nil || cfg.Schedule.Ends[2] != 50:
 		t.Errorf("est-gpt2 from the file: schedule %v (want the preset scaled to 50 steps)", cfg.Schedule)
 	}
 	cfg, err = resolve(t, "config", file)
-	if err != nil || cfg.Data[0] != (Data{"a", 1}) || cfg.Data[1] != (Data{"b", 3}) || cfg.Decay != DecayLinear || cfg.Preset != "gpt2-tiny" {
+	if err != nil || cfg.Data[0] != absEntry(t, "a", 1) || cfg.Data[1] != absEntry(t, "b", 3) || cfg.Decay != DecayLinear || cfg.Preset != "gpt2-tiny" {
 		t.Errorf("file only: %+v %v", cfg, err)
 	}
 	llama := writeFile(t, "l.json", `{"preset": "x", "model": {"Arch": "llama", "Vocab": 100, "Padded": 128, "Layers": 2, "Heads": 2, "KVHeads": 1, "Channels": 16, "FF": 40, "MaxT": 32, "RopeTheta": 10000, "NormEps": 1e-5}, "min_lr": 0}`)
@@ -130,7 +130,7 @@ func TestResolvePrecedence(t *testing.T) {
 			t.Errorf("--data %q: %v", d, err)
 		}
 	}
-	if cfg, err := resolve(t, "data", "a:b:0.5"); err != nil || cfg.Data[0] != (Data{"a:b", 0.5}) {
+	if cfg, err := resolve(t, "data", "a:b:0.5"); err != nil || cfg.Data[0] != absEntry(t, "a:b", 0.5) {
 		t.Errorf("--data a:b:0.5: %v %v", cfg.Data, err)
 	}
 	if _, err := resolve(t, "data", "d", "est", "est-gpt2", "est-stages", "1,2", "est-rates", "1:1:1,1:1:1"); !errors.Is(err, ErrConfig) {
@@ -144,7 +144,7 @@ func TestResolvePrecedence(t *testing.T) {
 func TestResolveFileFields(t *testing.T) {
 	s := ESTPresets["est-tinyllama"].Scaled(40)
 	want := Recipe(Presets["llama-tiny"])
-	want.Preset, want.Data = "llama-tiny", []Data{{"a", 0.25}, {"b", 0.75}}
+	want.Preset, want.Data = "llama-tiny", []Data{absEntry(t, "a", 0.25), absEntry(t, "b", 0.75)}
 	want.Steps, want.Batch, want.Seq, want.Accum, want.Seed, want.Order, want.InitFrom = 40, 3, 17, 2, 9, "sequential", "hf.safetensors"
 	want.LR, want.MinLR, want.Warmup, want.Decay = 2e-4, 0, 5, DecayLinear
 	want.Beta1, want.Beta2, want.Eps, want.WeightDecay, want.Clip = 0, 0.5, 1e-6, 0, 0
@@ -304,7 +304,7 @@ func TestEstimateMemory(t *testing.T) {
 // resolution panic, and whatever resolves passes Check and encodes.
 func FuzzResolveConfig(f *testing.F) {
 	good := Recipe(Presets["gpt2-tiny"])
-	good.Data = []Data{{"d", 1}}
+	good.Data = []Data{{Dir: "/d", Weight: 1}}
 	b, _, _ := good.encode()
 	f.Add(string(b))
 	f.Add(`{"est": "est-gpt2"}`)
@@ -346,4 +346,14 @@ func mustEncode(t *testing.T, c *Config) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// absEntry is the data entry Resolve records for dir: its absolute path.
+func absEntry(t testing.TB, dir string, w float64) Data {
+	t.Helper()
+	a, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Data{Dir: a, Weight: w}
 }

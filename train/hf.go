@@ -61,6 +61,9 @@ func openHF(path string) (*hfCheckpoint, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if !st.IsDir() && !st.Mode().IsRegular() {
+		return nil, "", fmt.Errorf("%s is not a regular file or a directory (%s): give a model directory or a safetensors file", path, st.Mode().Type())
+	}
 	dir, file := filepath.Dir(path), path
 	if st.IsDir() {
 		dir = path
@@ -90,6 +93,20 @@ func openHF(path string) (*hfCheckpoint, string, error) {
 	return h, cfg, nil
 }
 
+// regularFile refuses a path that is not a regular file (following
+// links) before it is opened: opening a FIFO blocks, and a device such as
+// /dev/zero reads without end.
+func regularFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	return nil
+}
+
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -98,6 +115,9 @@ func exists(path string) bool {
 // add opens one safetensors file and adds its tensors; a tensor another
 // file holds too is an error naming both.
 func (h *hfCheckpoint) add(path string) error {
+	if err := regularFile(path); err != nil { // a device or a FIFO would be read without end
+		return err
+	}
 	s, err := openSafetensors(path)
 	if err != nil {
 		return err
@@ -116,6 +136,9 @@ func (h *hfCheckpoint) add(path string) error {
 // must be a file beside the index, and each tensor of weight_map must be
 // in the shard it names.
 func (h *hfCheckpoint) openIndex(path string) error {
+	if err := regularFile(path); err != nil {
+		return err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -214,6 +237,9 @@ type hfField struct {
 // checkHFConfig checks a config.json against the model's shape: its class
 // and every shape field the family lists; a mismatch names the field.
 func checkHFConfig(path string, c ModelConfig, f *Family) error {
+	if err := regularFile(path); err != nil {
+		return err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"sort"
 
 	"github.com/estkit/estkit/kernels"
@@ -14,19 +15,59 @@ import (
 // parameters, after checking config.json (estkit's, and the one the
 // checkpoint was written under) and every file of the checkpoint against
 // the hashes its manifest records (ErrCorrupt, naming the file).
+//
+// A run training beside it may prune the checkpoint LoadRun is reading:
+// when reading fails and checkpoints/latest no longer names that
+// checkpoint, LoadRun reads the new latest, up to loadRetries times.
 func LoadRun(ops kernels.Ops, run string) (Model, *Config, error) {
+	var prev string
+	for range loadRetries {
+		m, cfg, dir, err := loadRun(ops, run)
+		if err == nil {
+			return m, cfg, nil
+		}
+		if dir == "" {
+			return nil, nil, err
+		}
+		now, lerr := latestCheckpoint(run)
+		if lerr != nil || now == dir { // not pruned under it: the error is the checkpoint's
+			return nil, nil, err
+		}
+		prev = dir
+	}
+	return nil, nil, fmt.Errorf("train: %s: the latest checkpoint changed %d times while it was read (last %s): a run is writing checkpoints faster than they can be read; try again, or raise its --checkpoint-every", run, loadRetries, filepath.Base(prev))
+}
+
+// loadRetries bounds LoadRun's rereads of a run whose checkpoints move on.
+const loadRetries = 8
+
+// loadRunHook, when set (by tests), runs once LoadRun has checked a
+// checkpoint and before it reads the tensors, so that a test can prune it
+// there as a concurrent run would.
+var loadRunHook func(dir string)
+
+// loadRun reads run's latest checkpoint; dir is the checkpoint it read
+// (empty when the failure came before one was named).
+func loadRun(ops kernels.Ops, run string) (_ Model, _ *Config, dir string, _ error) {
+	dir, err := latestCheckpoint(run)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	c, err := openCheckpoint(run)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, dir, err
+	}
+	if loadRunHook != nil {
+		loadRunHook(c.dir)
 	}
 	m, err := NewModel(ops, c.cfg.Model, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if err := m.LoadTensors(c.dir, false); err != nil {
-		return nil, nil, err
+		return nil, nil, c.dir, err
 	}
-	return m, c.cfg, nil
+	return m, c.cfg, "", nil
 }
 
 // Eval is the model's mean loss over up to batches batches of a split
@@ -43,7 +84,7 @@ func Eval(m Model, cfg *Config, split string, batches int) (float64, int, error)
 	if len(cfg.Data) == 0 {
 		return 0, 0, fmt.Errorf("train: %w: the run's configuration names no data", ErrConfig)
 	}
-	s, err := shards.Open(cfg.Data[0].Dir, false)
+	s, err := OpenData(cfg, 0)
 	if err != nil {
 		return 0, 0, err
 	}

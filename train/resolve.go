@@ -1,18 +1,22 @@
 package train
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/estkit/estkit/internal/store"
 	"github.com/estkit/estkit/shards"
 )
 
@@ -202,13 +206,13 @@ func Resolve(set []Setting) (Config, error) {
 	var raw []byte
 	keys := map[string]bool{}
 	if file != "" {
-		b, err := os.ReadFile(file)
+		b, err := readConfigFile(file)
 		if err != nil {
-			return Config{}, fmt.Errorf("train: --config: %w", err)
+			return Config{}, err
 		}
 		var top map[string]json.RawMessage
 		if err := json.Unmarshal(b, &top); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(b, err))
 		}
 		if top == nil {
 			return Config{}, fmt.Errorf("train: %w: %s: want a JSON object", ErrConfig, file)
@@ -277,6 +281,9 @@ func Resolve(set []Setting) (Config, error) {
 		}
 		cfg.EST, cfg.Schedule = "custom", &s
 	}
+	if err := absData(cfg.Data); err != nil {
+		return Config{}, err
+	}
 	if !keys["min_lr"] {
 		cfg.MinLR = cfg.LR / 10
 	}
@@ -303,7 +310,7 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 	}
 	if raw != nil {
 		if err := json.Unmarshal(raw, &fileCfg); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(raw, err))
 		}
 	}
 	var model ModelConfig
@@ -313,7 +320,7 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 			return Config{}, fmt.Errorf("train: %w: --preset %s and the model of %s both give the shape: give one", ErrConfig, preset, file)
 		}
 		if err := strictDecode(fileCfg.Model, &model); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: model: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: model: %w", ErrConfig, file, jsonError(nil, err))
 		}
 		name = fileCfg.Preset
 		if p, ok := Presets[name]; !ok || p != model {
@@ -335,11 +342,77 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 	cfg := Recipe(model)
 	if raw != nil {
 		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
+			return Config{}, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(raw, err))
 		}
 	}
 	cfg.Model, cfg.Preset = model, name
 	return cfg, nil
+}
+
+// maxConfigFile caps a --config file's size: a configuration is a few
+// kilobytes, and a mistaken path (a corpus, a device) must not be read
+// whole.
+const maxConfigFile = 1 << 20
+
+// readConfigFile reads a --config file: a regular file (a FIFO would
+// block the open, a device read without end) of at most maxConfigFile
+// bytes.
+func readConfigFile(file string) ([]byte, error) {
+	if err := regularFile(file); err != nil {
+		return nil, fmt.Errorf("train: %w: --config: %w", ErrConfig, err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("train: --config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("train: --config: %s: %w", file, err)
+	}
+	if len(b) > maxConfigFile {
+		return nil, fmt.Errorf("train: %w: --config: %s is larger than %d bytes (1 MiB): not a configuration file", ErrConfig, file, maxConfigFile)
+	}
+	return b, nil
+}
+
+// jsonError is a decoding error of the JSON b (nil: unknown) as the user
+// can act on it: the key by its JSON name (not Go's "struct field
+// plain.lr") and where a syntax error is, by line and column.
+func jsonError(b []byte, err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		want := te.Type.Kind().String()
+		switch k := te.Type.Kind(); {
+		case k >= reflect.Int && k <= reflect.Float64:
+			want = "number"
+		case k == reflect.Struct || k == reflect.Map:
+			want = "object"
+		case k == reflect.Slice:
+			want = "array"
+		}
+		if te.Field == "" {
+			return fmt.Errorf("a JSON %s where a %s belongs%s", te.Value, want, where(b, te.Offset))
+		}
+		return fmt.Errorf("key %q: a JSON %s where a %s belongs%s", te.Field, te.Value, want, where(b, te.Offset))
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid JSON%s: %s", where(b, se.Offset), strings.TrimPrefix(se.Error(), "json: "))
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// where is " at line L, column C" of the byte offset off in b, or " at
+// byte off" when b is not known.
+func where(b []byte, off int64) string {
+	if b == nil || off <= 0 || off > int64(len(b)) {
+		return fmt.Sprintf(" at byte %d", off)
+	}
+	head := b[:off]
+	line := 1 + bytes.Count(head, []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(head, '\n'))
+	return fmt.Sprintf(" at line %d, column %d", line, col)
 }
 
 func settingError(s Setting, err error) error {
@@ -354,7 +427,15 @@ func settingError(s Setting, err error) error {
 // mistyped weight is an error rather than a directory of that name; a
 // directory whose name holds ':' is given with its weight (DIR:1).
 func ParseData(v string) (Data, error) {
-	i := strings.LastIndexByte(v, ':')
+	// a URL's scheme ("s3://") holds a ':' that is not a weight's
+	scheme := 0
+	if store.IsURL(v) {
+		scheme = strings.Index(v, "://") + len("://")
+	}
+	i := strings.LastIndexByte(v[scheme:], ':')
+	if i >= 0 {
+		i += scheme
+	}
 	if i < 0 {
 		if v == "" {
 			return Data{}, fmt.Errorf("train: %w: --data \"\": want DIR or DIR:WEIGHT", ErrConfig)
@@ -370,6 +451,29 @@ func ParseData(v string) (Data, error) {
 		return Data{}, fmt.Errorf("train: %w: --data %q: weight %q is not a positive number (the text after the last ':' is the weight; a directory whose name holds ':' is given as %s:1)", ErrConfig, v, ws, v)
 	}
 	return Data{Dir: dir, Weight: w}, nil
+}
+
+// absData records each data set by its absolute path, so that eval,
+// sample and resume from another directory read the run's sets and not
+// sets of the same relative name there, and refuses a set given twice
+// (it would train at twice its weight).
+func absData(data []Data) error {
+	seen := map[string]int{}
+	for i := range data {
+		d := &data[i]
+		if d.Dir != "" && !store.IsURL(d.Dir) {
+			a, err := filepath.Abs(d.Dir)
+			if err != nil {
+				return fmt.Errorf("train: data %s: %w", d.Dir, err)
+			}
+			d.Dir = a
+		}
+		if j, dup := seen[d.Dir]; dup {
+			return fmt.Errorf("train: %w: data set %s given twice (as entries %d and %d of the mixture): give each set once, with its weight", ErrConfig, d.Dir, j+1, i+1)
+		}
+		seen[d.Dir] = i
+	}
+	return nil
 }
 
 // ResolveResume is the configuration of resuming the run in dir: its
@@ -389,14 +493,16 @@ func ResolveResume(dir string, set []Setting) (Config, error) {
 	} else if r != nil {
 		r.apply(&cfg)
 	}
-	var refused []string
+	refused, err := changedSettings(&cfg, set)
+	if err != nil {
+		return Config{}, err
+	}
 	for _, s := range set {
 		o, err := option(s.Name)
 		if err != nil {
 			return Config{}, err
 		}
 		if !o.Resume {
-			refused = append(refused, "--"+s.Name)
 			continue
 		}
 		if err := o.apply(&cfg, s.Value); err != nil {
@@ -420,6 +526,167 @@ func ResolveResume(dir string, set []Setting) (Config, error) {
 		return Config{}, fmt.Errorf("%w (resuming %s)", err, dir)
 	}
 	return cfg, nil
+}
+
+// changedSettings names the settings of set that --resume cannot change
+// whose resolved value differs from the run's cfg: each is applied to a
+// copy of cfg and the config.json keys it sets compared, so that the
+// command that started the run, given again with --resume, is accepted.
+func changedSettings(cfg *Config, set []Setting) ([]string, error) {
+	var refused []string
+	var data []Data
+	dataGiven, dataAt := false, 0
+	for _, s := range set {
+		o, err := option(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		if o.Resume {
+			continue
+		}
+		x := *cfg
+		var keys []string
+		switch s.Name {
+		case optPreset:
+			p, ok := Presets[s.Value]
+			if !ok || p != cfg.Model {
+				refused = append(refused, "--"+s.Name)
+			}
+			continue
+		case optData:
+			d, err := ParseData(s.Value)
+			if err != nil {
+				return nil, err
+			}
+			if !dataGiven {
+				dataAt = len(refused) // named in the order given
+			}
+			data, dataGiven = append(data, d), true
+			continue
+		case optConfig:
+			if keys, err = applyConfigFile(&x, s.Value); err != nil {
+				return nil, err
+			}
+		case "est-stages", "est-rates":
+			var stages, rates string
+			for _, t := range set {
+				switch t.Name {
+				case "est-stages":
+					stages = t.Value
+				case "est-rates":
+					rates = t.Value
+				}
+			}
+			sch, err := ParseSchedule(stages, rates)
+			if err != nil {
+				return nil, fmt.Errorf("%w (--est-stages %q --est-rates %q; %w)", err, stages, rates, ErrConfig)
+			}
+			x.EST, x.Schedule, keys = "custom", &sch, []string{"est", "schedule"}
+		default:
+			if err := o.apply(&x, s.Value); err != nil {
+				return nil, settingError(s, err)
+			}
+			keys = []string{o.key}
+			if s.Name == "est" {
+				keys = []string{"est"} // the schedule follows from it and the steps
+			}
+		}
+		if diff := differ(cfg, &x, keys); len(diff) > 0 {
+			what := "--" + s.Name
+			if s.Name == optConfig {
+				sort.Strings(diff)
+				what += " " + s.Value + " (its " + strings.Join(diff, ", ") + ")"
+			}
+			refused = append(refused, what)
+		}
+	}
+	if dataGiven {
+		if err := absData(data); err != nil {
+			return nil, err
+		}
+		same := len(data) == len(cfg.Data)
+		for i := 0; same && i < len(data); i++ {
+			dir := cfg.Data[i].Dir
+			if !store.IsURL(dir) {
+				dir, _ = filepath.Abs(dir) // a run from before dirs were recorded absolute
+			}
+			same = data[i].Dir == dir && data[i].Weight == cfg.Data[i].Weight
+		}
+		if !same {
+			refused = slices.Insert(refused, dataAt, "--"+optData)
+		}
+	}
+	return refused, nil
+}
+
+// applyConfigFile decodes the --config file over x as Resolve does and
+// returns the config.json keys it gives, but those --resume may change
+// (which the flags, not the file, give on a resume).
+func applyConfigFile(x *Config, file string) ([]string, error) {
+	b, err := readConfigFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(b, err))
+	}
+	delete(top, "format")
+	delete(top, "version")
+	var keys []string
+	for k := range top {
+		switch k = strings.ToLower(k); k {
+		case "steps", "eval_every", "eval_batches", "checkpoint_every", "keep_checkpoints", "ranks", "global_batch", "horizon":
+			delete(top, k)
+		default:
+			keys = append(keys, k)
+		}
+	}
+	rest, err := json.Marshal(top)
+	if err != nil {
+		return nil, fmt.Errorf("train: %s: %w", file, err)
+	}
+	if err := x.UnmarshalJSON(rest); err != nil {
+		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, jsonError(nil, err))
+	}
+	if _, ok := top["model"]; !ok && x.Preset != "" {
+		if p, ok := Presets[x.Preset]; ok {
+			x.Model = p
+			keys = append(keys, "model")
+		}
+	}
+	if err := absData(x.Data); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// differ names the keys whose config.json values differ between a and b;
+// a data set's key is not compared (b's are not yet read).
+func differ(a, b *Config, keys []string) []string {
+	fa, fb := fields(a), fields(b)
+	var d []string
+	for _, k := range keys {
+		if string(fa[k]) != string(fb[k]) {
+			d = append(d, k)
+		}
+	}
+	return d
+}
+
+// fields is c's config.json encoding by key, its data without keys.
+func fields(c *Config) map[string]json.RawMessage {
+	x := *c
+	x.Data = slices.Clone(c.Data)
+	for i := range x.Data {
+		x.Data[i].Key = ""
+	}
+	b, _, err := x.encode()
+	var m map[string]json.RawMessage
+	if err == nil {
+		json.Unmarshal(b, &m)
+	}
+	return m
 }
 
 // Resumable are the settings a resume may change. config.json keeps the

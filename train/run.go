@@ -275,7 +275,7 @@ func evalBatches(m Model, data []shards.Weighted, cfg *Config, split string) (fl
 func appendJSON(f *os.File, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return err
+		return fmt.Errorf("train: %s: %w", f.Name(), err)
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("train: %w", err)

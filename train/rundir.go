@@ -14,16 +14,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/estkit/estkit/internal/durable"
 	"github.com/estkit/estkit/shards"
 )
 
-// A run directory holds only what a run writes (runFiles, checkpoints/
-// with checkpointFiles per step, the lock, and their temporary names): a
-// fresh run starts in an empty directory, Overwrite removes a run as a
-// whole and nothing else, and every reader checks config.json's format and
+// A run directory holds what a run writes (runFiles, checkpoints/ with
+// checkpointFiles per step, the lock, and their temporary names) and
+// perhaps files of the user's (a log appended to): a fresh run starts in
+// an empty directory, Resume never touches the user's files, Overwrite
+// removes the run's files and leaves the user's (the new run starts
+// beside them), no run starts inside another's directory, and every reader checks config.json's format and
 // the latest checkpoint's recorded hashes before it uses them.
 
 // runFormat and runVersion mark a run's config.json as estkit's.
@@ -168,7 +171,7 @@ func readRunConfig(run string) (*Config, []byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return nil, nil, fmt.Errorf("train: %s: %w", path, err)
+		return nil, nil, fmt.Errorf("train: %s: %w", path, jsonError(b, err))
 	}
 	cfg := f.Config
 	cfg.Defaults()
@@ -332,6 +335,26 @@ func (s *runSurvey) surveyCheckpoints(dir string) error {
 	return nil
 }
 
+// EnclosingRun is the run directory that holds path (the nearest parent
+// whose config.json is an estkit run's), if any: estkit writes no set or
+// run inside a run, whose files are the run's alone. path itself is not
+// considered (a run resumed or overwritten in place is its own).
+func EnclosingRun(path string) (string, bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		if err == nil && runConfigMarker(dir, b) == nil {
+			return dir, true
+		}
+		if filepath.Dir(dir) == dir {
+			return "", false
+		}
+	}
+}
+
 // claimRunDir decides from what out holds whether a run may start there
 // as o asks, before anything is written: it is called once before the
 // lock (to refuse early) and once under it (what counts).
@@ -339,14 +362,17 @@ func claimRunDir(out string, o Options) (*runSurvey, error) {
 	if o.Resume && o.Overwrite {
 		return nil, errors.New("train: --resume continues a run and --overwrite replaces it: give one")
 	}
+	if r, ok := EnclosingRun(out); ok {
+		return nil, fmt.Errorf("train: --out %s is inside the run directory %s, whose files are that run's alone: give a directory outside it", out, r)
+	}
 	s, err := surveyRun(out)
 	if err != nil {
 		return nil, err
 	}
+	// Files no run writes beside a run (a log the user appends to) are
+	// the user's: resume and overwrite leave them as they are.
 	switch {
-	case len(s.foreign) > 0 && s.holdsRun():
-		return nil, fmt.Errorf("train: %s holds a run and files no run writes (%s): estkit writes only into a directory of its own; move them out first", out, describe(s.foreign))
-	case len(s.foreign) > 0:
+	case len(s.foreign) > 0 && !s.holdsRun():
 		return nil, fmt.Errorf("train: %s is not empty and not an estkit run: it holds %s; give a new directory to --out", out, describe(s.foreign))
 	case o.Resume && !s.config:
 		return nil, fmt.Errorf("train: --resume: %s holds no run (no config.json)", out)
@@ -373,7 +399,7 @@ func removeRun(out string, s *runSurvey) error {
 		paths = append(paths, "config.json")
 	}
 	for _, p := range paths {
-		if err := os.RemoveAll(filepath.Join(out, p)); err != nil {
+		if err := removeOwn(filepath.Join(out, p)); err != nil {
 			return fmt.Errorf("train: --overwrite: %w", err)
 		}
 	}
@@ -382,6 +408,33 @@ func removeRun(out string, s *runSurvey) error {
 	}
 	if err := durable.SyncDir(out); err != nil {
 		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
+
+// removeOwn removes a file a run wrote, or a checkpoint directory (or its
+// temporary) with the files a checkpoint holds: a file of the user's in
+// it stays, and the directory with it.
+func removeOwn(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return os.Remove(path)
+	}
+	for _, name := range checkpointFiles {
+		for _, n := range []string{name, durable.TmpPrefix + name} {
+			if err := os.Remove(filepath.Join(path, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+		return err
 	}
 	return nil
 }
@@ -601,7 +654,7 @@ func openRunDir(out string, cfgFile []byte, hash string, o Options) (_ *runDir, 
 		return nil, err
 	}
 	for _, p := range s.temps { // a killed run's, which no manifest names
-		if err := os.RemoveAll(filepath.Join(out, p)); err != nil {
+		if err := removeOwn(filepath.Join(out, p)); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
 	}
@@ -764,7 +817,7 @@ func (rd *runDir) checkpoint(m Model, st *runState, keep int) (err error) {
 		if m, err := readManifest(final); err != nil || m.Run != rd.id {
 			return fmt.Errorf("train: %s is in the way of this run's checkpoint and is not one of its own: move it out", final)
 		}
-		if err := os.RemoveAll(final); err != nil {
+		if err := removeOwn(final); err != nil {
 			return fmt.Errorf("train: %w", err)
 		}
 	}

@@ -1,8 +1,11 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"os"
 	"time"
 
 	"github.com/estkit/estkit/kernels"
@@ -85,6 +88,16 @@ func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session
 	if err := checkCheckpointOptions(&cfg); err != nil {
 		return nil, err
 	}
+	if cfg.InitFrom != "" { // up front: a FIFO or device would block or read without end
+		if st, err := os.Stat(cfg.InitFrom); err != nil {
+			return nil, fmt.Errorf("train: --init-from: %w", err)
+		} else if !st.IsDir() && !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("train: --init-from: %s is not a regular file or a directory (%s): give a model directory or a safetensors file", cfg.InitFrom, st.Mode().Type())
+		}
+	}
+	if err := pinData(cfg.Data); err != nil { // the keys are part of config.json
+		return nil, err
+	}
 	cfgFile, hash, err := runIdentity(out, &cfg, o.Resume)
 	if err != nil {
 		return nil, err
@@ -131,11 +144,67 @@ func (s *Session) openData() error {
 			return err
 		}
 		s.data = append(s.data, shards.Weighted{Set: set, Weight: d.Weight})
+		if err := checkKey(d, set.Manifest.Key); err != nil {
+			return err
+		}
 		if v := set.Manifest.Tokenizer.VocabSize; v != s.Config.Model.Vocab {
 			return fmt.Errorf("train: %s: %w: tokenizer %s has %d ids, the model %d", d.Dir, shards.ErrMismatch, set.Manifest.Tokenizer.Fingerprint, v, s.Config.Model.Vocab)
 		}
 	}
 	return checkValSplit(s.data, &s.Config)
+}
+
+// pinData records in data each set's manifest key where it has none (a
+// new run) and checks it where it has one (a resume, or a --config file
+// that gives keys): a set rebuilt with other options or replaced since is
+// refused, naming it and both keys. Two entries of one set (one key under
+// two paths: a copy) are refused by name.
+func pinData(data []Data) error {
+	seen := map[string]string{}
+	for i := range data {
+		d := &data[i]
+		m, err := shards.ReadManifest(d.Dir)
+		if err != nil {
+			return err
+		}
+		if err := checkKey(*d, m.Key); err != nil {
+			return err
+		}
+		d.Key = m.Key
+		if other, dup := seen[m.Key]; dup {
+			return fmt.Errorf("train: %w: data sets %s and %s are the same set (manifest key %s): give each set once, with its weight", ErrConfig, other, d.Dir, m.Key)
+		}
+		seen[m.Key] = d.Dir
+	}
+	return nil
+}
+
+// checkKey refuses the set of d when its manifest key now is not the one
+// the run recorded (none recorded: a run from before keys, unchecked).
+func checkKey(d Data, key string) error {
+	if d.Key != "" && d.Key != key {
+		return fmt.Errorf("train: %w: data set %s has changed since the run recorded it: its manifest key is %s, the run's config.json records %s (rebuilt with other options or replaced; restore the set, or start a new run on it)",
+			shards.ErrMismatch, d.Dir, key, d.Key)
+	}
+	return nil
+}
+
+// OpenData opens the run's i-th data set, checked to be the set the run
+// recorded (its manifest key), for eval and sample.
+func OpenData(cfg *Config, i int) (*shards.Set, error) {
+	if i < 0 || i >= len(cfg.Data) {
+		return nil, fmt.Errorf("train: %w: the run's configuration has %d data sets, not %d", ErrConfig, len(cfg.Data), i+1)
+	}
+	d := cfg.Data[i]
+	set, err := shards.Open(d.Dir, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(d, set.Manifest.Key); err != nil {
+		set.Close()
+		return nil, err
+	}
+	return set, nil
 }
 
 // buildModel initialises the model from the run's seed, or from the
@@ -280,6 +349,12 @@ func (s *Session) Record(r *StepResult) error {
 	if rec.Step != st.Step {
 		return fmt.Errorf("train: step %d recorded after %d steps", rec.Step, st.Step)
 	}
+	if err := diverged("loss", rec.Loss, rec.Step); err != nil { // before anything of the step is recorded
+		return err
+	}
+	if err := diverged("gradient norm", rec.GradNorm, rec.Step); err != nil {
+		return err
+	}
 	for _, sel := range r.Draws {
 		st.count(rec.Stage, rec.Rates, sel, cfg)
 	}
@@ -307,6 +382,9 @@ func (s *Session) Record(r *StepResult) error {
 		if err != nil {
 			return err
 		}
+		if err := diverged("val loss", v, rec.Step); err != nil {
+			return err
+		}
 		rec.ValLoss = v
 	}
 	if err := appendJSON(s.rd.metrics, rec); err != nil {
@@ -327,6 +405,19 @@ func (s *Session) Record(r *StepResult) error {
 		return s.rd.checkpoint(s.Model, st, cfg.KeepCheckpoints)
 	}
 	return nil
+}
+
+// ErrDiverged marks a run whose loss or gradient norm is no longer a
+// finite number: nothing of that step is recorded.
+var ErrDiverged = errors.New("the run diverged")
+
+// diverged refuses a value of a step that is not finite, which JSON
+// cannot hold and which no later step recovers from.
+func diverged(what string, v float64, step int) error {
+	if !math.IsNaN(v) && !math.IsInf(v, 0) {
+		return nil
+	}
+	return fmt.Errorf("train: %s is %v at step %d: %w; lower --lr (or raise --eps, or turn on --clip); the records and checkpoints stop at the step before", what, v, step, ErrDiverged)
 }
 
 // Finish writes stages.json and the loss plot (on the writing rank) and

@@ -141,7 +141,7 @@ func TestTrainResumeCLI(t *testing.T) {
 	if _, errs, code := run(t, "-q", "train", "--config", conf, "--data", tok, "--steps", "4", "--batch", "2", "--seq", "16", "--lr", "1e-3", "--out", runDir); code != 0 {
 		t.Fatalf("train: %s", errs)
 	}
-	for _, bad := range [][]string{{"--lr", "1e-2"}, {"--batch", "3"}, {"--preset", "gpt2-mini"}, {"--data", tok}, {"--clip", "0"}} {
+	for _, bad := range [][]string{{"--lr", "1e-2"}, {"--batch", "3"}, {"--preset", "gpt2-mini"}, {"--data", tok + ":2"}, {"--clip", "0"}} {
 		if _, errs, code := run(t, append([]string{"-q", "train", "--out", runDir, "--resume"}, bad...)...); code == 0 || !strings.Contains(errs, bad[0]) {
 			t.Errorf("resume %v: exit %d, %q (want a refusal naming %s)", bad, code, errs, bad[0])
 		}

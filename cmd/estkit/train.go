@@ -71,9 +71,11 @@ uninterrupted run would have. It accepts --steps (to extend a run: the
 learning-rate schedule and the EST stages keep the horizon the run started
 with, so steps past it train at min-lr in the last stage), --eval-every,
 --eval-batches, --checkpoint-every and --keep-checkpoints; any other setting
-is refused by name. A new run needs --out empty or new;
---overwrite deletes the run there first (and never a directory holding
-anything else).
+is refused by name when its value differs from the run's (so the command that
+started the run, given again with --resume, resumes it). A new run needs --out
+empty or new; --overwrite deletes the run there first, its own files only (files of yours
+beside it, a log say, stay; a directory holding no run is refused), and no
+run starts inside another run's directory.
 
 Model presets: ` + strings.Join(presets, ", ") + `.
 Llama models (a preset or a --config shape) train with the paper's TinyLlama
@@ -370,6 +372,9 @@ func newEvalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) { // JSON cannot hold it, and no loss is one
+				return fmt.Errorf("eval: the %s loss of %s is %v: its weights are not finite numbers", split, run, loss)
+			}
 			if g.json {
 				return printJSON(g.stdout, map[string]any{"split": split, "loss": loss, "batches": n})
 			}
@@ -409,7 +414,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			set, err := shards.Open(cfg.Data[0].Dir, false)
+			set, err := train.OpenData(cfg, 0)
 			if err != nil {
 				return err
 			}
