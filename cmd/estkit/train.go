@@ -442,7 +442,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 			for i, v := range ids {
 				in[i] = int32(v)
 			}
-			out, err := train.Generate(m, in, n, temp, topK, seed)
+			out, err := train.Generate(cmd.Context(), m, in, n, temp, topK, seed)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// executeAsync runs the command line in a goroutine; the result arrives on
+// the returned channel with stderr.
+func executeAsync(args ...string) (<-chan int, *syncBuffer) {
+	errw := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- execute(args, io.Discard, errw) }()
+	return done, errw
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// interruptUntilDone sends sig to this process every 200 ms until the
+// command ends, and returns its exit status; it fails the test if the
+// command runs on for 60 s. The test catches sig itself, so that neither
+// a signal sent before execute installs its handler nor one after it
+// restores the default action ends the test binary: the command must
+// stop at whichever signal arrives once its handler is in place.
+func interruptUntilDone(t *testing.T, done <-chan int, sig syscall.Signal) int {
+	t.Helper()
+	caught := make(chan os.Signal, 16)
+	signal.Notify(caught, sig)
+	defer signal.Stop(caught)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.After(60 * time.Second)
+	for {
+		select {
+		case code := <-done:
+			return code
+		case <-caught:
+		case <-tick.C:
+			if err := syscall.Kill(os.Getpid(), sig); err != nil {
+				t.Fatal(err)
+			}
+		case <-limit:
+			t.Fatalf("still running 60 s after the first %v", sig)
+		}
+	}
+}
+
+// allocated runs fn and returns the bytes it allocated (all goroutines).
+func allocated(fn func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	fn()
+	runtime.ReadMemStats(&b)
+	return b.TotalAlloc - a.TotalAlloc
+}
+
+// withStdin runs fn with os.Stdin replaced by f.
+func withStdin(f *os.File, fn func()) {
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	fn()
+}
+
+// TestTokenizerNotAFileRefused: --tokenizer naming a FIFO, /dev/zero, a
+// tokenizer.model symlink to /dev/zero or a file past the size cap is
+// refused at once, naming the path, for every command that loads one;
+// they used to block on the FIFO or read /dev/zero without end.
+func TestTokenizerNotAFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "tokenizer.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "zero", "tokenizer.model")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", link); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big", "tokenizer.model")
+	if err := os.MkdirAll(filepath.Dir(big), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(300 << 20); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	docs := filepath.Join(dir, "docs") // never reached: the tokenizer is refused first
+	for _, c := range []struct{ path, want string }{
+		{fifo, "FIFO"}, {"/dev/zero", "character device"}, {link, "character device"}, {filepath.Dir(link), "character device"}, {big, "256 MiB"},
+	} {
+		for _, args := range [][]string{
+			{"tokenize", "--tokenizer", c.path, "--input", "/dev/null"},
+			{"shard", "--tokenizer", c.path, "--out", filepath.Join(dir, "tok"), docs},
+		} {
+			t.Run(args[0]+" "+c.path, func(t *testing.T) {
+				var code int
+				var errs *syncBuffer
+				n := allocated(func() {
+					done, e := executeAsync(args...)
+					errs = e
+					select {
+					case code = <-done:
+					case <-time.After(30 * time.Second):
+						t.Fatalf("still running after 30 s")
+					}
+				})
+				if code == 0 {
+					t.Fatalf("accepted")
+				}
+				if msg := errs.String(); !strings.Contains(msg, c.want) || !strings.Contains(msg, "tokenizer") {
+					t.Fatalf("error %q does not say %q", msg, c.want)
+				}
+				if n > 64<<20 {
+					t.Fatalf("allocated %d MiB refusing it", n>>20)
+				}
+			})
+		}
+	}
+}
+
+// TestTokenizeInputBounded: tokenize reads standard input (as one text,
+// or as JSON lines) and --input files with a bounded line size: /dev/zero
+// is refused with an error naming the input, the line and the cap, having
+// allocated a small multiple of the cap; it used to read all of standard
+// input (gigabytes) or grow a line buffer to 1 GiB.
+func TestTokenizeInputBounded(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		args  []string
+		stdin bool
+		want  []string
+	}{
+		{"stdin as one text", []string{"tokenize"}, true, []string{"standard input", "64 MiB"}},
+		{"stdin as JSON lines", []string{"tokenize", "--input", "-"}, true, []string{"standard input", "line 1", "64 MiB"}},
+		{"--input /dev/zero", []string{"tokenize", "--input", "/dev/zero"}, false, []string{"/dev/zero", "line 1", "64 MiB"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			zero, err := os.Open("/dev/zero")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zero.Close()
+			var code int
+			var errs *syncBuffer
+			n := allocated(func() {
+				fn := func() {
+					done, e := executeAsync(c.args...)
+					errs = e
+					select {
+					case code = <-done:
+					case <-time.After(60 * time.Second):
+						t.Fatalf("still reading after 60 s")
+					}
+				}
+				if c.stdin {
+					withStdin(zero, fn)
+				} else {
+					fn()
+				}
+			})
+			if code != 1 {
+				t.Fatalf("exit status %d, want 1: %s", code, errs)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errs.String(), w) {
+					t.Fatalf("error %q does not say %q", errs, w)
+				}
+			}
+			if n > 512<<20 {
+				t.Fatalf("allocated %d MiB for a 64 MiB line cap", n>>20)
+			}
+		})
+	}
+}
+
+// TestTokenizeSIGINT: the first SIGINT stops tokenize reading an endless
+// stream of JSON lines on standard input (exit 130); it used to read on.
+func TestTokenizeSIGINT(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	go func() {
+		defer w.Close()
+		line := []byte(`{"text": "hello world, a line of text to tokenize"}` + "\n")
+		for {
+			if _, err := w.Write(line); err != nil {
+				return // the reader is closed: the test is over
+			}
+		}
+	}()
+	var code int
+	withStdin(r, func() {
+		done, _ := executeAsync("tokenize", "--input", "-", "--count")
+		code = interruptUntilDone(t, done, syscall.SIGINT)
+	})
+	if code != exitInterrupted {
+		t.Fatalf("exit status %d after SIGINT, want %d", code, exitInterrupted)
+	}
+}
+
+// TestSampleSIGTERM: the first SIGTERM stops sample generating a hundred
+// million tokens (exit 130); the generation loop used to run on.
+func TestSampleSIGTERM(t *testing.T) {
+	_, _, runDir, _ := trainedRun(t)
+	done, errs := executeAsync("sample", "--run", runDir, "--prompt", "func", "--tokens", "100000000")
+	if code := interruptUntilDone(t, done, syscall.SIGTERM); code != exitInterrupted {
+		t.Fatalf("exit status %d after SIGTERM, want %d: %s", code, exitInterrupted, errs)
+	}
+}
