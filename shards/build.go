@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -162,6 +163,17 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	// Sets in object storage are read from a local copy (checked as it
 	// downloads); the manifest records their URLs.
 	given := docDirs
+	// The manifest and every row's lineage name the inputs (and --out) as
+	// UTF-8 strings: a name that is not would be recorded altered.
+	for _, d := range append(slices.Clone(given), o.OutDir) {
+		if !utf8.ValidString(d) {
+			what := "input"
+			if d == o.OutDir {
+				what = "--out"
+			}
+			return nil, fmt.Errorf("shards: %w: %s name %q is not valid UTF-8; rename it", ingest.ErrInvalidUTF8, what, d)
+		}
+	}
 	docDirs = slices.Clone(docDirs)
 	for i, d := range given {
 		if store.IsURL(d) {
@@ -203,6 +215,9 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		abs, _ := filepath.Abs(d)
 		if store.IsURL(given[i]) {
 			abs = given[i]
+		}
+		if !utf8.ValidString(abs) { // the working directory's name is not
+			return nil, fmt.Errorf("shards: %w: input %s: its absolute name %q is not valid UTF-8; rename it", ingest.ErrInvalidUTF8, d, abs)
 		}
 		inputs = append(inputs, InputSet{Dir: abs, ManifestKey: m.Key, ManifestSHA: hex.EncodeToString(h[:]), Documents: m.Counts.Documents})
 		for _, f := range m.Outputs {

@@ -242,3 +242,85 @@ func TestSampleSIGTERM(t *testing.T) {
 		t.Fatalf("exit status %d after SIGTERM, want %d: %s", code, exitInterrupted, errs)
 	}
 }
+
+// TestInvalidUTF8DirNamesRefused: a shard input, or the --out of ingest or
+// shard, whose name is not valid UTF-8 is refused up front by name (its
+// lineage would record U+FFFD for the byte), and nothing is created.
+func TestInvalidUTF8DirNamesRefused(t *testing.T) {
+	dir, samples, docs := sampleDocs(t, "100000")
+	bad := filepath.Join(dir, "docs\xff")
+	if err := os.Rename(docs, bad); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		out  string
+	}{
+		{"shard input", []string{"-q", "shard", "--out", filepath.Join(dir, "tok"), bad}, filepath.Join(dir, "tok")},
+		{"shard --out", []string{"-q", "shard", "--out", filepath.Join(dir, "tok\xfe"), bad[:len(bad)-1]}, filepath.Join(dir, "tok\xfe")},
+		{"ingest --out", []string{"-q", "ingest", "--out", filepath.Join(dir, "d\xfe"), samples}, filepath.Join(dir, "d\xfe")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "shard --out" { // a valid input, so that only --out is wrong
+				if err := os.Rename(bad, bad[:len(bad)-1]); err != nil {
+					t.Fatal(err)
+				}
+				defer os.Rename(bad[:len(bad)-1], bad)
+			}
+			_, errs, code := run(t, c.args...)
+			if code == 0 {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(errs, "not valid UTF-8") {
+				t.Fatalf("error %q does not say the name is not valid UTF-8", errs)
+			}
+			if _, err := os.Lstat(c.out); err == nil {
+				t.Fatalf("%q was created", c.out)
+			}
+		})
+	}
+}
+
+// TestIngestEarlyFailureCreatesNothing: ingest failing on its inputs
+// leaves no --out directory behind when it made it; it used to leave one
+// holding only .lock.
+func TestIngestEarlyFailureCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	text := filepath.Join(dir, "text")
+	for _, d := range []string{empty, text} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(text, "a.txt"), []byte("a document"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badName := filepath.Join(dir, "in\xff.txt")
+	if err := os.WriteFile(badName, []byte("a document"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"nonexistent input", []string{filepath.Join(dir, "nothing")}},
+		{"duplicate inputs", []string{text, text}},
+		{"no input files", []string{empty}},
+		{"invalid UTF-8 input name", []string{badName}},
+		{"--format matching no file", []string{"--format", "parquet", text}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, "out")
+			os.RemoveAll(out) // each case starts without it
+			_, errs, code := run(t, append([]string{"-q", "ingest", "--out", out}, c.args...)...)
+			if code == 0 {
+				t.Fatal("accepted")
+			}
+			if _, err := os.Lstat(out); err == nil {
+				t.Fatalf("the failed run (%s) left %s behind", strings.TrimSpace(errs), out)
+			}
+		})
+	}
+}
