@@ -101,6 +101,15 @@ func newInspectCmd(g *globals) *cobra.Command {
 // check refuses, as usage errors, flag values that are not among their
 // choices and flags that do not go together, before any work.
 func (o *inspectOptions) check(cmd *cobra.Command) error {
+	if err := checkPositive("inspect", "seq-len", int64(o.seqLen)); err != nil {
+		return err
+	}
+	if o.seq < 0 {
+		return usageErrorf("inspect: --seq %d: want 0 or more", o.seq)
+	}
+	if o.doc < 0 {
+		return usageErrorf("inspect: --doc %d: want 0 or more", o.doc)
+	}
 	if o.split != shards.Train && o.split != shards.Val {
 		return usageErrorf("inspect: --split %q: want %s or %s", o.split, shards.Train, shards.Val)
 	}

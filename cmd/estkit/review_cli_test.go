@@ -324,3 +324,51 @@ func TestIngestEarlyFailureCreatesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestNumericFlagsValidated: a numeric flag given a value it cannot mean
+// (NaN, ±Inf, negative, zero where zero means nothing) is a usage error
+// (exit 2) naming the flag, before any work; these used to be accepted.
+func TestNumericFlagsValidated(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	missing := filepath.Join(dir, "missing") // never reached
+	sample := []string{"sample", "--run", missing, "--prompt", "a"}
+	ingest := []string{"ingest", "--out", out, missing}
+	shard := []string{"shard", "--out", out, missing}
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{append(sample, "--temperature", "NaN"), "--temperature"},
+		{append(sample, "--temperature", "-1"), "--temperature"},
+		{append(sample, "--temperature", "Inf"), "--temperature"},
+		{append(sample, "--top-k", "-1"), "--top-k"},
+		{append(sample, "--tokens", "-1"), "--tokens"},
+		{append(sample, "--tokens", "0"), "--tokens"},
+		{append(ingest, "--workers", "-1"), "--workers"},
+		{append(ingest, "--max-doc-bytes", "0"), "--max-doc-bytes"},
+		{append(ingest, "--max-doc-bytes", "-5"), "--max-doc-bytes"},
+		{append(ingest, "--shard-bytes", "0"), "--shard-bytes"},
+		{append(shard, "--workers", "-3"), "--workers"},
+		{append(shard, "--shard-tokens", "0"), "--shard-tokens"},
+		{append(shard, "--val-fraction", "NaN"), "--val-fraction"},
+		{append(shard, "--val-fraction", "1"), "--val-fraction"},
+		{[]string{"tokenize", "--workers", "-1", "--input", "/dev/null"}, "--workers"},
+		{[]string{"inspect", missing, "--seq-len", "0"}, "--seq-len"},
+		{[]string{"inspect", missing, "--seq", "-1"}, "--seq"},
+		{[]string{"inspect", missing, "--doc", "-1"}, "--doc"},
+	} {
+		t.Run(strings.Join(c.args[len(c.args)-2:], " ")+" "+c.args[0], func(t *testing.T) {
+			_, errs, code := run(t, c.args...)
+			if code != exitUsage {
+				t.Fatalf("exit status %d, want %d (usage): %s", code, exitUsage, errs)
+			}
+			if !strings.Contains(errs, c.flag) {
+				t.Fatalf("error %q does not name %s", errs, c.flag)
+			}
+			if _, err := os.Lstat(out); err == nil {
+				t.Fatal("--out was created")
+			}
+		})
+	}
+}

@@ -93,6 +93,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 func runTokenize(ctx context.Context, g *globals, o *tokenizeOptions) error {
+	if err := checkWorkers("tokenize", o.workers); err != nil {
+		return err
+	}
 	tok, err := loadTokenizer(o.tokenizer)
 	if err != nil {
 		return err

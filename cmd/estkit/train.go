@@ -401,6 +401,9 @@ func newSampleCmd(g *globals) *cobra.Command {
   estkit sample --run runs/tinyllama --tokenizer TinyLlama/tokenizer.model --prompt "def main" --seed 7`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSampleFlags(n, temp, topK); err != nil {
+				return err
+			}
 			ops, err := g.backend()
 			if err != nil {
 				return err
