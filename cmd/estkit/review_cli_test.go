@@ -372,3 +372,75 @@ func TestNumericFlagsValidated(t *testing.T) {
 		})
 	}
 }
+
+// TestSamplesOutOwnership: samples writes only into an empty directory or
+// one an earlier samples run wrote (marked); a directory of the user's, or
+// a samples directory the user has since added a file to, is refused by
+// name and left byte-identical (the file used to be kept as part of the
+// samples). --bytes 0 is a usage error.
+func TestSamplesOutOwnership(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "mine")
+	if err := os.MkdirAll(filepath.Join(mine, "openwebtext"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mine, "openwebtext", "urlsf_subset00-1_data.xz"), []byte("my file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, dir)
+	_, errs, code := run(t, "samples", "--out", mine, "--bytes", "100000")
+	if code == 0 {
+		t.Fatal("samples wrote into a directory of the user's")
+	}
+	if !strings.Contains(errs, mine) || !strings.Contains(errs, "openwebtext") {
+		t.Fatalf("error %q does not name the directory and what is in it", errs)
+	}
+	sameTree(t, dir, before)
+
+	fresh := filepath.Join(dir, "samples")
+	if _, errs, code := run(t, "samples", "--out", fresh, "--bytes", "100000"); code != 0 {
+		t.Fatalf("samples into a new directory: %s", errs)
+	}
+	first := tree(t, fresh)
+	if _, errs, code := run(t, "samples", "--out", fresh, "--bytes", "100000"); code != 0 {
+		t.Fatalf("samples again into its own output: %s", errs)
+	}
+	sameTree(t, fresh, first)
+
+	added := filepath.Join(fresh, "slimpajama", "notes.txt")
+	if err := os.WriteFile(added, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = tree(t, fresh)
+	if _, errs, code := run(t, "samples", "--out", fresh, "--bytes", "100000"); code == 0 || !strings.Contains(errs, "notes.txt") {
+		t.Fatalf("samples over a file the user added: status %d, %q", code, errs)
+	}
+	sameTree(t, fresh, before)
+
+	_, errs, code = run(t, "samples", "--out", filepath.Join(dir, "zero"), "--bytes", "0")
+	if code != exitUsage || !strings.Contains(errs, "--bytes") {
+		t.Fatalf("--bytes 0: status %d, %q", code, errs)
+	}
+}
+
+// TestSamplesRerunAfterKill: a samples run killed after marking its
+// directory and writing some files (the mark lists none yet) is completed
+// by running it again.
+func TestSamplesRerunAfterKill(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "samples")
+	if _, errs, code := run(t, "samples", "--out", dir, "--bytes", "100000"); code != 0 {
+		t.Fatal(errs)
+	}
+	want := tree(t, dir)
+	// as a kill leaves it: the in-progress mark and part of the files
+	if err := os.WriteFile(filepath.Join(dir, samplesMark), []byte(`{"format": "estkit.samples", "files": null}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "owt-parquet")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "samples", "--out", dir, "--bytes", "100000"); code != 0 {
+		t.Fatalf("rerun after a kill: %s", errs)
+	}
+	sameTree(t, dir, want)
+}
