@@ -207,6 +207,11 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		if err != nil {
 			return nil, fmt.Errorf("shards: input %s is not a document shard set (estkit ingest writes them): %w", d, err)
 		}
+		// a copy (cp -a) of a set given beside it: the same documents
+		// would be tokenized twice
+		if j := slices.IndexFunc(inputs, func(in InputSet) bool { return in.ManifestKey == m.Key }); j >= 0 {
+			return nil, fmt.Errorf("shards: inputs %s and %s are the same document set (manifest key %s): give it once", given[j], given[i], m.Key)
+		}
 		raw, err := os.ReadFile(filepath.Join(d, ingest.ManifestName))
 		if err != nil {
 			return nil, fmt.Errorf("shards: %w", err)

@@ -444,3 +444,49 @@ func TestSamplesRerunAfterKill(t *testing.T) {
 	}
 	sameTree(t, dir, want)
 }
+
+// copyDir copies the files of src (one level: a set's directory) to dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestShardDuplicateSetByKey: a copy of a document set given beside the
+// set (same manifest key) is refused as the same input given twice,
+// naming both paths; it used to be tokenized twice.
+func TestShardDuplicateSetByKey(t *testing.T) {
+	dir, _, docs := sampleDocs(t, "100000")
+	cp := filepath.Join(dir, "docscopy")
+	copyDir(t, docs, cp)
+	out := filepath.Join(dir, "tok")
+	_, errs, code := run(t, "-q", "shard", "--out", out, docs, cp)
+	if code == 0 {
+		t.Fatal("accepted a copy of the same document set")
+	}
+	for _, w := range []string{docs, cp, "same document set"} {
+		if !strings.Contains(errs, w) {
+			t.Fatalf("error %q does not say %q", errs, w)
+		}
+	}
+	if _, err := os.Lstat(out); err == nil {
+		t.Fatal("--out was created")
+	}
+}
