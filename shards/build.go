@@ -231,7 +231,8 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 				return nil, fmt.Errorf("shards: input %s: %w", d, err)
 			}
 			if st.Size() != f.Size {
-				return nil, fmt.Errorf("shards: input %s: %w: %s is %d bytes, its manifest says %d", d, ErrCorrupt, f.Name, st.Size(), f.Size)
+				// the input's fault, not a token set's: named as the document set
+				return nil, fmt.Errorf("shards: input document set %s: %w: %s is %d bytes, its manifest says %d", d, ingest.ErrCorrupt, f.Name, st.Size(), f.Size)
 			}
 			sources = append(sources, Source{Set: i, File: f.Name, SHA256: f.SHA256, Rows: f.Rows})
 			sizes = append(sizes, f.Size)

@@ -1,6 +1,12 @@
 package main
 
-import "math"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+)
 
 // Checks of numeric flag values, shared by the commands: each returns a
 // usage error naming the flag, so that a value a command cannot mean
@@ -20,6 +26,20 @@ func checkPositive(cmd, flag string, v int64) error {
 func checkWorkers(cmd string, v int) error {
 	if v < 0 {
 		return usageErrorf("%s: --workers %d: want a positive number of workers (0: one per CPU)", cmd, v)
+	}
+	return nil
+}
+
+// checkOutLink refuses an --out that is a symlink to nothing, which
+// creating the directory would report as "file exists".
+func checkOutLink(cmd, out string) error {
+	st, err := os.Lstat(out)
+	if err != nil || st.Mode()&os.ModeSymlink == 0 {
+		return nil
+	}
+	if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
+		target, _ := os.Readlink(out)
+		return fmt.Errorf("%s: --out %s is a dangling symlink (to %s, which does not exist): create its target or give another directory", cmd, out, target)
 	}
 	return nil
 }

@@ -98,6 +98,9 @@ func runIngest(cmd *cobra.Command, g *globals, opts *ingestOptions, args []strin
 	if err := checkWorkers("ingest", o.Workers); err != nil {
 		return err
 	}
+	if err := checkOutLink("ingest", o.OutDir); err != nil {
+		return err
+	}
 	format, err := ingest.ParseFormat(opts.format)
 	if err != nil {
 		return err

@@ -490,3 +490,72 @@ func TestShardDuplicateSetByKey(t *testing.T) {
 		t.Fatal("--out was created")
 	}
 }
+
+// TestPipelineMessages: errors name what is wrong in the user's terms: a
+// damaged document set is not called a token set, a directory with no set
+// is not reported by "ingest", a dangling symlink as --out is named as
+// one, and inspect flags that do not apply to what is inspected are usage
+// errors instead of being ignored.
+func TestPipelineMessages(t *testing.T) {
+	tok, docs := tinyTokenSet(t)
+	dir := t.TempDir()
+	truncated, badManifest := filepath.Join(dir, "truncated"), filepath.Join(dir, "badmanifest")
+	copyDir(t, docs, truncated)
+	copyDir(t, docs, badManifest)
+	shardsIn, _ := filepath.Glob(filepath.Join(truncated, "docs-*.arrow"))
+	if len(shardsIn) == 0 {
+		t.Fatal("no document shard")
+	}
+	if err := os.Truncate(shardsIn[0], 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(badManifest, "manifest.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(dir, "bare")
+	if err := os.MkdirAll(bare, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "lt")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		want   []string
+		unwant string
+	}{
+		{"shard of a truncated document shard", []string{"shard", "--out", filepath.Join(dir, "t1"), truncated}, 1,
+			[]string{truncated, filepath.Base(shardsIn[0]), "document set"}, "token shard set"},
+		{"shard of an unparseable document manifest", []string{"shard", "--out", filepath.Join(dir, "t2"), badManifest}, 1,
+			[]string{filepath.Join(badManifest, "manifest.json")}, "token shard set"},
+		{"inspect an unparseable document manifest", []string{"inspect", badManifest}, 1,
+			[]string{filepath.Join(badManifest, "manifest.json")}, "token shard set"},
+		{"inspect a bare directory", []string{"inspect", bare}, 1, []string{"inspect: " + bare}, "ingest:"},
+		{"ingest --out a dangling symlink", []string{"ingest", "--out", dangling, docs}, 1, []string{dangling, "dangling symlink"}, "file exists"},
+		{"shard --out a dangling symlink", []string{"shard", "--out", dangling, docs}, 1, []string{dangling, "dangling symlink"}, "file exists"},
+		{"inspect docs --tokens", []string{"inspect", docs, "--tokens"}, exitUsage, []string{"--tokens", "token set"}, ""},
+		{"inspect docs --seq", []string{"inspect", docs, "--seq", "1"}, exitUsage, []string{"--seq"}, ""},
+		{"inspect tok --doc", []string{"inspect", tok, "--doc", "1"}, exitUsage, []string{"--doc", "document set"}, ""},
+		{"inspect tok --split without --seq or --tokens", []string{"inspect", tok, "--split", "val"}, exitUsage, []string{"--split"}, ""},
+		{"inspect tok --order without --seq", []string{"inspect", tok, "--order", "sequential"}, exitUsage, []string{"--order", "--seq"}, ""},
+		{"inspect tok --seq-len with --tokens", []string{"inspect", tok, "--tokens", "--seq-len", "8"}, exitUsage, []string{"--seq-len", "--seq"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, errs, code := run(t, c.args...)
+			if code != c.code {
+				t.Fatalf("exit status %d, want %d: %s", code, c.code, errs)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errs, w) {
+					t.Fatalf("error %q does not say %q", errs, w)
+				}
+			}
+			if c.unwant != "" && strings.Contains(errs, c.unwant) {
+				t.Fatalf("error %q says %q", errs, c.unwant)
+			}
+		})
+	}
+}

@@ -69,8 +69,11 @@ func runShard(cmd *cobra.Command, g *globals, opts *shardOptions, args []string)
 	if err := checkWorkers("shard", o.Workers); err != nil {
 		return err
 	}
+	if err := checkOutLink("shard", o.OutDir); err != nil {
+		return err
+	}
 	if !(o.ValFraction >= 0 && o.ValFraction < 1) { // NaN fails both
-		return usageErrorf("shard: --val-fraction %g: want a fraction in [0, 1)", o.ValFraction)
+		return usageErrorf("shard: --val-fraction %g: the val fraction must be in [0, 1)", o.ValFraction)
 	}
 	tok, err := tokenize.Load(opts.tokenizer)
 	if err != nil {
