@@ -417,6 +417,13 @@ func TestSamplesOutOwnership(t *testing.T) {
 	}
 	sameTree(t, fresh, before)
 
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "samples", "--out", file, "--bytes", "100000"); code == 0 || !strings.Contains(errs, "not a directory") {
+		t.Fatalf("samples --out a file: status %d, %q", code, errs)
+	}
 	_, errs, code = run(t, "samples", "--out", filepath.Join(dir, "zero"), "--bytes", "0")
 	if code != exitUsage || !strings.Contains(errs, "--bytes") {
 		t.Fatalf("--bytes 0: status %d, %q", code, errs)

@@ -100,6 +100,9 @@ func samplesFiles(dir string) ([]string, error) {
 // samples output holding only the files it wrote, removes those (so that
 // none is kept unrewritten), and marks the directory as in progress.
 func prepareSamplesDir(dir string) error {
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("samples: --out %s is a file, not a directory", dir)
+	}
 	files, err := samplesFiles(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		files, err = nil, nil
