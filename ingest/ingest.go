@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/estkit/estkit/internal/setdir"
 	"github.com/estkit/estkit/internal/store"
@@ -30,6 +31,18 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 		return nil, errors.New("ingest: no inputs")
 	}
 	log := o.Logger
+	if !utf8.ValidString(o.OutDir) {
+		// the manifest and every document's lineage name it as UTF-8
+		return nil, fmt.Errorf("ingest: %w: --out name %q is not valid UTF-8; rename it", ErrInvalidUTF8, o.OutDir)
+	}
+	start := time.Now()
+	// The inputs are listed before --out is made, so that a wrong input
+	// (missing, given twice, of no file of --format) leaves no new
+	// directory behind.
+	inputs, ignored, err := expandInputs(ctx, roots, &o)
+	if err != nil {
+		return nil, err
+	}
 	// Ownership first, before anything is created in the directory: a
 	// refused directory is left exactly as it was.
 	dir, err := store.Open(ctx, o.OutDir)
@@ -42,11 +55,6 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	}
 	defer sw.Close()
 
-	start := time.Now()
-	inputs, ignored, err := expandInputs(ctx, roots, &o)
-	if err != nil {
-		return nil, err
-	}
 	for _, ig := range ignored {
 		log.Info("ignoring input file", "path", ig.Path, "reason", ig.Reason)
 	}

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -162,6 +163,17 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	// Sets in object storage are read from a local copy (checked as it
 	// downloads); the manifest records their URLs.
 	given := docDirs
+	// The manifest and every row's lineage name the inputs (and --out) as
+	// UTF-8 strings: a name that is not would be recorded altered.
+	for _, d := range append(slices.Clone(given), o.OutDir) {
+		if !utf8.ValidString(d) {
+			what := "input"
+			if d == o.OutDir {
+				what = "--out"
+			}
+			return nil, fmt.Errorf("shards: %w: %s name %q is not valid UTF-8; rename it", ingest.ErrInvalidUTF8, what, d)
+		}
+	}
 	docDirs = slices.Clone(docDirs)
 	for i, d := range given {
 		if store.IsURL(d) {
@@ -195,6 +207,11 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		if err != nil {
 			return nil, fmt.Errorf("shards: input %s is not a document shard set (estkit ingest writes them): %w", d, err)
 		}
+		// a copy (cp -a) of a set given beside it: the same documents
+		// would be tokenized twice
+		if j := slices.IndexFunc(inputs, func(in InputSet) bool { return in.ManifestKey == m.Key }); j >= 0 {
+			return nil, fmt.Errorf("shards: inputs %s and %s are the same document set (manifest key %s): give it once", given[j], given[i], m.Key)
+		}
 		raw, err := os.ReadFile(filepath.Join(d, ingest.ManifestName))
 		if err != nil {
 			return nil, fmt.Errorf("shards: %w", err)
@@ -204,6 +221,9 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 		if store.IsURL(given[i]) {
 			abs = given[i]
 		}
+		if !utf8.ValidString(abs) { // the working directory's name is not
+			return nil, fmt.Errorf("shards: %w: input %s: its absolute name %q is not valid UTF-8; rename it", ingest.ErrInvalidUTF8, d, abs)
+		}
 		inputs = append(inputs, InputSet{Dir: abs, ManifestKey: m.Key, ManifestSHA: hex.EncodeToString(h[:]), Documents: m.Counts.Documents})
 		for _, f := range m.Outputs {
 			st, err := os.Stat(filepath.Join(d, f.Name))
@@ -211,7 +231,8 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 				return nil, fmt.Errorf("shards: input %s: %w", d, err)
 			}
 			if st.Size() != f.Size {
-				return nil, fmt.Errorf("shards: input %s: %w: %s is %d bytes, its manifest says %d", d, ErrCorrupt, f.Name, st.Size(), f.Size)
+				// the input's fault, not a token set's: named as the document set
+				return nil, fmt.Errorf("shards: input document set %s: %w: %s is %d bytes, its manifest says %d", d, ingest.ErrCorrupt, f.Name, st.Size(), f.Size)
 			}
 			sources = append(sources, Source{Set: i, File: f.Name, SHA256: f.SHA256, Rows: f.Rows})
 			sizes = append(sizes, f.Size)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -133,11 +134,14 @@ type hfModel struct {
 // follows the engine: GPT-2's bytes, or SentencePiece's decoding rules.
 // Anything else fails with an error naming the unsupported component.
 func LoadHF(path string) (*Tokenizer, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("tokenize: %w", err)
+		return nil, err
 	}
-	cfg, _ := os.ReadFile(filepath.Join(filepath.Dir(path), "tokenizer_config.json"))
+	cfg, err := readFile(filepath.Join(filepath.Dir(path), "tokenizer_config.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	t, err := parseHF(b, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

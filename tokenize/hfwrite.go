@@ -58,9 +58,9 @@ func HFFiles(t *Tokenizer, src string, maxLen int) (map[string][]byte, error) {
 	case src == "":
 		return nil, fmt.Errorf("tokenize: %s: name the file it was loaded from", t.name)
 	case strings.HasSuffix(src, ".json"):
-		b, err := os.ReadFile(src)
+		b, err := readFile(src)
 		if err != nil {
-			return nil, fmt.Errorf("tokenize: %w", err)
+			return nil, err
 		}
 		files["tokenizer.json"] = b
 		dir := filepath.Dir(src)
@@ -73,9 +73,9 @@ func HFFiles(t *Tokenizer, src string, maxLen int) (map[string][]byte, error) {
 			files["tokenizer.model"] = m
 		}
 	default:
-		b, err := os.ReadFile(src)
+		b, err := readFile(src)
 		if err != nil {
-			return nil, fmt.Errorf("tokenize: %w", err)
+			return nil, err
 		}
 		files["tokenizer.model"] = b
 		cfg["tokenizer_class"], cfg["add_bos_token"], cfg["add_eos_token"], cfg["legacy"] = "LlamaTokenizer", t.bos >= 0, false, true

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -64,9 +63,9 @@ const spaceMark = "\u2581" // ▁
 // fallback, as Llama 2's). Models with parts estkit does not implement yet
 // fail with a message naming the part.
 func LoadSentencePiece(path string) (*Tokenizer, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("tokenize: %w", err)
+		return nil, err
 	}
 	m, err := parseSPModel(b)
 	if err != nil {

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -96,8 +97,9 @@ func Eval(m Model, cfg *Config, split string, batches int) (float64, int, error)
 }
 
 // Generate continues prompt by n tokens, sampling from the softmax at
-// temperature (0: greedy) among the topK most likely (0: all).
-func Generate(m Model, prompt []int32, n int, temperature float64, topK int, seed uint64) ([]int32, error) {
+// temperature (0: greedy) among the topK most likely (0: all). ctx is
+// checked before every token, so that a Ctrl-C stops a long generation.
+func Generate(ctx context.Context, m Model, prompt []int32, n int, temperature float64, topK int, seed uint64) ([]int32, error) {
 	c, o := m.Config(), m.Ops()
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("train: empty prompt")
@@ -107,12 +109,15 @@ func Generate(m Model, prompt []int32, n int, temperature float64, topK int, see
 	V, Vp := c.Vocab, c.Padded
 	row := make([]float32, Vp)
 	for i := 0; i < n; i++ {
-		ctx := out
-		if len(ctx) > c.MaxT {
-			ctx = ctx[len(ctx)-c.MaxT:]
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		T := len(ctx)
-		if _, err := m.Forward(ctx, nil, 1, T, nil); err != nil {
+		window := out
+		if len(window) > c.MaxT {
+			window = window[len(window)-c.MaxT:]
+		}
+		T := len(window)
+		if _, err := m.Forward(window, nil, 1, T, nil); err != nil {
 			return nil, err
 		}
 		o.Download(row, o.Slice(m.Logits(), (T-1)*Vp, Vp))

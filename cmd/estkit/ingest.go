@@ -88,6 +88,19 @@ completed by running it again.`,
 
 func runIngest(cmd *cobra.Command, g *globals, opts *ingestOptions, args []string) error {
 	o := opts.o
+	// the library reads 0 as its default; typed, 0 is a mistake
+	if err := checkPositive("ingest", "max-doc-bytes", o.MaxDocBytes); err != nil {
+		return err
+	}
+	if err := checkPositive("ingest", "shard-bytes", o.ShardBytes); err != nil {
+		return err
+	}
+	if err := checkWorkers("ingest", o.Workers); err != nil {
+		return err
+	}
+	if err := checkOutLink("ingest", o.OutDir); err != nil {
+		return err
+	}
 	format, err := ingest.ParseFormat(opts.format)
 	if err != nil {
 		return err

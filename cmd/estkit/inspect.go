@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/estkit/estkit/ingest"
+	"github.com/estkit/estkit/internal/store"
 	"github.com/estkit/estkit/shards"
 	"github.com/estkit/estkit/tokenize"
 )
@@ -55,15 +58,34 @@ func newInspectCmd(g *globals) *cobra.Command {
 				return err
 			}
 			dir := args[0]
-			if _, err := shards.ReadManifest(dir); err == nil || !errors.Is(err, shards.ErrVersion) && !errors.Is(err, fs.ErrNotExist) {
-				if err != nil {
+			_, terr := shards.ReadManifest(dir)
+			if terr == nil {
+				if err := opts.checkTokenSet(cmd, dir); err != nil {
 					return err
 				}
 				return inspectTokens(cmd, g, opts, dir)
 			}
 			m, err := ingest.ReadManifest(dir)
-			if err != nil {
+			switch {
+			case err == nil:
+			case errors.Is(terr, fs.ErrNotExist) && errors.Is(err, fs.ErrNotExist):
+				if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) && !store.IsURL(dir) {
+					return fmt.Errorf("inspect: %w", serr)
+				}
+				return fmt.Errorf("inspect: %s holds no manifest.json: it is neither a document set (estkit ingest writes them) nor a token set (estkit shard)", dir)
+			case errors.Is(terr, shards.ErrCorrupt) && errors.Is(err, ingest.ErrVersion):
+				return terr // a token set's manifest, damaged
+			case errors.Is(terr, shards.ErrCorrupt) && errors.Is(err, ingest.ErrCorrupt) && !errors.Is(terr, shards.ErrVersion):
+				// neither reader got as far as the schema: the file is not
+				// JSON, and which kind of set it was cannot be told
+				return fmt.Errorf("inspect: %s: %w: it does not parse as the manifest of a document set or of a token set (%v)", filepath.Join(dir, ingest.ManifestName), ingest.ErrCorrupt, err)
+			default:
 				return err
+			}
+			for _, name := range tokenSetFlags {
+				if cmd.Flags().Changed(name) {
+					return usageErrorf("inspect: --%s applies to token sets; %s is a document set", name, dir)
+				}
 			}
 			if cmd.Flags().Changed("doc") {
 				d, err := ingest.ReadDocument(dir, m, opts.doc)
@@ -101,6 +123,15 @@ func newInspectCmd(g *globals) *cobra.Command {
 // check refuses, as usage errors, flag values that are not among their
 // choices and flags that do not go together, before any work.
 func (o *inspectOptions) check(cmd *cobra.Command) error {
+	if err := checkPositive("inspect", "seq-len", int64(o.seqLen)); err != nil {
+		return err
+	}
+	if o.seq < 0 {
+		return usageErrorf("inspect: --seq %d: want 0 or more", o.seq)
+	}
+	if o.doc < 0 {
+		return usageErrorf("inspect: --doc %d: want 0 or more", o.doc)
+	}
 	if o.split != shards.Train && o.split != shards.Val {
 		return usageErrorf("inspect: --split %q: want %s or %s", o.split, shards.Train, shards.Val)
 	}
@@ -119,6 +150,32 @@ func (o *inspectOptions) check(cmd *cobra.Command) error {
 	}
 	if o.tokens && cmd.Flags().Changed("out") && o.out == "" {
 		return usageErrorf("inspect: --out: name the file to write")
+	}
+	return nil
+}
+
+// tokenSetFlags are the flags that apply to token sets only.
+var tokenSetFlags = []string{"seq", "seq-len", "order", "seed", "split", "tokens", "format", "out", "tokenizer", "verify"}
+
+// checkTokenSet refuses, as usage errors, flags that do not apply to a
+// token set or to what was asked of it (rather than ignoring them).
+func (o *inspectOptions) checkTokenSet(cmd *cobra.Command, dir string) error {
+	f := cmd.Flags()
+	if f.Changed("doc") {
+		return usageErrorf("inspect: --doc applies to document sets; %s is a token set", dir)
+	}
+	if f.Changed("seq") && o.tokens {
+		return usageErrorf("inspect: give --seq or --tokens, not both")
+	}
+	if !f.Changed("seq") {
+		for _, name := range []string{"seq-len", "order", "seed", "tokenizer"} {
+			if f.Changed(name) {
+				return usageErrorf("inspect: --%s applies to --seq only", name)
+			}
+		}
+		if f.Changed("split") && !o.tokens {
+			return usageErrorf("inspect: --split applies to --seq and --tokens only")
+		}
 	}
 	return nil
 }

@@ -62,18 +62,27 @@ different tokenizer or option never reuses a set.`,
 }
 
 func runShard(cmd *cobra.Command, g *globals, opts *shardOptions, args []string) error {
+	o := opts.o
+	if err := checkPositive("shard", "shard-tokens", o.ShardTokens); err != nil { // the library reads 0 as its default; typed, it is a mistake
+		return err
+	}
+	if err := checkWorkers("shard", o.Workers); err != nil {
+		return err
+	}
+	if err := checkOutLink("shard", o.OutDir); err != nil {
+		return err
+	}
+	if !(o.ValFraction >= 0 && o.ValFraction < 1) { // NaN fails both
+		return usageErrorf("shard: --val-fraction %g: the val fraction must be in [0, 1)", o.ValFraction)
+	}
 	tok, err := tokenize.Load(opts.tokenizer)
 	if err != nil {
 		return err
 	}
-	o := opts.o
 	if opts.part != "" {
 		if o.Part, err = setdir.ParsePart(opts.part); err != nil {
 			return usageErrorf("shard: --part: %w", err)
 		}
-	}
-	if o.ShardTokens <= 0 { // the library reads 0 as its default; typed, it is a mistake
-		return fmt.Errorf("shard: --shard-tokens %d: want a positive number of tokens", o.ShardTokens)
 	}
 	o.Logger = g.log
 	if !cmd.Flags().Changed("bos") && !cmd.Flags().Changed("eos") {

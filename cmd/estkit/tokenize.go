@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +36,8 @@ prints one JSON line {"id": ..., "ids": [...]} per document in input order.
 number. Special-token text such as <|endoftext|> is encoded as plain text
 unless --special is given.
 
+A line (or, without --input, all of standard input) may be at most 64 MiB.
+
 Tokenizers: gpt2 (built in, identical to tiktoken's gpt2 encode_ordinary),
 or the path of a SentencePiece tokenizer.model (BPE with byte fallback, as
 Llama 2's; identical to SentencePiece's encode; --bos adds <s>, --eos </s>).`,
@@ -42,7 +46,7 @@ Llama 2's; identical to SentencePiece's encode; --bos adds <s>, --eos </s>).`,
   estkit tokenize --input docs.jsonl --count
   estkit tokenize --input docs.jsonl | estkit tokenize --decode --input -`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runTokenize(g, opts) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runTokenize(cmd.Context(), g, opts) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.tokenizer, "tokenizer", "gpt2", "tokenizer: gpt2, bytes, or PATH of a Hugging Face tokenizer.json, a SentencePiece tokenizer.model or a directory holding one")
@@ -68,7 +72,30 @@ type tokDoc struct {
 	line int
 }
 
-func runTokenize(g *globals, o *tokenizeOptions) error {
+// maxTokenizeLine is the most tokenize reads as one document: a JSON line,
+// or all of standard input without --input. It bounds memory on an input
+// with no line breaks (/dev/zero, a binary file) and is far above any
+// document a tokenizer is given in practice.
+const maxTokenizeLine = 64 << 20
+
+// ctxReader stops reading once ctx is done, so that a Ctrl-C ends a read
+// of an endless input (standard input, a device) at its next chunk.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func runTokenize(ctx context.Context, g *globals, o *tokenizeOptions) error {
+	if err := checkWorkers("tokenize", o.workers); err != nil {
+		return err
+	}
 	tok, err := loadTokenizer(o.tokenizer)
 	if err != nil {
 		return err
@@ -83,6 +110,7 @@ func runTokenize(g *globals, o *tokenizeOptions) error {
 		defer f.Close()
 		in, name = f, o.input
 	}
+	in = ctxReader{ctx, in}
 	out := bufio.NewWriterSize(g.stdout, 1<<20)
 	defer out.Flush()
 	stats := &tokStats{start: time.Now()}
@@ -90,9 +118,12 @@ func runTokenize(g *globals, o *tokenizeOptions) error {
 		if o.decode {
 			return fmt.Errorf("tokenize: --decode reads JSON lines of ids: give --input FILE, or --input - for standard input")
 		}
-		b, err := io.ReadAll(in)
+		b, err := io.ReadAll(io.LimitReader(in, maxTokenizeLine+1))
 		if err != nil {
-			return err
+			return fmt.Errorf("tokenize: %s: %w", name, err)
+		}
+		if len(b) > maxTokenizeLine {
+			return fmt.Errorf("tokenize: %s is longer than %d MiB, the most tokenize reads as one text: give JSON lines with --input", name, maxTokenizeLine>>20)
 		}
 		if err := emitTokens(g, out, tok, o, []tokDoc{{id: json.RawMessage("1"), text: string(b), line: 1}}, stats); err != nil {
 			return err
@@ -100,9 +131,13 @@ func runTokenize(g *globals, o *tokenizeOptions) error {
 		return printCount(out, o, stats)
 	}
 	sc := bufio.NewScanner(in)
-	sc.Buffer(nil, 1<<30)
+	sc.Buffer(nil, maxTokenizeLine)
 	var batch []tokDoc
-	for line := 1; sc.Scan(); line++ {
+	line := 1
+	for ; sc.Scan(); line++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
@@ -129,7 +164,9 @@ func runTokenize(g *globals, o *tokenizeOptions) error {
 			batch = batch[:0]
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return fmt.Errorf("tokenize: %s: line %d is longer than %d MiB, the most tokenize reads as one line", name, line, maxTokenizeLine>>20)
+	} else if err != nil {
 		return fmt.Errorf("tokenize: %s: %w", name, err)
 	}
 	if err := emitTokens(g, out, tok, o, batch, stats); err != nil {

@@ -406,6 +406,9 @@ func newSampleCmd(g *globals) *cobra.Command {
   estkit sample --run runs/tinyllama --tokenizer TinyLlama/tokenizer.model --prompt "def main" --seed 7`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSampleFlags(n, temp, topK); err != nil {
+				return err
+			}
 			ops, err := g.backend()
 			if err != nil {
 				return err
@@ -447,7 +450,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 			for i, v := range ids {
 				in[i] = int32(v)
 			}
-			out, err := train.Generate(m, in, n, temp, topK, seed)
+			out, err := train.Generate(cmd.Context(), m, in, n, temp, topK, seed)
 			if err != nil {
 				return err
 			}

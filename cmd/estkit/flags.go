@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+)
+
+// Checks of numeric flag values, shared by the commands: each returns a
+// usage error naming the flag, so that a value a command cannot mean
+// (NaN, ±Inf, a negative count, a zero size) is refused before any work
+// instead of being read as a default or running with it.
+
+// checkPositive refuses v < 1 for a count or size flag where 0 means
+// nothing.
+func checkPositive(cmd, flag string, v int64) error {
+	if v < 1 {
+		return usageErrorf("%s: --%s %d: want a positive number", cmd, flag, v)
+	}
+	return nil
+}
+
+// checkWorkers refuses a negative --workers (0 is one per CPU).
+func checkWorkers(cmd string, v int) error {
+	if v < 0 {
+		return usageErrorf("%s: --workers %d: want a positive number of workers (0: one per CPU)", cmd, v)
+	}
+	return nil
+}
+
+// checkOutLink refuses an --out that is a symlink to nothing, which
+// creating the directory would report as "file exists".
+func checkOutLink(cmd, out string) error {
+	st, err := os.Lstat(out)
+	if err != nil || st.Mode()&os.ModeSymlink == 0 {
+		return nil
+	}
+	if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
+		target, _ := os.Readlink(out)
+		return fmt.Errorf("%s: --out %s is a dangling symlink (to %s, which does not exist): create its target or give another directory", cmd, out, target)
+	}
+	return nil
+}
+
+// checkSampleFlags checks sample's --tokens, --temperature and --top-k.
+func checkSampleFlags(tokens int, temperature float64, topK int) error {
+	if err := checkPositive("sample", "tokens", int64(tokens)); err != nil {
+		return err
+	}
+	// NaN compares false with everything: checked by what it must be
+	if !(temperature >= 0) || math.IsInf(temperature, 0) {
+		return usageErrorf("sample: --temperature %g: want a finite number, 0 (greedy) or more", temperature)
+	}
+	if topK < 0 {
+		return usageErrorf("sample: --top-k %d: want 0 (all) or a positive number", topK)
+	}
+	return nil
+}
