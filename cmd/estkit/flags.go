@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"math"
 	"os"
+
+	"github.com/estkit/estkit/train"
 )
 
 // Checks of numeric flag values, shared by the commands: each returns a
@@ -31,8 +33,16 @@ func checkWorkers(cmd string, v int) error {
 }
 
 // checkOutLink refuses an --out that is a symlink to nothing, which
-// creating the directory would report as "file exists".
+// creating the directory would report as "file exists", and one inside a
+// training run's directory.
 func checkOutLink(cmd, out string) error {
+	if out == "" { // shard's set under --cache
+		return nil
+	}
+	// a set inside a run directory would be a file no run writes there
+	if run, ok := train.EnclosingRun(out); ok {
+		return fmt.Errorf("%s: --out %s is inside the training run %s: give a directory outside it", cmd, out, run)
+	}
 	st, err := os.Lstat(out)
 	if err != nil || st.Mode()&os.ModeSymlink == 0 {
 		return nil
