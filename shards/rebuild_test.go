@@ -2,6 +2,7 @@ package shards
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -87,5 +88,21 @@ func TestFailedVerifyDropsMarker(t *testing.T) {
 	}
 	if _, err := Open(res.Dir, false); err == nil {
 		t.Fatal("after a failed full check, an open trusted the marker and used the damaged file")
+	}
+}
+
+// TestOpenVerifyCancelled: the sha256 check of an open (all of a set's
+// bytes, the first time) stops when its context is cancelled, as the first
+// Ctrl-C of inspect or train asks, and records no marker.
+func TestOpenVerifyCancelled(t *testing.T) {
+	docs := docSet(t, "go", 9, 256<<10)
+	res := build(t, []string{docs}, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := OpenWith(res.Dir, OpenOptions{Full: true, Context: ctx}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled open: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(res.Dir, VerifiedName)); err == nil {
+		t.Fatal("a cancelled check recorded the set as verified")
 	}
 }

@@ -51,6 +51,9 @@ type OpenOptions struct {
 	CacheBytes int64
 	// OnRetry, if set, hears each failed download that will be retried.
 	OnRetry func(name string, attempt int, err error)
+	// Context, if set, stops the sha256 check of the set's files (which
+	// reads them all) when it is cancelled.
+	Context context.Context
 }
 
 // Open opens the token shard set in dir: OpenWith, Full when verify.
@@ -78,7 +81,11 @@ func OpenWith(dir string, o OpenOptions) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := setdir.VerifyOnce(store.Local(dir), m.Checksum, m.entries(), ErrCorrupt, o.Full, o.Logger); err != nil {
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := setdir.VerifyOnce(ctx, store.Local(dir), m.Checksum, m.entries(), ErrCorrupt, o.Full, o.Logger); err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
 	s := &Set{Dir: dir, Manifest: m, streams: map[string]*Stream{}}

@@ -296,7 +296,7 @@ func TestEventsFile(t *testing.T) {
 	before, _ := os.ReadFile(bname)
 	more := cfg
 	more.Steps = 8
-	s, err := OpenSession(cpu.New(), more, b, Options{Resume: true, Rank: 1})
+	s, err := OpenSession(context.Background(), cpu.New(), more, b, Options{Resume: true, Rank: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

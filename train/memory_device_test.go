@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -142,7 +143,7 @@ func TestDeviceMemoryRefused(t *testing.T) {
 		free := int64(e.Device() - 4.5*e.PerSequence) // 11 sequences fit; the host copy is not the card's
 		t.Setenv("ESTKIT_CUDAEMU_FREE_MEMORY", strconv.FormatInt(free, 10))
 		out := filepath.Join(t.TempDir(), "run")
-		_, err := OpenSession(ops, cfg, out, Options{})
+		_, err := OpenSession(context.Background(), ops, cfg, out, Options{})
 		want := fmt.Sprintf("needs about %s", bytesText(e.Device()))
 		if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), bytesText(float64(free))+" free on the cuda") ||
 			!strings.Contains(err.Error(), "largest micro-batch that fits: --batch 11 ") || (acts == BF16) != strings.Contains(err.Error(), "bf16 weight copy") {

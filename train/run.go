@@ -124,7 +124,7 @@ type Options struct {
 // the run, a Stepper runs its steps, the Session records each and
 // checkpoints.
 func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options) (*Summary, error) {
-	s, err := OpenSession(ops, cfg, out, o)
+	s, err := OpenSession(ctx, ops, cfg, out, o)
 	if err != nil {
 		return nil, err
 	}

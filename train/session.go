@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,8 +52,9 @@ func (o Options) writer() bool { return o.Rank == 0 }
 // OpenSession readies a run of cfg on ops in the run directory out as o
 // asks: everything a user can get wrong (the configuration, the backend's
 // precisions, the memory, the directory's contents) is refused before the
-// directory is written. Close releases what it holds.
-func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session, err error) {
+// directory is written. ctx stops the first check of the data sets' files
+// (their sha256, all of their bytes). Close releases what it holds.
+func OpenSession(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options) (_ *Session, err error) {
 	if o.Rank < 0 {
 		return nil, fmt.Errorf("train: %w: rank %d: ranks count from 0", ErrConfig, o.Rank)
 	}
@@ -118,7 +120,7 @@ func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session
 			s.Close()
 		}
 	}()
-	if err := s.openData(); err != nil {
+	if err := s.openData(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.buildModel(); err != nil {
@@ -137,9 +139,9 @@ func OpenSession(ops kernels.Ops, cfg Config, out string, o Options) (_ *Session
 
 // openData opens the data sets, each with the model's tokenizer, and
 // checks that the first has a val split to evaluate on.
-func (s *Session) openData() error {
+func (s *Session) openData(ctx context.Context) error {
 	for _, d := range s.Config.Data {
-		set, err := shards.Open(d.Dir, false)
+		set, err := shards.OpenWith(d.Dir, shards.OpenOptions{Logger: s.log, Context: ctx})
 		if err != nil {
 			return err
 		}

@@ -86,7 +86,7 @@ func TestStepperMatchesRun(t *testing.T) {
 	recs, seqs := records(t, filepath.Join(run, "metrics.jsonl")), lineage(t, run)
 
 	other := filepath.Join(t.TempDir(), "rank1")
-	s, err := OpenSession(cpu.New(), cfg, other, Options{Rank: 1})
+	s, err := OpenSession(context.Background(), cpu.New(), cfg, other, Options{Rank: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestReducerOnGradientPath(t *testing.T) {
 	set := tokenSet(t)
 	in := tinyRun(set)
 	in.Clip, in.WeightDecay = 1e-6, 0 // every step clipped
-	s, err := OpenSession(cpu.New(), in, filepath.Join(t.TempDir(), "rank1"), Options{Rank: 1})
+	s, err := OpenSession(context.Background(), cpu.New(), in, filepath.Join(t.TempDir(), "rank1"), Options{Rank: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -271,7 +271,7 @@ func total(m map[string]int64) int64 {
 // inspectTokens summarises a token shard set, prints a sequence, or writes
 // a split's token stream.
 func inspectTokens(cmd *cobra.Command, g *globals, opts *inspectOptions, dir string) error {
-	set, err := shards.OpenWith(dir, shards.OpenOptions{Full: opts.verify, Logger: g.log})
+	set, err := shards.OpenWith(dir, shards.OpenOptions{Full: opts.verify, Logger: g.log, Context: cmd.Context()})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ package setdir
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -302,6 +303,10 @@ type Entry struct {
 // VerifyFile checks dir/e against its size and sha256; a mismatch is an
 // error naming the file and wrapping corrupt, the caller's sentinel.
 func VerifyFile(dir store.Dir, e Entry, corrupt error) error {
+	return verifyFile(context.Background(), dir, e, corrupt)
+}
+
+func verifyFile(ctx context.Context, dir store.Dir, e Entry, corrupt error) error {
 	p := dir.Join(e.Name)
 	f, err := dir.Open(e.Name)
 	if err != nil {
@@ -312,7 +317,7 @@ func VerifyFile(dir store.Dir, e Entry, corrupt error) error {
 		return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", p, corrupt, f.Size(), e.Size)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
@@ -321,10 +326,28 @@ func VerifyFile(dir store.Dir, e Entry, corrupt error) error {
 	return nil
 }
 
+// ctxReader stops a read of a file (at the next Read, every 32 KiB of
+// io.Copy) once ctx is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
 // VerifyFiles checks every file in turn and returns the first mismatch.
 func VerifyFiles(dir store.Dir, files []Entry, corrupt error) error {
+	return verifyFiles(context.Background(), dir, files, corrupt)
+}
+
+func verifyFiles(ctx context.Context, dir store.Dir, files []Entry, corrupt error) error {
 	for _, e := range files {
-		if err := VerifyFile(dir, e, corrupt); err != nil {
+		if err := verifyFile(ctx, dir, e, corrupt); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package setdir
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,8 +42,9 @@ func identify(dir store.Dir, e Entry) (markedFile, error) {
 // manifest) were found intact; after a full check it records the marker
 // (written atomically). manifest is the manifest's checksum. force checks
 // in full whatever the marker says. Where the marker cannot be written (a
-// read-only directory) every open verifies in full, and log says so.
-func VerifyOnce(dir store.Dir, manifest string, files []Entry, corrupt error, force bool, log *slog.Logger) error {
+// read-only directory) every open verifies in full, and log says so. A
+// cancelled ctx stops the check (context.Canceled) and records nothing.
+func VerifyOnce(ctx context.Context, dir store.Dir, manifest string, files []Entry, corrupt error, force bool, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -68,7 +70,10 @@ func VerifyOnce(dir store.Dir, manifest string, files []Entry, corrupt error, fo
 		}
 	}
 	log.Info("verifying token shards (sha256 of every file: first open since they were written, copied or changed)", "dir", dir.String(), "files", len(files), "bytes", bytes)
-	if err := VerifyFiles(dir, files, corrupt); err != nil {
+	if err := verifyFiles(ctx, dir, files, corrupt); err != nil {
+		if ctx.Err() != nil {
+			return err // stopped, not damaged: the marker stays as it was
+		}
 		// A marker that vouches for these files must not outlive a check
 		// that found one damaged (a change that kept size, mtime and
 		// inode): the next open checks in full again.
