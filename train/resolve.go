@@ -245,7 +245,7 @@ func Resolve(set []Setting) (Config, error) {
 		case optData:
 			d, err := ParseData(s.Value)
 			if err != nil {
-				return Config{}, err
+				return Config{}, &SettingError{s.Name, err}
 			}
 			if !dataFromFlags {
 				cfg.Data, dataFromFlags = nil, true // the flags' mixture replaces the file's
@@ -335,7 +335,11 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 		}
 		p, ok := Presets[name]
 		if !ok {
-			return Config{}, fmt.Errorf("train: %w: no model preset %q (want %s)", ErrConfig, name, strings.Join(presetNames(), ", "))
+			err := fmt.Errorf("train: %w: no model preset %q (want %s)", ErrConfig, name, strings.Join(presetNames(), ", "))
+			if presetGiven {
+				return Config{}, &SettingError{optPreset, err}
+			}
+			return Config{}, err
 		}
 		model = p
 	}
@@ -417,10 +421,21 @@ func where(b []byte, off int64) string {
 
 func settingError(s Setting, err error) error {
 	if errors.Is(err, ErrConfig) {
-		return fmt.Errorf("train: --%s %s: %w", s.Name, s.Value, err)
+		return &SettingError{s.Name, fmt.Errorf("train: --%s %s: %w", s.Name, s.Value, err)}
 	}
-	return fmt.Errorf("train: %w: --%s %s: %w", ErrConfig, s.Name, s.Value, err)
+	return &SettingError{s.Name, fmt.Errorf("train: %w: --%s %s: %w", ErrConfig, s.Name, s.Value, err)}
 }
+
+// SettingError is a setting whose value does not parse or is not one of
+// its choices (ErrConfig): the command line's own mistake, which the
+// command reports as a usage error.
+type SettingError struct {
+	Name string // the setting (flag) name
+	Err  error
+}
+
+func (e *SettingError) Error() string { return e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
 
 // ParseData reads a --data value: DIR, or DIR:WEIGHT where WEIGHT is the
 // text after the last ':'. That text must be a positive finite number, so a

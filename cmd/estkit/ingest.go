@@ -103,7 +103,7 @@ func runIngest(cmd *cobra.Command, g *globals, opts *ingestOptions, args []strin
 	}
 	format, err := ingest.ParseFormat(opts.format)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	o.Format = format
 	if opts.part != "" {

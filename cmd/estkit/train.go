@@ -153,6 +153,9 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	} else {
 		cfg, err = train.Resolve(opts.settings(cmd))
 	}
+	if se := (*train.SettingError)(nil); errors.As(err, &se) {
+		return &usageError{err} // a flag's value the library could not take
+	}
 	if err != nil {
 		return err
 	}
