@@ -338,6 +338,19 @@ func (c *Config) Check() error {
 	nonNegInt("checkpoint_every", c.CheckpointEvery)
 	posInt("keep_checkpoints", c.KeepCheckpoints)
 	nonNegInt("horizon", c.Horizon)
+	// AdamW runs in float32 (kernels.AdamWArgs): a setting must keep its
+	// meaning there, not overflow to Inf (lr 1e308), flush to 0 (eps
+	// 1e-320: a division by zero) or round to 1 (beta2 1-1e-9: a bias
+	// correction of 0).
+	fits32 := func(name string, v float64) {
+		switch f := float32(v); {
+		case math.IsNaN(v) || math.IsInf(v, 0):
+		case math.IsInf(float64(f), 0):
+			bad(name, v, fmt.Sprintf("want at most %g (the optimizer computes in float32)", math.MaxFloat32))
+		case v != 0 && math.Abs(v) < 0x1p-126:
+			bad(name, v, fmt.Sprintf("want 0 or at least %g (the optimizer computes in float32)", 0x1p-126))
+		}
+	}
 	finite("lr", c.LR, 0, math.MaxFloat64, true, false)
 	finite("min_lr", c.MinLR, 0, math.Max(c.LR, 0), false, false)
 	finite("beta1", c.Beta1, 0, 1, false, true)
@@ -345,6 +358,20 @@ func (c *Config) Check() error {
 	finite("eps", c.Eps, 0, 1, true, false)
 	finite("weight_decay", c.WeightDecay, 0, math.MaxFloat64, false, false)
 	finite("clip", c.Clip, 0, math.MaxFloat64, false, false)
+	for _, x := range []struct {
+		name string
+		v    float64
+	}{{"lr", c.LR}, {"min_lr", c.MinLR}, {"eps", c.Eps}, {"weight_decay", c.WeightDecay}, {"clip", c.Clip}, {"beta1", c.Beta1}, {"beta2", c.Beta2}} {
+		fits32(x.name, x.v)
+	}
+	for _, b := range []struct {
+		name string
+		v    float64
+	}{{"beta1", c.Beta1}, {"beta2", c.Beta2}} {
+		if b.v < 1 && float32(b.v) >= 1 {
+			bad(b.name, b.v, "want a number below 1 in float32 (the optimizer's precision): it rounds to 1")
+		}
+	}
 	if c.Model.MaxT > 0 && c.Seq > c.Model.MaxT {
 		errs = append(errs, fmt.Errorf("train: %w: seq %d is longer than the model's %d positions", ErrConfig, c.Seq, c.Model.MaxT))
 	}

@@ -125,8 +125,8 @@ func TestDataTwice(t *testing.T) {
 func TestDiverged(t *testing.T) {
 	set := tokenSet(t)
 	for name, f := range map[string]func(c *Config){
-		"lr 1e308":   func(c *Config) { c.LR, c.MinLR, c.Clip = 1e308, 0, 0 },
-		"eps 1e-320": func(c *Config) { c.Eps = 1e-320 },
+		"lr 1e30": func(c *Config) { c.LR, c.MinLR, c.Clip = 1e30, 0, 0 },
+		"lr 1e20": func(c *Config) { c.LR, c.MinLR, c.Clip = 1e20, 0, 0 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := tinyRun(set)
@@ -145,6 +145,26 @@ func TestDiverged(t *testing.T) {
 				t.Fatalf("%d records, the error names step %d", len(recs), step)
 			}
 		})
+	}
+}
+
+// TestFloat32Settings: optimizer settings that AdamW's float32 cannot
+// hold as given (an lr that overflows, an eps that flushes to zero, a beta
+// that rounds to 1) are configuration errors naming the setting, before
+// anything runs (they used to end in NaN weights, or in a run whose only
+// NaN sat in the padded vocabulary rows, depending on the BLAS).
+func TestFloat32Settings(t *testing.T) {
+	for name, f := range map[string]func(c *Config){
+		"lr":    func(c *Config) { c.LR, c.MinLR = 1e308, 0 },
+		"eps":   func(c *Config) { c.Eps = 1e-320 },
+		"beta2": func(c *Config) { c.Beta2 = 1 - 1e-9 },
+		"clip":  func(c *Config) { c.Clip = 1e39 },
+	} {
+		cfg := tinyRun("tok")
+		f(&cfg)
+		if err := cfg.Check(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 
