@@ -36,7 +36,7 @@ func TestTrainReviewCLI(t *testing.T) {
 	}
 
 	bad := filepath.Join(dir, "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"lr": 1e308, "clip": 0, `+tinyShape+`}`), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"lr": 1e30, "clip": 0, `+tinyShape+`}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, errs, code := run(t, "-q", "train", "--config", bad, "--data", "tok", "--steps", "4", "--batch", "2", "--seq", "16", "--out", "diverged")
