@@ -39,7 +39,9 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	// The inputs are listed before --out is made, so that a wrong input
 	// (missing, given twice, of no file of --format) leaves no new
 	// directory behind.
-	inputs, ignored, err := expandInputs(ctx, roots, &o)
+	rem := &remoteInputs{}
+	defer rem.remove()
+	inputs, ignored, err := expandInputs(ctx, roots, &o, rem)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/estkit/estkit/internal/store"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -72,6 +74,9 @@ type Input struct {
 	// Revision is the commit of the Hugging Face hub cache snapshot the
 	// file was read through (hub.go), "" elsewhere.
 	Revision string
+	// remote: the input lies in object storage (Root is an s3:// URL);
+	// Path is its local copy, "" until fetch downloads it.
+	remote *remoteObject
 }
 
 var owtInnerName = regexp.MustCompile(`^urlsf_subset\d+-\d+_data\.xz$`)
@@ -98,7 +103,9 @@ type Ignored struct {
 // record names as UTF-8 strings), a file given directly that is not a
 // regular file (a FIFO or device cannot be read twice, once to hash and
 // once to parse, and /dev/zero never ends), and one file reached twice.
-func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []Ignored, error) {
+// A root that is an s3:// URL names one object or a prefix of objects
+// (input_remote.go), downloaded through rem when first read.
+func expandInputs(ctx context.Context, roots []string, o *Options, rem *remoteInputs) ([]*Input, []Ignored, error) {
 	var inputs []*Input
 	var ignored []Ignored
 	seen := map[string]string{}
@@ -108,13 +115,19 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 		if !utf8.ValidString(root) {
 			return nil, nil, fmt.Errorf("ingest: %w: input name %q is not valid UTF-8; rename it", ErrInvalidUTF8, root)
 		}
-		st, err := os.Stat(root)
-		if err != nil {
-			return nil, nil, fmt.Errorf("ingest: %w", err)
-		}
 		var files []*Input
 		var walkIgnored []Ignored
-		if !st.IsDir() {
+		single := false
+		if store.IsURL(root) {
+			var err error
+			if files, walkIgnored, single, err = rem.list(ctx, root, o); err != nil {
+				return nil, nil, err
+			}
+			ignored = append(ignored, walkIgnored...)
+		} else if st, err := os.Stat(root); err != nil {
+			return nil, nil, fmt.Errorf("ingest: %w", err)
+		} else if !st.IsDir() {
+			single = true
 			if !st.Mode().IsRegular() {
 				return nil, nil, fmt.Errorf("ingest: %w: %s is not a regular file (%s): ingest reads each input twice, to hash and to parse it, and needs a file that holds still",
 					ErrFormat, root, fileKind(st.Mode()))
@@ -241,7 +254,7 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 				return nil, nil, err
 			}
 			if f == "" {
-				if !st.IsDir() {
+				if single {
 					return nil, nil, &InputError{File: in.Rel, Err: wrapf(ErrFormat, "%s", why)}
 				}
 				ignored = append(ignored, Ignored{Path: in.Rel, Reason: why})
@@ -251,14 +264,14 @@ func expandInputs(ctx context.Context, roots []string, o *Options) ([]*Input, []
 			in.Corpus = corpusOf(f, o)
 			// The same file twice (named twice, through a symlink, or under
 			// nested roots) would be ingested twice: refuse it by name.
-			id, err := identify(in.Path)
+			id, err := in.identity()
 			if err != nil {
 				return nil, nil, fmt.Errorf("ingest: %w", err)
 			}
 			if prev, ok := ids[id]; ok {
-				return nil, nil, fmt.Errorf("ingest: %w: %s and %s are the same file; give each input once", ErrDuplicateInput, prev, in.Path)
+				return nil, nil, fmt.Errorf("ingest: %w: %s and %s are the same file; give each input once", ErrDuplicateInput, prev, in.where())
 			}
-			ids[id] = in.Path
+			ids[id] = in.where()
 			if prev, ok := seen[in.Rel]; ok {
 				return nil, nil, fmt.Errorf("ingest: input path %s appears under both %s and %s: give roots whose relative paths differ", in.Rel, prev, root)
 			}
@@ -355,6 +368,9 @@ func isJSONLName(name string) bool {
 
 // sniffFormat recognises a file from its name and first bytes.
 func sniffFormat(ctx context.Context, in *Input, o *Options) (Format, string, error) {
+	if err := in.fetch(); err != nil {
+		return "", "", err
+	}
 	f, err := os.Open(in.Path)
 	if err != nil {
 		return "", "", fmt.Errorf("ingest: %w", err)
@@ -505,8 +521,20 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// fileID identifies a file across the names that reach it.
-type fileID struct{ dev, ino uint64 }
+// fileID identifies a file across the names that reach it; an object by
+// its URL.
+type fileID struct {
+	dev, ino uint64
+	url      string
+}
+
+// identity is the input's fileID.
+func (in *Input) identity() (fileID, error) {
+	if in.remote != nil {
+		return fileID{url: in.where()}, nil
+	}
+	return identify(in.Path)
+}
 
 // identify returns the identity of the file at p, following symlinks.
 func identify(p string) (fileID, error) {
@@ -518,7 +546,7 @@ func identify(p string) (fileID, error) {
 	if !ok {
 		return fileID{}, fmt.Errorf("stat %s: no device and inode number", p)
 	}
-	return fileID{uint64(sys.Dev), uint64(sys.Ino)}, nil
+	return fileID{dev: uint64(sys.Dev), ino: uint64(sys.Ino)}, nil
 }
 
 // fileKind names a mode that is not a regular file's.
@@ -542,6 +570,9 @@ func hashInputs(ctx context.Context, inputs []*Input, workers int, onBytes func(
 	g.SetLimit(workers)
 	for _, in := range inputs {
 		g.Go(func() error {
+			if err := in.fetch(); err != nil {
+				return err
+			}
 			f, err := os.Open(in.Path)
 			if err != nil {
 				return fmt.Errorf("ingest: %w", err)
@@ -560,7 +591,7 @@ func hashInputs(ctx context.Context, inputs []*Input, workers int, onBytes func(
 					break
 				}
 				if err != nil {
-					return fmt.Errorf("ingest: read %s: %w", in.Path, err)
+					return fmt.Errorf("ingest: read %s: %w", in.where(), err)
 				}
 			}
 			in.SHA256 = hex.EncodeToString(h.Sum(nil))
@@ -574,6 +605,9 @@ func hashInputs(ctx context.Context, inputs []*Input, workers int, onBytes func(
 // differs from what the listing saw: its hash and lineage would not describe
 // the bytes read.
 func (in *Input) checkUnchanged() error {
+	if in.remote != nil {
+		return nil // downloaded in the version listed (store.S3.Download)
+	}
 	st, err := os.Stat(in.Path)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)

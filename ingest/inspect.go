@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -13,10 +14,12 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/estkit/estkit/internal/arrowpool"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // ReadDocument returns document k (0-based, in manifest order) of the
-// document shards in dir.
+// document shards in dir. dir may be an s3:// URL: the one shard that
+// holds the document is downloaded (fetchShard) and read there.
 func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
 	if k < 0 || k >= m.Counts.Documents {
 		return nil, fmt.Errorf("ingest: document %d out of range: %s holds %d documents", k, dir, m.Counts.Documents)
@@ -28,7 +31,14 @@ func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
 		}
 		var doc *Document
 		p := filepath.Join(dir, out.Name)
-		if err := CheckShard(p, out.SHA256); err != nil {
+		if store.IsURL(dir) {
+			local, done, err := fetchShard(dir, out)
+			if err != nil {
+				return nil, err
+			}
+			defer done()
+			p = local
+		} else if err := CheckShard(p, out.SHA256); err != nil {
 			return nil, err
 		}
 		err := ScanShard(p, func(rec arrow.RecordBatch) (bool, error) {
@@ -49,6 +59,48 @@ func ReadDocument(dir string, m *Manifest, k int64) (*Document, error) {
 		return doc, nil
 	}
 	return nil, fmt.Errorf("ingest: %s: %w: outputs hold fewer documents than the manifest counts", dir, ErrCorrupt)
+}
+
+// fetchShard downloads the shard out of the set at the URL dir into a
+// temporary directory, checked against the sha256 the manifest records as
+// it downloads (the check CheckShard makes of a local file), and returns
+// its path and the function that removes it. One shard, not the set: a
+// document of a large set costs one file's transfer.
+func fetchShard(dir string, out OutputFile) (string, func(), error) {
+	d, err := store.Open(context.Background(), dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("ingest: %w", err)
+	}
+	f, err := d.Open(out.Name)
+	if err != nil {
+		return "", nil, fmt.Errorf("ingest: %w", err)
+	}
+	defer f.Close()
+	tmp, err := os.MkdirTemp("", "estkit-inspect-")
+	if err != nil {
+		return "", nil, fmt.Errorf("ingest: %w", err)
+	}
+	done := func() { os.RemoveAll(tmp) }
+	p := filepath.Join(tmp, out.Name)
+	w, err := os.Create(p)
+	if err != nil {
+		done()
+		return "", nil, fmt.Errorf("ingest: %w", err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(w, h), f)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		done()
+		return "", nil, fmt.Errorf("ingest: download %s: %w", d.Join(out.Name), err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != out.SHA256 {
+		done()
+		return "", nil, fmt.Errorf("ingest: %s: %w: sha256 %s, its set's manifest records %s", d.Join(out.Name), ErrCorrupt, got, out.SHA256)
+	}
+	return p, done, nil
 }
 
 // readPool recycles the decompressed buffers of the batches ScanShard reads
