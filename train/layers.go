@@ -201,6 +201,9 @@ func (m *model) Forward(ids, targets []int32, B, T int, sel *Selection) (float32
 	}
 	cur := a.x0
 	for i, l := range m.activeLayers(sel) {
+		if err := m.interrupted(); err != nil {
+			return 0, err
+		}
 		next, err := m.blockForward(i, l, cur, W)
 		if err != nil {
 			return 0, err
@@ -310,6 +313,9 @@ func (m *model) Backward(gradScale float32) error {
 	m.normBackward(dres, a.dnf, m.final, a.nfm, a.nfr, m.view.norm, BT)
 	layers := m.activeLayers(m.sel)
 	for i := len(layers) - 1; i >= 0; i-- {
+		if err := m.interrupted(); err != nil {
+			return err
+		}
 		m.blockBackward(i, layers[i], W)
 	}
 	if v := m.view; v.positions >= 0 {

@@ -301,6 +301,9 @@ func gateUpRows(neurons []int32, FF int) []int32 {
 type core struct {
 	Cfg    ModelConfig
 	fam    *Family
+	// interrupt, if set, is asked between blocks of a pass; its error
+	// ends the pass (SetInterrupt)
+	interrupt func() error
 	ops    kernels.Ops
 	table  []Param
 	params kernels.Buf
@@ -764,6 +767,22 @@ type Model interface {
 	// LoadTensors reads what SaveTensors wrote: the parameters and, with
 	// moments, the moments and step counts (resuming).
 	LoadTensors(dir string, moments bool) error
+	// SetInterrupt makes Forward and Backward ask f between blocks and
+	// end with its error, so that a cancelled run stops within a block's
+	// time (f = ctx.Err); nil: never. An interrupted pass leaves the
+	// model's forward state and gradients unusable until the next Forward.
+	SetInterrupt(f func() error)
+}
+
+// SetInterrupt: see Model.
+func (g *core) SetInterrupt(f func() error) { g.interrupt = f }
+
+// interrupted is the interrupt's error, if any.
+func (g *core) interrupted() error {
+	if g.interrupt == nil {
+		return nil
+	}
+	return g.interrupt()
 }
 
 // Config is the model's shape.

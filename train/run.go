@@ -129,6 +129,9 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		return nil, err
 	}
 	defer s.Close()
+	// the first Ctrl-C stops a step (or an evaluation) between two blocks,
+	// not after it: the step is not recorded, and a resume runs it again
+	s.Model.SetInterrupt(ctx.Err)
 	stepper := s.NewStepper()
 	for !s.Done() {
 		if err := ctx.Err(); err != nil {

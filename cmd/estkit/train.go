@@ -371,6 +371,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			m.SetInterrupt(cmd.Context().Err) // the first Ctrl-C stops it between blocks
 			loss, n, err := train.Eval(m, cfg, split, batches)
 			if err != nil {
 				return err
