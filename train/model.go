@@ -299,17 +299,14 @@ func gateUpRows(neurons []int32, FF int) []int32 {
 // core is what every model shares: its shape, its table and the flat
 // buffers of parameters, gradients and AdamW moments laid out by it.
 type core struct {
-	Cfg ModelConfig
-	fam *Family
-	// interrupt, if set, is asked between blocks of a pass; its error
-	// ends the pass (SetInterrupt)
-	interrupt func() error
-	ops       kernels.Ops
-	table     []Param
-	params    kernels.Buf
-	grads     kernels.Buf
-	m, v      kernels.Buf // AdamW moments
-	steps     [][]int32   // AdamW step counts, by table entry (stepCounts)
+	Cfg    ModelConfig
+	fam    *Family
+	ops    kernels.Ops
+	table  []Param
+	params kernels.Buf
+	grads  kernels.Buf
+	m, v   kernels.Buf // AdamW moments
+	steps  [][]int32   // AdamW step counts, by table entry (stepCounts)
 	// bs is set when the activations are stored in bfloat16
 	// (SetBF16Activations); pb is then a bfloat16 copy of Params, which
 	// the matrix products read, refreshed by the first pass after the
@@ -317,6 +314,9 @@ type core struct {
 	bs    kernels.BF16Storage
 	pb    kernels.Buf
 	stale bool
+	// interrupt, if set, is asked between blocks of a pass; its error
+	// ends the pass (SetInterrupt)
+	interrupt func() error
 }
 
 // newCore allocates the buffers of a model of family f laid out by table.
