@@ -250,8 +250,9 @@ func (c *Cache) start(name string, size int64, sum string) *entry {
 	c.used += size
 	c.pin(e) // the download's own use
 	c.wg.Go(func() {
-		e.err = c.download(name, size, sum)
+		err := c.download(name, size, sum)
 		c.mu.Lock()
+		e.err = err // under mu: unpin reads it there, while the download may still run
 		if e.err != nil {
 			c.used -= size
 		} else {
