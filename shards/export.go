@@ -184,6 +184,9 @@ func (st *Stream) ExportFile(ctx context.Context, path, format string) error {
 	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
 		return fmt.Errorf("shards: export to %s: is a directory; name the file to write (e.g. %s)", path, filepath.Join(path, st.Split+".bin"))
 	}
+	if err := exportTarget(path, abs); err != nil {
+		return err
+	}
 	dir, name := filepath.Split(abs)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("shards: export to %s: %w", path, err)
@@ -204,4 +207,60 @@ func (st *Stream) ExportFile(ctx context.Context, path, format string) error {
 		return fmt.Errorf("shards: export to %s: %w", path, err)
 	}
 	return nil
+}
+
+// exportTarget refuses an export path whose file the atomic write would
+// wrongly replace: one that is not a regular file (a FIFO, a device, a
+// symlink, which the rename would replace by a regular file: --out
+// /dev/null as root), or one in a directory that holds, or lies inside,
+// an estkit set or run (whatever the path's spelling: symlinks resolved),
+// whose files are its manifest's alone.
+func exportTarget(path, abs string) error {
+	if fi, err := os.Lstat(abs); err == nil && !fi.Mode().IsRegular() {
+		what := "not a regular file"
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			what = "a symlink (give the file it names, if that is a regular file)"
+		case fi.Mode()&os.ModeNamedPipe != 0:
+			what = "a FIFO"
+		case fi.Mode()&os.ModeDevice != 0:
+			what = "a device"
+		}
+		return fmt.Errorf("shards: export to %s: is %s, which an export (written beside it, then renamed over it) would replace: give a new or regular file", path, what)
+	}
+	dir := filepath.Dir(abs)
+	for { // the nearest existing ancestor, symlinks resolved
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = real
+			break
+		}
+		if filepath.Dir(dir) == dir {
+			return nil
+		}
+		dir = filepath.Dir(dir)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if kind := estkitDir(d); kind != "" {
+			return fmt.Errorf("shards: export to %s: the path is inside %s, %s, whose files are estkit's: write it elsewhere", path, d, kind)
+		}
+		if filepath.Dir(d) == d {
+			return nil
+		}
+	}
+}
+
+// estkitDir names what of estkit's dir holds: a document or token set (its
+// manifest's schema) or a training run (its config.json's format), or "".
+func estkitDir(dir string) string {
+	var head struct {
+		Schema string `json:"schema"`
+		Format string `json:"format"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, ManifestName)); err == nil && json.Unmarshal(b, &head) == nil && strings.HasPrefix(head.Schema, "estkit.") {
+		return "a set (" + head.Schema + ")"
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil && json.Unmarshal(b, &head) == nil && head.Format == "estkit.run" {
+		return "a training run"
+	}
+	return ""
 }
