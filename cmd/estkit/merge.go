@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +40,9 @@ options. docs/SCALING.md shows a Slurm array and a Kubernetes indexed Job.`,
 
 func runMerge(cmd *cobra.Command, g *globals, opts *mergeOptions, args []string) error {
 	out, parts := args[0], args[1:]
+	if err := checkMergeOut(out, parts); err != nil {
+		return err
+	}
 	d, err := store.Open(cmd.Context(), parts[0])
 	if err != nil {
 		return err
@@ -67,4 +72,35 @@ func runMerge(cmd *cobra.Command, g *globals, opts *mergeOptions, args []string)
 		return printTokenSummary(g.stdout, res.Dir, res.Manifest)
 	}
 	return fmt.Errorf("merge: %s: a set of schema %q, neither document nor token shards", parts[0], schema)
+}
+
+// checkMergeOut refuses an output that is one of the parts (the part
+// would be replaced by the whole set before the others are read, however
+// the path is spelt) and one inside a training run.
+func checkMergeOut(out string, parts []string) error {
+	if !store.IsURL(out) {
+		if err := checkOutLink("merge", out); err != nil {
+			return err
+		}
+	}
+	same := func(loc string) string {
+		if store.IsURL(loc) {
+			return strings.TrimRight(loc, "/")
+		}
+		abs, err := filepath.Abs(loc)
+		if err != nil {
+			return loc
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			return real
+		}
+		return abs
+	}
+	o := same(out)
+	for _, p := range parts {
+		if same(p) == o {
+			return usageErrorf("merge: the output %s is also a part (%s): give a new directory for the merged set", out, p)
+		}
+	}
+	return nil
 }

@@ -233,6 +233,9 @@ the tokenizer.`,
 			if err != nil {
 				return fmt.Errorf("export: --max-shard-size: %w", err)
 			}
+			if err := checkOutLink("export", hf); err != nil { // not inside a run
+				return err
+			}
 			ops, err := g.backend()
 			if err != nil {
 				return err
