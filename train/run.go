@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -129,16 +130,22 @@ func Run(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options
 		return nil, err
 	}
 	defer s.Close()
-	// the first Ctrl-C stops a step (or an evaluation) between two blocks,
-	// not after it: the step is not recorded, and a resume runs it again
-	s.Model.SetInterrupt(ctx.Err)
 	stepper := s.NewStepper()
 	for !s.Done() {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, s.Interrupted(err) // the steps done so far are checkpointed
 		}
+		// The first Ctrl-C stops a step between two blocks of its passes,
+		// not after it: the step is not recorded (AdamW has not run), the
+		// steps before it are checkpointed, and a resume runs it again.
+		// An evaluation (in Record) runs to its end, then the loop stops.
+		s.Model.SetInterrupt(ctx.Err)
 		r, err := stepper.Step(s.Steps(), s.Batches())
+		s.Model.SetInterrupt(nil)
 		if err != nil {
+			if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+				return nil, s.Interrupted(err)
+			}
 			return nil, err
 		}
 		if err := s.Record(r); err != nil {

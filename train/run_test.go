@@ -99,8 +99,11 @@ func TestResumeIsExact(t *testing.T) {
 }
 
 // resumeIsExact runs cfg on ops uninterrupted into a, and into b stopped
-// after step 4 (checkpoint 3 exists, steps 4 and 5 are lost) and resumed,
-// and checks that both end with the same tensors and metrics.
+// after step 4 by a cancelled context (the interrupt checkpoints the 5
+// steps done) and resumed, and into c stopped the same way and then put in
+// the state a kill -9 after step 4 leaves (the interrupt's checkpoint gone:
+// checkpoint 3 is the latest, the records of steps 3 and 4 past it) and
+// resumed, and checks that all end with the same tensors and metrics.
 func resumeIsExact(t *testing.T, ops kernels.Ops, cfg Config) (a, b string) {
 	t.Helper()
 	a = filepath.Join(t.TempDir(), "a")
@@ -117,8 +120,29 @@ func resumeIsExact(t *testing.T, ops kernels.Ops, cfg Config) (a, b string) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	if _, err := Run(context.Background(), ops, cfg, b, Options{Resume: true}); err != nil {
+	if latest, _ := os.ReadFile(filepath.Join(b, ckptDir, latestName)); string(latest) != "step-00000005" {
+		t.Fatalf("after the interrupt, latest is %q, want the interrupt's checkpoint step-00000005", latest)
+	}
+	c := filepath.Join(t.TempDir(), "c")
+	if err := os.CopyFS(c, os.DirFS(b)); err != nil {
 		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(c, ckptDir, "step-00000005"))
+	os.WriteFile(filepath.Join(c, ckptDir, latestName), []byte("step-00000003"), 0o644)
+	for _, dir := range []string{b, c} {
+		if _, err := Run(context.Background(), ops, cfg, dir, Options{Resume: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range append(slices.Clone(tensorFiles), stepsFile) {
+		x, _ := os.ReadFile(filepath.Join(a, ckptDir, "step-00000006", f))
+		y, _ := os.ReadFile(filepath.Join(c, ckptDir, "step-00000006", f))
+		if len(x) == 0 || !bytes.Equal(x, y) {
+			t.Fatalf("%s differs after a resume from an earlier checkpoint", f)
+		}
+	}
+	if rc := records(t, filepath.Join(c, "metrics.jsonl")); len(rc) != 6 {
+		t.Fatalf("%d metric records after a resume from an earlier checkpoint", len(rc))
 	}
 	for _, f := range append(slices.Clone(tensorFiles), stepsFile) {
 		x, _ := os.ReadFile(filepath.Join(a, ckptDir, "step-00000006", f))

@@ -39,6 +39,7 @@ type Session struct {
 	st     runState
 
 	startStep int       // steps done when the session opened
+	savedStep int       // steps done at the last checkpoint (or at the open)
 	start     time.Time // when it opened, for the progress's ETA
 	// globalKey is the loader configuration hash a checkpoint's loader
 	// state carries in a data-parallel run: one process's, since the
@@ -133,7 +134,7 @@ func OpenSession(ctx context.Context, ops kernels.Ops, cfg Config, out string, o
 	if err := s.resume(ckpt); err != nil {
 		return nil, err
 	}
-	s.startStep, s.start = s.st.Step, time.Now()
+	s.startStep, s.savedStep, s.start = s.st.Step, s.st.Step, time.Now()
 	return s, nil
 }
 
@@ -404,9 +405,31 @@ func (s *Session) Record(r *StepResult) error {
 		s.opts.Progress(rec, eta)
 	}
 	if (cfg.CheckpointEvery > 0 && st.Step%cfg.CheckpointEvery == 0) || st.Step == cfg.Steps {
-		return s.rd.checkpoint(s.Model, st, cfg.KeepCheckpoints)
+		if err := s.rd.checkpoint(s.Model, st, cfg.KeepCheckpoints); err != nil {
+			return err
+		}
+		s.savedStep = st.Step
 	}
 	return nil
+}
+
+// Interrupted checkpoints the steps recorded since the last checkpoint,
+// so that a run stopped by Ctrl-C or SIGTERM (a pre-emption) resumes where
+// it stopped rather than at its last scheduled checkpoint, and returns
+// cause. Call it only between steps, or after a Stepper.Step that ended
+// with the interrupt (inside a forward or backward pass, before AdamW
+// changed anything): the model and the state are then those of the last
+// recorded step. Only the writing rank writes.
+func (s *Session) Interrupted(cause error) error {
+	if s.rd == nil || s.st.Step == s.savedStep {
+		return cause
+	}
+	if err := s.rd.checkpoint(s.Model, &s.st, s.Config.KeepCheckpoints); err != nil {
+		return errors.Join(cause, err)
+	}
+	s.savedStep = s.st.Step
+	s.log.Info("checkpointed on the interrupt", "step", s.st.Step)
+	return cause
 }
 
 // ErrDiverged marks a run whose loss or gradient norm is no longer a

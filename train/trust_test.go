@@ -178,10 +178,15 @@ func TestPruneKeepsOwnCheckpoints(t *testing.T) {
 	if name := checkLatest(t, b); name != "step-00000006" {
 		t.Fatalf("latest is %s", name)
 	}
-	for _, n := range []string{"step-00000003", "step-00000098", "step-00000099"} {
+	// this run's newest two (the interrupt's, 5, and the last, 6) and the
+	// other run's, which pruning never touches
+	for _, n := range []string{"step-00000005", "step-00000098", "step-00000099"} {
 		if _, err := os.Stat(filepath.Join(b, ckptDir, n)); err != nil {
 			t.Fatalf("%s: %v", n, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(b, ckptDir, "step-00000003")); err == nil {
+		t.Fatal("step-00000003, this run's third newest, was kept")
 	}
 }
 
