@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/estkit/estkit/kernels"
@@ -62,6 +63,10 @@ func OpenSession(ctx context.Context, ops kernels.Ops, cfg Config, out string, o
 	if o.Comm != nil && o.Comm.Rank() != o.Rank {
 		return nil, fmt.Errorf("train: %w: rank %d, but the Comm's rank is %d", ErrConfig, o.Rank, o.Comm.Rank())
 	}
+	// the session's own copy of what it fills in (the data's keys): cfg
+	// shares its slices with the caller's, and ranks in one process share
+	// one caller
+	cfg.Data = slices.Clone(cfg.Data)
 	cfg.Ranks = 0 // the processes this run has, not those a config file or a resumed run had
 	if o.world() > 1 {
 		cfg.Ranks = o.world()
