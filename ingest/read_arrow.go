@@ -183,8 +183,10 @@ func readArrow(ctx context.Context, in *Input, f *os.File, countBytes func(int64
 	}
 	head = head[:n]
 	var stream io.Reader = f
+	isFile := false
 	switch {
 	case bytes.HasPrefix(head, magicArrowFile):
+		isFile = true
 		sec, err := arrowFileStream(f, in.Size)
 		if err != nil {
 			return &InputError{File: in.Rel, Position: "footer", Err: wrapf(ErrCorrupt, "arrow: %v", err)}
@@ -245,6 +247,11 @@ func readArrow(ctx context.Context, in *Input, f *os.File, countBytes func(int64
 			return &InputError{File: in.Rel, Position: where, Err: wrapf(ErrCorrupt, "arrow: %v", err)}
 		}
 		if rec == nil {
+			if !isFile {
+				if err := arrowStreamEnd(f, in); err != nil {
+					return err
+				}
+			}
 			break
 		}
 		es, err := arrowEntries(rec, cols, keys, schema, base, batch, in)
@@ -318,4 +325,27 @@ func (c *countedReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.count(int64(n))
 	return n, err
+}
+
+// arrowEOS is the end-of-stream marker a complete Arrow IPC stream ends
+// with: a continuation marker and a zero metadata length.
+var arrowEOS = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
+
+// arrowStreamEnd checks that a stream read to its last record batch ends
+// with the end-of-stream marker: without it the stream was cut short at a
+// record batch's end (a copy or a save interrupted), and the batches after
+// the cut are lost, which arrow-go's reader does not say (it takes the end
+// of the file for the end of the stream).
+func arrowStreamEnd(f *os.File, in *Input) error {
+	tail := make([]byte, len(arrowEOS))
+	if in.Size < int64(len(tail)) {
+		return &InputError{File: in.Rel, Position: fmt.Sprintf("byte %d", in.Size), Err: wrapf(ErrCorrupt, "the stream ends without its end-of-stream marker (0xFFFFFFFF 0x00000000): cut short")}
+	}
+	if _, err := f.ReadAt(tail, in.Size-int64(len(tail))); err != nil {
+		return fmt.Errorf("ingest: %s: %w", in.Path, err)
+	}
+	if !bytes.Equal(tail, arrowEOS) {
+		return &InputError{File: in.Rel, Position: fmt.Sprintf("byte %d", in.Size), Err: wrapf(ErrCorrupt, "the stream ends without its end-of-stream marker (0xFFFFFFFF 0x00000000): cut short at a record batch's end, so batches may be missing")}
+	}
+	return nil
 }

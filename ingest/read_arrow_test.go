@@ -156,6 +156,7 @@ func TestArrowDamaged(t *testing.T) {
 		shown string // the position
 	}{
 		{"stream cut in batch 1", func(t *testing.T) []byte { return good[:len(good)-40] }, ErrCorrupt, "arrow", "record batch 1"},
+		{"stream without its end-of-stream marker", func(t *testing.T) []byte { return good[:len(good)-8] }, ErrCorrupt, "end-of-stream", "byte"},
 		{"file without footer", func(t *testing.T) []byte { return file[:len(file)-30] }, ErrCorrupt, "arrow", "footer"},
 		{"stream junk after the marker", func(t *testing.T) []byte {
 			// A metadata length of 2 GiB: refused by the limits, not allocated.

@@ -18,7 +18,7 @@ func (g *globals) backend() (kernels.Ops, error) {
 	case "cuda":
 		return cuda.New()
 	}
-	return nil, fmt.Errorf("--device %q: cpu or cuda", g.device)
+	return nil, usageErrorf("--device %q: cpu or cuda", g.device)
 }
 
 func newGPUCmd(g *globals) *cobra.Command {

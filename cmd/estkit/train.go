@@ -231,7 +231,10 @@ the tokenizer.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			shard, err := parseSize(maxShard)
 			if err != nil {
-				return fmt.Errorf("export: --max-shard-size: %w", err)
+				return usageErrorf("export: --max-shard-size: %w", err)
+			}
+			if dtype != "fp32" && dtype != "bf16" {
+				return usageErrorf("export: --dtype %q: want fp32 or bf16", dtype)
 			}
 			if err := checkOutLink("export", hf); err != nil { // not inside a run
 				return err
@@ -497,20 +500,23 @@ draw: step, draw, stage, rates, and the blocks, heads and MLP neurons chosen
 stages.json), B excluded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := train.ReadRunConfig(run)
-			if err != nil {
-				return err
-			}
-			cfg := *c
-			from, to := 0, cfg.Steps
+			from, to := 0, -1
 			if steps != "" {
 				a, z, ok := strings.Cut(steps, ":")
 				var e1, e2 error
 				from, e1 = strconv.Atoi(a)
 				to, e2 = strconv.Atoi(z)
 				if !ok || e1 != nil || e2 != nil || from < 0 || to < from {
-					return fmt.Errorf("est-trace: --steps %q: want A:B with 0 ≤ A ≤ B", steps)
+					return usageErrorf("est-trace: --steps %q: want A:B with 0 ≤ A ≤ B", steps)
 				}
+			}
+			c, err := train.ReadRunConfig(run)
+			if err != nil {
+				return err
+			}
+			cfg := *c
+			if to < 0 {
+				to = cfg.Steps
 			}
 			if cfg.Schedule == nil {
 				return fmt.Errorf("est-trace: %s trained without EST (--est off)", run)

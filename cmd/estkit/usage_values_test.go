@@ -22,3 +22,19 @@ func TestLibraryCheckedValuesAreUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandValuesAreUsage: values the commands parse themselves exit 2
+// too: export's --dtype and --max-shard-size, --device, est-trace's --steps.
+func TestCommandValuesAreUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"export", "--run", dir, "--hf", filepath.Join(dir, "hf"), "--dtype", "fp8"},
+		{"export", "--run", dir, "--hf", filepath.Join(dir, "hf"), "--max-shard-size", "1XB"},
+		{"--device", "tpu", "eval", "--run", dir},
+		{"est-trace", "--run", dir, "--steps", "abc"},
+	} {
+		if _, errs, code := run(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (usage): %s", args, code, exitUsage, errs)
+		}
+	}
+}
