@@ -116,8 +116,8 @@ unit: refs blas minio
 # mpirun (as root with --allow-run-as-root, which the tests pass).
 mpi-deps:
 	@if ! command -v mpirun >/dev/null || ! pkg-config --exists ompi-c 2>/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev; \
-	  else echo "OpenMPI is needed: sudo apt-get install -y openmpi-bin libopenmpi-dev"; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev pkg-config; \
+	  else echo "OpenMPI is needed: sudo apt-get install -y openmpi-bin libopenmpi-dev pkg-config"; exit 1; fi; \
 	fi
 
 mpi: mpi-deps blas
