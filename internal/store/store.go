@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -104,15 +103,7 @@ func Open(ctx context.Context, loc string) (Dir, error) {
 // CacheDir is where a local copy of the set at an s3:// URL is kept:
 // ESTKIT_S3_CACHE, else the user's cache directory, then estkit/s3/BUCKET/PREFIX.
 func CacheDir(d *S3) string {
-	base := os.Getenv(EnvCache)
-	if base == "" {
-		c, err := os.UserCacheDir()
-		if err != nil {
-			c = os.TempDir()
-		}
-		base = filepath.Join(c, "estkit", "s3")
-	}
-	return filepath.Join(base, d.bucket, filepath.FromSlash(strings.TrimSuffix(d.prefix, "/")))
+	return filepath.Join(CacheBase(), d.bucket, filepath.FromSlash(strings.TrimSuffix(d.prefix, "/")))
 }
 
 // EnvCache overrides the directory of local copies of object storage sets.
