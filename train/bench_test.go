@@ -44,7 +44,11 @@ func BenchmarkLlamaStep(b *testing.B) {
 // benchStep times one training step of a preset at each shape and rate,
 // as train.Run takes it.
 func benchStep(b *testing.B, preset, label string, shapes [][2]int) {
-	cfg := Presets[preset]
+	benchConfig(b, Presets[preset], label, shapes)
+}
+
+// benchConfig times one training step of a model at each shape and rate.
+func benchConfig(b *testing.B, cfg ModelConfig, label string, shapes [][2]int) {
 	ops := cpu.New()
 	m, err := NewModel(ops, cfg, cfg.InitParams(1))
 	if err != nil {
@@ -186,4 +190,22 @@ func TestStepPeakRSSChild(t *testing.T) {
 		m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step}, Skipped: skipped})
 	}
 	fmt.Printf("peak-rss %d\n", peakRSS())
+}
+
+// BenchmarkSmallStep: one training step of the experiments' byte-level
+// GPT-2 models (docs/EXPERIMENTS.md): exp, make experiment's (8 blocks,
+// width 256, 8 heads, B=8, T=256), and horizon, make experiment-horizon's
+// (4 blocks, width 128, 4 heads, B=8, T=256), full and at EST's stage
+// rates. Small products and per-op costs dominate these steps, unlike
+// GPT-2 124M's; MFU is GFLOP/s over BenchmarkSgemm's rate of the same run.
+func BenchmarkSmallStep(b *testing.B) {
+	for _, m := range []struct {
+		label string
+		cfg   ModelConfig
+	}{
+		{"exp", ModelConfig{Vocab: 257, Padded: 384, Layers: 8, Heads: 8, Channels: 256, MaxT: 256}},
+		{"horizon", ModelConfig{Vocab: 257, Padded: 384, Layers: 4, Heads: 4, Channels: 128, MaxT: 256}},
+	} {
+		benchConfig(b, m.cfg, m.label, [][2]int{{8, 256}})
+	}
 }
