@@ -36,10 +36,17 @@ func causalSoftmax(row []float32, t int) {
 		}
 	}
 	var sum float32
-	for i, v := range row[:t+1] {
-		e := expNeg(v - m)
-		row[i] = e
-		sum += e
+	if expShifted != nil {
+		expShifted(row[:t+1], m)
+		for _, e := range row[:t+1] {
+			sum += e
+		}
+	} else {
+		for i, v := range row[:t+1] {
+			e := expNeg(v - m)
+			row[i] = e
+			sum += e
+		}
 	}
 	inv := 1 / sum
 	for i := range row[:t+1] {

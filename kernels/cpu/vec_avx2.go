@@ -1,0 +1,154 @@
+//go:build openblas && cgo && amd64
+
+package cpu
+
+/*
+#cgo CFLAGS: -O2 -std=c11
+#include <stdint.h>
+#include <string.h>
+
+// Scalar forms: the same operations in the same order as expNeg and
+// tanh32 in exp.go and GELU in cpu.go, so every element is bit for bit
+// what the pure-Go kernels give (-std=c11 implies -ffp-contract=off: no fused multiply-add,
+// as Go on amd64 emits none).
+static inline float estkit_expneg1(float x) {
+	if (x < -87.33f) return 0;
+	float n = (float)(int32_t)(x * 1.44269504088896341f - 0.5f);
+	float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1;
+	uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+	float s;
+	memcpy(&s, &bits, sizeof s);
+	return p * s;
+}
+
+static inline float estkit_tanh1(float u) {
+	float a = u < 0 ? -u : u;
+	float e = estkit_expneg1(-2 * a);
+	float t = (1 - e) / (1 + e);
+	return u < 0 ? -t : t;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define ESTKIT_AVX2 1
+
+__attribute__((target("avx2"))) static inline __m256 estkit_expneg8(__m256 x) {
+	const __m256 lo = _mm256_set1_ps(-87.33f);
+	__m256 keep = _mm256_cmp_ps(x, lo, _CMP_NLT_UQ); // not x < -87.33 (NaN kept)
+	__m256 xc = _mm256_blendv_ps(lo, x, keep);
+	__m256i ni = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), _mm256_set1_ps(0.5f)));
+	__m256 n = _mm256_cvtepi32_ps(ni);
+	__m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))), _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r), _mm256_set1_ps(1.0f));
+	__m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+	return _mm256_and_ps(_mm256_mul_ps(p, s), keep);
+}
+
+__attribute__((target("avx2"))) static inline __m256 estkit_tanh8(__m256 u) {
+	const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+	__m256 neg = _mm256_cmp_ps(u, _mm256_setzero_ps(), _CMP_LT_OQ);
+	__m256 a = _mm256_andnot_ps(sign, u);
+	__m256 e = estkit_expneg8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), a));
+	__m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+	return _mm256_blendv_ps(t, _mm256_xor_ps(t, sign), neg);
+}
+#endif
+
+static int estkit_has_avx2(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2");
+}
+
+__attribute__((target("avx2"))) static void estkit_gelu(float *out, const float *x, long n) {
+	const __m256 s = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
+	const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		__m256 v3 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(c, v), v), v);
+		__m256 u = _mm256_mul_ps(s, _mm256_add_ps(v, v3));
+		_mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, estkit_tanh8(u))));
+	}
+	for (; i < n; i++) {
+		float v = x[i];
+		float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+		out[i] = 0.5f * v * (1 + estkit_tanh1(u));
+	}
+}
+
+__attribute__((target("avx2"))) static void estkit_gelu_backward(float *dx, const float *x, const float *g, long n) {
+	const __m256 s = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f), c3 = _mm256_set1_ps(0.134145f);
+	const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		__m256 v3 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(c, v), v), v);
+		__m256 th = estkit_tanh8(_mm256_mul_ps(s, _mm256_add_ps(v, v3)));
+		__m256 sech2 = _mm256_sub_ps(one, _mm256_mul_ps(th, th));
+		__m256 du = _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(_mm256_mul_ps(c3, v), v)));
+		__m256 d = _mm256_add_ps(_mm256_mul_ps(half, _mm256_add_ps(one, th)), _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(half, v), sech2), du));
+		_mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), _mm256_mul_ps(_mm256_loadu_ps(g + i), d)));
+	}
+	for (; i < n; i++) {
+		float v = x[i];
+		float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+		float th = estkit_tanh1(u);
+		float sech2 = 1 - th * th;
+		float du = 0.7978845608028654f * (1 + 0.134145f * v * v);
+		dx[i] += g[i] * (0.5f * (1 + th) + 0.5f * v * sech2 * du);
+	}
+}
+
+__attribute__((target("avx2"))) static void estkit_exp_shifted(float *x, float m, long n) {
+	const __m256 mv = _mm256_set1_ps(m);
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		_mm256_storeu_ps(x + i, estkit_expneg8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv)));
+	}
+	for (; i < n; i++) {
+		x[i] = estkit_expneg1(x[i] - m);
+	}
+}
+*/
+import "C"
+
+// With cgo on amd64, GELU, its gradient and the softmax's exponentials
+// run eight elements at a time
+// in AVX2 where the CPU has it: the same operations in the same order as
+// the Go loops (expNeg, tanh32), so the results are bit for bit the pure-
+// Go kernels' (TestVectorGELUBitExact), at several times their speed.
+// Go has no SIMD the compiler emits on its own, and GELU's tanh was a
+// quarter of a small model's step (BenchmarkSmallStep; docs/PERF.md).
+func init() {
+	if C.estkit_has_avx2() == 0 {
+		return
+	}
+	expShifted = func(x []float32, m float32) {
+		if len(x) > 0 {
+			C.estkit_exp_shifted((*C.float)(&x[0]), C.float(m), C.long(len(x)))
+		}
+	}
+	geluRange = func(out, x []float32) {
+		if len(x) > 0 {
+			C.estkit_gelu((*C.float)(&out[0]), (*C.float)(&x[0]), C.long(len(x)))
+		}
+	}
+	geluBackwardRange = func(dx, x, g []float32) {
+		if len(x) > 0 {
+			C.estkit_gelu_backward((*C.float)(&dx[0]), (*C.float)(&x[0]), (*C.float)(&g[0]), C.long(len(x)))
+		}
+	}
+}
