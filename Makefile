@@ -27,7 +27,7 @@ VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo unknown
 REVISION    := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 STAMP       := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build install blas minio demo experiment test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check mpi mpi-deps mpi-test
+.PHONY: all build install blas minio demo experiment experiment-horizon test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check mpi mpi-deps mpi-test
 
 all: build
 
@@ -76,6 +76,14 @@ demo: build
 # EXPERIMENT_FLAGS=-scale 0.02 is a smoke run; -report-only redraws it.
 experiment: build
 	$(GO) run -tags '$(TAGS)' ./internal/experiment -estkit $(BIN) -work .experiment -report docs/EXPERIMENTS.md -plots docs/experiments $(EXPERIMENT_FLAGS)
+
+# The horizon study (docs/EXPERIMENTS.md, its last section; not part of
+# make test; about an hour on 2 quiet cores): EST against full training at
+# 0.5M, 2M and 8M tokens. Finished runs are reused and interrupted ones
+# resumed, so EXPERIMENT_FLAGS='-horizons 0.5,2,8,32' extends it;
+# EXPERIMENT_FLAGS=-scale 0.01 is a smoke run, -report-only redraws it.
+experiment-horizon: build
+	$(GO) run -tags '$(TAGS)' ./internal/experiment -study horizon -estkit $(BIN) -work .experiment -report docs/EXPERIMENTS.md -plots docs/experiments $(EXPERIMENT_FLAGS)
 
 test: hygiene fmt-check vet lint unit mpi-test
 

@@ -34,7 +34,18 @@ func main() {
 	flag.StringVar(&o.plots, "plots", "docs/experiments", "directory of the report's plots")
 	flag.Float64Var(&o.scale, "scale", 1, "fraction of each run's steps (1: the full experiment)")
 	flag.BoolVar(&o.reportOnly, "report-only", false, "only rewrite the report from the runs in -work")
+	flag.StringVar(&o.study, "study", "est", "est: EST against full training (make experiment); horizon: the gap against training length (make experiment-horizon)")
+	flag.StringVar(&o.horizons, "horizons", "0.5,2,8", "-study horizon: the training lengths, millions of tokens")
 	flag.Parse()
+	run := run
+	switch o.study {
+	case "est":
+	case "horizon":
+		run = runHorizon
+	default:
+		fmt.Fprintf(os.Stderr, "experiment: -study %q: est or horizon\n", o.study)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "experiment:", err)
 		os.Exit(1)
@@ -43,6 +54,7 @@ func main() {
 
 type options struct {
 	estkit, work, report, plots string
+	study, horizons             string
 	scale                       float64
 	reportOnly                  bool
 }

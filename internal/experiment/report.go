@@ -164,6 +164,9 @@ func writeReport(o options, specs []spec) error {
 	p("- **Noise**: two seeds per setting give a range, not a confidence interval; differences inside it are not evidence either way. The open choices have one seed each.\n")
 	p("- **Wall-clock**: measured on a shared 2-vCPU machine, whose other load shifts it; the training time excludes evaluation (`ms` of metrics.jsonl). The realized saving is below the FLOPs saving by the step's fixed costs (AdamW over all weights of the running blocks, the classifier, memory traffic).\n")
 	p("- **What it shows**: whether, on this data and at this scale, EST's schedule costs loss at equal steps, whether it beats a full model given the same FLOPs, and how much time estkit turns the FLOPs saving into.\n")
+	if kept := keptSection(o.report); kept != "" {
+		p("\n%s", kept)
+	}
 	return durable.WriteFile(filepath.Dir(o.report), filepath.Base(o.report), []byte(w.String()))
 }
 
