@@ -200,3 +200,20 @@ func gpt2TokenizerJSON(vocab map[string]uint32, merges [][2]string, special map[
 	}
 	return b, nil
 }
+
+// IsHFExportOf tells whether the tokenizer.json at path is the one HFFiles
+// writes for t (src as HFFiles takes it), byte for byte: a folder estkit
+// exported holds t under another fingerprint (a tokenizer.json's), and a
+// run started from that folder names it for t.
+func IsHFExportOf(path string, t *Tokenizer, src string) (bool, error) {
+	got, err := readFile(path)
+	if err != nil {
+		return false, err
+	}
+	files, err := HFFiles(t, src, 0)
+	if err != nil {
+		return false, err
+	}
+	want, ok := files["tokenizer.json"]
+	return ok && bytes.Equal(got, want), nil
+}

@@ -74,3 +74,52 @@ func TestExportFolderCLI(t *testing.T) {
 		t.Fatalf("export --max-shard-size -1GB: %d %s", code, errs)
 	}
 }
+
+// TestReexportOwnTokenizerCLI: a run started from an export (--init-from
+// the folder) exports again with --tokenizer naming the folder or its
+// tokenizer.json, which estkit wrote from the data's tokenizer: the same
+// tokenizer, not a mismatch. A tokenizer.json that is not the export's is
+// still refused.
+func TestReexportOwnTokenizerCLI(t *testing.T) {
+	dir, _, docs := sampleDocs(t, "200000")
+	tok := filepath.Join(dir, "tok")
+	if _, errs, code := run(t, "-q", "shard", "--out", tok, "--val-fraction", "0.1", docs); code != 0 {
+		t.Fatal(errs)
+	}
+	runDir, hf := filepath.Join(dir, "run"), filepath.Join(dir, "hf")
+	if _, errs, code := run(t, "-q", "train", "--preset", "gpt2-tiny", "--data", tok, "--out", runDir, "--steps", "1", "--batch", "2", "--seq", "16"); code != 0 {
+		t.Fatal(errs)
+	}
+	if _, errs, code := run(t, "export", "--run", runDir, "--hf", hf); code != 0 {
+		t.Fatalf("export: %s", errs)
+	}
+	again := filepath.Join(dir, "again")
+	if _, errs, code := run(t, "-q", "train", "--preset", "gpt2-tiny", "--data", tok, "--out", again, "--steps", "1", "--batch", "2", "--seq", "16", "--init-from", hf); code != 0 {
+		t.Fatalf("train --init-from the export: %s", errs)
+	}
+	want, _ := os.ReadFile(filepath.Join(hf, "tokenizer.json"))
+	for i, name := range []string{hf, filepath.Join(hf, "tokenizer.json")} {
+		out := filepath.Join(dir, "hf-again", string(rune('a'+i)))
+		if _, errs, code := run(t, "export", "--run", again, "--tokenizer", name, "--hf", out); code != 0 {
+			t.Fatalf("export --tokenizer %s: %d %s", name, code, errs)
+		}
+		if got, _ := os.ReadFile(filepath.Join(out, "tokenizer.json")); string(got) != string(want) {
+			t.Fatalf("export --tokenizer %s: tokenizer.json differs from the first export's", name)
+		}
+	}
+	// the export's tokenizer.json with the ids of "!" and "#" swapped is
+	// another tokenizer
+	other := filepath.Join(dir, "other")
+	os.MkdirAll(other, 0o755)
+	var f map[string]any
+	if err := json.Unmarshal(want, &f); err != nil {
+		t.Fatal(err)
+	}
+	v := f["model"].(map[string]any)["vocab"].(map[string]any)
+	v["!"], v["#"] = v["#"], v["!"]
+	b, _ := json.Marshal(f)
+	os.WriteFile(filepath.Join(other, "tokenizer.json"), b, 0o644)
+	if _, errs, code := run(t, "export", "--run", again, "--tokenizer", filepath.Join(other, "tokenizer.json"), "--hf", filepath.Join(dir, "hf-other")); code == 0 || !strings.Contains(errs, "mismatch") {
+		t.Fatalf("export with another tokenizer.json: %d %s", code, errs)
+	}
+}

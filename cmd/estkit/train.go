@@ -301,9 +301,6 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 	if err != nil {
 		return "", err
 	}
-	if tok.Fingerprint() != info.Fingerprint {
-		return "", fmt.Errorf("export: %w: tokenizer %s is %s, the run's data was sharded with %s", shards.ErrMismatch, name, tok.Fingerprint(), info.Fingerprint)
-	}
 	if st, err := os.Stat(src); err == nil && st.IsDir() {
 		for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
 			if _, err := os.Stat(filepath.Join(src, f)); err == nil {
@@ -311,6 +308,16 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 				break
 			}
 		}
+	}
+	if tok.Fingerprint() != info.Fingerprint {
+		own, ownSrc, err := exportedTokenizer(src, info)
+		if err != nil {
+			return "", err
+		}
+		if own == nil {
+			return "", fmt.Errorf("export: %w: tokenizer %s is %s, the run's data was sharded with %s", shards.ErrMismatch, name, tok.Fingerprint(), info.Fingerprint)
+		}
+		tok, src = own, ownSrc
 	}
 	files, err := tokenize.HFFiles(tok, src, cfg.Model.MaxT)
 	if errors.Is(err, tokenize.ErrNoHF) {
@@ -325,6 +332,43 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 		o.Special.BOS = o.Special.EOS
 	}
 	return "", nil
+}
+
+// exportedTokenizer: when src is a tokenizer.json that an earlier export
+// wrote from the data's tokenizer (the built-in gpt2, or the
+// tokenizer.model beside it), that tokenizer and the file to export it
+// from; nil when src is another tokenizer.
+func exportedTokenizer(src string, info shards.TokenizerInfo) (*tokenize.Tokenizer, string, error) {
+	if !strings.HasSuffix(src, ".json") {
+		return nil, "", nil
+	}
+	candidates := []string{filepath.Join(filepath.Dir(src), "tokenizer.model")}
+	if info.Name == "gpt2" {
+		candidates = []string{"gpt2"}
+	}
+	for _, c := range candidates {
+		if c != "gpt2" {
+			if _, err := os.Stat(c); err != nil {
+				continue
+			}
+		}
+		tok, err := tokenize.Load(c)
+		if err != nil || tok.Fingerprint() != info.Fingerprint {
+			continue
+		}
+		cs := c
+		if c == "gpt2" {
+			cs = ""
+		}
+		ok, err := tokenize.IsHFExportOf(src, tok, cs)
+		if err != nil {
+			return nil, "", fmt.Errorf("export: %w", err)
+		}
+		if ok {
+			return tok, cs, nil
+		}
+	}
+	return nil, "", nil
 }
 
 // specialID is the tokenizer's BOS (or EOS) id, -1 when it has none.
