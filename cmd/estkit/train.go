@@ -219,10 +219,11 @@ from_pretrained loads, model and tokenizer together: config.json,
 generation_config.json, the weights (model.safetensors, or shards of at most
 --max-shard-size with model.safetensors.index.json), and the tokenizer the
 run's data was sharded with: tokenizer.json, tokenizer_config.json and, for
-GPT-2, vocab.json and merges.txt (or a SentencePiece model's
-tokenizer.model). A tokenizer that is not built in is named with
---tokenizer; its fingerprint must be the data's. BOS and EOS ids come from
-the tokenizer.`,
+GPT-2, vocab.json and merges.txt (for a SentencePiece model, its
+tokenizer.model beside a tokenizer.json made from it). A tokenizer that is
+not built in is named with --tokenizer; its fingerprint must be the data's,
+or it is an earlier export's folder or tokenizer.json. BOS and EOS ids come
+from the tokenizer.`,
 		Example: `  estkit export --run runs/gpt2 --hf hf/gpt2
   estkit export --run runs/tinyllama --tokenizer TinyLlama/tokenizer.model --hf hf/tinyllama --dtype bf16
   estkit export --run runs/big --hf hf/big --max-shard-size 2GB
