@@ -268,7 +268,7 @@ from the tokenizer.`,
 	f.StringVar(&hf, "hf", "", "output directory")
 	f.StringVar(&tokName, "tokenizer", "", "the tokenizer file the run's data was sharded with (tokenizer.json or tokenizer.model; default: the data's, when built in)")
 	f.StringVar(&dtype, "dtype", "fp32", "the weights' type: fp32 or bf16")
-	f.StringVar(&maxShard, "max-shard-size", "5GB", "weights over this size are written as shards with an index (bytes, or with KB, MB, GB; KiB, MiB, GiB)")
+	f.StringVar(&maxShard, "max-shard-size", "5GB", "weights over this size are written as shards with an index (bytes, or with KB, MB, GB; KiB, MiB, GiB; any case)")
 	cmd.MarkFlagRequired("run")
 	cmd.MarkFlagRequired("hf")
 	return cmd
@@ -382,7 +382,7 @@ func specialID(tok *tokenize.Tokenizer, bos bool) int64 {
 }
 
 // parseSize reads a byte count: a number, optionally with KB, MB, GB (powers
-// of 1000, as Hugging Face's "5GB") or KiB, MiB, GiB.
+// of 1000, as Hugging Face's "5GB") or KiB, MiB, GiB, in any case.
 func parseSize(s string) (int64, error) {
 	units := []struct {
 		suffix string
@@ -391,8 +391,8 @@ func parseSize(s string) (int64, error) {
 	mult := int64(1)
 	num := strings.TrimSpace(s)
 	for _, u := range units {
-		if v, ok := strings.CutSuffix(num, u.suffix); ok {
-			num, mult = strings.TrimSpace(v), u.n
+		if len(num) >= len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) { // "5gb" as "5GB", as Hugging Face reads it
+			num, mult = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.n
 			break
 		}
 	}
