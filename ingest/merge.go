@@ -72,6 +72,16 @@ func Merge(ctx context.Context, parts []string, o Options) (*Result, error) {
 		ps[i] = part{loc, dir, m}
 	}
 	slices.SortFunc(ps, func(a, b part) int { return partIndex(a.m) - partIndex(b.m) })
+	locs, index, of := make([]string, len(ps)), make([]int, len(ps)), make([]int, len(ps))
+	for i, p := range ps {
+		locs[i], index[i] = p.loc, -1
+		if m := p.m; m.Part != nil {
+			index[i], of[i] = m.Part.Index, m.Part.Of
+		}
+	}
+	if gap := setdir.PartsGap(locs, index, of); gap != "" {
+		return nil, fmt.Errorf("merge: %w: %s", ErrParts, gap)
+	}
 	first := ps[0].m
 	next := 0
 	for k, p := range ps {

@@ -80,6 +80,16 @@ func Merge(ctx context.Context, parts []string, o MergeOptions) (*Result, error)
 		return p.set.Manifest.Part.Index
 	}
 	slices.SortFunc(ps, func(a, b part) int { return index(a) - index(b) })
+	locs, indices, of := make([]string, len(ps)), make([]int, len(ps)), make([]int, len(ps))
+	for i, p := range ps {
+		locs[i], indices[i] = p.loc, -1
+		if m := p.set.Manifest; m.Part != nil {
+			indices[i], of[i] = m.Part.Index, m.Part.Of
+		}
+	}
+	if gap := setdir.PartsGap(locs, indices, of); gap != "" {
+		return nil, fmt.Errorf("merge: %w: %s", ErrParts, gap)
+	}
 	first := ps[0].set.Manifest
 	next := 0
 	for k, p := range ps {

@@ -347,7 +347,10 @@ func eventsEnd(path string, b []byte, steps int, ckpt string) (int64, error) {
 			e, err = decodeEvent(data)
 		}
 		if errors.Is(err, ErrCorrupt) {
-			return 0, fmt.Errorf("train: %s: offset %d: %w", path, off, err)
+			// the events are a copy of metrics.jsonl for plotting, so the
+			// run need not stop for them: say how to go on
+			return 0, fmt.Errorf("train: %s: offset %d: %w (the file was changed or damaged since it was written; move the file out to resume with a new events file from step %d on, or --overwrite to start again)",
+				path, off, err, steps)
 		}
 		if err != nil || e.step != int64(n) {
 			why := "then it ends"

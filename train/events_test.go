@@ -331,8 +331,8 @@ func TestEventsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Run(context.Background(), cpu.New(), more, b, Options{Resume: true})
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bname) {
-		t.Fatalf("resume over a flipped byte: %v", err)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bname) || !strings.Contains(err.Error(), "move the file out") || !strings.Contains(err.Error(), "--overwrite") {
+		t.Fatalf("resume over a flipped byte (want the file named and what to do): %v", err)
 	}
 }
 

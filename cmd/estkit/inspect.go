@@ -114,7 +114,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 	f.StringVar(&opts.split, "split", shards.Train, "token shards: split, train or val")
 	f.BoolVar(&opts.tokens, "tokens", false, "token shards: write the split's token stream (to standard output, or --out)")
 	f.StringVar(&opts.format, "format", shards.FormatJSONL, "with --tokens: jsonl (one document's ids per line), int32 (raw little-endian stream), nanogpt (raw little-endian uint16, nanoGPT's train.bin/val.bin) or llmc (llm.c's 256-int32 header, then uint16); nanogpt and llmc refuse vocabularies with ids past 65535")
-	f.StringVar(&opts.out, "out", "", "with --tokens: write to this file (atomically: complete or not at all; its directory is created) instead of standard output")
+	f.StringVar(&opts.out, "out", "", "with --tokens: write to this file (atomically: complete or not at all; its directory is created) instead of standard output (\"-\")")
 	f.StringVar(&opts.tokenizer, "tokenizer", "", "token shards: tokenizer to decode --seq with (default: the set's, when built in: gpt2 or bytes)")
 	f.BoolVar(&opts.verify, "verify", false, "token shards: check every file's sha256 against the manifest at this open (the first open after a build, copy or change always does)")
 	return cmd
@@ -346,14 +346,14 @@ func decodeIDs(name string, m *shards.Manifest, ids []int32) (string, error) {
 	return string(b), err
 }
 
-// writeTokens writes a split's stream in --format to standard output, or
-// to the file --out (then says what it wrote).
+// writeTokens writes a split's stream in --format to standard output (also
+// --out -), or to the file --out (then says what it wrote).
 func writeTokens(ctx context.Context, g *globals, set *shards.Set, opts *inspectOptions) error {
 	st, err := set.Stream(opts.split)
 	if err != nil {
 		return err
 	}
-	if opts.out == "" {
+	if opts.out == "" || opts.out == "-" { // "-": standard output, as Unix tools read it
 		return st.Export(ctx, g.stdout, opts.format)
 	}
 	if err := st.ExportFile(ctx, opts.out, opts.format); err != nil {

@@ -46,3 +46,40 @@ func TestPartMergeCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeNamesPartCLI: merge with a part missing or given twice names
+// that part by its index, for document and token sets alike.
+func TestMergeNamesPartCLI(t *testing.T) {
+	dir, samples, docs := sampleDocs(t, "300000")
+	parts := map[string][2]string{}
+	for _, kind := range []string{"ingest", "shard"} {
+		in := samples
+		if kind == "shard" {
+			in = docs
+		}
+		var p [2]string
+		for i := range p {
+			p[i] = filepath.Join(dir, kind+".part"+string(rune('0'+i)))
+			if _, errs, code := run(t, "-q", kind, "--part", string(rune('0'+i))+"/2", "--out", p[i], in); code != 0 {
+				t.Fatalf("%s part %d: %s", kind, i, errs)
+			}
+		}
+		parts[kind] = p
+	}
+	for kind, p := range parts {
+		for _, c := range []struct {
+			parts []string
+			want  string
+		}{
+			{[]string{p[0]}, "part 1 of 2 is missing"},
+			{[]string{p[1]}, "part 0 of 2 is missing"},
+			{[]string{p[0], p[0]}, "part 0 of 2 is given twice"},
+			{[]string{p[1], p[0], p[1]}, "part 1 of 2 is given twice"},
+		} {
+			_, errs, code := run(t, append([]string{"merge", filepath.Join(dir, "out-"+kind)}, c.parts...)...)
+			if code == 0 || !strings.Contains(errs, c.want) {
+				t.Fatalf("%s merge %v: exit %d, %q; want %q", kind, c.parts, code, errs, c.want)
+			}
+		}
+	}
+}

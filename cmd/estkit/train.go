@@ -219,10 +219,11 @@ from_pretrained loads, model and tokenizer together: config.json,
 generation_config.json, the weights (model.safetensors, or shards of at most
 --max-shard-size with model.safetensors.index.json), and the tokenizer the
 run's data was sharded with: tokenizer.json, tokenizer_config.json and, for
-GPT-2, vocab.json and merges.txt (or a SentencePiece model's
-tokenizer.model). A tokenizer that is not built in is named with
---tokenizer; its fingerprint must be the data's. BOS and EOS ids come from
-the tokenizer.`,
+GPT-2, vocab.json and merges.txt (for a SentencePiece model, its
+tokenizer.model beside a tokenizer.json made from it). A tokenizer that is
+not built in is named with --tokenizer; its fingerprint must be the data's,
+or it is an earlier export's folder or tokenizer.json. BOS and EOS ids come
+from the tokenizer.`,
 		Example: `  estkit export --run runs/gpt2 --hf hf/gpt2
   estkit export --run runs/tinyllama --tokenizer TinyLlama/tokenizer.model --hf hf/tinyllama --dtype bf16
   estkit export --run runs/big --hf hf/big --max-shard-size 2GB
@@ -267,7 +268,7 @@ the tokenizer.`,
 	f.StringVar(&hf, "hf", "", "output directory")
 	f.StringVar(&tokName, "tokenizer", "", "the tokenizer file the run's data was sharded with (tokenizer.json or tokenizer.model; default: the data's, when built in)")
 	f.StringVar(&dtype, "dtype", "fp32", "the weights' type: fp32 or bf16")
-	f.StringVar(&maxShard, "max-shard-size", "5GB", "weights over this size are written as shards with an index (bytes, or with KB, MB, GB; KiB, MiB, GiB)")
+	f.StringVar(&maxShard, "max-shard-size", "5GB", "weights over this size are written as shards with an index (bytes, or with KB, MB, GB; KiB, MiB, GiB; any case)")
 	cmd.MarkFlagRequired("run")
 	cmd.MarkFlagRequired("hf")
 	return cmd
@@ -301,9 +302,6 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 	if err != nil {
 		return "", err
 	}
-	if tok.Fingerprint() != info.Fingerprint {
-		return "", fmt.Errorf("export: %w: tokenizer %s is %s, the run's data was sharded with %s", shards.ErrMismatch, name, tok.Fingerprint(), info.Fingerprint)
-	}
 	if st, err := os.Stat(src); err == nil && st.IsDir() {
 		for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
 			if _, err := os.Stat(filepath.Join(src, f)); err == nil {
@@ -311,6 +309,16 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 				break
 			}
 		}
+	}
+	if tok.Fingerprint() != info.Fingerprint {
+		own, ownSrc, err := exportedTokenizer(src, info)
+		if err != nil {
+			return "", err
+		}
+		if own == nil {
+			return "", fmt.Errorf("export: %w: tokenizer %s is %s, the run's data was sharded with %s", shards.ErrMismatch, name, tok.Fingerprint(), info.Fingerprint)
+		}
+		tok, src = own, ownSrc
 	}
 	files, err := tokenize.HFFiles(tok, src, cfg.Model.MaxT)
 	if errors.Is(err, tokenize.ErrNoHF) {
@@ -327,6 +335,43 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 	return "", nil
 }
 
+// exportedTokenizer: when src is a tokenizer.json that an earlier export
+// wrote from the data's tokenizer (the built-in gpt2, or the
+// tokenizer.model beside it), that tokenizer and the file to export it
+// from; nil when src is another tokenizer.
+func exportedTokenizer(src string, info shards.TokenizerInfo) (*tokenize.Tokenizer, string, error) {
+	if !strings.HasSuffix(src, ".json") {
+		return nil, "", nil
+	}
+	candidates := []string{filepath.Join(filepath.Dir(src), "tokenizer.model")}
+	if info.Name == "gpt2" {
+		candidates = []string{"gpt2"}
+	}
+	for _, c := range candidates {
+		if c != "gpt2" {
+			if _, err := os.Stat(c); err != nil {
+				continue
+			}
+		}
+		tok, err := tokenize.Load(c)
+		if err != nil || tok.Fingerprint() != info.Fingerprint {
+			continue
+		}
+		cs := c
+		if c == "gpt2" {
+			cs = ""
+		}
+		ok, err := tokenize.IsHFExportOf(src, tok, cs)
+		if err != nil {
+			return nil, "", fmt.Errorf("export: %w", err)
+		}
+		if ok {
+			return tok, cs, nil
+		}
+	}
+	return nil, "", nil
+}
+
 // specialID is the tokenizer's BOS (or EOS) id, -1 when it has none.
 func specialID(tok *tokenize.Tokenizer, bos bool) int64 {
 	ids, err := tok.Encode("", tokenize.EncodeOptions{BOS: bos, EOS: !bos})
@@ -337,7 +382,7 @@ func specialID(tok *tokenize.Tokenizer, bos bool) int64 {
 }
 
 // parseSize reads a byte count: a number, optionally with KB, MB, GB (powers
-// of 1000, as Hugging Face's "5GB") or KiB, MiB, GiB.
+// of 1000, as Hugging Face's "5GB") or KiB, MiB, GiB, in any case.
 func parseSize(s string) (int64, error) {
 	units := []struct {
 		suffix string
@@ -346,8 +391,8 @@ func parseSize(s string) (int64, error) {
 	mult := int64(1)
 	num := strings.TrimSpace(s)
 	for _, u := range units {
-		if v, ok := strings.CutSuffix(num, u.suffix); ok {
-			num, mult = strings.TrimSpace(v), u.n
+		if len(num) >= len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) { // "5gb" as "5GB", as Hugging Face reads it
+			num, mult = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.n
 			break
 		}
 	}
