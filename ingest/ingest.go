@@ -51,7 +51,7 @@ func Run(ctx context.Context, roots []string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: --out %w", err)
 	}
-	sw, err := setdir.Begin(dir, ManifestSchema, "ingest")
+	sw, err := setdir.Begin(dir, ManifestSchema, "ingest", o.Part)
 	if err != nil {
 		return nil, err
 	}

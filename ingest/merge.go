@@ -118,7 +118,7 @@ func Merge(ctx context.Context, parts []string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merge: --out %w", err)
 	}
-	sw, err := setdir.Begin(dir, ManifestSchema, "merge")
+	sw, err := setdir.Begin(dir, ManifestSchema, "merge", setdir.Part{})
 	if err != nil {
 		return nil, err
 	}

@@ -273,7 +273,7 @@ func Build(ctx context.Context, tok *tokenize.Tokenizer, docDirs []string, o Opt
 	if err != nil {
 		return nil, fmt.Errorf("shards: --out %w", err)
 	}
-	sw, err := setdir.Begin(out, ManifestSchema, "shards")
+	sw, err := setdir.Begin(out, ManifestSchema, "shards", o.Part)
 	if err != nil {
 		return nil, err
 	}

@@ -119,7 +119,7 @@ func Merge(ctx context.Context, parts []string, o MergeOptions) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("merge: --out %w", err)
 	}
-	sw, err := setdir.Begin(out, ManifestSchema, "merge")
+	sw, err := setdir.Begin(out, ManifestSchema, "merge", setdir.Part{})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,6 +81,53 @@ func TestMergeNamesPartCLI(t *testing.T) {
 			if code == 0 || !strings.Contains(errs, c.want) {
 				t.Fatalf("%s merge %v: exit %d, %q; want %q", kind, c.parts, code, errs, c.want)
 			}
+		}
+	}
+}
+
+// TestPartOverAnotherPart: `--part i/N --out D` where D holds another part
+// of a split (or a whole set), or a whole run into a part's directory, is
+// refused naming both, and D is left as it was: the usual slip of a job
+// array whose --out did not take the index. Rebuilding the same part into
+// its own directory goes on as before.
+func TestPartOverAnotherPart(t *testing.T) {
+	dir, samples, docs := sampleDocs(t, "300000")
+	for _, kind := range []string{"ingest", "shard"} {
+		in := samples
+		if kind == "shard" {
+			in = docs
+		}
+		d := filepath.Join(dir, kind+"-p")
+		if _, errs, code := run(t, "-q", kind, "--part", "0/2", "--out", d, in); code != 0 {
+			t.Fatalf("%s: %s", kind, errs)
+		}
+		m0, _ := os.ReadFile(filepath.Join(d, "manifest.json"))
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--part", "1/2"}, "part 0/2"},
+			{[]string{"--part", "0/3"}, "part 0/2"},
+			{nil, "part 0/2"},
+		} {
+			args := append(append([]string{"-q", kind}, c.args...), "--out", d, in)
+			_, errs, code := run(t, args...)
+			if code == 0 || !strings.Contains(errs, c.want) || !strings.Contains(errs, d) {
+				t.Errorf("%v: exit %d, %q (want a refusal naming %s and %q)", args, code, errs, d, c.want)
+			}
+		}
+		if m1, _ := os.ReadFile(filepath.Join(d, "manifest.json")); string(m1) != string(m0) {
+			t.Errorf("%s: a refused part changed the set there", kind)
+		}
+		if _, errs, code := run(t, "-q", kind, "--part", "0/2", "--out", d, in); code != 0 {
+			t.Errorf("%s: the same part again: %s", kind, errs)
+		}
+		whole := filepath.Join(dir, kind+"-whole")
+		if _, errs, code := run(t, "-q", kind, "--out", whole, in); code != 0 {
+			t.Fatalf("%s whole: %s", kind, errs)
+		}
+		if _, errs, code := run(t, "-q", kind, "--part", "1/2", "--out", whole, in); code == 0 || !strings.Contains(errs, "whole set") {
+			t.Errorf("%s: a part over a whole set: exit %d, %q", kind, code, errs)
 		}
 	}
 }

@@ -93,7 +93,7 @@ func testResume(t *testing.T, d store.Dir) {
 	kill := func(key, salt string, at int) {
 		t.Helper()
 		kd := &killedDir{Dir: d, killAt: at}
-		w, err := Begin(kd, TokenSchema, "test")
+		w, err := Begin(kd, TokenSchema, "test", Part{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func testResume(t *testing.T, d store.Dir) {
 	rerun := func(key, salt string) (*countDir, *Writer) {
 		t.Helper()
 		cd := &countDir{Dir: d}
-		w, err := Begin(cd, TokenSchema, "test")
+		w, err := Begin(cd, TokenSchema, "test", Part{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,8 @@
 package setdir
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math/bits"
 	"strconv"
@@ -71,3 +73,39 @@ func (p Part) Range(sizes []int64) (lo, hi int) {
 // SchemaOf reads the schema named by the manifest in dir (a document or
 // a token set), without checking the rest.
 func SchemaOf(dir store.Dir) (string, error) { return schemaOf(dir) }
+
+// ErrOtherPart: the directory holds a set of another place in a split (or
+// a whole set where a part is written, or a part where a whole set is).
+var ErrOtherPart = errors.New("holds another part")
+
+// CheckPart refuses, with ErrOtherPart, a directory whose set (its
+// manifest) is not of part p: a part written over another part's output
+// is the slip of a job array whose --out did not take the index, and
+// would silently replace that part. The same part, rebuilt, is allowed,
+// as is a directory with no manifest.
+func CheckPart(dir store.Dir, p Part) error {
+	b, err := dir.ReadFile(ManifestName)
+	if err != nil {
+		return nil // no set there (Check judged what else is)
+	}
+	var head struct {
+		Part *Part `json:"part"`
+	}
+	if json.Unmarshal(b, &head) != nil {
+		return nil
+	}
+	var have Part
+	if head.Part != nil {
+		have = *head.Part
+	}
+	if have == p {
+		return nil
+	}
+	name := func(p Part) string {
+		if p.Of == 0 {
+			return "a whole set"
+		}
+		return "part " + p.String() + " of a split set"
+	}
+	return fmt.Errorf("%s %w: it holds %s, and this run writes %s; give each part its own --out (a job array's index in the name), or remove that set first", dir, ErrOtherPart, name(have), name(p))
+}

@@ -27,9 +27,14 @@ type Writer struct {
 // Begin checks that dir may hold a set of schema (Check), creates it,
 // takes its lock and checks again under the lock (another process may
 // have written it meanwhile). A refused directory is left exactly as it
-// was. what names the caller ("ingest", "shards") in errors.
-func Begin(dir store.Dir, schema, what string) (*Writer, error) {
+// was. what names the caller ("ingest", "shards") in errors; part is the
+// set's place in a split (--part; zero for a whole set), and a directory
+// holding a set of another place is refused (CheckPart).
+func Begin(dir store.Dir, schema, what string, part Part) (*Writer, error) {
 	if err := Check(dir, schema); err != nil {
+		return nil, fmt.Errorf("%s: --out %w", what, err)
+	}
+	if err := CheckPart(dir, part); err != nil {
 		return nil, fmt.Errorf("%s: --out %w", what, err)
 	}
 	created, err := dir.Make()
@@ -40,7 +45,10 @@ func Begin(dir store.Dir, schema, what string) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Check(dir, schema); err != nil {
+	if err := Check(dir, schema); err == nil {
+		err = CheckPart(dir, part)
+	}
+	if err != nil {
 		unlock()
 		return nil, fmt.Errorf("%s: --out %w", what, err)
 	}
