@@ -256,8 +256,14 @@ func (r *Reducer) Reduce(ops kernels.Ops, grads []kernels.Buf) error {
 	n := 0
 	for _, g := range grads {
 		b := buf(g)
-		r.views = append(r.views, b)
 		n += b.n
+		// views that follow one another in memory (the gradients of
+		// consecutive tensors) are reduced as one span: fewer NCCL calls
+		if k := len(r.views) - 1; k >= 0 && r.views[k].bf == b.bf && r.views[k].p+uintptr(r.views[k].size()*r.views[k].n) == b.p {
+			r.views[k].n += b.n
+			continue
+		}
+		r.views = append(r.views, b)
 	}
 	if err := r.reduce(n); err != nil {
 		r.coll.abort()

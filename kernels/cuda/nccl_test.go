@@ -114,7 +114,8 @@ func (d oneLaunch) launch(kernel string, grid, block [3]int, args []uint64) erro
 // ranks' values, in fp32 exactly as the hub computes it, in bf16 within
 // bfloat16's rounding of the inputs and of the mean; the gap keeps its
 // values. A reducer that packs or unpacks at the wrong offsets, skips a
-// view or leaves the sum unscaled fails.
+// view or leaves the sum unscaled fails; so does one that joins views
+// that are not adjacent (the last two are, the first two not).
 func TestReducerAverages(t *testing.T) {
 	const R, N = 3, 100
 	spans := [][2]int{{0, 10}, {20, 57}, {57, 100}} // values 10..20 are a skipped block's
