@@ -27,7 +27,7 @@ VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo unknown
 REVISION    := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 STAMP       := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build install blas minio demo experiment experiment-horizon test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check mpi mpi-deps mpi-test
+.PHONY: all build install blas minio demo experiment experiment-horizon test hygiene lint vet fmt-check unit race refs node sentencepiece bench fuzz fixtures clean cuda cuda-deps cuda-ptx device-check mpi mpi-deps mpi-test cuda-mpi
 
 all: build
 
@@ -121,7 +121,9 @@ unit: refs blas minio
 # (openmpi-bin, libopenmpi-dev), installed by mpi-deps when missing, and
 # bin/estkit-mpi, estkit built with the mpi tag (the default build has no
 # MPI). mpi-test runs the MPI binding's and training's tests under
-# mpirun (as root with --allow-run-as-root, which the tests pass).
+# mpirun (as root with --allow-run-as-root, which the tests pass), and
+# compiles the NCCL path with the CUDA emulator (its test runs it there
+# without a libnccl: each rank must name the missing library).
 mpi-deps:
 	@if ! command -v mpirun >/dev/null || ! pkg-config --exists ompi-c 2>/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev pkg-config; \
@@ -133,6 +135,7 @@ mpi: mpi-deps blas
 
 mpi-test: mpi-deps blas
 	$(GO) vet -tags '$(TAGS) mpi' ./internal/mpi ./train ./cmd/estkit
+	$(GO) vet -tags '$(TAGS) mpi cudaemu' ./kernels/cuda ./cmd/estkit
 	$(GO) test -tags '$(TAGS) mpi' -count=1 ./internal/mpi
 	$(GO) test -tags '$(TAGS) mpi' -count=1 -timeout 20m -run 'TestMPI' ./cmd/estkit
 
@@ -284,12 +287,22 @@ cuda: cuda-deps build
 	  if grep -E '[1-9][0-9]* bytes spill' $$tmp/ptxas.txt; then echo "kernels/cuda: a kernel spills registers on $$arch (nvcc -Xptxas -v)"; exit 1; fi; \
 	done
 	$(CUDA_ENV) $(GO) vet -tags cuda ./kernels/cuda ./train ./cmd/estkit
+	@if pkg-config --exists ompi-c 2>/dev/null; then echo "$(GO) vet -tags 'cuda mpi' ./cmd/estkit"; $(CUDA_ENV) $(GO) vet -tags 'cuda mpi' ./cmd/estkit; \
+	else echo "make cuda: no OpenMPI here (make mpi-deps), so the cuda mpi build (make cuda-mpi) is not compiled"; fi
 	$(CUDA_ENV) $(GO) run $(STATICCHECK) -tags cuda ./kernels/cuda
 	$(CUDA_ENV) $(GO) build -tags cuda -ldflags '$(STAMP)' -o bin/estkit-cuda ./cmd/estkit
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/cuda.test ./kernels/cuda
 	$(CUDA_ENV) $(GO) test -tags cuda -c -ldflags '-s -w' -o bin/train-cuda.test ./train
 	$(CUDA_ENV) ESTKIT_REQUIRE_CUDA_BUILD=1 $(GO) test -tags '$(TAGS)' -count=1 -run 'TestCUDABuild|TestHandOff' ./cmd/estkit
 	$(GO) test -tags '$(TAGS)' -count=1 -run 'TestProbe' ./kernels/cuda
+
+# estkit-mpi and estkit-cuda-mpi, the CUDA build with MPI, which
+# estkit-mpi runs for --device cuda: mpirun -np N bin/estkit-mpi train
+# --device cuda ... trains data parallel, each rank on the GPU of its local
+# rank, averaging the gradients with NCCL (loaded at run time:
+# libnccl.so.2, or ESTKIT_NCCL's path; docs/SCALING.md, "NCCL on GPUs").
+cuda-mpi: cuda-deps mpi
+	$(CUDA_ENV) $(GO) build -tags 'cuda mpi' -ldflags '$(STAMP)' -o bin/estkit-cuda-mpi ./cmd/estkit
 
 # Everything a GPU machine (driver, CUDA libraries, PyTorch; no Go) needs
 # for the device check, in one folder of about 70 MB (the binaries

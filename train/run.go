@@ -119,6 +119,10 @@ type Options struct {
 	// the Stepper averages the gradients over them, and the Session
 	// records the whole step's loss and sequences (docs/SCALING.md).
 	Comm Comm
+	// Reducer, when set, averages the gradients over Comm's processes in
+	// place of the host all-reduce over Comm: a device's own (NCCL's on
+	// GPUs, kernels/cuda). It is used only when Comm has several processes.
+	Reducer Reducer
 }
 
 // Run trains per cfg on ops into the run directory out: a Session opens

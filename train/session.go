@@ -334,7 +334,10 @@ func (s *Session) Batches() Batches { return s.loader }
 func (s *Session) NewStepper() *Stepper {
 	st := NewStepper(s.Model, &s.Config)
 	if s.opts.world() > 1 {
-		st.Reducer = &averager{comm: s.opts.Comm}
+		st.Reducer = s.opts.Reducer
+		if st.Reducer == nil {
+			st.Reducer = &averager{comm: s.opts.Comm}
+		}
 	}
 	return st
 }

@@ -11,12 +11,17 @@ import (
 )
 
 // backend returns the kernels backend --device names.
-func (g *globals) backend() (kernels.Ops, error) {
+func (g *globals) backend() (kernels.Ops, error) { return g.backendOn(0) }
+
+// backendOn is backend for the process of local rank local on its
+// machine: on the GPU local modulo the machine's GPUs, for a data-parallel
+// rank (mpi.LocalRank).
+func (g *globals) backendOn(local int) (kernels.Ops, error) {
 	switch g.device {
 	case "cpu":
 		return cpu.New(), nil
 	case "cuda":
-		return cuda.New()
+		return cuda.NewDevice(local)
 	}
 	return nil, usageErrorf("--device %q: cpu or cuda", g.device)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/estkit/estkit/internal/mpi"
 	"github.com/estkit/estkit/kernels/cuda"
 )
 
@@ -18,7 +19,10 @@ import (
 // the driver when the program loads and ends the process when that fails:
 // linked into estkit, it would stop every command on a machine without a
 // GPU (docs/ARCHITECTURE.md, "One estkit on every machine").
-const cudaHelper = "estkit-cuda"
+// The MPI build's helper, estkit-cuda-mpi (make cuda-mpi), is the CUDA
+// build with MPI too, so that mpirun -np N estkit-mpi train --device cuda
+// trains data parallel over NCCL (docs/SCALING.md, "NCCL on GPUs").
+var cudaHelper = map[bool]string{false: "estkit-cuda", true: "estkit-cuda-mpi"}[mpi.Built]
 
 // deviceCommands are the commands that run a model on --device; gpu
 // describes the CUDA backend and always needs it.

@@ -62,7 +62,7 @@ Training (Li et al., ICML 2024).`,
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only, and show no progress")
 	pf.BoolVar(&g.json, "json", false, "machine-readable output: logs as JSON lines on stderr, results as JSON on stdout")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug detail")
-	pf.StringVar(&g.device, "device", "cpu", "the backend models run on: cpu, or cuda (GPU 0; through estkit-cuda, which make cuda builds beside estkit)")
+	pf.StringVar(&g.device, "device", "cpu", "the backend models run on: cpu, or cuda (GPU 0, or under mpirun the local rank's modulo the GPUs; through estkit-cuda, which make cuda builds beside estkit)")
 	root.AddCommand(newVersionCmd(g), newIngestCmd(g), newInspectCmd(g), newSamplesCmd(g), newTokenizeCmd(g), newShardCmd(g), newMergeCmd(g), newTrainCmd(g), newExportCmd(g), newEvalCmd(g), newSampleCmd(g), newESTTraceCmd(g), newGPUCmd(g))
 	// estkit --version prints what estkit version prints (cobra handles
 	// the flag when Version is set; the flag is declared here for its help).

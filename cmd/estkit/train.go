@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/estkit/estkit/internal/mpi"
 	"github.com/estkit/estkit/shards"
 	"github.com/estkit/estkit/tokenize"
 	"github.com/estkit/estkit/train"
@@ -27,6 +28,9 @@ type trainOptions struct {
 	resume    bool
 	overwrite bool
 	flags     map[string]*settingFlag
+	// reduceDType is the type the ranks' gradients are averaged in on
+	// GPUs (NCCL): fp32 or bf16.
+	reduceDType string
 }
 
 // settingFlag holds the text of one of train.Settings as given; Resolve
@@ -109,6 +113,7 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 	f.StringVarP(&opts.out, "out", "o", "", "run directory (required)")
 	f.BoolVar(&opts.resume, "resume", false, "continue the run in --out from its latest checkpoint")
 	f.BoolVar(&opts.overwrite, "overwrite", false, "delete the run in --out and start a new one (a directory holding anything else is refused)")
+	f.StringVar(&opts.reduceDType, "reduce-dtype", "fp32", "the type data-parallel ranks average their gradients in on GPUs (NCCL; --device cuda under mpirun): fp32, or bf16 (half the bytes, bfloat16's precision)")
 	cmd.MarkFlagRequired("out")
 	cmd.RegisterFlagCompletionFunc("preset", cobra.FixedCompletions(presets, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -136,6 +141,12 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	var cfg train.Config
 	if opts.resume && opts.overwrite {
 		return fmt.Errorf("train: --resume continues the run in %s, --overwrite deletes it: give one", opts.out)
+	}
+	switch {
+	case opts.reduceDType != "fp32" && opts.reduceDType != "bf16":
+		return usageErrorf("train: --reduce-dtype %q: fp32 or bf16", opts.reduceDType)
+	case opts.reduceDType == "bf16" && g.device != "cuda":
+		return usageErrorf("train: --reduce-dtype bf16 is the GPUs' reduction (NCCL): give --device cuda, or leave it fp32 on the CPU")
 	}
 	comm, err := joinRanks() // data parallel under mpirun (docs/SCALING.md)
 	if err != nil {
@@ -169,11 +180,24 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	start := time.Now()
 	var saved, full float64
 	every, lastStage := max(1, cfg.Steps/25), -1
-	ops, err := g.backend()
+	ops, err := g.backendOn(mpi.LocalRank())
 	if err != nil {
 		return err
 	}
-	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log, Rank: rank, Comm: ranks,
+	// on GPUs the ranks average their gradients with NCCL; the
+	// communicator ends before MPI does (deferred after leaveRanks)
+	reducer, closeReducer, err := deviceReducer(ops, comm, opts.reduceDType == "bf16")
+	if err != nil {
+		return err
+	}
+	if closeReducer != nil {
+		defer func() {
+			if cerr := closeReducer(err != nil); err == nil {
+				err = cerr
+			}
+		}()
+	}
+	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log, Rank: rank, Comm: ranks, Reducer: reducer,
 		Progress: func(r train.StepRecord, eta time.Duration) {
 			saved += r.FullFLOPs.Blocks - r.FLOPs.Blocks
 			full += r.FullFLOPs.Blocks

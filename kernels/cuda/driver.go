@@ -25,9 +25,10 @@ import (
 //go:embed kernels.ptx
 var kernelsPTX string
 
-// driver runs the kernels on GPU 0 through the CUDA driver API, in the
-// device's primary context (the one cuBLAS, through the runtime API, uses
-// too), on the default stream.
+// driver runs the kernels on one GPU (GPU 0 unless NewDevice picks
+// another) through the CUDA driver API, in the device's primary context
+// (the one cuBLAS, through the runtime API, uses too), on the default
+// stream.
 type driver struct {
 	ctx   cu.CUContext
 	fns   map[string]cu.Function
@@ -47,15 +48,20 @@ type driver struct {
 // CUDA 11.8's headers (Debian's); gorgonia.org/cu v0.9.6 does not compile
 // against CUDA 13's, whose cuCtxCreate and cuMemAdvise changed, though the
 // binary runs on CUDA 13 drivers.
-func New() (*Ops, error) {
-	d, err := openDriver()
+func New() (*Ops, error) { return NewDevice(0) }
+
+// NewDevice returns the CUDA backend on GPU local modulo the number of
+// GPUs: a data-parallel rank passes its rank among the processes of its
+// machine, so that the machine's ranks share its GPUs evenly.
+func NewDevice(local int) (*Ops, error) {
+	d, err := openDriver(local)
 	if err != nil {
 		return nil, fmt.Errorf("cuda: %w", err)
 	}
 	return newOps(d), nil
 }
 
-func openDriver() (*driver, error) {
+func openDriver(local int) (*driver, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	n, err := cu.NumDevices()
@@ -65,13 +71,17 @@ func openDriver() (*driver, error) {
 	if n == 0 {
 		return nil, errors.New("no CUDA device")
 	}
-	dev, err := cu.GetDevice(0)
+	if local < 0 {
+		return nil, fmt.Errorf("device for local rank %d: ranks count from 0", local)
+	}
+	ordinal := local % n
+	dev, err := cu.GetDevice(ordinal)
 	if err != nil {
-		return nil, fmt.Errorf("device 0: %w", err)
+		return nil, fmt.Errorf("device %d: %w", ordinal, err)
 	}
 	name, err := dev.Name()
 	if err != nil {
-		return nil, fmt.Errorf("device 0: %w", err)
+		return nil, fmt.Errorf("device %d: %w", ordinal, err)
 	}
 	major, minor, err := dev.ComputeCapability()
 	if err != nil {
@@ -108,6 +118,9 @@ func openDriver() (*driver, error) {
 		return nil, errors.New(C.GoString(&msg[0]))
 	}
 	d.label = fmt.Sprintf("%s, sm_%d%d, driver %d, %s", name, major, minor, cu.Version(), C.GoString(&which[0]))
+	if ordinal != 0 {
+		d.label = fmt.Sprintf("GPU %d: %s", ordinal, d.label)
+	}
 	return d, nil
 }
 

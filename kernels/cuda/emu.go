@@ -41,6 +41,9 @@ type emu struct{}
 // New returns the CUDA backend over the CPU emulator of this build.
 func New() (*Ops, error) { return newOps(emu{}), nil }
 
+// NewDevice is New: the emulator is one device, whatever the local rank.
+func NewDevice(local int) (*Ops, error) { return New() }
+
 func (emu) name() string { return "emulated on the CPU" }
 
 func (emu) alloc(bytes int) (uintptr, error) {

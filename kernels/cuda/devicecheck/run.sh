@@ -2,7 +2,9 @@
 # The device check: run on a GPU machine (driver, CUDA libraries, PyTorch;
 # no Go needed) from the folder `make device-check` fills, which holds
 # estkit and estkit-cuda side by side as `make install` puts them. It runs
-# the kernel conformance suite and the CPU-against-GPU training check,
+# the kernel conformance suite, NCCL on a communicator of one rank (the
+# path of mpirun -np 1; skipped where the machine has no libnccl.so.2)
+# and the CPU-against-GPU training check,
 # times every op, measures the card's copy bandwidth and bf16 matrix rate
 # with PyTorch, prints one table, then times 15 EST steps of GPT-2 124M
 # through `estkit --device cuda` with fp32, with bf16 products, and with
@@ -22,7 +24,7 @@ BUDGET=450 # seconds; 8 minutes less 30 s for unpacking and the reports
 GRACE=3    # seconds from a step's SIGTERM to its SIGKILL
 # name:seconds. gpu is the first start of the CUDA backend, when the driver
 # compiles the kernels' PTX for the card (later starts read its cache).
-LIMITS=(smi:10 gpu:60 conformance:50 train-check:45 bench:45 report:40 train-fp32:40 train-bf16:40 train-bf16-act:40 shard:45)
+LIMITS=(smi:10 gpu:60 conformance:50 nccl:15 train-check:45 bench:45 report:40 train-fp32:40 train-bf16:40 train-bf16-act:40 shard:32)
 sum=0
 for l in "${LIMITS[@]}"; do sum=$((sum + ${l#*:} + GRACE)); done
 if [ "$sum" -gt "$BUDGET" ]; then
@@ -65,6 +67,22 @@ step gpu ./estkit gpu 2>&1 | tee "$out/backend.txt" || status=1
 step conformance ./cuda.test -test.v -test.run 'Conformance' 2>&1 | tee "$out/conformance.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)|kernelstest|backend:' || true
 grep -q '^--- FAIL' "$out/conformance.txt" && status=1
 grep -q '^PASS' "$out/conformance.txt" || status=1
+# NCCL, as mpirun -np 1 would run it: a communicator of one rank on the
+# card, the gradient mean in fp32 and bf16 (TestNCCLOneRank), and the
+# reducer's tests. libnccl.so.2 from the system, else from the CUDA
+# toolkit or a Python environment (PyTorch's nvidia-nccl wheel); a machine
+# with none skips it, and says so.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnccl.so.2 '; then
+  lib=$(find /usr/local /opt /usr/lib $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null) \
+    -name 'libnccl.so.2' 2>/dev/null | head -1)
+  [ -n "$lib" ] && export ESTKIT_NCCL="$lib" && echo "NCCL: $lib"
+fi
+if ldconfig -p 2>/dev/null | grep -q 'libnccl.so.2 ' || [ -n "${ESTKIT_NCCL:-}" ]; then
+  step nccl env ESTKIT_REQUIRE_NCCL=1 ./cuda.test -test.v -test.run 'NCCL|Reducer' 2>&1 | tee "$out/nccl.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)' || true
+  grep -q '^PASS' "$out/nccl.txt" || status=1
+else
+  echo "nccl: no libnccl.so.2 on this machine: the NCCL check did not run" | tee -a "$out/report.txt"
+fi
 step train-check ./train-cuda.test -test.v -test.run 'BackendsAgree|BF16WeightsFollow|DeviceMemory' 2>&1 | tee "$out/train.txt" | grep -E '^\s*--- |^(ok|FAIL|PASS)' || true
 grep -q '^PASS' "$out/train.txt" || status=1
 step bench ./cuda.test -test.run '^$' -test.bench 'Ops' -test.benchtime "${BENCHTIME:-20x}" 2>&1 | tee "$out/bench.txt" | grep -E 'FAIL|panic' || true
