@@ -420,7 +420,7 @@ func latestCheckpoint(run string) (string, error) {
 			if newest := newestCheckpoint(run); newest != "" {
 				return "", fmt.Errorf("train: %s is missing, but the run holds complete checkpoints, the newest %s: restore latest to name it (printf %s > %s)", path, newest, newest, path)
 			}
-			return "", fmt.Errorf("train: %s has no checkpoint to resume from", run)
+			return "", fmt.Errorf("train: %s has no checkpoint (a run writes one at its end and every --checkpoint-every steps): is it a run directory, or was its training stopped before the first?", run)
 		}
 		return "", fmt.Errorf("train: %w", err)
 	}

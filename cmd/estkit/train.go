@@ -270,7 +270,7 @@ from the tokenizer.`,
 			}
 			m, cfg, err := train.LoadRun(ops, run)
 			if err != nil {
-				return err
+				return asCommand("export", err)
 			}
 			o := train.ExportOptions{DType: dtype, MaxShardSize: shard}
 			note, err := exportTokenizer(cfg, tokName, &o)
@@ -444,7 +444,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 			}
 			m, cfg, err := train.LoadRun(ops, run)
 			if err != nil {
-				return err
+				return asCommand("eval", err)
 			}
 			m.SetInterrupt(cmd.Context().Err) // the first Ctrl-C stops it between blocks
 			loss, n, err := train.Eval(m, cfg, split, batches)
@@ -494,7 +494,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 			}
 			m, cfg, err := train.LoadRun(ops, run)
 			if err != nil {
-				return err
+				return asCommand("sample", err)
 			}
 			set, err := train.OpenData(cfg, 0)
 			if err != nil {
@@ -581,11 +581,23 @@ stages.json), B excluded.`,
 			}
 			c, err := train.ReadRunConfig(run)
 			if err != nil {
-				return err
+				return asCommand("est-trace", err)
 			}
 			cfg := *c
+			// The run's steps: its configured horizon, or more where a
+			// resume with --steps extended it (metrics.jsonl holds them).
+			have := cfg.Steps
+			if recs, err := train.ReadMetrics(run); err == nil && len(recs) > 0 {
+				have = max(have, recs[len(recs)-1].Step+1)
+			}
+			if from >= have && from > 0 {
+				return fmt.Errorf("est-trace: --steps %s: %s has %d steps (0:%d)", steps, run, have, have)
+			}
 			if to < 0 {
-				to = cfg.Steps
+				to = have
+			} else if to > have {
+				g.log.Warn(fmt.Sprintf("the run has %d steps: steps %d:%d were never trained and are not traced", have, have, to))
+				to = have
 			}
 			if cfg.Schedule == nil {
 				return fmt.Errorf("est-trace: %s trained without EST (--est off)", run)
@@ -626,3 +638,23 @@ stages.json), B excluded.`,
 	cmd.MarkFlagRequired("run")
 	return cmd
 }
+
+// asCommand gives an error of the train package (which names itself,
+// "train: ...") the name of the command that met it: eval, sample, export
+// and est-trace read runs through train, and a user who typed "estkit
+// eval" should not read "train:". The error still wraps the original.
+func asCommand(name string, err error) error {
+	msg, ok := strings.CutPrefix(err.Error(), "train: ")
+	if !ok {
+		return err
+	}
+	return &namedError{msg: name + ": " + msg, err: err}
+}
+
+type namedError struct {
+	msg string
+	err error
+}
+
+func (e *namedError) Error() string { return e.msg }
+func (e *namedError) Unwrap() error { return e.err }
