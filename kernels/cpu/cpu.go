@@ -86,15 +86,36 @@ func (o *Ops) SumSquares(b kernels.Buf) float64 {
 	sums := make([]float64, (len(x)+part-1)/part)
 	o.parallel(len(sums), 1, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			var s float64
-			for _, v := range x[p*part : min((p+1)*part, len(x))] {
-				s += float64(v) * float64(v)
-			}
-			sums[p] = s
+			sums[p] = sumSquares(x[p*part : min((p+1)*part, len(x))])
 		}
 	})
 	var s float64
 	for _, v := range sums {
+		s += v
+	}
+	return s
+}
+
+// sumSquares is the sum of x's squares in float64, element i added into
+// lane i mod 8 and the eight lanes then added in order: an order a vector
+// unit keeps too (sumSquaresRange gives the same bits), and eight chains
+// of additions instead of one.
+func sumSquares(x []float32) float64 {
+	if sumSquaresRange != nil {
+		return sumSquaresRange(x)
+	}
+	var lane [8]float64
+	i := 0
+	for ; i+8 <= len(x); i += 8 {
+		for j, v := range x[i : i+8] {
+			lane[j] += float64(v) * float64(v)
+		}
+	}
+	for j, v := range x[i:] {
+		lane[j] += float64(v) * float64(v)
+	}
+	var s float64
+	for _, v := range lane {
 		s += v
 	}
 	return s
@@ -257,10 +278,13 @@ func (o *Ops) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, 
 
 const geluScale = 0.7978845608028654 // sqrt(2/π)
 
-// expShifted, geluRange and geluBackwardRange, where set (vec_avx2.go),
-// compute a softmax's exponentials, GELU and its gradient over a range bit
-// for bit as the Go loops do.
+// adamwRange, sumSquaresRange, expShifted, geluRange and
+// geluBackwardRange, where set (vec_avx2.go), compute AdamW's update, a sum
+// of squares, a softmax's exponentials, GELU and its gradient over a range
+// bit for bit as the Go loops do.
 var (
+	adamwRange        func(u adamw, p, g, m, v []float32)
+	sumSquaresRange   func(x []float32) float64
 	expShifted        func(x []float32, m float32) // x[i] = expNeg(x[i] − m)
 	geluRange         func(out, x []float32)
 	geluBackwardRange func(dx, x, g []float32)
@@ -555,6 +579,15 @@ func newAdamw(a kernels.AdamWArgs) adamw {
 }
 
 func (u adamw) update(ps, gs, mm, vv []float32) {
+	gs, mm, vv = gs[:len(ps)], mm[:len(ps)], vv[:len(ps)]
+	if adamwRange != nil {
+		adamwRange(u, ps, gs, mm, vv)
+		return
+	}
+	u.updateGo(ps, gs, mm, vv)
+}
+
+func (u adamw) updateGo(ps, gs, mm, vv []float32) {
 	gs, mm, vv = gs[:len(ps)], mm[:len(ps)], vv[:len(ps)]
 	for i := range ps {
 		gi := gs[i]

@@ -122,16 +122,67 @@ __attribute__((target("avx2"))) static void estkit_exp_shifted(float *x, float m
 		x[i] = estkit_expneg1(x[i] - m);
 	}
 }
+
+// One AdamW update over n elements, as adamw.update in cpu.go does it.
+__attribute__((target("avx2"))) static void estkit_adamw(float *p, const float *g, float *m, float *v, long n,
+		float beta1, float beta2, float eps, float scale, float decay, float step, float rbc2) {
+	const float c1 = 1 - beta1, c2 = 1 - beta2;
+	const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2), k1 = _mm256_set1_ps(c1), k2 = _mm256_set1_ps(c2);
+	const __m256 ep = _mm256_set1_ps(eps), sc = _mm256_set1_ps(scale), de = _mm256_set1_ps(decay), st = _mm256_set1_ps(step), rb = _mm256_set1_ps(rbc2);
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 gi = _mm256_loadu_ps(g + i);
+		if (scale != 1) gi = _mm256_mul_ps(gi, sc);
+		__m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(k1, gi));
+		__m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(k2, gi), gi));
+		_mm256_storeu_ps(m + i, mi);
+		_mm256_storeu_ps(v + i, vi);
+		__m256 denom = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), rb), ep);
+		_mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(p + i), de), _mm256_div_ps(_mm256_mul_ps(st, mi), denom)));
+	}
+	for (; i < n; i++) {
+		float gi = g[i];
+		if (scale != 1) gi *= scale;
+		float mi = beta1 * m[i] + c1 * gi;
+		float vi = beta2 * v[i] + c2 * gi * gi;
+		m[i] = mi;
+		v[i] = vi;
+		float denom = _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(vi))) * rbc2 + eps; // sqrtss: no libm
+		p[i] = p[i] * decay - step * mi / denom;
+	}
+}
+
+// The sum of squares of n floats in float64, element i into lane i mod 8
+// and the lanes added in order, as sumSquares in cpu.go does it.
+__attribute__((target("avx2"))) static double estkit_sumsq(const float *x, long n) {
+	__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), x1 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+		a0 = _mm256_add_pd(a0, _mm256_mul_pd(x0, x0));
+		a1 = _mm256_add_pd(a1, _mm256_mul_pd(x1, x1));
+	}
+	double lane[8];
+	_mm256_storeu_pd(lane, a0);
+	_mm256_storeu_pd(lane + 4, a1);
+	for (long j = 0; i < n; i++, j++) {
+		lane[j] += (double)x[i] * (double)x[i];
+	}
+	double s = 0;
+	for (int j = 0; j < 8; j++) s += lane[j];
+	return s;
+}
 */
 import "C"
 
-// With cgo on amd64, GELU, its gradient and the softmax's exponentials
-// run eight elements at a time
+// With cgo on amd64, GELU, its gradient, the softmax's exponentials,
+// AdamW and the gradient norm's sum of squares run eight elements at a time
 // in AVX2 where the CPU has it: the same operations in the same order as
 // the Go loops (expNeg, tanh32), so the results are bit for bit the pure-
 // Go kernels' (TestVectorGELUBitExact), at several times their speed.
 // Go has no SIMD the compiler emits on its own, and GELU's tanh was a
-// quarter of a small model's step (BenchmarkSmallStep; docs/PERF.md).
+// quarter of a small model's step (BenchmarkSmallStep; docs/PERF.md), AdamW
+// and the sum of squares a fifth of GPT-2 124M's at T=64 (BenchmarkGPT2Step).
 func init() {
 	if C.estkit_has_avx2() == 0 {
 		return
@@ -140,6 +191,18 @@ func init() {
 		if len(x) > 0 {
 			C.estkit_exp_shifted((*C.float)(&x[0]), C.float(m), C.long(len(x)))
 		}
+	}
+	adamwRange = func(u adamw, p, g, m, v []float32) {
+		if len(p) > 0 {
+			C.estkit_adamw((*C.float)(&p[0]), (*C.float)(&g[0]), (*C.float)(&m[0]), (*C.float)(&v[0]), C.long(len(p)),
+				C.float(u.beta1), C.float(u.beta2), C.float(u.eps), C.float(u.scale), C.float(u.decay), C.float(u.stepSize), C.float(u.rbc2))
+		}
+	}
+	sumSquaresRange = func(x []float32) float64 {
+		if len(x) == 0 {
+			return 0
+		}
+		return float64(C.estkit_sumsq((*C.float)(&x[0]), C.long(len(x))))
 	}
 	geluRange = func(out, x []float32) {
 		if len(x) > 0 {

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/estkit/estkit/kernels"
 )
 
 // TestVectorGELUBitExact: where GELU and its gradient run vectorized
@@ -85,4 +87,62 @@ func TestVectorExpBitExact(t *testing.T) {
 			same(t, "expShifted", xs[:n], got, want)
 		}
 	}
+}
+
+// TestVectorAdamWBitExact: the vectorized AdamW update equals the Go loop
+// bit for bit, with and without a gradient scale, over lengths with tails.
+func TestVectorAdamWBitExact(t *testing.T) {
+	if adamwRange == nil {
+		t.Skip("no vectorized AdamW in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, scale := range []float32{1, 0.37} {
+		for _, n := range []int{100003, 9, 8, 1, 0} {
+			p, g, m, v := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+			for i := range p {
+				p[i], g[i] = float32(r.NormFloat64()), float32(r.NormFloat64()*1e-3)
+				m[i], v[i] = float32(r.NormFloat64()*1e-4), float32(r.ExpFloat64()*1e-6)
+			}
+			if n > 0 {
+				g[0], v[0] = 0, 0 // an explicit zero gradient with no second moment yet
+			}
+			p2, m2, v2 := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
+			for step := 1; step <= 3; step++ {
+				u := newAdamw(kernelsArgs(step, scale))
+				u.updateGo(p, g, m, v)
+				adamwRange(u, p2, g, m2, v2)
+			}
+			same(t, "AdamW p", g, p2, p)
+			same(t, "AdamW m", g, m2, m)
+			same(t, "AdamW v", g, v2, v)
+		}
+	}
+}
+
+// TestVectorSumSquares: the vectorized sum of squares equals the Go loop's
+// (same lanes, same order) bit for bit.
+func TestVectorSumSquares(t *testing.T) {
+	if sumSquaresRange == nil {
+		t.Skip("no vectorized sum of squares in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	x := make([]float32, 70001)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(9)-6)))
+	}
+	keep := sumSquaresRange
+	defer func() { sumSquaresRange = keep }()
+	for _, n := range []int{len(x), 15, 8, 3, 0} {
+		got := keep(x[:n])
+		sumSquaresRange = nil
+		want := sumSquares(x[:n])
+		sumSquaresRange = keep
+		if math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("n=%d: %v, the Go loop %v", n, got, want)
+		}
+	}
+}
+
+func kernelsArgs(step int, scale float32) kernels.AdamWArgs {
+	return kernels.AdamWArgs{LR: 6e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradScale: scale, Step: step}
 }
