@@ -119,6 +119,12 @@ type Options struct {
 	// the Stepper averages the gradients over them, and the Session
 	// records the whole step's loss and sequences (docs/SCALING.md).
 	Comm Comm
+	// OverlapReduce all-reduces each block's gradients while the last
+	// micro-batch's backward pass goes on through the blocks before it
+	// (BucketReducer; docs/SCALING.md), instead of all at once after it.
+	// The result is the same; whether it is faster depends on the
+	// machine. Without a Comm it does nothing.
+	OverlapReduce bool
 }
 
 // Run trains per cfg on ops into the run directory out: a Session opens

@@ -333,7 +333,10 @@ func (s *Session) Batches() Batches { return s.loader }
 // NewStepper is a Stepper of the session's model and configuration.
 func (s *Session) NewStepper() *Stepper {
 	st := NewStepper(s.Model, &s.Config)
-	if s.opts.world() > 1 {
+	switch {
+	case s.opts.world() > 1 && s.opts.OverlapReduce:
+		st.Reducer = newOverlapper(s.opts.Comm, s.Config.Model.Layers)
+	case s.opts.world() > 1:
 		st.Reducer = &averager{comm: s.opts.Comm}
 	}
 	return st

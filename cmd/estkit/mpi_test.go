@@ -189,6 +189,40 @@ func TestMPITrainMatchesOneProcess(t *testing.T) {
 	}
 }
 
+// TestMPIOverlapReduceSameBits: mpirun -np 2 with --overlap-reduce (each
+// block's gradients all-reduced while the backward pass goes on) trains
+// bit for bit as without it (two processes: each value's sum a+b does not
+// depend on the bucket it travels in), full and with blocks that one
+// micro-batch skips and the other runs.
+func TestMPIOverlapReduceSameBits(t *testing.T) {
+	bin, tok := mpiBinary(t), mpiTokens(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"full", nil},
+		{"est-bernoulli-microbatch", []string{"--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1", "--layer-mode", "bernoulli", "--sample-every", "microbatch"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			after, behind := filepath.Join(t.TempDir(), "after"), filepath.Join(t.TempDir(), "behind")
+			for _, r := range []struct {
+				out   string
+				extra []string
+			}{{after, nil}, {behind, []string{"--overlap-reduce"}}} {
+				args := append(append([]string{"-q", "train", "--preset", "gpt2-tiny", "--data", tok, "--out", r.out, "--steps", "4", "--batch", "2",
+					"--seq", "16", "--accum", "2", "--eval-every", "0"}, tc.args...), r.extra...)
+				if out, err := mpirun(context.Background(), bin, 2, args...).CombinedOutput(); err != nil {
+					t.Fatalf("mpirun %v: %v\n%s", r.extra, err, out)
+				}
+			}
+			if l1, l2 := losses(t, after), losses(t, behind); len(l1) != 4 || fmt.Sprint(l1) != fmt.Sprint(l2) {
+				t.Fatalf("losses: reduced after the backward pass %v, behind it %v", l1, l2)
+			}
+			sameWithin(t, "overlapped against not", params(t, after), params(t, behind), 0)
+		})
+	}
+}
+
 // stream is the sequences a run's lineage lists, in order, each once.
 func stream(t *testing.T, run string) []shards.SeqRef {
 	t.Helper()
