@@ -139,6 +139,19 @@ mpi-test: mpi-deps blas
 	$(GO) test -tags '$(TAGS) mpi' -count=1 ./internal/mpi
 	$(GO) test -tags '$(TAGS) mpi' -count=1 -timeout 20m -run 'TestMPI' ./cmd/estkit
 
+# mpi-bench (not part of bench: run it on a quiet machine) times, on
+# RANKS local ranks (default 2, one OpenBLAS thread each), the all-reduce
+# of GPT-2 124M's gradients alone and a GPT-2 124M step (B=1, T=64; B from
+# ESTKIT_BENCH_B) with no reduction, with it after the backward pass and
+# with it behind the backward pass (--overlap-reduce): BenchmarkMPIReduce.
+# A fixed iteration count, since every rank must run the same collectives.
+.PHONY: mpi-bench
+mpi-bench: mpi-deps blas
+	$(GO) test -tags '$(TAGS) mpi' -c -o bin/train-mpi.test ./train
+	mpirun --oversubscribe $$([ "$$(id -u)" = 0 ] && echo --allow-run-as-root) -np $(or $(RANKS),2) \
+	  -x OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} -x ESTKIT_BENCH_B=$${ESTKIT_BENCH_B:-1} \
+	  bin/train-mpi.test -test.run '^$$' -test.bench BenchmarkMPIReduce -test.benchtime 5x -test.count 3
+
 # MinIO, the S3-compatible server the object storage tests start on the
 # loopback address (internal/store/s3test), built from the Go module proxy
 # into .cache/bin when missing: about 4 minutes on 2 cores, once per

@@ -317,6 +317,9 @@ func (m *model) Backward(gradScale float32) error {
 			return err
 		}
 		m.blockBackward(i, layers[i], W)
+		if m.blockDone != nil {
+			m.blockDone(layers[i])
+		}
 	}
 	if v := m.view; v.positions >= 0 {
 		o.EmbedBackward(m.param(m.grads, v.tokens), m.param(m.grads, v.positions), dres, m.ids, B, T, C)

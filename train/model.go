@@ -317,6 +317,9 @@ type core struct {
 	// interrupt, if set, is asked between blocks of a pass; its error
 	// ends the pass (SetInterrupt)
 	interrupt func() error
+	// blockDone, if set, is told each block whose backward pass is done
+	// (SetBlockDone)
+	blockDone func(layer int)
 }
 
 // newCore allocates the buffers of a model of family f laid out by table.
@@ -532,9 +535,16 @@ func (g *core) GradNorm(skipped map[int]bool) float64 {
 // ranges are the spans [lo, hi) of the flat buffers that hold the
 // parameters outside the skipped blocks, in offset order.
 func (g *core) ranges(skipped map[int]bool) [][2]int {
+	return g.spans(func(layer int) bool { return layer < 0 || !skipped[layer] })
+}
+
+// spans are the spans [lo, hi) of the flat buffers that hold the
+// parameters of the blocks keep keeps (layer -1: outside every block), in
+// offset order.
+func (g *core) spans(keep func(layer int) bool) [][2]int {
 	var spans [][2]int
 	for _, e := range g.table {
-		if e.Layer >= 0 && skipped[e.Layer] {
+		if !keep(e.Layer) {
 			continue
 		}
 		spans = append(spans, [2]int{e.Offset, e.Offset + e.Size})
@@ -772,6 +782,14 @@ type Model interface {
 	// time (f = ctx.Err); nil: never. An interrupted pass leaves the
 	// model's forward state and gradients unusable until the next Forward.
 	SetInterrupt(f func() error)
+	// SetBlockDone makes Backward call f(l) as soon as block l's backward
+	// pass has added its last gradient (blocks in backward order), so that
+	// a reduction across processes can start on them while the blocks
+	// before it still run (Options.OverlapReduce); nil: never.
+	SetBlockDone(f func(layer int))
+	// LayerGradViews are views of Grads holding block layer's parameters,
+	// or with layer -1 those outside every block, in offset order.
+	LayerGradViews(layer int) []kernels.Buf
 }
 
 // SetInterrupt: see Model.
@@ -792,6 +810,18 @@ func (g *core) Config() ModelConfig { return g.Cfg }
 func (g *core) GradViews(skipped map[int]bool) []kernels.Buf {
 	var views []kernels.Buf
 	for _, r := range g.ranges(skipped) {
+		views = append(views, g.ops.Slice(g.grads, r[0], r[1]-r[0]))
+	}
+	return views
+}
+
+// SetBlockDone: see Model.
+func (g *core) SetBlockDone(f func(layer int)) { g.blockDone = f }
+
+// LayerGradViews: see Model.
+func (g *core) LayerGradViews(layer int) []kernels.Buf {
+	var views []kernels.Buf
+	for _, r := range g.spans(func(l int) bool { return l == layer }) {
 		views = append(views, g.ops.Slice(g.grads, r[0], r[1]-r[0]))
 	}
 	return views

@@ -123,6 +123,12 @@ type Options struct {
 	// place of the host all-reduce over Comm: a device's own (NCCL's on
 	// GPUs, kernels/cuda). It is used only when Comm has several processes.
 	Reducer Reducer
+	// OverlapReduce all-reduces each block's gradients while the last
+	// micro-batch's backward pass goes on through the blocks before it
+	// (BucketReducer; docs/SCALING.md), instead of all at once after it.
+	// The result is the same; whether it is faster depends on the
+	// machine. Without a Comm it does nothing.
+	OverlapReduce bool
 }
 
 // Run trains per cfg on ops into the run directory out: a Session opens

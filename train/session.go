@@ -333,11 +333,13 @@ func (s *Session) Batches() Batches { return s.loader }
 // NewStepper is a Stepper of the session's model and configuration.
 func (s *Session) NewStepper() *Stepper {
 	st := NewStepper(s.Model, &s.Config)
-	if s.opts.world() > 1 {
-		st.Reducer = s.opts.Reducer
-		if st.Reducer == nil {
-			st.Reducer = &averager{comm: s.opts.Comm}
-		}
+	switch {
+	case s.opts.world() > 1 && s.opts.Reducer != nil:
+		st.Reducer = s.opts.Reducer // a device's own (NCCL); --overlap-reduce is the host path's
+	case s.opts.world() > 1 && s.opts.OverlapReduce:
+		st.Reducer = newOverlapper(s.opts.Comm, s.Config.Model.Layers)
+	case s.opts.world() > 1:
+		st.Reducer = &averager{comm: s.opts.Comm}
 	}
 	return st
 }

@@ -68,7 +68,7 @@ func (s *Stepper) Step(step int, batches Batches) (*StepResult, error) {
 	s.Model.ZeroGrads(skipped)
 	var loss float64
 	var flops, full FLOPs
-	for _, sel := range plan {
+	for micro, sel := range plan {
 		if err := s.next(batches, r); err != nil {
 			return nil, err
 		}
@@ -76,7 +76,7 @@ func (s *Stepper) Step(step int, batches Batches) (*StepResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := s.Model.Backward(1 / float32(c.Accum)); err != nil {
+		if err := s.backward(plan, micro, skipped); err != nil { // overlap.go: may reduce behind the last pass
 			return nil, err
 		}
 		loss += float64(l) / float64(c.Accum)
@@ -84,8 +84,11 @@ func (s *Stepper) Step(step int, batches Batches) (*StepResult, error) {
 		full = full.plus(c.Model.StepFLOPs(nil, B, T))
 	}
 	if s.Reducer != nil { // every micro-batch's gradients are in: combine them before the norm reads them
-		ops, grads := s.Model.Ops(), s.Model.GradViews(skipped)
-		if err := s.Reducer.Reduce(ops, grads); err != nil {
+		if br, ok := s.Reducer.(BucketReducer); ok { // started by the last backward pass
+			if err := br.Finish(); err != nil {
+				return nil, err
+			}
+		} else if err := s.Reducer.Reduce(s.Model.Ops(), s.Model.GradViews(skipped)); err != nil {
 			return nil, err
 		}
 	}

@@ -134,21 +134,38 @@ func mpiTokens(t *testing.T) string {
 	return tok
 }
 
-// TestMPITrainMatchesOneProcess: mpirun -np 2 of gpt2-tiny with --batch 2
-// trains as one process with --batch 4: each step's loss within 1e-5
-// relative and the final checkpoint's tensors likewise, full and under EST
-// with sampled updates and a draw per micro-batch.
+// TestMPITrainMatchesOneProcess: mpirun -np 2 with --batch 2 trains as
+// one process with --batch 4: each step's loss within 1e-5 relative and
+// the final checkpoint's tensors likewise; gpt2-tiny and llama-tiny (with
+// GPT-2's vocabulary, as the tokens are GPT-2's), full and under EST, with
+// sampled updates, a draw per micro-batch and Bernoulli layers (blocks
+// that one micro-batch skips and the other runs).
 func TestMPITrainMatchesOneProcess(t *testing.T) {
 	bin, tok := mpiBinary(t), mpiTokens(t)
-	common := []string{"--preset", "gpt2-tiny", "--data", tok, "--steps", "4", "--seq", "16", "--accum", "2", "--eval-every", "0"}
+	llama := train.Presets["llama-tiny"]
+	llama.Vocab, llama.Padded = 50257, 50304 // GPT-2's tokens
+	b, err := json.Marshal(map[string]any{"model": llama})
+	if err != nil {
+		t.Fatal(err)
+	}
+	llamaCfg := filepath.Join(t.TempDir(), "llama-tiny.json")
+	if err := os.WriteFile(llamaCfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gpt2, llamaTiny := []string{"--preset", "gpt2-tiny"}, []string{"--config", llamaCfg}
+	est := []string{"--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1"}
 	for _, tc := range []struct {
-		name string
-		args []string
+		name        string
+		model, args []string
 	}{
-		{"full", nil},
-		{"est-sampled-microbatch", []string{"--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1", "--est-update", "sampled", "--sample-every", "microbatch"}},
+		{"full", gpt2, nil},
+		{"est-sampled-microbatch", gpt2, append([]string{"--est-update", "sampled", "--sample-every", "microbatch"}, est...)},
+		{"est-bernoulli-microbatch", gpt2, append([]string{"--layer-mode", "bernoulli", "--sample-every", "microbatch"}, est...)},
+		{"llama-full", llamaTiny, nil},
+		{"llama-est", llamaTiny, est},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			common := append([]string{"--data", tok, "--steps", "4", "--seq", "16", "--accum", "2", "--eval-every", "0"}, tc.model...)
 			one, two := filepath.Join(t.TempDir(), "one"), filepath.Join(t.TempDir(), "two")
 			args := append(append([]string{"-q", "train", "--out", one, "--batch", "4"}, common...), tc.args...)
 			if _, errs, code := run(t, args...); code != 0 {
@@ -168,6 +185,40 @@ func TestMPITrainMatchesOneProcess(t *testing.T) {
 				}
 			}
 			sameTrained(t, "final weights", params(t, one), params(t, two), 6e-4, 4)
+		})
+	}
+}
+
+// TestMPIOverlapReduceSameBits: mpirun -np 2 with --overlap-reduce (each
+// block's gradients all-reduced while the backward pass goes on) trains
+// bit for bit as without it (two processes: each value's sum a+b does not
+// depend on the bucket it travels in), full and with blocks that one
+// micro-batch skips and the other runs.
+func TestMPIOverlapReduceSameBits(t *testing.T) {
+	bin, tok := mpiBinary(t), mpiTokens(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"full", nil},
+		{"est-bernoulli-microbatch", []string{"--est-stages", "2,4", "--est-rates", "0.5:0.5:0.5,1:1:1", "--layer-mode", "bernoulli", "--sample-every", "microbatch"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			after, behind := filepath.Join(t.TempDir(), "after"), filepath.Join(t.TempDir(), "behind")
+			for _, r := range []struct {
+				out   string
+				extra []string
+			}{{after, nil}, {behind, []string{"--overlap-reduce"}}} {
+				args := append(append([]string{"-q", "train", "--preset", "gpt2-tiny", "--data", tok, "--out", r.out, "--steps", "4", "--batch", "2",
+					"--seq", "16", "--accum", "2", "--eval-every", "0"}, tc.args...), r.extra...)
+				if out, err := mpirun(context.Background(), bin, 2, args...).CombinedOutput(); err != nil {
+					t.Fatalf("mpirun %v: %v\n%s", r.extra, err, out)
+				}
+			}
+			if l1, l2 := losses(t, after), losses(t, behind); len(l1) != 4 || fmt.Sprint(l1) != fmt.Sprint(l2) {
+				t.Fatalf("losses: reduced after the backward pass %v, behind it %v", l1, l2)
+			}
+			sameWithin(t, "overlapped against not", params(t, after), params(t, behind), 0)
 		})
 	}
 }

@@ -27,6 +27,7 @@ type trainOptions struct {
 	data      []string
 	resume    bool
 	overwrite bool
+	overlap   bool // --overlap-reduce: how ranks reduce, not what they train, so not a setting
 	flags     map[string]*settingFlag
 	// reduceDType is the type the ranks' gradients are averaged in on
 	// GPUs (NCCL): fp32 or bf16.
@@ -114,6 +115,7 @@ rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 	f.BoolVar(&opts.resume, "resume", false, "continue the run in --out from its latest checkpoint")
 	f.BoolVar(&opts.overwrite, "overwrite", false, "delete the run in --out and start a new one (a directory holding anything else is refused)")
 	f.StringVar(&opts.reduceDType, "reduce-dtype", "fp32", "the type data-parallel ranks average their gradients in on GPUs (NCCL; --device cuda under mpirun): fp32, or bf16 (half the bytes, bfloat16's precision)")
+	f.BoolVar(&opts.overlap, "overlap-reduce", false, "under mpirun, all-reduce each block's gradients while the backward pass goes on (docs/SCALING.md); same result")
 	cmd.MarkFlagRequired("out")
 	cmd.RegisterFlagCompletionFunc("preset", cobra.FixedCompletions(presets, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -197,7 +199,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 			}
 		}()
 	}
-	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log, Rank: rank, Comm: ranks, Reducer: reducer,
+	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log, Rank: rank, Comm: ranks, Reducer: reducer, OverlapReduce: opts.overlap,
 		Progress: func(r train.StepRecord, eta time.Duration) {
 			saved += r.FullFLOPs.Blocks - r.FLOPs.Blocks
 			full += r.FullFLOPs.Blocks
