@@ -192,6 +192,12 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	if reducer != nil && opts.overlap {
+		if closeReducer != nil {
+			closeReducer(true)
+		}
+		return usageErrorf("train: --overlap-reduce overlaps the host (MPI) all-reduce with the backward pass; on GPUs NCCL reduces after it: leave --overlap-reduce out with --device cuda")
+	}
 	if closeReducer != nil {
 		defer func() {
 			if cerr := closeReducer(err != nil); err == nil {
