@@ -460,10 +460,18 @@ func (o *Ops) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []int32,
 			// one exp per logit: kept in dlogits (which may be the logits
 			// themselves), then normalised
 			d := dl[r*Vp : (r+1)*Vp]
-			for i, v := range row {
-				e := expNeg(v - maxv)
-				sum += float64(e)
-				d[i] = e
+			if expShifted != nil {
+				copy(d[:V], row) // no-op where d is the logits
+				expShifted(d[:V], maxv)
+				for _, e := range d[:V] {
+					sum += float64(e)
+				}
+			} else {
+				for i, v := range row {
+					e := expNeg(v - maxv)
+					sum += float64(e)
+					d[i] = e
+				}
 			}
 			ls[r] = float32(math.Log(sum)) - tv
 			k := float64(scale) / sum
