@@ -88,7 +88,7 @@ gobench() {
 }
 
 # anchors runs what unit $1 (PKG:NAME) is compared with, when the unit
-# printed a result; the GPT-2 and Llama steps also time the backend's
+# printed a result; the GPT-2, Llama and small-model steps also time the backend's
 # sgemm (BenchmarkSgemm) in the same round, the denominator of their MFU.
 anchors() {
 	grep -q '^Benchmark' "$work/out" || return 0
@@ -104,6 +104,9 @@ anchors() {
 		grep -q 'T=1024' "$work/out" && t1024=1
 		gobench train BenchmarkSgemm ""
 		[ "$torch" = yes ] && { OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 train/testdata/bench_torch.py T1024=$t1024 || echo "FAIL: $1 anchor (pytorch)"; }
+		;;
+	train:BenchmarkSmallStep)
+		gobench train BenchmarkSgemm ""
 		;;
 	train:BenchmarkLlamaStep)
 		gobench train BenchmarkSgemm ""
