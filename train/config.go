@@ -45,17 +45,37 @@ func (d *Data) UnmarshalJSON(b []byte) error {
 
 // Config is a run's resolved configuration, saved in the run directory.
 //
-// The fields are flat in Go and in config.json, in groups: data and
-// batching (Data to InitFrom), schedule (LR to Decay, Horizon), optimizer
-// (Beta1 to Clip), precision, EST, evaluation and checkpoints. The JSON
-// keys and their order are those of every run written so far, because a
-// checkpoint records a hash of this encoding; Resolve builds a Config,
-// Check validates one.
+// The fields come in groups, embedded structs (Batching, Parallel,
+// LRSchedule, Optimizer, Precisions, Subnetworks, Evaluation,
+// Checkpointing), whose fields Go promotes (c.LR) and encoding/json writes
+// flat: the JSON keys and their order are those of every run written so
+// far, byte for byte (TestConfigEncodingUnchanged), because a checkpoint
+// records a hash of this encoding. Resolve builds a Config, Check
+// validates one.
 type Config struct {
 	Preset string      `json:"preset,omitempty"` // the model preset, when the shape came from one
 	Model  ModelConfig `json:"model"`
 	Data   []Data      `json:"data"`
+	Batching
+	Parallel
+	LRSchedule
+	Optimizer
+	Precisions
+	Subnetworks
+	Evaluation
+	Checkpointing
 
+	// Horizon is the step count the learning-rate schedule spans when a
+	// resumed run was extended past it (0: Steps). Extension keeps the
+	// schedule of the run as started: the rate reaches MinLR at the
+	// original last step and stays there, and the EST stage ends stay
+	// where they were (steps past the last end run the last stage).
+	Horizon int `json:"horizon,omitempty"`
+}
+
+// Batching is what a step trains on: how many steps, of which batches,
+// in which order, from which weights.
+type Batching struct {
 	Steps    int    `json:"steps"` // optimizer steps
 	Batch    int    `json:"batch"` // micro-batch B
 	Seq      int    `json:"seq"`   // T
@@ -63,23 +83,38 @@ type Config struct {
 	Seed     uint64 `json:"seed"`
 	Order    Order  `json:"order"`
 	InitFrom string `json:"init_from,omitempty"`
+}
 
-	// Ranks is the number of processes of a data-parallel run (each with
-	// Batch×Accum sequences a step) and GlobalBatch the sequences a step
-	// trains on over all of them, Ranks×Batch×Accum; both absent (0) in a
-	// single process's run. The Session sets them from its Comm.
+// Parallel is a data-parallel run's shape: Ranks processes (each with
+// Batch×Accum sequences a step) and GlobalBatch the sequences a step
+// trains on over all of them, Ranks×Batch×Accum; both absent (0) in a
+// single process's run. The Session sets them from its Comm.
+type Parallel struct {
 	Ranks       int `json:"ranks,omitempty"`
 	GlobalBatch int `json:"global_batch,omitempty"`
+}
 
-	LR          float64 `json:"lr"`
-	MinLR       float64 `json:"min_lr"`
-	Warmup      int     `json:"warmup"`
-	Decay       Decay   `json:"decay"`
+// LRSchedule is the learning rate over the steps: warmup to LR, then
+// decay to MinLR.
+type LRSchedule struct {
+	LR     float64 `json:"lr"`
+	MinLR  float64 `json:"min_lr"`
+	Warmup int     `json:"warmup"`
+	Decay  Decay   `json:"decay"`
+}
+
+// Optimizer is AdamW's settings and the gradient clipping before it.
+type Optimizer struct {
 	Beta1       float64 `json:"beta1"`
 	Beta2       float64 `json:"beta2"`
 	Eps         float64 `json:"eps"`
 	WeightDecay float64 `json:"weight_decay"`
 	Clip        float64 `json:"clip"` // global gradient norm; 0: off
+}
+
+// Precisions are the precisions of the products and of the stored
+// activations (fp32 unless a backend offers bf16: cuda).
+type Precisions struct {
 	// MatMul is the precision of the matrix products: "" (fp32), or
 	// "bf16" (inputs rounded to bfloat16, float32 accumulation) on a
 	// backend with that variant (cuda).
@@ -93,23 +128,28 @@ type Config struct {
 	// stores bfloat16 (cuda); parameters, gradients and moments stay
 	// float32.
 	Activations Precision `json:"activations,omitempty"`
+}
 
+// Subnetworks is EST: the schedule of stages and rates, and how the
+// subnetworks are drawn.
+type Subnetworks struct {
 	EST         string         `json:"est"` // preset name, "custom" or "off"
 	Schedule    *Schedule      `json:"schedule,omitempty"`
 	Sampler     SamplerOptions `json:"sampler"`
 	SampleEvery SampleEvery    `json:"sample_every"`
+}
 
-	EvalEvery       int `json:"eval_every"` // 0: at the end only
-	EvalBatches     int `json:"eval_batches"`
+// Evaluation is when and on how much of the val split the loss is
+// measured.
+type Evaluation struct {
+	EvalEvery   int `json:"eval_every"` // 0: at the end only
+	EvalBatches int `json:"eval_batches"`
+}
+
+// Checkpointing is when checkpoints are written and how many are kept.
+type Checkpointing struct {
 	CheckpointEvery int `json:"checkpoint_every"` // 0: at the end only
 	KeepCheckpoints int `json:"keep_checkpoints"`
-
-	// Horizon is the step count the learning-rate schedule spans when a
-	// resumed run was extended past it (0: Steps). Extension keeps the
-	// schedule of the run as started: the rate reaches MinLR at the
-	// original last step and stays there, and the EST stage ends stay
-	// where they were (steps past the last end run the last stage).
-	Horizon int `json:"horizon,omitempty"`
 }
 
 // Order is the data order: shuffle or sequential.
@@ -235,10 +275,13 @@ func strictDecode(b []byte, v any) error {
 // paper's TinyLlama recipe (4e-4, cosine decay to a tenth). The data is
 // left empty.
 func Recipe(m ModelConfig) Config {
-	c := Config{Model: m, Steps: 100, Batch: 4, Seq: 64, Accum: 1, Order: shards.Shuffle,
-		LR: 6e-4, Decay: DecayLinear, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Clip: 1,
-		EST: "off", Sampler: SamplerOptions{LayerMode: LayerModeFixed, Group: 1, Heads: "groups", Update: "dense"},
-		SampleEvery: SampleStep, EvalBatches: 4, KeepCheckpoints: 2}
+	c := Config{Model: m,
+		Batching:      Batching{Steps: 100, Batch: 4, Seq: 64, Accum: 1, Order: shards.Shuffle},
+		LRSchedule:    LRSchedule{LR: 6e-4, Decay: DecayLinear},
+		Optimizer:     Optimizer{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Clip: 1},
+		Subnetworks:   Subnetworks{EST: "off", Sampler: SamplerOptions{LayerMode: LayerModeFixed, Group: 1, Heads: "groups", Update: "dense"}, SampleEvery: SampleStep},
+		Evaluation:    Evaluation{EvalBatches: 4},
+		Checkpointing: Checkpointing{KeepCheckpoints: 2}}
 	if f := m.family(); f != nil && f.recipe != nil {
 		f.recipe(&c)
 	}

@@ -235,7 +235,7 @@ func TestResolveResume(t *testing.T) {
 // after it (linear and cosine).
 func TestLRAt(t *testing.T) {
 	for _, d := range []Decay{DecayLinear, DecayCosine} {
-		c := Config{Steps: 10, Warmup: 2, LR: 1, MinLR: 0.1, Decay: d}
+		c := Config{Batching: Batching{Steps: 10}, LRSchedule: LRSchedule{Warmup: 2, LR: 1, MinLR: 0.1, Decay: d}}
 		if c.LRAt(0) != 0.5 || c.LRAt(2) != 1 || math.Abs(c.LRAt(9)-0.1) > 1e-15 {
 			t.Errorf("%s: %g %g %g", d, c.LRAt(0), c.LRAt(2), c.LRAt(9))
 		}
@@ -356,4 +356,49 @@ func absEntry(t testing.TB, dir string, w float64) Data {
 		t.Fatal(err)
 	}
 	return Data{Dir: a, Weight: w}
+}
+
+// TestConfigEncodingUnchanged: grouping Config's fields into embedded
+// structs left config.json as every run so far wrote it, key for key and
+// in order (a checkpoint records the hash of these bytes): a config.json
+// written before the grouping decodes and encodes back byte for byte, and
+// a Config with every field set encodes its keys in the old order.
+func TestConfigEncodingUnchanged(t *testing.T) {
+	old, err := os.ReadFile(filepath.Join("testdata", "config-v1-flat.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f ConfigFile
+	if err := json.Unmarshal(old, &f); err != nil {
+		t.Fatal(err)
+	}
+	again, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != strings.TrimRight(string(old), "\n") {
+		t.Errorf("config.json re-encoded differs:\n%s\nwant\n%s", again, old)
+	}
+	c := Recipe(Presets["gpt2-tiny"])
+	c.Preset, c.InitFrom, c.Ranks, c.GlobalBatch, c.Horizon = "gpt2-tiny", "hf/", 2, 8, 200
+	c.MatMul, c.Attention, c.Activations = "bf16", "bf16", "bf16"
+	c.Data = []Data{{Dir: "tok", Weight: 1}}
+	c.Schedule = &Schedule{Ends: []int{10}, Rates: []Rates{{1, 1, 1}}}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.Token() // {
+	for dec.More() {
+		k, _ := dec.Token()
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		dec.Decode(&skip)
+	}
+	want := "preset model data steps batch seq accum seed order init_from ranks global_batch lr min_lr warmup decay beta1 beta2 eps weight_decay clip matmul attention activations est schedule sampler sample_every eval_every eval_batches checkpoint_every keep_checkpoints horizon"
+	if got := strings.Join(keys, " "); got != want {
+		t.Errorf("keys\n%s\nwant\n%s", got, want)
+	}
 }

@@ -162,7 +162,7 @@ func TestDeviceMemoryRefused(t *testing.T) {
 		}
 	}
 	t.Setenv("ESTKIT_CUDAEMU_FREE_MEMORY", "lots")
-	if err := checkMemory(ops, &Config{Model: Presets["gpt2-tiny"], Batch: 1, Seq: 8}, 0); err == nil || !strings.Contains(err.Error(), "ESTKIT_CUDAEMU_FREE_MEMORY") {
+	if err := checkMemory(ops, &Config{Model: Presets["gpt2-tiny"], Batching: Batching{Batch: 1, Seq: 8}}, 0); err == nil || !strings.Contains(err.Error(), "ESTKIT_CUDAEMU_FREE_MEMORY") {
 		t.Fatalf("an unreadable free memory: %v", err)
 	}
 }

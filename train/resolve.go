@@ -400,7 +400,7 @@ func jsonError(b []byte, err error) error {
 		if te.Field == "" {
 			return fmt.Errorf("a JSON %s where a %s belongs%s", te.Value, want, where(b, te.Offset))
 		}
-		return fmt.Errorf("key %q: a JSON %s where a %s belongs%s", te.Field, te.Value, want, where(b, te.Offset))
+		return fmt.Errorf("key %q: a JSON %s where a %s belongs%s", jsonPath(te.Field), te.Value, want, where(b, te.Offset))
 	case errors.As(err, &se):
 		return fmt.Errorf("invalid JSON%s: %s", where(b, se.Offset), strings.TrimPrefix(se.Error(), "json: "))
 	}
@@ -800,4 +800,30 @@ func checkValSplit(data []shards.Weighted, cfg *Config) error {
 			s.Dir, st.Tokens, cfg.Seq+1)
 	}
 	return nil
+}
+
+// groups are the names of Config's embedded groups (Batching, Optimizer,
+// ...), which encoding/json puts in an error's field path although
+// config.json has no such key.
+var groups = func() map[string]bool {
+	g := map[string]bool{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Anonymous {
+			g[f.Name] = true
+		}
+	}
+	return g
+}()
+
+// jsonPath is a decoding error's field path as config.json spells it.
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if !groups[p] {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }
