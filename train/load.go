@@ -100,6 +100,14 @@ func Eval(m Model, cfg *Config, split string, batches int) (float64, int, error)
 // temperature (0: greedy) among the topK most likely (0: all). ctx is
 // checked before every token, so that a Ctrl-C stops a long generation.
 func Generate(ctx context.Context, m Model, prompt []int32, n int, temperature float64, topK int, seed uint64) ([]int32, error) {
+	return GenerateEach(ctx, m, prompt, n, temperature, topK, seed, nil)
+}
+
+// GenerateEach is Generate calling each, when not nil, with the sequence
+// so far after every token it adds (a caller prints as it goes); an error
+// from each stops it. On an error or cancellation it returns the tokens
+// made so far with the error.
+func GenerateEach(ctx context.Context, m Model, prompt []int32, n int, temperature float64, topK int, seed uint64, each func([]int32) error) ([]int32, error) {
 	c, o := m.Config(), m.Ops()
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("train: empty prompt")
@@ -110,7 +118,7 @@ func Generate(ctx context.Context, m Model, prompt []int32, n int, temperature f
 	row := make([]float32, Vp)
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return out, err
 		}
 		window := out
 		if len(window) > c.MaxT {
@@ -118,10 +126,15 @@ func Generate(ctx context.Context, m Model, prompt []int32, n int, temperature f
 		}
 		T := len(window)
 		if _, err := m.Forward(window, nil, 1, T, nil); err != nil {
-			return nil, err
+			return out, err
 		}
 		o.Download(row, o.Slice(m.Logits(), (T-1)*Vp, Vp))
 		out = append(out, pick(row[:V], temperature, topK, rng))
+		if each != nil {
+			if err := each(out); err != nil {
+				return out, err
+			}
+		}
 	}
 	return out, nil
 }

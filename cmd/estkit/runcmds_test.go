@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/estkit/estkit/kernels/cpu"
+	"github.com/estkit/estkit/tokenize"
+	"github.com/estkit/estkit/train"
 )
 
 // TestRunCommandsNameThemselves: export, eval and sample name themselves
@@ -55,5 +60,59 @@ func TestESTTraceStepsPastRun(t *testing.T) {
 	}
 	if out, errs, code := run(t, "est-trace", "--run", runDir, "--steps", "4:6"); code != 0 || strings.Count(out, "\n") != 2 {
 		t.Errorf("--steps 4:6 of a run extended to 6: exit %d, %q %q", code, out, errs)
+	}
+}
+
+// TestSampleStreams: sample prints its text as it is made, and what it
+// printed in pieces is the text of the whole sequence, as before.
+func TestSampleStreams(t *testing.T) {
+	_, _, runDir, _ := trainedRun(t)
+	var w countingWriter
+	var errb strings.Builder
+	if code := execute([]string{"sample", "--run", runDir, "--prompt", "func", "--tokens", "12", "--seed", "3"}, &w, &errb); code != 0 {
+		t.Fatal(errb.String())
+	}
+	m, _, err := train.LoadRun(cpu.New(), runDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := tokenize.Load("gpt2")
+	ids, _ := tok.Encode("func", tokenize.EncodeOptions{})
+	in := make([]int32, len(ids))
+	for i, v := range ids {
+		in[i] = int32(v)
+	}
+	out, err := train.Generate(context.Background(), m, in, 12, 0.8, 40, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := make([]uint32, len(out))
+	for i, v := range out {
+		u[i] = uint32(v)
+	}
+	text, _ := tok.Decode(u)
+	if w.b.String() != string(text)+"\n" {
+		t.Errorf("sample printed %q, the sequence decodes to %q", w.b.String(), text)
+	}
+	if w.writes < 3 {
+		t.Errorf("sample wrote its text in %d pieces: not as it was made", w.writes)
+	}
+}
+
+type countingWriter struct {
+	b      strings.Builder
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.b.Write(p)
+}
+
+func TestStableEnd(t *testing.T) {
+	for in, want := range map[string]int{"abc": 3, "ab\xe2\x82": 2, "ab\ufffd": 2, "": 0, "\xe2": 0, "a\ufffdb": 5, "é": 2} {
+		if got := stableEnd([]byte(in)); got != want {
+			t.Errorf("stableEnd(%q) = %d, want %d", in, got, want)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -537,20 +538,38 @@ func newSampleCmd(g *globals) *cobra.Command {
 			for i, v := range ids {
 				in[i] = int32(v)
 			}
-			out, err := train.Generate(cmd.Context(), m, in, n, temp, topK, seed)
-			if err != nil {
-				return err
+			// The text is printed as it is made: after each token, the
+			// part of the decoded text that can no longer change (a byte-
+			// level token may end inside a character, which decodes as
+			// U+FFFD until the rest of it comes).
+			printed := 0
+			show := func(out []int32, final bool) error {
+				u := make([]uint32, len(out))
+				for i, v := range out {
+					u[i] = uint32(v)
+				}
+				text, err := tok.Decode(u)
+				if err != nil {
+					return err
+				}
+				cut := len(text)
+				if !final {
+					cut = stableEnd(text)
+				}
+				if cut > printed {
+					if _, err := g.stdout.Write(text[printed:cut]); err != nil {
+						return err
+					}
+					printed = cut
+				}
+				return nil
 			}
-			u := make([]uint32, len(out))
-			for i, v := range out {
-				u[i] = uint32(v)
+			out, err := train.GenerateEach(cmd.Context(), m, in, n, temp, topK, seed, func(out []int32) error { return show(out, false) })
+			if serr := show(out, true); err == nil {
+				err = serr
 			}
-			text, err := tok.Decode(u)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "%s\n", text)
-			return nil
+			fmt.Fprintln(g.stdout)
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -666,3 +685,18 @@ type namedError struct {
 
 func (e *namedError) Error() string { return e.msg }
 func (e *namedError) Unwrap() error { return e.err }
+
+// stableEnd is where text stops being final while tokens are still being
+// added: before a trailing incomplete UTF-8 sequence or U+FFFD, which the
+// next token may complete into a character.
+func stableEnd(text []byte) int {
+	end := len(text)
+	for end > 0 {
+		r, size := utf8.DecodeLastRune(text[:end])
+		if r != utf8.RuneError {
+			break
+		}
+		end -= size
+	}
+	return end
+}
