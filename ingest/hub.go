@@ -96,15 +96,22 @@ func chooseSnapshot(repo, revision string) (*hubSnapshot, error) {
 			return pick(revision, "--revision "+revision)
 		}
 		var match []string
-		if len(revision) >= 7 && isLowerHex(revision) {
+		if isLowerHex(revision) {
 			for _, c := range snaps {
 				if strings.HasPrefix(c, revision) {
 					match = append(match, c)
 				}
 			}
 		}
-		if len(match) == 1 {
+		switch {
+		case len(match) > 0 && len(revision) < 7:
+			return nil, fmt.Errorf("%w: %s: --revision %s is too short to name a commit: give at least 7 hex digits (it begins %s)",
+				ErrRevision, repo, revision, strings.Join(match, ", "))
+		case len(match) == 1:
 			return pick(match[0], "--revision "+revision)
+		case len(match) > 1:
+			return nil, fmt.Errorf("%w: %s: --revision %s is ambiguous: it begins the commits of %d snapshots (%s): give more of the commit",
+				ErrRevision, repo, revision, len(match), strings.Join(match, ", "))
 		}
 		return nil, fmt.Errorf("%w: %s holds no ref or snapshot %q (refs: %s; snapshots: %s)",
 			ErrRevision, repo, revision, listOrNone(refNames(repo)), listOrNone(snaps))

@@ -193,7 +193,7 @@ func TestHubCacheRevision(t *testing.T) {
 		{"commit prefix", map[string]string{"main": rev2}, rev1[:7], "old", rev1},
 		{"no ref", nil, "", "2 snapshots and no refs/main: give --revision with one of " + rev1 + ", " + rev2, ""},
 		{"unknown revision", map[string]string{"main": rev2}, "v9", `holds no ref or snapshot "v9" (refs: main; snapshots: ` + rev1 + ", " + rev2 + ")", ""},
-		{"short prefix", map[string]string{"main": rev2}, "111", `holds no ref or snapshot "111"`, ""},
+		{"short prefix", map[string]string{"main": rev2}, "111", "--revision 111 is too short to name a commit", ""},
 		{"ref outside refs", map[string]string{"main": rev2}, "../refs/main", `holds no ref or snapshot "../refs/main"`, ""},
 		{"ref without snapshot", map[string]string{"main": "3333333333333333333333333333333333333333"}, "", "refs/main names commit 3333333333333333333333333333333333333333, which has no snapshot", ""},
 	}
@@ -292,6 +292,24 @@ func TestHubLocalDir(t *testing.T) {
 	for _, p := range []string{"dataset_infos.json", "train/dataset_info.json", "train/state.json", "dataset_dict.json", "README.md"} {
 		if r := ignoredReason(m, p); !strings.Contains(r, "Hugging Face dataset metadata") {
 			t.Errorf("%s ignored as %q, want a dataset metadata note", p, r)
+		}
+	}
+}
+
+// TestHubCacheRevisionPrefix: a --revision that begins two snapshots'
+// commits is called ambiguous, naming them, and a prefix of a commit
+// shorter than 7 hex digits is called too short, not "no such revision".
+func TestHubCacheRevisionPrefix(t *testing.T) {
+	a, b := "abcdef1"+strings.Repeat("0", 33), "abcdef1"+strings.Repeat("9", 33)
+	snaps := map[string]map[string]string{a: {"d.jsonl": jsonlDocs("a")}, b: {"d.jsonl": jsonlDocs("b")}}
+	for _, c := range []struct{ revision, want string }{
+		{"abcdef1", "--revision abcdef1 is ambiguous: it begins the commits of 2 snapshots (" + a + ", " + b + "): give more of the commit"},
+		{"abcd", "--revision abcd is too short to name a commit: give at least 7 hex digits (it begins " + a + ", " + b + ")"},
+	} {
+		repo := hubRepo(t, t.TempDir(), snaps, nil)
+		_, _, err := ingestDir(t, []string{repo}, Options{Revision: c.revision})
+		if err == nil || !errors.Is(err, ErrRevision) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--revision %s: %v, want %q", c.revision, err, c.want)
 		}
 	}
 }
