@@ -338,7 +338,8 @@ func eventsEnd(path string, b []byte, steps int, ckpt string) (int64, error) {
 		if err == nil {
 			err = fmt.Errorf("%w: no file_version", ErrCorrupt)
 		}
-		return 0, fmt.Errorf("train: %s: offset 0: not an events file's first record: %w", path, err)
+		return 0, fmt.Errorf("train: %s: offset 0: not an events file's first record: %w (the file was changed or damaged since it was written; move the file out to resume with a new events file from step %d on, or --overwrite to start again)",
+			path, err, steps)
 	}
 	for n := 0; n < steps; n++ {
 		data, next, err := readRecord(b, off)

@@ -334,6 +334,16 @@ func TestEventsFile(t *testing.T) {
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bname) || !strings.Contains(err.Error(), "move the file out") || !strings.Contains(err.Error(), "--overwrite") {
 		t.Fatalf("resume over a flipped byte (want the file named and what to do): %v", err)
 	}
+	// a byte flipped in the first record (the file's version) likewise
+	flipped = bytes.Clone(before)
+	flipped[20] ^= 1
+	if err := os.WriteFile(bname, flipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), cpu.New(), more, b, Options{Resume: true})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "offset 0") || !strings.Contains(err.Error(), "move the file out") || !strings.Contains(err.Error(), "--overwrite") {
+		t.Fatalf("resume over a flipped byte in the first record (want what to do): %v", err)
+	}
 }
 
 // frames is an events file of the file_version record and one record per
