@@ -144,6 +144,10 @@ func (o *Ops) MatMul(c, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha, beta 
 func (o *Ops) AddBias(y, bias kernels.Buf, rows, cols int) {
 	ys, bs := f(y), f(bias)
 	o.parallel(rows, 64, func(lo, hi int) {
+		if addBiasRows != nil {
+			addBiasRows(ys[lo*cols:hi*cols], bs[:cols], hi-lo, cols)
+			return
+		}
 		for r := lo; r < hi; r++ {
 			row := ys[r*cols : (r+1)*cols]
 			for j, v := range bs[:cols] {
@@ -169,9 +173,13 @@ func (o *Ops) BiasGrad(db, dy kernels.Buf, rows, cols int) {
 			c0, c1 := s*strip, min(cols, (s+1)*strip)
 			a := acc[:c1-c0]
 			clear(a)
-			for r := 0; r < rows; r++ {
-				for j, v := range g[r*cols+c0 : r*cols+c1] {
-					a[j] += v
+			if colSums != nil {
+				colSums(a, g[:rows*cols], rows, cols, c0)
+			} else {
+				for r := 0; r < rows; r++ {
+					for j, v := range g[r*cols+c0 : r*cols+c1] {
+						a[j] += v
+					}
 				}
 			}
 			for j, v := range a {
@@ -283,6 +291,8 @@ const geluScale = 0.7978845608028654 // sqrt(2/π)
 // of squares, a softmax's exponentials, GELU and its gradient over a range
 // bit for bit as the Go loops do.
 var (
+	addBiasRows       func(y, bias []float32, rows, cols int)
+	colSums           func(acc, g []float32, rows, cols, c0 int) // acc[j] += column c0+j of g, row by row
 	adamwRange        func(u adamw, p, g, m, v []float32)
 	sumSquaresRange   func(x []float32) float64
 	expShifted        func(x []float32, m float32) // x[i] = expNeg(x[i] − m)

@@ -172,11 +172,40 @@ __attribute__((target("avx2"))) static double estkit_sumsq(const float *x, long 
 	for (int j = 0; j < 8; j++) s += lane[j];
 	return s;
 }
+
+// y[r][j] += bias[j] over rows r: AddBias.
+__attribute__((target("avx2"))) static void estkit_add_bias(float *y, const float *bias, long rows, long cols) {
+	for (long r = 0; r < rows; r++) {
+		float *row = y + r * cols;
+		long j = 0;
+		for (; j + 8 <= cols; j += 8) {
+			_mm256_storeu_ps(row + j, _mm256_add_ps(_mm256_loadu_ps(row + j), _mm256_loadu_ps(bias + j)));
+		}
+		for (; j < cols; j++) row[j] += bias[j];
+	}
+}
+
+// acc[j] += g[r][c0+j] for r in order, j < n: a strip of BiasGrad's column
+// sums, each column added row by row as the Go loop does.
+__attribute__((target("avx2"))) static void estkit_col_sums(float *acc, const float *g, long rows, long cols, long c0, long n) {
+	long j = 0;
+	for (; j + 8 <= n; j += 8) {
+		__m256 a = _mm256_loadu_ps(acc + j);
+		for (long r = 0; r < rows; r++) a = _mm256_add_ps(a, _mm256_loadu_ps(g + r * cols + c0 + j));
+		_mm256_storeu_ps(acc + j, a);
+	}
+	for (; j < n; j++) {
+		float a = acc[j];
+		for (long r = 0; r < rows; r++) a += g[r * cols + c0 + j];
+		acc[j] = a;
+	}
+}
 */
 import "C"
 
 // With cgo on amd64, GELU, its gradient, the softmax's exponentials,
-// AdamW and the gradient norm's sum of squares run eight elements at a time
+// AdamW, the gradient norm's sum of squares and the bias's forward and
+// gradient run eight elements at a time
 // in AVX2 where the CPU has it: the same operations in the same order as
 // the Go loops (expNeg, tanh32), so the results are bit for bit the pure-
 // Go kernels' (TestVectorGELUBitExact), at several times their speed.
@@ -203,6 +232,16 @@ func init() {
 			return 0
 		}
 		return float64(C.estkit_sumsq((*C.float)(&x[0]), C.long(len(x))))
+	}
+	addBiasRows = func(y, bias []float32, rows, cols int) {
+		if rows > 0 && cols > 0 {
+			C.estkit_add_bias((*C.float)(&y[0]), (*C.float)(&bias[0]), C.long(rows), C.long(cols))
+		}
+	}
+	colSums = func(acc, g []float32, rows, cols, c0 int) {
+		if rows > 0 && len(acc) > 0 {
+			C.estkit_col_sums((*C.float)(&acc[0]), (*C.float)(&g[0]), C.long(rows), C.long(cols), C.long(c0), C.long(len(acc)))
+		}
 	}
 	geluRange = func(out, x []float32) {
 		if len(x) > 0 {
