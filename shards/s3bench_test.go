@@ -15,8 +15,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/minio/minio-go/v7"
-
 	"github.com/estkit/estkit/ingest"
 	"github.com/estkit/estkit/internal/store"
 	"github.com/estkit/estkit/internal/store/s3test"
@@ -163,7 +161,7 @@ func BenchmarkShardS3(b *testing.B) {
 				tokens = res.Manifest.Splits[Train].Tokens + res.Manifest.Splits[Val].Tokens
 				b.StopTimer()
 				if c.out == "s3" {
-					removePrefix(b, srv, "bench", "tok/")
+					srv.RemovePrefix(b, "bench", "tok/")
 				} else {
 					os.RemoveAll(out)
 				}
@@ -182,18 +180,4 @@ func benchDocsToBucket(b *testing.B, url string) string {
 		b.Fatal(err)
 	}
 	return url
-}
-
-// removePrefix deletes every object under prefix in bucket (what the
-// benchmark wrote), so that the server's disk does not grow with b.N.
-func removePrefix(b *testing.B, srv *s3test.Server, bucket, prefix string) {
-	ctx := context.Background()
-	for o := range srv.Client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			b.Fatal(o.Err)
-		}
-		if err := srv.Client.RemoveObject(ctx, bucket, o.Key, minio.RemoveObjectOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
