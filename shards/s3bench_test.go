@@ -41,7 +41,7 @@ func BenchmarkLoaderS3(b *testing.B) {
 	srv := s3test.Start(b)
 	bucket := srv.Bucket(b, "bench", "")
 	// files of 1 Mi tokens (2 MiB; the default is 256 Mi): a set of tens
-	// of MB then has a dozen files, and the cold cache's downloads can
+	// of MB then has about ten files, and the cold cache's downloads can
 	// run ahead of the reads, as they do over a real set's many files
 	o := Options{OutDir: filepath.Join(b.TempDir(), "tok"), EOS: true, ShardTokens: 1 << 20}
 	local, err := Build(context.Background(), gpt2(b), []string{docs}, o)
