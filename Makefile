@@ -229,7 +229,9 @@ race: refs blas
 # BENCH_MAX_LOAD cores busy. A full run is about 15 minutes a round on 2
 # cores (ESTKIT_BENCH_T1024=0 leaves the T=1024 steps out); one pair:
 # make bench BENCH='GPT2Step/124m/B=4,T=64' ESTKIT_BENCH_T1024=0 BENCHCOUNT=5.
-bench: refs blas
+# The object storage benchmarks (LoaderS3, ShardS3, IngestS3,
+# RunDataWaitS3) start the MinIO that make minio builds.
+bench: refs blas minio
 	$(GO) run ./tokenize/internal/refcorpus -bench $(REFS)/bench -mb $(BENCH_TEXT_MB)
 	GO='$(GO)' TAGS='$(TAGS)' BENCH='$(BENCH)' BENCHTIME='$(BENCHTIME)' BENCHCOUNT='$(BENCHCOUNT)' \
 	  REFS='$(REFS)' BENCH_WORK='$(CURDIR)/.cache/bench' sh internal/benchtable/rounds.sh 2>&1 | tee $(DEMO)-bench.txt

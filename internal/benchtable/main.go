@@ -22,8 +22,9 @@
 // each pair (XIngest and XBuild against XBound, XEncode against XAnchor,
 // XStep against XStepAnchor), from the medians and per round; each step
 // benchmark's GFLOP/s over BenchmarkSgemm's from the same round (MFU); EST's
-// step-time ratio next to its FLOPs ratio; thread scaling; and the log of
-// the rounds. A row or pair with no kept result shows the figures of all its
+// step-time ratio next to its FLOPs ratio; thread scaling; object storage
+// against the local disk (…/src=s3-cold against …/src=local); and the log
+// of the rounds. A row or pair with no kept result shows the figures of all its
 // rounds marked "UNDER LOAD — not a figure" (or "LOAD NOT RECORDED"), and
 // when no result at all was kept the tables are headed by that mark.
 //
@@ -481,6 +482,7 @@ func run(r io.Reader, w io.Writer, maxLoad float64) (failed bool, err error) {
 	pairs(w, t)
 	mfu(w, t)
 	scaling(w, t)
+	storage(w, t)
 	estSavings(w, t)
 	roundLog(w, t, maxLoad)
 	return t.failed, nil
@@ -631,6 +633,42 @@ func scaling(w io.Writer, t *table) {
 		}
 		x2 := func(x float64) string { return fmt.Sprintf("%.2f×", x) }
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", strings.TrimPrefix(b.name, "Benchmark"), format(c.b), format(c.a), c.with(x2(c.ratio)), c.rangeOf(x2))
+	}
+}
+
+// s3Value is a sub-benchmark's key=value whose value names object storage
+// (src=s3-cold, in=s3, out=s3).
+var s3Value = regexp.MustCompile(`=s3[^,/]*`)
+
+// storage prints, for each benchmark whose sub-benchmark name holds a
+// value naming object storage (…/src=s3-cold, …/in=s3,out=local), its
+// median MB/s against the same benchmark with every such value "local"
+// (issue 20's loader, shard and ingest benchmarks on MinIO against the
+// local disk): the share of the local throughput that object storage
+// keeps.
+func storage(w io.Writer, t *table) {
+	header := false
+	for _, b := range t.benches {
+		first, rest, ok := strings.Cut(b.name, "/")
+		if !ok || !s3Value.MatchString(rest) {
+			continue
+		}
+		local := t.byName[first+"/"+s3Value.ReplaceAllString(rest, "=local")]
+		if local == nil {
+			continue
+		}
+		c, ok := t.compare(b, local, "MB/s")
+		if !ok {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| object storage | rounds with both | MB/s | local MB/s | of local | per round |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|")
+			header = true
+		}
+		pct := func(x float64) string { return fmt.Sprintf("%.0f%%", 100*x) }
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", strings.TrimPrefix(b.name, "Benchmark"), c.rounds, format(c.a), format(c.b), c.with(pct(c.ratio)), c.rangeOf(pct))
 	}
 }
 

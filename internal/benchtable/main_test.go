@@ -123,6 +123,34 @@ func TestScaling(t *testing.T) {
 	}
 }
 
+// Object storage against the local disk: each …=s3… sub-benchmark's MB/s
+// over the one with every such value "local", per round; a benchmark with
+// no local partner (Q), or one of the local disk itself, has no line.
+func TestStorage(t *testing.T) {
+	in := round(1, "s:BenchmarkL", 0, 0.1, "BenchmarkL/src=local-2  1  100 ns/op  400 MB/s  2 tok/s\n"+
+		"BenchmarkL/src=s3-cold-2  1  100 ns/op  100 MB/s\nBenchmarkL/src=s3-warm-2  1  100 ns/op  300 MB/s\n"+
+		"BenchmarkI/in=local,out=local-2  1  100 ns/op  50 MB/s\nBenchmarkI/in=s3,out=local-2  1  100 ns/op  40 MB/s\n"+
+		"BenchmarkI/in=s3,out=s3-2  1  100 ns/op  10 MB/s\nBenchmarkQ/src=s3-cold-2  1  100 ns/op  10 MB/s\n") +
+		round(2, "s:BenchmarkL", 0, 0.1, "BenchmarkL/src=local-2  1  100 ns/op  500 MB/s\n"+
+			"BenchmarkL/src=s3-cold-2  1  100 ns/op  150 MB/s\nBenchmarkL/src=s3-warm-2  1  100 ns/op  500 MB/s\n")
+	got := runString(t, in, 0.5)
+	// medians: local 450, cold 125, warm 400; per round 25%, 30% and 75%, 100%
+	for _, want := range []string{
+		"| object storage | rounds with both | MB/s | local MB/s | of local | per round |\n",
+		"| L/src=s3-cold | 2 | 125 | 450 | 28% | 25%–30% |\n",
+		"| L/src=s3-warm | 2 | 400 | 450 | 89% | 75%–100% |\n",
+		"| I/in=s3,out=local | 1 | 40 | 50 | 80% | 80%–80% |\n",
+		"| I/in=s3,out=s3 | 1 | 10 | 50 | 20% | 20%–20% |\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no line %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "| Q/") || strings.Contains(got, "| L/src=local |") {
+		t.Errorf("a line for Q or for the local disk itself:\n%s", got)
+	}
+}
+
 func TestESTSavings(t *testing.T) {
 	var in strings.Builder
 	for i, ms := range []int{1400, 1500, 1600} {

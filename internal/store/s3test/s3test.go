@@ -167,3 +167,19 @@ func (s *Server) Bucket(t testing.TB, name, prefix string) string {
 	}
 	return fmt.Sprintf("s3://%s/%s", name, prefix)
 }
+
+// RemovePrefix deletes every object under prefix in bucket (benchmarks
+// remove what an iteration wrote, so that the server's disk does not grow
+// with b.N).
+func (s *Server) RemovePrefix(t testing.TB, bucket, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	for o := range s.Client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			t.Fatalf("list %s/%s: %v", bucket, prefix, o.Err)
+		}
+		if err := s.Client.RemoveObject(ctx, bucket, o.Key, minio.RemoveObjectOptions{}); err != nil {
+			t.Fatalf("remove %s/%s: %v", bucket, o.Key, err)
+		}
+	}
+}
