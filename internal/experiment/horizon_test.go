@@ -79,3 +79,55 @@ func TestParseHorizons(t *testing.T) {
 		t.Fatalf("%v %v", hs, err)
 	}
 }
+
+// TestHorizonRunReuse: a run whose record matches its configuration is
+// reused when complete and resumed (--resume) when not; a run of another
+// configuration is replaced by a fresh one.
+func TestHorizonRunReuse(t *testing.T) {
+	work := t.TempDir()
+	log := filepath.Join(work, "calls")
+	bin := filepath.Join(work, "fake-estkit")
+	os.WriteFile(bin, []byte("#!/bin/sh\necho \"$@\" >> "+log+"\n"), 0o755)
+	hs, _ := parseHorizons("0.08192", 1)
+	r := horizonRuns(work, hs)[0] // full-s1
+	o := options{estkit: bin, work: work}
+	calls := func() string {
+		b, _ := os.ReadFile(log)
+		os.Remove(log)
+		return string(b)
+	}
+	// fresh: trained, its record written
+	if err := trainHorizonRun(o, r, 0, 1, "model.json", "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if c := calls(); !strings.Contains(c, "train --config model.json --data tok --out "+r.dir) || strings.Contains(c, "--resume") {
+		t.Fatalf("a new run: %q", c)
+	}
+	// complete, same configuration: reused
+	fakeRun(t, r.dir, r.h.steps, 1, 2, false)
+	if err := trainHorizonRun(o, r, 0, 1, "model.json", "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if c := calls(); c != "" {
+		t.Fatalf("a finished run was trained again: %q", c)
+	}
+	// interrupted, same configuration: resumed
+	os.Truncate(filepath.Join(r.dir, "metrics.jsonl"), 10)
+	if err := trainHorizonRun(o, r, 0, 1, "model.json", "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if c := calls(); !strings.Contains(c, "--resume") {
+		t.Fatalf("an interrupted run was not resumed: %q", c)
+	}
+	// another configuration (here the data): a fresh run replaces it
+	fakeRun(t, r.dir, r.h.steps, 1, 2, false)
+	if err := trainHorizonRun(o, r, 0, 1, "model.json", "tok2"); err != nil {
+		t.Fatal(err)
+	}
+	if c := calls(); !strings.Contains(c, "--data tok2") || strings.Contains(c, "--resume") {
+		t.Fatalf("a run of another configuration: %q", c)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "metrics.jsonl")); err == nil {
+		t.Fatal("the run of the other configuration was not removed first")
+	}
+}
