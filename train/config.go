@@ -181,12 +181,54 @@ func oneOf(what, v string, ok ...string) error {
 	if slices.Contains(ok, v) {
 		return nil
 	}
-	return fmt.Errorf("train: %w: %s %q (want %s)", ErrConfig, what, v, strings.Join(ok, " or "))
+	return fmt.Errorf("train: %w: %s %q (want %s)", ErrConfig, what, v, choices(ok))
+}
+
+// choices lists the names a value may take for a message; "" (fp32's
+// stored spelling) is no name a user types.
+func choices(ok []string) string {
+	return strings.Join(slices.DeleteFunc(slices.Clone(ok), func(s string) bool { return s == "" }), " or ")
+}
+
+// choiceError is a value that is not one of its choices (ErrConfig). The
+// UnmarshalText methods do not know the name the user wrote it under, a
+// --config key or a flag: Config.UnmarshalJSON fills in the key, and
+// settingError names the flag.
+type choiceError struct {
+	key   string // config.json's key ("sampler.layer_mode"); "" until known
+	value string
+	ok    []string
+}
+
+func (e *choiceError) Error() string {
+	msg := fmt.Sprintf("%q (want %s)", e.value, choices(e.ok))
+	if e.key != "" {
+		msg = fmt.Sprintf("key %q: %s", e.key, msg)
+	}
+	return msg
+}
+
+func (e *choiceError) Is(target error) bool { return target == ErrConfig }
+
+// wrapConfig gives an error of Check's list the prefix its others have.
+func wrapConfig(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("train: %w: %w", ErrConfig, err)
+}
+
+// choice is a *choiceError when v is not one of ok.
+func choice(key, v string, ok ...string) error {
+	if slices.Contains(ok, v) {
+		return nil
+	}
+	return &choiceError{key: key, value: v, ok: ok}
 }
 
 // UnmarshalText accepts shuffle or sequential.
 func (o *Order) UnmarshalText(b []byte) error {
-	if err := oneOf("order", string(b), shards.Shuffle, shards.Sequential); err != nil {
+	if err := choice("", string(b), shards.Shuffle, shards.Sequential); err != nil {
 		return err
 	}
 	*o = Order(b)
@@ -195,7 +237,7 @@ func (o *Order) UnmarshalText(b []byte) error {
 
 // UnmarshalText accepts linear or cosine.
 func (d *Decay) UnmarshalText(b []byte) error {
-	if err := oneOf("decay", string(b), string(DecayLinear), string(DecayCosine)); err != nil {
+	if err := choice("", string(b), string(DecayLinear), string(DecayCosine)); err != nil {
 		return err
 	}
 	*d = Decay(b)
@@ -205,7 +247,7 @@ func (d *Decay) UnmarshalText(b []byte) error {
 // UnmarshalText accepts fp32 (stored as "", so that a config has one
 // spelling and one hash), "" and bf16.
 func (p *Precision) UnmarshalText(b []byte) error {
-	if err := oneOf("precision", string(b), "fp32", "bf16", ""); err != nil {
+	if err := choice("", string(b), "fp32", "bf16", ""); err != nil {
 		return err
 	}
 	*p = Precision(strings.TrimPrefix(string(b), "fp32"))
@@ -214,7 +256,7 @@ func (p *Precision) UnmarshalText(b []byte) error {
 
 // UnmarshalText accepts step or microbatch.
 func (s *SampleEvery) UnmarshalText(b []byte) error {
-	if err := oneOf("sample-every", string(b), string(SampleStep), string(SampleMicrobatch)); err != nil {
+	if err := choice("", string(b), string(SampleStep), string(SampleMicrobatch)); err != nil {
 		return err
 	}
 	*s = SampleEvery(b)
@@ -237,10 +279,11 @@ func (s *SamplerOptions) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// checkNames names the sampler's keys as config.json spells them.
 func (s *SamplerOptions) checkNames() error {
-	return errors.Join(oneOf("layer-mode", s.LayerMode, LayerModeFixed, LayerModeBernoulli),
-		oneOf("est-heads", s.Heads, "groups", "within"),
-		oneOf("est-update", s.Update, "dense", "sampled"))
+	return errors.Join(choice("sampler.layer_mode", s.LayerMode, LayerModeFixed, LayerModeBernoulli),
+		choice("sampler.heads", s.Heads, "groups", "within"),
+		choice("sampler.update", s.Update, "dense", "sampled"))
 }
 
 // UnmarshalJSON decodes a configuration strictly: unknown keys, trailing
@@ -250,10 +293,35 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	type plain Config
 	p := plain(*c)
 	if err := strictDecode(b, &p); err != nil {
+		if ce := (*choiceError)(nil); errors.As(err, &ce) && ce.key == "" {
+			ce.key = choiceKey(b)
+		}
 		return err
 	}
 	*c = Config(p)
 	return nil
+}
+
+// choiceKey is the top-level key of the configuration b whose value is not
+// one of its choices: encoding/json gives a text unmarshaler's error no
+// field, so each such key is decoded alone to find it.
+func choiceKey(b []byte) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(b, &top) != nil {
+		return ""
+	}
+	for _, k := range []struct {
+		key string
+		v   any
+	}{{"order", new(Order)}, {"decay", new(Decay)}, {"sample_every", new(SampleEvery)},
+		{"matmul", new(Precision)}, {"attention", new(Precision)}, {"activations", new(Precision)}} {
+		for name, raw := range top {
+			if strings.EqualFold(name, k.key) && json.Unmarshal(raw, k.v) != nil { // encoding/json matches keys without case
+				return k.key
+			}
+		}
+	}
+	return ""
 }
 
 func strictDecode(b []byte, v any) error {
@@ -430,12 +498,12 @@ func (c *Config) Check() error {
 	errs = append(errs, oneOf("order", string(c.Order), shards.Shuffle, shards.Sequential),
 		oneOf("decay", string(c.Decay), string(DecayLinear), string(DecayCosine)),
 		oneOf("sample_every", string(c.SampleEvery), string(SampleStep), string(SampleMicrobatch)),
-		c.Sampler.checkNames())
+		wrapConfig(c.Sampler.checkNames()))
 	for _, p := range []struct {
 		name string
 		v    Precision
 	}{{"matmul", c.MatMul}, {"attention", c.Attention}, {"activations", c.Activations}} {
-		errs = append(errs, oneOf(p.name, string(p.v), "", string(BF16)))
+		errs = append(errs, oneOf(p.name, string(p.v), "", "fp32", string(BF16))) // "fp32" for the message: Defaults stores it as ""
 	}
 	if err := c.checkModel(); err != nil {
 		errs = append(errs, err)

@@ -90,7 +90,7 @@ func init() {
 	samplerText := func(name, def, usage string, p func(c *Config) *string, ok ...string) Option {
 		o := textOpt(name, def, usage, func(c *Config) any { return p(c) })
 		o.apply = func(c *Config, v string) error {
-			if err := oneOf(name, v, ok...); err != nil {
+			if err := choice("", v, ok...); err != nil {
 				return err
 			}
 			*p(c) = v
@@ -420,6 +420,9 @@ func where(b []byte, off int64) string {
 }
 
 func settingError(s Setting, err error) error {
+	if ce := (*choiceError)(nil); errors.As(err, &ce) {
+		return &SettingError{s.Name, fmt.Errorf("train: %w: --%s %s: want %s", ErrConfig, s.Name, s.Value, choices(ce.ok))}
+	}
 	if errors.Is(err, ErrConfig) {
 		return &SettingError{s.Name, fmt.Errorf("train: --%s %s: %w", s.Name, s.Value, err)}
 	}

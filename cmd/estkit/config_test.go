@@ -84,7 +84,7 @@ func TestTrainOptionsCLI(t *testing.T) {
 		{"weight-decay", "Inf", "weight_decay"}, {"eps", "0", "eps"}, {"eps", "NaN", "eps"}, {"beta1", "1", "beta1"}, {"beta2", "NaN", "beta2"},
 		{"beta2", "-0.5", "beta2"}, {"batch", "0", "batch"}, {"seq", "-3", "seq"}, {"steps", "0", "steps"}, {"eval-batches", "0", "eval_batches"},
 		{"keep-checkpoints", "0", "keep_checkpoints"}, {"keep-checkpoints", "-1", "keep_checkpoints"}, {"decay", "cos", "decay"},
-		{"order", "random", "order"}, {"matmul", "fp16", "precision"}, {"est", "est-gpt3", "est"}, {"data", tok + ":0.5x", "weight"},
+		{"order", "random", "order"}, {"matmul", "fp16", "matmul"}, {"est", "est-gpt3", "est"}, {"data", tok + ":0.5x", "weight"},
 		{"data", tok + ":-1", "weight"}, {"data", tok + ":NaN", "weight"},
 	} {
 		out := filepath.Join(dir, "bad", string(rune('a'+i)))

@@ -287,7 +287,7 @@ from the tokenizer.`,
 				return err
 			}
 			if err := train.ExportHF(m, hf, o); err != nil {
-				return err
+				return asCommand("export", err)
 			}
 			if note != "" {
 				fmt.Fprintf(g.stderr, "export: %s\n", note)
@@ -447,6 +447,14 @@ func newEvalCmd(g *globals) *cobra.Command {
   estkit --json eval --run runs/gpt2   # {"batches": 8, "loss": 3.41, "split": "val"}`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Checked before the run is read: a mistyped value is a
+			// usage error of eval's, not a configuration error of train's.
+			if split != shards.Train && split != shards.Val {
+				return usageErrorf("eval: --split %q: want %s or %s", split, shards.Train, shards.Val)
+			}
+			if batches < 1 {
+				return usageErrorf("eval: --batches %d: want 1 or more", batches)
+			}
 			ops, err := g.backend()
 			if err != nil {
 				return err
@@ -458,7 +466,7 @@ func newEvalCmd(g *globals) *cobra.Command {
 			m.SetInterrupt(cmd.Context().Err) // the first Ctrl-C stops it between blocks
 			loss, n, err := train.Eval(m, cfg, split, batches)
 			if err != nil {
-				return err
+				return asCommand("eval", err)
 			}
 			if math.IsNaN(loss) || math.IsInf(loss, 0) { // JSON cannot hold it, and no loss is one
 				return fmt.Errorf("eval: the %s loss of %s is %v: its weights are not finite numbers", split, run, loss)
@@ -617,6 +625,9 @@ stages.json), B excluded.`,
 			if recs, err := train.ReadMetrics(run); err == nil && len(recs) > 0 {
 				have = max(have, recs[len(recs)-1].Step+1)
 			}
+			if cfg.Schedule == nil { // said first: no range of steps has subnetworks to trace
+				return fmt.Errorf("est-trace: %s trained without EST (--est off)", run)
+			}
 			if from >= have && from > 0 {
 				return fmt.Errorf("est-trace: --steps %s: %s has %d steps (0:%d)", steps, run, have, have)
 			}
@@ -625,9 +636,6 @@ stages.json), B excluded.`,
 			} else if to > have {
 				g.log.Warn(fmt.Sprintf("the run has %d steps: steps %d:%d were never trained and are not traced", have, have, to))
 				to = have
-			}
-			if cfg.Schedule == nil {
-				return fmt.Errorf("est-trace: %s trained without EST (--est off)", run)
 			}
 			s := train.NewSampler(&cfg)
 			draws := 1
@@ -675,6 +683,7 @@ func asCommand(name string, err error) error {
 	if !ok {
 		return err
 	}
+	msg = strings.TrimPrefix(msg, name+": ") // train's "export: ..." is already the command's
 	return &namedError{msg: name + ": " + msg, err: err}
 }
 

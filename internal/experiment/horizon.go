@@ -85,7 +85,14 @@ func parseHorizons(s string, scale float64) ([]horizon, error) {
 		if err != nil || !(m > 0) || math.IsInf(m, 0) {
 			return nil, fmt.Errorf("-horizons: %q is not a number of millions of tokens above 0", f)
 		}
-		steps := max(10, int(m*1e6*scale/(batch*seq)+0.5))
+		// Counted in float64 first: a huge horizon would overflow the
+		// int conversion (1e300 became the 10-step minimum), and one
+		// past estkit train's limit would fail only after the data.
+		fl := m*1e6*scale/(batch*seq) + 0.5
+		if fl > maxSteps {
+			return nil, fmt.Errorf("-horizons: %q is %.3g steps of %d×%d tokens, more than estkit trains (%d)", f, fl, batch, seq, maxSteps)
+		}
+		steps := max(10, int(fl))
 		hs = append(hs, horizon{label: strconv.FormatFloat(m, 'g', -1, 64) + "M", tokens: float64(steps * batch * seq), steps: steps})
 	}
 	slices.SortFunc(hs, func(a, b horizon) int { return a.steps - b.steps })

@@ -38,6 +38,10 @@ func main() {
 	flag.StringVar(&o.horizons, "horizons", "0.5,2,8", "-study horizon: the training lengths, millions of tokens")
 	flag.Parse()
 	run := run
+	if err := checkScale(o.scale); err != nil {
+		fmt.Fprintln(os.Stderr, "experiment:", err)
+		os.Exit(2)
+	}
 	switch o.study {
 	case "est":
 	case "horizon":
@@ -51,6 +55,19 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// checkScale refuses a -scale that is not a number above 0, or that makes
+// a run longer than estkit trains: the steps computed from it would be the
+// 10-step minimum (NaN, 0, negatives) or overflow (Inf, 1e300), silently.
+func checkScale(scale float64) error {
+	if !(scale > 0) || float64(fullSteps)*scale > maxSteps {
+		return fmt.Errorf("-scale %v: want a number above 0 and at most %d (1: the full experiment)", scale, maxSteps/fullSteps)
+	}
+	return nil
+}
+
+// maxSteps is the most steps estkit train accepts (train's Config.Check).
+const maxSteps = 1 << 24
 
 type options struct {
 	estkit, work, report, plots string
