@@ -107,6 +107,12 @@ func TestReexportOwnTokenizerCLI(t *testing.T) {
 			t.Fatalf("export --tokenizer %s: tokenizer.json differs from the first export's", name)
 		}
 	}
+	// sample takes the export's tokenizer as export does
+	for _, name := range []string{hf, filepath.Join(hf, "tokenizer.json")} {
+		if out, errs, code := run(t, "sample", "--run", again, "--tokenizer", name, "--prompt", "func", "--tokens", "3"); code != 0 || !strings.HasPrefix(out, "func") {
+			t.Fatalf("sample --tokenizer %s: %d %q %s", name, code, out, errs)
+		}
+	}
 	// the export's tokenizer.json with the ids of "!" and "#" swapped is
 	// another tokenizer
 	other := filepath.Join(dir, "other")

@@ -321,37 +321,9 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 	}
 	info := set.Manifest.Tokenizer
 	set.Close()
-	src := name
-	if name == "" {
-		if info.Name != "gpt2" && info.Name != "bytes" {
-			return "", fmt.Errorf("export: the run's data was sharded with %s: name that tokenizer's file with --tokenizer", info.Fingerprint)
-		}
-		name = info.Name
-	}
-	if name == "gpt2" || name == "bytes" {
-		src = ""
-	}
-	tok, err := tokenize.Load(name)
+	tok, src, err := dataTokenizer("export", name, info)
 	if err != nil {
 		return "", err
-	}
-	if st, err := os.Stat(src); err == nil && st.IsDir() {
-		for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
-			if _, err := os.Stat(filepath.Join(src, f)); err == nil {
-				src = filepath.Join(src, f)
-				break
-			}
-		}
-	}
-	if tok.Fingerprint() != info.Fingerprint {
-		own, ownSrc, err := exportedTokenizer(src, info)
-		if err != nil {
-			return "", err
-		}
-		if own == nil {
-			return "", fmt.Errorf("export: %w: tokenizer %s is %s, the run's data was sharded with %s", shards.ErrMismatch, name, tok.Fingerprint(), info.Fingerprint)
-		}
-		tok, src = own, ownSrc
 	}
 	files, err := tokenize.HFFiles(tok, src, cfg.Model.MaxT)
 	if errors.Is(err, tokenize.ErrNoHF) {
@@ -366,6 +338,48 @@ func exportTokenizer(cfg *train.Config, name string, o *train.ExportOptions) (no
 		o.Special.BOS = o.Special.EOS
 	}
 	return "", nil
+}
+
+// dataTokenizer loads the tokenizer --tokenizer names (name; "" for the
+// data's own when it is built in) for a command (cmd) that reads a run
+// whose data was sharded with info's, and the file it came from ("" for a
+// built-in one). A folder stands for the tokenizer.json or tokenizer.model
+// in it, and a tokenizer.json that an earlier export wrote from the data's
+// tokenizer stands for that tokenizer; any other is a mismatch.
+func dataTokenizer(cmd, name string, info shards.TokenizerInfo) (*tokenize.Tokenizer, string, error) {
+	src := name
+	if name == "" {
+		if info.Name != "gpt2" && info.Name != "bytes" {
+			return nil, "", fmt.Errorf("%s: the run's data was sharded with %s: name that tokenizer's file with --tokenizer", cmd, info.Fingerprint)
+		}
+		name = info.Name
+	}
+	if name == "gpt2" || name == "bytes" {
+		src = ""
+	}
+	tok, err := tokenize.Load(name)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: --tokenizer: %w", cmd, err)
+	}
+	if st, err := os.Stat(src); err == nil && st.IsDir() {
+		for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
+			if _, err := os.Stat(filepath.Join(src, f)); err == nil {
+				src = filepath.Join(src, f)
+				break
+			}
+		}
+	}
+	if tok.Fingerprint() != info.Fingerprint {
+		own, ownSrc, err := exportedTokenizer(src, info)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", cmd, err)
+		}
+		if own == nil {
+			return nil, "", fmt.Errorf("%s: %w: tokenizer %s is %s, the run's data was sharded with %s", cmd, shards.ErrMismatch, name, tok.Fingerprint(), info.Fingerprint)
+		}
+		tok, src = own, ownSrc
+	}
+	return tok, src, nil
 }
 
 // exportedTokenizer: when src is a tokenizer.json that an earlier export
@@ -396,7 +410,7 @@ func exportedTokenizer(src string, info shards.TokenizerInfo) (*tokenize.Tokeniz
 		}
 		ok, err := tokenize.IsHFExportOf(src, tok, cs)
 		if err != nil {
-			return nil, "", fmt.Errorf("export: %w", err)
+			return nil, "", err
 		}
 		if ok {
 			return tok, cs, nil
@@ -519,18 +533,9 @@ func newSampleCmd(g *globals) *cobra.Command {
 			}
 			info := set.Manifest.Tokenizer
 			set.Close()
-			if tokName == "" {
-				if info.Name != "gpt2" && info.Name != "bytes" {
-					return fmt.Errorf("sample: the run's data was sharded with %s: name that tokenizer's file with --tokenizer", info.Fingerprint)
-				}
-				tokName = info.Name
-			}
-			tok, err := tokenize.Load(tokName)
+			tok, _, err := dataTokenizer("sample", tokName, info)
 			if err != nil {
 				return err
-			}
-			if info.Fingerprint != tok.Fingerprint() {
-				return fmt.Errorf("sample: %w: tokenizer %s, the run's data was sharded with %s", shards.ErrMismatch, tok.Fingerprint(), info.Fingerprint)
 			}
 			ids, err := tok.Encode(prompt, tokenize.EncodeOptions{BOS: info.BOS >= 0})
 			if err != nil {
