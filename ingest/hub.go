@@ -96,9 +96,9 @@ func chooseSnapshot(repo, revision string) (*hubSnapshot, error) {
 			return pick(revision, "--revision "+revision)
 		}
 		var match []string
-		if isLowerHex(revision) {
+		if lower := strings.ToLower(revision); isLowerHex(lower) { // commits are lower-case hex; a copied ABCDEF1 means the same
 			for _, c := range snaps {
-				if strings.HasPrefix(c, revision) {
+				if strings.HasPrefix(c, lower) {
 					match = append(match, c)
 				}
 			}

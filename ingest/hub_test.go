@@ -305,6 +305,7 @@ func TestHubCacheRevisionPrefix(t *testing.T) {
 	for _, c := range []struct{ revision, want string }{
 		{"abcdef1", "--revision abcdef1 is ambiguous: it begins the commits of 2 snapshots (" + a + ", " + b + "): give more of the commit"},
 		{"abcd", "--revision abcd is too short to name a commit: give at least 7 hex digits (it begins " + a + ", " + b + ")"},
+		{"ABCDEF1", "--revision ABCDEF1 is ambiguous"},
 	} {
 		repo := hubRepo(t, t.TempDir(), snaps, nil)
 		_, _, err := ingestDir(t, []string{repo}, Options{Revision: c.revision})

@@ -417,6 +417,12 @@ func latestCheckpoint(run string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
+			if run == "" {
+				return "", fmt.Errorf("train: no run directory given (an empty --run)")
+			}
+			if _, serr := os.Stat(run); errors.Is(serr, os.ErrNotExist) {
+				return "", fmt.Errorf("train: %s does not exist: give a run directory (estkit train --out)", run)
+			}
 			if newest := newestCheckpoint(run); newest != "" {
 				return "", fmt.Errorf("train: %s is missing, but the run holds complete checkpoints, the newest %s: restore latest to name it (printf %s > %s)", path, newest, newest, path)
 			}

@@ -23,6 +23,8 @@ func TestRunCommandsNameThemselves(t *testing.T) {
 		{"export", "--run", empty, "--hf", filepath.Join(dir, "hf")},
 		{"eval", "--run", empty},
 		{"sample", "--run", empty, "--prompt", "x"},
+		{"eval", "--run", filepath.Join(dir, "missing")},
+		{"eval", "--run", ""},
 	} {
 		_, errs, code := run(t, append([]string{"-q"}, c...)...)
 		if code == 0 || !strings.Contains(errs, "estkit: "+c[0]+": ") || strings.Contains(errs, "train:") || strings.Contains(errs, "resume") {
@@ -53,6 +55,10 @@ func TestESTTraceStepsPastRun(t *testing.T) {
 	out, errs, code = run(t, "est-trace", "--run", runDir, "--steps", "2:9")
 	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(errs, "4 steps") {
 		t.Errorf("--steps 2:9 of a 4-step run: exit %d, %d lines, %q", code, strings.Count(out, "\n"), errs)
+	}
+	// A:A is an empty range, at the end too
+	if out, errs, code := run(t, "est-trace", "--run", runDir, "--steps", "4:4"); code != 0 || out != "" {
+		t.Errorf("--steps 4:4 of a 4-step run: exit %d, %q %q", code, out, errs)
 	}
 	// a run extended by --resume --steps has the steps it trained
 	if _, errs, code := run(t, "-q", "train", "--out", runDir, "--resume", "--steps", "6"); code != 0 {
@@ -113,6 +119,18 @@ func TestStableEnd(t *testing.T) {
 	for in, want := range map[string]int{"abc": 3, "ab\xe2\x82": 2, "ab\ufffd": 2, "": 0, "\xe2": 0, "a\ufffdb": 5, "é": 2} {
 		if got := stableEnd([]byte(in)); got != want {
 			t.Errorf("stableEnd(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestRunReadersMissingRun: a run directory that does not exist, or none
+// given, is said to be so, not to "have no checkpoint".
+func TestRunReadersMissingRun(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, c := range []struct{ run, want string }{{missing, missing + " does not exist"}, {"", "no run directory given"}} {
+		_, errs, code := run(t, "-q", "eval", "--run", c.run)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("eval --run %q: exit %d, %q (want %q)", c.run, code, errs, c.want)
 		}
 	}
 }

@@ -633,7 +633,7 @@ stages.json), B excluded.`,
 			if cfg.Schedule == nil { // said first: no range of steps has subnetworks to trace
 				return fmt.Errorf("est-trace: %s trained without EST (--est off)", run)
 			}
-			if from >= have && from > 0 {
+			if from >= have && to != from { // A:A is an empty range anywhere
 				return fmt.Errorf("est-trace: --steps %s: %s has %d steps (0:%d)", steps, run, have, have)
 			}
 			if to < 0 {
