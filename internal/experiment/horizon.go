@@ -67,6 +67,10 @@ func horizonSpecs() []hspec {
 		{Name: "est-sampled", What: "EST, --est-update sampled", Seed: 1, Args: append(slices.Clone(est), "--est-update", "sampled")},
 		{Name: "full-s2", What: "full model, seed 2", Seed: 2, Args: off, Longest: true},
 		{Name: "est-s2", What: "EST est-gpt2, seed 2", Seed: 2, Args: est, Longest: true},
+		// With 4 blocks, pL = 0.5 drops half the depth at every step of
+		// stage 1: this run tells that part of EST from the rest.
+		{Name: "est-width", What: "EST without layer sampling: heads and neurons at 0.5 in every block, est-gpt2's stage ends", Seed: 1,
+			Args: []string{"--est-rates", "0.5:0.5:1,0.5:0.5:1,1:1:1"}, Longest: true},
 	}
 }
 
@@ -195,6 +199,9 @@ func trainHorizonRun(o options, r hrun, i, n int, conf, tok string) error {
 		"--batch", fmt.Sprint(batch), "--seq", fmt.Sprint(seq), "--lr", "1e-3", "--min-lr", "1e-4",
 		"--warmup", fmt.Sprint(max(1, r.h.steps/20)), "--seed", fmt.Sprint(r.Seed),
 		"--eval-every", fmt.Sprint(every), "--eval-batches", "8", "--checkpoint-every", fmt.Sprint(every)}
+	if slices.Contains(r.Args, "--est-rates") {
+		args = append(args, "--est-stages", scaledEnds(steps)) // est-gpt2's stage ends at this horizon
+	}
 	args = append(args, r.Args...)
 	// The hash covers what decides the run's numbers: the arguments but
 	// --out, and the model's shape.
@@ -242,7 +249,7 @@ func trainHorizonRun(o options, r hrun, i, n int, conf, tok string) error {
 type hpoint struct {
 	h                               horizon
 	full, est, eq, sampled          *runData
-	full2, est2                     *runData // the longest horizon only
+	full2, est2, width              *runData // the longest horizon only
 	stepsGap, flopsGap, sampledGap  float64
 	sampledFlopsGap                 float64
 	blockSaved, allSaved, wallSaved float64
@@ -262,7 +269,7 @@ func writeHorizonReport(o options, hs []horizon, runs []hrun) error {
 	var pts []hpoint
 	for _, h := range hs {
 		p := hpoint{h: h, full: get(h, "full-s1"), est: get(h, "est-s1"), eq: get(h, "full-eqflops"), sampled: get(h, "est-sampled"),
-			full2: get(h, "full-s2"), est2: get(h, "est-s2")}
+			full2: get(h, "full-s2"), est2: get(h, "est-s2"), width: get(h, "est-width")}
 		p.stepsGap = p.est.finalVal - p.full.finalVal
 		p.flopsGap = p.est.finalVal - p.eq.finalVal
 		p.sampledGap = p.sampled.finalVal - p.full.finalVal
@@ -335,6 +342,10 @@ func writeHorizonReport(o options, hs []horizon, runs []hrun) error {
 	p("- **Equal steps**: from %+.4f to %+.4f (%+.4f per ×4 of tokens): %s.\n", first.stepsGap, last.stepsGap, stSlope, trendWords(first.stepsGap, last.stepsGap, noise))
 	p("- **`--est-update sampled`** against full training for the same FLOPs: %+.4f at %s, %+.4f at %s; against dense EST at the longest horizon: %s.\n",
 		first.sampledFlopsGap, first.h.label, last.sampledFlopsGap, last.h.label, compare(last.sampled.finalVal-last.est.finalVal, noise))
+	if w := last.width; w != nil {
+		p("- **Layer sampling**: at %s, EST without it (heads and neurons at 0.5 in every block, the same stage ends; %.1f%% of the block FLOPs saved against est-s1's %.1f%%) reaches %.4f against est-s1's %.4f: %s. With 4 blocks, est-gpt2's first stage runs 2 of them a step.\n",
+			last.h.label, 100*(1-w.flopsBlocks/last.full.fullBlocks), 100*last.blockSaved, w.finalVal, last.est.finalVal, compare(w.finalVal-last.est.finalVal, noise))
+	}
 	p("- **Wall-clock**: EST saved %s of the training time at the %d horizons (steps' own time, evaluation excluded), for %.1f%% of the block FLOPs.\n", wallList(pts), len(pts), 100*last.blockSaved)
 	target := 20 * params
 	fours := math.Log(target/last.h.tokens) / math.Log(4)
@@ -512,7 +523,10 @@ func writeHorizonPlots(dir string, pts []hpoint, noise float64) ([]plotFile, err
 		if q.full2 != nil {
 			runs, names = append(runs, q.full2, q.est2), append(names, "full, seed 2", "EST, seed 2")
 		}
-		palette := []color.Color{color.RGBA{30, 90, 180, 255}, color.RGBA{200, 60, 30, 255}, color.RGBA{60, 60, 60, 255}, color.RGBA{40, 150, 70, 255}, color.RGBA{120, 160, 220, 255}, color.RGBA{240, 140, 110, 255}}
+		if q.width != nil {
+			runs, names = append(runs, q.width), append(names, "EST without layer sampling")
+		}
+		palette := []color.Color{color.RGBA{30, 90, 180, 255}, color.RGBA{200, 60, 30, 255}, color.RGBA{60, 60, 60, 255}, color.RGBA{40, 150, 70, 255}, color.RGBA{120, 160, 220, 255}, color.RGBA{240, 140, 110, 255}, color.RGBA{150, 80, 170, 255}}
 		for k, r := range runs {
 			var xy plotter.XYs
 			for _, x := range r.recs {

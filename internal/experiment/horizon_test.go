@@ -18,7 +18,7 @@ func TestHorizonReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	// equal-FLOPs gap 0.10, 0.05, 0.00: shrinking by 0.05 per ×4
-	vals := map[string][]float64{"full-s1": {3, 2.5, 2}, "est-s1": {3.2, 2.65, 2.1}, "full-eqflops": {3.1, 2.6, 2.1}, "est-sampled": {3.15, 2.6, 2.05}, "full-s2": {0, 0, 2.02}, "est-s2": {0, 0, 2.14}}
+	vals := map[string][]float64{"full-s1": {3, 2.5, 2}, "est-s1": {3.2, 2.65, 2.1}, "full-eqflops": {3.1, 2.6, 2.1}, "est-sampled": {3.15, 2.6, 2.05}, "full-s2": {0, 0, 2.02}, "est-s2": {0, 0, 2.14}, "est-width": {0, 0, 2.12}}
 	for _, r := range horizonRuns(work, hs) {
 		i := 0
 		for hs[i].label != r.h.label {
@@ -45,7 +45,7 @@ func TestHorizonReport(t *testing.T) {
 	for _, want := range []string{
 		"# before\n", "\n## after\n", "| 1.31072M | 1.31M | 0.20 | 640 |", "+0.1000 | +0.0000 |",
 		"the equal-steps gap is +0.1000 with seed 1 and +0.1200 with seed 2", "±0.0200",
-		"it shrinks by 0.1000, beyond the seed spread", "by -0.0500 per ×4 of tokens", "lower by 0.0500, beyond the seed spread", "already level with or better than full training for its FLOPs",
+		"it shrinks by 0.1000, beyond the seed spread", "by -0.0500 per ×4 of tokens", "lower by 0.0500, beyond the seed spread", "already level with or better than full training for its FLOPs", "reaches 2.1200 against est-s1's 2.1000: a difference of +0.0200, within the seed spread",
 		"![EST's final validation loss", "horizon-val-1.31072M.png",
 	} {
 		if !strings.Contains(r, want) {
