@@ -45,7 +45,8 @@ func Begin(dir store.Dir, schema, what string, part Part) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Check(dir, schema); err == nil {
+	err = Check(dir, schema)
+	if err == nil {
 		err = CheckPart(dir, part)
 	}
 	if err != nil {
