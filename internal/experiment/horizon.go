@@ -315,7 +315,7 @@ func writeHorizonReport(o options, hs []horizon, runs []hrun) error {
 	p("- **Runs at each horizon**: full training; EST with the paper's GPT-2 schedule (est-gpt2: stages end at 20k/70k/150k of 150k steps, rates 0.5:0.5:0.5, 0.5:0.5:1, 1:1:1) scaled to the horizon's steps; full training for EST's all-inclusive FLOPs (fewer steps, its own schedule scaled to them); EST with `--est-update sampled`. At the longest horizon a second seed of full and EST training.\n\n")
 	p("### Results\n\n")
 	p("Gaps are EST's final validation loss minus the reference's (nats per byte; negative: EST is better). Equal steps: against full training of the same length. Equal FLOPs: against full training for EST's FLOPs.\n\n")
-	p("| horizon | tokens | tokens per parameter | steps | full | EST | full, EST's FLOPs | EST sampled | gap, equal steps | gap, equal FLOPs | sampled: gap, equal steps | sampled: gap, equal FLOPs | block FLOPs saved | wall-clock saved |\n")
+	p("| horizon | tokens | tokens per parameter | steps | full | EST | full, EST's FLOPs | EST sampled | gap, equal steps | gap, equal FLOPs | sampled: gap, equal steps | sampled: gap, equal FLOPs | block FLOPs saved | wall-clock saved (see the caveat) |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, q := range pts {
 		p("| %s | %.2fM | %.2f | %d | %.4f | %.4f | %.4f | %.4f | %+.4f | %+.4f | %+.4f | %+.4f | %.1f%% | %.1f%% |\n",
@@ -337,9 +337,16 @@ func writeHorizonReport(o options, hs []horizon, runs []hrun) error {
 	eqSlope, eqAt := fitLine(xs, eqs)
 	stSlope, _ := fitLine(xs, sts)
 	first := pts[0]
-	p("- **Equal FLOPs**: the gap goes from %+.4f at %s tokens (%.2f tokens per parameter) to %+.4f at %s (%.2f): %s. A least-squares line through the %d horizons moves it by %+.4f per ×4 of tokens.\n",
-		first.flopsGap, first.h.label, first.h.tokens/params, last.flopsGap, last.h.label, last.h.tokens/params, trendWords(first.flopsGap, last.flopsGap, noise), len(pts), eqSlope)
-	p("- **Equal steps**: from %+.4f to %+.4f (%+.4f per ×4 of tokens): %s.\n", first.stepsGap, last.stepsGap, stSlope, trendWords(first.stepsGap, last.stepsGap, noise))
+	each := func(gap func(hpoint) float64) string {
+		var l []string
+		for _, q := range pts {
+			l = append(l, fmt.Sprintf("%+.4f at %s", gap(q), q.h.label))
+		}
+		return strings.Join(l, ", ")
+	}
+	p("- **Equal FLOPs**: the gap is %s (%.2f to %.2f tokens per parameter); from the first horizon to the last %s. A least-squares line through the %d horizons moves it by %+.4f per ×4 of tokens.\n",
+		each(func(q hpoint) float64 { return q.flopsGap }), first.h.tokens/params, last.h.tokens/params, trendWords(first.flopsGap, last.flopsGap, noise), len(pts), eqSlope)
+	p("- **Equal steps**: %s (%+.4f per ×4 of tokens); from the first to the last %s.\n", each(func(q hpoint) float64 { return q.stepsGap }), stSlope, trendWords(first.stepsGap, last.stepsGap, noise))
 	p("- **`--est-update sampled`** against full training for the same FLOPs: %+.4f at %s, %+.4f at %s; against dense EST at the longest horizon: %s.\n",
 		first.sampledFlopsGap, first.h.label, last.sampledFlopsGap, last.h.label, compare(last.sampled.finalVal-last.est.finalVal, noise))
 	if w := last.width; w != nil {
@@ -361,7 +368,7 @@ func writeHorizonReport(o options, hs []horizon, runs []hrun) error {
 	default:
 		p("The line gives %+.4f there; it does not point toward a closing gap on this evidence.\n", eqAt(math.Log(target)/math.Log(4)))
 	}
-	p("- **Wall-clock caveat**: the runs ran one after another on a shared 2-vCPU machine; a change in its other load between a full run and its EST run shifts the saving, so the FLOPs columns are the exact ones.\n")
+	p("- **Wall-clock caveat**: the runs ran one after another on a shared 2-vCPU machine; other work on it during a full run and not during its EST run (or the reverse) shifts the saving, which can then exceed the FLOPs saved. The FLOPs columns are exact; the time a step takes at each of EST's rates, measured quietly and side by side, is `BenchmarkSmallStep/horizon` in docs/PERF.md.\n")
 	p("- **What it does not say**: %d horizons, one seed but at the longest, one model and one dataset; %.2f tokens per parameter at most, far below the paper's runs, so the extrapolation above is arithmetic, not evidence. The learning-rate schedule and the EST stages scale with each horizon, as they would in a real run planned for that length.\n\n",
 		len(pts), last.h.tokens/params)
 	p("%s\n", horizonEnd)
