@@ -350,8 +350,9 @@ func writeHorizonReport(o options, hs []horizon, runs []hrun) error {
 	p("- **`--est-update sampled`** against full training for the same FLOPs: %+.4f at %s, %+.4f at %s; against dense EST at the longest horizon: %s.\n",
 		first.sampledFlopsGap, first.h.label, last.sampledFlopsGap, last.h.label, compare(last.sampled.finalVal-last.est.finalVal, noise))
 	if w := last.width; w != nil {
-		p("- **Layer sampling**: at %s, EST without it (heads and neurons at 0.5 in every block, the same stage ends; %.1f%% of the block FLOPs saved against est-s1's %.1f%%) reaches %.4f against est-s1's %.4f: %s. With 4 blocks, est-gpt2's first stage runs 2 of them a step.\n",
-			last.h.label, 100*(1-w.flopsBlocks/last.full.fullBlocks), 100*last.blockSaved, w.finalVal, last.est.finalVal, compare(w.finalVal-last.est.finalVal, noise))
+		p("- **Layer sampling**: at %s, EST without it (heads and neurons at 0.5 in every block, the same stage ends; %.1f%% of the block FLOPs saved against est-s1's %.1f%%) reaches %.4f against est-s1's %.4f: %s. With 4 blocks, est-gpt2's first stage runs 2 of them a step. Full training for est-s1's FLOPs (%.1f%% of the full run's, fewer than this run's %.1f%%) reaches %.4f, %+.4f from this run.\n",
+			last.h.label, 100*(1-w.flopsBlocks/last.full.fullBlocks), 100*last.blockSaved, w.finalVal, last.est.finalVal, compare(w.finalVal-last.est.finalVal, noise),
+			100*last.eq.flopsAll/last.full.fullAll, 100*w.flopsAll/last.full.fullAll, last.eq.finalVal, w.finalVal-last.eq.finalVal)
 	}
 	p("- **Wall-clock**: EST saved %s of the training time at the %d horizons (steps' own time, evaluation excluded), for %.1f%% of the block FLOPs.\n", wallList(pts), len(pts), 100*last.blockSaved)
 	target := 20 * params
