@@ -108,15 +108,26 @@ func BenchmarkSgemm(b *testing.B) {
 	}
 	fill(a)
 	fill(w)
-	t := time.Now()
+	for range 3 { // first touch of c and OpenBLAS's buffers: not timed
+		ops.MatMul(c, a, w, m, n, k, false, true, 1, 0)
+	}
+	// At least a second of products per iteration: make bench runs one
+	// iteration a round, and 20 products (0.1 s) moved by a third from
+	// round to round (163–224 GFLOP/s, docs/PERF.md), too unsteady for
+	// the denominator of every MFU.
+	var d time.Duration
 	n0 := 0
 	for b.Loop() {
-		for range 20 {
-			ops.MatMul(c, a, w, m, n, k, false, true, 1, 0)
-			n0++
+		t := time.Now()
+		for time.Since(t) < time.Second {
+			for range 10 {
+				ops.MatMul(c, a, w, m, n, k, false, true, 1, 0)
+				n0++
+			}
 		}
+		d += time.Since(t)
 	}
-	b.ReportMetric(2*m*n*k*float64(n0)/time.Since(t).Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(2*m*n*k*float64(n0)/d.Seconds()/1e9, "GFLOP/s")
 	b.ReportMetric(0, "ns/op")
 }
 
