@@ -377,7 +377,7 @@ func sniffFormat(ctx context.Context, in *Input, o *Options) (Format, string, er
 	}
 	defer f.Close()
 	head := make([]byte, 512)
-	n, _ := io.ReadFull(ctxReader{ctx, f}, head)
+	n, _ := io.ReadFull(store.WithContext(ctx, f), head)
 	if err := ctx.Err(); err != nil {
 		return "", "", err
 	}
@@ -446,7 +446,7 @@ func sniffJSONL(ctx context.Context, in *Input, o *Options) (Format, string, err
 		return "", "", fmt.Errorf("ingest: %w", err)
 	}
 	defer f.Close()
-	r, closer, err := decompressor(in.Rel, ctxReader{ctx, f})
+	r, closer, err := decompressor(in.Rel, store.WithContext(ctx, f))
 	if err != nil {
 		return FormatJSONL, "", nil // the reader reports the fault with its position
 	}
@@ -505,20 +505,6 @@ func decompressor(name string, r io.Reader) (io.Reader, func(), error) {
 		return g, func() { g.Close() }, nil
 	}
 	return r, func() {}, nil
-}
-
-// ctxReader ends a read of an input once the run is cancelled, so that no
-// loop over an input's bytes outlives the first Ctrl-C.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // fileID identifies a file across the names that reach it; an object by

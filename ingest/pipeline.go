@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/estkit/estkit/internal/ordered"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // queueDepth is how many units of one file may be in flight ahead of the
@@ -91,7 +92,7 @@ func readInput(ctx context.Context, in *Input, o *Options, bytesRead *atomic.Int
 			return err
 		}
 	}
-	r := countingReader{r: ctxReader{ctx, f}, n: bytesRead}
+	r := countingReader{r: store.WithContext(ctx, f), n: bytesRead}
 	switch in.Format {
 	case FormatOWT:
 		err = readOWT(ctx, in, r, verified < 0, o, emit)

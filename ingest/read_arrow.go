@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/estkit/estkit/internal/arrowpool"
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Arrow IPC has two framings (https://arrow.apache.org/docs/format/Columnar.html#serialization-and-interprocess-communication-ipc):
@@ -197,7 +198,7 @@ func readArrow(ctx context.Context, in *Input, f *os.File, countBytes func(int64
 	default:
 		return &InputError{File: in.Rel, Position: "byte 0", Err: wrapf(ErrCorrupt, "not an Arrow IPC file (no ARROW1 magic) or stream (no continuation marker 0xFFFFFFFF)")}
 	}
-	sr, err := newArrowStreamReader(&countedReader{r: bufio.NewReaderSize(ctxReader{ctx, stream}, 1<<20), count: countBytes}, in.Size)
+	sr, err := newArrowStreamReader(&countedReader{r: bufio.NewReaderSize(store.WithContext(ctx, stream), 1<<20), count: countBytes}, in.Size)
 	if err != nil {
 		return &InputError{File: in.Rel, Position: "schema", Err: wrapf(ErrCorrupt, "arrow: %v", err)}
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/ulikunitz/xz"
+
+	"github.com/estkit/estkit/internal/store"
 )
 
 // maxNestedBytes bounds a compressed archive nested in a tar (OpenWebText's
@@ -253,7 +255,7 @@ func walkArchive(ctx context.Context, r io.Reader, file, prefix string, o *Optio
 		}
 		// An xz member can expand a thousandfold: check the run between
 		// reads of what it decodes too.
-		stream = ctxReader{ctx, xr}
+		stream = store.WithContext(ctx, xr)
 	}
 	tr := tar.NewReader(stream)
 	last := ""

@@ -13,6 +13,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/estkit/estkit/internal/store"
 )
 
 // Under --on-error skip a damaged compressed stream must not leave behind
@@ -63,7 +65,7 @@ func verifiedPrefix(ctx context.Context, in *Input, f *os.File) (int64, error) {
 // verifyGzip decodes member by member; compress/gzip checks each member's
 // CRC-32 and size when it reaches the member's end.
 func verifyGzip(ctx context.Context, r io.Reader) (int64, bool) {
-	br := bufio.NewReader(ctxReader{ctx, r}) // a flate.Reader: gzip reads no further than a member
+	br := bufio.NewReader(store.WithContext(ctx, r)) // a flate.Reader: gzip reads no further than a member
 	z, err := gzip.NewReader(br)
 	if err != nil {
 		return 0, false
@@ -101,7 +103,7 @@ func verifyZstd(ctx context.Context, r io.ReaderAt, size int64) (int64, bool) {
 		if err != nil {
 			return n, false
 		}
-		if err := d.Reset(ctxReader{ctx, io.NewSectionReader(r, off, flen)}); err != nil {
+		if err := d.Reset(store.WithContext(ctx, io.NewSectionReader(r, off, flen))); err != nil {
 			return n, false
 		}
 		m, err := io.Copy(io.Discard, d)
@@ -179,7 +181,7 @@ func verifyXZ(ctx context.Context, r io.Reader, head []byte) bool {
 	if dc := xzDictCap(head); dc > maxXZDictCap {
 		return false
 	}
-	xr, err := xz.ReaderConfig{DictCap: lzmaMinDictCap}.NewReader(bufio.NewReader(ctxReader{ctx, r}))
+	xr, err := xz.ReaderConfig{DictCap: lzmaMinDictCap}.NewReader(bufio.NewReader(store.WithContext(ctx, r)))
 	if err != nil {
 		return false
 	}

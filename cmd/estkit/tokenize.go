@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/estkit/estkit/internal/store"
 	"github.com/estkit/estkit/tokenize"
 )
 
@@ -78,20 +79,6 @@ type tokDoc struct {
 // document a tokenizer is given in practice.
 const maxTokenizeLine = 64 << 20
 
-// ctxReader stops reading once ctx is done, so that a Ctrl-C ends a read
-// of an endless input (standard input, a device) at its next chunk.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 func runTokenize(ctx context.Context, g *globals, o *tokenizeOptions) error {
 	if err := checkWorkers("tokenize", o.workers); err != nil {
 		return err
@@ -110,7 +97,7 @@ func runTokenize(ctx context.Context, g *globals, o *tokenizeOptions) error {
 		defer f.Close()
 		in, name = f, o.input
 	}
-	in = ctxReader{ctx, in}
+	in = store.WithContext(ctx, in)
 	out := bufio.NewWriterSize(g.stdout, 1<<20)
 	defer out.Flush()
 	stats := &tokStats{start: time.Now()}

@@ -317,27 +317,13 @@ func verifyFile(ctx context.Context, dir store.Dir, e Entry, corrupt error) erro
 		return fmt.Errorf("%s: %w: %d bytes, the manifest records %d (truncated or replaced)", p, corrupt, f.Size(), e.Size)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+	if _, err := io.Copy(h, store.WithContext(ctx, f)); err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
 		return fmt.Errorf("%s: %w: sha256 %s, the manifest records %s", p, corrupt, got, e.SHA256)
 	}
 	return nil
-}
-
-// ctxReader stops a read of a file (at the next Read, every 32 KiB of
-// io.Copy) once ctx is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // VerifyFiles checks every file in turn and returns the first mismatch.
