@@ -71,15 +71,18 @@ func Merge(ctx context.Context, parts []string, o Options) (*Result, error) {
 		}
 		ps[i] = part{loc, dir, m}
 	}
-	slices.SortFunc(ps, func(a, b part) int { return partIndex(a.m) - partIndex(b.m) })
-	locs, index, of := make([]string, len(ps)), make([]int, len(ps)), make([]int, len(ps))
-	for i, p := range ps {
-		locs[i], index[i] = p.loc, -1
-		if m := p.m; m.Part != nil {
-			index[i], of[i] = m.Part.Index, m.Part.Of
+	of := func(m *Manifest) *setdir.Part {
+		if m.Part == nil {
+			return nil
 		}
+		return &m.Part.Part
 	}
-	if gap := setdir.PartsGap(locs, index, of); gap != "" {
+	slices.SortFunc(ps, func(a, b part) int { return setdir.PartIndex(of(a.m)) - setdir.PartIndex(of(b.m)) })
+	locs, sp := make([]string, len(ps)), make([]*setdir.Part, len(ps))
+	for i, p := range ps {
+		locs[i], sp[i] = p.loc, of(p.m)
+	}
+	if gap := setdir.PartsGap(locs, sp); gap != "" {
 		return nil, fmt.Errorf("merge: %w: %s", ErrParts, gap)
 	}
 	first := ps[0].m
@@ -220,13 +223,6 @@ func Merge(ctx context.Context, parts []string, o Options) (*Result, error) {
 	}
 	log.Info("merged", "parts", len(ps), "documents", m.Counts.Documents, "shards", len(m.Outputs))
 	return &Result{Manifest: m}, nil
-}
-
-func partIndex(m *Manifest) int {
-	if m.Part == nil {
-		return -1
-	}
-	return m.Part.Index
 }
 
 // addCounts adds c to sum.

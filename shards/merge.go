@@ -73,21 +73,18 @@ func Merge(ctx context.Context, parts []string, o MergeOptions) (*Result, error)
 		}
 		ps = append(ps, part{loc, s})
 	}
-	index := func(p part) int {
+	of := func(p part) *setdir.Part {
 		if p.set.Manifest.Part == nil {
-			return -1
+			return nil
 		}
-		return p.set.Manifest.Part.Index
+		return &p.set.Manifest.Part.Part
 	}
-	slices.SortFunc(ps, func(a, b part) int { return index(a) - index(b) })
-	locs, indices, of := make([]string, len(ps)), make([]int, len(ps)), make([]int, len(ps))
+	slices.SortFunc(ps, func(a, b part) int { return setdir.PartIndex(of(a)) - setdir.PartIndex(of(b)) })
+	locs, sp := make([]string, len(ps)), make([]*setdir.Part, len(ps))
 	for i, p := range ps {
-		locs[i], indices[i] = p.loc, -1
-		if m := p.set.Manifest; m.Part != nil {
-			indices[i], of[i] = m.Part.Index, m.Part.Of
-		}
+		locs[i], sp[i] = p.loc, of(p)
 	}
-	if gap := setdir.PartsGap(locs, indices, of); gap != "" {
+	if gap := setdir.PartsGap(locs, sp); gap != "" {
 		return nil, fmt.Errorf("merge: %w: %s", ErrParts, gap)
 	}
 	first := ps[0].set.Manifest

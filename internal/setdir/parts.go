@@ -5,23 +5,32 @@ import (
 	"strings"
 )
 
+// PartIndex is p's index among the parts, -1 for a whole set (nil): the
+// order merge reads the parts in.
+func PartIndex(p *Part) int {
+	if p == nil {
+		return -1
+	}
+	return p.Index
+}
+
 // PartsGap describes what keeps the parts of a --part run from being each
 // of its N parts exactly once: a part given twice (with where) or missing,
-// by index, so that merge can say which. index[i] and of[i] are the part
-// at locs[i] ("i/N"); an index of -1 is a whole set. It returns "" when
-// every part is there once, and also where a whole set, a part out of
-// range or parts of different N are among them: the caller names those.
-func PartsGap(locs []string, index, of []int) string {
-	if len(locs) == 0 {
+// by index, so that merge can say which. parts[i] is the part at locs[i];
+// nil is a whole set. It returns "" when every part is there once, and
+// also where a whole set, a part out of range or parts of different N are
+// among them: the caller names those.
+func PartsGap(locs []string, parts []*Part) string {
+	if len(locs) == 0 || parts[0] == nil {
 		return ""
 	}
-	n := of[0]
+	n := parts[0].Of
 	where := make([][]string, max(n, 0))
-	for i := range locs {
-		if index[i] < 0 || of[i] != n || index[i] >= n {
+	for i, p := range parts {
+		if p == nil || p.Of != n || p.Index < 0 || p.Index >= n {
 			return ""
 		}
-		where[index[i]] = append(where[index[i]], locs[i])
+		where[p.Index] = append(where[p.Index], locs[i])
 	}
 	var missing []string
 	for k, w := range where {
