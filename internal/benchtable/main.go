@@ -552,18 +552,32 @@ func mfu(w io.Writer, t *table) {
 	if sg == nil {
 		return
 	}
+	shares(w, t, "| step | rounds with both | GFLOP/s | sgemm GFLOP/s | MFU | per round |", "GFLOP/s", func(b *bench) *bench {
+		if b == sg || values(b, "GFLOP/s", func(int) bool { return true }) == nil || values(b, "ms/step", func(int) bool { return true }) == nil {
+			return nil
+		}
+		return sg
+	})
+}
+
+// shares prints a table, headed by head, with a row for each benchmark
+// that ref pairs with another: the ratio of their medians of metric as a
+// percentage, and the range of the ratios within the rounds that hold
+// both. Nothing is printed where no benchmark has a pair.
+func shares(w io.Writer, t *table, head, metric string, ref func(b *bench) *bench) {
 	header := false
 	for _, b := range t.benches {
-		if b == sg || values(b, "GFLOP/s", func(int) bool { return true }) == nil || values(b, "ms/step", func(int) bool { return true }) == nil {
+		r := ref(b)
+		if r == nil {
 			continue
 		}
-		c, ok := t.compare(b, sg, "GFLOP/s")
+		c, ok := t.compare(b, r, metric)
 		if !ok {
 			continue
 		}
 		if !header {
 			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| step | rounds with both | GFLOP/s | sgemm GFLOP/s | MFU | per round |")
+			fmt.Fprintln(w, head)
 			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|")
 			header = true
 		}
@@ -647,29 +661,13 @@ var s3Value = regexp.MustCompile(`=s3[^,/]*`)
 // local disk): the share of the local throughput that object storage
 // keeps.
 func storage(w io.Writer, t *table) {
-	header := false
-	for _, b := range t.benches {
+	shares(w, t, "| object storage | rounds with both | MB/s | local MB/s | of local | per round |", "MB/s", func(b *bench) *bench {
 		first, rest, ok := strings.Cut(b.name, "/")
 		if !ok || !s3Value.MatchString(rest) {
-			continue
+			return nil
 		}
-		local := t.byName[first+"/"+s3Value.ReplaceAllString(rest, "=local")]
-		if local == nil {
-			continue
-		}
-		c, ok := t.compare(b, local, "MB/s")
-		if !ok {
-			continue
-		}
-		if !header {
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| object storage | rounds with both | MB/s | local MB/s | of local | per round |")
-			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|")
-			header = true
-		}
-		pct := func(x float64) string { return fmt.Sprintf("%.0f%%", 100*x) }
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", strings.TrimPrefix(b.name, "Benchmark"), c.rounds, format(c.a), format(c.b), c.with(pct(c.ratio)), c.rangeOf(pct))
-	}
+		return t.byName[first+"/"+s3Value.ReplaceAllString(rest, "=local")]
+	})
 }
 
 // roundLog prints every unit's round: the load average at its start and
