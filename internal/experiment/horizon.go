@@ -389,13 +389,13 @@ func replaceSection(report, section string) error {
 		return err
 	}
 	doc := string(old)
-	if i := strings.Index(doc, horizonBegin); i >= 0 {
-		j := strings.Index(doc[i:], horizonEnd)
-		if j < 0 {
-			return fmt.Errorf("%s: the horizon study's section has no end marker (%q)", report, horizonEnd)
-		}
-		doc = doc[:i] + section + doc[i+j+len(horizonEnd)+1:]
-	} else {
+	i, j, err := sectionBounds(doc)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", report, err)
+	case i >= 0:
+		doc = doc[:i] + section + doc[j:]
+	default:
 		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
 	}
 	return durable.WriteFile(filepath.Dir(report), filepath.Base(report), []byte(doc))
@@ -409,15 +409,24 @@ func keptSection(path string) string {
 		return ""
 	}
 	doc := string(b)
-	i := strings.Index(doc, horizonBegin)
+	if i, j, err := sectionBounds(doc); err == nil && i >= 0 {
+		return doc[i:j]
+	}
+	return ""
+}
+
+// sectionBounds is where the horizon study's section lies in doc, its end
+// marker's line included; i < 0 where doc has none.
+func sectionBounds(doc string) (i, j int, err error) {
+	i = strings.Index(doc, horizonBegin)
 	if i < 0 {
-		return ""
+		return -1, -1, nil
 	}
-	j := strings.Index(doc[i:], horizonEnd)
-	if j < 0 {
-		return ""
+	k := strings.Index(doc[i:], horizonEnd)
+	if k < 0 {
+		return 0, 0, fmt.Errorf("the horizon study's section has no end marker (%q)", horizonEnd)
 	}
-	return doc[i : i+j+len(horizonEnd)+1]
+	return i, min(len(doc), i+k+len(horizonEnd)+1), nil
 }
 
 // fitLine is the least-squares line through (x, y): its slope and the line.

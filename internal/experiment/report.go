@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"image/color"
@@ -297,15 +296,7 @@ func writePlots(dir string, runs []*runData, est *runData) ([]plotFile, error) {
 				p.Add(v)
 			}
 		}
-		var buf bytes.Buffer
-		wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
-		if err != nil {
-			return nil, err
-		}
-		if _, err := wt.WriteTo(&buf); err != nil {
-			return nil, err
-		}
-		if err := durable.WriteFile(dir, a.file, buf.Bytes()); err != nil {
+		if err := savePlot(dir, a.file, p); err != nil {
 			return nil, err
 		}
 		out = append(out, plotFile{a.file, a.title})
