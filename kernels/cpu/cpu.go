@@ -292,7 +292,12 @@ const geluScale = 0.7978845608028654 // sqrt(2/π)
 // bit for bit as the Go loops do.
 var (
 	addBiasRows       func(y, bias []float32, rows, cols int)
-	colSums           func(acc, g []float32, rows, cols, c0 int) // acc[j] += column c0+j of g, row by row
+	colSums           func(acc, g []float32, rows, cols, c0 int)          // acc[j] += column c0+j of g, row by row
+	ceMax             func(x []float32) float32                           // rowMax
+	ceSumExp          func(d, x []float32, m float32) float64             // sumExp
+	ceScale           func(d []float32, k float64)                        // scaleRow
+	scatterAddRows    func(d, s []float32, rows []int32, width int)       // ScatterAddRows' rows
+	scatterAddRuns    func(d, s []float32, runs []int32, n, width, k int) // ScatterAddCols' n rows by colRuns
 	adamwRange        func(u adamw, p, g, m, v []float32)
 	sumSquaresRange   func(x []float32) float64
 	expShifted        func(x []float32, m float32) // x[i] = expNeg(x[i] − m)
@@ -451,74 +456,132 @@ func (o *Ops) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []int32,
 	o.parallel(rows, 4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := lg[r*Vp : r*Vp+V]
-			maxv := float32(math.Inf(-1))
-			for _, v := range row {
-				if v > maxv { // not max(): its NaN and signed-zero rules cost 4× here; a NaN still reaches the loss through the sum
-					maxv = v
-				}
-			}
+			maxv := rowMax(row)
 			tg := int(targets[r])
 			tv := row[tg] - maxv
-			var sum float64
 			if dl == nil {
-				for _, v := range row {
-					sum += float64(expNeg(v - maxv))
-				}
-				ls[r] = float32(math.Log(sum)) - tv
+				ls[r] = float32(math.Log(sumExp(nil, row, maxv))) - tv
 				continue
 			}
 			// one exp per logit: kept in dlogits (which may be the logits
 			// themselves), then normalised
 			d := dl[r*Vp : (r+1)*Vp]
-			if expShifted != nil {
-				copy(d[:V], row) // no-op where d is the logits
-				expShifted(d[:V], maxv)
-				for _, e := range d[:V] {
-					sum += float64(e)
-				}
-			} else {
-				for i, v := range row {
-					e := expNeg(v - maxv)
-					sum += float64(e)
-					d[i] = e
-				}
-			}
+			sum := sumExp(d[:V], row, maxv)
 			ls[r] = float32(math.Log(sum)) - tv
-			k := float64(scale) / sum
-			for i := range d[:V] {
-				d[i] = float32(float64(d[i]) * k)
-			}
+			scaleRow(d[:V], float64(scale)/sum)
 			d[tg] -= scale
 			clear(d[V:])
 		}
 	})
 }
 
-func (o *Ops) GatherRows(dst, src kernels.Buf, rows []int32, width int) {
-	d, s := f(dst), f(src)
-	for i, r := range rows {
-		copy(d[i*width:(i+1)*width], s[int(r)*width:int(r+1)*width])
+// rowMax is the largest of x, -Inf for none: each value compared with
+// the running maximum of its lane (element i's lane is i mod 8) as v > max
+// (a NaN is passed over, and reaches the loss through the sum), then the
+// eight lanes in order, as the vector unit does (ceMax).
+func rowMax(x []float32) float32 {
+	if ceMax != nil {
+		return ceMax(x)
+	}
+	var lane [8]float32
+	for j := range lane {
+		lane[j] = float32(math.Inf(-1))
+	}
+	for i, v := range x {
+		if v > lane[i%8] { // not max(): its NaN and signed-zero rules cost 4× here
+			lane[i%8] = v
+		}
+	}
+	m := lane[0]
+	for _, v := range lane[1:] {
+		if v > m {
+			m = v
+		}
+	}
+	return m
+}
+
+// sumExp is the sum of expNeg(x[i] − m) in float64, element i added into
+// lane i mod 8 and the lanes then added in order (as sumSquares); when d
+// is not nil it also keeps each exponential in d[i] (d may be x).
+func sumExp(d, x []float32, m float32) float64 {
+	if ceSumExp != nil {
+		return ceSumExp(d, x, m)
+	}
+	var lane [8]float64
+	for i, v := range x {
+		e := expNeg(v - m)
+		if d != nil {
+			d[i] = e
+		}
+		lane[i%8] += float64(e)
+	}
+	var s float64
+	for _, v := range lane {
+		s += v
+	}
+	return s
+}
+
+// scaleRow multiplies each of d by k in float64, rounding back to float32.
+func scaleRow(d []float32, k float64) {
+	if ceScale != nil {
+		ceScale(d, k)
+		return
+	}
+	for i := range d {
+		d[i] = float32(float64(d[i]) * k)
 	}
 }
 
+func (o *Ops) GatherRows(dst, src kernels.Buf, rows []int32, width int) {
+	d, s := f(dst), f(src)
+	o.parallel(len(rows), rowGrain(width), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			r := int(rows[i])
+			copy(d[i*width:(i+1)*width], s[r*width:(r+1)*width])
+		}
+	})
+}
+
+// The rows of a scatter are distinct (kernels.Ops), so the workers add
+// into disjoint rows.
 func (o *Ops) ScatterAddRows(dst, src kernels.Buf, rows []int32, width int) {
 	d, s := f(dst), f(src)
-	for i, r := range rows {
-		row := d[int(r)*width : int(r+1)*width]
-		for j, v := range s[i*width : (i+1)*width] {
-			row[j] += v
+	o.parallel(len(rows), rowGrain(width), func(lo, hi int) {
+		if scatterAddRows != nil {
+			scatterAddRows(d, s[lo*width:hi*width], rows[lo:hi], width)
+			return
 		}
-	}
+		for i := lo; i < hi; i++ {
+			r := int(rows[i])
+			row := d[r*width : (r+1)*width]
+			for j, v := range s[i*width : (i+1)*width] {
+				row[j] += v
+			}
+		}
+	})
 }
 
 func (o *Ops) GatherCols(dst, src kernels.Buf, n, width int, cols []int32) {
 	d, s := f(dst), f(src)
-	k := len(cols)
-	o.parallel(n, 64, func(lo, hi int) {
+	k, runs := len(cols), colRuns(cols)
+	o.parallel(n, rowGrain(k), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			srow, drow := s[r*width:(r+1)*width], d[r*k:(r+1)*k]
-			for j, c := range cols {
-				drow[j] = srow[c]
+			if runs == nil {
+				for j, c := range cols {
+					drow[j] = srow[c]
+				}
+				continue
+			}
+			for q := 0; q < len(runs); q += 3 {
+				c, j, l := int(runs[q]), int(runs[q+1]), int(runs[q+2])
+				if l == 1 {
+					drow[j] = srow[c]
+					continue
+				}
+				copy(drow[j:j+l], srow[c:c+l])
 			}
 		}
 	})
@@ -526,15 +589,57 @@ func (o *Ops) GatherCols(dst, src kernels.Buf, n, width int, cols []int32) {
 
 func (o *Ops) ScatterAddCols(dst, src kernels.Buf, n, width int, cols []int32) {
 	d, s := f(dst), f(src)
-	k := len(cols)
-	o.parallel(n, 64, func(lo, hi int) {
+	k, runs := len(cols), colRuns(cols)
+	o.parallel(n, rowGrain(k), func(lo, hi int) {
+		if runs != nil && scatterAddRuns != nil {
+			scatterAddRuns(d[lo*width:hi*width], s[lo*k:hi*k], runs, hi-lo, width, k)
+			return
+		}
 		for r := lo; r < hi; r++ {
 			drow, srow := d[r*width:(r+1)*width], s[r*k:(r+1)*k]
-			for j, c := range cols {
-				drow[c] += srow[j]
+			if runs == nil {
+				for j, c := range cols {
+					drow[c] += srow[j]
+				}
+				continue
+			}
+			for q := 0; q < len(runs); q += 3 {
+				c, j, l := int(runs[q]), int(runs[q+1]), int(runs[q+2])
+				for t, v := range srow[j : j+l] {
+					drow[c+t] += v
+				}
 			}
 		}
 	})
+}
+
+// colRuns are the runs of consecutive columns in a column list (a head's
+// 64 columns, a neuron group's), as triples: the first column, its index
+// in the list and the run's length; the gathers and scatters of columns
+// copy and add a run at a time. Where the runs average fewer than eight
+// columns (neurons sampled one by one) a run costs more than it saves
+// (BenchmarkGatherScatter), and the list is taken as runs of one.
+func colRuns(cols []int32) []int32 {
+	var runs []int32
+	for j := 0; j < len(cols); {
+		k := j + 1
+		for k < len(cols) && cols[k] == cols[k-1]+1 {
+			k++
+		}
+		runs = append(runs, cols[j], int32(j), int32(k-j))
+		j = k
+	}
+	if len(runs)/3*8 > len(cols) {
+		return nil
+	}
+	return runs
+}
+
+// rowGrain is the fewest rows of width values a worker of a gather or a
+// scatter takes: about 16 Ki values, below which a goroutine costs more
+// than it saves.
+func rowGrain(width int) int {
+	return max(1, (1<<14)/max(width, 1))
 }
 
 func (o *Ops) AdamW(params, grads, m, v kernels.Buf, a kernels.AdamWArgs) {

@@ -200,8 +200,82 @@ __attribute__((target("avx2"))) static void estkit_col_sums(float *acc, const fl
 		acc[j] = a;
 	}
 }
+
+// The cross-entropy's row maximum, as rowMax in cpu.go finds it: lane i
+// mod 8 keeps the largest of its elements (v > max: max_ps returns its
+// second operand where either is NaN), then the lanes in order.
+__attribute__((target("avx2"))) static float estkit_row_max(const float *x, long n) {
+	float lane[8];
+	__m256 a = _mm256_set1_ps(-__builtin_inff());
+	long i = 0;
+	for (; i + 8 <= n; i += 8) a = _mm256_max_ps(_mm256_loadu_ps(x + i), a);
+	_mm256_storeu_ps(lane, a);
+	for (long j = 0; i < n; i++, j++) {
+		if (x[i] > lane[j]) lane[j] = x[i];
+	}
+	float m = lane[0];
+	for (int j = 1; j < 8; j++) {
+		if (lane[j] > m) m = lane[j];
+	}
+	return m;
+}
+
+// The sum of exp(x[i] - m) in float64 lanes, as sumExp in cpu.go adds it;
+// d, when not NULL, keeps the exponentials (d may be x).
+__attribute__((target("avx2"))) static double estkit_sum_exp(float *d, const float *x, float m, long n) {
+	const __m256 mv = _mm256_set1_ps(m);
+	__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = estkit_expneg8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+		if (d) _mm256_storeu_ps(d + i, e);
+		a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+		a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+	}
+	double lane[8];
+	_mm256_storeu_pd(lane, a0);
+	_mm256_storeu_pd(lane + 4, a1);
+	for (long j = 0; i < n; i++, j++) {
+		float e = estkit_expneg1(x[i] - m);
+		if (d) d[i] = e;
+		lane[j] += (double)e;
+	}
+	double s = 0;
+	for (int j = 0; j < 8; j++) s += lane[j];
+	return s;
+}
+
+// d[i] = (float)((double)d[i] * k): scaleRow in cpu.go.
+__attribute__((target("avx2"))) static void estkit_scale_row(float *d, double k, long n) {
+	const __m256d kv = _mm256_set1_pd(k);
+	long i = 0;
+	for (; i + 4 <= n; i += 4) {
+		_mm_storeu_ps(d + i, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(d + i)), kv)));
+	}
+	for (; i < n; i++) d[i] = (float)((double)d[i] * k);
+}
+
+// d[rows[i]][:] += s[i][:] for i < n, rows width floats long: ScatterAddRows.
+__attribute__((target("avx2"))) static void estkit_scatter_add_rows(float *d, const float *s, const int32_t *rows, long n, long width) {
+	for (long i = 0; i < n; i++) estkit_add_bias(d + (long)rows[i] * width, s + i * width, 1, width);
+}
+
+// d[r][c+t] += s[r][j+t] for rows r < n and the runs (c, j, len) of a
+// column list (colRuns): ScatterAddCols.
+__attribute__((target("avx2"))) static void estkit_scatter_add_runs(float *d, const float *s, const int32_t *runs, long nruns, long n, long width, long k) {
+	for (long r = 0; r < n; r++) {
+		for (long q = 0; q < nruns; q++) {
+			estkit_add_bias(d + r * width + runs[3 * q], s + r * k + runs[3 * q + 1], 1, runs[3 * q + 2]);
+		}
+	}
+}
 */
 import "C"
+
+import (
+	"fmt"
+	"math"
+)
 
 // With cgo on amd64, GELU, its gradient, the softmax's exponentials,
 // AdamW, the gradient norm's sum of squares and the bias's forward and
@@ -241,6 +315,49 @@ func init() {
 	colSums = func(acc, g []float32, rows, cols, c0 int) {
 		if rows > 0 && len(acc) > 0 {
 			C.estkit_col_sums((*C.float)(&acc[0]), (*C.float)(&g[0]), C.long(rows), C.long(cols), C.long(c0), C.long(len(acc)))
+		}
+	}
+	ceMax = func(x []float32) float32 {
+		if len(x) == 0 {
+			return float32(math.Inf(-1))
+		}
+		return float32(C.estkit_row_max((*C.float)(&x[0]), C.long(len(x))))
+	}
+	ceSumExp = func(d, x []float32, m float32) float64 {
+		if len(x) == 0 {
+			return 0
+		}
+		var dp *C.float
+		if d != nil {
+			dp = (*C.float)(&d[:len(x)][0])
+		}
+		return float64(C.estkit_sum_exp(dp, (*C.float)(&x[0]), C.float(m), C.long(len(x))))
+	}
+	ceScale = func(d []float32, k float64) {
+		if len(d) > 0 {
+			C.estkit_scale_row((*C.float)(&d[0]), C.double(k), C.long(len(d)))
+		}
+	}
+	scatterAddRows = func(d, s []float32, rows []int32, width int) {
+		if len(rows) > 0 && width > 0 {
+			_ = s[len(rows)*width-1] // the bounds Go's loop would check, before C writes
+			for _, r := range rows {
+				if r < 0 || (int(r)+1)*width > len(d) {
+					panic(fmt.Sprintf("cpu: row %d outside %d rows", r, len(d)/width))
+				}
+			}
+			C.estkit_scatter_add_rows((*C.float)(&d[0]), (*C.float)(&s[0]), (*C.int32_t)(&rows[0]), C.long(len(rows)), C.long(width))
+		}
+	}
+	scatterAddRuns = func(d, s []float32, runs []int32, n, width, k int) {
+		if len(runs) > 0 && n > 0 {
+			_, _ = d[n*width-1], s[n*k-1] // the bounds Go's loop would check, before C writes
+			for q := 0; q < len(runs); q += 3 {
+				if runs[q] < 0 || int(runs[q]+runs[q+2]) > width || int(runs[q+1]+runs[q+2]) > k {
+					panic(fmt.Sprintf("cpu: column run %d+%d outside %d columns", runs[q], runs[q+2], width))
+				}
+			}
+			C.estkit_scatter_add_runs((*C.float)(&d[0]), (*C.float)(&s[0]), (*C.int32_t)(&runs[0]), C.long(len(runs)/3), C.long(n), C.long(width), C.long(k))
 		}
 	}
 	geluRange = func(out, x []float32) {

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -183,4 +184,85 @@ func TestVectorBiasBitExact(t *testing.T) {
 			same(t, "BiasGrad", y[:n], gotAcc, wantAcc)
 		}
 	}
+}
+
+// TestVectorScatterBitExact: the vectorized scatters of rows and of
+// column runs add exactly what the Go loops add, over rows split between
+// workers and runs of one and of 64 columns.
+func TestVectorScatterBitExact(t *testing.T) {
+	if scatterAddRows == nil || scatterAddRuns == nil {
+		t.Skip("no vectorized scatter in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	n, width := 300, 1003
+	rows := make([]int32, 0, 200)
+	for _, i := range r.Perm(n)[:200] {
+		rows = append(rows, int32(i))
+	}
+	cols := []int32{1002}
+	for c := int32(64); c < 128; c++ {
+		cols = append(cols, c)
+	}
+	cols = append(cols, 0, 5, 6, 700)
+	rnd := func(k int) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	base, partRows, partCols := rnd(n*width), rnd(len(rows)*width), rnd(n*len(cols))
+	o := New()
+	run := func() (byRows, byCols []float32) {
+		byRows, byCols = append([]float32(nil), base...), append([]float32(nil), base...)
+		o.ScatterAddRows(Buf(byRows), Buf(partRows), rows, width)
+		o.ScatterAddCols(Buf(byCols), Buf(partCols), n, width, cols)
+		return byRows, byCols
+	}
+	gotRows, gotCols := run()
+	keepRows, keepRuns := scatterAddRows, scatterAddRuns
+	scatterAddRows, scatterAddRuns = nil, nil
+	wantRows, wantCols := run()
+	scatterAddRows, scatterAddRuns = keepRows, keepRuns
+	same(t, "ScatterAddRows", base, gotRows, wantRows)
+	same(t, "ScatterAddCols", base, gotCols, wantCols)
+}
+
+// TestVectorCrossEntropyBitExact: the cross-entropy's vectorized row
+// maximum, sum of exponentials (with and without keeping them) and
+// scaling equal the Go loops bit for bit, over a vocabulary-sized row,
+// rows with NaN, infinities and signed zeros, and lengths with tails.
+func TestVectorCrossEntropyBitExact(t *testing.T) {
+	if ceMax == nil || ceSumExp == nil || ceScale == nil {
+		t.Skip("no vectorized cross-entropy in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(15, 16))
+	big := make([]float32, 50257)
+	for i := range big {
+		big[i] = float32(r.NormFloat64() * 4)
+	}
+	odd := []float32{float32(math.Copysign(0, -1)), 0, float32(math.Inf(-1)), -100, 3, float32(math.NaN()), 7, -2, 1e30, 5, 0.5}
+	rows := [][]float32{big, big[:13], big[:8], big[:1], nil, odd, odd[:6], odd[6:]}
+	for k, row := range rows {
+		vec := func() (float32, float64, float64, []float32) {
+			m := rowMax(row)
+			d := make([]float32, len(row))
+			s0, s1 := sumExp(nil, row, m), sumExp(d, row, m)
+			scaleRow(d, 0.37/s1)
+			return m, s0, s1, d
+		}
+		m1, a1, b1, d1 := vec()
+		keep1, keep2, keep3 := ceMax, ceSumExp, ceScale
+		ceMax, ceSumExp, ceScale = nil, nil, nil
+		m2, a2, b2, d2 := vec()
+		ceMax, ceSumExp, ceScale = keep1, keep2, keep3
+		if math.Float32bits(m1) != math.Float32bits(m2) || !sameF64(a1, a2) || !sameF64(b1, b2) {
+			t.Fatalf("row %d: max %g, sums %g %g; the Go loops %g, %g %g", k, m1, a1, b1, m2, a2, b2)
+		}
+		same(t, fmt.Sprintf("row %d exp/scale", k), row, d1, d2)
+	}
+}
+
+func sameF64(a, b float64) bool {
+	return math.Float64bits(a) == math.Float64bits(b) || (a != a && b != b)
 }

@@ -713,15 +713,35 @@ func testCrossEntropy(s *suite) {
 // gathers from and into bf16 in every pairing, and the scatters of bf16
 // into fp32.
 func testGatherScatter(s *suite) {
-	n, width := 37, 67
-	rows := []int32{36, 0, 5, 6, 7, 20}
-	cols := []int32{66, 0, 1, 2, 31, 32, 33, 40}
+	testGatherScatterShape(s, 37, 67, []int32{36, 0, 5, 6, 7, 20}, []int32{66, 0, 1, 2, 31, 32, 33, 40})
+	// Large enough that backends split the rows over workers, with runs of
+	// consecutive columns as heads give (64) and single ones as neurons do.
+	r := rand.New(rand.NewPCG(21, 22))
+	n, width := 300, 1000
+	rows := make([]int32, 0, n)
+	for _, i := range r.Perm(n)[:200] {
+		rows = append(rows, int32(i))
+	}
+	var cols []int32
+	for _, h := range []int32{3, 0, 9} {
+		for c := h * 64; c < h*64+64; c++ {
+			cols = append(cols, c)
+		}
+	}
+	for _, i := range r.Perm(width - 640)[:10] {
+		cols = append(cols, int32(640+i))
+	}
+	testGatherScatterShape(s, n, width, rows, cols)
+}
+
+func testGatherScatterShape(s *suite, n, width int, rows, cols []int32) {
 	pairs := []struct{ dst, src bool }{{false, false}}
 	if s.bs != nil {
 		pairs = append(pairs, struct{ dst, src bool }{true, false}, struct{ dst, src bool }{true, true}, struct{ dst, src bool }{false, true})
 	}
 	for _, p := range pairs {
 		name := func(op string) string {
+			op = fmt.Sprintf("%s %d×%d", op, n, width)
 			if !p.dst && !p.src {
 				return op
 			}

@@ -1,0 +1,163 @@
+package train
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/kernels/cpu"
+)
+
+// opClock is a backend whose compute ops are timed, one wall-clock sum
+// per op: the step's profile by op, which on two cores says more than a
+// sampling profile of the parallel kernels' threads.
+type opClock struct {
+	kernels.Ops
+	sum map[string]time.Duration
+}
+
+func (o *opClock) time(op string) func() {
+	t := time.Now()
+	return func() { o.sum[op] += time.Since(t) }
+}
+
+func (o *opClock) Fill(b kernels.Buf, v float32) { defer o.time("Fill")(); o.Ops.Fill(b, v) }
+func (o *opClock) Copy(d, s kernels.Buf)         { defer o.time("Copy")(); o.Ops.Copy(d, s) }
+func (o *opClock) SumSquares(b kernels.Buf) float64 {
+	defer o.time("SumSquares")()
+	return o.Ops.SumSquares(b)
+}
+func (o *opClock) MatMul(c, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha, beta float32) {
+	defer o.time(fmt.Sprintf("MatMul %d×%d×%d", min(m, n), max(m, n), k))()
+	o.Ops.MatMul(c, a, b, m, n, k, ta, tb, alpha, beta)
+}
+func (o *opClock) AddBias(y, bias kernels.Buf, rows, cols int) {
+	defer o.time("AddBias")()
+	o.Ops.AddBias(y, bias, rows, cols)
+}
+func (o *opClock) BiasGrad(db, dy kernels.Buf, rows, cols int) {
+	defer o.time("BiasGrad")()
+	o.Ops.BiasGrad(db, dy, rows, cols)
+}
+func (o *opClock) Embed(out, wte, wpe kernels.Buf, ids []int32, B, T, C int) {
+	defer o.time("Embed")()
+	o.Ops.Embed(out, wte, wpe, ids, B, T, C)
+}
+func (o *opClock) EmbedBackward(dwte, dwpe, dout kernels.Buf, ids []int32, B, T, C int) {
+	defer o.time("EmbedBackward")()
+	o.Ops.EmbedBackward(dwte, dwpe, dout, ids, B, T, C)
+}
+func (o *opClock) LayerNorm(out, mean, rstd, x, w, b kernels.Buf, rows, C int) {
+	defer o.time("LayerNorm")()
+	o.Ops.LayerNorm(out, mean, rstd, x, w, b, rows, C)
+}
+func (o *opClock) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, rows, C int) {
+	defer o.time("LayerNormBackward")()
+	o.Ops.LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd, rows, C)
+}
+func (o *opClock) GELU(out, x kernels.Buf) { defer o.time("GELU")(); o.Ops.GELU(out, x) }
+func (o *opClock) GELUBackward(dx, x, dout kernels.Buf) {
+	defer o.time("GELUBackward")()
+	o.Ops.GELUBackward(dx, x, dout)
+}
+func (o *opClock) Attention(out, att, qkv kernels.Buf, B, T, NH, NKV, HS int) {
+	defer o.time("Attention")()
+	o.Ops.Attention(out, att, qkv, B, T, NH, NKV, HS)
+}
+func (o *opClock) AttentionBackward(dqkv, dout, out, qkv, att kernels.Buf, B, T, NH, NKV, HS int) {
+	defer o.time("AttentionBackward")()
+	o.Ops.AttentionBackward(dqkv, dout, out, qkv, att, B, T, NH, NKV, HS)
+}
+func (o *opClock) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []int32, rows, V, Vp int, scale float32) {
+	defer o.time("CrossEntropy")()
+	o.Ops.CrossEntropy(losses, dlogits, logits, targets, rows, V, Vp, scale)
+}
+func (o *opClock) GatherRows(dst, src kernels.Buf, rows []int32, width int) {
+	defer o.time("GatherRows")()
+	o.Ops.GatherRows(dst, src, rows, width)
+}
+func (o *opClock) ScatterAddRows(dst, src kernels.Buf, rows []int32, width int) {
+	defer o.time("ScatterAddRows")()
+	o.Ops.ScatterAddRows(dst, src, rows, width)
+}
+func (o *opClock) GatherCols(dst, src kernels.Buf, n, width int, cols []int32) {
+	defer o.time("GatherCols")()
+	o.Ops.GatherCols(dst, src, n, width, cols)
+}
+func (o *opClock) ScatterAddCols(dst, src kernels.Buf, n, width int, cols []int32) {
+	defer o.time("ScatterAddCols")()
+	o.Ops.ScatterAddCols(dst, src, n, width, cols)
+}
+func (o *opClock) AdamW(p, g, m, v kernels.Buf, a kernels.AdamWArgs) {
+	defer o.time("AdamW")()
+	o.Ops.AdamW(p, g, m, v, a)
+}
+func (o *opClock) AdamWSub(p, g, m, v kernels.Buf, width int, rows, cols []int32, a kernels.AdamWArgs) {
+	defer o.time("AdamWSub")()
+	o.Ops.AdamWSub(p, g, m, v, width, rows, cols, a)
+}
+
+// BenchmarkGPT2StepOps: GPT-2 124M's step at B=4, T=64, full and at EST's
+// rates, with the wall-clock time of each op (ms/step; "rest" is the time
+// outside every op). ESTKIT_STEP_OPS=1 also prints the ops by time.
+func BenchmarkGPT2StepOps(b *testing.B) {
+	cfg := Presets["gpt2-124m"]
+	ops := &opClock{Ops: cpu.New(), sum: map[string]time.Duration{}}
+	m, err := NewModel(ops, cfg, cfg.InitParams(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	const B, T = 4, 64
+	ids, tg := make([]int32, B*T), make([]int32, B*T)
+	for i := range ids {
+		ids[i], tg[i] = int32(r.IntN(cfg.Vocab)), int32(r.IntN(cfg.Vocab))
+	}
+	for _, est := range benchRates {
+		s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(), Schedule: Schedule{Ends: []int{1}, Rates: []Rates{est.rates}}}
+		b.Run("est="+est.name, func(b *testing.B) {
+			step := 0
+			one := func() {
+				step++
+				sel, _, _ := s.Sample(step, 0) // a new subnetwork each step, as in training
+				skipped := Plan{sel}.Skipped(cfg.Layers)
+				m.ZeroGrads(skipped)
+				if _, err := m.Forward(ids, tg, B, T, sel); err != nil {
+					b.Fatal(err)
+				}
+				m.Backward(1)
+				norm := m.GradNorm(skipped)
+				m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
+					GradScale: float32(min(1, 1/norm))}, Skipped: skipped})
+			}
+			one()
+			clear(ops.sum)
+			for b.Loop() {
+				one()
+			}
+			per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
+			var in time.Duration
+			names := make([]string, 0, len(ops.sum))
+			for k, d := range ops.sum {
+				in += d
+				names = append(names, k)
+			}
+			slices.SortFunc(names, func(x, y string) int { return int(ops.sum[y] - ops.sum[x]) })
+			b.ReportMetric(per(b.Elapsed()), "ms/step")
+			b.ReportMetric(per(b.Elapsed()-in), "rest-ms")
+			var lines []string
+			for _, k := range names {
+				b.ReportMetric(per(ops.sum[k]), strings.ReplaceAll(k, " ", "_")+"-ms")
+				lines = append(lines, fmt.Sprintf("  %-28s %8.1f ms", k, per(ops.sum[k])))
+			}
+			if os.Getenv("ESTKIT_STEP_OPS") == "1" {
+				fmt.Fprintf(os.Stderr, "est=%s, %.1f ms/step:\n%s\n", est.name, per(b.Elapsed()), strings.Join(lines, "\n"))
+			}
+		})
+	}
+}
