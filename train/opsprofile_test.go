@@ -102,10 +102,10 @@ func (o *opClock) AdamWSub(p, g, m, v kernels.Buf, width int, rows, cols []int32
 	o.Ops.AdamWSub(p, g, m, v, width, rows, cols, a)
 }
 
-// BenchmarkGPT2StepOps: GPT-2 124M's step at B=4, T=64, full and at EST's
+// BenchmarkStepOps: GPT-2 124M's step at B=4, T=64, full and at EST's
 // rates, with the wall-clock time of each op (ms/step; "rest" is the time
 // outside every op). ESTKIT_STEP_OPS=1 also prints the ops by time.
-func BenchmarkGPT2StepOps(b *testing.B) {
+func BenchmarkStepOps(b *testing.B) {
 	cfg := Presets["gpt2-124m"]
 	ops := &opClock{Ops: cpu.New(), sum: map[string]time.Duration{}}
 	m, err := NewModel(ops, cfg, cfg.InitParams(1))
