@@ -94,10 +94,28 @@ func benchConfig(b *testing.B, cfg ModelConfig, label string, shapes [][2]int) {
 }
 
 // BenchmarkSgemm: the backend's matrix product rate on GPT-2 124M's MLP
-// shape (256×3072×768), the denominator of MFU.
+// shape (M×3072×768), the denominator of MFU, at the M of each step shape
+// the step benchmarks run (B·T: M=256 for B=4, T=64; 4096 for T=1024;
+// 2048 for BenchmarkSmallStep's B=8, T=256), since the rate grows with M
+// and a step's products beat a smaller M's (docs/PERF.md). make bench's
+// MFU pairs each step with the sgemm of its own B·T.
 func BenchmarkSgemm(b *testing.B) {
+	ms := []int{256, 2048}
+	if os.Getenv("ESTKIT_BENCH_T1024") != "0" {
+		ms = append(ms, 4096)
+	}
+	for _, m := range ms {
+		b.Run(fmt.Sprintf("M=%d", m), func(b *testing.B) { sgemmRate(b, m) })
+	}
+}
+
+// sgemmRate times the M×3072×768 product (a·wᵀ) for at least a second a
+// round: make bench runs one iteration a round, and 20 products (0.1 s)
+// moved by a third from round to round (163–224 GFLOP/s, docs/PERF.md),
+// too unsteady for the denominator of every MFU.
+func sgemmRate(b *testing.B, m int) {
 	ops := cpu.New()
-	const m, n, k = 256, 3072, 768
+	const n, k = 3072, 768
 	a, w, c := ops.Alloc(m*k), ops.Alloc(n*k), ops.Alloc(m*n)
 	fill := func(x kernels.Buf) {
 		v := make([]float32, x.Len())
@@ -111,23 +129,17 @@ func BenchmarkSgemm(b *testing.B) {
 	for range 3 { // first touch of c and OpenBLAS's buffers: not timed
 		ops.MatMul(c, a, w, m, n, k, false, true, 1, 0)
 	}
-	// At least a second of products per iteration: make bench runs one
-	// iteration a round, and 20 products (0.1 s) moved by a third from
-	// round to round (163–224 GFLOP/s, docs/PERF.md), too unsteady for
-	// the denominator of every MFU.
 	var d time.Duration
 	n0 := 0
 	for b.Loop() {
 		t := time.Now()
 		for time.Since(t) < time.Second {
-			for range 10 {
-				ops.MatMul(c, a, w, m, n, k, false, true, 1, 0)
-				n0++
-			}
+			ops.MatMul(c, a, w, m, n, k, false, true, 1, 0)
+			n0++
 		}
 		d += time.Since(t)
 	}
-	b.ReportMetric(2*m*n*k*float64(n0)/d.Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(2*float64(m)*n*k*float64(n0)/d.Seconds()/1e9, "GFLOP/s")
 	b.ReportMetric(0, "ns/op")
 }
 

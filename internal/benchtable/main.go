@@ -21,7 +21,8 @@
 // the kept ones with their min–max range. Then: the ratio to its anchor of
 // each pair (XIngest and XBuild against XBound, XEncode against XAnchor,
 // XStep against XStepAnchor), from the medians and per round; each step
-// benchmark's GFLOP/s over BenchmarkSgemm's from the same round (MFU); EST's
+// benchmark's GFLOP/s over the same round's sgemm at the step's own B·T
+// (BenchmarkSgemm/M=…, or BenchmarkSgemm where it has no shapes: MFU); EST's
 // step-time ratio next to its FLOPs ratio; thread scaling; object storage
 // against the local disk (…/src=s3-cold against …/src=local); and the log
 // of the rounds. A row or pair with no kept result shows the figures of all its
@@ -543,22 +544,34 @@ func pairs(w io.Writer, t *table) {
 }
 
 // mfu prints, for each benchmark other than BenchmarkSgemm that reports
-// GFLOP/s and ms/step, its GFLOP/s over BenchmarkSgemm's GFLOP/s of the same
+// GFLOP/s and ms/step, its GFLOP/s over the sgemm's GFLOP/s of the same
 // run: the ratio of the medians, and the range of the ratios within the
 // rounds that hold both (make bench times sgemm right after each step
-// benchmark, in the same unit's round).
+// benchmark, in the same unit's round). A step named …/B=b,T=t/… pairs
+// with BenchmarkSgemm/M=b·t, the product of its own shape, where the run
+// has it; otherwise (and in runs before the sgemm had shapes) with
+// BenchmarkSgemm.
 func mfu(w io.Writer, t *table) {
-	sg := t.byName["BenchmarkSgemm"]
-	if sg == nil {
-		return
+	sgemm := func(b *bench) *bench {
+		if m := stepShape.FindStringSubmatch(b.name); m != nil {
+			B, _ := strconv.Atoi(m[1])
+			T, _ := strconv.Atoi(m[2])
+			if sg := t.byName[fmt.Sprintf("BenchmarkSgemm/M=%d", B*T)]; sg != nil {
+				return sg
+			}
+		}
+		return t.byName["BenchmarkSgemm"]
 	}
 	shares(w, t, "| step | rounds with both | GFLOP/s | sgemm GFLOP/s | MFU | per round |", "GFLOP/s", func(b *bench) *bench {
-		if b == sg || values(b, "GFLOP/s", func(int) bool { return true }) == nil || values(b, "ms/step", func(int) bool { return true }) == nil {
+		if strings.HasPrefix(b.name, "BenchmarkSgemm") || values(b, "GFLOP/s", func(int) bool { return true }) == nil || values(b, "ms/step", func(int) bool { return true }) == nil {
 			return nil
 		}
-		return sg
+		return sgemm(b)
 	})
 }
+
+// stepShape finds a step benchmark's B and T in its name.
+var stepShape = regexp.MustCompile(`/B=(\d+),T=(\d+)/`)
 
 // shares prints a table, headed by head, with a row for each benchmark
 // that ref pairs with another: the ratio of their medians of metric as a

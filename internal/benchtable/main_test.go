@@ -112,6 +112,30 @@ func TestMFU(t *testing.T) {
 	}
 }
 
+// A step pairs with the sgemm of its own B·T where the run has it (the
+// rate grows with M), and with the unshaped BenchmarkSgemm otherwise.
+func TestMFUByShape(t *testing.T) {
+	in := round(1, "train:BenchmarkGPT2Step", 0, 0.1, "BenchmarkGPT2Step/m/B=4,T=64/est=full-2  1  100 ns/op  900 ms/step  180 GFLOP/s\n"+
+		"BenchmarkGPT2Step/m/B=4,T=1024/est=full-2  1  100 ns/op  15000 ms/step  220 GFLOP/s\n"+
+		"BenchmarkGPT2Step/m/B=2,T=64/est=full-2  1  100 ns/op  500 ms/step  150 GFLOP/s\n"+
+		"BenchmarkSgemm/M=256-2  1  0 ns/op  200 GFLOP/s\n"+
+		"BenchmarkSgemm/M=4096-2  1  0 ns/op  275 GFLOP/s\n")
+	got := runString(t, in, 0.5)
+	for _, line := range []string{
+		"| GPT2Step/m/B=4,T=64/est=full | 1 | 180 | 200 | 90% | 90%–90% |",
+		"| GPT2Step/m/B=4,T=1024/est=full | 1 | 220 | 275 | 80% | 80%–80% |",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("no line %q in\n%s", line, got)
+		}
+	}
+	// M=128 was not run, and there is no unshaped sgemm: no MFU, rather
+	// than one over another shape's rate.
+	if strings.Contains(got, "| GPT2Step/m/B=2,T=64/est=full | 1 |") {
+		t.Errorf("B=2 paired with another shape's sgemm:\n%s", got)
+	}
+}
+
 func TestScaling(t *testing.T) {
 	in := round(1, "p:BenchmarkP", 0, 0.1, "BenchmarkP/a/threads=1-2  1  100 ns/op  40.0 MB/s\nBenchmarkP/a/threads=2-2  1  100 ns/op  70.0 MB/s\n") +
 		round(2, "p:BenchmarkP", 0, 0.1, "BenchmarkP/a/threads=1-2  1  100 ns/op  50.0 MB/s\nBenchmarkP/a/threads=2-2  1  100 ns/op  90.0 MB/s\n") +
