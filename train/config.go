@@ -454,16 +454,25 @@ func (c *Config) Check() error {
 	// 1e-320: a division by zero) or round to 1 (beta2 1-1e-9: a bias
 	// correction of 0).
 	fits32 := func(name string, v float64) {
+		zero := "0 or " // a setting that may be 0 (eps and lr may not)
+		if name == "eps" || name == "lr" {
+			zero = ""
+		}
 		switch f := float32(v); {
 		case math.IsNaN(v) || math.IsInf(v, 0):
 		case math.IsInf(float64(f), 0):
 			bad(name, v, fmt.Sprintf("want at most %g (the optimizer computes in float32)", math.MaxFloat32))
 		case v != 0 && math.Abs(v) < 0x1p-126:
-			bad(name, v, fmt.Sprintf("want 0 or at least %g (the optimizer computes in float32)", 0x1p-126))
+			bad(name, v, fmt.Sprintf("want %sat least %g (the optimizer computes in float32)", zero, 0x1p-126))
 		}
 	}
 	finite("lr", c.LR, 0, math.MaxFloat64, true, false)
-	finite("min_lr", c.MinLR, 0, math.Max(c.LR, 0), false, false)
+	// min_lr is bounded by lr, and derived from it where not given: with
+	// lr itself refused, an error about min_lr would only repeat it
+	lrOK := c.LR >= 0x1p-126 && c.LR <= math.MaxFloat32
+	if lrOK {
+		finite("min_lr", c.MinLR, 0, c.LR, false, false)
+	}
 	finite("beta1", c.Beta1, 0, 1, false, true)
 	finite("beta2", c.Beta2, 0, 1, false, true)
 	finite("eps", c.Eps, 0, 1, true, false)
@@ -473,7 +482,9 @@ func (c *Config) Check() error {
 		name string
 		v    float64
 	}{{"lr", c.LR}, {"min_lr", c.MinLR}, {"eps", c.Eps}, {"weight_decay", c.WeightDecay}, {"clip", c.Clip}, {"beta1", c.Beta1}, {"beta2", c.Beta2}} {
-		fits32(x.name, x.v)
+		if x.name != "min_lr" || lrOK {
+			fits32(x.name, x.v)
+		}
 	}
 	for _, b := range []struct {
 		name string

@@ -57,6 +57,9 @@ func (o Options) writer() bool { return o.Rank == 0 }
 // directory is written. ctx stops the first check of the data sets' files
 // (their sha256, all of their bytes). Close releases what it holds.
 func OpenSession(ctx context.Context, ops kernels.Ops, cfg Config, out string, o Options) (_ *Session, err error) {
+	if out == "" { // not the current directory: an unset variable, most likely
+		return nil, fmt.Errorf("train: %w: no run directory (an empty path)", ErrConfig)
+	}
 	if o.Rank < 0 {
 		return nil, fmt.Errorf("train: %w: rank %d: ranks count from 0", ErrConfig, o.Rank)
 	}

@@ -85,12 +85,18 @@ func TestTrainOptionsCLI(t *testing.T) {
 		{"beta2", "-0.5", "beta2"}, {"batch", "0", "batch"}, {"seq", "-3", "seq"}, {"steps", "0", "steps"}, {"eval-batches", "0", "eval_batches"},
 		{"keep-checkpoints", "0", "keep_checkpoints"}, {"keep-checkpoints", "-1", "keep_checkpoints"}, {"decay", "cos", "decay"},
 		{"order", "random", "order"}, {"matmul", "fp16", "matmul"}, {"est", "est-gpt3", "est"}, {"data", tok + ":0.5x", "weight"},
-		{"data", tok + ":-1", "weight"}, {"data", tok + ":NaN", "weight"},
+		{"data", tok + ":-1", "weight"}, {"data", tok + ":NaN", "weight"}, {"eps", "1e-320", "want at least"}, {"lr", "1e-320", "lr"},
 	} {
 		out := filepath.Join(dir, "bad", string(rune('a'+i)))
 		args := append(append([]string{}, base...), "--out", out, "--"+tc.flag, tc.value)
-		if _, errs, code := run(t, args...); code == 0 || !strings.Contains(errs, tc.want) || strings.Contains(errs, "panic") {
-			t.Errorf("--%s %s: exit %d, %q (want an error naming %s)", tc.flag, tc.value, code, errs, tc.want)
+		_, errs, code := run(t, args...)
+		if code != exitUsage || !strings.Contains(errs, tc.want) || strings.Contains(errs, "panic") {
+			t.Errorf("--%s %s: exit %d, %q (want exit %d and an error naming %s)", tc.flag, tc.value, code, errs, exitUsage, tc.want)
+		}
+		// one value given, one error: not also one about a setting
+		// derived from it (min_lr from lr)
+		if tc.flag != "min-lr" && strings.Contains(errs, "min_lr") {
+			t.Errorf("--%s %s: an error about min_lr, derived from it: %q", tc.flag, tc.value, errs)
 		}
 		if _, err := os.Stat(filepath.Join(out, "config.json")); err == nil {
 			t.Errorf("--%s %s: config.json written", tc.flag, tc.value)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit statuses, as GNU tools use them: 2 for a command line estkit cannot
@@ -56,6 +57,9 @@ func markUsageErrors(root *cobra.Command, ran *bool) {
 	walk = func(c *cobra.Command) {
 		if run := c.RunE; run != nil {
 			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if err := emptyPaths(cmd); err != nil {
+					return err
+				}
 				*ran = true
 				return run(cmd, args)
 			}
@@ -131,4 +135,20 @@ func jsonRequested(args []string) bool {
 		}
 	}
 	return on
+}
+
+// pathFlags name files and directories wherever a command has them.
+var pathFlags = map[string]bool{"out": true, "run": true, "hf": true, "config": true, "init-from": true, "tokenizer": true, "input": true}
+
+// emptyPaths refuses a path flag given as "" (an unset shell variable, as
+// in --out "$RUN"): taken as a path it is the current directory, and
+// `train --out ""` made that a half-made run before it failed.
+func emptyPaths(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if err == nil && pathFlags[f.Name] && f.Value.String() == "" {
+			err = usageErrorf("%s: --%s \"\": want a path (an unset variable?)", cmd.Name(), f.Name)
+		}
+	})
+	return err
 }

@@ -143,8 +143,17 @@ func (opts *trainOptions) settings(cmd *cobra.Command) []train.Setting {
 func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	var cfg train.Config
 	if opts.resume && opts.overwrite {
-		return fmt.Errorf("train: --resume continues the run in %s, --overwrite deletes it: give one", opts.out)
+		return usageErrorf("train: --resume continues the run in %s, --overwrite deletes it: give one", opts.out)
 	}
+	defer func() {
+		// a configuration the library refuses (a value out of range, EST
+		// stages that do not fit the run) is the command line's: exit 2
+		if errors.Is(err, train.ErrConfig) {
+			if u := (*usageError)(nil); !errors.As(err, &u) {
+				err = &usageError{err}
+			}
+		}
+	}()
 	switch {
 	case opts.reduceDType != "fp32" && opts.reduceDType != "bf16":
 		return usageErrorf("train: --reduce-dtype %q: fp32 or bf16", opts.reduceDType)

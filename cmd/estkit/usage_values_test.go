@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -35,6 +37,39 @@ func TestCommandValuesAreUsage(t *testing.T) {
 	} {
 		if _, errs, code := run(t, args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d (usage): %s", args, code, exitUsage, errs)
+		}
+	}
+}
+
+// TestEmptyPathFlagsRefused: a path flag given as "" (an unset shell
+// variable) is a usage error before anything is written: `--out ""` used
+// to make the current directory a half-made run.
+func TestEmptyPathFlagsRefused(t *testing.T) {
+	dir := t.TempDir()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chdir(wd) })
+	for _, args := range [][]string{
+		{"train", "--preset", "gpt2-tiny", "--data", dir, "--out", ""},
+		{"train", "--resume", "--out", ""},
+		{"ingest", "--out", "", dir},
+		{"eval", "--run", ""},
+		{"sample", "--run", ""},
+		{"export", "--run", "", "--hf", filepath.Join(dir, "hf")},
+		{"export", "--run", dir, "--hf", ""},
+		{"est-trace", "--run", ""},
+	} {
+		_, errs, code := run(t, args...)
+		if code != exitUsage || !strings.Contains(errs, `""`) {
+			t.Errorf("%q: exit %d, %q (want exit %d naming the empty value)", args, code, errs, exitUsage)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("%q wrote into the current directory: %v", args, entries)
 		}
 	}
 }
