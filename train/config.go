@@ -584,6 +584,18 @@ func (c *Config) checkEST() error {
 		if err := c.Schedule.Check(); err != nil {
 			return fmt.Errorf("%w (%w)", err, ErrConfig)
 		}
+		// a stage ending past the run would be recorded but never reached
+		// (a preset scaled to fewer steps than it has stages gives ends
+		// 1, 2, 3 for a run of 1); steps past the last end train in the
+		// last stage, as an extended run's do
+		if ends := c.Schedule.Ends; len(ends) > 0 && c.horizon() > 0 && ends[len(ends)-1] > c.horizon() {
+			what := "est-stages " + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ends)), ","), "[]")
+			if c.EST != "custom" {
+				what = fmt.Sprintf("est %s's %d stages", c.EST, len(ends))
+			}
+			return fmt.Errorf("train: %w: %s end past the run's %d steps (stage ends %v): give at least %d steps, or stages that end by step %d",
+				ErrConfig, what, c.horizon(), ends, ends[len(ends)-1], c.horizon())
+		}
 	}
 	return nil
 }

@@ -402,3 +402,27 @@ func TestConfigEncodingUnchanged(t *testing.T) {
 		t.Errorf("keys\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestESTStagesFitTheRun: a stage that ends past the run's last step (its
+// horizon) is refused, whether the stages were given or a preset's were
+// scaled to fewer steps than it has stages; a preset scales to the horizon
+// a config file gives, not to --steps.
+func TestESTStagesFitTheRun(t *testing.T) {
+	for _, tc := range [][]string{
+		{"data", "d", "steps", "10", "est-stages", "5,20", "est-rates", "0.5:0.5:1,1:1:1"},
+		{"data", "d", "steps", "2", "est", "est-gpt2"},
+		{"data", "d", "steps", "1", "est", "est-tinyllama"},
+	} {
+		if _, err := resolve(t, tc...); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "stage") {
+			t.Errorf("%v: %v (want a refusal naming the stages)", tc, err)
+		}
+	}
+	if _, err := resolve(t, "data", "d", "steps", "10", "est-stages", "5,10", "est-rates", "0.5:0.5:1,1:1:1"); err != nil {
+		t.Errorf("stages ending at the last step: %v", err)
+	}
+	file := writeFile(t, "h.json", `{"horizon": 20, "est": "est-gpt2"}`)
+	cfg, err := resolve(t, "config", file, "data", "d", "steps", "10")
+	if err != nil || cfg.Schedule == nil || cfg.Schedule.Ends[2] != 20 {
+		t.Errorf("horizon 20 from the file with est-gpt2: %v, %v (want the preset scaled to 20 steps)", cfg.Schedule, err)
+	}
+}

@@ -137,7 +137,7 @@ func init() {
 				c.EST, c.Schedule = v, nil // a preset's schedule is derived once the steps are known
 				return nil
 			}},
-		{Name: "est-stages", Kind: "string", Usage: "custom EST stage ends in steps, e.g. 100,300,600 (with --est-rates)", key: "schedule"},
+		{Name: "est-stages", Kind: "string", Usage: "custom EST stage ends in steps, e.g. 100,300,600 (with --est-rates; none past --steps, and steps after the last end train in the last stage)", key: "schedule"},
 		{Name: "est-rates", Kind: "string", Usage: "custom EST rates per stage, pH:pM:pL, e.g. 0.5:0.5:0.5,0.5:0.5:1,1:1:1 (with --est-stages)", key: "schedule"},
 		samplerText("layer-mode", "fixed", "sampled blocks: fixed (exactly round(L·pL)) or bernoulli", func(c *Config) *string { return &c.Sampler.LayerMode }, LayerModeFixed, LayerModeBernoulli),
 		{Name: "shared", Kind: "bool", Default: "false", Usage: "every block uses the same sampled heads and neurons", key: "sampler",
@@ -287,8 +287,8 @@ func Resolve(set []Setting) (Config, error) {
 	if !keys["min_lr"] {
 		cfg.MinLR = cfg.LR / 10
 	}
-	if p, ok := ESTPresets[cfg.EST]; ok && cfg.Schedule == nil && p.Check() == nil && cfg.Steps > 0 {
-		s := p.Scaled(cfg.Steps)
+	if p, ok := ESTPresets[cfg.EST]; ok && cfg.Schedule == nil && p.Check() == nil && cfg.horizon() > 0 {
+		s := p.Scaled(cfg.horizon())
 		cfg.Schedule = &s
 	}
 	cfg.Defaults()

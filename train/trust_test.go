@@ -239,6 +239,7 @@ func TestCheckpointCorruption(t *testing.T) {
 	set := tokenSet(t)
 	cfg := tinyRun(set)
 	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 3, 0, 0
+	cfg.Horizon = 6 // the first 3 steps of tinyRun's 6-step schedule
 	run := filepath.Join(t.TempDir(), "run")
 	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
 		t.Fatal(err)
@@ -288,6 +289,7 @@ func TestLoadRunChecksConfig(t *testing.T) {
 	set := tokenSet(t)
 	cfg := tinyRun(set)
 	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 0, 0
+	cfg.Horizon = 6 // the first 2 steps of tinyRun's 6-step schedule
 	run := filepath.Join(t.TempDir(), "run")
 	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
 		t.Fatal(err)
@@ -353,6 +355,7 @@ func TestExportRefusesRun(t *testing.T) {
 	set := tokenSet(t)
 	cfg := tinyRun(set)
 	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 0, 0
+	cfg.Horizon = 6 // the first 2 steps of tinyRun's 6-step schedule
 	run := filepath.Join(t.TempDir(), "run")
 	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
 		t.Fatal(err)

@@ -127,7 +127,7 @@ func TestStableEnd(t *testing.T) {
 // given, is said to be so, not to "have no checkpoint".
 func TestRunReadersMissingRun(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
-	for _, c := range []struct{ run, want string }{{missing, missing + " does not exist"}, {"", "no run directory given"}} {
+	for _, c := range []struct{ run, want string }{{missing, missing + " does not exist"}, {"", `--run "": want a path`}} {
 		_, errs, code := run(t, "-q", "eval", "--run", c.run)
 		if code == 0 || !strings.Contains(errs, c.want) {
 			t.Errorf("eval --run %q: exit %d, %q (want %q)", c.run, code, errs, c.want)

@@ -92,7 +92,7 @@ est-tinyllama (our reconstruction of the paper's TinyLlama schedule: the same
 rates over 0.2, 0.2 and 0.6 of the run, 25.0% of the block FLOPs saved).`,
 		Example: `  estkit train --preset gpt2-tiny --data tok/owt --out runs/a --steps 300 --est est-gpt2
   estkit train --preset llama-tiny --data tok/slim:0.693584 --data tok/code:0.306416 --out runs/l --est est-tinyllama
-  estkit train --preset gpt2-mini --data tok/slim:0.7 --data tok/code:0.3 --out runs/b --est-stages 100,300 --est-rates 0.5:0.5:1,1:1:1
+  estkit train --preset gpt2-mini --data tok/slim:0.7 --data tok/code:0.3 --out runs/b --steps 300 --est-stages 100,300 --est-rates 0.5:0.5:1,1:1:1
   estkit train --out runs/a --resume
   estkit train --out runs/a --resume --steps 600`,
 		Args: cobra.NoArgs,
