@@ -445,7 +445,7 @@ func (c *Config) Check() error {
 	}
 	nonNegInt("warmup", c.Warmup)
 	nonNegInt("eval_every", c.EvalEvery)
-	posInt("eval_batches", c.EvalBatches)
+	nonNegInt("eval_batches", c.EvalBatches) // 0: no evaluation
 	nonNegInt("checkpoint_every", c.CheckpointEvery)
 	posInt("keep_checkpoints", c.KeepCheckpoints)
 	nonNegInt("horizon", c.Horizon)
@@ -637,7 +637,7 @@ func (c *Config) LRAt(step int) float64 {
 // evalAt says whether the run evaluates after steps steps are done: every
 // EvalEvery steps (0: never in between) and always at the end.
 func (c *Config) evalAt(steps int) bool {
-	return steps == c.Steps || c.EvalEvery > 0 && steps%c.EvalEvery == 0
+	return c.EvalBatches > 0 && (steps == c.Steps || c.EvalEvery > 0 && steps%c.EvalEvery == 0)
 }
 
 // encode is the configuration as config.json holds it and its hash (the

@@ -38,7 +38,7 @@ func TestResolveNumbers(t *testing.T) {
 	for name, w := range map[string]want{
 		"steps": {}, "batch": {}, "seq": {}, "accum": {}, "lr": {}, "min-lr": {zero: true}, "warmup": {zero: true},
 		"beta1": {zero: true}, "beta2": {zero: true}, "eps": {}, "weight-decay": {zero: true}, "clip": {zero: true},
-		"neuron-group": {}, "eval-every": {zero: true}, "eval-batches": {}, "checkpoint-every": {zero: true}, "keep-checkpoints": {},
+		"neuron-group": {}, "eval-every": {zero: true}, "eval-batches": {zero: true}, "checkpoint-every": {zero: true}, "keep-checkpoints": {},
 		"seed": {zero: true},
 	} {
 		key := strings.ReplaceAll(name, "-", "_")

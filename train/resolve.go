@@ -154,7 +154,7 @@ func init() {
 		samplerText("est-update", "dense", "AdamW on unsampled heads and neurons: dense (zero gradient, still moved by momentum and decay) or sampled (left as they are)", func(c *Config) *string { return &c.Sampler.Update }, "dense", "sampled"),
 		textOpt("sample-every", "step", "draw a subnetwork per optimizer step or per microbatch", func(c *Config) any { return &c.SampleEvery }),
 		intOpt("eval-every", "0", "val loss every N steps, and always at the end (0: at the end only)", true, func(c *Config) *int { return &c.EvalEvery }),
-		intOpt("eval-batches", "4", "batches of the val split per evaluation", true, func(c *Config) *int { return &c.EvalBatches }),
+		intOpt("eval-batches", "4", "batches of the val split per evaluation (0: no evaluation, and no val split needed)", true, func(c *Config) *int { return &c.EvalBatches }),
 		intOpt("checkpoint-every", "0", "checkpoint every N steps, and always at the end (0: at the end only)", true, func(c *Config) *int { return &c.CheckpointEvery }),
 		intOpt("keep-checkpoints", "2", "checkpoints to keep (the latest ones)", true, func(c *Config) *int { return &c.KeepCheckpoints }),
 	}
@@ -791,16 +791,21 @@ func configDiff(a, b *Config) []string {
 }
 
 // checkValSplit refuses, before any step, a first data set whose val
-// split cannot give one evaluation window: every run evaluates at its end.
+// split cannot give one evaluation window: a run evaluates at its end,
+// unless eval_batches is 0.
 func checkValSplit(data []shards.Weighted, cfg *Config) error {
+	if cfg.EvalBatches == 0 {
+		return nil
+	}
+	const remedy = "reshard with a larger --val-fraction, or give --eval-batches 0 to train without evaluation"
 	s := data[0].Set
 	st, err := s.Stream(shards.Val)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; the run evaluates on it (%s)", err, remedy)
 	}
 	if (st.Tokens-1)/int64(cfg.Seq) <= 0 {
-		return fmt.Errorf("train: %s: the val split holds %d tokens, fewer than one sequence of seq+1 = %d; the run evaluates on it at the end (reshard with a larger --val-fraction)",
-			s.Dir, st.Tokens, cfg.Seq+1)
+		return fmt.Errorf("train: %s: the val split holds %d tokens, fewer than one sequence of seq+1 = %d; the run evaluates on it at the end (%s)",
+			s.Dir, st.Tokens, cfg.Seq+1, remedy)
 	}
 	return nil
 }

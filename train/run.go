@@ -30,6 +30,9 @@ type StepRecord struct {
 	FLOPs      FLOPs   `json:"flops"`      // done this step
 	FullFLOPs  FLOPs   `json:"full_flops"` // the full model's
 	ValLoss    float64 `json:"val_loss,omitempty"`
+	// the val batches ValLoss averages: eval_batches, or all the val
+	// split holds where it holds fewer
+	ValBatches int `json:"val_batches,omitempty"`
 }
 
 // setPrecisions selects the precision of ops' matrix products and
@@ -244,10 +247,10 @@ func (st *runState) writeStages(out string) error {
 	return nil
 }
 
-// evalLoss is the mean loss over the first EvalBatches batches of the val
-// split (sequential windows), full model.
-func evalLoss(m Model, data []shards.Weighted, cfg *Config) (float64, error) {
-	return evalSplit(m, data, cfg, shards.Val)
+// evalLoss is the mean loss over EvalBatches batches of the val split
+// (or all it holds, where fewer), full model, and how many it averaged.
+func evalLoss(m Model, data []shards.Weighted, cfg *Config) (float64, int, error) {
+	return evalBatches(m, data, cfg, shards.Val)
 }
 
 // evalSplit is the mean loss of the full model over cfg.EvalBatches

@@ -30,14 +30,16 @@ type Session struct {
 	// weights and moments on Resume.
 	Model Model
 
-	ops    kernels.Ops
-	out    string
-	opts   Options
-	log    *slog.Logger
-	data   []shards.Weighted
-	loader *shards.Loader
-	rd     *runDir // the run directory, locked; nil on a rank that writes nothing
-	st     runState
+	ops  kernels.Ops
+	out  string
+	opts Options
+	log  *slog.Logger
+	// warnedEval: the capped evaluation was said once
+	warnedEval bool
+	data       []shards.Weighted
+	loader     *shards.Loader
+	rd         *runDir // the run directory, locked; nil on a rank that writes nothing
+	st         runState
 
 	startStep int       // steps done when the session opened
 	savedStep int       // steps done at the last checkpoint (or at the open)
@@ -394,14 +396,18 @@ func (s *Session) Record(r *StepResult) error {
 		return nil
 	}
 	if cfg.evalAt(st.Step) {
-		v, err := evalLoss(s.Model, s.data, cfg)
+		v, n, err := evalLoss(s.Model, s.data, cfg)
 		if err != nil {
 			return err
 		}
 		if err := diverged("val loss", v, rec.Step); err != nil {
 			return err
 		}
-		rec.ValLoss = v
+		rec.ValLoss, rec.ValBatches = v, n
+		if n < cfg.EvalBatches && !s.warnedEval {
+			s.warnedEval = true
+			s.log.Warn(fmt.Sprintf("eval_batches %d: the val split holds %d batches of %d×%d; each evaluation averages them all (val_batches in metrics.jsonl)", cfg.EvalBatches, n, cfg.Batch, cfg.Seq))
+		}
 	}
 	if err := appendJSON(s.rd.metrics, rec); err != nil {
 		return err

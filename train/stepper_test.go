@@ -43,7 +43,7 @@ func lineage(t *testing.T, run string) [][][]shards.SeqRef {
 // deterministic is r without what varies from run to run (timing) or what
 // the Session fills in (the run's tokens, evaluations).
 func deterministic(r StepRecord) StepRecord {
-	r.TokensPerS, r.MS, r.DataWaitMS, r.Tokens, r.ValLoss = 0, 0, 0, 0, 0
+	r.TokensPerS, r.MS, r.DataWaitMS, r.Tokens, r.ValLoss, r.ValBatches = 0, 0, 0, 0, 0, 0
 	return r
 }
 

@@ -82,7 +82,7 @@ func TestTrainOptionsCLI(t *testing.T) {
 		{"accum", "0", "accum"}, {"accum", "-3", "accum"}, {"neuron-group", "0", "neuron_group"}, {"neuron-group", "-4", "neuron_group"},
 		{"neuron-group", "3", "neuron_group"}, {"clip", "NaN", "clip"}, {"clip", "-1", "clip"}, {"weight-decay", "-0.1", "weight_decay"},
 		{"weight-decay", "Inf", "weight_decay"}, {"eps", "0", "eps"}, {"eps", "NaN", "eps"}, {"beta1", "1", "beta1"}, {"beta2", "NaN", "beta2"},
-		{"beta2", "-0.5", "beta2"}, {"batch", "0", "batch"}, {"seq", "-3", "seq"}, {"steps", "0", "steps"}, {"eval-batches", "0", "eval_batches"},
+		{"beta2", "-0.5", "beta2"}, {"batch", "0", "batch"}, {"seq", "-3", "seq"}, {"steps", "0", "steps"}, {"eval-batches", "-1", "eval_batches"},
 		{"keep-checkpoints", "0", "keep_checkpoints"}, {"keep-checkpoints", "-1", "keep_checkpoints"}, {"decay", "cos", "decay"},
 		{"order", "random", "order"}, {"matmul", "fp16", "matmul"}, {"est", "est-gpt3", "est"}, {"data", tok + ":0.5x", "weight"},
 		{"data", tok + ":-1", "weight"}, {"data", tok + ":NaN", "weight"}, {"eps", "1e-320", "want at least"}, {"lr", "1e-320", "lr"},
@@ -213,6 +213,35 @@ func TestTrainEvalCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(runDir, "metrics.jsonl")); err == nil {
 		t.Error("an empty val split was found after steps had run")
+	}
+	// the refusal says how to train without evaluation, and that works:
+	// --eval-batches 0 evaluates never, so no val split is needed
+	if _, errs, _ := run(t, "-q", "train", "--config", conf, "--data", empty, "--steps", "2", "--batch", "2", "--seq", "16", "--out", runDir); !strings.Contains(errs, "--eval-batches 0") {
+		t.Errorf("an empty val split: %q names no way to train without evaluation", errs)
+	}
+	noEval := filepath.Join(dir, "noeval")
+	if _, errs, code := run(t, "-q", "train", "--config", conf, "--data", empty, "--steps", "2", "--batch", "2", "--seq", "16", "--eval-batches", "0", "--eval-every", "1", "--out", noEval); code != 0 {
+		t.Fatalf("--eval-batches 0 on a set without a val split: exit %d %q", code, errs)
+	}
+	for _, line := range metricLines(t, noEval) {
+		if _, ok := line["val_loss"]; ok {
+			t.Errorf("--eval-batches 0: a val loss was recorded: %v", line)
+		}
+	}
+	// more batches than the val split holds: the number that ran is
+	// recorded beside the loss, and said once
+	capped := filepath.Join(dir, "capped")
+	_, errs, code = run(t, "train", "--config", conf, "--data", tok, "--steps", "2", "--batch", "2", "--seq", "16", "--eval-batches", "100000", "--out", capped)
+	if code != 0 {
+		t.Fatalf("--eval-batches 100000: exit %d %q", code, errs)
+	}
+	m = metricLines(t, capped)
+	n, ok := m[len(m)-1]["val_batches"].(float64)
+	if !ok || n <= 0 || n >= 100000 {
+		t.Errorf("--eval-batches 100000: val_batches %v in %v (want the number that ran)", m[len(m)-1]["val_batches"], m[len(m)-1])
+	}
+	if !strings.Contains(errs, "100000") || !strings.Contains(errs, "val split holds") {
+		t.Errorf("--eval-batches 100000: nothing said of the cap: %q", errs)
 	}
 }
 
