@@ -804,13 +804,13 @@ func (r Resumable) apply(c *Config) {
 // as every reader of a checkpoint checks them.
 func latestSettings(dir string) (*Resumable, error) {
 	if _, err := os.Stat(filepath.Join(dir, ckptDir, latestName)); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil // Run refuses to resume it, saying none was written
 	}
 	ck, err := latestCheckpoint(dir)
 	if err != nil {
 		return nil, err
 	}
-	m, err := readManifest(ck)
+	m, err := readLatestManifest(dir, ck)
 	if err != nil {
 		return nil, err
 	}
@@ -821,7 +821,7 @@ func latestSettings(dir string) (*Resumable, error) {
 		}
 		spath := filepath.Join(ck, f.Name)
 		if err := verifyFile(spath, f, mpath); err != nil {
-			return nil, err
+			return nil, withRecovery(dir, ck, err)
 		}
 		b, err := os.ReadFile(spath)
 		if err != nil {
@@ -829,11 +829,11 @@ func latestSettings(dir string) (*Resumable, error) {
 		}
 		var st runState
 		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("train: %s: %w: %v", spath, ErrCorrupt, err)
+			return nil, withRecovery(dir, ck, fmt.Errorf("train: %s: %w: %v", spath, ErrCorrupt, err))
 		}
 		return st.Settings, nil
 	}
-	return nil, fmt.Errorf("train: %s: %w: lists no state.json", mpath, ErrCorrupt)
+	return nil, withRecovery(dir, ck, fmt.Errorf("train: %s: %w: lists no state.json", mpath, ErrCorrupt))
 }
 
 // configDiff names the config.json keys whose values differ.
