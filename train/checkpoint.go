@@ -426,6 +426,9 @@ func latestCheckpoint(run string) (string, error) {
 			if newest := newestCheckpoint(run); newest != "" {
 				return "", fmt.Errorf("train: %s is missing, but the run holds complete checkpoints, the newest %s: restore latest to name it (printf %s > %s)", path, newest, newest, path)
 			}
+			if _, serr := os.Stat(filepath.Join(run, "config.json")); serr == nil {
+				return "", fmt.Errorf("train: %s: no checkpoint was written yet (a run writes one every --checkpoint-every steps, at its end, and when interrupted after a step): its training stopped before the first, so there is nothing to resume or read; train with --overwrite in place of --resume to start it again", run)
+			}
 			return "", fmt.Errorf("train: %s has no checkpoint (a run writes one at its end and every --checkpoint-every steps): is it a run directory, or was its training stopped before the first?", run)
 		}
 		return "", fmt.Errorf("train: %w", err)

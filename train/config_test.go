@@ -221,12 +221,48 @@ func TestResolveResume(t *testing.T) {
 		t.Errorf("resume without changes: %+v %v", again, err)
 	}
 	_, err = ResolveResume(dir, []Setting{{"lr", "1"}, {"steps", "50"}, {"data", "e"}, {"clip", "0"}})
-	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "--lr, --data, --clip cannot change") {
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "--lr 1 (the run's lr is 0.0006); --data e (the run's data is ") || !strings.Contains(err.Error(), "; --clip 0 (the run's clip is 1) cannot change") {
 		t.Errorf("refused changes: %v", err)
 	}
 	for _, bad := range []Setting{{"steps", "0"}, {"eval-every", "-1"}, {"steps", "NaN"}} {
 		if _, err := ResolveResume(dir, []Setting{bad}); !errors.Is(err, ErrConfig) {
 			t.Errorf("resume --%s %s: %v", bad.Name, bad.Value, err)
+		}
+	}
+}
+
+// TestResumeFloatSettings: a float setting --resume cannot change is
+// accepted when the optimizer would use it identically (equal as float32,
+// the precision AdamW computes in): min_lr defaults to lr/10, which is
+// 5.9999999999999995e-05 for lr 6e-4, and --min-lr 6e-5 is that value. A
+// refusal shows the run's value beside the one given.
+func TestResumeFloatSettings(t *testing.T) {
+	cfg, err := resolve(t, "data", "d", "steps", "4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MinLR == 6e-5 {
+		t.Fatalf("min_lr %v: the test needs lr/10 to differ from 6e-5 in float64", cfg.MinLR)
+	}
+	dir := t.TempDir()
+	b, _, _ := configBytes(&cfg)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ResolveResume(dir, []Setting{{"min-lr", "6e-5"}, {"lr", "6e-4"}, {"eps", "1e-8"}})
+	if err != nil {
+		t.Fatalf("--min-lr 6e-5 on a run at lr/10 = %v: %v", cfg.MinLR, err)
+	}
+	if got.MinLR != cfg.MinLR {
+		t.Errorf("accepted --min-lr 6e-5 changed the run's min_lr %v to %v (a resume keeps it exact)", cfg.MinLR, got.MinLR)
+	}
+	_, err = ResolveResume(dir, []Setting{{"min-lr", "7e-5"}, {"clip", "0.5"}})
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("--min-lr 7e-5 --clip 0.5: %v", err)
+	}
+	for _, want := range []string{"--min-lr 7e-5 (the run's min_lr is 5.9999999999999995e-05)", "--clip 0.5 (the run's clip is 1)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
 		}
 	}
 }

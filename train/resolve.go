@@ -535,7 +535,7 @@ func ResolveResume(dir string, set []Setting) (Config, error) {
 			}
 		}
 		return Config{}, fmt.Errorf("train: %w: --resume continues %s as configured: %s cannot change (only %s can; start a new run for the others)",
-			ErrConfig, dir, strings.Join(refused, ", "), strings.Join(ok, ", "))
+			ErrConfig, dir, strings.Join(refused, "; "), strings.Join(ok, ", "))
 	}
 	if cfg.Steps != base.Steps {
 		cfg.Horizon = base.horizon()
@@ -554,6 +554,7 @@ func changedSettings(cfg *Config, set []Setting) ([]string, error) {
 	var refused []string
 	var data []Data
 	dataGiven, dataAt := false, 0
+	var dataText []string
 	for _, s := range set {
 		o, err := option(s.Name)
 		if err != nil {
@@ -568,7 +569,11 @@ func changedSettings(cfg *Config, set []Setting) ([]string, error) {
 		case optPreset:
 			p, ok := Presets[s.Value]
 			if !ok || p != cfg.Model {
-				refused = append(refused, "--"+s.Name)
+				run := "the run's preset is " + cfg.Preset
+				if cfg.Preset == "" {
+					run = "the run's model, from no preset, is " + shown(fields(cfg)["model"])
+				}
+				refused = append(refused, "--"+s.Name+" "+s.Value+" ("+run+")")
 			}
 			continue
 		case optData:
@@ -580,6 +585,7 @@ func changedSettings(cfg *Config, set []Setting) ([]string, error) {
 				dataAt = len(refused) // named in the order given
 			}
 			data, dataGiven = append(data, d), true
+			dataText = append(dataText, s.Value)
 			continue
 		case optConfig:
 			if keys, err = applyConfigFile(&x, s.Value); err != nil {
@@ -610,12 +616,17 @@ func changedSettings(cfg *Config, set []Setting) ([]string, error) {
 			}
 		}
 		if diff := differ(cfg, &x, keys); len(diff) > 0 {
-			what := "--" + s.Name
-			if s.Name == optConfig {
-				sort.Strings(diff)
-				what += " " + s.Value + " (its " + strings.Join(diff, ", ") + ")"
+			sort.Strings(diff)
+			fa, fx := fields(cfg), fields(&x)
+			var was []string
+			for _, k := range diff {
+				if s.Name == optConfig {
+					was = append(was, "its "+k+" is "+shown(fx[k])+", the run's "+shown(fa[k]))
+				} else {
+					was = append(was, "the run's "+k+" is "+shown(fa[k]))
+				}
 			}
-			refused = append(refused, what)
+			refused = append(refused, "--"+s.Name+" "+s.Value+" ("+strings.Join(was, "; ")+")")
 		}
 	}
 	if dataGiven {
@@ -631,7 +642,12 @@ func changedSettings(cfg *Config, set []Setting) ([]string, error) {
 			same = data[i].Dir == dir && data[i].Weight == cfg.Data[i].Weight
 		}
 		if !same {
-			refused = slices.Insert(refused, dataAt, "--"+optData)
+			var run []string
+			for _, d := range cfg.Data {
+				run = append(run, d.Dir+":"+strconv.FormatFloat(d.Weight, 'g', -1, 64))
+			}
+			what := "--" + optData + " " + strings.Join(dataText, " --"+optData+" ") + " (the run's data is " + strings.Join(run, ", ") + ")"
+			refused = slices.Insert(refused, dataAt, what)
 		}
 	}
 	return refused, nil
@@ -680,16 +696,68 @@ func applyConfigFile(x *Config, file string) ([]string, error) {
 }
 
 // differ names the keys whose config.json values differ between a and b;
-// a data set's key is not compared (b's are not yet read).
+// a data set's key is not compared (b's are not yet read). A float
+// setting differs only where it differs as float32, the precision the
+// optimizer computes in: min_lr's default lr/10 (5.9999999999999995e-05
+// for lr 6e-4) and a given 6e-5 train alike, and the run keeps its own
+// value, so the resume stays exact.
 func differ(a, b *Config, keys []string) []string {
 	fa, fb := fields(a), fields(b)
+	floats := floatKeys()
 	var d []string
 	for _, k := range keys {
-		if string(fa[k]) != string(fb[k]) {
-			d = append(d, k)
+		if string(fa[k]) == string(fb[k]) {
+			continue
 		}
+		if floats[k] {
+			x, errx := strconv.ParseFloat(string(fa[k]), 64)
+			y, erry := strconv.ParseFloat(string(fb[k]), 64)
+			if errx == nil && erry == nil && float32(x) == float32(y) {
+				continue
+			}
+		}
+		d = append(d, k)
 	}
 	return d
+}
+
+// floatKeys are the config.json keys of Config's float64 settings (lr,
+// min_lr, AdamW's and clip), found in the struct so a new one is not
+// missed.
+func floatKeys() map[string]bool {
+	keys := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for f := range t.Fields() {
+			switch {
+			case f.Anonymous && f.Type.Kind() == reflect.Struct:
+				walk(f.Type)
+			case f.Type.Kind() == reflect.Float64:
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				keys[name] = true
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	return keys
+}
+
+// shown is a config.json value as a refusal quotes it: a string without
+// its quotes, a float in Go's shortest form (as the flag would give it,
+// 5.9999999999999995e-05 where JSON writes 0.000059999999999999995),
+// anything else as encoded.
+func shown(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	if f, err := strconv.ParseFloat(string(v), 64); err == nil && bytes.ContainsAny(v, ".eE") {
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	if v == nil {
+		return "absent"
+	}
+	return string(v)
 }
 
 // fields is c's config.json encoding by key, its data without keys.
@@ -736,13 +804,13 @@ func (r Resumable) apply(c *Config) {
 // as every reader of a checkpoint checks them.
 func latestSettings(dir string) (*Resumable, error) {
 	if _, err := os.Stat(filepath.Join(dir, ckptDir, latestName)); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil // Run refuses to resume it, saying none was written
 	}
 	ck, err := latestCheckpoint(dir)
 	if err != nil {
 		return nil, err
 	}
-	m, err := readManifest(ck)
+	m, err := readLatestManifest(dir, ck)
 	if err != nil {
 		return nil, err
 	}
@@ -753,7 +821,7 @@ func latestSettings(dir string) (*Resumable, error) {
 		}
 		spath := filepath.Join(ck, f.Name)
 		if err := verifyFile(spath, f, mpath); err != nil {
-			return nil, err
+			return nil, withRecovery(dir, ck, err)
 		}
 		b, err := os.ReadFile(spath)
 		if err != nil {
@@ -761,11 +829,11 @@ func latestSettings(dir string) (*Resumable, error) {
 		}
 		var st runState
 		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("train: %s: %w: %v", spath, ErrCorrupt, err)
+			return nil, withRecovery(dir, ck, fmt.Errorf("train: %s: %w: %v", spath, ErrCorrupt, err))
 		}
 		return st.Settings, nil
 	}
-	return nil, fmt.Errorf("train: %s: %w: lists no state.json", mpath, ErrCorrupt)
+	return nil, withRecovery(dir, ck, fmt.Errorf("train: %s: %w: lists no state.json", mpath, ErrCorrupt))
 }
 
 // configDiff names the config.json keys whose values differ.

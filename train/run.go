@@ -109,6 +109,11 @@ type Options struct {
 	Overwrite bool
 	Logger    *slog.Logger
 	Progress  func(r StepRecord, eta time.Duration) // after each step
+	// Resumed, when set, is called once a resume has loaded its
+	// checkpoint, with the run's summary up to it, so that running totals
+	// built from Progress (the command's block FLOPs saved) cover the
+	// whole run and not only the steps this process runs.
+	Resumed func(*Summary)
 	// MemoryLimit is the memory in bytes the run may use: 0, what the
 	// machine has available (checkMemory); below 0, no check.
 	MemoryLimit int64
@@ -306,13 +311,26 @@ func appendJSON(f *os.File, v any) error {
 	return nil
 }
 
-// Summary is what a run did, per stage.
+// Summary is what a run did, per stage: the whole run's, over every
+// process that trained it.
 type Summary struct {
 	Steps  int
 	Tokens int64
 	Stages []StageStats
+	// ResumedAt is the steps done before this process resumed the run
+	// (0: it started it), so that Steps-ResumedAt are its own.
+	ResumedAt int
 }
 
 func (st *runState) summary() *Summary {
 	return &Summary{Steps: st.Step, Tokens: st.Tokens, Stages: st.Stages}
+}
+
+// BlockFLOPs are the FLOPs the run's steps did in the transformer blocks
+// and those the full model would have, summed over its stages.
+func (s *Summary) BlockFLOPs() (done, full float64) {
+	for _, st := range s.Stages {
+		done, full = done+st.FLOPs.Blocks, full+st.FullFLOPs.Blocks
+	}
+	return done, full
 }

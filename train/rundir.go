@@ -137,12 +137,12 @@ func ReadRunConfig(run string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := readManifest(dir)
+	m, err := readLatestManifest(run, dir)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkConfigRecord(run, dir, cb, m); err != nil {
-		return nil, err
+		return nil, withRecovery(run, dir, err)
 	}
 	return cfg, nil
 }
@@ -559,6 +559,83 @@ func openCheckpoint(run string) (*openedCheckpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := readLatestManifest(run, dir); err != nil {
+		return nil, err
+	}
+	c, err := checkCheckpoint(run, dir, cfg, cb)
+	if err != nil {
+		return nil, withRecovery(run, dir, err)
+	}
+	return c, nil
+}
+
+// readLatestManifest reads the manifest of dir, the checkpoint run's
+// latest names, saying so when dir is missing, and adding to a failure
+// the way back to an older intact checkpoint (withRecovery).
+func readLatestManifest(run, dir string) (*ckptManifest, error) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, withRecovery(run, dir, fmt.Errorf("train: %w: checkpoint %s named by %s is missing", ErrCorrupt, filepath.Base(dir), filepath.Join(run, ckptDir, latestName)))
+	}
+	m, err := readManifest(dir)
+	if err != nil {
+		return nil, withRecovery(run, dir, err)
+	}
+	return m, nil
+}
+
+// withRecovery adds to err, the failure of run's latest checkpoint dir,
+// the newest older checkpoint that checks out in full and how to resume
+// from it. estkit moves and deletes none of them itself: which to keep is
+// the user's call.
+func withRecovery(run, dir string, err error) error {
+	older := intactBefore(run, dir)
+	if older == "" {
+		return err
+	}
+	base := filepath.Join(run, ckptDir)
+	move := ""
+	if _, serr := os.Stat(dir); serr == nil {
+		// a resume from older writes dir's step again, and refuses a
+		// directory of that name it cannot read
+		move = fmt.Sprintf("move %s out of %s, then ", filepath.Base(dir), base)
+	}
+	return fmt.Errorf("%w; checkpoint %s is intact: to resume from it, %spoint latest at it (printf %s > %s)", err, older, move, older, filepath.Join(base, latestName))
+}
+
+// intactBefore is the name of run's newest checkpoint older than dir that
+// checks out in full against run's config.json as openCheckpoint checks
+// the latest, or "".
+func intactBefore(run, dir string) string {
+	cfg, cb, err := readRunConfig(run)
+	if err != nil {
+		return ""
+	}
+	latest, ok := parseStepName(filepath.Base(dir))
+	if !ok {
+		return ""
+	}
+	ents, err := os.ReadDir(filepath.Join(run, ckptDir))
+	if err != nil {
+		return ""
+	}
+	var older []int
+	for _, e := range ents {
+		if step, ok := parseStepName(e.Name()); ok && e.IsDir() && step < latest {
+			older = append(older, step)
+		}
+	}
+	slices.Sort(older)
+	for _, step := range slices.Backward(older) {
+		if _, err := checkCheckpoint(run, filepath.Join(run, ckptDir, stepName(step)), cfg, cb); err == nil {
+			return stepName(step)
+		}
+	}
+	return ""
+}
+
+// checkCheckpoint checks checkpoint dir of run against run's config.json
+// (cfg, its bytes cb) and its own manifest, as openCheckpoint describes.
+func checkCheckpoint(run, dir string, cfg *Config, cb []byte) (*openedCheckpoint, error) {
 	m, err := readManifest(dir)
 	if err != nil {
 		return nil, err

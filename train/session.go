@@ -280,6 +280,9 @@ func (s *Session) resume(ckpt *openedCheckpoint) error {
 		}
 		loaderState = &s.st.Loader
 		s.log.Info("resumed", "checkpoint", ckpt.dir, "step", s.st.Step)
+		if s.opts.Resumed != nil {
+			s.opts.Resumed(s.st.summary())
+		}
 	}
 	settings := resumableOf(cfg)
 	s.st.Settings = &settings // recorded by the next checkpoint
@@ -476,7 +479,9 @@ func (s *Session) Finish() (*Summary, error) {
 			return nil, err
 		}
 	}
-	return s.st.summary(), nil
+	sum := s.st.summary()
+	sum.ResumedAt = s.startStep
+	return sum, nil
 }
 
 // Close stops the loader, closes the records and the data sets and

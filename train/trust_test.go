@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -279,6 +280,131 @@ func TestCheckpointCorruption(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{Resume: true}); err != nil {
 		t.Fatalf("the restored run: %v", err)
+	}
+}
+
+// TestCheckpointRecovery: a latest checkpoint that is missing (deleted, or
+// latest naming a step that was never written) is reported as missing,
+// not as a checkpoint without a manifest; a missing or corrupt one names
+// the newest older checkpoint that is intact and how to resume from it,
+// and following that resumes. estkit moves and deletes nothing itself.
+func TestCheckpointRecovery(t *testing.T) {
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery, cfg.KeepCheckpoints = 4, 2, 0, 2
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(run, ckptDir)
+	latest := filepath.Join(base, latestName)
+	refused := func(what string, want ...string) {
+		t.Helper()
+		before := tree(t, run)
+		_, rerr := ResolveResume(run, nil)
+		_, err := Run(context.Background(), cpu.New(), cfg, run, Options{Resume: true})
+		if err == nil {
+			t.Fatalf("%s: resumed", what)
+		}
+		// ResolveResume checks the manifest and state, not the tensors
+		for _, e := range []error{rerr, err} {
+			if e == nil {
+				continue
+			}
+			for _, w := range want {
+				if !strings.Contains(e.Error(), w) {
+					t.Errorf("%s: %q does not say %q", what, e, w)
+				}
+			}
+		}
+		if after := tree(t, run); !maps.EqualFunc(before, after, bytes.Equal) {
+			t.Fatalf("%s: the refused resume changed the run directory", what)
+		}
+	}
+	intact := "checkpoint step-00000002 is intact"
+	howto := "printf step-00000002 > " + latest
+
+	os.WriteFile(latest, []byte("step-00000009"), 0o644)
+	refused("latest naming step 9", "checkpoint step-00000009 named by "+latest+" is missing", "checkpoint step-00000004 is intact", "printf step-00000004 > "+latest)
+	os.WriteFile(latest, []byte("step-00000004"), 0o644)
+
+	tensors := filepath.Join(base, "step-00000004", tensorFiles[0])
+	orig, err := os.ReadFile(tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipBit(t, tensors, int64(len(orig)/2), 3)
+	refused("a corrupt tensor in step 4", tensors, intact, howto, "move step-00000004 out of "+base)
+
+	// the advice followed: step 4 moved aside by the user, latest at step 2
+	aside := filepath.Join(t.TempDir(), "step-00000004")
+	if err := os.Rename(filepath.Join(base, "step-00000004"), aside); err != nil {
+		t.Fatal(err)
+	}
+	refused("step 4 moved away", "checkpoint step-00000004 named by "+latest+" is missing", intact, howto)
+	os.WriteFile(latest, []byte("step-00000002"), 0o644)
+	rc, err := ResolveResume(run, nil)
+	if err != nil {
+		t.Fatalf("resume from step 2 as advised: %v", err)
+	}
+	if _, err := Run(context.Background(), cpu.New(), rc, run, Options{Resume: true}); err != nil {
+		t.Fatalf("resume from step 2 as advised: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "step-00000004", checkpointManifest)); err != nil {
+		t.Fatalf("the resume from step 2 did not write step 4 again: %v", err)
+	}
+
+	// no intact older checkpoint: none is named
+	for _, step := range []string{"step-00000002", "step-00000004"} {
+		p := filepath.Join(base, step, "state.json")
+		b, _ := os.ReadFile(p)
+		flipBit(t, p, int64(len(b)/2), 1)
+	}
+	_, err = Run(context.Background(), cpu.New(), cfg, run, Options{Resume: true})
+	if err == nil || strings.Contains(err.Error(), "intact") {
+		t.Fatalf("both checkpoints corrupt: %v", err)
+	}
+}
+
+// TestResumeBeforeFirstCheckpoint: --resume of a run stopped before it
+// wrote its first checkpoint says that none was written and that
+// --overwrite starts the run again, and changes nothing. (ResolveResume
+// takes the run's config.json; Run refuses.)
+func TestResumeBeforeFirstCheckpoint(t *testing.T) {
+	set := tokenSet(t)
+	cfg := tinyRun(set)
+	cfg.CheckpointEvery = 0
+	run := filepath.Join(t.TempDir(), "run")
+	// interrupted before its first step was recorded, as Run's loop is
+	// (a SIGKILL mid-step leaves the same): nothing to checkpoint
+	s, err := OpenSession(context.Background(), cpu.New(), cfg, run, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Interrupted(context.Canceled); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(run, "config.json")); err != nil {
+		t.Fatalf("the stopped run has no config.json: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(run, ckptDir, latestName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the stopped run has a checkpoint: %v", err)
+	}
+	before := tree(t, run)
+	rc, err := ResolveResume(run, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), cpu.New(), rc, run, Options{Resume: true})
+	if err == nil || !strings.Contains(err.Error(), "no checkpoint was written yet") || !strings.Contains(err.Error(), "--overwrite") || strings.Contains(err.Error(), "is it a run directory") {
+		t.Errorf("resume before the first checkpoint: %v", err)
+	}
+	if after := tree(t, run); !maps.EqualFunc(before, after, bytes.Equal) {
+		t.Fatal("the refused resume changed the run directory")
+	}
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{Overwrite: true}); err != nil {
+		t.Fatalf("--overwrite, as the refusal says: %v", err)
 	}
 }
 

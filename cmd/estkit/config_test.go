@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/estkit/estkit/train"
 )
 
 // tinyShape is a GPT-2 small enough that a step takes milliseconds.
@@ -177,6 +180,47 @@ func TestTrainResumeCLI(t *testing.T) {
 	}
 	if _, errs, code := run(t, "-q", "train", "--out", runDir, "--resume", "--steps", "3"); code == 0 || !strings.Contains(errs, "steps") {
 		t.Errorf("resume --steps below the steps done: exit %d %q", code, errs)
+	}
+}
+
+// TestTrainResumeSummaryCLI: after a resume, the progress line's block
+// FLOPs saved is the whole run's (stages.json's), not that of the steps
+// this process ran, and the closing line says which of the steps and the
+// time are this process's.
+func TestTrainResumeSummaryCLI(t *testing.T) {
+	tok, conf, dir := tinyTok(t, "0.1")
+	runDir := filepath.Join(dir, "run")
+	if _, errs, code := run(t, "-q", "train", "--config", conf, "--data", tok, "--steps", "4", "--batch", "2", "--seq", "16",
+		"--est-stages", "2,3,4", "--est-rates", "0.5:0.5:0.5,0.5:0.5:1,1:1:1", "--eval-every", "0", "--out", runDir); code != 0 {
+		t.Fatalf("train: %s", errs)
+	}
+	// steps 5 and 6 run the last stage, the full model: none saved
+	out, errs, code := run(t, "train", "--out", runDir, "--resume", "--steps", "6")
+	if code != 0 {
+		t.Fatalf("resume --steps 6: %s", errs)
+	}
+	b, err := os.ReadFile(filepath.Join(runDir, "stages.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []train.StageStats
+	if err := json.Unmarshal(b, &stages); err != nil {
+		t.Fatal(err)
+	}
+	var done, full float64
+	for _, s := range stages {
+		done, full = done+s.FLOPs.Blocks, full+s.FullFLOPs.Blocks
+	}
+	want := fmt.Sprintf("block FLOPs saved %.1f%%", 100*(1-done/full))
+	if want == "block FLOPs saved 0.0%" {
+		t.Fatalf("the run saved nothing: %s", b)
+	}
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "step 6/6") || !strings.Contains(last, want) {
+		t.Errorf("the last progress line after the resume: %q (want the whole run's %q)", last, want)
+	}
+	if !strings.Contains(out, runDir+": 6 steps, ") || !strings.Contains(out, "resumed at step 4, this process ran 2 steps in ") {
+		t.Errorf("the closing line after the resume: %q", out)
 	}
 }
 

@@ -216,6 +216,10 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 		}()
 	}
 	res, err := train.Run(cmd.Context(), ops, cfg, opts.out, train.Options{Resume: opts.resume, Overwrite: opts.overwrite, Logger: g.log, Rank: rank, Comm: ranks, Reducer: reducer, OverlapReduce: opts.overlap,
+		Resumed: func(s *train.Summary) { // the progress shows the whole run's saving
+			done, all := s.BlockFLOPs()
+			saved, full = all-done, all
+		},
 		Progress: func(r train.StepRecord, eta time.Duration) {
 			saved += r.FullFLOPs.Blocks - r.FLOPs.Blocks
 			full += r.FullFLOPs.Blocks
@@ -236,8 +240,14 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	if g.json {
 		return printJSON(g.stdout, res)
 	}
-	fmt.Fprintf(g.stdout, "%s: %d steps, %d tokens in %s; loss curves in %s\n\n", opts.out, res.Steps, res.Tokens,
-		time.Since(start).Round(time.Millisecond), filepath.Join(opts.out, train.LossPlot))
+	took := time.Since(start).Round(time.Millisecond)
+	if res.ResumedAt > 0 { // the counts are the whole run's, the time this process's
+		fmt.Fprintf(g.stdout, "%s: %d steps, %d tokens; resumed at step %d, this process ran %d steps in %s; loss curves in %s\n\n", opts.out, res.Steps, res.Tokens,
+			res.ResumedAt, res.Steps-res.ResumedAt, took, filepath.Join(opts.out, train.LossPlot))
+	} else {
+		fmt.Fprintf(g.stdout, "%s: %d steps, %d tokens in %s; loss curves in %s\n\n", opts.out, res.Steps, res.Tokens,
+			took, filepath.Join(opts.out, train.LossPlot))
+	}
 	return printStages(g.stdout, res.Stages)
 }
 
