@@ -292,6 +292,7 @@ func TestCheckpointRecovery(t *testing.T) {
 	set := tokenSet(t)
 	cfg := tinyRun(set)
 	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery, cfg.KeepCheckpoints = 4, 2, 0, 2
+	cfg.Horizon = 6 // the first 4 steps of tinyRun's 6-step schedule
 	run := filepath.Join(t.TempDir(), "run")
 	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
 		t.Fatal(err)
