@@ -82,6 +82,11 @@ func TestConfigKeysExact(t *testing.T) {
 		}
 	}
 
+	// and a run's config.json as runs wrote it
+	if _, err := resolve(t, "config", filepath.Join("testdata", "config-v1-flat.json")); err != nil {
+		t.Errorf("config-v1-flat.json: %v", err)
+	}
+
 	// a run's config.json with a key given twice is refused by --resume
 	// and every reader of a run, by name and position
 	cfg, err := resolve(t, "data", "d")
