@@ -315,10 +315,8 @@ func choiceKey(b []byte) string {
 		v   any
 	}{{"order", new(Order)}, {"decay", new(Decay)}, {"sample_every", new(SampleEvery)},
 		{"matmul", new(Precision)}, {"attention", new(Precision)}, {"activations", new(Precision)}} {
-		for name, raw := range top {
-			if strings.EqualFold(name, k.key) && json.Unmarshal(raw, k.v) != nil { // encoding/json matches keys without case
-				return k.key
-			}
+		if raw, ok := top[k.key]; ok && json.Unmarshal(raw, k.v) != nil {
+			return k.key
 		}
 	}
 	return ""
@@ -453,17 +451,15 @@ func (c *Config) Check() error {
 	// meaning there, not overflow to Inf (lr 1e308), flush to 0 (eps
 	// 1e-320: a division by zero) or round to 1 (beta2 1-1e-9: a bias
 	// correction of 0).
-	fits32 := func(name string, v float64) {
-		zero := "0 or " // a setting that may be 0 (eps and lr may not)
-		if name == "eps" || name == "lr" {
-			zero = ""
-		}
+	fits32 := func(name string, v float64, zero bool) {
 		switch f := float32(v); {
 		case math.IsNaN(v) || math.IsInf(v, 0):
 		case math.IsInf(float64(f), 0):
 			bad(name, v, fmt.Sprintf("want at most %g (the optimizer computes in float32)", math.MaxFloat32))
+		case v != 0 && math.Abs(v) < 0x1p-126 && zero:
+			bad(name, v, fmt.Sprintf("want 0 or at least %g (the optimizer computes in float32)", 0x1p-126))
 		case v != 0 && math.Abs(v) < 0x1p-126:
-			bad(name, v, fmt.Sprintf("want %sat least %g (the optimizer computes in float32)", zero, 0x1p-126))
+			bad(name, v, fmt.Sprintf("want at least %g (the optimizer computes in float32)", 0x1p-126))
 		}
 	}
 	finite("lr", c.LR, 0, math.MaxFloat64, true, false)
@@ -481,9 +477,10 @@ func (c *Config) Check() error {
 	for _, x := range []struct {
 		name string
 		v    float64
-	}{{"lr", c.LR}, {"min_lr", c.MinLR}, {"eps", c.Eps}, {"weight_decay", c.WeightDecay}, {"clip", c.Clip}, {"beta1", c.Beta1}, {"beta2", c.Beta2}} {
+		zero bool // 0 is a value of it (lr and eps refuse 0 above)
+	}{{"lr", c.LR, false}, {"min_lr", c.MinLR, true}, {"eps", c.Eps, false}, {"weight_decay", c.WeightDecay, true}, {"clip", c.Clip, true}, {"beta1", c.Beta1, true}, {"beta2", c.Beta2, true}} {
 		if x.name != "min_lr" || lrOK {
-			fits32(x.name, x.v)
+			fits32(x.name, x.v, x.zero)
 		}
 	}
 	for _, b := range []struct {

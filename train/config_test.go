@@ -349,6 +349,8 @@ func FuzzResolveConfig(f *testing.F) {
 	f.Add(`{"model": {"Vocab": 16777216, "Padded": 16777216, "Layers": 16777216, "Heads": 1, "Channels": 16777216, "MaxT": 16777216}, "seq": 16777216, "batch": 16777216}`)
 	f.Add(`{"sampler": {"group": 0}, "est": "custom", "schedule": {"ends": [2, 1], "rates": []}}`)
 	f.Add(`{"lr": 1e308, "min_lr": 1e308, "warmup": 9223372036854775807, "steps": 9223372036854775807}`)
+	f.Add(`{"lr": null, "LR": 1, "steps": 2.5, "seed": -1, "schedule": {"Ends": [1], "rates": [{"ph": 1, "PH": 1}]}, "horizon": 1e9}`)
+	f.Add("\ufeff{\"model\": {\"arch\": \"llama\", \"Vocab\": 100, \"vocab\": 100}}")
 	dir := f.TempDir()
 	ops := cpu.New()
 	f.Fuzz(func(t *testing.T, text string) {

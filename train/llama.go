@@ -11,8 +11,22 @@ import (
 var llamaFamily = Family{
 	Arch: "llama",
 	check: func(c ModelConfig) error {
-		if c.FF <= 0 || c.Channels/c.Heads%2 != 0 || c.RopeTheta <= 0 || c.NormEps <= 0 {
-			return fmt.Errorf("train: Llama shape %+v needs an MLP width, an even head size, a rotary base and a norm epsilon", c)
+		// named by config.json's keys, as the user wrote them
+		var bad []string
+		if c.FF <= 0 {
+			bad = append(bad, fmt.Sprintf("model.ff = %d: want an MLP width above 0", c.FF))
+		}
+		if c.Channels/c.Heads%2 != 0 {
+			bad = append(bad, fmt.Sprintf("model.channels/model.heads = %d: want an even head size (rotary embeddings turn pairs)", c.Channels/c.Heads))
+		}
+		if c.RopeTheta <= 0 {
+			bad = append(bad, fmt.Sprintf("model.rope_theta = %g: want a rotary base above 0", c.RopeTheta))
+		}
+		if c.NormEps <= 0 {
+			bad = append(bad, fmt.Sprintf("model.norm_eps = %g: want a norm epsilon above 0", c.NormEps))
+		}
+		if bad != nil {
+			return fmt.Errorf("train: Llama shape: %s", strings.Join(bad, "; "))
 		}
 		return nil
 	},

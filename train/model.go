@@ -34,33 +34,29 @@ type ModelConfig struct {
 	NormEps   float64 `json:"norm_eps,omitempty"`
 }
 
-// legacyModelKeys are the names ModelConfig's fields had in JSON before
-// they were snake_case (config.json files of earlier runs use them).
-var legacyModelKeys = map[string]string{"KVHeads": "kv_heads", "MaxT": "max_t", "RopeTheta": "rope_theta", "NormEps": "norm_eps"}
-
 // UnmarshalJSON reads a model shape by its snake_case keys or the earlier
-// CamelCase ones, and refuses a key it does not know.
+// CamelCase ones (the Go field names: config.json files of earlier runs
+// use them), spelled exactly, and refuses a key it does not know or one
+// given under both spellings.
 func (c *ModelConfig) UnmarshalJSON(b []byte) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
-	known := map[string]bool{}
+	known := map[string]string{} // by either spelling: the snake_case key
 	t := reflect.TypeFor[ModelConfig]()
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known[name] = true
+		known[name], known[t.Field(i).Name] = name, name
 	}
 	norm := map[string]json.RawMessage{}
 	for k, v := range raw {
-		key := k
-		if n, ok := legacyModelKeys[k]; ok {
-			key = n
-		} else if !known[key] && known[strings.ToLower(key)] {
-			key = strings.ToLower(key) // Vocab, Layers, ...
-		}
-		if !known[key] {
+		key, ok := known[k]
+		if !ok {
 			return fmt.Errorf("train: model shape: unknown key %q", k)
+		}
+		if _, dup := norm[key]; dup {
+			return fmt.Errorf("train: model shape: key %q given twice (as %q and in another spelling)", key, k)
 		}
 		norm[key] = v
 	}

@@ -228,7 +228,7 @@ func Resolve(set []Setting) (Config, error) {
 			}
 		}
 		for k := range top {
-			keys[strings.ToLower(k)] = true // encoding/json matches keys without case
+			keys[k] = true // spelled as config.json does (checkConfigJSON)
 		}
 		raw = b
 	}
@@ -376,6 +376,12 @@ func readConfigFile(file string) ([]byte, error) {
 	}
 	if len(b) > maxConfigFile {
 		return nil, fmt.Errorf("train: %w: --config: %s is larger than %d bytes (1 MiB): not a configuration file", ErrConfig, file, maxConfigFile)
+	}
+	// A UTF-8 byte order mark, which some editors write, is no part of
+	// the JSON (RFC 8259 lets a parser ignore it; encoding/json does not).
+	b = bytes.TrimPrefix(b, []byte("\ufeff"))
+	if err := checkConfigJSON(b); err != nil {
+		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
 	}
 	return b, nil
 }
@@ -669,7 +675,7 @@ func applyConfigFile(x *Config, file string) ([]string, error) {
 	delete(top, "version")
 	var keys []string
 	for k := range top {
-		switch k = strings.ToLower(k); k {
+		switch k {
 		case "steps", "eval_every", "eval_batches", "checkpoint_every", "keep_checkpoints", "ranks", "global_batch", "horizon":
 			delete(top, k)
 		default:

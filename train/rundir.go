@@ -167,6 +167,9 @@ func readRunConfig(run string) (*Config, []byte, error) {
 	if err := runConfigMarker(path, b); err != nil {
 		return nil, nil, err
 	}
+	if err := checkConfigJSON(b); err != nil {
+		return nil, nil, fmt.Errorf("train: %s: %w", path, err)
+	}
 	var f ConfigFile
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

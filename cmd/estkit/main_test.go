@@ -282,7 +282,7 @@ func TestTrainLlamaCLI(t *testing.T) {
 		t.Fatal(errs)
 	}
 	conf := filepath.Join(dir, "llama.json")
-	model := `{"Model": {"Arch": "llama", "Vocab": 50257, "Padded": 50304, "Layers": 4, "Heads": 4, "KVHeads": 2, "Channels": 32, "FF": 88, "MaxT": 32, "RopeTheta": 10000, "NormEps": 1e-5}}`
+	model := `{"model": {"Arch": "llama", "Vocab": 50257, "Padded": 50304, "Layers": 4, "Heads": 4, "KVHeads": 2, "Channels": 32, "FF": 88, "MaxT": 32, "RopeTheta": 10000, "NormEps": 1e-5}}`
 	if err := os.WriteFile(conf, []byte(model), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 // tinyGPT2 is a --config file's GPT-2 small enough that a run of a few
 // steps takes a fraction of a second.
-const tinyGPT2 = `"Model": {"Vocab": 50257, "Padded": 50304, "Layers": 1, "Heads": 2, "Channels": 16, "MaxT": 16}`
+const tinyGPT2 = `"model": {"Vocab": 50257, "Padded": 50304, "Layers": 1, "Heads": 2, "Channels": 16, "MaxT": 16}`
 
 // fileTree is every regular file under dir, by path, with its bytes.
 func fileTree(t *testing.T, dir string) map[string][]byte {

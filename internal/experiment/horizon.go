@@ -44,7 +44,7 @@ import (
 // 1e-3 to 1e-4, warmup a twentieth of the run), so the two studies differ
 // in the model and the horizon only.
 const (
-	horizonModelJSON = `{"Model": {"Vocab": 257, "Padded": 384, "Layers": 4, "Heads": 4, "Channels": 128, "MaxT": 256}}`
+	horizonModelJSON = `{"model": {"Vocab": 257, "Padded": 384, "Layers": 4, "Heads": 4, "Channels": 128, "MaxT": 256}}`
 	horizonTokPerSec = 15000 // a full step's rate here, for the expected duration
 )
 
@@ -209,7 +209,10 @@ func trainHorizonRun(o options, r hrun, i, n int, conf, tok string) error {
 	for _, a := range append(slices.Clone(args[:5]), args[7:]...) {
 		fmt.Fprintf(h, "%q\n", a)
 	}
-	h.Write([]byte(horizonModelJSON))
+	// The shape enters as the text the file had before keys were matched
+	// exactly (its key then spelled "Model"), so that the runs recorded
+	// under that hash are still reused.
+	h.Write([]byte(strings.Replace(horizonModelJSON, `"model"`, `"Model"`, 1)))
 	rec := runRecord{Hash: hex.EncodeToString(h.Sum(nil))[:16], Args: args}
 	recFile := r.dir + ".json"
 	var old runRecord

@@ -80,7 +80,7 @@ type options struct {
 // 256. With 257 ids the classifier is about 2% of a step's FLOPs, so the
 // blocks, which the paper's accounting counts, carry nearly all of them.
 const (
-	modelJSON = `{"Model": {"Vocab": 257, "Padded": 384, "Layers": 8, "Heads": 8, "Channels": 256, "MaxT": 256}}`
+	modelJSON = `{"model": {"Vocab": 257, "Padded": 384, "Layers": 8, "Heads": 8, "Channels": 256, "MaxT": 256}}`
 	fullSteps = 320  // per run at -scale 1: 0.66M tokens, about 7 minutes here
 	stepSecs  = 1.25 // a full step here, for the expected duration
 	batch     = 8
