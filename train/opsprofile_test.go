@@ -102,9 +102,10 @@ func (o *opClock) AdamWSub(p, g, m, v kernels.Buf, width int, rows, cols []int32
 	o.Ops.AdamWSub(p, g, m, v, width, rows, cols, a)
 }
 
-// BenchmarkStepOps: GPT-2 124M's step at B=4, T=64, full and at EST's
-// rates, with the wall-clock time of each op (ms/step; "rest" is the time
-// outside every op). ESTKIT_STEP_OPS=1 also prints the ops by time.
+// BenchmarkStepOps: GPT-2 124M's step at BenchmarkGPT2Step's shapes, full
+// and at EST's rates, with the wall-clock time of each op (ms/step; "rest"
+// is the time outside every op). ESTKIT_STEP_OPS=1 also prints the ops by
+// time.
 func BenchmarkStepOps(b *testing.B) {
 	cfg := Presets["gpt2-124m"]
 	ops := &opClock{Ops: cpu.New(), sum: map[string]time.Duration{}}
@@ -113,51 +114,58 @@ func BenchmarkStepOps(b *testing.B) {
 		b.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(1, 1))
-	const B, T = 4, 64
-	ids, tg := make([]int32, B*T), make([]int32, B*T)
-	for i := range ids {
-		ids[i], tg[i] = int32(r.IntN(cfg.Vocab)), int32(r.IntN(cfg.Vocab))
+	for _, sh := range benchShapes() {
+		B, T := sh[0], sh[1]
+		ids, tg := make([]int32, B*T), make([]int32, B*T)
+		for i := range ids {
+			ids[i], tg[i] = int32(r.IntN(cfg.Vocab)), int32(r.IntN(cfg.Vocab))
+		}
+		for _, est := range benchRates {
+			stepOps(b, m, ops, cfg, est.name, est.rates, ids, tg, B, T)
+		}
 	}
-	for _, est := range benchRates {
-		s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(), Schedule: Schedule{Ends: []int{1}, Rates: []Rates{est.rates}}}
-		b.Run("est="+est.name, func(b *testing.B) {
-			step := 0
-			one := func() {
-				step++
-				sel, _, _ := s.Sample(step, 0) // a new subnetwork each step, as in training
-				skipped := Plan{sel}.Skipped(cfg.Layers)
-				m.ZeroGrads(skipped)
-				if _, err := m.Forward(ids, tg, B, T, sel); err != nil {
-					b.Fatal(err)
-				}
-				m.Backward(1)
-				norm := m.GradNorm(skipped)
-				m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
-					GradScale: float32(min(1, 1/norm))}, Skipped: skipped})
+}
+
+// stepOps times one shape and rate of BenchmarkStepOps.
+func stepOps(b *testing.B, m Model, ops *opClock, cfg ModelConfig, name string, rates Rates, ids, tg []int32, B, T int) {
+	s := &Sampler{Seed: 1, Layers: cfg.Layers, Heads: cfg.Heads, KVHeads: cfg.KV(), Neurons: cfg.MLP(), Schedule: Schedule{Ends: []int{1}, Rates: []Rates{rates}}}
+	b.Run(fmt.Sprintf("B=%d,T=%d/est=%s", B, T, name), func(b *testing.B) {
+		step := 0
+		one := func() {
+			step++
+			sel, _, _ := s.Sample(step, 0) // a new subnetwork each step, as in training
+			skipped := Plan{sel}.Skipped(cfg.Layers)
+			m.ZeroGrads(skipped)
+			if _, err := m.Forward(ids, tg, B, T, sel); err != nil {
+				b.Fatal(err)
 			}
+			m.Backward(1)
+			norm := m.GradNorm(skipped)
+			m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
+				GradScale: float32(min(1, 1/norm))}, Skipped: skipped})
+		}
+		one()
+		clear(ops.sum)
+		for b.Loop() {
 			one()
-			clear(ops.sum)
-			for b.Loop() {
-				one()
-			}
-			per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
-			var in time.Duration
-			names := make([]string, 0, len(ops.sum))
-			for k, d := range ops.sum {
-				in += d
-				names = append(names, k)
-			}
-			slices.SortFunc(names, func(x, y string) int { return int(ops.sum[y] - ops.sum[x]) })
-			b.ReportMetric(per(b.Elapsed()), "ms/step")
-			b.ReportMetric(per(b.Elapsed()-in), "rest-ms")
-			var lines []string
-			for _, k := range names {
-				b.ReportMetric(per(ops.sum[k]), strings.ReplaceAll(k, " ", "_")+"-ms")
-				lines = append(lines, fmt.Sprintf("  %-28s %8.1f ms", k, per(ops.sum[k])))
-			}
-			if os.Getenv("ESTKIT_STEP_OPS") == "1" {
-				fmt.Fprintf(os.Stderr, "est=%s, %.1f ms/step:\n%s\n", est.name, per(b.Elapsed()), strings.Join(lines, "\n"))
-			}
-		})
-	}
+		}
+		per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
+		var in time.Duration
+		names := make([]string, 0, len(ops.sum))
+		for k, d := range ops.sum {
+			in += d
+			names = append(names, k)
+		}
+		slices.SortFunc(names, func(x, y string) int { return int(ops.sum[y] - ops.sum[x]) })
+		b.ReportMetric(per(b.Elapsed()), "ms/step")
+		b.ReportMetric(per(b.Elapsed()-in), "rest-ms")
+		var lines []string
+		for _, k := range names {
+			b.ReportMetric(per(ops.sum[k]), strings.ReplaceAll(k, " ", "_")+"-ms")
+			lines = append(lines, fmt.Sprintf("  %-28s %8.1f ms", k, per(ops.sum[k])))
+		}
+		if os.Getenv("ESTKIT_STEP_OPS") == "1" {
+			fmt.Fprintf(os.Stderr, "B=%d,T=%d est=%s, %.1f ms/step:\n%s\n", B, T, name, per(b.Elapsed()), strings.Join(lines, "\n"))
+		}
+	})
 }

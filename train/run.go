@@ -258,17 +258,11 @@ func evalLoss(m Model, data []shards.Weighted, cfg *Config) (float64, int, error
 	return evalBatches(m, data, cfg, shards.Val)
 }
 
-// evalSplit is the mean loss of the full model over cfg.EvalBatches
+// evalBatches is the mean loss of the full model over cfg.EvalBatches
 // batches of the split: the same windows at every evaluation, drawn across
 // the whole split by a fixed permutation (the first windows in order are one
 // corner of the corpus: on the demo's Go sources they scored 3.5 nats above
-// the rest).
-func evalSplit(m Model, data []shards.Weighted, cfg *Config, split string) (float64, error) {
-	v, _, err := evalBatches(m, data, cfg, split)
-	return v, err
-}
-
-// evalBatches is evalSplit that also says how many batches it averaged.
+// the rest), and how many batches it averaged.
 func evalBatches(m Model, data []shards.Weighted, cfg *Config, split string) (float64, int, error) {
 	l, err := shards.NewLoader(shards.Config{Data: data[:1], Split: split, B: cfg.Batch, T: cfg.Seq, Order: shards.Shuffle, Seed: evalSeed}, nil)
 	if err != nil {
