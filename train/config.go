@@ -647,3 +647,24 @@ func (c *Config) encode() ([]byte, string, error) {
 	h := sha256.Sum256(b)
 	return b, hex.EncodeToString(h[:8]), nil
 }
+
+// Warnings are the settings a run accepts that cannot do all they say,
+// said at start (OpenSession logs them): a warmup longer than the run, so
+// the learning rate never reaches lr; heads sampled "within" groups of
+// one query head, the same as "groups"; EST stages that end before the
+// run does, so its last steps train in the last stage's rates.
+func (c *Config) Warnings() []string {
+	var w []string
+	if h := c.horizon(); c.Warmup >= h && h > 0 {
+		w = append(w, fmt.Sprintf("warmup %d: the run has %d steps, so the learning rate rises to %.3g and never reaches lr %g", c.Warmup, h, c.LRAt(h-1), c.LR))
+	}
+	if c.Schedule != nil && c.Sampler.Heads == "within" && c.Model.KV() == c.Model.Heads {
+		w = append(w, "est_heads within: the model has a key/value head per query head, so within and groups sample alike")
+	}
+	if c.Schedule != nil && len(c.Schedule.Ends) > 0 {
+		if end, h := c.Schedule.Ends[len(c.Schedule.Ends)-1], c.horizon(); end < h {
+			w = append(w, fmt.Sprintf("EST stages end at step %d of %d: the last %d steps train in the last stage's rates %v", end, h, h-end, c.Schedule.Rates[len(c.Schedule.Rates)-1]))
+		}
+	}
+	return w
+}

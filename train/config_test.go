@@ -464,3 +464,29 @@ func TestESTStagesFitTheRun(t *testing.T) {
 		t.Errorf("horizon 20 from the file with est-gpt2: %v, %v (want the preset scaled to 20 steps)", cfg.Schedule, err)
 	}
 }
+
+// TestSettingWarnings: settings a run accepts but that cannot do what
+// they say are warned of at start: a warmup longer than the run, heads
+// sampled "within" groups of one, EST stages that end before the run.
+func TestSettingWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		set  []string
+		want string // "" : no warning
+	}{
+		{[]string{"data", "d", "steps", "3", "warmup", "100"}, "warmup 100"},
+		{[]string{"data", "d", "steps", "10", "warmup", "2"}, ""},
+		{[]string{"data", "d", "steps", "10", "est", "est-gpt2", "est-heads", "within"}, "within"},
+		{[]string{"data", "d", "preset", "llama-mini", "steps", "10", "est", "est-gpt2", "est-heads", "within"}, ""},
+		{[]string{"data", "d", "steps", "10", "est-stages", "5,8", "est-rates", "0.5:0.5:1,0.5:0.5:0.5"}, "end at step 8"},
+		{[]string{"data", "d", "steps", "10", "est-stages", "5,10", "est-rates", "0.5:0.5:1,1:1:1"}, ""},
+	} {
+		cfg, err := resolve(t, tc.set...)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.set, err)
+		}
+		w := strings.Join(cfg.Warnings(), "\n")
+		if tc.want == "" && w != "" || !strings.Contains(w, tc.want) {
+			t.Errorf("%v: warnings %q (want %q)", tc.set, w, tc.want)
+		}
+	}
+}

@@ -308,12 +308,12 @@ func appendJSON(f *os.File, v any) error {
 // Summary is what a run did, per stage: the whole run's, over every
 // process that trained it.
 type Summary struct {
-	Steps  int
-	Tokens int64
-	Stages []StageStats
+	Steps  int          `json:"steps"`
+	Tokens int64        `json:"tokens"`
+	Stages []StageStats `json:"stages"`
 	// ResumedAt is the steps done before this process resumed the run
 	// (0: it started it), so that Steps-ResumedAt are its own.
-	ResumedAt int
+	ResumedAt int `json:"resumed_at,omitempty"`
 }
 
 func (st *runState) summary() *Summary {

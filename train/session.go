@@ -92,7 +92,7 @@ func OpenSession(ctx context.Context, ops kernels.Ops, cfg Config, out string, o
 			return nil, err
 		}
 	}
-	for _, w := range realise(&cfg) { // realised rates into config.json
+	for _, w := range append(realise(&cfg), cfg.Warnings()...) { // realised rates into config.json
 		log.Warn(w)
 	}
 	if err := checkMemory(ops, &cfg, o.MemoryLimit); err != nil {

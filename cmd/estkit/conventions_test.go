@@ -236,3 +236,37 @@ func TestHelpExamples(t *testing.T) {
 	}
 	walk(root)
 }
+
+// TestTrainJSON: train --json is machine-readable throughout: every line
+// of stderr is JSON (the configuration, the progress and the warnings as
+// log records, not text), and the result on stdout has the snake_case
+// keys of every other record (steps, tokens, stages).
+func TestTrainJSON(t *testing.T) {
+	tok, _ := tinyTokenSet(t)
+	out, errs, code := run(t, "--json", "train", "--preset", "gpt2-tiny", "--data", tok, "--steps", "3", "--warmup", "5", "--batch", "2", "--seq", "16", "--est", "est-gpt2", "--out", filepath.Join(t.TempDir(), "r"))
+	if code != 0 {
+		t.Fatalf("train --json: exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimRight(errs, "\n"), "\n")
+	var progress, config bool
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("stderr line is not JSON: %q", l)
+		}
+		progress = progress || m["msg"] == "step"
+		config = config || m["msg"] == "configuration"
+	}
+	if !progress || !config {
+		t.Errorf("no configuration or step records in stderr:\n%s", errs)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("stdout: %v: %q", err, out)
+	}
+	for _, k := range []string{"steps", "tokens", "stages"} {
+		if _, ok := res[k]; !ok {
+			t.Errorf("result has no %q: %v", k, res)
+		}
+	}
+}

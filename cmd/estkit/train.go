@@ -182,7 +182,11 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	if !g.quiet {
+	switch {
+	case g.quiet:
+	case g.json: // a log record, as every line of stderr is then
+		g.log.Info("configuration", "config", cfg)
+	default:
 		b, err := json.MarshalIndent(cfg, "", "  ")
 		if err != nil {
 			return fmt.Errorf("train: %w", err)
@@ -227,6 +231,15 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 				return
 			}
 			lastStage = r.Stage
+			if g.json {
+				attrs := []any{"step", r.Step + 1, "steps", cfg.Steps, "stage", r.Stage, "rates", r.Rates.String(), "loss", r.Loss, "lr", r.LR,
+					"tokens_per_s", r.TokensPerS, "block_flops_saved", saved / full, "eta_s", eta.Round(time.Second).Seconds()}
+				if r.ValLoss > 0 {
+					attrs = append(attrs, "val_loss", r.ValLoss)
+				}
+				g.log.Info("step", attrs...)
+				return
+			}
 			val := ""
 			if r.ValLoss > 0 {
 				val = fmt.Sprintf(" val %.4f", r.ValLoss)
