@@ -243,7 +243,7 @@ func TestHelpExamples(t *testing.T) {
 // keys of every other record (steps, tokens, stages).
 func TestTrainJSON(t *testing.T) {
 	tok, _ := tinyTokenSet(t)
-	out, errs, code := run(t, "--json", "train", "--preset", "gpt2-tiny", "--data", tok, "--steps", "3", "--warmup", "5", "--batch", "2", "--seq", "16", "--est", "est-gpt2", "--out", filepath.Join(t.TempDir(), "r"))
+	out, errs, code := run(t, "--json", "train", "--preset", "gpt2-tiny", "--data", tok, "--steps", "3", "--warmup", "5", "--batch", "2", "--seq", "16", "--est", "est-gpt2", "--overlap-reduce", "--out", filepath.Join(t.TempDir(), "r"))
 	if code != 0 {
 		t.Fatalf("train --json: exit %d: %s", code, errs)
 	}
@@ -259,6 +259,12 @@ func TestTrainJSON(t *testing.T) {
 	}
 	if !progress || !config {
 		t.Errorf("no configuration or step records in stderr:\n%s", errs)
+	}
+	// options that cannot act are said, as records too
+	for _, w := range []string{"warmup 5", "--overlap-reduce: one process"} {
+		if !strings.Contains(errs, w) {
+			t.Errorf("no warning %q in stderr:\n%s", w, errs)
+		}
 	}
 	var res map[string]any
 	if err := json.Unmarshal([]byte(out), &res); err != nil {

@@ -166,6 +166,9 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 	}
 	var ranks train.Comm // nil: one process
 	rank := 0
+	if comm == nil && opts.overlap {
+		g.log.Warn("--overlap-reduce: one process has no all-reduce to overlap (it applies under mpirun)")
+	}
 	if comm != nil {
 		defer func() { err = leaveRanks(g, comm, err) }()
 		ranks, rank = comm, comm.Rank()
