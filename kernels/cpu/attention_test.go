@@ -1,0 +1,91 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestAttentionHeadsParallelBitExact: attention split over the workers by
+// (batch row, key/value group) gives the bits of the heads run in turn
+// with their rows split, forward and backward, for multi-head and grouped-
+// query attention (where heads of one group add into one key's and one
+// value's gradient).
+func TestAttentionHeadsParallelBitExact(t *testing.T) {
+	if sgemm == nil {
+		t.Skip("attention runs on the BLAS only in openblas builds")
+	}
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, c := range []struct{ B, T, NH, NKV, HS int }{{3, 37, 4, 4, 8}, {2, 50, 6, 2, 8}, {1, 20, 4, 1, 16}} {
+		W, C := (c.NH+2*c.NKV)*c.HS, c.NH*c.HS
+		qkv, dout := make([]float32, c.B*c.T*W), make([]float32, c.B*c.T*C)
+		for i := range qkv {
+			qkv[i] = float32(r.NormFloat64())
+		}
+		for i := range dout {
+			dout[i] = float32(r.NormFloat64())
+		}
+		run := func(workers int) (out, att, dqkv []float32) {
+			o := New()
+			o.workers = workers
+			out, att, dqkv = make([]float32, c.B*c.T*C), make([]float32, c.B*c.NH*c.T*c.T), make([]float32, c.B*c.T*W)
+			o.Attention(Buf(out), Buf(att), Buf(qkv), c.B, c.T, c.NH, c.NKV, c.HS)
+			o.AttentionBackward(Buf(dqkv), Buf(dout), Buf(out), Buf(qkv), Buf(att), c.B, c.T, c.NH, c.NKV, c.HS)
+			return out, att, dqkv
+		}
+		o1, a1, d1 := run(1)
+		for _, w := range []int{2, 3, 8} {
+			o2, a2, d2 := run(w)
+			same(t, "attention out", o1, o2, o1)
+			same(t, "attention probabilities", a1, a2, a1)
+			same(t, "attention dqkv", d1, d2, d1)
+		}
+	}
+}
+
+// TestAttentionBlocksMatchScalar: attention by blocks of attnBlock rows
+// (the products over the keys each block sees) against the scalar loops,
+// forward and backward, at a T spanning several blocks and a partial one,
+// for multi-head and grouped-query attention.
+func TestAttentionBlocksMatchScalar(t *testing.T) {
+	if sgemm == nil {
+		t.Skip("attention runs on the BLAS only in openblas builds")
+	}
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, c := range []struct{ B, T, NH, NKV, HS int }{{2, 2*attnBlock + 37, 2, 2, 8}, {1, attnBlock + 1, 4, 2, 8}} {
+		W, C := (c.NH+2*c.NKV)*c.HS, c.NH*c.HS
+		qkv, dout := make([]float32, c.B*c.T*W), make([]float32, c.B*c.T*C)
+		for i := range qkv {
+			qkv[i] = float32(r.NormFloat64())
+		}
+		for i := range dout {
+			dout[i] = float32(r.NormFloat64())
+		}
+		run := func() (out, dqkv []float32) {
+			o := New()
+			out, dqkv = make([]float32, c.B*c.T*C), make([]float32, c.B*c.T*W)
+			att := make([]float32, c.B*c.NH*c.T*c.T)
+			for i := range att {
+				att[i] = float32(i % 5) // stale values from an earlier step: the masked part must not read them
+			}
+			o.Attention(Buf(out), Buf(att), Buf(qkv), c.B, c.T, c.NH, c.NKV, c.HS)
+			o.AttentionBackward(Buf(dqkv), Buf(dout), Buf(out), Buf(qkv), Buf(att), c.B, c.T, c.NH, c.NKV, c.HS)
+			return out, dqkv
+		}
+		o1, d1 := run()
+		keep := sgemm
+		sgemm = nil
+		o2, d2 := run()
+		sgemm = keep
+		for _, x := range []struct {
+			what      string
+			got, want []float32
+		}{{"out", o1, o2}, {"dqkv", d1, d2}} {
+			for i := range x.want {
+				if d := math.Abs(float64(x.got[i] - x.want[i])); d > 1e-4*(1+math.Abs(float64(x.want[i]))) {
+					t.Fatalf("T=%d NKV=%d %s[%d]: blocks %g, scalar loops %g", c.T, c.NKV, x.what, i, x.got[i], x.want[i])
+				}
+			}
+		}
+	}
+}
