@@ -160,15 +160,18 @@ func (o *Ops) AddBias(y, bias kernels.Buf, rows, cols int) {
 func (o *Ops) BiasGrad(db, dy kernels.Buf, rows, cols int) {
 	d, g := f(db), f(dy)
 	// Each column is summed over the rows in row order, as a column-at-a-
-	// time loop would, but a strip of up to 64 columns at once, so that
-	// each row's strip is read contiguously: striding down one column at a
-	// time missed the cache on every row and was 9% of a small model's step
-	// (BenchmarkSmallStep). Strips, not row ranges, go to the workers, so
-	// the sums are the same whatever the number of workers.
-	const strip = 64
+	// time loop would, but a strip of columns at once, row after row, so
+	// that each row's strip is read contiguously: striding down one column
+	// at a time missed the cache on every row and was 9% of a small model's
+	// step (BenchmarkSmallStep), and strips of 64 columns still read 256
+	// bytes a row at T=1024 (0.3 s of GPT-2 124M's step, BenchmarkStepOps).
+	// Strips, not row ranges, go to the workers (one strip each, of at
+	// least 64 columns), so the sums are the same whatever the number of
+	// workers.
+	strip := max(64, ((cols+o.workers-1)/o.workers+7)/8*8)
 	strips := (cols + strip - 1) / strip
 	o.parallel(strips, 1, func(lo, hi int) {
-		var acc [strip]float32
+		acc := make([]float32, strip)
 		for s := lo; s < hi; s++ {
 			c0, c1 := s*strip, min(cols, (s+1)*strip)
 			a := acc[:c1-c0]

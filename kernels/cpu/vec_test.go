@@ -266,3 +266,36 @@ func TestVectorCrossEntropyBitExact(t *testing.T) {
 func sameF64(a, b float64) bool {
 	return math.Float64bits(a) == math.Float64bits(b) || (a != a && b != b)
 }
+
+// TestBiasGradWorkersBitExact: the bias gradient sums each column in row
+// order whatever the number of workers (strips of columns, not ranges of
+// rows, are split), bit for bit as one column at a time would.
+func TestBiasGradWorkersBitExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, cols := range []int{3072, 768, 70, 5} {
+		rows := 301
+		dy := make([]float32, rows*cols)
+		for i := range dy {
+			dy[i] = float32(r.NormFloat64())
+		}
+		want := make([]float32, cols)
+		for j := range want {
+			want[j] = 0.25
+			var a float32
+			for row := 0; row < rows; row++ {
+				a += dy[row*cols+j]
+			}
+			want[j] += a
+		}
+		for _, w := range []int{1, 2, 3, 7} {
+			o := New()
+			o.workers = w
+			got := make([]float32, cols)
+			for j := range got {
+				got[j] = 0.25
+			}
+			o.BiasGrad(Buf(got), Buf(dy), rows, cols)
+			same(t, fmt.Sprintf("BiasGrad, %d columns, %d workers", cols, w), got, got, want)
+		}
+	}
+}
