@@ -571,7 +571,7 @@ func (c *Config) checkEST() error {
 			return fmt.Errorf("train: %w: est %s without its schedule (Resolve derives it)", ErrConfig, c.EST)
 		}
 		if want := p.Scaled(c.horizon()); !slices.Equal(want.Ends, c.Schedule.Ends) || !slices.Equal(want.Rates, c.Schedule.Rates) {
-			return fmt.Errorf("train: %w: est %s's schedule over %d steps is %v %v, the configuration gives %v %v: give est custom for another schedule",
+			return fmt.Errorf("train: %w: est %s's schedule over %d steps is %v %v, the configuration gives %v %v: give --est %[2]s to scale the preset to these steps, or est custom for another schedule",
 				ErrConfig, c.EST, c.horizon(), want.Ends, want.Rates, c.Schedule.Ends, c.Schedule.Rates)
 		}
 	default:
@@ -590,8 +590,12 @@ func (c *Config) checkEST() error {
 			if c.EST != "custom" {
 				what = fmt.Sprintf("est %s's %d stages", c.EST, len(ends))
 			}
-			return fmt.Errorf("train: %w: %s end past the run's %d steps (stage ends %v): give at least %d steps, or stages that end by step %d",
-				ErrConfig, what, c.horizon(), ends, ends[len(ends)-1], c.horizon())
+			run, fix := fmt.Sprintf("the run's %d steps", c.Steps), fmt.Sprintf("give at least %d steps", ends[len(ends)-1])
+			if c.Horizon > 0 {
+				run, fix = fmt.Sprintf("the run's horizon of %d steps", c.Horizon), fmt.Sprintf("give a horizon of at least %d", ends[len(ends)-1])
+			}
+			return fmt.Errorf("train: %w: %s end past %s (stage ends %v): %s, or stages that end by step %d",
+				ErrConfig, what, run, ends, fix, c.horizon())
 		}
 	}
 	return nil
@@ -660,6 +664,9 @@ func (c *Config) Warnings() []string {
 	}
 	if c.Schedule != nil && c.Sampler.Heads == "within" && c.Model.KV() == c.Model.Heads {
 		w = append(w, "est_heads within: the model has a key/value head per query head, so within and groups sample alike")
+	}
+	if c.EvalBatches == 0 && c.EvalEvery > 0 {
+		w = append(w, fmt.Sprintf("eval_every %d: eval_batches 0 turns evaluation off", c.EvalEvery))
 	}
 	if c.Schedule != nil && len(c.Schedule.Ends) > 0 {
 		if end, h := c.Schedule.Ends[len(c.Schedule.Ends)-1], c.horizon(); end < h {

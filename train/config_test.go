@@ -260,7 +260,7 @@ func TestResumeFloatSettings(t *testing.T) {
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("--min-lr 7e-5 --clip 0.5: %v", err)
 	}
-	for _, want := range []string{"--min-lr 7e-5 (the run's min_lr is 5.9999999999999995e-05)", "--clip 0.5 (the run's clip is 1)"} {
+	for _, want := range []string{"--min-lr 7e-5 (the run's min_lr is 6e-05)", "--clip 0.5 (the run's clip is 1)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
 		}
@@ -458,6 +458,10 @@ func TestESTStagesFitTheRun(t *testing.T) {
 	if _, err := resolve(t, "data", "d", "steps", "10", "est-stages", "5,10", "est-rates", "0.5:0.5:1,1:1:1"); err != nil {
 		t.Errorf("stages ending at the last step: %v", err)
 	}
+	short := writeFile(t, "s.json", `{"horizon": 2, "est": "est-gpt2"}`)
+	if _, err := resolve(t, "config", short, "data", "d", "steps", "3"); err == nil || !strings.Contains(err.Error(), "horizon of 2") || strings.Contains(err.Error(), "at least 3 steps") {
+		t.Errorf("horizon 2 from the file: %v (want the horizon named, not the steps)", err)
+	}
 	file := writeFile(t, "h.json", `{"horizon": 20, "est": "est-gpt2"}`)
 	cfg, err := resolve(t, "config", file, "data", "d", "steps", "10")
 	if err != nil || cfg.Schedule == nil || cfg.Schedule.Ends[2] != 20 {
@@ -479,6 +483,7 @@ func TestSettingWarnings(t *testing.T) {
 		{[]string{"data", "d", "preset", "llama-mini", "steps", "10", "est", "est-gpt2", "est-heads", "within"}, ""},
 		{[]string{"data", "d", "steps", "10", "est-stages", "5,8", "est-rates", "0.5:0.5:1,0.5:0.5:0.5"}, "end at step 8"},
 		{[]string{"data", "d", "steps", "10", "est-stages", "5,10", "est-rates", "0.5:0.5:1,1:1:1"}, ""},
+		{[]string{"data", "d", "steps", "10", "eval-batches", "0", "eval-every", "2"}, "eval_every 2"},
 	} {
 		cfg, err := resolve(t, tc.set...)
 		if err != nil {

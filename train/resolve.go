@@ -611,6 +611,9 @@ func changedSettings(cfg *Config, set []Setting) ([]string, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w (--est-stages %q --est-rates %q; %w)", err, stages, rates, ErrConfig)
 			}
+			if cfg.Schedule != nil { // config.json also holds the realised rates, computed at start
+				sch.Realised = cfg.Schedule.Realised
+			}
 			x.EST, x.Schedule, keys = "custom", &sch, []string{"est", "schedule"}
 		default:
 			if err := o.apply(&x, s.Value); err != nil {
@@ -626,10 +629,14 @@ func changedSettings(cfg *Config, set []Setting) ([]string, error) {
 			fa, fx := fields(cfg), fields(&x)
 			var was []string
 			for _, k := range diff {
+				run, its := shown(fa[k]), shown(fx[k])
+				if k == "schedule" { // stages and rates, not the schedule's JSON
+					run, its = scheduleShown(cfg.Schedule), scheduleShown(x.Schedule)
+				}
 				if s.Name == optConfig {
-					was = append(was, "its "+k+" is "+shown(fx[k])+", the run's "+shown(fa[k]))
+					was = append(was, "its "+k+" is "+its+", the run's "+run)
 				} else {
-					was = append(was, "the run's "+k+" is "+shown(fa[k]))
+					was = append(was, "the run's "+k+" is "+run)
 				}
 			}
 			refused = append(refused, "--"+s.Name+" "+s.Value+" ("+strings.Join(was, "; ")+")")
@@ -752,13 +759,26 @@ func floatKeys() map[string]bool {
 // its quotes, a float in Go's shortest form (as the flag would give it,
 // 5.9999999999999995e-05 where JSON writes 0.000059999999999999995),
 // anything else as encoded.
+// scheduleShown is an EST schedule as the flags give it.
+func scheduleShown(s *Schedule) string {
+	if s == nil {
+		return "none"
+	}
+	var ends, rates []string
+	for i, e := range s.Ends {
+		ends = append(ends, strconv.Itoa(e))
+		rates = append(rates, s.Rates[i].String())
+	}
+	return "stages " + strings.Join(ends, ",") + " at rates " + strings.Join(rates, ",")
+}
+
 func shown(v json.RawMessage) string {
 	var s string
 	if json.Unmarshal(v, &s) == nil {
 		return s
 	}
 	if f, err := strconv.ParseFloat(string(v), 64); err == nil && bytes.ContainsAny(v, ".eE") {
-		return strconv.FormatFloat(f, 'g', -1, 64)
+		return strconv.FormatFloat(f, 'g', -1, 32) // as the optimizer holds it: 6e-05, not 5.9999999999999995e-05
 	}
 	if v == nil {
 		return "absent"

@@ -92,7 +92,11 @@ func OpenSession(ctx context.Context, ops kernels.Ops, cfg Config, out string, o
 			return nil, err
 		}
 	}
-	for _, w := range append(realise(&cfg), cfg.Warnings()...) { // realised rates into config.json
+	warn := realise(&cfg) // realised rates into config.json
+	if !o.Resume {
+		warn = append(warn, cfg.Warnings()...) // said when the run starts, not again
+	}
+	for _, w := range warn {
 		log.Warn(w)
 	}
 	if err := checkMemory(ops, &cfg, o.MemoryLimit); err != nil {

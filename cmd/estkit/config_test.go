@@ -298,3 +298,29 @@ func TestTrainMemoryCLI(t *testing.T) {
 		t.Errorf("--batch 5000 --seq 256: exit %d %q", code, errs)
 	}
 }
+
+// TestResumeCustomStagesCLI: a run started with --est-stages and
+// --est-rates resumes when its starting command is given again with
+// --resume (config.json also holds the realised rates, which the command
+// line does not give), and extends with --steps.
+func TestResumeCustomStagesCLI(t *testing.T) {
+	tok, conf, dir := tinyTok(t, "0.1")
+	runDir := filepath.Join(dir, "custom")
+	start := []string{"-q", "train", "--config", conf, "--data", tok, "--batch", "2", "--seq", "16", "--est-stages", "3,6", "--est-rates", "0.5:0.5:1,1:1:1", "--steps", "6", "--out", runDir}
+	if _, errs, code := run(t, start...); code != 0 {
+		t.Fatalf("train: %s", errs)
+	}
+	if _, errs, code := run(t, append(start, "--resume")...); code != 0 {
+		t.Errorf("the starting command with --resume: exit %d %q", code, errs)
+	}
+	ext := append(append([]string{}, start...), "--resume", "--steps", "8")
+	if _, errs, code := run(t, ext...); code != 0 {
+		t.Errorf("extended with --steps 8: exit %d %q", code, errs)
+	}
+	// another schedule is still refused, in one line naming the stages
+	other := []string{"-q", "train", "--config", conf, "--data", tok, "--batch", "2", "--seq", "16", "--est-stages", "3,5", "--est-rates", "0.5:0.5:1,1:1:1", "--steps", "6", "--out", runDir, "--resume"}
+	_, errs, code := run(t, other...)
+	if code != exitUsage || !strings.Contains(errs, "--est-stages 3,5") || strings.Count(errs, "\n") > 3 {
+		t.Errorf("another schedule on resume: exit %d %q (want one refusal naming it)", code, errs)
+	}
+}

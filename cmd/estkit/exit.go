@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,7 +58,7 @@ func markUsageErrors(root *cobra.Command, ran *bool) {
 	walk = func(c *cobra.Command) {
 		if run := c.RunE; run != nil {
 			c.RunE = func(cmd *cobra.Command, args []string) error {
-				if err := emptyPaths(cmd); err != nil {
+				if err := emptyPaths(cmd, args); err != nil {
 					return err
 				}
 				*ran = true
@@ -138,12 +139,19 @@ func jsonRequested(args []string) bool {
 }
 
 // pathFlags name files and directories wherever a command has them.
-var pathFlags = map[string]bool{"out": true, "run": true, "hf": true, "config": true, "init-from": true, "tokenizer": true, "input": true}
+var pathFlags = map[string]bool{"out": true, "run": true, "hf": true, "config": true, "init-from": true, "tokenizer": true, "input": true, "cache": true}
+
+// pathArgs are the commands whose arguments are all paths (inputs, sets,
+// merge's output and parts).
+var pathArgs = map[string]bool{"ingest": true, "shard": true, "inspect": true, "merge": true}
 
 // emptyPaths refuses a path flag given as "" (an unset shell variable, as
 // in --out "$RUN"): taken as a path it is the current directory, and
 // `train --out ""` made that a half-made run before it failed.
-func emptyPaths(cmd *cobra.Command) error {
+func emptyPaths(cmd *cobra.Command, args []string) error {
+	if pathArgs[cmd.Name()] && slices.Contains(args, "") {
+		return usageErrorf("%s: an argument is \"\": want a path (an unset variable?)", cmd.Name())
+	}
 	var err error
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		if err == nil && pathFlags[f.Name] && f.Value.String() == "" {

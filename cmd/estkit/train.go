@@ -238,7 +238,7 @@ func runTrain(cmd *cobra.Command, g *globals, opts *trainOptions) (err error) {
 				attrs := []any{"step", r.Step + 1, "steps", cfg.Steps, "stage", r.Stage, "rates", r.Rates.String(), "loss", r.Loss, "lr", r.LR,
 					"tokens_per_s", r.TokensPerS, "block_flops_saved", saved / full, "eta_s", eta.Round(time.Second).Seconds()}
 				if r.ValLoss > 0 {
-					attrs = append(attrs, "val_loss", r.ValLoss)
+					attrs = append(attrs, "val_loss", r.ValLoss, "val_batches", r.ValBatches)
 				}
 				g.log.Info("step", attrs...)
 				return

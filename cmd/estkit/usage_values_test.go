@@ -63,6 +63,11 @@ func TestEmptyPathFlagsRefused(t *testing.T) {
 		{"export", "--run", "", "--hf", filepath.Join(dir, "hf")},
 		{"export", "--run", dir, "--hf", ""},
 		{"est-trace", "--run", ""},
+		{"shard", "--cache", "", "--out", filepath.Join(dir, "tok"), filepath.Join(dir, "docs")},
+		{"shard", "--out", filepath.Join(dir, "tok"), ""},
+		{"ingest", "--out", filepath.Join(dir, "docs"), ""},
+		{"inspect", ""},
+		{"merge", "", filepath.Join(dir, "p0"), filepath.Join(dir, "p1")},
 	} {
 		_, errs, code := run(t, args...)
 		if code != exitUsage || !strings.Contains(errs, `""`) {
