@@ -2,6 +2,7 @@ package shards
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,6 +20,10 @@ import (
 	"github.com/estkit/estkit/internal/setdir"
 	"github.com/estkit/estkit/internal/store"
 )
+
+// ErrEmptySplit is a split that holds no tokens (a set sharded with
+// --val-fraction 0 has no val split).
+var ErrEmptySplit = errors.New("empty")
 
 // Set is an opened token shard set: its manifest and its splits' files,
 // memory-mapped. A set at an s3:// URL streams its files through a local
@@ -170,7 +175,7 @@ func (s *Set) Close() error {
 func (s *Set) Stream(split string) (*Stream, error) {
 	st := s.streams[split]
 	if st == nil || st.Tokens == 0 {
-		return nil, fmt.Errorf("shards: %s: the %s split is empty", s.Dir, split)
+		return nil, fmt.Errorf("shards: %s: the %s split is %w", s.Dir, split, ErrEmptySplit)
 	}
 	return st, nil
 }

@@ -272,6 +272,14 @@ func TestTrainEvalCLI(t *testing.T) {
 			t.Errorf("--eval-batches 0: a val loss was recorded: %v", line)
 		}
 	}
+	// eval of such a run: the val split's absence says what to do, and
+	// one batch is one batch
+	if _, errs, code := run(t, "eval", "--run", noEval); code == 0 || !strings.Contains(errs, "--split train") {
+		t.Errorf("eval of a run without a val split: exit %d %q (want --split train suggested)", code, errs)
+	}
+	if out, errs, code := run(t, "eval", "--run", noEval, "--split", "train", "--batches", "1"); code != 0 || !strings.Contains(out, "over 1 batch of") {
+		t.Errorf("eval --batches 1: exit %d %q %q", code, out, errs)
+	}
 	// more batches than the val split holds: the number that ran is
 	// recorded beside the loss, and said once
 	capped := filepath.Join(dir, "capped")

@@ -514,6 +514,9 @@ func newEvalCmd(g *globals) *cobra.Command {
 			}
 			m.SetInterrupt(cmd.Context().Err) // the first Ctrl-C stops it between blocks
 			loss, n, err := train.Eval(m, cfg, split, batches)
+			if errors.Is(err, shards.ErrEmptySplit) && split == shards.Val {
+				return fmt.Errorf("eval: %w (--split train evaluates on the training split)", err)
+			}
 			if err != nil {
 				return asCommand("eval", err)
 			}
@@ -527,7 +530,11 @@ func newEvalCmd(g *globals) *cobra.Command {
 			if n < batches {
 				note = fmt.Sprintf(" (the split holds %d of the %d asked)", n, batches)
 			}
-			fmt.Fprintf(g.stdout, "%s loss %.4f over %d batches of %d×%d%s\n", split, loss, n, cfg.Batch, cfg.Seq, note)
+			plural := "es"
+			if n == 1 {
+				plural = ""
+			}
+			fmt.Fprintf(g.stdout, "%s loss %.4f over %d batch%s of %d×%d%s\n", split, loss, n, plural, cfg.Batch, cfg.Seq, note)
 			return nil
 		},
 	}
