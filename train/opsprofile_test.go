@@ -138,15 +138,7 @@ func stepOps(b *testing.B, m Model, ops *opClock, cfg ModelConfig, name string, 
 		one := func() {
 			step++
 			sel, _, _ := s.Sample(step, 0) // a new subnetwork each step, as in training
-			skipped := Plan{sel}.Skipped(cfg.Layers)
-			m.ZeroGrads(skipped)
-			if _, err := m.Forward(ids, tg, B, T, sel); err != nil {
-				b.Fatal(err)
-			}
-			m.Backward(1)
-			norm := m.GradNorm(skipped)
-			m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1,
-				GradScale: float32(min(1, 1/norm))}, Skipped: skipped})
+			benchTrainStep(b, m, ids, tg, B, T, sel, Plan{sel}.Skipped(cfg.Layers), step)
 		}
 		one()
 		clear(ops.sum)

@@ -18,13 +18,7 @@ func TestAttentionHeadsParallelBitExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	for _, c := range []struct{ B, T, NH, NKV, HS int }{{3, 37, 4, 4, 8}, {2, 50, 6, 2, 8}, {1, 20, 4, 1, 16}} {
 		W, C := (c.NH+2*c.NKV)*c.HS, c.NH*c.HS
-		qkv, dout := make([]float32, c.B*c.T*W), make([]float32, c.B*c.T*C)
-		for i := range qkv {
-			qkv[i] = float32(r.NormFloat64())
-		}
-		for i := range dout {
-			dout[i] = float32(r.NormFloat64())
-		}
+		qkv, dout := normals(r, c.B*c.T*W), normals(r, c.B*c.T*C)
 		run := func(workers int) (out, att, dqkv []float32) {
 			o := New()
 			o.workers = workers
@@ -54,13 +48,7 @@ func TestAttentionBlocksMatchScalar(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
 	for _, c := range []struct{ B, T, NH, NKV, HS int }{{2, 2*attnBlock + 37, 2, 2, 8}, {1, attnBlock + 1, 4, 2, 8}} {
 		W, C := (c.NH+2*c.NKV)*c.HS, c.NH*c.HS
-		qkv, dout := make([]float32, c.B*c.T*W), make([]float32, c.B*c.T*C)
-		for i := range qkv {
-			qkv[i] = float32(r.NormFloat64())
-		}
-		for i := range dout {
-			dout[i] = float32(r.NormFloat64())
-		}
+		qkv, dout := normals(r, c.B*c.T*W), normals(r, c.B*c.T*C)
 		run := func() (out, dqkv []float32) {
 			o := New()
 			out, dqkv = make([]float32, c.B*c.T*C), make([]float32, c.B*c.T*W)
@@ -88,4 +76,13 @@ func TestAttentionBlocksMatchScalar(t *testing.T) {
 			}
 		}
 	}
+}
+
+// normals are n draws of the standard normal, as float32.
+func normals(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
 }

@@ -204,14 +204,7 @@ func TestVectorScatterBitExact(t *testing.T) {
 		cols = append(cols, c)
 	}
 	cols = append(cols, 0, 5, 6, 700)
-	rnd := func(k int) []float32 {
-		x := make([]float32, k)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		return x
-	}
-	base, partRows, partCols := rnd(n*width), rnd(len(rows)*width), rnd(n*len(cols))
+	base, partRows, partCols := normals(r, n*width), normals(r, len(rows)*width), normals(r, n*len(cols))
 	o := New()
 	run := func() (byRows, byCols []float32) {
 		byRows, byCols = append([]float32(nil), base...), append([]float32(nil), base...)
@@ -274,10 +267,7 @@ func TestBiasGradWorkersBitExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	for _, cols := range []int{3072, 768, 70, 5} {
 		rows := 301
-		dy := make([]float32, rows*cols)
-		for i := range dy {
-			dy[i] = float32(r.NormFloat64())
-		}
+		dy := normals(r, rows*cols)
 		want := make([]float32, cols)
 		for j := range want {
 			want[j] = 0.25
