@@ -303,7 +303,8 @@ var (
 	scatterAddRuns    func(d, s []float32, runs []int32, n, width, k int) // ScatterAddCols' n rows by colRuns
 	adamwRange        func(u adamw, p, g, m, v []float32)
 	sumSquaresRange   func(x []float32) float64
-	expShifted        func(x []float32, m float32) // x[i] = expNeg(x[i] − m)
+	expShifted        func(x []float32, m float32)         // x[i] = expNeg(x[i] − m)
+	softmaxGradRange  func(dr, p []float32, scale float32) // softmaxGrad
 	geluRange         func(out, x []float32)
 	geluBackwardRange func(dx, x, g []float32)
 )

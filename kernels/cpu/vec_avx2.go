@@ -152,6 +152,33 @@ __attribute__((target("avx2"))) static void estkit_adamw(float *p, const float *
 	}
 }
 
+// The softmax's gradient, as softmaxGrad in attention_blas.go computes it:
+// dot = the sum of p[i]*dr[i] in float64 (the product of two floats is
+// exact there), element i into lane i mod 8, the lanes added in order and
+// rounded to float; then dr[i] = p[i] * (dr[i] - dot) * scale in float.
+__attribute__((target("avx2"))) static void estkit_softmax_grad(float *dr, const float *p, float scale, long n) {
+	__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 pv = _mm256_loadu_ps(p + i), dv = _mm256_loadu_ps(dr + i);
+		a0 = _mm256_add_pd(a0, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(pv)), _mm256_cvtps_pd(_mm256_castps256_ps128(dv))));
+		a1 = _mm256_add_pd(a1, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(pv, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(dv, 1))));
+	}
+	double lane[8];
+	_mm256_storeu_pd(lane, a0);
+	_mm256_storeu_pd(lane + 4, a1);
+	for (long j = 0; i < n; i++, j++) lane[j] += (double)p[i] * (double)dr[i];
+	double s = 0;
+	for (int j = 0; j < 8; j++) s += lane[j];
+	const float dot = (float)s;
+	const __m256 dotv = _mm256_set1_ps(dot), sv = _mm256_set1_ps(scale);
+	for (i = 0; i + 8 <= n; i += 8) {
+		__m256 pv = _mm256_loadu_ps(p + i), dv = _mm256_loadu_ps(dr + i);
+		_mm256_storeu_ps(dr + i, _mm256_mul_ps(_mm256_mul_ps(pv, _mm256_sub_ps(dv, dotv)), sv));
+	}
+	for (; i < n; i++) dr[i] = p[i] * (dr[i] - dot) * scale;
+}
+
 // The sum of squares of n floats in float64, element i into lane i mod 8
 // and the lanes added in order, as sumSquares in cpu.go does it.
 __attribute__((target("avx2"))) static double estkit_sumsq(const float *x, long n) {
@@ -284,6 +311,11 @@ func init() {
 	expShifted = func(x []float32, m float32) {
 		if len(x) > 0 {
 			C.estkit_exp_shifted((*C.float)(&x[0]), C.float(m), C.long(len(x)))
+		}
+	}
+	softmaxGradRange = func(dr, p []float32, scale float32) {
+		if len(p) > 0 {
+			C.estkit_softmax_grad((*C.float)(&dr[:len(p)][0]), (*C.float)(&p[0]), C.float(scale), C.long(len(p)))
 		}
 	}
 	adamwRange = func(u adamw, p, g, m, v []float32) {

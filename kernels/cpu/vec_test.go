@@ -256,6 +256,35 @@ func TestVectorCrossEntropyBitExact(t *testing.T) {
 	}
 }
 
+// TestVectorSoftmaxGradBitExact: attention's softmax gradient in AVX2
+// gives the Go loop's bits: its float64 lanes, the dot product's rounding
+// and the elementwise update, over tails, NaN, ±Inf and signed zeros.
+func TestVectorSoftmaxGradBitExact(t *testing.T) {
+	if softmaxGradRange == nil {
+		t.Skip("no vectorized softmax gradient in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(17, 18))
+	p, d := normals(r, 1031), normals(r, 1031)
+	for i := range p {
+		p[i] = p[i] * p[i] / 1031
+	}
+	odd := []float32{float32(math.Copysign(0, -1)), 0, float32(math.Inf(1)), -100, 3, float32(math.NaN()), 7, -2, 1e30, 5, 0.5}
+	cases := [][2][]float32{{p, d}, {p[:13], d[:13]}, {p[:8], d[:8]}, {p[:1], d[:1]}, {nil, nil}, {odd, p[:11]}, {p[:11], odd}, {odd[6:], d[:5]}}
+	for k, c := range cases {
+		run := func() []float32 {
+			dr := append([]float32(nil), c[1]...)
+			softmaxGrad(dr, c[0], 0.3)
+			return dr
+		}
+		vec := run()
+		keep := softmaxGradRange
+		softmaxGradRange = nil
+		scalar := run()
+		softmaxGradRange = keep
+		same(t, fmt.Sprintf("case %d", k), c[1], vec, scalar)
+	}
+}
+
 func sameF64(a, b float64) bool {
 	return math.Float64bits(a) == math.Float64bits(b) || (a != a && b != b)
 }
