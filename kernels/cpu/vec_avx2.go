@@ -365,6 +365,61 @@ __attribute__((target("avx2"))) static void estkit_layernorm_backward(float *dx,
 		}
 	}
 }
+// RMSNorm over rows of C: rmsNormRow in llama.go, row after row, the sum
+// of squares estkit_sumsq's (sumSquares').
+__attribute__((target("avx2"))) static void estkit_rmsnorm(float *out, float *rstd, const float *x, const float *w,
+		long rows, long C, float eps) {
+	for (long r = 0; r < rows; r++) {
+		const float *row = x + r * C;
+		float *dst = out + r * C;
+		double ms = estkit_sumsq(row, C) / (double)C + (double)eps;
+		float rr = (float)(1 / _mm_cvtsd_f64(_mm_sqrt_sd(_mm_setzero_pd(), _mm_set_sd(ms)))); // sqrtsd: no libm
+		const __m256 rv = _mm256_set1_ps(rr);
+		long i = 0;
+		for (; i + 8 <= C; i += 8) {
+			_mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(row + i), rv)));
+		}
+		for (; i < C; i++) dst[i] = w[i] * (row[i] * rr);
+		rstd[r] = rr;
+	}
+}
+
+// RMSNorm's gradient over rows of C: rmsNormBackwardRow in llama.go, row
+// after row; acc holds the weight's gradient sums.
+__attribute__((target("avx2"))) static void estkit_rmsnorm_backward(float *dx, float *acc, const float *dout, const float *x,
+		const float *w, const float *rstd, long rows, long C) {
+	double lane[8];
+	for (long r = 0; r < rows; r++) {
+		const float *xr = x + r * C, *gr = dout + r * C;
+		float *dr = dx + r * C;
+		const float rr = rstd[r];
+		const __m256 rv = _mm256_set1_ps(rr);
+		__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+		long i = 0;
+		for (; i + 8 <= C; i += 8) {
+			__m256 g = _mm256_loadu_ps(gr + i);
+			__m256 xh = _mm256_mul_ps(_mm256_loadu_ps(xr + i), rv);
+			__m256 dxh = _mm256_mul_ps(g, _mm256_loadu_ps(w + i));
+			a0 = _mm256_add_pd(a0, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(dxh)), _mm256_cvtps_pd(_mm256_castps256_ps128(xh))));
+			a1 = _mm256_add_pd(a1, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(dxh, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(xh, 1))));
+			_mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_mul_ps(g, xh)));
+		}
+		estkit_lanes(lane, a0, a1);
+		for (long j = 0, k = i; k < C; k++, j++) {
+			float xh = xr[k] * rr, dxh = gr[k] * w[k];
+			lane[j] += (double)dxh * (double)xh;
+			acc[k] += gr[k] * xh;
+		}
+		const float dot = (float)(estkit_lane_sum(lane) / (double)C);
+		const __m256 dv = _mm256_set1_ps(dot);
+		for (i = 0; i + 8 <= C; i += 8) {
+			__m256 x8 = _mm256_loadu_ps(xr + i);
+			__m256 t = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(gr + i), _mm256_loadu_ps(w + i)), _mm256_mul_ps(_mm256_mul_ps(x8, rv), dv));
+			_mm256_storeu_ps(dr + i, _mm256_add_ps(_mm256_loadu_ps(dr + i), _mm256_mul_ps(rv, t)));
+		}
+		for (; i < C; i++) dr[i] += rr * (gr[i] * w[i] - xr[i] * rr * dot);
+	}
+}
 */
 import "C"
 
@@ -375,7 +430,7 @@ import (
 
 // With cgo on amd64, GELU, its gradient, the softmax's exponentials,
 // AdamW, the gradient norm's sum of squares, the bias's forward and
-// gradient and LayerNorm's forward and backward run eight elements at a time
+// gradient, LayerNorm's and RMSNorm's forward and backward run eight elements at a time
 // in AVX2 where the CPU has it: the same operations in the same order as
 // the Go loops (expNeg, tanh32), so the results are bit for bit the pure-
 // Go kernels' (TestVectorGELUBitExact), at several times their speed.
@@ -468,6 +523,19 @@ func init() {
 			_, _, _, _, _, _ = dx[n*cols-1], acc[2*cols-1], g[n*cols-1], x[n*cols-1], w[cols-1], rstd[n-1]
 			C.estkit_layernorm_backward((*C.float)(&dx[0]), (*C.float)(&acc[0]), (*C.float)(&g[0]), (*C.float)(&x[0]),
 				(*C.float)(&w[0]), (*C.float)(&mean[0]), (*C.float)(&rstd[0]), C.long(n), C.long(cols))
+		}
+	}
+	rmsForwardRows = func(out, rstd, x, w []float32, cols int, eps float32) {
+		if n := len(rstd); n > 0 && cols > 0 {
+			_, _, _ = out[n*cols-1], x[n*cols-1], w[cols-1] // the bounds Go's loop would check, before C writes
+			C.estkit_rmsnorm((*C.float)(&out[0]), (*C.float)(&rstd[0]), (*C.float)(&x[0]), (*C.float)(&w[0]), C.long(n), C.long(cols), C.float(eps))
+		}
+	}
+	rmsBackwardRows = func(dx, acc, g, x, w, rstd []float32, cols int) {
+		if n := len(rstd); n > 0 && cols > 0 {
+			_, _, _, _, _ = dx[n*cols-1], acc[cols-1], g[n*cols-1], x[n*cols-1], w[cols-1]
+			C.estkit_rmsnorm_backward((*C.float)(&dx[0]), (*C.float)(&acc[0]), (*C.float)(&g[0]), (*C.float)(&x[0]),
+				(*C.float)(&w[0]), (*C.float)(&rstd[0]), C.long(n), C.long(cols))
 		}
 	}
 	geluRange = func(out, x []float32) {

@@ -367,3 +367,65 @@ func layerNormCase(t *testing.T, name string, x, w, b, g []float32, rows, C int)
 	same(t, name+" dx", x, dx, dxGo)
 	same(t, name+" dw, db", accGo, acc, accGo)
 }
+
+// TestVectorRMSNormBitExact: RMSNorm's vectorized forward and backward
+// (vec_avx2.go) equal the Go loops (rmsNormRow, rmsNormBackwardRow) bit
+// for bit, over the inputs of TestVectorLayerNormBitExact's kind: tails,
+// a zero row, NaN, infinities, signed zeros, huge values and a gradient
+// whose sum cancels across lanes 1 and 5.
+func TestVectorRMSNormBitExact(t *testing.T) {
+	if rmsForwardRows == nil || rmsBackwardRows == nil {
+		t.Skip("no vectorized RMSNorm in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(25, 26))
+	nan, inf, negz := float32(math.NaN()), float32(math.Inf(1)), float32(math.Copysign(0, -1))
+	for _, C := range []int{768, 70, 16, 13, 8, 3, 1} {
+		const rows = 12
+		x := normals(r, rows*C)
+		clear(x[C : 2*C]) // rstd 1/sqrt(eps)
+		odd := []float32{nan, inf, -inf, negz, 0, 1e30, -1e30, 3}
+		for k := 2; k < 6; k++ {
+			x[k*C+(k*5)%C] = odd[k-2]
+		}
+		for i := range x[6*C : 7*C] {
+			x[6*C+i] = odd[4+i%4] * float32(1+i%3)
+		}
+		w, g := normals(r, C), normals(r, rows*C)
+		g[8*C+C/2], g[9*C], g[10*C+C-1] = nan, inf, -inf
+		if C > 5 {
+			x[11*C+5] = -x[11*C+1]
+			g[11*C+1], g[11*C+5] = 1e20, 1e20
+		}
+		for _, unit := range []bool{false, true} {
+			if unit {
+				for i := range w {
+					w[i] = 1
+				}
+			}
+			w[0] = negz
+			name := fmt.Sprintf("RMSNorm C=%d unit w=%v", C, unit)
+			rstd, rstdGo := make([]float32, rows), make([]float32, rows)
+			out, outGo := make([]float32, rows*C), make([]float32, rows*C)
+			rmsForwardRows(out, rstd, x, w, C, 1e-5)
+			for k := range rows {
+				rstdGo[k] = rmsNormRow(outGo[k*C:(k+1)*C], x[k*C:(k+1)*C], w, 1e-5)
+			}
+			same(t, name+" rstd", rstdGo, rstd, rstdGo)
+			same(t, name+" out", x, out, outGo)
+			dx, acc := make([]float32, rows*C), make([]float32, C)
+			for i := range dx {
+				dx[i] = float32(i%5) * 0.25 // accumulated into
+			}
+			for i := range acc {
+				acc[i] = float32(i%3) - 1
+			}
+			dxGo, accGo := append([]float32(nil), dx...), append([]float32(nil), acc...)
+			rmsBackwardRows(dx, acc, g, x, w, rstd, C)
+			for k := range rows {
+				rmsNormBackwardRow(dxGo[k*C:(k+1)*C], accGo, g[k*C:(k+1)*C], x[k*C:(k+1)*C], w, rstdGo[k])
+			}
+			same(t, name+" dx", x, dx, dxGo)
+			same(t, name+" dw", accGo, acc, accGo)
+		}
+	}
+}
