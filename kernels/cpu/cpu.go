@@ -222,32 +222,57 @@ const lnEps = 1e-5
 func (o *Ops) LayerNorm(out, mean, rstd, x, w, b kernels.Buf, rows, C int) {
 	os, ms, rs, xs, ws, bs := f(out), f(mean), f(rstd), f(x), f(w), f(b)
 	o.parallel(rows, 16, func(lo, hi int) {
+		if lnForwardRows != nil {
+			lnForwardRows(os[lo*C:hi*C], ms[lo:hi], rs[lo:hi], xs[lo*C:hi*C], ws[:C], bs[:C], C)
+			return
+		}
 		for r := lo; r < hi; r++ {
-			row := xs[r*C : (r+1)*C]
-			var m float32
-			for _, v := range row {
-				m += v
-			}
-			m /= float32(C)
-			var va float32
-			for _, v := range row {
-				d := v - m
-				va += d * d
-			}
-			va /= float32(C)
-			s := float32(1 / math.Sqrt(float64(va+lnEps)))
-			dst := os[r*C : (r+1)*C]
-			for i, v := range row {
-				dst[i] = (v-m)*s*ws[i] + bs[i]
-			}
-			ms[r], rs[r] = m, s
+			ms[r], rs[r] = layerNormRow(os[r*C:(r+1)*C], xs[r*C:(r+1)*C], ws[:C], bs[:C])
 		}
 	})
 }
 
+// layerNormRow normalises one row into dst and returns its mean and
+// 1/sqrt(variance + eps). The mean and the variance (two passes: the sum
+// of squared deviations from the mean, not E[x²] − m²) are sums in float64,
+// element i added into lane i mod 8 and the eight lanes then added in
+// order, as sumSquares does: an order lnForwardRows keeps in AVX2, bit for
+// bit. Float64 lanes rather than float32 ones because they cost nothing
+// here (eight lanes are two vector chains of additions either way) and
+// keep the sums' rounding far below float32's at any row length, where
+// the single float32 chain this replaced lost digits as C grew.
+func layerNormRow(dst, row, w, b []float32) (m, s float32) {
+	var lane [8]float64
+	for i, v := range row {
+		lane[i%8] += float64(v)
+	}
+	m = float32(laneSum(&lane) / float64(len(row)))
+	lane = [8]float64{}
+	for i, v := range row {
+		d := float64(v) - float64(m)
+		lane[i%8] += d * d
+	}
+	s = float32(1 / math.Sqrt(laneSum(&lane)/float64(len(row))+lnEps))
+	for i, v := range row {
+		dst[i] = (v-m)*s*w[i] + b[i]
+	}
+	return m, s
+}
+
+// laneSum adds the eight lanes in order.
+func laneSum(lane *[8]float64) float64 {
+	var s float64
+	for _, v := range lane {
+		s += v
+	}
+	return s
+}
+
 func (o *Ops) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, rows, C int) {
 	dxs, dws, dbs, g, xs, ws, ms, rs := f(dx), f(dw), f(db), f(dout), f(x), f(w), f(mean), f(rstd)
-	// dx rows in parallel; dw and db summed per worker, then added.
+	// dx rows in parallel; dw and db summed per worker, then added in
+	// worker order (so their last bits depend on the number of workers;
+	// dx, mean and rstd do not).
 	parts := min(o.workers, max(1, rows/16))
 	pw := make([][]float32, parts)
 	var wg sync.WaitGroup
@@ -256,25 +281,12 @@ func (o *Ops) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, 
 		acc := make([]float32, 2*C)
 		pw[p] = acc
 		wg.Go(func() {
+			if lnBackwardRows != nil {
+				lnBackwardRows(dxs[lo*C:hi*C], acc, g[lo*C:hi*C], xs[lo*C:hi*C], ws[:C], ms[lo:hi], rs[lo:hi], C)
+				return
+			}
 			for r := lo; r < hi; r++ {
-				xr, gr, dr := xs[r*C:(r+1)*C], g[r*C:(r+1)*C], dxs[r*C:(r+1)*C]
-				m, s := ms[r], rs[r]
-				var dnormMean, dnormNormMean float32
-				for i := range xr {
-					norm := (xr[i] - m) * s
-					dnorm := ws[i] * gr[i]
-					dnormMean += dnorm
-					dnormNormMean += dnorm * norm
-					acc[i] += norm * gr[i]
-					acc[C+i] += gr[i]
-				}
-				dnormMean /= float32(C)
-				dnormNormMean /= float32(C)
-				for i := range xr {
-					norm := (xr[i] - m) * s
-					dnorm := ws[i] * gr[i]
-					dr[i] += (dnorm - dnormMean - norm*dnormNormMean) * s
-				}
+				layerNormBackwardRow(dxs[r*C:(r+1)*C], acc, g[r*C:(r+1)*C], xs[r*C:(r+1)*C], ws[:C], ms[r], rs[r])
 			}
 		})
 	}
@@ -287,6 +299,30 @@ func (o *Ops) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, 
 	}
 }
 
+// layerNormBackwardRow adds one row's input gradient into dr and its
+// weight and bias gradients into acc[:C] and acc[C:]. The row sums of
+// dnorm and dnorm·norm are float64 lanes as in layerNormRow (the order
+// lnBackwardRows keeps); the rest is elementwise float32.
+func layerNormBackwardRow(dr, acc, gr, xr, w []float32, m, s float32) {
+	C := len(xr)
+	var l1, l2 [8]float64
+	for i := range xr {
+		norm := (xr[i] - m) * s
+		dnorm := w[i] * gr[i]
+		l1[i%8] += float64(dnorm)
+		l2[i%8] += float64(dnorm) * float64(norm)
+		acc[i] += norm * gr[i]
+		acc[C+i] += gr[i]
+	}
+	dnormMean := float32(laneSum(&l1) / float64(C))
+	dnormNormMean := float32(laneSum(&l2) / float64(C))
+	for i := range xr {
+		norm := (xr[i] - m) * s
+		dnorm := w[i] * gr[i]
+		dr[i] += (dnorm - dnormMean - norm*dnormNormMean) * s
+	}
+}
+
 const geluScale = 0.7978845608028654 // sqrt(2/π)
 
 // adamwRange, sumSquaresRange, expShifted, geluRange and
@@ -294,6 +330,8 @@ const geluScale = 0.7978845608028654 // sqrt(2/π)
 // of squares, a softmax's exponentials, GELU and its gradient over a range
 // bit for bit as the Go loops do.
 var (
+	lnForwardRows     func(out, mean, rstd, x, w, b []float32, C int)     // layerNormRow over len(mean) rows
+	lnBackwardRows    func(dx, acc, g, x, w, mean, rstd []float32, C int) // layerNormBackwardRow over len(mean) rows
 	addBiasRows       func(y, bias []float32, rows, cols int)
 	colSums           func(acc, g []float32, rows, cols, c0 int)          // acc[j] += column c0+j of g, row by row
 	ceMax             func(x []float32) float32                           // rowMax

@@ -13,20 +13,25 @@ import (
 func (o *Ops) RMSNorm(out, rstd, x, w kernels.Buf, rows, C int, eps float32) {
 	os, rs, xs, ws := f(out), f(rstd), f(x), f(w)
 	o.parallel(rows, 16, func(lo, hi int) {
+		if rmsForwardRows != nil {
+			rmsForwardRows(os[lo*C:hi*C], rs[lo:hi], xs[lo*C:hi*C], ws[:C], C, eps)
+			return
+		}
 		for r := lo; r < hi; r++ {
-			row := xs[r*C : (r+1)*C]
-			var ss float64
-			for _, v := range row {
-				ss += float64(v) * float64(v)
-			}
-			rr := float32(1 / math.Sqrt(ss/float64(C)+float64(eps)))
-			rs[r] = rr
-			dst := os[r*C : (r+1)*C]
-			for i, v := range row {
-				dst[i] = ws[i] * (v * rr)
-			}
+			rs[r] = rmsNormRow(os[r*C:(r+1)*C], xs[r*C:(r+1)*C], ws[:C], eps)
 		}
 	})
+}
+
+// rmsNormRow normalises one row into dst and returns 1/sqrt(mean(x²) +
+// eps), the sum of squares in sumSquares' float64 lanes (the order
+// rmsForwardRows keeps in AVX2, bit for bit).
+func rmsNormRow(dst, row, w []float32, eps float32) float32 {
+	rr := float32(1 / math.Sqrt(sumSquares(row)/float64(len(row))+float64(eps)))
+	for i, v := range row {
+		dst[i] = w[i] * (v * rr)
+	}
+	return rr
 }
 
 func (o *Ops) RMSNormBackward(dx, dw, dout, x, w, rstd kernels.Buf, rows, C int) {
@@ -39,20 +44,11 @@ func (o *Ops) RMSNormBackward(dx, dw, dout, x, w, rstd kernels.Buf, rows, C int)
 		lo, hi := rows*p/parts, rows*(p+1)/parts
 		wg.Go(func() {
 			acc := make([]float32, C)
-			for r := lo; r < hi; r++ {
-				xr, gr, dr := xs[r*C:(r+1)*C], g[r*C:(r+1)*C], dxs[r*C:(r+1)*C]
-				rr := rs[r]
-				// x̂ = x·r; dx̂ = dout·w; dx = r·(dx̂ − x̂·mean(dx̂·x̂))
-				var dot float32
-				for i, v := range xr {
-					xh := v * rr
-					dxh := gr[i] * ws[i]
-					dot += dxh * xh
-					acc[i] += gr[i] * xh
-				}
-				dot /= float32(C)
-				for i, v := range xr {
-					dr[i] += rr * (gr[i]*ws[i] - v*rr*dot)
+			if rmsBackwardRows != nil {
+				rmsBackwardRows(dxs[lo*C:hi*C], acc, g[lo*C:hi*C], xs[lo*C:hi*C], ws[:C], rs[lo:hi], C)
+			} else {
+				for r := lo; r < hi; r++ {
+					rmsNormBackwardRow(dxs[r*C:(r+1)*C], acc, g[r*C:(r+1)*C], xs[r*C:(r+1)*C], ws[:C], rs[r])
 				}
 			}
 			partial[p] = acc
@@ -65,6 +61,31 @@ func (o *Ops) RMSNormBackward(dx, dw, dout, x, w, rstd kernels.Buf, rows, C int)
 		}
 	}
 }
+
+// rmsNormBackwardRow adds one row's input gradient into dr and its weight
+// gradient into acc. With x̂ = x·r and dx̂ = dout·w, dx = r·(dx̂ − x̂·mean(dx̂·x̂)):
+// the mean's sum in float64 lanes, element i in lane i mod 8 (the order
+// rmsBackwardRows keeps), the rest elementwise float32.
+func rmsNormBackwardRow(dr, acc, gr, xr, w []float32, rr float32) {
+	var lane [8]float64
+	for i, v := range xr {
+		xh := v * rr
+		dxh := gr[i] * w[i]
+		lane[i%8] += float64(dxh) * float64(xh)
+		acc[i] += gr[i] * xh
+	}
+	dot := float32(laneSum(&lane) / float64(len(xr)))
+	for i, v := range xr {
+		dr[i] += rr * (gr[i]*w[i] - v*rr*dot)
+	}
+}
+
+// rmsForwardRows and rmsBackwardRows, where set (vec_avx2.go), run
+// rmsNormRow and rmsNormBackwardRow over len(rstd) rows, bit for bit.
+var (
+	rmsForwardRows  func(out, rstd, x, w []float32, C int, eps float32)
+	rmsBackwardRows func(dx, acc, g, x, w, rstd []float32, C int)
+)
 
 // ropeTables caches the cos and sin of each (theta, HS, T).
 var ropeTables sync.Map // ropeKey -> *ropeTable

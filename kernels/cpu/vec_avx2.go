@@ -287,6 +287,166 @@ __attribute__((target("avx2"))) static void estkit_scatter_add_runs(float *d, co
 		}
 	}
 }
+// The eight float64 lanes a0 (elements 0-3 mod 8) and a1 (4-7), stored.
+__attribute__((target("avx2"))) static inline void estkit_lanes(double *lane, __m256d a0, __m256d a1) {
+	_mm256_storeu_pd(lane, a0);
+	_mm256_storeu_pd(lane + 4, a1);
+}
+
+static inline double estkit_lane_sum(const double *lane) {
+	double s = 0;
+	for (int j = 0; j < 8; j++) s += lane[j];
+	return s;
+}
+
+// LayerNorm over rows of C: layerNormRow in cpu.go, row after row. The
+// mean and the variance are float64 sums, element i into lane i mod 8;
+// the normalisation is float32, (x − m)·s·w + b as the Go loop groups it.
+__attribute__((target("avx2"))) static void estkit_layernorm(float *out, float *mean, float *rstd, const float *x,
+		const float *w, const float *b, long rows, long C) {
+	double lane[8];
+	for (long r = 0; r < rows; r++) {
+		const float *row = x + r * C;
+		float *dst = out + r * C;
+		__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+		long i = 0;
+		for (; i + 8 <= C; i += 8) {
+			a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(row + i)));
+			a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm_loadu_ps(row + i + 4)));
+		}
+		estkit_lanes(lane, a0, a1);
+		for (long j = 0; i < C; i++, j++) lane[j] += (double)row[i];
+		float m = (float)(estkit_lane_sum(lane) / (double)C);
+		const __m256d md = _mm256_set1_pd((double)m);
+		a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+		for (i = 0; i + 8 <= C; i += 8) {
+			__m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(row + i)), md);
+			__m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(row + i + 4)), md);
+			a0 = _mm256_add_pd(a0, _mm256_mul_pd(d0, d0));
+			a1 = _mm256_add_pd(a1, _mm256_mul_pd(d1, d1));
+		}
+		estkit_lanes(lane, a0, a1);
+		for (long j = 0; i < C; i++, j++) {
+			double d = (double)row[i] - (double)m;
+			lane[j] += d * d;
+		}
+		double va = estkit_lane_sum(lane) / (double)C + 1e-5;
+		float s = (float)(1 / _mm_cvtsd_f64(_mm_sqrt_sd(_mm_setzero_pd(), _mm_set_sd(va)))); // sqrtsd: no libm
+		const __m256 mv = _mm256_set1_ps(m), sv = _mm256_set1_ps(s);
+		for (i = 0; i + 8 <= C; i += 8) {
+			__m256 n = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + i), mv), sv), _mm256_loadu_ps(w + i));
+			_mm256_storeu_ps(dst + i, _mm256_add_ps(n, _mm256_loadu_ps(b + i)));
+		}
+		for (; i < C; i++) dst[i] = (row[i] - m) * s * w[i] + b[i];
+		mean[r] = m;
+		rstd[r] = s;
+	}
+}
+
+// LayerNorm's gradient over rows of C: layerNormBackwardRow in cpu.go,
+// row after row; acc holds the weight's (acc[0:C]) and the bias's
+// (acc[C:2C]) gradient sums.
+__attribute__((target("avx2"))) static void estkit_layernorm_backward(float *dx, float *acc, const float *dout, const float *x,
+		const float *w, const float *mean, const float *rstd, long rows, long C) {
+	double l1[8], l2[8];
+	for (long r = 0; r < rows; r++) {
+		const float *xr = x + r * C, *gr = dout + r * C;
+		float *dr = dx + r * C;
+		const float m = mean[r], s = rstd[r];
+		const __m256 mv = _mm256_set1_ps(m), sv = _mm256_set1_ps(s);
+		__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), b0 = _mm256_setzero_pd(), b1 = _mm256_setzero_pd();
+		long i = 0;
+		for (; i + 8 <= C; i += 8) {
+			__m256 g = _mm256_loadu_ps(gr + i);
+			__m256 norm = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mv), sv);
+			__m256 dnorm = _mm256_mul_ps(_mm256_loadu_ps(w + i), g);
+			__m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(dnorm)), d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(dnorm, 1));
+			__m256d n0 = _mm256_cvtps_pd(_mm256_castps256_ps128(norm)), n1 = _mm256_cvtps_pd(_mm256_extractf128_ps(norm, 1));
+			a0 = _mm256_add_pd(a0, d0);
+			a1 = _mm256_add_pd(a1, d1);
+			b0 = _mm256_add_pd(b0, _mm256_mul_pd(d0, n0));
+			b1 = _mm256_add_pd(b1, _mm256_mul_pd(d1, n1));
+			_mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_mul_ps(norm, g)));
+			_mm256_storeu_ps(acc + C + i, _mm256_add_ps(_mm256_loadu_ps(acc + C + i), g));
+		}
+		estkit_lanes(l1, a0, a1);
+		estkit_lanes(l2, b0, b1);
+		for (long j = 0, k = i; k < C; k++, j++) {
+			float norm = (xr[k] - m) * s, dnorm = w[k] * gr[k];
+			l1[j] += (double)dnorm;
+			l2[j] += (double)dnorm * (double)norm;
+			acc[k] += norm * gr[k];
+			acc[C + k] += gr[k];
+		}
+		const float dm = (float)(estkit_lane_sum(l1) / (double)C), dnm = (float)(estkit_lane_sum(l2) / (double)C);
+		const __m256 dmv = _mm256_set1_ps(dm), dnmv = _mm256_set1_ps(dnm);
+		for (i = 0; i + 8 <= C; i += 8) {
+			__m256 norm = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), mv), sv);
+			__m256 dnorm = _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(gr + i));
+			__m256 t = _mm256_sub_ps(_mm256_sub_ps(dnorm, dmv), _mm256_mul_ps(norm, dnmv));
+			_mm256_storeu_ps(dr + i, _mm256_add_ps(_mm256_loadu_ps(dr + i), _mm256_mul_ps(t, sv)));
+		}
+		for (; i < C; i++) {
+			float norm = (xr[i] - m) * s, dnorm = w[i] * gr[i];
+			dr[i] += (dnorm - dm - norm * dnm) * s;
+		}
+	}
+}
+// RMSNorm over rows of C: rmsNormRow in llama.go, row after row, the sum
+// of squares estkit_sumsq's (sumSquares').
+__attribute__((target("avx2"))) static void estkit_rmsnorm(float *out, float *rstd, const float *x, const float *w,
+		long rows, long C, float eps) {
+	for (long r = 0; r < rows; r++) {
+		const float *row = x + r * C;
+		float *dst = out + r * C;
+		double ms = estkit_sumsq(row, C) / (double)C + (double)eps;
+		float rr = (float)(1 / _mm_cvtsd_f64(_mm_sqrt_sd(_mm_setzero_pd(), _mm_set_sd(ms)))); // sqrtsd: no libm
+		const __m256 rv = _mm256_set1_ps(rr);
+		long i = 0;
+		for (; i + 8 <= C; i += 8) {
+			_mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(row + i), rv)));
+		}
+		for (; i < C; i++) dst[i] = w[i] * (row[i] * rr);
+		rstd[r] = rr;
+	}
+}
+
+// RMSNorm's gradient over rows of C: rmsNormBackwardRow in llama.go, row
+// after row; acc holds the weight's gradient sums.
+__attribute__((target("avx2"))) static void estkit_rmsnorm_backward(float *dx, float *acc, const float *dout, const float *x,
+		const float *w, const float *rstd, long rows, long C) {
+	double lane[8];
+	for (long r = 0; r < rows; r++) {
+		const float *xr = x + r * C, *gr = dout + r * C;
+		float *dr = dx + r * C;
+		const float rr = rstd[r];
+		const __m256 rv = _mm256_set1_ps(rr);
+		__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+		long i = 0;
+		for (; i + 8 <= C; i += 8) {
+			__m256 g = _mm256_loadu_ps(gr + i);
+			__m256 xh = _mm256_mul_ps(_mm256_loadu_ps(xr + i), rv);
+			__m256 dxh = _mm256_mul_ps(g, _mm256_loadu_ps(w + i));
+			a0 = _mm256_add_pd(a0, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(dxh)), _mm256_cvtps_pd(_mm256_castps256_ps128(xh))));
+			a1 = _mm256_add_pd(a1, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(dxh, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(xh, 1))));
+			_mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_mul_ps(g, xh)));
+		}
+		estkit_lanes(lane, a0, a1);
+		for (long j = 0, k = i; k < C; k++, j++) {
+			float xh = xr[k] * rr, dxh = gr[k] * w[k];
+			lane[j] += (double)dxh * (double)xh;
+			acc[k] += gr[k] * xh;
+		}
+		const float dot = (float)(estkit_lane_sum(lane) / (double)C);
+		const __m256 dv = _mm256_set1_ps(dot);
+		for (i = 0; i + 8 <= C; i += 8) {
+			__m256 x8 = _mm256_loadu_ps(xr + i);
+			__m256 t = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(gr + i), _mm256_loadu_ps(w + i)), _mm256_mul_ps(_mm256_mul_ps(x8, rv), dv));
+			_mm256_storeu_ps(dr + i, _mm256_add_ps(_mm256_loadu_ps(dr + i), _mm256_mul_ps(rv, t)));
+		}
+		for (; i < C; i++) dr[i] += rr * (gr[i] * w[i] - xr[i] * rr * dot);
+	}
+}
 */
 import "C"
 
@@ -296,8 +456,8 @@ import (
 )
 
 // With cgo on amd64, GELU, its gradient, the softmax's exponentials,
-// AdamW, the gradient norm's sum of squares and the bias's forward and
-// gradient run eight elements at a time
+// AdamW, the gradient norm's sum of squares, the bias's forward and
+// gradient, LayerNorm's and RMSNorm's forward and backward run eight elements at a time
 // in AVX2 where the CPU has it: the same operations in the same order as
 // the Go loops (expNeg, tanh32), so the results are bit for bit the pure-
 // Go kernels' (TestVectorGELUBitExact), at several times their speed.
@@ -381,6 +541,33 @@ func init() {
 				}
 			}
 			C.estkit_scatter_add_runs((*C.float)(&d[0]), (*C.float)(&s[0]), (*C.int32_t)(&runs[0]), C.long(len(runs)/3), C.long(n), C.long(width), C.long(k))
+		}
+	}
+	lnForwardRows = func(out, mean, rstd, x, w, b []float32, cols int) {
+		if n := len(mean); n > 0 && cols > 0 {
+			_, _, _, _, _ = out[n*cols-1], rstd[n-1], x[n*cols-1], w[cols-1], b[cols-1] // the bounds Go's loop would check, before C writes
+			C.estkit_layernorm((*C.float)(&out[0]), (*C.float)(&mean[0]), (*C.float)(&rstd[0]), (*C.float)(&x[0]),
+				(*C.float)(&w[0]), (*C.float)(&b[0]), C.long(n), C.long(cols))
+		}
+	}
+	lnBackwardRows = func(dx, acc, g, x, w, mean, rstd []float32, cols int) {
+		if n := len(mean); n > 0 && cols > 0 {
+			_, _, _, _, _, _ = dx[n*cols-1], acc[2*cols-1], g[n*cols-1], x[n*cols-1], w[cols-1], rstd[n-1]
+			C.estkit_layernorm_backward((*C.float)(&dx[0]), (*C.float)(&acc[0]), (*C.float)(&g[0]), (*C.float)(&x[0]),
+				(*C.float)(&w[0]), (*C.float)(&mean[0]), (*C.float)(&rstd[0]), C.long(n), C.long(cols))
+		}
+	}
+	rmsForwardRows = func(out, rstd, x, w []float32, cols int, eps float32) {
+		if n := len(rstd); n > 0 && cols > 0 {
+			_, _, _ = out[n*cols-1], x[n*cols-1], w[cols-1] // the bounds Go's loop would check, before C writes
+			C.estkit_rmsnorm((*C.float)(&out[0]), (*C.float)(&rstd[0]), (*C.float)(&x[0]), (*C.float)(&w[0]), C.long(n), C.long(cols), C.float(eps))
+		}
+	}
+	rmsBackwardRows = func(dx, acc, g, x, w, rstd []float32, cols int) {
+		if n := len(rstd); n > 0 && cols > 0 {
+			_, _, _, _, _ = dx[n*cols-1], acc[cols-1], g[n*cols-1], x[n*cols-1], w[cols-1]
+			C.estkit_rmsnorm_backward((*C.float)(&dx[0]), (*C.float)(&acc[0]), (*C.float)(&g[0]), (*C.float)(&x[0]),
+				(*C.float)(&w[0]), (*C.float)(&rstd[0]), C.long(n), C.long(cols))
 		}
 	}
 	geluRange = func(out, x []float32) {

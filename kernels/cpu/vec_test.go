@@ -318,3 +318,143 @@ func TestBiasGradWorkersBitExact(t *testing.T) {
 		}
 	}
 }
+
+// TestVectorLayerNormBitExact: LayerNorm's vectorized forward and backward
+// (vec_avx2.go) equal the Go loops (layerNormRow, layerNormBackwardRow)
+// bit for bit: output, mean, rstd, input gradient and the weight and bias
+// sums, at widths with and without a tail, over rows with an offset, a
+// constant row, NaN, infinities, signed zeros and huge values, and
+// gradients with NaN and infinities; and rows whose sums cancel (±1e30 in
+// lanes 1 and 5 of x, ±1e20 of the gradient with unit weights), where
+// float64 sums added in another lane order round to other float32s.
+func TestVectorLayerNormBitExact(t *testing.T) {
+	if lnForwardRows == nil || lnBackwardRows == nil {
+		t.Skip("no vectorized LayerNorm in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(23, 24))
+	nan, inf, negz := float32(math.NaN()), float32(math.Inf(1)), float32(math.Copysign(0, -1))
+	for _, C := range []int{768, 70, 16, 13, 8, 3, 1} {
+		const rows = 12
+		x := normals(r, rows*C)
+		for i := range x[:C] {
+			x[i] = x[i]*1e-3 + 1000 // a large offset: the mean carries the digits
+		}
+		for i := range x[C : 2*C] {
+			x[C+i] = 2.5 // constant: variance 0
+		}
+		odd := []float32{nan, inf, -inf, negz, 0, 1e30, -1e30, 3}
+		for k := 2; k < 6; k++ { // one special value in each of four rows, at varying places
+			x[k*C+(k*5)%C] = odd[k-2]
+		}
+		for i := range x[6*C : 7*C] {
+			x[6*C+i] = odd[4+i%4] * float32(1+i%3) // zeros, ±1e30 and 3s
+		}
+		w, b, g := normals(r, C), normals(r, C), normals(r, rows*C)
+		g[8*C+C/2], g[9*C], g[10*C+C-1] = nan, inf, -inf
+		if C > 5 {
+			x[7*C+1], x[7*C+5] = 1e30, -1e30
+			x[11*C+5] = x[11*C+1]
+			g[11*C+1], g[11*C+5] = 1e20, -1e20
+		}
+		for _, unit := range []bool{false, true} {
+			if unit {
+				for i := range w {
+					w[i] = 1
+				}
+			}
+			w[0] = negz
+			layerNormCase(t, fmt.Sprintf("LayerNorm C=%d unit w=%v", C, unit), x, w, b, g, rows, C)
+		}
+	}
+}
+
+func layerNormCase(t *testing.T, name string, x, w, b, g []float32, rows, C int) {
+	t.Helper()
+	mean, rstd := make([]float32, rows), make([]float32, rows)
+	meanGo, rstdGo := make([]float32, rows), make([]float32, rows)
+	out, outGo := make([]float32, rows*C), make([]float32, rows*C)
+	lnForwardRows(out, mean, rstd, x, w, b, C)
+	for k := range rows {
+		meanGo[k], rstdGo[k] = layerNormRow(outGo[k*C:(k+1)*C], x[k*C:(k+1)*C], w, b)
+	}
+	same(t, name+" mean", meanGo, mean, meanGo)
+	same(t, name+" rstd", rstdGo, rstd, rstdGo)
+	same(t, name+" out", x, out, outGo)
+
+	dx, acc := make([]float32, rows*C), make([]float32, 2*C)
+	for i := range dx {
+		dx[i] = float32(i%5) * 0.25 // accumulated into
+	}
+	for i := range acc {
+		acc[i] = float32(i%3) - 1
+	}
+	dxGo, accGo := append([]float32(nil), dx...), append([]float32(nil), acc...)
+	lnBackwardRows(dx, acc, g, x, w, mean, rstd, C)
+	for k := range rows {
+		layerNormBackwardRow(dxGo[k*C:(k+1)*C], accGo, g[k*C:(k+1)*C], x[k*C:(k+1)*C], w, meanGo[k], rstdGo[k])
+	}
+	same(t, name+" dx", x, dx, dxGo)
+	same(t, name+" dw, db", accGo, acc, accGo)
+}
+
+// TestVectorRMSNormBitExact: RMSNorm's vectorized forward and backward
+// (vec_avx2.go) equal the Go loops (rmsNormRow, rmsNormBackwardRow) bit
+// for bit, over the inputs of TestVectorLayerNormBitExact's kind: tails,
+// a zero row, NaN, infinities, signed zeros, huge values and a gradient
+// whose sum cancels across lanes 1 and 5.
+func TestVectorRMSNormBitExact(t *testing.T) {
+	if rmsForwardRows == nil || rmsBackwardRows == nil {
+		t.Skip("no vectorized RMSNorm in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(25, 26))
+	nan, inf, negz := float32(math.NaN()), float32(math.Inf(1)), float32(math.Copysign(0, -1))
+	for _, C := range []int{768, 70, 16, 13, 8, 3, 1} {
+		const rows = 12
+		x := normals(r, rows*C)
+		clear(x[C : 2*C]) // rstd 1/sqrt(eps)
+		odd := []float32{nan, inf, -inf, negz, 0, 1e30, -1e30, 3}
+		for k := 2; k < 6; k++ {
+			x[k*C+(k*5)%C] = odd[k-2]
+		}
+		for i := range x[6*C : 7*C] {
+			x[6*C+i] = odd[4+i%4] * float32(1+i%3)
+		}
+		w, g := normals(r, C), normals(r, rows*C)
+		g[8*C+C/2], g[9*C], g[10*C+C-1] = nan, inf, -inf
+		if C > 5 {
+			x[11*C+5] = -x[11*C+1]
+			g[11*C+1], g[11*C+5] = 1e20, 1e20
+		}
+		for _, unit := range []bool{false, true} {
+			if unit {
+				for i := range w {
+					w[i] = 1
+				}
+			}
+			w[0] = negz
+			name := fmt.Sprintf("RMSNorm C=%d unit w=%v", C, unit)
+			rstd, rstdGo := make([]float32, rows), make([]float32, rows)
+			out, outGo := make([]float32, rows*C), make([]float32, rows*C)
+			rmsForwardRows(out, rstd, x, w, C, 1e-5)
+			for k := range rows {
+				rstdGo[k] = rmsNormRow(outGo[k*C:(k+1)*C], x[k*C:(k+1)*C], w, 1e-5)
+			}
+			same(t, name+" rstd", rstdGo, rstd, rstdGo)
+			same(t, name+" out", x, out, outGo)
+			dx, acc := make([]float32, rows*C), make([]float32, C)
+			for i := range dx {
+				dx[i] = float32(i%5) * 0.25 // accumulated into
+			}
+			for i := range acc {
+				acc[i] = float32(i%3) - 1
+			}
+			dxGo, accGo := append([]float32(nil), dx...), append([]float32(nil), acc...)
+			rmsBackwardRows(dx, acc, g, x, w, rstd, C)
+			for k := range rows {
+				rmsNormBackwardRow(dxGo[k*C:(k+1)*C], accGo, g[k*C:(k+1)*C], x[k*C:(k+1)*C], w, rstdGo[k])
+			}
+			same(t, name+" dx", x, dx, dxGo)
+			same(t, name+" dw", accGo, acc, accGo)
+		}
+	}
+}
