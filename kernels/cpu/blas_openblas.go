@@ -3,9 +3,131 @@
 package cpu
 
 /*
-#cgo LDFLAGS: -lopenblas
+#cgo LDFLAGS: -lopenblas -lpthread
+#define _GNU_SOURCE
 #include <cblas.h>
 void openblas_set_num_threads(int);
+
+// A product split over threads of our own: pool thread p computes part p,
+// a single-threaded sgemm over a range of C's rows or columns, the range
+// Ops.parallel would give (n*p/parts up to n*(p+1)/parts), while the
+// calling thread waits.
+typedef struct {
+	float *c;
+	const float *a, *b;
+	int m, n, k, ta, tb, lda, ldb, ldc, parts, cols;
+	float alpha, beta;
+} estkit_mm;
+
+static void estkit_mm_part(const estkit_mm *j, int p) {
+	long ext = j->cols ? j->n : j->m;
+	long lo = ext * p / j->parts, hi = ext * (p + 1) / j->parts;
+	if (hi <= lo) return;
+	const float *a = j->a, *b = j->b;
+	float *c = j->c;
+	int m = j->m, n = j->n;
+	if (j->cols) {
+		c += lo;
+		b += j->tb ? lo * j->ldb : lo;
+		n = (int)(hi - lo);
+	} else {
+		c += lo * j->ldc;
+		a += j->ta ? lo : lo * j->lda;
+		m = (int)(hi - lo);
+	}
+	cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, m, n, j->k, j->alpha,
+		a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+}
+
+#if defined(__linux__) && defined(__x86_64__)
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ESTKIT_MM_MAX 256
+#define ESTKIT_SPIN 1000
+static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
+static estkit_mm mm_job;
+static atomic_int mm_gen, mm_left;
+static int mm_threads;
+static int mm_seen0[ESTKIT_MM_MAX]; // the job count when each thread was started
+
+static void estkit_futex_wait(atomic_int *p, int v) { syscall(SYS_futex, p, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0); }
+static void estkit_futex_wake(atomic_int *p) { syscall(SYS_futex, p, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); }
+
+// Each pool thread, pinned to one of the CPUs the process may use (thread
+// id to the id-th, round the set), sees every job (the caller waits for
+// all of them before it posts the next), computes its part if the job
+// has one, and counts itself done. Between jobs it spins for
+// ESTKIT_SPIN pauses (tens of microseconds), then sleeps.
+static void *estkit_mm_worker(void *arg) {
+	int id = (int)(long)arg, seen = mm_seen0[id];
+	cpu_set_t allowed;
+	if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 1) {
+		int want = id % CPU_COUNT(&allowed), seenCPU = 0;
+		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+			if (!CPU_ISSET(cpu, &allowed)) continue;
+			if (seenCPU++ == want) {
+				cpu_set_t one;
+				CPU_ZERO(&one);
+				CPU_SET(cpu, &one);
+				pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+				break;
+			}
+		}
+	}
+	for (;;) {
+		int g, spins = 0;
+		while ((g = atomic_load(&mm_gen)) == seen) {
+			if (spins++ < ESTKIT_SPIN) __builtin_ia32_pause();
+			else estkit_futex_wait(&mm_gen, seen);
+		}
+		seen = g;
+		if (id < mm_job.parts) estkit_mm_part(&mm_job, id);
+		if (atomic_fetch_sub(&mm_left, 1) == 1) estkit_futex_wake(&mm_left);
+	}
+	return NULL;
+}
+
+// estkit_mm_run computes the product on parts threads; 0 when it cannot
+// (another product holds the pool, or a thread could not start): the
+// caller then splits it itself.
+static int estkit_mm_run(estkit_mm j) {
+	if (j.parts < 2 || j.parts > ESTKIT_MM_MAX || pthread_mutex_trylock(&mm_lock) != 0) return 0;
+	while (mm_threads < j.parts) {
+		pthread_t t;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		mm_seen0[mm_threads] = atomic_load(&mm_gen);
+		int err = pthread_create(&t, &at, estkit_mm_worker, (void *)(long)mm_threads);
+		pthread_attr_destroy(&at);
+		if (err != 0) {
+			pthread_mutex_unlock(&mm_lock);
+			return 0;
+		}
+		mm_threads++;
+	}
+	mm_job = j;
+	atomic_store(&mm_left, mm_threads);
+	atomic_fetch_add(&mm_gen, 1);
+	estkit_futex_wake(&mm_gen);
+	int left, spins = 0;
+	while ((left = atomic_load(&mm_left)) != 0) {
+		if (spins++ < ESTKIT_SPIN) __builtin_ia32_pause();
+		else estkit_futex_wait(&mm_left, left);
+	}
+	pthread_mutex_unlock(&mm_lock);
+	return 1;
+}
+#else
+// elsewhere the Go side splits every product (futexes are Linux's)
+static int estkit_mm_run(estkit_mm j) { return 0; }
+#endif
 */
 import "C"
 
@@ -16,9 +138,34 @@ import "C"
 // OpenBLAS runs single-threaded here and the Go side splits each product
 // across the cores: OpenBLAS's own idle threads spin (sched_yield) between
 // calls and took most of a core from the Go kernels around them.
+//
+// The parts of a product run on threads of our own (estkit_mm_run), one
+// pinned to each CPU the process may use, not on goroutines. In GPT-2
+// 124M's B=4, T=64 step (BenchmarkStepOps, alternating runs) the blocks'
+// products took 484 ms against 510 on goroutines, and at the 0.5:0.5:1
+// rates, whose products are half as wide, 248-252 against 308-334 ms. In
+// a loop of one product (BenchmarkMatMulDispatch) the gap is wider, 280-
+// 300 GFLOP/s against 200-240. A goroutine per part pays the Go
+// scheduler's handling of a long cgo call and a parked CPU's wake-up;
+// unpinned pool threads measured no better in the step, and threads that
+// spin long between products (2 ms) slowed the Go kernels around them.
 func init() {
 	C.openblas_set_num_threads(1)
 	sgemm = openblasSgemm
+	sgemmParts = openblasSgemmParts
+}
+
+func openblasSgemmParts(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc, parts int, cols bool) bool {
+	return C.estkit_mm_run(C.estkit_mm{c: (*C.float)(&c[0]), a: (*C.float)(&a[0]), b: (*C.float)(&b[0]),
+		m: C.int(m), n: C.int(n), k: C.int(k), ta: cbool(ta), tb: cbool(tb), lda: C.int(lda), ldb: C.int(ldb), ldc: C.int(ldc),
+		parts: C.int(parts), cols: cbool(cols), alpha: C.float(alpha), beta: C.float(beta)}) != 0
+}
+
+func cbool(v bool) C.int {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 func openblasSgemm(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc int) {

@@ -129,6 +129,11 @@ func (o *Ops) parallel(n, grain int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
+	goParallel(n, parts, fn)
+}
+
+// goParallel runs fn over parts parts of [0, n) on goroutines of their own.
+func goParallel(n, parts int, fn func(lo, hi int)) {
 	var wg sync.WaitGroup
 	for p := range parts {
 		lo, hi := n*p/parts, n*(p+1)/parts

@@ -4,6 +4,11 @@ package cpu
 // lda, ldb and ldc are the row strides of A, B and C as stored.
 var sgemm func(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc int)
 
+// sgemmParts, where set, computes a product in parts sgemm calls over
+// ranges of C's rows (or columns, cols) on threads of its own, the ranges
+// Ops.parallel gives; false when it cannot, and the caller splits it.
+var sgemmParts func(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc, parts int, cols bool) bool
+
 // leading returns the row strides of dense operands.
 func leading(m, n, k int, ta, tb bool) (lda, ldb, ldc int) {
 	lda, ldb, ldc = k, n, n
@@ -39,7 +44,16 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 		// (A transposed, 256 deep) measured 5-10% faster split by rows
 		// whatever their shape (BenchmarkMatMulSplit). The bits do not
 		// depend on the split (TestMatMulWorkersBitExact).
-		if m >= n || ta {
+		cols := m < n && !ta
+		ext := m
+		if cols {
+			ext = n
+		}
+		if parts := min(o.workers, (ext+15)/16); parts > 1 && sgemmParts != nil &&
+			sgemmParts(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc, parts, cols) {
+			return
+		}
+		if !cols {
 			o.parallel(m, 16, func(lo, hi int) {
 				aoff := lo * lda
 				if ta {

@@ -5,6 +5,8 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -39,52 +41,146 @@ func TestMatMulWorkersBitExact(t *testing.T) {
 	}
 }
 
-// BenchmarkMatMulSplit times the products of GPT-2 124M's B=4, T=64 step
-// split over the workers by rows and by columns of C, side by side: the
-// measurements behind matmul's choice.
-func BenchmarkMatMulSplit(b *testing.B) {
-	o := New()
-	shapes := []struct {
-		name    string
-		m, n, k int
-		ta, tb  bool
-	}{
-		{"fc", 256, 3072, 768, false, true},
-		{"proj", 256, 768, 3072, false, true},
-		{"fc-dx", 256, 768, 3072, false, false},
-		{"fc-dw", 3072, 768, 256, true, false},
-		{"proj-dw", 768, 3072, 256, true, false},
-		{"half-proj-dw", 768, 1536, 256, true, false},
-		{"qkv", 256, 2304, 768, false, true},
-		{"lm-head", 256, 50304, 768, false, true},
+// TestMatMulConcurrent: products from several goroutines at once (one
+// holds the thread pool, the others split theirs on goroutines) each give
+// the single-threaded sgemm's bits.
+func TestMatMulConcurrent(t *testing.T) {
+	const m, n, k = 64, 900, 70
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			a, b := normals(r, m*k), normals(r, k*n)
+			want := make([]float32, m*n)
+			lda, ldb, ldc := leading(m, n, k, false, true)
+			sgemm(want, a, b, m, n, k, false, true, 1, 0, lda, ldb, ldc)
+			o := New()
+			o.workers = 2
+			got := make([]float32, m*n)
+			for range 50 {
+				o.MatMul(Buf(got), Buf(a), Buf(b), m, n, k, false, true, 1, 0)
+				for i := range want {
+					if got[i] != want[i] {
+						errs <- fmt.Sprintf("goroutine %d: element %d is %v, single-threaded %v", g, i, got[i], want[i])
+						return
+					}
+				}
+			}
+		})
 	}
-	for _, s := range shapes {
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+// stepShapes are the products of GPT-2 124M's B=4, T=64 step.
+var stepShapes = []struct {
+	name    string
+	m, n, k int
+	ta, tb  bool
+}{
+	{"fc", 256, 3072, 768, false, true},
+	{"proj", 256, 768, 3072, false, true},
+	{"fc-dx", 256, 768, 3072, false, false},
+	{"fc-dw", 3072, 768, 256, true, false},
+	{"proj-dw", 768, 3072, 256, true, false},
+	{"half-proj-dw", 768, 1536, 256, true, false},
+	{"qkv", 256, 2304, 768, false, true},
+	{"lm-head", 256, 50304, 768, false, true},
+}
+
+// splitProduct computes one of stepShapes split by rows or columns over
+// o's workers, on the thread pool (sgemmParts) or on goroutines started
+// for it.
+func splitProduct(o *Ops, c, a, w []float32, m, n, k int, ta, tb, cols, pool bool) {
+	lda, ldb, ldc := leading(m, n, k, ta, tb)
+	ext := m
+	if cols {
+		ext = n
+	}
+	parts := min(o.workers, (ext+15)/16)
+	if pool && sgemmParts != nil && sgemmParts(c, a, w, m, n, k, ta, tb, 1, 0, lda, ldb, ldc, parts, cols) {
+		return
+	}
+	if cols {
+		goParallel(n, parts, func(lo, hi int) {
+			boff := lo
+			if tb {
+				boff = lo * ldb
+			}
+			sgemm(c[lo:], a, w[boff:], m, hi-lo, k, ta, tb, 1, 0, lda, ldb, ldc)
+		})
+		return
+	}
+	goParallel(m, parts, func(lo, hi int) {
+		aoff := lo * lda
+		if ta {
+			aoff = lo
+		}
+		sgemm(c[lo*ldc:], a[aoff:], w, hi-lo, n, k, ta, tb, 1, 0, lda, ldb, ldc)
+	})
+}
+
+// split is how a benchmark splits a product: by rows, by columns, or as
+// matmul chooses.
+type split int
+
+const (
+	byRows split = iota
+	byCols
+	asMatMul
+)
+
+// BenchmarkMatMulSplit times the step's products split by rows and by
+// columns of C on the thread pool, side by side: the measurements behind
+// matmul's choice.
+func BenchmarkMatMulSplit(b *testing.B) {
+	benchProducts(b, func(name string, run func(sp split, pool bool)) {
+		for _, sp := range []split{byRows, byCols} {
+			b.Run(fmt.Sprintf("%s/cols=%v", name, sp == byCols), func(b *testing.B) { loopRate(b, name, func() { run(sp, true) }) })
+		}
+	})
+}
+
+// BenchmarkMatMulDispatch times the step's products, split as matmul
+// splits them, on the thread pool and on goroutines started for each
+// product, side by side.
+func BenchmarkMatMulDispatch(b *testing.B) {
+	benchProducts(b, func(name string, run func(sp split, pool bool)) {
+		for _, pool := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%s/pool=%v", name, pool), func(b *testing.B) { loopRate(b, name, func() { run(asMatMul, pool) }) })
+		}
+	})
+}
+
+// benchProducts calls each with every shape's name and a function that
+// computes it.
+func benchProducts(b *testing.B, each func(name string, run func(sp split, pool bool))) {
+	o := New()
+	for _, s := range stepShapes {
 		r := rand.New(rand.NewPCG(1, 2))
 		a, w, c := normals(r, s.m*s.k), normals(r, s.n*s.k), make([]float32, s.m*s.n)
-		lda, ldb, ldc := leading(s.m, s.n, s.k, s.ta, s.tb)
-		for _, byCols := range []bool{false, true} {
-			b.Run(fmt.Sprintf("%s_%d×%d×%d/cols=%v", s.name, s.m, s.n, s.k, byCols), func(b *testing.B) {
-				for b.Loop() {
-					if byCols {
-						o.parallel(s.n, 16, func(lo, hi int) {
-							boff := lo
-							if s.tb {
-								boff = lo * ldb
-							}
-							sgemm(c[lo:], a, w[boff:], s.m, hi-lo, s.k, s.ta, s.tb, 1, 0, lda, ldb, ldc)
-						})
-						continue
-					}
-					o.parallel(s.m, 16, func(lo, hi int) {
-						aoff := lo * lda
-						if s.ta {
-							aoff = lo
-						}
-						sgemm(c[lo*ldc:], a[aoff:], w, hi-lo, s.n, s.k, s.ta, s.tb, 1, 0, lda, ldb, ldc)
-					})
-				}
-				b.ReportMetric(2*float64(s.m)*float64(s.n)*float64(s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
-		}
+		name := fmt.Sprintf("%s_%d×%d×%d", s.name, s.m, s.n, s.k)
+		shapeCols := s.m < s.n && !s.ta
+		splitProduct(o, c, a, w, s.m, s.n, s.k, s.ta, s.tb, shapeCols, false) // first touch of c: not timed
+		each(name, func(sp split, pool bool) {
+			cols := sp == byCols || sp == asMatMul && shapeCols
+			splitProduct(o, c, a, w, s.m, s.n, s.k, s.ta, s.tb, cols, pool)
+		})
 	}
+}
+
+// loopRate runs fn b.N times and reports its rate from the shape in name.
+func loopRate(b *testing.B, name string, fn func()) {
+	var m, n, k int
+	if _, err := fmt.Sscanf(name[strings.Index(name, "_")+1:], "%d×%d×%d", &m, &n, &k); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		fn()
+	}
+	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
