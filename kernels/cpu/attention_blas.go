@@ -20,8 +20,26 @@ import (
 // product keeps the BLAS's rate.
 const attnBlock = 256
 
+// attentionPool, where set (vec_avx2.go), runs attentionBLAS (or, with
+// backward, attentionBackwardBLAS) in C on the thread pool's parts
+// threads, a part of the (batch row, key/value group) units each, as
+// heads splits them; false when the pool is taken.
+var attentionPool func(out, att, dqkv, in, dout []float32, B, T, NH, NKV, HS, parts int, backward bool) bool
+
+// poolParts is the parts heads splits attention into when it splits the
+// units, else 0.
+func (o *Ops) poolParts(B, NKV int) int {
+	if units := B * NKV; attentionPool != nil && units >= o.workers && o.workers > 1 {
+		return o.workers
+	}
+	return 0
+}
+
 func (o *Ops) attentionBLAS(out, att, in []float32, B, T, NH, NKV, HS int) {
 	C, W := NH*HS, (NH+2*NKV)*HS
+	if p := o.poolParts(B, NKV); p > 0 && attentionPool(out, att, nil, in, nil, B, T, NH, NKV, HS, p, false) {
+		return
+	}
 	scale := float32(1 / math.Sqrt(float64(HS)))
 	// one head: its products single-threaded, its softmax rows split over
 	// the workers where there are fewer groups than workers
@@ -120,6 +138,9 @@ func softmaxGrad(dr, p []float32, scale float32) {
 
 func (o *Ops) attentionBackwardBLAS(dqkv, dout, in, att []float32, B, T, NH, NKV, HS int) {
 	C, W := NH*HS, (NH+2*NKV)*HS
+	if p := o.poolParts(B, NKV); p > 0 && attentionPool(nil, att, dqkv, in, dout, B, T, NH, NKV, HS, p, true) {
+		return
+	}
 	scale := float32(1 / math.Sqrt(float64(HS)))
 	// dS scratch, one per worker: the heads in one worker's units run in
 	// turn, those of other workers at once

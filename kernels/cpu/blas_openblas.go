@@ -19,6 +19,11 @@ typedef struct {
 	float alpha, beta;
 } estkit_mm;
 
+// estkit_pool_fn is a part of a job: part p of those the job was split
+// into (estkit_pool_run).
+typedef void (*estkit_pool_fn)(void *arg, int p);
+int estkit_pool_run(estkit_pool_fn fn, void *arg, int parts);
+
 static void estkit_mm_part(const estkit_mm *j, int p) {
 	long ext = j->cols ? j->n : j->m;
 	long lo = ext * p / j->parts, hi = ext * (p + 1) / j->parts;
@@ -51,7 +56,9 @@ static void estkit_mm_part(const estkit_mm *j, int p) {
 #define ESTKIT_MM_MAX 256
 #define ESTKIT_SPIN 1000
 static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
-static estkit_mm mm_job;
+static estkit_pool_fn mm_fn;
+static void *mm_arg;
+static int mm_parts;
 static atomic_int mm_gen, mm_left;
 static int mm_threads;
 static int mm_seen0[ESTKIT_MM_MAX]; // the job count when each thread was started
@@ -87,18 +94,18 @@ static void *estkit_mm_worker(void *arg) {
 			else estkit_futex_wait(&mm_gen, seen);
 		}
 		seen = g;
-		if (id < mm_job.parts) estkit_mm_part(&mm_job, id);
+		if (id < mm_parts) mm_fn(mm_arg, id);
 		if (atomic_fetch_sub(&mm_left, 1) == 1) estkit_futex_wake(&mm_left);
 	}
 	return NULL;
 }
 
-// estkit_mm_run computes the product on parts threads; 0 when it cannot
-// (another product holds the pool, or a thread could not start): the
-// caller then splits it itself.
-static int estkit_mm_run(estkit_mm j) {
-	if (j.parts < 2 || j.parts > ESTKIT_MM_MAX || pthread_mutex_trylock(&mm_lock) != 0) return 0;
-	while (mm_threads < j.parts) {
+// estkit_pool_run runs fn(arg, p) for parts p on the pool's threads and
+// waits; 0 when it cannot (another caller holds the pool, or a thread
+// could not start), and the caller splits the work itself.
+int estkit_pool_run(estkit_pool_fn fn, void *arg, int parts) {
+	if (parts < 2 || parts > ESTKIT_MM_MAX || pthread_mutex_trylock(&mm_lock) != 0) return 0;
+	while (mm_threads < parts) {
 		pthread_t t;
 		pthread_attr_t at;
 		pthread_attr_init(&at);
@@ -112,7 +119,9 @@ static int estkit_mm_run(estkit_mm j) {
 		}
 		mm_threads++;
 	}
-	mm_job = j;
+	mm_fn = fn;
+	mm_arg = arg;
+	mm_parts = parts;
 	atomic_store(&mm_left, mm_threads);
 	atomic_fetch_add(&mm_gen, 1);
 	estkit_futex_wake(&mm_gen);
@@ -125,9 +134,13 @@ static int estkit_mm_run(estkit_mm j) {
 	return 1;
 }
 #else
-// elsewhere the Go side splits every product (futexes are Linux's)
-static int estkit_mm_run(estkit_mm j) { return 0; }
+// elsewhere the Go side splits the work (futexes are Linux's)
+int estkit_pool_run(estkit_pool_fn fn, void *arg, int parts) { return 0; }
 #endif
+
+static void estkit_mm_job(void *arg, int p) { estkit_mm_part((const estkit_mm *)arg, p); }
+
+static int estkit_mm_run(estkit_mm j) { return estkit_pool_run(estkit_mm_job, &j, j.parts); }
 */
 import "C"
 
