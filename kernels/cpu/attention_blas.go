@@ -35,8 +35,17 @@ func (o *Ops) poolParts(B, NKV int) int {
 	return 0
 }
 
+// checkAttention panics, as a Go slice would, where a buffer is smaller
+// than attention's shapes need, before the C threads touch any.
+func checkAttention(out, att, in []float32, B, T, NH, NKV, HS int) {
+	if len(out) < B*T*NH*HS || len(att) < B*NH*T*T || len(in) < B*T*(NH+2*NKV)*HS {
+		panic("cpu: attention operands smaller than their shapes")
+	}
+}
+
 func (o *Ops) attentionBLAS(out, att, in []float32, B, T, NH, NKV, HS int) {
 	C, W := NH*HS, (NH+2*NKV)*HS
+	checkAttention(out, att, in, B, T, NH, NKV, HS)
 	if p := o.poolParts(B, NKV); p > 0 && attentionPool(out, att, nil, in, nil, B, T, NH, NKV, HS, p, false) {
 		return
 	}
@@ -138,6 +147,8 @@ func softmaxGrad(dr, p []float32, scale float32) {
 
 func (o *Ops) attentionBackwardBLAS(dqkv, dout, in, att []float32, B, T, NH, NKV, HS int) {
 	C, W := NH*HS, (NH+2*NKV)*HS
+	checkAttention(dout, att, in, B, T, NH, NKV, HS)
+	checkAttention(dout, att, dqkv, B, T, NH, NKV, HS)
 	if p := o.poolParts(B, NKV); p > 0 && attentionPool(nil, att, dqkv, in, dout, B, T, NH, NKV, HS, p, true) {
 		return
 	}

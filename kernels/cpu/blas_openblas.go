@@ -62,19 +62,24 @@ static int mm_parts;
 static atomic_int mm_gen, mm_left;
 static int mm_threads;
 static int mm_seen0[ESTKIT_MM_MAX]; // the job count when each thread was started
+// mm_pin: the first job's parts were as many as the CPUs the process may
+// use, so its threads spread over them, one each; with fewer (a CPU quota,
+// several processes sharing a machine) they are left to the scheduler, so
+// that processes do not all crowd onto the lowest CPUs.
+static int mm_pin = -1;
 
 static void estkit_futex_wait(atomic_int *p, int v) { syscall(SYS_futex, p, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0); }
 static void estkit_futex_wake(atomic_int *p) { syscall(SYS_futex, p, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); }
 
 // Each pool thread, pinned to one of the CPUs the process may use (thread
-// id to the id-th, round the set), sees every job (the caller waits for
+// id to the id-th, round the set) where mm_pin says so, sees every job (the caller waits for
 // all of them before it posts the next), computes its part if the job
 // has one, and counts itself done. Between jobs it spins for
 // ESTKIT_SPIN pauses (tens of microseconds), then sleeps.
 static void *estkit_mm_worker(void *arg) {
 	int id = (int)(long)arg, seen = mm_seen0[id];
 	cpu_set_t allowed;
-	if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 1) {
+	if (mm_pin && sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 1) {
 		int want = id % CPU_COUNT(&allowed), seenCPU = 0;
 		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
 			if (!CPU_ISSET(cpu, &allowed)) continue;
@@ -105,6 +110,10 @@ static void *estkit_mm_worker(void *arg) {
 // could not start), and the caller splits the work itself.
 int estkit_pool_run(estkit_pool_fn fn, void *arg, int parts) {
 	if (parts < 2 || parts > ESTKIT_MM_MAX || pthread_mutex_trylock(&mm_lock) != 0) return 0;
+	if (mm_pin < 0) {
+		cpu_set_t allowed;
+		mm_pin = sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) == parts;
+	}
 	while (mm_threads < parts) {
 		pthread_t t;
 		pthread_attr_t at;
