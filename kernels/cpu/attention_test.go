@@ -18,7 +18,9 @@ func TestAttentionHeadsParallelBitExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	// the last two span several blocks of query rows (on the thread pool
 	// in C where the CPU has AVX2, against one worker's Go loops)
-	for _, c := range []struct{ B, T, NH, NKV, HS int }{{3, 37, 4, 4, 8}, {2, 50, 6, 2, 8}, {1, 20, 4, 1, 16}, {2, 2*attnBlock + 37, 2, 1, 8}, {3, attnBlock + 1, 4, 2, 8}} {
+	for _, c := range []struct{ B, T, NH, NKV, HS int }{{3, 37, 4, 4, 8}, {2, 50, 6, 2, 8}, {1, 20, 4, 1, 16}, {2, 2*attnBlock + 37, 2, 1, 8}, {3, attnBlock + 1, 4, 2, 8},
+		// 64-wide heads, as GPT-2 124M and TinyLlama have
+		{2, 2*attnBlock + 37, 2, 1, 64}, {3, 45, 4, 2, 64}, {1, 13, 2, 1, 64}} {
 		W, C := (c.NH+2*c.NKV)*c.HS, c.NH*c.HS
 		qkv, dout := normals(r, c.B*c.T*W), normals(r, c.B*c.T*C)
 		run := func(workers int) (out, att, dqkv []float32) {
@@ -48,7 +50,8 @@ func TestAttentionBlocksMatchScalar(t *testing.T) {
 		t.Skip("attention runs on the BLAS only in openblas builds")
 	}
 	r := rand.New(rand.NewPCG(19, 20))
-	for _, c := range []struct{ B, T, NH, NKV, HS int }{{2, 2*attnBlock + 37, 2, 2, 8}, {1, attnBlock + 1, 4, 2, 8}} {
+	for _, c := range []struct{ B, T, NH, NKV, HS int }{{2, 2*attnBlock + 37, 2, 2, 8}, {1, attnBlock + 1, 4, 2, 8},
+		{2, 2*attnBlock + 37, 2, 2, 64}, {1, attnBlock + 1, 4, 1, 64}, {3, 7, 2, 2, 64}} {
 		W, C := (c.NH+2*c.NKV)*c.HS, c.NH*c.HS
 		qkv, dout := normals(r, c.B*c.T*W), normals(r, c.B*c.T*C)
 		run := func() (out, dqkv []float32) {
