@@ -275,34 +275,36 @@ func laneSum(lane *[8]float64) float64 {
 
 func (o *Ops) LayerNormBackward(dx, dw, db, dout, x, w, mean, rstd kernels.Buf, rows, C int) {
 	dxs, dws, dbs, g, xs, ws, ms, rs := f(dx), f(dw), f(db), f(dout), f(x), f(w), f(mean), f(rstd)
-	// dx rows in parallel; dw and db summed per worker, then added in
-	// worker order (so their last bits depend on the number of workers;
-	// dx, mean and rstd do not).
-	parts := min(o.workers, max(1, rows/16))
-	pw := make([][]float32, parts)
-	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := rows*p/parts, rows*(p+1)/parts
-		acc := make([]float32, 2*C)
-		pw[p] = acc
-		wg.Go(func() {
+	// dx rows in parallel; dw and db summed over fixed blocks of rows,
+	// then the blocks' sums added in order, so that their bits do not
+	// depend on the number of workers (TestNormBackwardWorkersBitExact)
+	blocks := (rows + normBlock - 1) / normBlock
+	sums := make([]float32, blocks*2*C)
+	o.parallel(blocks, 1, func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			r0, r1 := k*normBlock, min(rows, (k+1)*normBlock)
+			acc := sums[k*2*C : (k+1)*2*C]
 			if lnBackwardRows != nil {
-				lnBackwardRows(dxs[lo*C:hi*C], acc, g[lo*C:hi*C], xs[lo*C:hi*C], ws[:C], ms[lo:hi], rs[lo:hi], C)
-				return
+				lnBackwardRows(dxs[r0*C:r1*C], acc, g[r0*C:r1*C], xs[r0*C:r1*C], ws[:C], ms[r0:r1], rs[r0:r1], C)
+				continue
 			}
-			for r := lo; r < hi; r++ {
+			for r := r0; r < r1; r++ {
 				layerNormBackwardRow(dxs[r*C:(r+1)*C], acc, g[r*C:(r+1)*C], xs[r*C:(r+1)*C], ws[:C], ms[r], rs[r])
 			}
-		})
-	}
-	wg.Wait()
-	for _, acc := range pw {
+		}
+	})
+	for k := range blocks {
+		acc := sums[k*2*C : (k+1)*2*C]
 		for i := 0; i < C; i++ {
 			dws[i] += acc[i]
 			dbs[i] += acc[C+i]
 		}
 	}
 }
+
+// normBlock is the rows whose weight gradients a norm's backward pass sums
+// apart before adding the blocks' sums in order.
+const normBlock = 64
 
 // layerNormBackwardRow adds one row's input gradient into dr and its
 // weight and bias gradients into acc[:C] and acc[C:]. The row sums of

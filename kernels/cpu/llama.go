@@ -36,27 +36,25 @@ func rmsNormRow(dst, row, w []float32, eps float32) float32 {
 
 func (o *Ops) RMSNormBackward(dx, dw, dout, x, w, rstd kernels.Buf, rows, C int) {
 	dxs, dws, g, xs, ws, rs := f(dx), f(dw), f(dout), f(x), f(w), f(rstd)
-	// dx rows in parallel; dw summed per worker, then added in order
-	parts := min(o.workers, max(1, rows/16))
-	partial := make([][]float32, parts)
-	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := rows*p/parts, rows*(p+1)/parts
-		wg.Go(func() {
-			acc := make([]float32, C)
+	// dx rows in parallel; dw summed over fixed blocks of rows, then the
+	// blocks' sums added in order (as LayerNormBackward)
+	blocks := (rows + normBlock - 1) / normBlock
+	sums := make([]float32, blocks*C)
+	o.parallel(blocks, 1, func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			r0, r1 := k*normBlock, min(rows, (k+1)*normBlock)
+			acc := sums[k*C : (k+1)*C]
 			if rmsBackwardRows != nil {
-				rmsBackwardRows(dxs[lo*C:hi*C], acc, g[lo*C:hi*C], xs[lo*C:hi*C], ws[:C], rs[lo:hi], C)
-			} else {
-				for r := lo; r < hi; r++ {
-					rmsNormBackwardRow(dxs[r*C:(r+1)*C], acc, g[r*C:(r+1)*C], xs[r*C:(r+1)*C], ws[:C], rs[r])
-				}
+				rmsBackwardRows(dxs[r0*C:r1*C], acc, g[r0*C:r1*C], xs[r0*C:r1*C], ws[:C], rs[r0:r1], C)
+				continue
 			}
-			partial[p] = acc
-		})
-	}
-	wg.Wait()
-	for _, acc := range partial {
-		for i, v := range acc {
+			for r := r0; r < r1; r++ {
+				rmsNormBackwardRow(dxs[r*C:(r+1)*C], acc, g[r*C:(r+1)*C], xs[r*C:(r+1)*C], ws[:C], rs[r])
+			}
+		}
+	})
+	for k := range blocks {
+		for i, v := range sums[k*C : (k+1)*C] {
 			dws[i] += v
 		}
 	}

@@ -458,3 +458,32 @@ func TestVectorRMSNormBitExact(t *testing.T) {
 		}
 	}
 }
+
+// TestNormBackwardWorkersBitExact: LayerNorm's and RMSNorm's weight and
+// bias gradients have the same bits whatever the number of workers, so a
+// run resumed on a machine with another number of cores continues as the
+// uninterrupted one would.
+func TestNormBackwardWorkersBitExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	const rows, C = 301, 70
+	x, g, w, b := normals(r, rows*C), normals(r, rows*C), normals(r, C), normals(r, C)
+	var want [3][]float32
+	for k, workers := range []int{1, 2, 3, 7} {
+		o := New()
+		o.workers = workers
+		out, mean, rstd := make([]float32, rows*C), make([]float32, rows), make([]float32, rows)
+		o.LayerNorm(Buf(out), Buf(mean), Buf(rstd), Buf(x), Buf(w), Buf(b), rows, C)
+		dx, dw, db := make([]float32, rows*C), make([]float32, C), make([]float32, C)
+		o.LayerNormBackward(Buf(dx), Buf(dw), Buf(db), Buf(g), Buf(x), Buf(w), Buf(mean), Buf(rstd), rows, C)
+		rdx, rdw := make([]float32, rows*C), make([]float32, C)
+		o.RMSNorm(Buf(out), Buf(rstd), Buf(x), Buf(w), rows, C, 1e-5)
+		o.RMSNormBackward(Buf(rdx), Buf(rdw), Buf(g), Buf(x), Buf(w), Buf(rstd), rows, C)
+		if k == 0 {
+			want = [3][]float32{dw, db, rdw}
+			continue
+		}
+		same(t, fmt.Sprintf("LayerNorm dw, %d workers", workers), dw, dw, want[0])
+		same(t, fmt.Sprintf("LayerNorm db, %d workers", workers), db, db, want[1])
+		same(t, fmt.Sprintf("RMSNorm dw, %d workers", workers), rdw, rdw, want[2])
+	}
+}
