@@ -9,6 +9,26 @@ var sgemm func(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32,
 // Ops.parallel gives; false when it cannot, and the caller splits it.
 var sgemmParts func(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc, parts int, cols bool) bool
 
+// blasSmall is OpenBLAS's bound for its small-matrix kernels (0.3.21,
+// SkylakeX: at most 100³ multiply-adds, M·N·K), whose sums round
+// differently from its blocked kernels'. A part of a product split over
+// the workers that fell under it while the whole did not changed the
+// product's last bits with the number of workers (64×176×256 split in 5;
+// TestMatMulWorkersBitExact).
+const blasSmall = 100 * 100 * 100
+
+// splitParts is the parts a product is split into along ext (its rows or
+// columns; other is the other side, k the depth): one per worker, each at
+// least 16 long, and each above blasSmall, so that every part takes the
+// blocked kernels as the whole would.
+func splitParts(ext, other, k, workers int) int {
+	parts := min(workers, (ext+15)/16)
+	for parts > 1 && float64(ext/parts)*float64(other)*float64(k) <= blasSmall {
+		parts--
+	}
+	return max(parts, 1)
+}
+
 // leading returns the row strides of dense operands.
 func leading(m, n, k int, ta, tb bool) (lda, ldb, ldc int) {
 	lda, ldb, ldc = k, n, n
@@ -42,19 +62,24 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 		// B·T=256 rows, 256×3072×768 went from 211 to 227 GFLOP/s and the
 		// LM head's 256×50304×768 from 227 to 275. The weight gradients
 		// (A transposed, 256 deep) measured 5-10% faster split by rows
-		// whatever their shape (BenchmarkMatMulSplit). The bits do not
-		// depend on the split (TestMatMulWorkersBitExact).
+		// whatever their shape (BenchmarkMatMulSplit). With the parts
+		// splitParts gives, the bits do not depend on the number of
+		// workers (TestMatMulWorkersBitExact).
 		cols := m < n && !ta
-		ext := m
+		ext, other := m, n
 		if cols {
-			ext = n
+			ext, other = n, m
 		}
-		if parts := min(o.workers, (ext+15)/16); parts > 1 && sgemmParts != nil &&
-			sgemmParts(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc, parts, cols) {
+		parts := splitParts(ext, other, k, o.workers)
+		if parts > 1 && sgemmParts != nil && sgemmParts(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc, parts, cols) {
+			return
+		}
+		if parts <= 1 {
+			sgemm(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
 			return
 		}
 		if !cols {
-			o.parallel(m, 16, func(lo, hi int) {
+			goParallel(m, parts, func(lo, hi int) {
 				aoff := lo * lda
 				if ta {
 					aoff = lo
@@ -62,7 +87,7 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 				sgemm(c[lo*ldc:], a[aoff:], b, hi-lo, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
 			})
 		} else {
-			o.parallel(n, 16, func(lo, hi int) {
+			goParallel(n, parts, func(lo, hi int) {
 				boff := lo
 				if tb {
 					boff = lo * ldb

@@ -15,7 +15,7 @@ import (
 // matmul chooses the split by shape, so the shapes cover both sides,
 // each transpose and sizes that leave uneven parts.
 func TestMatMulWorkersBitExact(t *testing.T) {
-	shapes := [][3]int{{256, 3072, 768}, {256, 768, 3072}, {3072, 768, 256}, {768, 1536, 256}, {37, 1000, 333}, {1000, 37, 333}, {100, 2304, 64}}
+	shapes := [][3]int{{256, 3072, 768}, {256, 768, 3072}, {3072, 768, 256}, {768, 1536, 256}, {37, 1000, 333}, {1000, 37, 333}, {100, 2304, 64}, {64, 176, 4096}, {176, 64, 256}, {96, 64, 256}, {64, 176, 256}, {256, 64, 176}, {256, 176, 64}}
 	for _, s := range shapes {
 		m, n, k := s[0], s[1], s[2]
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {

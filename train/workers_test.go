@@ -1,0 +1,88 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"testing"
+
+	"github.com/estkit/estkit/kernels"
+	"github.com/estkit/estkit/kernels/cpu"
+)
+
+// TestStepBitsIndependentOfWorkers: three training steps, through
+// subnetworks that change from step to step, leave the same parameters bit
+// for bit whatever the number of CPU workers (GOMAXPROCS): a run resumed
+// on a machine with another number of cores continues as the
+// uninterrupted one would. Each op splits work over the workers; this
+// checks that none lets the split reach the bits (every product, norm,
+// attention head, gather, scatter, sum and update of both families).
+func TestStepBitsIndependentOfWorkers(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	B, T := 4, 64
+	for _, cfg := range []ModelConfig{
+		{Vocab: 61, Padded: 64, Layers: 3, Heads: 4, Channels: 64, MaxT: 64},
+		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 3, Heads: 4, KVHeads: 2, Channels: 64, FF: 176, MaxT: 64, RopeTheta: 10000, NormEps: 1e-5},
+	} {
+		ids := make([]int32, B*T)
+		for i := range ids {
+			ids[i] = int32(i * 7 % cfg.Vocab)
+		}
+		neurons := 4 * cfg.Channels
+		if cfg.FF > 0 {
+			neurons = cfg.FF
+		}
+		s := &Sampler{Seed: 5, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: neurons,
+			Schedule: Schedule{Ends: []int{2, 10}, Rates: []Rates{{0.5, 0.5, 0.67}, {1, 1, 1}}}}
+		init := cfg.InitParams(1)
+		train := func(workers int) []float32 {
+			runtime.GOMAXPROCS(workers)
+			ops := cpu.New()
+			m, err := NewModel(ops, cfg, init)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for step := 1; step <= 3; step++ {
+				sel, _, _ := s.Sample(step-1, 0)
+				plan := Plan{sel}
+				m.ZeroGrads(plan.Skipped(cfg.Layers))
+				if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
+					t.Fatal(err)
+				}
+				m.Backward(1)
+				norm := m.GradNorm(plan.Skipped(cfg.Layers)) // clipped to 1, as the Stepper does
+				m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step,
+					GradScale: float32(min(1, 1/norm))}, Skipped: plan.Skipped(cfg.Layers)})
+			}
+			out := make([]float32, len(init))
+			ops.Download(out, m.Params())
+			return out
+		}
+		want := train(1)
+		for _, w := range []int{2, 3} {
+			got := train(w)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%s: %s after 3 steps on %d workers is %g, on one %g", arch(cfg), paramAt(cfg, i), w, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// paramAt names the tensor holding parameter i, and the offset in it.
+func paramAt(c ModelConfig, i int) string {
+	for _, e := range c.Table() {
+		if i >= e.Offset && i < e.Offset+e.Size {
+			return fmt.Sprintf("%s[%d]", e.Name, i-e.Offset)
+		}
+	}
+	return fmt.Sprintf("parameter %d", i)
+}
+
+func arch(c ModelConfig) string {
+	if c.Arch == "" {
+		return "gpt2"
+	}
+	return c.Arch
+}
