@@ -17,6 +17,23 @@ func TestVectorGELUBitExact(t *testing.T) {
 	if geluRange == nil {
 		t.Skip("no vectorized GELU in this build or on this CPU")
 	}
+	keep, keepB := geluRange, geluBackwardRange
+	defer func() { geluRange, geluBackwardRange = keep, keepB }()
+	for _, k := range []struct {
+		name string
+		f    func(out, x []float32)
+		b    func(dx, x, g []float32)
+	}{{"AVX2", geluVariant(0), geluBackwardVariant(0)}, {"AVX-512", geluVariant(1), geluBackwardVariant(1)}} {
+		if k.f == nil {
+			t.Logf("no %s GELU on this CPU", k.name)
+			continue
+		}
+		geluRange, geluBackwardRange = k.f, k.b
+		t.Run(k.name, testVectorGELU)
+	}
+}
+
+func testVectorGELU(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	var xs []float32
 	for range 100003 {

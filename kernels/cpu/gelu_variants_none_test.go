@@ -1,0 +1,8 @@
+//go:build !(openblas && cgo && amd64)
+
+package cpu
+
+// geluVariant and geluBackwardVariant: this build has no vector GELU.
+func geluVariant(int) func(out, x []float32) { return nil }
+
+func geluBackwardVariant(int) func(dx, x, g []float32) { return nil }

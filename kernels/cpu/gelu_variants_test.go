@@ -1,0 +1,13 @@
+//go:build openblas && cgo && amd64
+
+package cpu
+
+// geluVariant and geluBackwardVariant are the AVX2 (0) and AVX-512 (1)
+// kernels this build has, nil where the CPU lacks them.
+func geluVariant(i int) func(out, x []float32) {
+	return [2]func(out, x []float32){geluAVX2, geluAVX512}[i]
+}
+
+func geluBackwardVariant(i int) func(dx, x, g []float32) {
+	return [2]func(dx, x, g []float32){geluBackwardAVX2, geluBackwardAVX512}[i]
+}
