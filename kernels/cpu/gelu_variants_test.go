@@ -11,3 +11,14 @@ func geluVariant(i int) func(out, x []float32) {
 func geluBackwardVariant(i int) func(dx, x, g []float32) {
 	return [2]func(dx, x, g []float32){geluBackwardAVX2, geluBackwardAVX512}[i]
 }
+
+// setWide switches the sixteen-wide row kernels on or off where the CPU
+// has them and returns whether they were on.
+func setWide(on bool) bool {
+	was := avx512
+	avx512 = on && hasAVX512
+	return was
+}
+
+// wideKernels says whether the CPU has the sixteen-wide kernels.
+func wideKernels() bool { return hasAVX512 }

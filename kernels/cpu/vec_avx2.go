@@ -176,6 +176,41 @@ ESTKIT_512 static void estkit_gelu_backward16(float *dx, const float *x, const f
 	estkit_gelu_backward(dx + i, x + i, g + i, n - i);
 }
 
+// The sum of exponentials and the row scaling (estkit_sum_exp,
+// estkit_scale_row) sixteen floats at a time: the float64 lanes are one
+// 512-bit register of eight, each float's exponential added into lane
+// i mod 8 in order, as the eight-wide loop adds it.
+ESTKIT_512 static double estkit_sum_exp16(float *d, const float *x, float m, long n) {
+	const __m512 mv = _mm512_set1_ps(m);
+	__m512d acc = _mm512_setzero_pd();
+	long i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 e = estkit_expneg16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+		if (d) _mm512_storeu_ps(d + i, e);
+		acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+		acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+	}
+	double lane[8];
+	_mm512_storeu_pd(lane, acc);
+	for (long j = 0; i < n; i++, j = (j + 1) % 8) { // i is a multiple of 16 here: lane j is i mod 8
+		float e = estkit_expneg1(x[i] - m);
+		if (d) d[i] = e;
+		lane[j] += (double)e;
+	}
+	double s = 0;
+	for (int j = 0; j < 8; j++) s += lane[j];
+	return s;
+}
+
+ESTKIT_512 static void estkit_scale_row16(float *d, double k, long n) {
+	const __m512d kv = _mm512_set1_pd(k);
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		_mm256_storeu_ps(d + i, _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d + i)), kv)));
+	}
+	for (; i < n; i++) d[i] = (float)((double)d[i] * k);
+}
+
 static int estkit_has_avx512(void) {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx512f");
@@ -532,7 +567,7 @@ int estkit_pool_run(estkit_pool_fn fn, void *arg, int parts);
 typedef struct {
 	float *out, *att, *dqkv;
 	const float *in, *dout;
-	int B, T, NH, NKV, HS, block, parts;
+	int B, T, NH, NKV, HS, block, parts, wide; // wide: the AVX-512 row kernels
 	float scale;
 } estkit_att;
 
@@ -556,7 +591,8 @@ __attribute__((target("avx2"))) static void estkit_att_fwd_head(const estkit_att
 	for (long t = 0; t < T; t++) {
 		float *row = s + t * T;
 		float m = estkit_row_max(row, t + 1);
-		estkit_scale_row(row, 1 / estkit_sum_exp(row, row, m, t + 1), t + 1);
+		if (g->wide) estkit_scale_row16(row, 1 / estkit_sum_exp16(row, row, m, t + 1), t + 1);
+		else estkit_scale_row(row, 1 / estkit_sum_exp(row, row, m, t + 1), t + 1);
 		memset(row + t + 1, 0, (estkit_block_end(g, t) - t - 1) * sizeof(float));
 	}
 	for (long r0 = 0; r0 < T; r0 += g->block) {
@@ -647,10 +683,17 @@ import (
 // Go has no SIMD the compiler emits on its own, and GELU's tanh was a
 // quarter of a small model's step (BenchmarkSmallStep; docs/PERF.md), AdamW
 // and the sum of squares a fifth of GPT-2 124M's at T=64 (BenchmarkGPT2Step).
+// avx512: the row kernels of the cross-entropy and softmaxes (sumExp,
+// scaleRow) and GELU use their sixteen-wide forms; set at start where the
+// CPU has AVX-512, and switched by the tests to check both forms.
+var avx512, hasAVX512 bool
+
 func init() {
 	if C.estkit_has_avx2() == 0 {
 		return
 	}
+	avx512 = C.estkit_has_avx512() != 0
+	hasAVX512 = avx512
 	expShifted = func(x []float32, m float32) {
 		if len(x) > 0 {
 			C.estkit_exp_shifted((*C.float)(&x[0]), C.float(m), C.long(len(x)))
@@ -658,7 +701,7 @@ func init() {
 	}
 	attentionPool = func(out, att, dqkv, in, dout []float32, B, T, NH, NKV, HS, parts int, backward bool) bool {
 		g := C.estkit_att{att: (*C.float)(&att[0]), in: (*C.float)(&in[0]),
-			B: C.int(B), T: C.int(T), NH: C.int(NH), NKV: C.int(NKV), HS: C.int(HS), block: attnBlock, parts: C.int(parts),
+			B: C.int(B), T: C.int(T), NH: C.int(NH), NKV: C.int(NKV), HS: C.int(HS), block: attnBlock, parts: C.int(parts), wide: cbool(avx512),
 			scale: C.float(1 / math.Sqrt(float64(HS)))}
 		bw := C.int(0)
 		if backward {
@@ -709,12 +752,20 @@ func init() {
 		if d != nil {
 			dp = (*C.float)(&d[:len(x)][0])
 		}
+		if avx512 {
+			return float64(C.estkit_sum_exp16(dp, (*C.float)(&x[0]), C.float(m), C.long(len(x))))
+		}
 		return float64(C.estkit_sum_exp(dp, (*C.float)(&x[0]), C.float(m), C.long(len(x))))
 	}
 	ceScale = func(d []float32, k float64) {
-		if len(d) > 0 {
-			C.estkit_scale_row((*C.float)(&d[0]), C.double(k), C.long(len(d)))
+		if len(d) == 0 {
+			return
 		}
+		if avx512 {
+			C.estkit_scale_row16((*C.float)(&d[0]), C.double(k), C.long(len(d)))
+			return
+		}
+		C.estkit_scale_row((*C.float)(&d[0]), C.double(k), C.long(len(d)))
 	}
 	scatterAddRows = func(d, s []float32, rows []int32, width int) {
 		if len(rows) > 0 && width > 0 {

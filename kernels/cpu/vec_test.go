@@ -246,13 +246,32 @@ func TestVectorCrossEntropyBitExact(t *testing.T) {
 	if ceMax == nil || ceSumExp == nil || ceScale == nil {
 		t.Skip("no vectorized cross-entropy in this build or on this CPU")
 	}
+	defer setWide(setWide(false))
+	for _, wide := range []bool{false, true} {
+		if wide && !wideKernels() {
+			t.Log("no AVX-512 on this CPU")
+			continue
+		}
+		setWide(wide)
+		t.Run(fmt.Sprintf("wide=%v", wide), testVectorCrossEntropy)
+	}
+}
+
+func testVectorCrossEntropy(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	big := make([]float32, 50257)
 	for i := range big {
 		big[i] = float32(r.NormFloat64() * 4)
 	}
 	odd := []float32{float32(math.Copysign(0, -1)), 0, float32(math.Inf(-1)), -100, 3, float32(math.NaN()), 7, -2, 1e30, 5, 0.5}
-	rows := [][]float32{big, big[:13], big[:8], big[:1], nil, odd, odd[:6], odd[6:]}
+	// exponentials near half an ulp of 1 in float64, beside one of 1: their
+	// sum's rounding depends on which lane each is added into
+	ulp := make([]float32, 45)
+	for i := range ulp {
+		ulp[i] = -37.2 - float32(i%3)*0.01
+	}
+	ulp[0], ulp[17] = 0, 0
+	rows := [][]float32{big, big[:13], big[:8], big[:1], nil, odd, odd[:6], odd[6:], ulp, ulp[:29], ulp[:13]}
 	for k, row := range rows {
 		vec := func() (float32, float64, float64, []float32) {
 			m := rowMax(row)
