@@ -346,6 +346,8 @@ var (
 	ceScale           func(d []float32, k float64)                        // scaleRow
 	scatterAddRows    func(d, s []float32, rows []int32, width int)       // ScatterAddRows' rows
 	scatterAddRuns    func(d, s []float32, runs []int32, n, width, k int) // ScatterAddCols' n rows by colRuns
+	gatherColsOne     func(d, s []float32, cols []int32, n, width int)    // GatherCols' n rows without runs
+	scatterAddColsOne func(d, s []float32, cols []int32, n, width int)    // ScatterAddCols' n rows without runs
 	adamwRange        func(u adamw, p, g, m, v []float32)
 	sumSquaresRange   func(x []float32) float64
 	expShifted        func(x []float32, m float32)         // x[i] = expNeg(x[i] − m)
@@ -616,6 +618,10 @@ func (o *Ops) GatherCols(dst, src kernels.Buf, n, width int, cols []int32) {
 	d, s := f(dst), f(src)
 	k, runs := len(cols), colRuns(cols)
 	o.parallel(n, rowGrain(k), func(lo, hi int) {
+		if runs == nil && gatherColsOne != nil {
+			gatherColsOne(d[lo*k:hi*k], s[lo*width:hi*width], cols, hi-lo, width)
+			return
+		}
 		for r := lo; r < hi; r++ {
 			srow, drow := s[r*width:(r+1)*width], d[r*k:(r+1)*k]
 			if runs == nil {
@@ -642,6 +648,10 @@ func (o *Ops) ScatterAddCols(dst, src kernels.Buf, n, width int, cols []int32) {
 	o.parallel(n, rowGrain(k), func(lo, hi int) {
 		if runs != nil && scatterAddRuns != nil {
 			scatterAddRuns(d[lo*width:hi*width], s[lo*k:hi*k], runs, hi-lo, width, k)
+			return
+		}
+		if runs == nil && scatterAddColsOne != nil {
+			scatterAddColsOne(d[lo*width:hi*width], s[lo*k:hi*k], cols, hi-lo, width)
 			return
 		}
 		for r := lo; r < hi; r++ {

@@ -211,6 +211,34 @@ ESTKIT_512 static void estkit_scale_row16(float *d, double k, long n) {
 	for (; i < n; i++) d[i] = (float)((double)d[i] * k);
 }
 
+// Sampled columns one by one (neurons, which make no runs): d[r][j] =
+// s[r][cols[j]] and s[r][cols[j]] += d[r][j]... the gather and the
+// scatter-add of n rows, sixteen columns at a time with AVX-512's gathers
+// and scatters (the columns are distinct, so a scatter's lanes never
+// collide). Copies and single additions: the bits are the Go loops'.
+ESTKIT_512 static void estkit_gather_cols16(float *d, const float *s, const int32_t *cols, long n, long width, long k) {
+	for (long r = 0; r < n; r++) {
+		const float *sr = s + r * width;
+		float *dr = d + r * k;
+		long j = 0;
+		for (; j + 16 <= k; j += 16) _mm512_storeu_ps(dr + j, _mm512_i32gather_ps(_mm512_loadu_si512(cols + j), sr, 4));
+		for (; j < k; j++) dr[j] = sr[cols[j]];
+	}
+}
+
+ESTKIT_512 static void estkit_scatter_add_cols16(float *d, const float *s, const int32_t *cols, long n, long width, long k) {
+	for (long r = 0; r < n; r++) {
+		float *dr = d + r * width;
+		const float *sr = s + r * k;
+		long j = 0;
+		for (; j + 16 <= k; j += 16) {
+			__m512i idx = _mm512_loadu_si512(cols + j);
+			_mm512_i32scatter_ps(dr, idx, _mm512_add_ps(_mm512_i32gather_ps(idx, dr, 4), _mm512_loadu_ps(sr + j)), 4);
+		}
+		for (; j < k; j++) dr[cols[j]] += sr[j];
+	}
+}
+
 static int estkit_has_avx512(void) {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx512f");
@@ -843,7 +871,24 @@ func init() {
 		}
 	}
 	geluRange, geluBackwardRange = geluAVX512, geluBackwardAVX512
+	gatherColsAVX512 = func(d, s []float32, cols []int32, n, width int) {
+		if k := len(cols); n > 0 && k > 0 {
+			_, _ = d[n*k-1], s[n*width-1]
+			C.estkit_gather_cols16((*C.float)(&d[0]), (*C.float)(&s[0]), (*C.int32_t)(&cols[0]), C.long(n), C.long(width), C.long(k))
+		}
+	}
+	scatterAddColsAVX512 = func(d, s []float32, cols []int32, n, width int) {
+		if k := len(cols); n > 0 && k > 0 {
+			_, _ = d[n*width-1], s[n*k-1]
+			C.estkit_scatter_add_cols16((*C.float)(&d[0]), (*C.float)(&s[0]), (*C.int32_t)(&cols[0]), C.long(n), C.long(width), C.long(k))
+		}
+	}
+	gatherColsOne, scatterAddColsOne = gatherColsAVX512, scatterAddColsAVX512
 }
+
+// The column gathers and scatter-adds of columns one by one in AVX-512,
+// for the tests: nil where the CPU lacks it.
+var gatherColsAVX512, scatterAddColsAVX512 func(d, s []float32, cols []int32, n, width int)
 
 // The GELU kernels by width, for the tests to check each against the Go
 // loops: nil where the CPU lacks them.

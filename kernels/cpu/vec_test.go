@@ -238,6 +238,41 @@ func TestVectorScatterBitExact(t *testing.T) {
 	same(t, "ScatterAddCols", base, gotCols, wantCols)
 }
 
+// TestVectorColsBitExact: gathers and scatter-adds of columns sampled one
+// by one (no runs), sixteen at a time in AVX-512, equal the Go loops, for
+// column counts with and without tails.
+func TestVectorColsBitExact(t *testing.T) {
+	if gatherColsOne == nil || scatterAddColsOne == nil {
+		t.Skip("no vectorized column gathers in this build or on this CPU")
+	}
+	r := rand.New(rand.NewPCG(25, 26))
+	n, width := 70, 1003
+	for _, k := range []int{501, 37, 16, 5} {
+		var cols []int32
+		for _, c := range r.Perm(width)[:k] {
+			cols = append(cols, int32(c))
+		}
+		if colRuns(cols) != nil {
+			t.Fatalf("%d random columns make runs", k)
+		}
+		base, part := normals(r, n*width), normals(r, n*k)
+		o := New()
+		run := func() (gathered, added []float32) {
+			gathered, added = make([]float32, n*k), append([]float32(nil), base...)
+			o.GatherCols(Buf(gathered), Buf(base), n, width, cols)
+			o.ScatterAddCols(Buf(added), Buf(part), n, width, cols)
+			return
+		}
+		gotG, gotA := run()
+		keepG, keepA := gatherColsOne, scatterAddColsOne
+		gatherColsOne, scatterAddColsOne = nil, nil
+		wantG, wantA := run()
+		gatherColsOne, scatterAddColsOne = keepG, keepA
+		same(t, fmt.Sprintf("GatherCols, %d columns", k), wantG, gotG, wantG)
+		same(t, fmt.Sprintf("ScatterAddCols, %d columns", k), base, gotA, wantA)
+	}
+}
+
 // TestVectorCrossEntropyBitExact: the cross-entropy's vectorized row
 // maximum, sum of exponentials (with and without keeping them) and
 // scaling equal the Go loops bit for bit, over a vocabulary-sized row,
