@@ -29,6 +29,38 @@ func splitParts(ext, other, k, workers int) int {
 	return max(parts, 1)
 }
 
+// sgemmSplit computes the product in parts single-threaded sgemm calls
+// over ranges of C's rows, or of its columns (cols), the ranges
+// Ops.parallel gives: on the thread pool where pool says so and it is
+// free, else on goroutines.
+func sgemmSplit(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, parts int, cols, pool bool) {
+	lda, ldb, ldc := leading(m, n, k, ta, tb)
+	if parts <= 1 {
+		sgemm(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
+		return
+	}
+	if pool && sgemmParts != nil && sgemmParts(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc, parts, cols) {
+		return
+	}
+	if cols {
+		goParallel(n, parts, func(lo, hi int) {
+			boff := lo
+			if tb {
+				boff = lo * ldb
+			}
+			sgemm(c[lo:], a, b[boff:], m, hi-lo, k, ta, tb, alpha, beta, lda, ldb, ldc)
+		})
+		return
+	}
+	goParallel(m, parts, func(lo, hi int) {
+		aoff := lo * lda
+		if ta {
+			aoff = lo
+		}
+		sgemm(c[lo*ldc:], a[aoff:], b, hi-lo, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
+	})
+}
+
 // leading returns the row strides of dense operands.
 func leading(m, n, k int, ta, tb bool) (lda, ldb, ldc int) {
 	lda, ldb, ldc = k, n, n
@@ -53,7 +85,6 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 		return
 	}
 	if sgemm != nil && k > 0 {
-		lda, ldb, ldc := leading(m, n, k, ta, tb)
 		// split the rows of C over the cores when it has at least as
 		// many rows as columns or A comes transposed, else its columns;
 		// each part is a single-threaded sgemm. Splitting the columns of
@@ -70,31 +101,7 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 		if cols {
 			ext, other = n, m
 		}
-		parts := splitParts(ext, other, k, o.workers)
-		if parts > 1 && sgemmParts != nil && sgemmParts(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc, parts, cols) {
-			return
-		}
-		if parts <= 1 {
-			sgemm(c, a, b, m, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
-			return
-		}
-		if !cols {
-			goParallel(m, parts, func(lo, hi int) {
-				aoff := lo * lda
-				if ta {
-					aoff = lo
-				}
-				sgemm(c[lo*ldc:], a[aoff:], b, hi-lo, n, k, ta, tb, alpha, beta, lda, ldb, ldc)
-			})
-		} else {
-			goParallel(n, parts, func(lo, hi int) {
-				boff := lo
-				if tb {
-					boff = lo * ldb
-				}
-				sgemm(c[lo:], a, b[boff:], m, hi-lo, k, ta, tb, alpha, beta, lda, ldb, ldc)
-			})
-		}
+		sgemmSplit(c, a, b, m, n, k, ta, tb, alpha, beta, splitParts(ext, other, k, o.workers), cols, true)
 		return
 	}
 	o.parallel(m, 4, func(lo, hi int) {

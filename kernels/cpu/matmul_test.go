@@ -93,35 +93,14 @@ var stepShapes = []struct {
 }
 
 // splitProduct computes one of stepShapes split by rows or columns over
-// o's workers, on the thread pool (sgemmParts) or on goroutines started
-// for it.
+// o's workers (as many parts as workers, each at least 16 long), on the
+// thread pool or on goroutines started for it.
 func splitProduct(o *Ops, c, a, w []float32, m, n, k int, ta, tb, cols, pool bool) {
-	lda, ldb, ldc := leading(m, n, k, ta, tb)
 	ext := m
 	if cols {
 		ext = n
 	}
-	parts := min(o.workers, (ext+15)/16)
-	if pool && sgemmParts != nil && sgemmParts(c, a, w, m, n, k, ta, tb, 1, 0, lda, ldb, ldc, parts, cols) {
-		return
-	}
-	if cols {
-		goParallel(n, parts, func(lo, hi int) {
-			boff := lo
-			if tb {
-				boff = lo * ldb
-			}
-			sgemm(c[lo:], a, w[boff:], m, hi-lo, k, ta, tb, 1, 0, lda, ldb, ldc)
-		})
-		return
-	}
-	goParallel(m, parts, func(lo, hi int) {
-		aoff := lo * lda
-		if ta {
-			aoff = lo
-		}
-		sgemm(c[lo*ldc:], a[aoff:], w, hi-lo, n, k, ta, tb, 1, 0, lda, ldb, ldc)
-	})
+	sgemmSplit(c, a, w, m, n, k, ta, tb, 1, 0, min(o.workers, (ext+15)/16), cols, pool)
 }
 
 // split is how a benchmark splits a product: by rows, by columns, or as

@@ -855,7 +855,7 @@ func init() {
 		}
 	}
 	geluRange, geluBackwardRange = geluAVX2, geluBackwardAVX2
-	if C.estkit_has_avx512() == 0 {
+	if !hasAVX512 {
 		return
 	}
 	// GELU and its gradient were a twentieth of GPT-2 124M's T=1024 step
