@@ -162,7 +162,8 @@ import "C"
 // calls and took most of a core from the Go kernels around them.
 //
 // The parts of a product run on threads of our own (estkit_mm_run), one
-// pinned to each CPU the process may use, not on goroutines. In GPT-2
+// pinned to each CPU the process may use (where the first job spans them
+// all: mm_pin), not on goroutines. In GPT-2
 // 124M's B=4, T=64 step (BenchmarkStepOps, alternating runs) the blocks'
 // products took 484 ms against 510 on goroutines, and at the 0.5:0.5:1
 // rates, whose products are half as wide, 248-252 against 308-334 ms. In

@@ -2,6 +2,8 @@
 
 package cpu
 
+// The tests' switches between kernel widths: this build has only the Go loops.
+
 // geluVariant and geluBackwardVariant: this build has no vector GELU.
 func geluVariant(int) func(out, x []float32) { return nil }
 

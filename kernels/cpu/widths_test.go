@@ -2,6 +2,8 @@
 
 package cpu
 
+// The tests' switches between the kernels' eight- and sixteen-wide forms.
+
 // geluVariant and geluBackwardVariant are the AVX2 (0) and AVX-512 (1)
 // kernels this build has, nil where the CPU lacks them.
 func geluVariant(i int) func(out, x []float32) {
