@@ -28,11 +28,7 @@ func TestStepBitsIndependentOfWorkers(t *testing.T) {
 		for i := range ids {
 			ids[i] = int32(i * 7 % cfg.Vocab)
 		}
-		neurons := 4 * cfg.Channels
-		if cfg.FF > 0 {
-			neurons = cfg.FF
-		}
-		s := &Sampler{Seed: 5, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: neurons,
+		s := &Sampler{Seed: 5, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: cfg.MLP(),
 			Schedule: Schedule{Ends: []int{2, 10}, Rates: []Rates{{0.5, 0.5, 0.67}, {1, 1, 1}}}}
 		init := cfg.InitParams(1)
 		train := func(workers int) []float32 {
@@ -63,7 +59,7 @@ func TestStepBitsIndependentOfWorkers(t *testing.T) {
 			got := train(w)
 			for i := range want {
 				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-					t.Fatalf("%s: %s after 3 steps on %d workers is %g, on one %g", arch(cfg), paramAt(cfg, i), w, got[i], want[i])
+					t.Fatalf("%s: %s after 3 steps on %d workers is %g, on one %g", cfg.family().Arch, paramAt(cfg, i), w, got[i], want[i])
 				}
 			}
 		}
@@ -78,11 +74,4 @@ func paramAt(c ModelConfig, i int) string {
 		}
 	}
 	return fmt.Sprintf("parameter %d", i)
-}
-
-func arch(c ModelConfig) string {
-	if c.Arch == "" {
-		return "gpt2"
-	}
-	return c.Arch
 }
