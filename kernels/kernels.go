@@ -154,6 +154,24 @@ type BF16Storage interface {
 	IsBF16(b Buf) bool
 }
 
+// SampledMatMuler is a backend whose products can read a weight's listed
+// rows or columns where they lie, and add a weight gradient into its
+// listed rows or columns, with the bits of the gathered products (the CPU
+// backend with OpenBLAS): a sampled linear layer then needs neither the
+// gathered copy of its weight nor the compact gradient. Each returns
+// false where it does not apply, having written nothing; the trainer then
+// gathers and scatters.
+type SampledMatMuler interface {
+	// MatMulSampled is MatMul(c, a, wₛ, m, n, k, ta, tb, alpha, beta)
+	// where wₛ is what GatherRows(·, w, rows, width) or GatherCols(·, w,
+	// ·, width, cols) would copy out of w (one list nil).
+	MatMulSampled(c, a, w Buf, m, n, k int, ta, tb bool, alpha, beta float32, rows, cols []int32, width int) bool
+	// MatMulScatter adds to dst what ScatterAddRows(dst, ·, rows, width)
+	// or ScatterAddCols(dst, ·, m, width, cols) would of MatMul(·, a, b,
+	// m, n, k, ta, tb, alpha, 0).
+	MatMulScatter(dst, a, b Buf, m, n, k int, ta, tb bool, alpha float32, rows, cols []int32, width int) bool
+}
+
 // Stager is a backend that moves a micro-batch's token ids and targets
 // to the device ahead of the ops that read them (the CUDA backend):
 // through page-locked host memory and on a copy stream of its own, so that

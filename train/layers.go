@@ -92,11 +92,13 @@ type acts struct {
 	up, down     gathered
 }
 
-// gathered is a sampled linear layer's compact weight and bias. They are
+// gathered is a sampled linear layer's compact weight and bias, where the
+// backend cannot read the weight's rows or columns in place
+// (kernels.SampledMatMuler: the CPU backend with OpenBLAS can). They are
 // gathered in the forward pass and again in the backward pass rather than
 // held per block, so that a sampled step holds less than a full one: the
-// backward pass's gathers are about 3% of GPT-2 124M's step at T=64 and
-// the 0.5:0.5:1 rates (BenchmarkStepOps, CPU), a tenth of that at T=1024,
+// backward pass's gathers were about 3% of GPT-2 124M's CPU step at T=64
+// and the 0.5:0.5:1 rates (BenchmarkStepOps), a tenth of that at T=1024,
 // where holding them would cost 170 MB.
 type gathered struct{ w, b kernels.Buf }
 
@@ -416,21 +418,28 @@ func (m *model) normBackward(dx, dy, x, mean, rstd kernels.Buf, nv normView, BT 
 	o.LayerNormBackward(dx, m.param(m.grads, nv.w), m.param(m.grads, nv.b), dy, x, m.param(m.params, nv.w), mean, rstd, BT, C)
 }
 
-// sampledWeight is the part of weight e (of the buffer W) a step runs: its
-// listed rows or columns gathered into *dst, or the whole tensor.
-func (m *model) sampledWeight(dst *kernels.Buf, W kernels.Buf, e int, rows, cols []int32) kernels.Buf {
+// sampledMatMul sets c = alpha·op(a)·op(wₛ) + beta·c, where wₛ is the
+// part of weight e (of the buffer W) a step runs (its listed rows or
+// columns, or the whole tensor), op(wₛ) k×n: read where it lies by a
+// backend that can (kernels.SampledMatMuler), else gathered into *dst.
+func (m *model) sampledMatMul(c, a, W kernels.Buf, dst *kernels.Buf, e int, rows, cols []int32, rm, n, k int, tb bool, alpha, beta float32) {
 	w, sh := m.param(W, e), m.table[e].Shape
-	switch {
-	case rows != nil:
-		g := m.needAct(dst, len(rows)*sh[1])
-		m.ops.GatherRows(g, w, rows, sh[1])
-		return g
-	case cols != nil:
-		g := m.needAct(dst, sh[0]*len(cols))
-		m.ops.GatherCols(g, w, sh[0], sh[1], cols)
-		return g
+	if rows == nil && cols == nil {
+		m.ops.MatMul(c, a, w, rm, n, k, false, tb, alpha, beta)
+		return
 	}
-	return w
+	if sm, ok := m.ops.(kernels.SampledMatMuler); ok && sm.MatMulSampled(c, a, w, rm, n, k, false, tb, alpha, beta, rows, cols, sh[1]) {
+		return
+	}
+	var g kernels.Buf
+	if rows != nil {
+		g = m.needAct(dst, len(rows)*sh[1])
+		m.ops.GatherRows(g, w, rows, sh[1])
+	} else {
+		g = m.needAct(dst, sh[0]*len(cols))
+		m.ops.GatherCols(g, w, sh[0], sh[1], cols)
+	}
+	m.ops.MatMul(c, a, g, rm, n, k, false, tb, alpha, beta)
 }
 
 // linearForward computes y = α·x·wᵀ + β·y, then adds the bias (unscaled),
@@ -439,7 +448,7 @@ func (m *model) sampledWeight(dst *kernels.Buf, W kernels.Buf, e int, rows, cols
 // [BT × out] (in and out counted after sampling).
 func (m *model) linearForward(y, x, W kernels.Buf, g *gathered, lv linearView, rows, cols []int32, BT, out, in int, alpha, beta float32) {
 	o := m.ops
-	o.MatMul(y, x, m.sampledWeight(&g.w, W, lv.w, rows, cols), BT, out, in, false, true, alpha, beta)
+	m.sampledMatMul(y, x, W, &g.w, lv.w, rows, cols, BT, out, in, true, alpha, beta)
 	if lv.b < 0 {
 		return
 	}
@@ -468,6 +477,6 @@ func (m *model) linearBackward(dx, dy, x, W kernels.Buf, g *gathered, lv linearV
 			o.ScatterAddRows(db, gb, rows, 1)
 		}
 	}
-	o.MatMul(dx, dy, m.sampledWeight(&g.w, W, lv.w, rows, cols), BT, in, out, false, false, alpha, 0)
+	m.sampledMatMul(dx, dy, W, &g.w, lv.w, rows, cols, BT, in, out, false, alpha, 0)
 	m.weightGrad(m.param(m.grads, lv.w), dy, x, out, in, BT, alpha, &m.act.gw, rows, cols, m.table[lv.w].Shape[1])
 }

@@ -832,6 +832,9 @@ func (g *core) weightGrad(dst, dy, x kernels.Buf, m, n, k int, alpha float32, gw
 		g.ops.MatMul(dst, dy, x, m, n, k, true, false, alpha, 1)
 		return
 	}
+	if sm, ok := g.ops.(kernels.SampledMatMuler); ok && sm.MatMulScatter(dst, dy, x, m, n, k, true, false, alpha, rows, cols, width) {
+		return
+	}
 	buf := g.need(gw, m*n)
 	g.ops.MatMul(buf, dy, x, m, n, k, true, false, alpha, 0)
 	if rows != nil {

@@ -77,6 +77,16 @@ func (o *opClock) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []in
 	defer o.time("CrossEntropy")()
 	o.Ops.CrossEntropy(losses, dlogits, logits, targets, rows, V, Vp, scale)
 }
+func (o *opClock) MatMulSampled(c, a, w kernels.Buf, m, n, k int, ta, tb bool, alpha, beta float32, rows, cols []int32, width int) bool {
+	defer o.time(fmt.Sprintf("MatMulSampled %d×%d×%d", min(m, n), max(m, n), k))()
+	sm, ok := o.Ops.(kernels.SampledMatMuler)
+	return ok && sm.MatMulSampled(c, a, w, m, n, k, ta, tb, alpha, beta, rows, cols, width)
+}
+func (o *opClock) MatMulScatter(dst, a, b kernels.Buf, m, n, k int, ta, tb bool, alpha float32, rows, cols []int32, width int) bool {
+	defer o.time(fmt.Sprintf("MatMulScatter %d×%d×%d", min(m, n), max(m, n), k))()
+	sm, ok := o.Ops.(kernels.SampledMatMuler)
+	return ok && sm.MatMulScatter(dst, a, b, m, n, k, ta, tb, alpha, rows, cols, width)
+}
 func (o *opClock) GatherRows(dst, src kernels.Buf, rows []int32, width int) {
 	defer o.time("GatherRows")()
 	o.Ops.GatherRows(dst, src, rows, width)

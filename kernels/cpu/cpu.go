@@ -26,7 +26,10 @@ type Ops struct {
 // New returns the CPU backend using every core.
 func New() *Ops { return &Ops{workers: runtime.GOMAXPROCS(0)} }
 
-var _ kernels.Ops = (*Ops)(nil)
+var (
+	_ kernels.Ops             = (*Ops)(nil)
+	_ kernels.SampledMatMuler = (*Ops)(nil)
+)
 
 func (o *Ops) Name() string { return "cpu" }
 

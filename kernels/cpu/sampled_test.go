@@ -1,0 +1,225 @@
+package cpu
+
+import (
+	"math/rand"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// needSampled skips where the build has no sampled products (no OpenBLAS,
+// or a core whose blocking is not known), and fails where the self-check
+// turned them off: there they should have matched.
+func needSampled(t *testing.T) {
+	t.Helper()
+	sampledCheck.Do(selfCheckSampled)
+	if sampledRun != nil {
+		return
+	}
+	if strings.HasPrefix(sampledOff, "self-check") {
+		t.Fatalf("sampled products off: %s", sampledOff)
+	}
+	t.Skipf("sampled products off: %s", sampledOff)
+}
+
+// sampledLists are index lists of n the sampler can draw: half at random
+// (sorted), runs of 64 (heads), every other index, and one list that is
+// not sorted.
+func sampledLists(rng *rand.Rand, n int) map[string][]int32 {
+	half := rng.Perm(n)[:n/2]
+	sorted := make([]int32, len(half))
+	for i, v := range half {
+		sorted[i] = int32(v)
+	}
+	slices.Sort(sorted)
+	unsorted := make([]int32, len(half))
+	for i, v := range half {
+		unsorted[i] = int32(v)
+	}
+	var runs, other []int32
+	for h := 0; h+64 <= n; h += 128 {
+		for c := h; c < h+64; c++ {
+			runs = append(runs, int32(c))
+		}
+	}
+	for i := 1; i < n; i += 2 {
+		other = append(other, int32(i))
+	}
+	return map[string][]int32{"random": sorted, "heads": runs, "other": other, "unsorted": unsorted}
+}
+
+func randSlice(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = rng.Float32()*2 - 1
+	}
+	return x
+}
+
+// TestMatMulSampledBitExact: a product over a weight's listed rows or
+// columns has the bits of MatMul over the gathered copy, on 1, 2 and 3
+// workers, both orientations of the weight (and of the activations for
+// one list), with alpha and beta, for the shapes of a sampled layer's
+// forward (y = x·wₛᵀ) and input-gradient (dx = dy·wₛ) products and odd
+// ones.
+func TestMatMulSampledBitExact(t *testing.T) {
+	needSampled(t)
+	rng := rand.New(rand.NewSource(1))
+	type shape struct{ m, wr, wc int }
+	taken := 0
+	for _, sh := range []shape{{256, 768, 512}, {96, 1000, 700}, {333, 517, 480}} {
+		for _, workers := range []int{1, 2, 3} {
+			o := &Ops{workers: workers}
+			for _, byRows := range []bool{true, false} {
+				ext := sh.wc
+				if byRows {
+					ext = sh.wr
+				}
+				for name, idx := range sampledLists(rng, ext) {
+					for _, tb := range []bool{true, false} {
+						for _, ab := range [][2]float32{{1, 0}, {0.37, 0.5}, {-1.25, 1}} {
+							w := randSlice(rng, sh.wr*sh.wc)
+							var rows, cols []int32
+							R, Cw := sh.wr, sh.wc
+							if byRows {
+								rows, R = idx, len(idx)
+							} else {
+								cols, Cw = idx, len(idx)
+							}
+							g := make([]float32, R*Cw)
+							if byRows {
+								o.GatherRows(Buf(g), Buf(w), rows, sh.wc)
+							} else {
+								o.GatherCols(Buf(g), Buf(w), sh.wr, sh.wc, cols)
+							}
+							n, k := Cw, R
+							if tb {
+								n, k = R, Cw
+							}
+							a := randSlice(rng, sh.m*k)
+							ta := name == "other" // a stored k×m, transposed
+							want := randSlice(rng, sh.m*n)
+							got := slices.Clone(want)
+							o.MatMul(Buf(want), Buf(a), Buf(g), sh.m, n, k, ta, tb, ab[0], ab[1])
+							if !o.MatMulSampled(Buf(got), Buf(a), Buf(w), sh.m, n, k, ta, tb, ab[0], ab[1], rows, cols, sh.wc) {
+								if !slices.Equal(got, want) && float64(sh.m)*float64(n)*float64(k)/float64(workers) >= 2*sampledMin {
+									t.Errorf("%v rows %v %s tb %v, %d workers: declined a product it should take", sh, byRows, name, tb, workers)
+								}
+								continue
+							}
+							taken++
+							if i := firstDiff(want, got); i >= 0 {
+								t.Fatalf("%v rows %v %s tb %v alpha %v beta %v, %d workers: element %d is %v, gathered %v",
+									sh, byRows, name, tb, ab[0], ab[1], workers, i, got[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if taken == 0 {
+		t.Fatal("no product took the sampled path")
+	}
+}
+
+// TestMatMulScatterBitExact: a weight gradient added into the listed rows
+// or columns has the bits of MatMul into a zeroed buffer, then
+// ScatterAddRows or ScatterAddCols, on 1, 2 and 3 workers.
+func TestMatMulScatterBitExact(t *testing.T) {
+	needSampled(t)
+	rng := rand.New(rand.NewSource(2))
+	type shape struct{ bt, wr, wc int }
+	taken := 0
+	for _, sh := range []shape{{256, 768, 512}, {100, 1000, 700}, {sampledDepth, 517, 480}} {
+		for _, workers := range []int{1, 2, 3} {
+			o := &Ops{workers: workers}
+			for _, byRows := range []bool{true, false} {
+				ext := sh.wc
+				if byRows {
+					ext = sh.wr
+				}
+				for name, idx := range sampledLists(rng, ext) {
+					for _, alpha := range []float32{1, 0.37} {
+						var rows, cols []int32
+						R, Cw := sh.wr, sh.wc
+						if byRows {
+							rows, R = idx, len(idx)
+						} else {
+							cols, Cw = idx, len(idx)
+						}
+						dy, x := randSlice(rng, sh.bt*R), randSlice(rng, sh.bt*Cw)
+						// the layers' orientation (dyᵀ·x), and for one list
+						// the other three, with dy and x stored to match
+						ta, tb := true, false
+						if name == "other" {
+							ta, tb = alpha == 1, true
+						}
+						want := randSlice(rng, sh.wr*sh.wc)
+						got := slices.Clone(want)
+						buf := make([]float32, R*Cw)
+						o.MatMul(Buf(buf), Buf(dy), Buf(x), R, Cw, sh.bt, ta, tb, alpha, 0)
+						if byRows {
+							o.ScatterAddRows(Buf(want), Buf(buf), rows, sh.wc)
+						} else {
+							o.ScatterAddCols(Buf(want), Buf(buf), sh.wr, sh.wc, cols)
+						}
+						if !o.MatMulScatter(Buf(got), Buf(dy), Buf(x), R, Cw, sh.bt, ta, tb, alpha, rows, cols, sh.wc) {
+							t.Errorf("%v rows %v %s, %d workers: declined", sh, byRows, name, workers)
+							continue
+						}
+						taken++
+						if i := firstDiff(want, got); i >= 0 {
+							t.Fatalf("%v rows %v %s alpha %v, %d workers: element %d is %v, scattered %v",
+								sh, byRows, name, alpha, workers, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+	if taken == 0 {
+		t.Fatal("no product took the sampled path")
+	}
+}
+
+// TestMatMulSampledDeclines: what the path does not take it leaves
+// untouched: products too small for OpenBLAS's blocked driver, scatters
+// deeper than one block, and calls naming both or neither index list.
+func TestMatMulSampledDeclines(t *testing.T) {
+	needSampled(t)
+	o := &Ops{workers: 2}
+	rng := rand.New(rand.NewSource(3))
+	rows := []int32{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+	w := randSlice(rng, 32*64)
+	c := randSlice(rng, 16*16)
+	before := slices.Clone(c)
+	if o.MatMulSampled(Buf(c), Buf(randSlice(rng, 16*64)), Buf(w), 16, 16, 64, false, true, 1, 0, rows, nil, 64) {
+		t.Error("a 16×16×64 product took the sampled path")
+	}
+	if o.MatMulSampled(Buf(c), Buf(randSlice(rng, 16*64)), Buf(w), 16, 16, 64, false, true, 1, 0, rows, []int32{1}, 64) {
+		t.Error("a product with both rows and columns listed was taken")
+	}
+	deep := sampledDepth + 1
+	dst := randSlice(rng, 512*512)
+	dstBefore := slices.Clone(dst)
+	all := make([]int32, 512)
+	for i := range all {
+		all[i] = int32(i)
+	}
+	if o.MatMulScatter(Buf(dst), Buf(randSlice(rng, deep*512)), Buf(randSlice(rng, deep*512)), 512, 512, deep, true, false, 1, all, nil, 512) {
+		t.Errorf("a scatter %d deep was taken", deep)
+	}
+	if !slices.Equal(c, before) || !slices.Equal(dst, dstBefore) {
+		t.Error("a declined product wrote")
+	}
+}
+
+func firstDiff(a, b []float32) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
