@@ -88,6 +88,18 @@ func (o *Ops) SumSquares(b kernels.Buf) float64 {
 	const part = 1 << 16
 	sums := make([]float64, (len(x)+part-1)/part)
 	o.parallel(len(sums), 1, func(lo, hi int) {
+		if sumSquares4 != nil {
+			// four full parts at once, a quarter of the range apart:
+			// each part's sum is sumSquares' (TestSumSquaresParts)
+			full := min(hi, len(x)/part) - lo
+			q := max(full, 0) / 4
+			for p := lo; p < lo+q; p++ {
+				s := sumSquares4(x[p*part:(p+1)*part], x[(p+q)*part:(p+q+1)*part],
+					x[(p+2*q)*part:(p+2*q+1)*part], x[(p+3*q)*part:(p+3*q+1)*part])
+				sums[p], sums[p+q], sums[p+2*q], sums[p+3*q] = s[0], s[1], s[2], s[3]
+			}
+			lo += 4 * q
+		}
 		for p := lo; p < hi; p++ {
 			sums[p] = sumSquares(x[p*part : min((p+1)*part, len(x))])
 		}
@@ -353,8 +365,9 @@ var (
 	scatterAddColsOne func(d, s []float32, cols []int32, n, width int)    // ScatterAddCols' n rows without runs
 	adamwRange        func(u adamw, p, g, m, v []float32)
 	sumSquaresRange   func(x []float32) float64
-	expShifted        func(x []float32, m float32)         // x[i] = expNeg(x[i] − m)
-	softmaxGradRange  func(dr, p []float32, scale float32) // softmaxGrad
+	sumSquares4       func(x0, x1, x2, x3 []float32) [4]float64 // sumSquaresRange of four equal parts at once
+	expShifted        func(x []float32, m float32)              // x[i] = expNeg(x[i] − m)
+	softmaxGradRange  func(dr, p []float32, scale float32)      // softmaxGrad
 	geluRange         func(out, x []float32)
 	geluBackwardRange func(dx, x, g []float32)
 )

@@ -332,6 +332,35 @@ __attribute__((target("avx2"))) static double estkit_sumsq(const float *x, long 
 	return s;
 }
 
+// estkit_sumsq's sums of four parts of n values each, in out, with the
+// same operations per part: four parts' additions interleaved, so that a
+// core reads four streams of memory at once (one stream at a time left
+// the gradient norm waiting on memory: 28-32 ms against 19-20 over
+// GPT-2 124M's gradients on two cores).
+__attribute__((target("avx2"))) static void estkit_sumsq4(const float *x0, const float *x1, const float *x2, const float *x3,
+		long n, double *out) {
+	const float *x[4] = {x0, x1, x2, x3};
+	__m256d a[4][2];
+	for (int k = 0; k < 4; k++) a[k][0] = a[k][1] = _mm256_setzero_pd();
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		for (int k = 0; k < 4; k++) {
+			__m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(x[k] + i)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(x[k] + i + 4));
+			a[k][0] = _mm256_add_pd(a[k][0], _mm256_mul_pd(v0, v0));
+			a[k][1] = _mm256_add_pd(a[k][1], _mm256_mul_pd(v1, v1));
+		}
+	}
+	for (int k = 0; k < 4; k++) {
+		double lane[8];
+		_mm256_storeu_pd(lane, a[k][0]);
+		_mm256_storeu_pd(lane + 4, a[k][1]);
+		for (long q = i, j = 0; q < n; q++, j++) lane[j] += (double)x[k][q] * (double)x[k][q];
+		double t = 0;
+		for (int j = 0; j < 8; j++) t += lane[j];
+		out[k] = t;
+	}
+}
+
 // y[r][j] += bias[j] over rows r: AddBias.
 __attribute__((target("avx2"))) static void estkit_add_bias(float *y, const float *bias, long rows, long cols) {
 	for (long r = 0; r < rows; r++) {
@@ -755,6 +784,14 @@ func init() {
 			return 0
 		}
 		return float64(C.estkit_sumsq((*C.float)(&x[0]), C.long(len(x))))
+	}
+	sumSquares4 = func(x0, x1, x2, x3 []float32) (out [4]float64) {
+		n := len(x0)
+		if n == 0 || len(x1) != n || len(x2) != n || len(x3) != n {
+			panic("cpu: sumSquares4 of parts of unequal or no length")
+		}
+		C.estkit_sumsq4((*C.float)(&x0[0]), (*C.float)(&x1[0]), (*C.float)(&x2[0]), (*C.float)(&x3[0]), C.long(n), (*C.double)(&out[0]))
+		return out
 	}
 	addBiasRows = func(y, bias []float32, rows, cols int) {
 		if rows > 0 && cols > 0 {

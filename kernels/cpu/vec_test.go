@@ -161,6 +161,41 @@ func TestVectorSumSquares(t *testing.T) {
 	}
 }
 
+// TestSumSquaresParts: SumSquares, which sums four parts at once where it
+// can, has the bits of summing each 64Ki-value part in turn and adding the
+// parts' sums in order, on 1, 2 and 3 workers; and sumSquares4's four sums
+// are each part's.
+func TestSumSquaresParts(t *testing.T) {
+	const part = 1 << 16
+	r := rand.New(rand.NewPCG(13, 14))
+	x := make([]float32, 19*part+100)
+	for i := range x {
+		// each part of its own scale, so that adding the parts' sums in
+		// another order rounds otherwise (two parts' sums swapped fail)
+		x[i] = float32(r.NormFloat64() * (1 + float64((i/part)%5)))
+	}
+	if sumSquares4 != nil {
+		got := sumSquares4(x[:part], x[3*part:4*part], x[5*part:6*part], x[9*part:10*part])
+		for k, p := range []int{0, 3, 5, 9} {
+			if want := sumSquares(x[p*part : (p+1)*part]); math.Float64bits(got[k]) != math.Float64bits(want) {
+				t.Fatalf("sumSquares4's sum %d: %v, part %d alone %v", k, got[k], p, want)
+			}
+		}
+	}
+	for _, n := range []int{len(x), 17*part + 5, 9 * part, 4 * part, 3*part + 1, part, 100, 0} {
+		var want float64
+		for p := 0; p < n; p += part {
+			want += sumSquares(x[p:min(p+part, n)])
+		}
+		for _, workers := range []int{1, 2, 3} {
+			o := &Ops{workers: workers}
+			if got := o.SumSquares(Buf(x[:n])); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("n=%d, %d workers: %v, part by part %v", n, workers, got, want)
+			}
+		}
+	}
+}
+
 func kernelsArgs(step int, scale float32) kernels.AdamWArgs {
 	return kernels.AdamWArgs{LR: 6e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradScale: scale, Step: step}
 }
