@@ -106,6 +106,9 @@ type Ops interface {
 	// them; AdamWSub's too). GatherRows: dst[i,:] = src[rows[i],:]; ScatterAddRows:
 	// dst[rows[i],:] += src[i,:]; GatherCols: dst[r,j] = src[r,cols[j]]
 	// for src[n×width]; ScatterAddCols: dst[r,cols[j]] += src[r,j].
+	// GatherRows and ScatterAddRows also take a batch's token ids, which
+	// repeat (the token embedding of a family without a position table):
+	// a repeated row gets every add (in src's order on the CPU).
 	GatherRows(dst, src Buf, rows []int32, width int)
 	ScatterAddRows(dst, src Buf, rows []int32, width int)
 	GatherCols(dst, src Buf, n, width int, cols []int32)

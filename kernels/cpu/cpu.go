@@ -611,10 +611,38 @@ func (o *Ops) GatherRows(dst, src kernels.Buf, rows []int32, width int) {
 	})
 }
 
-// The rows of a scatter are distinct (kernels.Ops), so the workers add
-// into disjoint rows.
+// ScatterAddRows splits a list that increases (the sampler's, whose rows
+// are distinct) over the workers by its entries. Any other list (a batch's
+// token ids, into the token embedding's gradient, repeat) is split by the
+// rows of dst instead: each worker adds, in src's order, every entry that
+// lands in its own rows, so a repeated row gets all its adds, in order,
+// from one worker, whatever the number of workers. Split by entries, two
+// workers had added into a repeated row at once and lost adds
+// (TestScatterAddRowsRepeats).
 func (o *Ops) ScatterAddRows(dst, src kernels.Buf, rows []int32, width int) {
 	d, s := f(dst), f(src)
+	if width <= 0 || len(rows) == 0 {
+		return
+	}
+	if !increasing(rows) {
+		checkIndex("row", rows, len(d)/width)
+		o.parallel(len(d)/width, 1, func(lo, hi int) {
+			for i, r := range rows {
+				if int(r) < lo || int(r) >= hi {
+					continue
+				}
+				if scatterAddRows != nil {
+					scatterAddRows(d, s[i*width:(i+1)*width], rows[i:i+1], width)
+					continue
+				}
+				row := d[int(r)*width : int(r+1)*width]
+				for j, v := range s[i*width : (i+1)*width] {
+					row[j] += v
+				}
+			}
+		})
+		return
+	}
 	o.parallel(len(rows), rowGrain(width), func(lo, hi int) {
 		if scatterAddRows != nil {
 			scatterAddRows(d, s[lo*width:hi*width], rows[lo:hi], width)

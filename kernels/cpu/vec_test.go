@@ -196,6 +196,40 @@ func TestSumSquaresParts(t *testing.T) {
 	}
 }
 
+// TestScatterAddRowsRepeats: rows that repeat (a batch's token ids, as the
+// token embedding's gradient adds them where there is no position table)
+// each receive every add, in the order of src, whatever the number of
+// workers: the sequential loop's bits. The workers had split src's rows
+// and added into a repeated row at once, losing adds.
+func TestScatterAddRowsRepeats(t *testing.T) {
+	const n, width, distinct = 4096, 256, 5
+	r := rand.New(rand.NewPCG(15, 16))
+	src := make([]float32, n*width)
+	for i := range src {
+		src[i] = float32(r.NormFloat64())
+	}
+	rows := make([]int32, n)
+	for i := range rows {
+		rows[i] = int32(r.IntN(distinct) * 3)
+	}
+	want := make([]float32, 3*distinct*width)
+	for i, row := range rows {
+		for j, v := range src[i*width : (i+1)*width] {
+			want[int(row)*width+j] += v
+		}
+	}
+	for _, workers := range []int{1, 2, 3} {
+		o := &Ops{workers: workers}
+		for round := range 20 {
+			got := make([]float32, len(want))
+			o.ScatterAddRows(Buf(got), Buf(src), rows, width)
+			if i := firstDiff(want, got); i >= 0 {
+				t.Fatalf("%d workers, round %d: row %d column %d is %v, added in order %v", workers, round, i/width, i%width, got[i], want[i])
+			}
+		}
+	}
+}
+
 func kernelsArgs(step int, scale float32) kernels.AdamWArgs {
 	return kernels.AdamWArgs{LR: 6e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradScale: scale, Step: step}
 }
