@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/estkit/estkit/kernels"
@@ -67,6 +68,16 @@ var (
 	sampledCheck sync.Once
 )
 
+// SampledOff says why MatMulSampled and MatMulScatter decline every
+// product in this build or on this CPU ("" where they take them).
+func SampledOff() string {
+	sampledCheck.Do(selfCheckSampled)
+	if sampledRun != nil {
+		return ""
+	}
+	return sampledOff
+}
+
 // sampledMin is the least multiply-adds in a part of a product (M·N·K)
 // that sampledRun takes: OpenBLAS's sgemm sends smaller products to other
 // kernels (small-matrix ones at up to 100³; its direct kernel, for
@@ -113,8 +124,20 @@ func (o *Ops) MatMulSampled(c, a, w kernels.Buf, m, n, k int, ta, tb bool, alpha
 	return o.matMulSampled(f(c), f(a), f(w), m, n, k, ta, tb, alpha, beta, rows, cols, width)
 }
 
+// sampledDims says whether every extent is positive and at most 2³¹−1,
+// so that the checks' products of two cannot overflow (a width of 2⁶²
+// once passed them, wrapped round, with C about to write far outside dst).
+func sampledDims(x ...int) bool {
+	for _, v := range x {
+		if v <= 0 || v > math.MaxInt32 {
+			return false
+		}
+	}
+	return true
+}
+
 func (o *Ops) matMulSampled(cv, av, wv []float32, m, n, k int, ta, tb bool, alpha, beta float32, rows, cols []int32, width int) bool {
-	if (rows == nil) == (cols == nil) || alpha == 0 || width <= 0 {
+	if (rows == nil) == (cols == nil) || alpha == 0 || !sampledDims(m, n, k, width) {
 		return false
 	}
 	parts, splitM, ok := o.sampledSplit(m, n, k, ta)
@@ -167,7 +190,7 @@ func (o *Ops) MatMulScatter(dst, a, b kernels.Buf, m, n, k int, ta, tb bool, alp
 }
 
 func (o *Ops) matMulScatter(dv, av, bv []float32, m, n, k int, ta, tb bool, alpha float32, rows, cols []int32, width int) bool {
-	if (rows == nil) == (cols == nil) || alpha == 0 || width <= 0 || k > sampledDepth {
+	if (rows == nil) == (cols == nil) || alpha == 0 || !sampledDims(m, n, k, width) || k > sampledDepth {
 		return false
 	}
 	parts, splitM, ok := o.sampledSplit(m, n, k, ta)

@@ -185,7 +185,8 @@ func TestMatMulScatterBitExact(t *testing.T) {
 
 // TestMatMulSampledDeclines: what the path does not take it leaves
 // untouched: products too small for OpenBLAS's blocked driver, scatters
-// deeper than one block, and calls naming both or neither index list.
+// deeper than one block, calls naming both or neither index list, and
+// extents so large that the size checks' products would overflow.
 func TestMatMulSampledDeclines(t *testing.T) {
 	needSampled(t)
 	o := &Ops{workers: 2}
@@ -199,6 +200,25 @@ func TestMatMulSampledDeclines(t *testing.T) {
 	}
 	if o.MatMulSampled(Buf(c), Buf(randSlice(rng, 16*64)), Buf(w), 16, 16, 64, false, true, 1, 0, rows, []int32{1}, 64) {
 		t.Error("a product with both rows and columns listed was taken")
+	}
+	// extents whose products of two overflow an int: declined before C
+	huge := make([]int32, 16)
+	for i := range huge {
+		huge[i] = int32(1<<30 + i)
+	}
+	one := Buf(make([]float32, 1))
+	if o.MatMulSampled(Buf(make([]float32, 256*16)), Buf(make([]float32, 256*256)), one, 256, 16, 256, false, false, 1, 0, nil, huge, 1<<62) {
+		t.Error("a product over a weight 2⁶² wide was taken")
+	}
+	if o.MatMulScatter(one, Buf(make([]float32, 256*256)), Buf(make([]float32, 256*16)), 256, 16, 256, true, false, 1, nil, huge, 1<<62) {
+		t.Error("a scatter into a gradient 2⁶² wide was taken")
+	}
+	small := make([]int32, 16)
+	for i := range small {
+		small[i] = int32(i)
+	}
+	if o.MatMulSampled(Buf(make([]float32, 16)), Buf(make([]float32, 16)), Buf(make([]float32, 256)), 1<<62, 16, 16, false, false, 1, 0, nil, small, 16) {
+		t.Error("a product of 2⁶² rows was taken")
 	}
 	deep := sampledDepth + 1
 	dst := randSlice(rng, 512*512)
