@@ -265,9 +265,14 @@ func selfCheckSampled() {
 
 // checkSampled is the self-check's comparisons: "" when all agree.
 func checkSampled() string {
+	// W is 1000×600 and half its rows or columns run, so that three of
+	// the four products are deep enough for the driver to split their
+	// depth; 64 rows of activations, and 200 for the weight gradient.
+	// The buffers are made once and reused: the check runs inside a
+	// training step, whose peak memory it should not raise.
+	const m, wr, wc, bt = 64, 1000, 600, 200
 	rng := uint32(12345)
-	rnd := func(n int) []float32 {
-		x := make([]float32, n)
+	fill := func(x []float32) []float32 {
 		for i := range x {
 			rng = rng*1664525 + 1013904223
 			x[i] = float32(int32(rng>>8)-1<<23) / (1 << 23)
@@ -282,68 +287,58 @@ func checkSampled() string {
 		}
 		return idx
 	}
+	w, dw, dw2 := fill(make([]float32, wr*wc)), make([]float32, wr*wc), make([]float32, wr*wc)
+	g := make([]float32, wr*wc/2)
+	a, want, got := make([]float32, m*wr), make([]float32, m*wr), make([]float32, m*wr)
+	dy, x := fill(make([]float32, bt*wr)), fill(make([]float32, bt*wc))
 	// one part, on the calling thread: a part of a split product is the
 	// same computation over a range, and the pool's first job decides its
 	// threads' placement, which a check must not
 	o := &Ops{workers: 1}
-	{
+	for _, byRows := range []bool{true, false} {
+		var rows, cols []int32
+		R, Cw := wr/2, wc
+		if byRows {
+			rows = pick(wr)
+		} else {
+			cols, R, Cw = pick(wc), wr, wc/2
+		}
+		g := g[:R*Cw]
 		for _, tb := range []bool{true, false} {
-			for _, byRows := range []bool{true, false} {
-				// W is 1000×1200, half its rows or columns run, so
-				// that the products are deep enough for the driver to
-				// split their depth; the activations are 64 rows
-				const m, wr, wc = 64, 1000, 1200
-				w := rnd(wr * wc)
-				var rows, cols []int32
-				var R, Cw int
-				if byRows {
-					rows, R, Cw = pick(wr), wr/2, wc
-				} else {
-					cols, R, Cw = pick(wc), wr, wc/2
-				}
-				g := make([]float32, R*Cw)
-				if byRows {
-					o.GatherRows(Buf(g), Buf(w), rows, wc)
-				} else {
-					o.GatherCols(Buf(g), Buf(w), wr, wc, cols)
-				}
-				n, k := Cw, R
-				if tb {
-					n, k = R, Cw
-				}
-				a := rnd(m * k)
-				want, got := rnd(m*n), make([]float32, m*n)
-				copy(got, want)
-				o.MatMul(Buf(want), Buf(a), Buf(g), m, n, k, false, tb, 0.75, 0.5)
-				if !o.matMulSampled(got, a, w, m, n, k, false, tb, 0.75, 0.5, rows, cols, wc) {
-					return "MatMulSampled declined a product it should take"
-				}
-				if !sameBits(want, got) {
-					return fmt.Sprintf("MatMulSampled differs from the gathered product (tb %v, rows %v)", tb, byRows)
-				}
-				// the weight gradient: dW[rows or cols] += dyᵀ·x over
-				// 200 rows of activations
-				const bt = 200
-				dy, x := rnd(bt*R), rnd(bt*Cw)
-				if !byRows {
-					dy = rnd(bt * wr)
-				}
-				dw, dw2 := rnd(wr*wc), make([]float32, wr*wc)
-				copy(dw2, dw)
-				buf := make([]float32, R*Cw)
-				o.MatMul(Buf(buf), Buf(dy), Buf(x), R, Cw, bt, true, false, 0.75, 0)
-				if byRows {
-					o.ScatterAddRows(Buf(dw), Buf(buf), rows, wc)
-				} else {
-					o.ScatterAddCols(Buf(dw), Buf(buf), wr, wc, cols)
-				}
-				if !o.matMulScatter(dw2, dy, x, R, Cw, bt, true, false, 0.75, rows, cols, wc) {
-					return "MatMulScatter declined a product it should take"
-				}
-				if !sameBits(dw, dw2) {
-					return fmt.Sprintf("MatMulScatter differs from the scattered product (rows %v)", byRows)
-				}
+			if byRows {
+				o.GatherRows(Buf(g), Buf(w), rows, wc)
+			} else {
+				o.GatherCols(Buf(g), Buf(w), wr, wc, cols)
 			}
+			n, k := Cw, R
+			if tb {
+				n, k = R, Cw
+			}
+			a, want, got := fill(a[:m*k]), fill(want[:m*n]), got[:m*n]
+			copy(got, want)
+			o.MatMul(Buf(want), Buf(a), Buf(g), m, n, k, false, tb, 0.75, 0.5)
+			if !o.matMulSampled(got, a, w, m, n, k, false, tb, 0.75, 0.5, rows, cols, wc) {
+				return "MatMulSampled declined a product it should take"
+			}
+			if !sameBits(want, got) {
+				return fmt.Sprintf("MatMulSampled differs from the gathered product (tb %v, rows %v)", tb, byRows)
+			}
+		}
+		// the weight gradient: dW[rows or cols] += dyᵀ·x
+		dy := dy[:bt*R]
+		x := x[:bt*Cw]
+		copy(dw2, fill(dw))
+		o.MatMul(Buf(g), Buf(dy), Buf(x), R, Cw, bt, true, false, 0.75, 0)
+		if byRows {
+			o.ScatterAddRows(Buf(dw), Buf(g), rows, wc)
+		} else {
+			o.ScatterAddCols(Buf(dw), Buf(g), wr, wc, cols)
+		}
+		if !o.matMulScatter(dw2, dy, x, R, Cw, bt, true, false, 0.75, rows, cols, wc) {
+			return "MatMulScatter declined a product it should take"
+		}
+		if !sameBits(dw, dw2) {
+			return fmt.Sprintf("MatMulScatter differs from the scattered product (rows %v)", byRows)
 		}
 	}
 	return ""
