@@ -53,15 +53,18 @@ static const char *estkit_ix_init(void) {
 		sfx = "COOPERLAKE";
 		ix_P = 640, ix_Q = 320;
 	} else {
-		return core;
+		static char why[96];
+		snprintf(why, sizeof why, "OpenBLAS runs its %s kernels; their blocking is known for SkylakeX and Cooperlake only", core);
+		return why;
 	}
+	if (!__builtin_cpu_supports("avx512f")) return "OpenBLAS was told of an AVX-512 core (OPENBLAS_CORETYPE?) that has no AVX-512";
 	ix_R = ix_r(ix_P, ix_Q);
 	ix_itcopy = (ix_copy_fn)ix_sym("itcopy", sfx);
 	ix_incopy = (ix_copy_fn)ix_sym("incopy", sfx);
 	ix_oncopy = (ix_copy_fn)ix_sym("oncopy", sfx);
 	ix_otcopy = (ix_copy_fn)ix_sym("otcopy", sfx);
 	ix_kernel_fn k = (ix_kernel_fn)ix_sym("kernel", sfx);
-	if (!ix_itcopy || !ix_incopy || !ix_oncopy || !ix_otcopy || !k) return "missing kernel symbols";
+	if (!ix_itcopy || !ix_incopy || !ix_oncopy || !ix_otcopy || !k) return "OpenBLAS exports no packing routines or kernel for its core";
 	ix_kernel = k;
 	return NULL;
 }
@@ -109,6 +112,10 @@ static int ix_ready(ix_scratch *s, long nsb, long ntmp, long ntile) {
 	return 1;
 }
 
+// The driver's block of the depth (min_l), of A's rows (min_i) and of
+// B's columns packed at a time in the first row block (min_jj), for what
+// is left of each: the depth's block decides which sums a kernel call
+// makes, so the bits; the others only where they fall.
 static long ix_kblock(long rest) {
 	if (rest >= 2 * ix_Q) return ix_Q;
 	if (rest > ix_Q) return ((rest / 2 + IX_UM - 1) / IX_UM) * IX_UM;
@@ -437,7 +444,7 @@ import "unsafe"
 
 func init() {
 	if why := C.estkit_ix_init(); why != nil {
-		sampledOff = "OpenBLAS core " + C.GoString(why) + " (its blocking is known for SkylakeX and Cooperlake only)"
+		sampledOff = C.GoString(why)
 		return
 	}
 	sampledRun = openblasSampled
