@@ -104,15 +104,16 @@ func (o *sampledCount) MatMulScatter(dst, a, b kernels.Buf, m, n, k int, ta, tb 
 // layers' products read and add the weights' rows and columns in place
 // (kernels.SampledMatMuler) or through gathered copies and scatters, for
 // both families, at a width where the in-place products take most of
-// them (the smallest are declined either way).
+// them (the smallest, whose copies stay in cache, are gathered either
+// way).
 func TestSampledProductsStepBitExact(t *testing.T) {
 	if why := cpu.SampledOff(); why != "" {
 		t.Skipf("no in-place sampled products here: %s", why)
 	}
 	B, T := 4, 64
 	for _, cfg := range []ModelConfig{
-		{Vocab: 61, Padded: 64, Layers: 2, Heads: 4, Channels: 256, MaxT: 64},
-		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 2, Heads: 4, KVHeads: 2, Channels: 256, FF: 704, MaxT: 64, RopeTheta: 10000, NormEps: 1e-5},
+		{Vocab: 61, Padded: 64, Layers: 2, Heads: 4, Channels: 512, MaxT: 64},
+		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 2, Heads: 4, KVHeads: 2, Channels: 512, FF: 1408, MaxT: 64, RopeTheta: 10000, NormEps: 1e-5},
 	} {
 		ids := make([]int32, B*T)
 		for i := range ids {

@@ -67,7 +67,7 @@ func TestMatMulSampledBitExact(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	type shape struct{ m, wr, wc int }
 	taken := 0
-	for _, sh := range []shape{{256, 768, 512}, {96, 1000, 700}, {333, 517, 480}} {
+	for _, sh := range []shape{{256, 1024, 768}, {96, 1000, 700}, {333, 1100, 600}} {
 		for _, workers := range []int{1, 2, 3} {
 			o := &Ops{workers: workers}
 			for _, byRows := range []bool{true, false} {
@@ -131,7 +131,7 @@ func TestMatMulScatterBitExact(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
 	type shape struct{ bt, wr, wc int }
 	taken := 0
-	for _, sh := range []shape{{256, 768, 512}, {100, 1000, 700}, {sampledDepth, 517, 480}} {
+	for _, sh := range []shape{{256, 1024, 768}, {100, 1000, 700}, {sampledDepth, 1100, 600}} {
 		for _, workers := range []int{1, 2, 3} {
 			o := &Ops{workers: workers}
 			for _, byRows := range []bool{true, false} {
@@ -184,9 +184,10 @@ func TestMatMulScatterBitExact(t *testing.T) {
 }
 
 // TestMatMulSampledDeclines: what the path does not take it leaves
-// untouched: products too small for OpenBLAS's blocked driver, scatters
-// deeper than one block, calls naming both or neither index list, and
-// extents so large that the size checks' products would overflow.
+// untouched: products too small for OpenBLAS's blocked driver, products
+// whose copy would stay in cache, scatters deeper than one block, calls
+// naming both or neither index list, and extents so large that the size
+// checks' products would overflow.
 func TestMatMulSampledDeclines(t *testing.T) {
 	needSampled(t)
 	o := &Ops{workers: 2}
@@ -197,6 +198,20 @@ func TestMatMulSampledDeclines(t *testing.T) {
 	before := slices.Clone(c)
 	if o.MatMulSampled(Buf(c), Buf(randSlice(rng, 16*64)), Buf(w), 16, 16, 64, false, true, 1, 0, rows, nil, 64) {
 		t.Error("a 16×16×64 product took the sampled path")
+	}
+	// a product above OpenBLAS's small kernels whose gathered copy (the
+	// horizon model's: 256 of 512 rows of 128) stays in cache
+	half := make([]int32, 256)
+	for i := range half {
+		half[i] = int32(2 * i)
+	}
+	y := randSlice(rng, 2048*256)
+	yBefore := slices.Clone(y)
+	if o.MatMulSampled(Buf(y), Buf(randSlice(rng, 2048*128)), Buf(randSlice(rng, 512*128)), 2048, 256, 128, false, true, 1, 0, half, nil, 128) {
+		t.Error("a product over a 256×128 copy was taken")
+	}
+	if !slices.Equal(y, yBefore) {
+		t.Error("a declined product over a small copy wrote")
 	}
 	if o.MatMulSampled(Buf(c), Buf(randSlice(rng, 16*64)), Buf(w), 16, 16, 64, false, true, 1, 0, rows, []int32{1}, 64) {
 		t.Error("a product with both rows and columns listed was taken")
