@@ -19,40 +19,15 @@ import (
 // attention head, gather, scatter, sum and update of both families).
 func TestStepBitsIndependentOfWorkers(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	B, T := 4, 64
 	for _, cfg := range []ModelConfig{
 		{Vocab: 61, Padded: 64, Layers: 3, Heads: 4, Channels: 64, MaxT: 64},
 		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 3, Heads: 4, KVHeads: 2, Channels: 64, FF: 176, MaxT: 64, RopeTheta: 10000, NormEps: 1e-5},
 	} {
-		ids := make([]int32, B*T)
-		for i := range ids {
-			ids[i] = int32(i * 7 % cfg.Vocab)
-		}
 		s := &Sampler{Seed: 5, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: cfg.MLP(),
 			Schedule: Schedule{Ends: []int{2, 10}, Rates: []Rates{{0.5, 0.5, 0.67}, {1, 1, 1}}}}
-		init := cfg.InitParams(1)
 		train := func(workers int) []float32 {
 			runtime.GOMAXPROCS(workers)
-			ops := cpu.New()
-			m, err := NewModel(ops, cfg, init)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for step := 1; step <= 3; step++ {
-				sel, _, _ := s.Sample(step-1, 0)
-				plan := Plan{sel}
-				m.ZeroGrads(plan.Skipped(cfg.Layers))
-				if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
-					t.Fatal(err)
-				}
-				m.Backward(1)
-				norm := m.GradNorm(plan.Skipped(cfg.Layers)) // clipped to 1, as the Stepper does
-				m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step,
-					GradScale: float32(min(1, 1/norm))}, Skipped: plan.Skipped(cfg.Layers)})
-			}
-			out := make([]float32, len(init))
-			ops.Download(out, m.Params())
-			return out
+			return threeSteps(t, cpu.New(), cfg, s)
 		}
 		want := train(1)
 		for _, w := range []int{2, 3} {
@@ -64,6 +39,39 @@ func TestStepBitsIndependentOfWorkers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// threeSteps trains cfg from InitParams(1) on ops for three steps of B=4,
+// T=64 (fixed ids, as inputs and targets) through the subnetworks s
+// draws, as the Stepper runs a step (gradients clipped to norm 1), and
+// returns the parameters.
+func threeSteps(t *testing.T, ops kernels.Ops, cfg ModelConfig, s *Sampler) []float32 {
+	t.Helper()
+	B, T := 4, 64
+	ids := make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32(i * 7 % cfg.Vocab)
+	}
+	init := cfg.InitParams(1)
+	m, err := NewModel(ops, cfg, init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := 1; step <= 3; step++ {
+		sel, _, _ := s.Sample(step-1, 0)
+		skipped := Plan{sel}.Skipped(cfg.Layers)
+		m.ZeroGrads(skipped)
+		if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
+			t.Fatal(err)
+		}
+		m.Backward(1)
+		norm := m.GradNorm(skipped)
+		m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step,
+			GradScale: float32(min(1, 1/norm))}, Skipped: skipped})
+	}
+	out := make([]float32, len(init))
+	ops.Download(out, m.Params())
+	return out
 }
 
 // paramAt names the tensor holding parameter i, and the offset in it.
@@ -110,39 +118,13 @@ func TestSampledProductsStepBitExact(t *testing.T) {
 	if why := cpu.SampledOff(); why != "" {
 		t.Skipf("no in-place sampled products here: %s", why)
 	}
-	B, T := 4, 64
 	for _, cfg := range []ModelConfig{
 		{Vocab: 61, Padded: 64, Layers: 2, Heads: 4, Channels: 512, MaxT: 64},
 		{Arch: "llama", Vocab: 61, Padded: 64, Layers: 2, Heads: 4, KVHeads: 2, Channels: 512, FF: 1408, MaxT: 64, RopeTheta: 10000, NormEps: 1e-5},
 	} {
-		ids := make([]int32, B*T)
-		for i := range ids {
-			ids[i] = int32(i * 7 % cfg.Vocab)
-		}
 		s := &Sampler{Seed: 7, Layers: cfg.Layers, Heads: cfg.Heads, Neurons: cfg.MLP(),
 			Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 1}}}}
-		init := cfg.InitParams(1)
-		train := func(ops kernels.Ops) []float32 {
-			m, err := NewModel(ops, cfg, init)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for step := 1; step <= 3; step++ {
-				sel, _, _ := s.Sample(step-1, 0)
-				plan := Plan{sel}
-				m.ZeroGrads(plan.Skipped(cfg.Layers))
-				if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
-					t.Fatal(err)
-				}
-				m.Backward(1)
-				norm := m.GradNorm(plan.Skipped(cfg.Layers))
-				m.Step(StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: step,
-					GradScale: float32(min(1, 1/norm))}, Skipped: plan.Skipped(cfg.Layers)})
-			}
-			out := make([]float32, len(init))
-			ops.Download(out, m.Params())
-			return out
-		}
+		train := func(ops kernels.Ops) []float32 { return threeSteps(t, ops, cfg, s) }
 		in := &sampledCount{Ops: cpu.New()}
 		got := train(in)
 		if in.taken == 0 {

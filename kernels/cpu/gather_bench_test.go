@@ -12,11 +12,7 @@ import (
 func BenchmarkGatherScatter(b *testing.B) {
 	const C, F = 768, 3072
 	r := rand.New(rand.NewPCG(1, 2))
-	var sel []int32
-	for _, i := range r.Perm(F)[:F/2] {
-		sel = append(sel, int32(i))
-	}
-	slices.Sort(sel)
+	sel := halfSorted(r, F)
 	o := New()
 	w, g := o.Alloc(F*C), o.Alloc(F*C)
 	part := o.Alloc(len(sel) * C)
@@ -43,11 +39,7 @@ func BenchmarkGatherScatter(b *testing.B) {
 func BenchmarkMatMulSampled(b *testing.B) {
 	const C, F, BT, nw = 768, 3072, 256, 24
 	r := rand.New(rand.NewPCG(1, 2))
-	var sel []int32
-	for _, i := range r.Perm(F)[:F/2] {
-		sel = append(sel, int32(i))
-	}
-	slices.Sort(sel)
+	sel := halfSorted(r, F)
 	o := New()
 	ws := make([]Buf, nw)
 	for i := range ws {
@@ -130,4 +122,15 @@ func BenchmarkMatMulSampled(b *testing.B) {
 			}
 		})
 	}
+}
+
+// halfSorted is half of 0..n-1 drawn at random, in order: the MLP neurons
+// a 0.5 rate samples one by one.
+func halfSorted(r *rand.Rand, n int) []int32 {
+	var sel []int32
+	for _, i := range r.Perm(n)[:n/2] {
+		sel = append(sel, int32(i))
+	}
+	slices.Sort(sel)
+	return sel
 }

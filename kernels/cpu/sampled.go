@@ -307,13 +307,11 @@ func checkSampled() string {
 	// threads' placement, which a check must not
 	o := &Ops{workers: 1}
 	for _, byRows := range []bool{true, false} {
-		var rows, cols []int32
-		R, Cw := wr/2, wc
+		idx := pick(wc)
 		if byRows {
-			rows = pick(wr)
-		} else {
-			cols, R, Cw = pick(wc), wr, wc/2
+			idx = pick(wr)
 		}
+		rows, cols, R, Cw := sampledShape(byRows, idx, wr, wc)
 		g := g[:R*Cw]
 		for _, tb := range []bool{true, false} {
 			if byRows {
@@ -353,6 +351,15 @@ func checkSampled() string {
 		}
 	}
 	return ""
+}
+
+// sampledShape is the lists to pass for a wr×wc weight whose rows
+// (byRows) or columns idx run, and the shape R×Cw of what runs.
+func sampledShape(byRows bool, idx []int32, wr, wc int) (rows, cols []int32, R, Cw int) {
+	if byRows {
+		return idx, nil, len(idx), wc
+	}
+	return nil, idx, wr, len(idx)
 }
 
 // increasing says whether idx increases strictly (the sampler's lists do).

@@ -79,13 +79,7 @@ func TestMatMulSampledBitExact(t *testing.T) {
 					for _, tb := range []bool{true, false} {
 						for _, ab := range [][2]float32{{1, 0}, {0.37, 0.5}, {-1.25, 1}} {
 							w := randSlice(rng, sh.wr*sh.wc)
-							var rows, cols []int32
-							R, Cw := sh.wr, sh.wc
-							if byRows {
-								rows, R = idx, len(idx)
-							} else {
-								cols, Cw = idx, len(idx)
-							}
+							rows, cols, R, Cw := sampledShape(byRows, idx, sh.wr, sh.wc)
 							g := make([]float32, R*Cw)
 							if byRows {
 								o.GatherRows(Buf(g), Buf(w), rows, sh.wc)
@@ -141,13 +135,7 @@ func TestMatMulScatterBitExact(t *testing.T) {
 				}
 				for name, idx := range sampledLists(rng, ext) {
 					for _, alpha := range []float32{1, 0.37} {
-						var rows, cols []int32
-						R, Cw := sh.wr, sh.wc
-						if byRows {
-							rows, R = idx, len(idx)
-						} else {
-							cols, Cw = idx, len(idx)
-						}
+						rows, cols, R, Cw := sampledShape(byRows, idx, sh.wr, sh.wc)
 						dy, x := randSlice(rng, sh.bt*R), randSlice(rng, sh.bt*Cw)
 						// the layers' orientation (dyᵀ·x), and for one list
 						// the other three, with dy and x stored to match
