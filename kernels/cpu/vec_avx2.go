@@ -312,24 +312,32 @@ __attribute__((target("avx2"))) static void estkit_softmax_grad(float *dr, const
 }
 
 // The sum of squares of n floats in float64, element i into lane i mod 8
-// and the lanes added in order, as sumSquares in cpu.go does it.
-__attribute__((target("avx2"))) static double estkit_sumsq(const float *x, long n) {
-	__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
-	long i = 0;
-	for (; i + 8 <= n; i += 8) {
-		__m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), x1 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
-		a0 = _mm256_add_pd(a0, _mm256_mul_pd(x0, x0));
-		a1 = _mm256_add_pd(a1, _mm256_mul_pd(x1, x1));
-	}
+// and the lanes added in order, as sumSquares in cpu.go does it: the
+// lanes a[0..1] take x[0..8) (estkit_sumsq_step), then estkit_sumsq_end
+// adds the tail x[i..n) into them and the lanes together.
+__attribute__((target("avx2"))) static inline void estkit_sumsq_step(__m256d *a, const float *x) {
+	__m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(x)), x1 = _mm256_cvtps_pd(_mm_loadu_ps(x + 4));
+	a[0] = _mm256_add_pd(a[0], _mm256_mul_pd(x0, x0));
+	a[1] = _mm256_add_pd(a[1], _mm256_mul_pd(x1, x1));
+}
+
+__attribute__((target("avx2"))) static inline double estkit_sumsq_end(const __m256d *a, const float *x, long i, long n) {
 	double lane[8];
-	_mm256_storeu_pd(lane, a0);
-	_mm256_storeu_pd(lane + 4, a1);
+	_mm256_storeu_pd(lane, a[0]);
+	_mm256_storeu_pd(lane + 4, a[1]);
 	for (long j = 0; i < n; i++, j++) {
 		lane[j] += (double)x[i] * (double)x[i];
 	}
 	double s = 0;
 	for (int j = 0; j < 8; j++) s += lane[j];
 	return s;
+}
+
+__attribute__((target("avx2"))) static double estkit_sumsq(const float *x, long n) {
+	__m256d a[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+	long i = 0;
+	for (; i + 8 <= n; i += 8) estkit_sumsq_step(a, x + i);
+	return estkit_sumsq_end(a, x, i, n);
 }
 
 // estkit_sumsq's sums of four parts of n values each, in out, with the
@@ -344,21 +352,9 @@ __attribute__((target("avx2"))) static void estkit_sumsq4(const float *x0, const
 	for (int k = 0; k < 4; k++) a[k][0] = a[k][1] = _mm256_setzero_pd();
 	long i = 0;
 	for (; i + 8 <= n; i += 8) {
-		for (int k = 0; k < 4; k++) {
-			__m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(x[k] + i)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(x[k] + i + 4));
-			a[k][0] = _mm256_add_pd(a[k][0], _mm256_mul_pd(v0, v0));
-			a[k][1] = _mm256_add_pd(a[k][1], _mm256_mul_pd(v1, v1));
-		}
+		for (int k = 0; k < 4; k++) estkit_sumsq_step(a[k], x[k] + i);
 	}
-	for (int k = 0; k < 4; k++) {
-		double lane[8];
-		_mm256_storeu_pd(lane, a[k][0]);
-		_mm256_storeu_pd(lane + 4, a[k][1]);
-		for (long q = i, j = 0; q < n; q++, j++) lane[j] += (double)x[k][q] * (double)x[k][q];
-		double t = 0;
-		for (int j = 0; j < 8; j++) t += lane[j];
-		out[k] = t;
-	}
+	for (int k = 0; k < 4; k++) out[k] = estkit_sumsq_end(a[k], x[k], i, n);
 }
 
 // y[r][j] += bias[j] over rows r: AddBias.
