@@ -431,11 +431,22 @@ func latestCheckpoint(run string) (string, error) {
 			}
 			return "", fmt.Errorf("train: %s has no checkpoint (a run writes one at its end and every --checkpoint-every steps): is it a run directory, or was its training stopped before the first?", run)
 		}
-		return "", fmt.Errorf("train: %w", err)
+		// a latest that cannot be read names no checkpoint: the failure
+		// is told as a corrupt checkpoint's is, with the intact one
+		if st, serr := os.Stat(path); serr == nil && st.IsDir() {
+			return "", withRecovery(run, "", fmt.Errorf("train: %s: %w: it is a directory, not the file naming the latest checkpoint", path, ErrCorrupt))
+		}
+		return "", withRecovery(run, "", fmt.Errorf("train: %w", err))
 	}
 	name := strings.TrimSpace(string(b)) // an editor's newline is no corruption
+	if name == "" {
+		return "", withRecovery(run, "", fmt.Errorf("train: %s: %w: it is empty, where it names the latest checkpoint", path, ErrCorrupt))
+	}
 	if _, ok := parseStepName(name); !ok {
-		return "", fmt.Errorf("train: %s: %w: %q is not a checkpoint's name", path, ErrCorrupt, b)
+		if len(b) > 64 { // junk is shown, not all of it
+			b = append(b[:64:64], "..."...)
+		}
+		return "", withRecovery(run, "", fmt.Errorf("train: %s: %w: %q is not a checkpoint's name", path, ErrCorrupt, b))
 	}
 	return filepath.Join(run, ckptDir, name), nil
 }

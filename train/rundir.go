@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -586,12 +587,13 @@ func readLatestManifest(run, dir string) (*ckptManifest, error) {
 	return m, nil
 }
 
-// withRecovery adds to err, the failure of run's latest checkpoint dir,
-// the newest older checkpoint that checks out in full and how to resume
-// from it. estkit moves and deletes none of them itself: which to keep is
-// the user's call.
+// withRecovery adds to err, the failure of run's latest checkpoint dir
+// ("" when checkpoints/latest names none), the newest checkpoint that
+// checks out in full and how to resume from it: older than dir where dir
+// is there, any otherwise. estkit moves and deletes none of them itself,
+// nor picks one in latest's place: which to keep is the user's call.
 func withRecovery(run, dir string, err error) error {
-	older := intactBefore(run, dir)
+	older := newestIntact(run, dir)
 	if older == "" {
 		return err
 	}
@@ -605,17 +607,20 @@ func withRecovery(run, dir string, err error) error {
 	return fmt.Errorf("%w; checkpoint %s is intact: to resume from it, %spoint latest at it (printf %s > %s)", err, older, move, older, filepath.Join(base, latestName))
 }
 
-// intactBefore is the name of run's newest checkpoint older than dir that
-// checks out in full against run's config.json as openCheckpoint checks
-// the latest, or "".
-func intactBefore(run, dir string) string {
+// newestIntact is the name of run's newest checkpoint that checks out in
+// full against run's config.json as openCheckpoint checks the latest, or
+// "": one older than dir where dir is there (a resume from an older one
+// writes dir's step again), any where dir is "" or missing.
+func newestIntact(run, dir string) string {
 	cfg, cb, err := readRunConfig(run)
 	if err != nil {
 		return ""
 	}
-	latest, ok := parseStepName(filepath.Base(dir))
-	if !ok {
-		return ""
+	latest := math.MaxInt
+	if _, serr := os.Stat(dir); dir != "" && serr == nil {
+		if step, ok := parseStepName(filepath.Base(dir)); ok {
+			latest = step
+		}
 	}
 	ents, err := os.ReadDir(filepath.Join(run, ckptDir))
 	if err != nil {
