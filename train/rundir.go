@@ -589,9 +589,11 @@ func readLatestManifest(run, dir string) (*ckptManifest, error) {
 
 // withRecovery adds to err, the failure of run's latest checkpoint dir
 // ("" when checkpoints/latest names none), the newest checkpoint that
-// checks out in full and how to resume from it: older than dir where dir
-// is there, any otherwise. estkit moves and deletes none of them itself,
-// nor picks one in latest's place: which to keep is the user's call.
+// checks out in full and how to use it: older than dir where dir is
+// there, any otherwise. The advice fits every reader (train --resume,
+// eval, sample, export), since the library does not know which one asks.
+// estkit moves and deletes none of them itself, nor picks one in latest's
+// place: which to keep is the user's call.
 func withRecovery(run, dir string, err error) error {
 	older := newestIntact(run, dir)
 	if older == "" {
@@ -599,12 +601,12 @@ func withRecovery(run, dir string, err error) error {
 	}
 	base := filepath.Join(run, ckptDir)
 	move := ""
-	if _, serr := os.Stat(dir); serr == nil {
+	if _, serr := os.Stat(dir); dir != "" && serr == nil {
 		// a resume from older writes dir's step again, and refuses a
-		// directory of that name it cannot read
-		move = fmt.Sprintf("move %s out of %s, then ", filepath.Base(dir), base)
+		// directory of that name it cannot read; a reader needs no move
+		move = fmt.Sprintf("; before resuming from it, move %s out of %s", filepath.Base(dir), base)
 	}
-	return fmt.Errorf("%w; checkpoint %s is intact: to resume from it, %spoint latest at it (printf %s > %s)", err, older, move, older, filepath.Join(base, latestName))
+	return fmt.Errorf("%w; checkpoint %s is intact: point latest at it to use it (printf %s > %s)%s", err, older, older, filepath.Join(base, latestName), move)
 }
 
 // newestIntact is the name of run's newest checkpoint that checks out in

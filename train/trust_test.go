@@ -286,7 +286,7 @@ func TestCheckpointCorruption(t *testing.T) {
 // TestCheckpointRecovery: a latest checkpoint that is missing (deleted, or
 // latest naming a step that was never written) is reported as missing,
 // not as a checkpoint without a manifest; a missing or corrupt one names
-// the newest older checkpoint that is intact and how to resume from it,
+// the newest older checkpoint that is intact and how to use it,
 // and following that resumes. estkit moves and deletes nothing itself.
 func TestCheckpointRecovery(t *testing.T) {
 	set := tokenSet(t)
