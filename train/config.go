@@ -522,6 +522,18 @@ func (c *Config) Check() error {
 	return errors.Join(errs...)
 }
 
+// padMultiple is what a padded vocabulary is a multiple of: llm.c's
+// choice, which makes the vocabulary's matrix products split evenly into
+// the kernels' tiles (GPT-2's 50257 becomes 50304; Llama's 32000 is one).
+const padMultiple = 128
+
+// paddedVocab is the vocabulary v rounded up to a multiple of
+// padMultiple, as every preset pads it: the padded size of a --config
+// model that gives none.
+func paddedVocab(v int) int {
+	return (v + padMultiple - 1) / padMultiple * padMultiple
+}
+
 // checkModel validates the shape, with bounds on every size first so that
 // nothing downstream multiplies into an overflow.
 func (c *Config) checkModel() error {

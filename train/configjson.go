@@ -246,7 +246,7 @@ var legacyKeys = map[reflect.Type]bool{reflect.TypeFor[ModelConfig](): true, ref
 // ("rate 0"), not as the key left out. A Llama model's further ones are
 // added by object.
 var requiredKeys = map[reflect.Type][]string{
-	reflect.TypeFor[ModelConfig](): {"vocab", "padded", "layers", "heads", "channels", "max_t"},
+	reflect.TypeFor[ModelConfig](): {"vocab", "layers", "heads", "channels", "max_t"}, // padded: the vocabulary padded when left out (resolveShape)
 	reflect.TypeFor[Schedule]():    {"ends", "rates"},
 	reflect.TypeFor[Rates]():       {"ph", "pm", "pl"},
 }

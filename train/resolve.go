@@ -322,6 +322,17 @@ func resolveShape(raw []byte, keys map[string]bool, preset string, presetGiven b
 		if err := strictDecode(fileCfg.Model, &model); err != nil {
 			return Config{}, fmt.Errorf("train: %w: %s: model: %w", ErrConfig, file, jsonError(nil, err))
 		}
+		// A model that leaves "padded" out gets its vocabulary padded as
+		// the presets pad it; one that gives it keeps it, to be checked
+		// as given (0 or below vocab is an error, not a request).
+		var mkeys map[string]json.RawMessage
+		if err := json.Unmarshal(fileCfg.Model, &mkeys); err != nil {
+			return Config{}, fmt.Errorf("train: %w: %s: model: %w", ErrConfig, file, jsonError(nil, err))
+		}
+		_, given := mkeys["padded"]
+		if _, legacy := mkeys["Padded"]; !given && !legacy && model.Vocab > 0 && model.Vocab <= maxSize {
+			model.Padded = paddedVocab(model.Vocab)
+		}
 		name = fileCfg.Preset
 		if p, ok := Presets[name]; !ok || p != model {
 			name = "" // the shape is the file's own
