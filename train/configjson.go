@@ -205,8 +205,12 @@ func checkNumber(path string, t reflect.Type, s, at string) error {
 		}
 		lo, hi, span = 0, 0x1p64, fmt.Sprintf("0 to %d", uint64(math.MaxUint64))
 	case reflect.Float64:
-		if f, err := strconv.ParseFloat(s, 64); err != nil && math.IsInf(f, 0) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil && math.IsInf(f, 0) {
 			return fmt.Errorf("key %q: %s is out of range%s (a finite number up to %g)", path, s, at, math.MaxFloat64)
+		}
+		if err == nil && underflows(s, f) {
+			return fmt.Errorf("key %q: %s underflows%s: %s", path, s, at, underflowWant)
 		}
 		return nil
 	default:
@@ -223,6 +227,28 @@ func checkNumber(path string, t reflect.Type, s, at string) error {
 	}
 	return fmt.Errorf("key %q: %s%s: write a whole number in digits (%.0f)", path, s, at, f)
 }
+
+// underflows says whether s, a number that parsed as f, is a nonzero
+// number whose nearest float64 is 0 (1e-400): strconv reports overflow
+// but not this, and a silent 0 means something else (lr 0, no clipping).
+// A zero however written (0, -0, 0.0e5, 0x0p0) does not underflow.
+func underflows(s string, f float64) bool {
+	if f != 0 {
+		return false
+	}
+	m := strings.TrimLeft(s, "+-")
+	digits, exp := "123456789", "eE"
+	if len(m) > 1 && m[0] == '0' && (m[1] == 'x' || m[1] == 'X') {
+		m, digits, exp = m[2:], "123456789abcdefABCDEF", "pP"
+	}
+	if i := strings.IndexAny(m, exp); i >= 0 {
+		m = m[:i] // the mantissa: a nonzero digit there is a nonzero number
+	}
+	return strings.ContainsAny(m, digits)
+}
+
+// underflowWant is what an underflowing number is told to be instead.
+var underflowWant = fmt.Sprintf("it is not 0, but rounds to 0 in float64, whose smallest magnitude above 0 is %g (write 0 for zero)", math.SmallestNonzeroFloat64)
 
 // jsonSchema is the keys of an object that decodes into a struct.
 type jsonSchema struct {

@@ -62,6 +62,9 @@ func ParseSchedule(ends, rates string) (Schedule, error) {
 			if v[i], err = strconv.ParseFloat(x, 64); err != nil {
 				return s, fmt.Errorf("train: rates %q: %w", f, err)
 			}
+			if underflows(x, v[i]) {
+				return s, fmt.Errorf("train: rates %q: %s underflows: %s", f, x, underflowWant)
+			}
 		}
 		s.Rates = append(s.Rates, Rates{v[0], v[1], v[2]})
 	}

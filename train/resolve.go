@@ -70,6 +70,9 @@ func init() {
 				if err != nil && !errors.Is(err, strconv.ErrRange) {
 					return fmt.Errorf("want a number")
 				}
+				if underflows(v, x) { // out of range as 1e400 is, at the other end
+					return fmt.Errorf("%s underflows: %s", v, underflowWant)
+				}
 				*p(c) = x
 				return nil
 			}}
