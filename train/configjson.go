@@ -247,6 +247,20 @@ func underflows(s string, f float64) bool {
 	return strings.ContainsAny(m, digits)
 }
 
+// ParseFloat reads the text of a float setting as estkit's flags read it:
+// a number beyond float64 is ±Inf, for the checks to refuse by name, and
+// a nonzero number that rounds to 0 is refused here (underflows).
+func ParseFloat(s string) (float64, error) {
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("want a number")
+	}
+	if underflows(s, x) { // out of range as 1e400 is, at the other end
+		return 0, fmt.Errorf("%s underflows: %s", s, underflowWant)
+	}
+	return x, nil
+}
+
 // underflowWant is what an underflowing number is told to be instead.
 var underflowWant = fmt.Sprintf("it is not 0, but rounds to 0 in float64, whose smallest magnitude above 0 is %g (write 0 for zero)", math.SmallestNonzeroFloat64)
 

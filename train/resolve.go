@@ -66,12 +66,9 @@ func init() {
 	floatOpt := func(name, def, usage string, p func(c *Config) *float64) Option {
 		return Option{Name: name, Kind: "float", Default: def, Usage: usage, key: strings.ReplaceAll(name, "-", "_"),
 			apply: func(c *Config, v string) error {
-				x, err := strconv.ParseFloat(v, 64)
-				if err != nil && !errors.Is(err, strconv.ErrRange) {
-					return fmt.Errorf("want a number")
-				}
-				if underflows(v, x) { // out of range as 1e400 is, at the other end
-					return fmt.Errorf("%s underflows: %s", v, underflowWant)
+				x, err := ParseFloat(v)
+				if err != nil {
+					return err
 				}
 				*p(c) = x
 				return nil

@@ -6,8 +6,10 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"strconv"
 
 	"github.com/estkit/estkit/train"
+	"github.com/spf13/pflag"
 )
 
 // Checks of numeric flag values, shared by the commands: each returns a
@@ -52,6 +54,35 @@ func checkOutLink(cmd, out string) error {
 		return fmt.Errorf("%s: --out %s is a dangling symlink (to %s, which does not exist): create its target or give another directory", cmd, out, target)
 	}
 	return nil
+}
+
+// floatValue is a float64 flag read as train reads its own
+// (train.ParseFloat): a nonzero number that rounds to 0 is refused, not
+// taken for 0 (pflag's Float64 takes 1e-400 for 0).
+type floatValue struct{ p *float64 }
+
+func (v floatValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+
+func (v floatValue) Set(s string) error {
+	x, err := train.ParseFloat(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (floatValue) Type() string { return "float64" }
+
+// floatFlag defines a float64 flag, p set to def, read by floatValue.
+func floatFlag(f *pflag.FlagSet, p *float64, name string, def float64, usage string) {
+	*p = def
+	f.Var(floatValue{p}, name, usage)
 }
 
 // checkSampleFlags checks sample's --tokens, --temperature and --top-k.

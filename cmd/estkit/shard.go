@@ -51,7 +51,7 @@ different tokenizer or option never reuses a set.`,
 	f.StringVar(&opts.o.CacheDir, "cache", "", "directory of content-addressed sets (default: "+shards.DefaultCacheDir()+")")
 	f.BoolVar(&opts.o.BOS, "bos", false, "prepend the tokenizer's BOS to each document")
 	f.BoolVar(&opts.o.EOS, "eos", false, "append the tokenizer's EOS to each document (GPT-2: <|endoftext|>)")
-	f.Float64Var(&opts.o.ValFraction, "val-fraction", shards.DefaultValFraction, "fraction of documents in the val split, chosen by a hash of the text")
+	floatFlag(f, &opts.o.ValFraction, "val-fraction", shards.DefaultValFraction, "fraction of documents in the val split, chosen by a hash of the text")
 	f.Uint64Var(&opts.o.ValSeed, "val-seed", shards.DefaultValSeed, "seed of the val split's hash")
 	f.StringVar(&opts.o.Compression, "compression", "none", "shard body compression: none (memory-mapped without copying) or zstd (smaller, for storage or transfer)")
 	f.Int64Var(&opts.o.ShardTokens, "shard-tokens", shards.DefaultShardTokens, "tokens per output file")

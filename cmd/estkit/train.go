@@ -632,7 +632,7 @@ func newSampleCmd(g *globals) *cobra.Command {
 	f.StringVar(&prompt, "prompt", "", "text to continue")
 	f.StringVar(&tokName, "tokenizer", "", "the tokenizer the run's data was sharded with (default: the data's, when built in: gpt2 or bytes)")
 	f.IntVar(&n, "tokens", 64, "tokens to generate")
-	f.Float64Var(&temp, "temperature", 0.8, "sampling temperature (0: greedy)")
+	floatFlag(f, &temp, "temperature", 0.8, "sampling temperature (0: greedy)")
 	f.IntVar(&topK, "top-k", 40, "sample among the k most likely tokens (0: all)")
 	f.Uint64Var(&seed, "seed", 0, "sampling seed")
 	cmd.MarkFlagRequired("run")
