@@ -27,13 +27,17 @@ import (
 // Llama its MLP width, rotary base and norm epsilon). Errors name the key
 // by its path (schedule.rates[0].pl) and the position in b.
 //
+// A run's config.json (run) is estkit's own record of the shape it
+// trained, so its model must also give padded, which a --config file's
+// may leave to be derived (resolveShape).
+//
 // JSON that does not parse, or is not an object, is left to the decoder,
 // which reports it by position.
-func checkConfigJSON(b []byte) error {
+func checkConfigJSON(b []byte, run bool) error {
 	if !json.Valid(b) {
 		return nil
 	}
-	w := &jsonWalker{b: b, dec: json.NewDecoder(bytes.NewReader(b))}
+	w := &jsonWalker{b: b, dec: json.NewDecoder(bytes.NewReader(b)), run: run}
 	w.dec.UseNumber()
 	if start := w.next(); start >= len(b) || b[start] != '{' {
 		return nil
@@ -47,6 +51,7 @@ type jsonWalker struct {
 	b    []byte
 	dec  *json.Decoder
 	last json.Token // the last value's token: a model's arch
+	run  bool       // a run's config.json (checkConfigJSON)
 }
 
 // next is the offset in b of the next token: the decoder's offset moved
@@ -165,6 +170,9 @@ func (w *jsonWalker) object(path string, t reflect.Type, start int) error {
 		return err
 	}
 	need := s.required
+	if t == reflect.TypeFor[ModelConfig]() && w.run {
+		need = append(need[:len(need):len(need)], "padded")
+	}
 	if t == reflect.TypeFor[ModelConfig]() && arch == llamaFamily.Arch {
 		need = append(need[:len(need):len(need)], "ff", "rope_theta", "norm_eps")
 	}
@@ -286,7 +294,7 @@ var legacyKeys = map[reflect.Type]bool{reflect.TypeFor[ModelConfig](): true, ref
 // ("rate 0"), not as the key left out. A Llama model's further ones are
 // added by object.
 var requiredKeys = map[reflect.Type][]string{
-	reflect.TypeFor[ModelConfig](): {"vocab", "layers", "heads", "channels", "max_t"}, // padded: the vocabulary padded when left out (resolveShape)
+	reflect.TypeFor[ModelConfig](): {"vocab", "layers", "heads", "channels", "max_t"}, // and padded in a run's config.json (checkConfigJSON); a --config file's is derived when left out (resolveShape)
 	reflect.TypeFor[Schedule]():    {"ends", "rates"},
 	reflect.TypeFor[Rates]():       {"ph", "pm", "pl"},
 }

@@ -3,6 +3,9 @@ package train
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -66,5 +69,33 @@ func TestConfigFilePadded(t *testing.T) {
 				t.Fatalf("padded %d, want %d", cfg.Model.Padded, c.padded)
 			}
 		})
+	}
+}
+
+// TestRunConfigNeedsPadded: a run's config.json whose model has no
+// "padded" (hand-edited, cut) is refused naming the missing key, as
+// estkit writes it, while a --config file's model may leave it out to be
+// derived (TestConfigFilePadded): it is not read as "model.padded = 0", a
+// value the file does not hold.
+func TestRunConfigNeedsPadded(t *testing.T) {
+	run := twoCheckpoints(t)
+	path := filepath.Join(run, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := regexp.MustCompile(`(?m)^\s*"padded": \d+,\n`).ReplaceAll(b, nil)
+	if len(cut) == len(b) {
+		t.Fatal("config.json has no padded line to cut")
+	}
+	if err := os.WriteFile(path, cut, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadRunConfig(run)
+	if err == nil {
+		t.Fatal("a config.json without model.padded was read")
+	}
+	if strings.Contains(err.Error(), "padded = 0") || !strings.Contains(err.Error(), `no "padded"`) {
+		t.Errorf("error %q: want it to say the model has no \"padded\", not that padded is 0", err)
 	}
 }

@@ -391,7 +391,7 @@ func readConfigFile(file string) ([]byte, error) {
 	// A UTF-8 byte order mark, which some editors write, is no part of
 	// the JSON (RFC 8259 lets a parser ignore it; encoding/json does not).
 	b = bytes.TrimPrefix(b, []byte("\ufeff"))
-	if err := checkConfigJSON(b); err != nil {
+	if err := checkConfigJSON(b, false); err != nil {
 		return nil, fmt.Errorf("train: %w: %s: %w", ErrConfig, file, err)
 	}
 	return b, nil

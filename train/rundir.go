@@ -168,7 +168,7 @@ func readRunConfig(run string) (*Config, []byte, error) {
 	if err := runConfigMarker(path, b); err != nil {
 		return nil, nil, err
 	}
-	if err := checkConfigJSON(b); err != nil {
+	if err := checkConfigJSON(b, true); err != nil {
 		return nil, nil, fmt.Errorf("train: %s: %w", path, err)
 	}
 	var f ConfigFile
