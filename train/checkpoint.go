@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -414,6 +415,29 @@ func (g *core) LoadTensors(dir string, moments bool) error {
 // names.
 func latestCheckpoint(run string) (string, error) {
 	path := filepath.Join(run, ckptDir, latestName)
+	// estkit writes latest as a file; a link to one is read through. Any
+	// other thing there names no checkpoint, and a pipe would block the
+	// read: it is told as a corrupt checkpoint is, with the intact one.
+	if lst, err := os.Lstat(path); err == nil && !lst.Mode().IsRegular() {
+		st, serr := os.Stat(path)
+		if serr != nil || !st.Mode().IsRegular() {
+			what := "a directory"
+			switch {
+			case lst.Mode()&fs.ModeSymlink != 0:
+				to, _ := os.Readlink(path)
+				what = fmt.Sprintf("a symbolic link to %s, which is no file", to)
+			case lst.Mode()&fs.ModeNamedPipe != 0:
+				what = "a named pipe"
+			case lst.Mode()&fs.ModeSocket != 0:
+				what = "a socket"
+			case lst.Mode()&fs.ModeDevice != 0:
+				what = "a device"
+			case !lst.IsDir():
+				what = "no regular file"
+			}
+			return "", recoveryAdvice(run, "", true, fmt.Errorf("train: %s: %w: it is %s, where a file names the latest checkpoint", path, ErrCorrupt, what))
+		}
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -433,10 +457,7 @@ func latestCheckpoint(run string) (string, error) {
 		}
 		// a latest that cannot be read names no checkpoint: the failure
 		// is told as a corrupt checkpoint's is, with the intact one
-		if st, serr := os.Stat(path); serr == nil && st.IsDir() {
-			return "", withRecovery(run, "", fmt.Errorf("train: %s: %w: it is a directory, not the file naming the latest checkpoint", path, ErrCorrupt))
-		}
-		return "", withRecovery(run, "", fmt.Errorf("train: %w", err))
+		return "", withRecovery(run, "", fmt.Errorf("train: %s: %w: it cannot be read: %w", path, ErrCorrupt, err))
 	}
 	name := strings.TrimSpace(string(b)) // an editor's newline is no corruption
 	if name == "" {

@@ -840,7 +840,7 @@ func (r Resumable) apply(c *Config) {
 // checkpoint (nil when it has none): its manifest and state.json checked
 // as every reader of a checkpoint checks them.
 func latestSettings(dir string) (*Resumable, error) {
-	if _, err := os.Stat(filepath.Join(dir, ckptDir, latestName)); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(dir, ckptDir, latestName)); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil // Run refuses to resume it, saying none was written
 	}
 	ck, err := latestCheckpoint(dir)

@@ -131,7 +131,7 @@ func ReadRunConfig(run string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(run, ckptDir, latestName)); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(run, ckptDir, latestName)); errors.Is(err, fs.ErrNotExist) {
 		return cfg, nil // a run killed before its first checkpoint
 	}
 	dir, err := latestCheckpoint(run)
@@ -595,18 +595,53 @@ func readLatestManifest(run, dir string) (*ckptManifest, error) {
 // estkit moves and deletes none of them itself, nor picks one in latest's
 // place: which to keep is the user's call.
 func withRecovery(run, dir string, err error) error {
+	return recoveryAdvice(run, dir, false, err)
+}
+
+// recoveryAdvice is withRecovery's; with notFile, checkpoints/latest is
+// no file to write a name into (a directory, a link to none, a pipe), and
+// the advice starts with taking it away: printf's redirection would fail
+// on it, or write wherever a link points.
+func recoveryAdvice(run, dir string, notFile bool, err error) error {
 	older := newestIntact(run, dir)
 	if older == "" {
 		return err
 	}
 	base := filepath.Join(run, ckptDir)
-	move := ""
-	if _, serr := os.Stat(dir); dir != "" && serr == nil {
-		// a resume from older writes dir's step again, and refuses a
-		// directory of that name it cannot read; a reader needs no move
-		move = fmt.Sprintf("; before resuming from it, move %s out of %s", filepath.Base(dir), base)
+	latest := filepath.Join(base, latestName)
+	first := ""
+	if notFile {
+		first = fmt.Sprintf("remove %s, which is not a file (rm -r %s), then ", latest, latest)
 	}
-	return fmt.Errorf("%w; checkpoint %s is intact: point latest at it to use it (printf %s > %s)%s", err, older, older, filepath.Join(base, latestName), move)
+	move := ""
+	if newer := newerSteps(base, older); len(newer) > 0 {
+		// a resume from older writes their steps again, and refuses a
+		// directory of such a name it cannot read; a reader needs no move
+		move = fmt.Sprintf("; before resuming from it, move %s out of %s", strings.Join(newer, ", "), base)
+	}
+	return fmt.Errorf("%w; checkpoint %s is intact: %spoint latest at it to use it (printf %s > %s)%s", err, older, first, older, latest, move)
+}
+
+// newerSteps are the names in the checkpoint directory base of the steps
+// after checkpoint name's, in order.
+func newerSteps(base, name string) []string {
+	after, _ := parseStepName(name)
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return nil
+	}
+	var steps []int
+	for _, e := range ents {
+		if step, ok := parseStepName(e.Name()); ok && step > after {
+			steps = append(steps, step)
+		}
+	}
+	slices.Sort(steps)
+	var names []string
+	for _, step := range steps {
+		names = append(names, stepName(step))
+	}
+	return names
 }
 
 // newestIntact is the name of run's newest checkpoint that checks out in

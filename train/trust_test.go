@@ -25,6 +25,12 @@ func tree(t *testing.T, dir string) map[string][]byte {
 		if err != nil || d.IsDir() {
 			return err
 		}
+		if d.Type()&fs.ModeSymlink != 0 { // a link is what it points at, not what is there
+			to, err := os.Readlink(p)
+			rel, _ := filepath.Rel(dir, p)
+			out[rel] = []byte("-> " + to)
+			return err
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err

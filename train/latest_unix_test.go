@@ -1,0 +1,55 @@
+//go:build unix
+
+package train
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/estkit/estkit/kernels/cpu"
+)
+
+// TestLatestPipe: a named pipe in checkpoints/latest's place is refused
+// as a corrupt checkpoint is, naming the intact one and saying to take
+// the pipe away first; reading it would have blocked every reader of the
+// run until something wrote into it.
+func TestLatestPipe(t *testing.T) {
+	cfg := tinyRun(tokenSet(t))
+	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 2, 0
+	cfg.Horizon = 6
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	latest := filepath.Join(run, ckptDir, latestName)
+	if err := os.Remove(latest); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(latest, 0o644); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := LoadRun(cpu.New(), run)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%v is not ErrCorrupt", err)
+		}
+		for _, w := range []string{latest, "it is a named pipe", "checkpoint step-00000002 is intact", "rm -r " + latest} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q does not say %q", err, w)
+			}
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("LoadRun still reads the pipe after a minute") // unblock it so that the test ends
+	}
+}
