@@ -266,6 +266,9 @@ func ParseFloat(s string) (float64, error) {
 	if underflows(s, x) { // out of range as 1e400 is, at the other end
 		return 0, fmt.Errorf("%s underflows: %s", s, underflowWant)
 	}
+	if x == 0 {
+		return 0, nil // -0 is 0: recorded as 0, and keying a shard set as 0 does
+	}
 	return x, nil
 }
 

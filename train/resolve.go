@@ -482,6 +482,8 @@ func ParseData(v string) (Data, error) {
 	switch {
 	case dir == "":
 		return Data{}, fmt.Errorf("train: %w: --data %q: no directory before the weight", ErrConfig, v)
+	case err == nil && underflows(ws, w):
+		return Data{}, fmt.Errorf("train: %w: --data %q: weight %s underflows: %s", ErrConfig, v, ws, underflowWant)
 	case err != nil || !(w > 0) || math.IsInf(w, 0):
 		return Data{}, fmt.Errorf("train: %w: --data %q: weight %q is not a positive number (the text after the last ':' is the weight; a directory whose name holds ':' is given as %s:1)", ErrConfig, v, ws, v)
 	}

@@ -2,6 +2,7 @@ package train
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -49,8 +50,8 @@ func TestFloatUnderflowRefused(t *testing.T) {
 				t.Errorf("--%s %s: %v", name, v, err)
 				continue
 			}
-			if got := map[string]float64{"min-lr": cfg.MinLR, "beta1": cfg.Beta1, "beta2": cfg.Beta2, "weight-decay": cfg.WeightDecay, "clip": cfg.Clip}[name]; got != 0 {
-				t.Errorf("--%s %s became %v", name, v, got)
+			if got := map[string]float64{"min-lr": cfg.MinLR, "beta1": cfg.Beta1, "beta2": cfg.Beta2, "weight-decay": cfg.WeightDecay, "clip": cfg.Clip}[name]; math.Float64bits(got) != 0 {
+				t.Errorf("--%s %s became %v, not 0", name, v, got) // -0 too: config.json records it, and shard keys a set by it
 			}
 			if strings.HasPrefix(v, "0x") || strings.HasPrefix(v, "00") {
 				continue // not JSON
@@ -69,5 +70,10 @@ func TestFloatUnderflowRefused(t *testing.T) {
 	_, err = resolve(t, "config", file)
 	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "schedule.rates[0].pm") || !strings.Contains(err.Error(), "underflows") {
 		t.Errorf("a schedule rate of 1e-400 in a file: %v", err)
+	}
+	// a data set's weight
+	_, err = resolve(t, "data", "d:1e-400")
+	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), `--data "d:1e-400"`) || !strings.Contains(err.Error(), "underflows") {
+		t.Errorf("--data d:1e-400: %v", err)
 	}
 }
