@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/estkit/estkit/internal/durable"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/estkit/estkit/internal/store"
@@ -129,8 +130,8 @@ func expandInputs(ctx context.Context, roots []string, o *Options, rem *remoteIn
 		} else if !st.IsDir() {
 			single = true
 			if !st.Mode().IsRegular() {
-				return nil, nil, fmt.Errorf("ingest: %w: %s is not a regular file (%s): ingest reads each input twice, to hash and to parse it, and needs a file that holds still",
-					ErrFormat, root, fileKind(st.Mode()))
+				return nil, nil, fmt.Errorf("ingest: %w: %s is %s, not a regular file: ingest reads each input twice, to hash and to parse it, and needs a file that holds still",
+					ErrFormat, root, durable.Kind(st.Mode()))
 			}
 			abs, _ := filepath.Abs(root)
 			rev, err := rootRevision(root, o)
@@ -533,21 +534,6 @@ func identify(p string) (fileID, error) {
 		return fileID{}, fmt.Errorf("stat %s: no device and inode number", p)
 	}
 	return fileID{dev: uint64(sys.Dev), ino: uint64(sys.Ino)}, nil
-}
-
-// fileKind names a mode that is not a regular file's.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	}
-	return m.Type().String()
 }
 
 // hashInputs fills every input's SHA256, reading files concurrently.

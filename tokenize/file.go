@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/estkit/estkit/internal/durable"
 )
 
 // MaxFileBytes is the largest tokenizer file (tokenizer.json,
@@ -28,7 +30,7 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("tokenize: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is a %s, not a regular file", ErrFile, path, fileKind(st.Mode()))
+		return nil, fmt.Errorf("%w: %s is %s, not a regular file", ErrFile, path, durable.Kind(st.Mode()))
 	}
 	if st.Size() > MaxFileBytes {
 		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d MiB a tokenizer file may be", ErrFile, path, st.Size(), MaxFileBytes>>20)
@@ -46,21 +48,4 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s is more than the %d MiB a tokenizer file may be", ErrFile, path, MaxFileBytes>>20)
 	}
 	return b, nil
-}
-
-// fileKind names a non-regular file's kind for an error.
-func fileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeNamedPipe != 0:
-		return "FIFO (named pipe)"
-	case m&os.ModeCharDevice != 0:
-		return "character device"
-	case m&os.ModeDevice != 0:
-		return "device"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m.IsDir():
-		return "directory"
-	}
-	return "special file"
 }

@@ -421,19 +421,10 @@ func latestCheckpoint(run string) (string, error) {
 	if lst, err := os.Lstat(path); err == nil && !lst.Mode().IsRegular() {
 		st, serr := os.Stat(path)
 		if serr != nil || !st.Mode().IsRegular() {
-			what := "a directory"
-			switch {
-			case lst.Mode()&fs.ModeSymlink != 0:
+			what := durable.Kind(lst.Mode())
+			if lst.Mode()&fs.ModeSymlink != 0 {
 				to, _ := os.Readlink(path)
 				what = fmt.Sprintf("a symbolic link to %s, which is no file", to)
-			case lst.Mode()&fs.ModeNamedPipe != 0:
-				what = "a named pipe"
-			case lst.Mode()&fs.ModeSocket != 0:
-				what = "a socket"
-			case lst.Mode()&fs.ModeDevice != 0:
-				what = "a device"
-			case !lst.IsDir():
-				what = "no regular file"
 			}
 			return "", recoveryAdvice(run, "", true, fmt.Errorf("train: %s: %w: it is %s, where a file names the latest checkpoint", path, ErrCorrupt, what))
 		}

@@ -83,6 +83,29 @@ func Lock(what, dir string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
+// Kind names what a file of mode m is, for an error that refuses what is
+// not a regular file where estkit reads one: a named pipe would block the
+// read, a device read without end, a directory fail on open.
+func Kind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
+}
+
 // RemoveTemps deletes the temporary files a killed run left in dir.
 func RemoveTemps(dir string) {
 	ents, _ := os.ReadDir(dir)

@@ -3,6 +3,7 @@ package durable
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -108,6 +109,24 @@ func TestAlignedBuffer(t *testing.T) {
 		b := alignedBuffer(fileBuffer)
 		if len(b) != 0 || cap(b) != fileBuffer || uintptr(unsafe.Pointer(&b[:1][0]))%directAlign != 0 {
 			t.Fatalf("len %d cap %d at %p", len(b), cap(b), &b[:1][0])
+		}
+	}
+}
+
+// TestKind: each kind of file is named as the refusals print it.
+func TestKind(t *testing.T) {
+	for m, want := range map[fs.FileMode]string{
+		0o644:                             "a regular file",
+		fs.ModeDir | 0o755:                "a directory",
+		fs.ModeSymlink | 0o777:            "a symbolic link",
+		fs.ModeNamedPipe | 0o644:          "a named pipe (FIFO)",
+		fs.ModeDevice | fs.ModeCharDevice: "a character device",
+		fs.ModeDevice:                     "a device",
+		fs.ModeSocket:                     "a socket",
+		fs.ModeIrregular:                  "a special file",
+	} {
+		if got := Kind(m); got != want {
+			t.Errorf("Kind(%v) = %q, want %q", m, got, want)
 		}
 	}
 }
