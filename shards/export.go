@@ -217,14 +217,9 @@ func (st *Stream) ExportFile(ctx context.Context, path, format string) error {
 // whose files are its manifest's alone.
 func exportTarget(path, abs string) error {
 	if fi, err := os.Lstat(abs); err == nil && !fi.Mode().IsRegular() {
-		what := "not a regular file"
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
+		what := durable.Kind(fi.Mode())
+		if fi.Mode()&os.ModeSymlink != 0 {
 			what = "a symlink (give the file it names, if that is a regular file)"
-		case fi.Mode()&os.ModeNamedPipe != 0:
-			what = "a FIFO"
-		case fi.Mode()&os.ModeDevice != 0:
-			what = "a device"
 		}
 		return fmt.Errorf("shards: export to %s: is %s, which an export (written beside it, then renamed over it) would replace: give a new or regular file", path, what)
 	}
