@@ -20,14 +20,7 @@ import (
 // what is wrong with it, and the newest intact checkpoint with the way to
 // point latest at it. Nothing is picked in its place and nothing changes.
 func TestLatestPointerJunk(t *testing.T) {
-	set := tokenSet(t)
-	cfg := tinyRun(set)
-	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery, cfg.KeepCheckpoints = 4, 2, 0, 2
-	cfg.Horizon = 6 // the first 4 steps of tinyRun's 6-step schedule
-	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, run := checkpointedRun(t, 4, 2, 2)
 	latest := filepath.Join(run, ckptDir, latestName)
 	intact := "checkpoint step-00000004 is intact"
 	howto := "printf step-00000004 > " + latest
@@ -103,27 +96,12 @@ func TestLatestPointerJunk(t *testing.T) {
 	}
 }
 
-// twoCheckpoints trains tinyRun for 2 steps with a checkpoint after
-// each, so that step-00000001 and step-00000002 are there and latest names
-// the second.
-func twoCheckpoints(t *testing.T) string {
-	t.Helper()
-	cfg := tinyRun(tokenSet(t))
-	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery, cfg.KeepCheckpoints = 2, 1, 0, 3
-	cfg.Horizon = 6
-	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	return run
-}
-
 // TestJunkLatestCorruptNewer: step-2 corrupt, step-1 intact. With
 // latest naming step 2 or with junk in latest, the advice names step 1
 // and says to move step-00000002 out before resuming from it (a resume
 // from step 1 writes step 2 again).
 func TestJunkLatestCorruptNewer(t *testing.T) {
-	run := twoCheckpoints(t)
+	_, run := checkpointedRun(t, 2, 1, 3) // step-00000001 and step-00000002, latest naming the second
 	latest := filepath.Join(run, ckptDir, latestName)
 	model := filepath.Join(run, ckptDir, "step-00000002", "model.safetensors")
 	f, err := os.OpenFile(model, os.O_APPEND|os.O_WRONLY, 0)

@@ -3,7 +3,6 @@
 package train
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -20,13 +19,7 @@ import (
 // the pipe away first; reading it would have blocked every reader of the
 // run until something wrote into it.
 func TestLatestPipe(t *testing.T) {
-	cfg := tinyRun(tokenSet(t))
-	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 2, 0
-	cfg.Horizon = 6
-	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	_, run := checkpointedRun(t, 2, 2, 0)
 	latest := filepath.Join(run, ckptDir, latestName)
 	if err := os.Remove(latest); err != nil {
 		t.Fatal(err)

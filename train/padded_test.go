@@ -78,7 +78,7 @@ func TestConfigFilePadded(t *testing.T) {
 // derived (TestConfigFilePadded): it is not read as "model.padded = 0", a
 // value the file does not hold.
 func TestRunConfigNeedsPadded(t *testing.T) {
-	run := twoCheckpoints(t)
+	_, run := checkpointedRun(t, 2, 1, 3) // step-00000001 and step-00000002, latest naming the second
 	path := filepath.Join(run, "config.json")
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -54,6 +54,25 @@ func tinyRun(set string) Config {
 	return c
 }
 
+// checkpointedRun trains the first steps of tinyRun's 6-step schedule
+// into a new run directory, with a checkpoint every `every` steps (0: at
+// the end only), keep of them kept (0: the recipe's) and no evaluation,
+// and returns the configuration and the run.
+func checkpointedRun(t *testing.T, steps, every, keep int) (Config, string) {
+	t.Helper()
+	cfg := tinyRun(tokenSet(t))
+	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = steps, every, 0
+	if keep > 0 {
+		cfg.KeepCheckpoints = keep
+	}
+	cfg.Horizon = 6
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, run
+}
+
 func records(t testing.TB, path string) []StepRecord {
 	t.Helper()
 	f, err := os.Open(path)

@@ -243,14 +243,7 @@ func flipBit(t *testing.T, path string, off int64, bit uint) {
 // LoadRun (eval, sample, export) to refuse each with an error naming the
 // file.
 func TestCheckpointCorruption(t *testing.T) {
-	set := tokenSet(t)
-	cfg := tinyRun(set)
-	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 3, 0, 0
-	cfg.Horizon = 6 // the first 3 steps of tinyRun's 6-step schedule
-	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, run := checkpointedRun(t, 3, 0, 0)
 	ckpt := filepath.Join(run, ckptDir, "step-00000003")
 	files := []string{filepath.Join(run, "config.json"), filepath.Join(ckpt, checkpointManifest), filepath.Join(ckpt, "state.json")}
 	for _, f := range tensorFiles {
@@ -295,14 +288,7 @@ func TestCheckpointCorruption(t *testing.T) {
 // the newest older checkpoint that is intact and how to use it,
 // and following that resumes. estkit moves and deletes nothing itself.
 func TestCheckpointRecovery(t *testing.T) {
-	set := tokenSet(t)
-	cfg := tinyRun(set)
-	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery, cfg.KeepCheckpoints = 4, 2, 0, 2
-	cfg.Horizon = 6 // the first 4 steps of tinyRun's 6-step schedule
-	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, run := checkpointedRun(t, 4, 2, 2)
 	base := filepath.Join(run, ckptDir)
 	latest := filepath.Join(base, latestName)
 	refused := func(what string, want ...string) {
@@ -419,14 +405,7 @@ func TestResumeBeforeFirstCheckpoint(t *testing.T) {
 // changed vocabulary) and a Hugging Face config.json in its place are
 // refused by name.
 func TestLoadRunChecksConfig(t *testing.T) {
-	set := tokenSet(t)
-	cfg := tinyRun(set)
-	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 0, 0
-	cfg.Horizon = 6 // the first 2 steps of tinyRun's 6-step schedule
-	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, run := checkpointedRun(t, 2, 0, 0)
 	path := filepath.Join(run, "config.json")
 	orig, _ := os.ReadFile(path)
 	edited := bytes.Replace(orig, []byte(`"vocab": 50257`), []byte(`"vocab": 50000`), 1)
@@ -485,14 +464,7 @@ func TestResumeRefusesShortRecords(t *testing.T) {
 // TestExportRefusesRun: export never writes into a run directory or a
 // directory holding files it did not write; it may replace its own export.
 func TestExportRefusesRun(t *testing.T) {
-	set := tokenSet(t)
-	cfg := tinyRun(set)
-	cfg.Steps, cfg.CheckpointEvery, cfg.EvalEvery = 2, 0, 0
-	cfg.Horizon = 6 // the first 2 steps of tinyRun's 6-step schedule
-	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cpu.New(), cfg, run, Options{}); err != nil {
-		t.Fatal(err)
-	}
+	_, run := checkpointedRun(t, 2, 0, 0)
 	m, _, err := LoadRun(cpu.New(), run)
 	if err != nil {
 		t.Fatal(err)
