@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math/rand"
 	"slices"
 	"strings"
@@ -65,55 +66,79 @@ func randSlice(rng *rand.Rand, n int) []float32 {
 func TestMatMulSampledBitExact(t *testing.T) {
 	needSampled(t)
 	rng := rand.New(rand.NewSource(1))
-	type shape struct{ m, wr, wc int }
 	taken := 0
-	for _, sh := range []shape{{256, 1024, 768}, {96, 1000, 700}, {333, 1100, 600}} {
-		for _, workers := range []int{1, 2, 3} {
-			o := &Ops{workers: workers}
-			for _, byRows := range []bool{true, false} {
-				ext := sh.wc
-				if byRows {
-					ext = sh.wr
+	eachSampledCase(rng, [][3]int{{256, 1024, 768}, {96, 1000, 700}, {333, 1100, 600}}, func(c sampledCase) {
+		o, m, wr, wc := c.o, c.rows, c.wr, c.wc
+		for _, tb := range []bool{true, false} {
+			for _, ab := range [][2]float32{{1, 0}, {0.37, 0.5}, {-1.25, 1}} {
+				w := randSlice(rng, wr*wc)
+				rows, cols, R, Cw := sampledShape(c.byRows, c.idx, wr, wc)
+				g := make([]float32, R*Cw)
+				if c.byRows {
+					o.GatherRows(Buf(g), Buf(w), rows, wc)
+				} else {
+					o.GatherCols(Buf(g), Buf(w), wr, wc, cols)
 				}
-				for name, idx := range sampledLists(rng, ext) {
-					for _, tb := range []bool{true, false} {
-						for _, ab := range [][2]float32{{1, 0}, {0.37, 0.5}, {-1.25, 1}} {
-							w := randSlice(rng, sh.wr*sh.wc)
-							rows, cols, R, Cw := sampledShape(byRows, idx, sh.wr, sh.wc)
-							g := make([]float32, R*Cw)
-							if byRows {
-								o.GatherRows(Buf(g), Buf(w), rows, sh.wc)
-							} else {
-								o.GatherCols(Buf(g), Buf(w), sh.wr, sh.wc, cols)
-							}
-							n, k := Cw, R
-							if tb {
-								n, k = R, Cw
-							}
-							a := randSlice(rng, sh.m*k)
-							ta := name == "other" // a stored k×m, transposed
-							want := randSlice(rng, sh.m*n)
-							got := slices.Clone(want)
-							o.MatMul(Buf(want), Buf(a), Buf(g), sh.m, n, k, ta, tb, ab[0], ab[1])
-							if !o.MatMulSampled(Buf(got), Buf(a), Buf(w), sh.m, n, k, ta, tb, ab[0], ab[1], rows, cols, sh.wc) {
-								if !slices.Equal(got, want) && float64(sh.m)*float64(n)*float64(k)/float64(workers) >= 2*sampledMin {
-									t.Errorf("%v rows %v %s tb %v, %d workers: declined a product it should take", sh, byRows, name, tb, workers)
-								}
-								continue
-							}
-							taken++
-							if i := firstDiff(want, got); i >= 0 {
-								t.Fatalf("%v rows %v %s tb %v alpha %v beta %v, %d workers: element %d is %v, gathered %v",
-									sh, byRows, name, tb, ab[0], ab[1], workers, i, got[i], want[i])
-							}
-						}
+				n, k := Cw, R
+				if tb {
+					n, k = R, Cw
+				}
+				a := randSlice(rng, m*k)
+				ta := c.name == "other" // a stored k×m, transposed
+				want := randSlice(rng, m*n)
+				got := slices.Clone(want)
+				o.MatMul(Buf(want), Buf(a), Buf(g), m, n, k, ta, tb, ab[0], ab[1])
+				if !o.MatMulSampled(Buf(got), Buf(a), Buf(w), m, n, k, ta, tb, ab[0], ab[1], rows, cols, wc) {
+					if !slices.Equal(got, want) && float64(m)*float64(n)*float64(k)/float64(o.workers) >= 2*sampledMin {
+						t.Errorf("%v tb %v: declined a product it should take", c, tb)
 					}
+					continue
+				}
+				taken++
+				if i := firstDiff(want, got); i >= 0 {
+					t.Fatalf("%v tb %v alpha %v beta %v: element %d is %v, gathered %v", c, tb, ab[0], ab[1], i, got[i], want[i])
 				}
 			}
 		}
-	}
+	})
 	if taken == 0 {
 		t.Fatal("no product took the sampled path")
+	}
+}
+
+// sampledCase is one weight of the bit-exactness tests: rows of
+// activations (or the depth of a weight gradient), a weight wr×wc, its
+// rows (byRows) or columns idx that run, as sampledLists names them, and
+// the Ops that computes, with its workers.
+type sampledCase struct {
+	o            *Ops
+	rows, wr, wc int
+	byRows       bool
+	name         string
+	idx          []int32
+}
+
+func (c sampledCase) String() string {
+	return fmt.Sprintf("%d×%d×%d rows %v %s, %d workers", c.rows, c.wr, c.wc, c.byRows, c.name, c.o.workers)
+}
+
+// eachSampledCase calls f for each shape {rows, wr, wc}, on 1, 2 and 3
+// workers, for each of sampledLists' lists of the weight's rows and of
+// its columns.
+func eachSampledCase(rng *rand.Rand, shapes [][3]int, f func(sampledCase)) {
+	for _, sh := range shapes {
+		for _, workers := range []int{1, 2, 3} {
+			o := &Ops{workers: workers}
+			for _, byRows := range []bool{true, false} {
+				ext := sh[2]
+				if byRows {
+					ext = sh[1]
+				}
+				for name, idx := range sampledLists(rng, ext) {
+					f(sampledCase{o: o, rows: sh[0], wr: sh[1], wc: sh[2], byRows: byRows, name: name, idx: idx})
+				}
+			}
+		}
 	}
 }
 
@@ -123,49 +148,37 @@ func TestMatMulSampledBitExact(t *testing.T) {
 func TestMatMulScatterBitExact(t *testing.T) {
 	needSampled(t)
 	rng := rand.New(rand.NewSource(2))
-	type shape struct{ bt, wr, wc int }
 	taken := 0
-	for _, sh := range []shape{{256, 1024, 768}, {100, 1000, 700}, {sampledDepth, 1100, 600}} {
-		for _, workers := range []int{1, 2, 3} {
-			o := &Ops{workers: workers}
-			for _, byRows := range []bool{true, false} {
-				ext := sh.wc
-				if byRows {
-					ext = sh.wr
-				}
-				for name, idx := range sampledLists(rng, ext) {
-					for _, alpha := range []float32{1, 0.37} {
-						rows, cols, R, Cw := sampledShape(byRows, idx, sh.wr, sh.wc)
-						dy, x := randSlice(rng, sh.bt*R), randSlice(rng, sh.bt*Cw)
-						// the layers' orientation (dyᵀ·x), and for one list
-						// the other three, with dy and x stored to match
-						ta, tb := true, false
-						if name == "other" {
-							ta, tb = alpha == 1, true
-						}
-						want := randSlice(rng, sh.wr*sh.wc)
-						got := slices.Clone(want)
-						buf := make([]float32, R*Cw)
-						o.MatMul(Buf(buf), Buf(dy), Buf(x), R, Cw, sh.bt, ta, tb, alpha, 0)
-						if byRows {
-							o.ScatterAddRows(Buf(want), Buf(buf), rows, sh.wc)
-						} else {
-							o.ScatterAddCols(Buf(want), Buf(buf), sh.wr, sh.wc, cols)
-						}
-						if !o.MatMulScatter(Buf(got), Buf(dy), Buf(x), R, Cw, sh.bt, ta, tb, alpha, rows, cols, sh.wc) {
-							t.Errorf("%v rows %v %s, %d workers: declined", sh, byRows, name, workers)
-							continue
-						}
-						taken++
-						if i := firstDiff(want, got); i >= 0 {
-							t.Fatalf("%v rows %v %s alpha %v, %d workers: element %d is %v, scattered %v",
-								sh, byRows, name, alpha, workers, i, got[i], want[i])
-						}
-					}
-				}
+	eachSampledCase(rng, [][3]int{{256, 1024, 768}, {100, 1000, 700}, {sampledDepth, 1100, 600}}, func(c sampledCase) {
+		o, bt, wr, wc := c.o, c.rows, c.wr, c.wc
+		for _, alpha := range []float32{1, 0.37} {
+			rows, cols, R, Cw := sampledShape(c.byRows, c.idx, wr, wc)
+			dy, x := randSlice(rng, bt*R), randSlice(rng, bt*Cw)
+			// the layers' orientation (dyᵀ·x), and for one list
+			// the other three, with dy and x stored to match
+			ta, tb := true, false
+			if c.name == "other" {
+				ta, tb = alpha == 1, true
+			}
+			want := randSlice(rng, wr*wc)
+			got := slices.Clone(want)
+			buf := make([]float32, R*Cw)
+			o.MatMul(Buf(buf), Buf(dy), Buf(x), R, Cw, bt, ta, tb, alpha, 0)
+			if c.byRows {
+				o.ScatterAddRows(Buf(want), Buf(buf), rows, wc)
+			} else {
+				o.ScatterAddCols(Buf(want), Buf(buf), wr, wc, cols)
+			}
+			if !o.MatMulScatter(Buf(got), Buf(dy), Buf(x), R, Cw, bt, ta, tb, alpha, rows, cols, wc) {
+				t.Errorf("%v: declined", c)
+				continue
+			}
+			taken++
+			if i := firstDiff(want, got); i >= 0 {
+				t.Fatalf("%v alpha %v: element %d is %v, scattered %v", c, alpha, i, got[i], want[i])
 			}
 		}
-	}
+	})
 	if taken == 0 {
 		t.Fatal("no product took the sampled path")
 	}
