@@ -315,11 +315,7 @@ func checkSampled() string {
 		rows, cols, R, Cw := sampledShape(byRows, idx, wr, wc)
 		g := g[:R*Cw]
 		for _, tb := range []bool{true, false} {
-			if byRows {
-				o.GatherRows(Buf(g), Buf(w), rows, wc)
-			} else {
-				o.GatherCols(Buf(g), Buf(w), wr, wc, cols)
-			}
+			o.gatherSampled(g, w, rows, cols, wr, wc)
 			n, k := Cw, R
 			if tb {
 				n, k = R, Cw
@@ -339,11 +335,7 @@ func checkSampled() string {
 		x := x[:bt*Cw]
 		copy(dw2, fill(dw))
 		o.MatMul(Buf(g), Buf(dy), Buf(x), R, Cw, bt, true, false, 0.75, 0)
-		if byRows {
-			o.ScatterAddRows(Buf(dw), Buf(g), rows, wc)
-		} else {
-			o.ScatterAddCols(Buf(dw), Buf(g), wr, wc, cols)
-		}
+		o.scatterSampled(dw, g, rows, cols, wr, wc)
 		if !o.matMulScatter(dw2, dy, x, R, Cw, bt, true, false, 0.75, rows, cols, wc) {
 			return "MatMulScatter declined a product it should take"
 		}
@@ -352,6 +344,27 @@ func checkSampled() string {
 		}
 	}
 	return ""
+}
+
+// gatherSampled copies the rows (rows non-nil) or the columns of the
+// wr×wc weight w that run into g, as the trainer gathers them where the
+// in-place products decline: what they are checked against.
+func (o *Ops) gatherSampled(g, w []float32, rows, cols []int32, wr, wc int) {
+	if rows != nil {
+		o.GatherRows(Buf(g), Buf(w), rows, wc)
+		return
+	}
+	o.GatherCols(Buf(g), Buf(w), wr, wc, cols)
+}
+
+// scatterSampled adds g into the rows or the columns of the wr×wc
+// gradient dw that ran, as gatherSampled's reverse.
+func (o *Ops) scatterSampled(dw, g []float32, rows, cols []int32, wr, wc int) {
+	if rows != nil {
+		o.ScatterAddRows(Buf(dw), Buf(g), rows, wc)
+		return
+	}
+	o.ScatterAddCols(Buf(dw), Buf(g), wr, wc, cols)
 }
 
 // sampledShape is the lists to pass for a wr×wc weight whose rows

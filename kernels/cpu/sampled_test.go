@@ -74,11 +74,7 @@ func TestMatMulSampledBitExact(t *testing.T) {
 				w := randSlice(rng, wr*wc)
 				rows, cols, R, Cw := sampledShape(c.byRows, c.idx, wr, wc)
 				g := make([]float32, R*Cw)
-				if c.byRows {
-					o.GatherRows(Buf(g), Buf(w), rows, wc)
-				} else {
-					o.GatherCols(Buf(g), Buf(w), wr, wc, cols)
-				}
+				o.gatherSampled(g, w, rows, cols, wr, wc)
 				n, k := Cw, R
 				if tb {
 					n, k = R, Cw
@@ -164,11 +160,7 @@ func TestMatMulScatterBitExact(t *testing.T) {
 			got := slices.Clone(want)
 			buf := make([]float32, R*Cw)
 			o.MatMul(Buf(buf), Buf(dy), Buf(x), R, Cw, bt, ta, tb, alpha, 0)
-			if c.byRows {
-				o.ScatterAddRows(Buf(want), Buf(buf), rows, wc)
-			} else {
-				o.ScatterAddCols(Buf(want), Buf(buf), wr, wc, cols)
-			}
+			o.scatterSampled(want, buf, rows, cols, wr, wc)
 			if !o.MatMulScatter(Buf(got), Buf(dy), Buf(x), R, Cw, bt, ta, tb, alpha, rows, cols, wc) {
 				t.Errorf("%v: declined", c)
 				continue
