@@ -351,6 +351,8 @@ func FuzzResolveConfig(f *testing.F) {
 	f.Add(`{"lr": 1e308, "min_lr": 1e308, "warmup": 9223372036854775807, "steps": 9223372036854775807}`)
 	f.Add(`{"lr": null, "LR": 1, "steps": 2.5, "seed": -1, "schedule": {"Ends": [1], "rates": [{"ph": 1, "PH": 1}]}, "horizon": 1e9}`)
 	f.Add("\ufeff{\"model\": {\"arch\": \"llama\", \"Vocab\": 100, \"vocab\": 100}}")
+	f.Add(`{"model": {"vocab": 129, "layers": 1, "heads": 1, "channels": 16, "max_t": 8}, "lr": 1e-400, "clip": -0}`)
+	f.Add(`{"model": {"vocab": 100, "padded": 0, "layers": 1, "heads": 1, "channels": 16, "max_t": 8}, "weight_decay": 0x1p-2000}`)
 	dir := f.TempDir()
 	ops := cpu.New()
 	f.Fuzz(func(t *testing.T, text string) {

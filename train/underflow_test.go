@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -76,4 +77,36 @@ func TestFloatUnderflowRefused(t *testing.T) {
 	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), `--data "d:1e-400"`) || !strings.Contains(err.Error(), "underflows") {
 		t.Errorf("--data d:1e-400: %v", err)
 	}
+}
+
+// FuzzParseFloat: no text makes the float flags' reader panic; a number it
+// accepts is strconv's (±Inf beyond float64, for the checks to refuse by
+// name), with -0 read as 0, and it refuses only numbers that strconv reads
+// as 0 although their digits are not all 0.
+func FuzzParseFloat(f *testing.F) {
+	for _, s := range []string{"1e-400", "-0", "0x1p-2000", "0e-999", "1_0", "1e400", "NaN", "-inf", ".5", "0x", "4.9e-324", "2.4e-324"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		x, err := ParseFloat(s)
+		v, serr := strconv.ParseFloat(s, 64)
+		if serr != nil && !errors.Is(serr, strconv.ErrRange) {
+			if err == nil {
+				t.Fatalf("%q: strconv refuses it (%v), ParseFloat read %v", s, serr, x)
+			}
+			return
+		}
+		switch {
+		case err != nil && v != 0:
+			t.Fatalf("%q: strconv reads %v, ParseFloat refused it: %v", s, v, err)
+		case err != nil && !underflows(s, v):
+			t.Fatalf("%q: a zero refused: %v", s, err)
+		case err == nil && x != v && !(math.IsNaN(x) && math.IsNaN(v)):
+			t.Fatalf("%q: ParseFloat read %v, strconv %v", s, x, v)
+		case err == nil && math.Signbit(x) && x == 0:
+			t.Fatalf("%q: read as -0, not 0", s)
+		case err == nil && underflows(s, v):
+			t.Fatalf("%q: a nonzero number read as 0", s)
+		}
+	})
 }
