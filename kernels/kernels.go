@@ -175,6 +175,17 @@ type SampledMatMuler interface {
 	MatMulScatter(dst, a, b Buf, m, n, k int, ta, tb bool, alpha float32, rows, cols []int32, width int) bool
 }
 
+// GradZeroer is a backend whose AdamW and AdamWSub honour
+// AdamWArgs.ZeroGrads (the CPU backend). On the CPU the gradients' own
+// zeroing pass, a write of every gradient before a step's first backward
+// pass, took 17-19 ms of GPT-2 124M's 820 ms step at T=64; AdamW that
+// writes the 0 into a line it has just read took 3 ms longer, the line
+// being dirty from the backward pass already (BenchmarkStepOps,
+// docs/PERF.md). A device's zeroing is a fraction of a millisecond.
+type GradZeroer interface {
+	ZeroesGrads() bool
+}
+
 // Stager is a backend that moves a micro-batch's token ids and targets
 // to the device ahead of the ops that read them (the CUDA backend):
 // through page-locked host memory and on a copy stream of its own, so that
@@ -224,6 +235,10 @@ type AdamWArgs struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float32
 	GradScale                          float32 // gradients are multiplied by this first (0 is taken as 1)
 	Step                               int     // 1-based, for the bias corrections
+	// ZeroGrads asks the update to leave 0 in each gradient value it
+	// reads, on a backend that can (GradZeroer; others ignore it): the
+	// next step's zeroing, done while the value is in cache.
+	ZeroGrads bool
 }
 
 // Precision selects the variant an op runs in.

@@ -303,6 +303,10 @@ type core struct {
 	grads  kernels.Buf
 	m, v   kernels.Buf // AdamW moments
 	steps  [][]int32   // AdamW step counts, by table entry (stepCounts)
+	// zero marks the table entries whose gradients are known to hold
+	// zeros: AdamW left them so (kernels.GradZeroer) and no backward
+	// pass has written them since. ZeroGrads passes them over.
+	zero []bool
 	// bs is set when the activations are stored in bfloat16
 	// (SetBF16Activations); pb is then a bfloat16 copy of Params, which
 	// the matrix products read, refreshed by the first pass after the
@@ -324,6 +328,7 @@ func newCore(ops kernels.Ops, cfg ModelConfig, f *Family, table []Param, params 
 	n := last.Offset + last.Size
 	c := core{Cfg: cfg, fam: f, ops: ops, table: table, stale: true}
 	c.steps = stepCounts(c.table)
+	c.zero = make([]bool, len(table))
 	c.params = ops.Alloc(n)
 	if params != nil {
 		ops.Upload(c.params, params)
@@ -511,10 +516,21 @@ func (g *core) checkHeads(heads []int32) error {
 // ZeroGrads clears the gradients of every parameter outside the skipped
 // blocks, before the first micro-batch of a step. A skipped block's
 // gradients are neither read nor updated in that step, so they are left
-// as they are.
+// as they are. Gradients the last AdamW left zero, and no backward pass
+// has written since (core.zero), are not written again.
 func (g *core) ZeroGrads(skipped map[int]bool) {
-	for _, r := range g.ranges(skipped) {
+	for _, r := range g.tensorSpans(func(i int, e Param) bool { return (e.Layer < 0 || !skipped[e.Layer]) && !g.zero[i] }) {
 		g.ops.Fill(g.ops.Slice(g.grads, r[0], r[1]-r[0]), 0)
+	}
+}
+
+// written notes that a backward pass through the blocks layers adds to
+// their gradients and to those of the parameters outside the blocks.
+func (g *core) written(layers []int) {
+	for i, e := range g.table {
+		if e.Layer < 0 || slices.Contains(layers, e.Layer) {
+			g.zero[i] = false
+		}
 	}
 }
 
@@ -538,9 +554,15 @@ func (g *core) ranges(skipped map[int]bool) [][2]int {
 // parameters of the blocks keep keeps (layer -1: outside every block), in
 // offset order.
 func (g *core) spans(keep func(layer int) bool) [][2]int {
+	return g.tensorSpans(func(_ int, e Param) bool { return keep(e.Layer) })
+}
+
+// tensorSpans are the spans [lo, hi) of the flat buffers that hold the
+// table entries keep keeps, in offset order.
+func (g *core) tensorSpans(keep func(i int, e Param) bool) [][2]int {
 	var spans [][2]int
-	for _, e := range g.table {
-		if !keep(e.Layer) {
+	for i, e := range g.table {
+		if !keep(i, e) {
 			continue
 		}
 		spans = append(spans, [2]int{e.Offset, e.Offset + e.Size})
@@ -604,15 +626,20 @@ func unitAxis(e Param) (n int, cols bool) {
 }
 
 // Step applies AdamW to the parameters the step trained, each with its own
-// step count; it returns the backend's error, if any.
+// step count; it returns the backend's error, if any. On a backend that
+// can (kernels.GradZeroer), AdamW leaves 0 in each gradient it reads, so
+// that the next ZeroGrads need not write the tensors it read whole.
 func (g *core) Step(s StepOptions) error {
 	c := g.Cfg
+	gz, _ := g.ops.(kernels.GradZeroer)
+	zeroes := gz != nil && gz.ZeroesGrads()
 	NH, NKV, HS, FF := c.Heads, c.KV(), c.Channels/c.Heads, c.MLP()
 	for i, e := range g.table {
 		if e.Layer >= 0 && s.Skipped[e.Layer] {
 			continue
 		}
 		a := s.AdamWArgs
+		a.ZeroGrads = zeroes
 		if !e.Decay {
 			a.WeightDecay = 0
 		}
@@ -648,6 +675,7 @@ func (g *core) Step(s StepOptions) error {
 				g.ops.AdamWSub(p, gr, m, v, width, grp.idx, nil, a)
 			}
 		}
+		g.zero[i] = zeroes && idx == nil // every row and column read
 	}
 	g.paramsChanged()
 	return g.ops.Err()

@@ -77,6 +77,10 @@ func (o *opClock) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []in
 	defer o.time("CrossEntropy")()
 	o.Ops.CrossEntropy(losses, dlogits, logits, targets, rows, V, Vp, scale)
 }
+func (o *opClock) ZeroesGrads() bool {
+	z, ok := o.Ops.(kernels.GradZeroer)
+	return ok && z.ZeroesGrads()
+}
 func (o *opClock) MatMulSampled(c, a, w kernels.Buf, m, n, k int, ta, tb bool, alpha, beta float32, rows, cols []int32, width int) bool {
 	defer o.time(fmt.Sprintf("MatMulSampled %d×%d×%d", min(m, n), max(m, n), k))()
 	sm, ok := o.Ops.(kernels.SampledMatMuler)

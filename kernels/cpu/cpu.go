@@ -29,6 +29,7 @@ func New() *Ops { return &Ops{workers: runtime.GOMAXPROCS(0)} }
 var (
 	_ kernels.Ops             = (*Ops)(nil)
 	_ kernels.SampledMatMuler = (*Ops)(nil)
+	_ kernels.GradZeroer      = (*Ops)(nil)
 )
 
 func (o *Ops) Name() string { return "cpu" }
@@ -785,10 +786,15 @@ func (o *Ops) AdamWSub(params, grads, m, v kernels.Buf, width int, rows, cols []
 	})
 }
 
+// ZeroesGrads: AdamW and AdamWSub honour AdamWArgs.ZeroGrads
+// (kernels.GradZeroer).
+func (o *Ops) ZeroesGrads() bool { return true }
+
 // adamw is one AdamW update's constants, float32 throughout as PyTorch's
 // AdamW computes.
 type adamw struct {
 	beta1, beta2, eps, scale, decay, stepSize, rbc2 float32
+	zero                                            bool // leave 0 in each gradient read (AdamWArgs.ZeroGrads)
 }
 
 func newAdamw(a kernels.AdamWArgs) adamw {
@@ -801,6 +807,7 @@ func newAdamw(a kernels.AdamWArgs) adamw {
 		beta1: a.Beta1, beta2: a.Beta2, eps: a.Eps, scale: scale,
 		decay: 1 - a.LR*a.WeightDecay, stepSize: a.LR / bc1,
 		rbc2: float32(1 / math.Sqrt(1-math.Pow(float64(a.Beta2), float64(a.Step)))),
+		zero: a.ZeroGrads,
 	}
 }
 
@@ -817,6 +824,9 @@ func (u adamw) updateGo(ps, gs, mm, vv []float32) {
 	gs, mm, vv = gs[:len(ps)], mm[:len(ps)], vv[:len(ps)]
 	for i := range ps {
 		gi := gs[i]
+		if u.zero {
+			gs[i] = 0
+		}
 		if u.scale != 1 {
 			gi *= u.scale
 		}

@@ -257,6 +257,55 @@ func TestAdamWSub(t *testing.T) {
 	}
 }
 
+// TestAdamWZeroGrads: with AdamWArgs.ZeroGrads, AdamW and AdamWSub
+// leave parameters and moments bit for bit as without it, and 0 in each
+// gradient value they read (the listed rows' listed columns), the others
+// untouched; whole tensors of a length the vector loop leaves a tail of.
+func TestAdamWZeroGrads(t *testing.T) {
+	o, r := New(), rand.New(rand.NewPCG(7, 8))
+	if !o.ZeroesGrads() {
+		t.Fatal("the CPU backend does not zero gradients in AdamW")
+	}
+	width := 24
+	for _, c := range []struct {
+		n          int
+		rows, cols []int32
+		whole      bool
+	}{{1003, nil, nil, true}, {960, nil, nil, false}, {960, []int32{0, 5, 6, 7, 39}, nil, false},
+		{960, nil, []int32{1, 2, 3, 9, 16, 17, 18, 19, 20, 21, 22, 23}, false}, {960, []int32{2, 30}, []int32{0, 4, 5}, false}} {
+		p, g := randBuf(r, c.n, 1), randBuf(r, c.n, 0.1)
+		m, v := randBuf(r, c.n, 0.01), randBuf(r, c.n, 0.01)
+		for i := range v {
+			v[i] *= v[i]
+		}
+		a := kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, GradScale: 0.5, Step: 3}
+		plain := [4]Buf{append(Buf(nil), p...), append(Buf(nil), g...), append(Buf(nil), m...), append(Buf(nil), v...)}
+		zeroed := [4]Buf{append(Buf(nil), p...), append(Buf(nil), g...), append(Buf(nil), m...), append(Buf(nil), v...)}
+		az := a
+		az.ZeroGrads = true
+		if c.whole {
+			o.AdamW(plain[0], plain[1], plain[2], plain[3], a)
+			o.AdamW(zeroed[0], zeroed[1], zeroed[2], zeroed[3], az)
+		} else {
+			o.AdamWSub(plain[0], plain[1], plain[2], plain[3], width, c.rows, c.cols, a)
+			o.AdamWSub(zeroed[0], zeroed[1], zeroed[2], zeroed[3], width, c.rows, c.cols, az)
+		}
+		in := func(list []int32, x int) bool { return list == nil || slices.Contains(list, int32(x)) }
+		for i := range p {
+			read := c.whole || in(c.rows, i/width) && in(c.cols, i%width)
+			for k := range 4 {
+				want := plain[k][i]
+				if k == 1 && read {
+					want = 0
+				}
+				if math.Float32bits(zeroed[k][i]) != math.Float32bits(want) {
+					t.Fatalf("n %d rows %v cols %v: tensor %d value %d: %g, want %g", c.n, c.rows, c.cols, k, i, zeroed[k][i], want)
+				}
+			}
+		}
+	}
+}
+
 // TestExpNeg: expNeg against math.Exp over the softmax's range, by ulp.
 func TestExpNeg(t *testing.T) {
 	worst := 0.0

@@ -264,8 +264,10 @@ __attribute__((target("avx2"))) static void estkit_exp_shifted(float *x, float m
 #define ESTKIT_ADAMW_AHEAD 256
 
 // One AdamW update over n elements, as adamw.update in cpu.go does it.
-__attribute__((target("avx2"))) static void estkit_adamw(float *p, const float *g, float *m, float *v, long n,
-		float beta1, float beta2, float eps, float scale, float decay, float step, float rbc2) {
+// With zero set it leaves 0 in each gradient value it has read
+// (AdamWArgs.ZeroGrads).
+__attribute__((target("avx2"))) static void estkit_adamw(float *p, float *g, float *m, float *v, long n,
+		float beta1, float beta2, float eps, float scale, float decay, float step, float rbc2, int zero) {
 	const float c1 = 1 - beta1, c2 = 1 - beta2;
 	const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2), k1 = _mm256_set1_ps(c1), k2 = _mm256_set1_ps(c2);
 	const __m256 ep = _mm256_set1_ps(eps), sc = _mm256_set1_ps(scale), de = _mm256_set1_ps(decay), st = _mm256_set1_ps(step), rb = _mm256_set1_ps(rbc2);
@@ -278,6 +280,7 @@ __attribute__((target("avx2"))) static void estkit_adamw(float *p, const float *
 			_mm_prefetch((const char *)(v + i + ESTKIT_ADAMW_AHEAD), _MM_HINT_T0);
 		}
 		__m256 gi = _mm256_loadu_ps(g + i);
+		if (zero) _mm256_storeu_ps(g + i, _mm256_setzero_ps());
 		if (scale != 1) gi = _mm256_mul_ps(gi, sc);
 		__m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(k1, gi));
 		__m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(k2, gi), gi));
@@ -288,6 +291,7 @@ __attribute__((target("avx2"))) static void estkit_adamw(float *p, const float *
 	}
 	for (; i < n; i++) {
 		float gi = g[i];
+		if (zero) g[i] = 0;
 		if (scale != 1) gi *= scale;
 		float mi = beta1 * m[i] + c1 * gi;
 		float vi = beta2 * v[i] + c2 * gi * gi;
@@ -786,7 +790,7 @@ func init() {
 	adamwRange = func(u adamw, p, g, m, v []float32) {
 		if len(p) > 0 {
 			C.estkit_adamw((*C.float)(&p[0]), (*C.float)(&g[0]), (*C.float)(&m[0]), (*C.float)(&v[0]), C.long(len(p)),
-				C.float(u.beta1), C.float(u.beta2), C.float(u.eps), C.float(u.scale), C.float(u.decay), C.float(u.stepSize), C.float(u.rbc2))
+				C.float(u.beta1), C.float(u.beta2), C.float(u.eps), C.float(u.scale), C.float(u.decay), C.float(u.stepSize), C.float(u.rbc2), zeroArg(u.zero))
 		}
 	}
 	sumSquaresRange = func(x []float32) float64 {
@@ -941,3 +945,11 @@ var gatherColsAVX512, scatterAddColsAVX512 func(d, s []float32, cols []int32, n,
 // loops: nil where the CPU lacks them.
 var geluAVX2, geluAVX512 func(out, x []float32)
 var geluBackwardAVX2, geluBackwardAVX512 func(dx, x, g []float32)
+
+// zeroArg is estkit_adamw's zero argument.
+func zeroArg(zero bool) C.int {
+	if zero {
+		return 1
+	}
+	return 0
+}
