@@ -762,8 +762,13 @@ type Model interface {
 	// Backward adds the gradients of the last Forward's mean loss, scaled
 	// by gradScale, to the gradients.
 	Backward(gradScale float32) error
+	// ZeroGrads clears the gradients outside the skipped blocks before a
+	// step's first Backward; it passes over those the last Step left at 0.
 	ZeroGrads(skipped map[int]bool)
 	GradNorm(skipped map[int]bool) float64
+	// Step applies AdamW to the parameters outside the skipped blocks. On
+	// a backend that can (kernels.GradZeroer: the CPU's), it leaves 0 in
+	// every gradient value it read: read the gradients before it.
 	Step(s StepOptions) error
 	// ActivationFloats is the size of the forward state held now.
 	ActivationFloats() int
@@ -783,7 +788,9 @@ type Model interface {
 	// Params and Grads are the flat parameters and gradients
 	// [NumParams], laid out by Table. Params is for reading (Download):
 	// write parameters through SetParams or LoadTensors, which also
-	// refresh their bfloat16 copy.
+	// refresh their bfloat16 copy. Grads is written by Backward (and a
+	// reduction of GradViews after it) alone: ZeroGrads trusts that what
+	// the last Step left at 0 stays so until a Backward.
 	Params() kernels.Buf
 	Grads() kernels.Buf
 	// GradViews are views of Grads holding the parameters outside the
