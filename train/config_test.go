@@ -260,11 +260,7 @@ func TestResumeFloatSettings(t *testing.T) {
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("--min-lr 7e-5 --clip 0.5: %v", err)
 	}
-	for _, want := range []string{"--min-lr 7e-5 (the run's min_lr is 6e-05)", "--clip 0.5 (the run's clip is 1)"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("refusal %q does not say %q", err, want)
-		}
-	}
+	says(t, "refusal", err, "--min-lr 7e-5 (the run's min_lr is 6e-05)", "--clip 0.5 (the run's clip is 1)")
 }
 
 // TestLRAt: warmup, decay to MinLR at the last step of the horizon, MinLR

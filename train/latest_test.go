@@ -73,11 +73,7 @@ func TestLatestPointerJunk(t *testing.T) {
 				if !errors.Is(e.err, ErrCorrupt) {
 					t.Errorf("%s: %v is not ErrCorrupt", e.who, e.err)
 				}
-				for _, w := range want {
-					if !strings.Contains(e.err.Error(), w) {
-						t.Errorf("%s: %q does not say %q", e.who, e.err, w)
-					}
-				}
+				says(t, e.who, e.err, want...)
 			}
 			if after := tree(t, run); !maps.EqualFunc(before, after, bytes.Equal) {
 				t.Fatal("the refused readers changed the run directory")

@@ -16,6 +16,17 @@ import (
 	"github.com/estkit/estkit/kernels/cpu"
 )
 
+// says fails t, naming who, for each of want that err's message does
+// not hold.
+func says(t *testing.T, who string, err error, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s: %q does not say %q", who, err, w)
+		}
+	}
+}
+
 // tree is every regular file under dir, by path relative to it, with its
 // bytes.
 func tree(t *testing.T, dir string) map[string][]byte {
@@ -304,11 +315,7 @@ func TestCheckpointRecovery(t *testing.T) {
 			if e == nil {
 				continue
 			}
-			for _, w := range want {
-				if !strings.Contains(e.Error(), w) {
-					t.Errorf("%s: %q does not say %q", what, e, w)
-				}
-			}
+			says(t, what, e, want...)
 		}
 		if after := tree(t, run); !maps.EqualFunc(before, after, bytes.Equal) {
 			t.Fatalf("%s: the refused resume changed the run directory", what)
