@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/estkit/estkit/internal/testwait"
 )
 
 // zeros is an endless input without a newline: a .jsonl that is one line
@@ -32,7 +34,7 @@ func TestReadJSONLCancel(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		cancel()
 	}()
-	err := finishesWithin(t, 20*time.Second, func() error {
+	err := testwait.Within(t, "cancelled read", 20*time.Second, func() error {
 		return readJSONL(ctx, in, zeros{}, -1, o, func(unit) error { return nil })
 	})
 	if !errors.Is(err, context.Canceled) {

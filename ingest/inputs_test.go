@@ -9,23 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// finishesWithin runs f and fails the test if it has not returned after
-// limit: a generous bound on a call that must not block or spin, not a
-// measurement.
-func finishesWithin(t *testing.T, limit time.Duration, f func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(limit):
-		t.Fatalf("still running after %v", limit)
-		return nil
-	}
-}
+	"github.com/estkit/estkit/internal/testwait"
+)
 
 // TestInputNotRegular: a file given directly that is a FIFO or a symlink to
 // /dev/zero is refused by name at once; format detection used to block on
@@ -44,7 +30,7 @@ func TestInputNotRegular(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			err := finishesWithin(t, 10*time.Second, func() error {
+			err := testwait.Within(t, "ingest of a "+name, 10*time.Second, func() error {
 				_, err := Run(ctx, []string{p}, Options{OutDir: filepath.Join(dir, "out")})
 				return err
 			})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/estkit/estkit/ingest/corpusgen"
+	"github.com/estkit/estkit/internal/testwait"
 )
 
 func jsonlOf(texts []corpusgen.Text) []byte {
@@ -219,43 +220,32 @@ func TestCancelAndVanishingInputDoNotHang(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		write(t, filepath.Join(root, fmt.Sprintf("f%d.jsonl", i)), jsonlOf(texts[i*5:i*5+5]))
 	}
-	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
+	err := testwait.Within(t, "cancelled run", 20*time.Second, func() error {
 		_, err := Run(ctx, []string{root}, Options{OutDir: filepath.Join(t.TempDir(), "o"), Workers: 1,
 			Progress: func(p Progress) {
 				if p.Phase == "ingest" {
 					cancel()
 				}
 			}})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Fatalf("cancelled run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("cancelled run hangs")
+		return err
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
 	}
 	cancel()
 
 	// A file removed between hashing and reading fails the run cleanly.
-	go func() {
+	err = testwait.Within(t, "run with a vanished input", 20*time.Second, func() error {
 		_, err := Run(context.Background(), []string{root}, Options{OutDir: filepath.Join(t.TempDir(), "o"), Workers: 1,
 			Progress: func(p Progress) {
 				if p.Phase == "hash" && p.Bytes == p.TotalBytes {
 					os.Remove(filepath.Join(root, "f0.jsonl"))
 				}
 			}})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("vanished input not reported")
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run with a vanished input hangs")
+		return err
+	})
+	if err == nil {
+		t.Fatal("vanished input not reported")
 	}
 }
