@@ -93,16 +93,23 @@ func (c *countingOps) MatMul(cc, a, b kernels.Buf, m, n, k int, ta, tb bool, alp
 	c.Ops.MatMul(cc, a, b, m, n, k, ta, tb, alpha, beta)
 }
 
+// fourBlocks is the EST tests' model, four blocks of four heads on 16
+// channels, and a batch of B×T token ids for it.
+func fourBlocks() (cfg ModelConfig, B, T int, ids []int32) {
+	cfg = ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
+	B, T = 2, 8
+	ids = make([]int32, B*T)
+	for i := range ids {
+		ids[i] = int32(i * 7 % 61)
+	}
+	return cfg, B, T, ids
+}
+
 // TestSubnetworkRunsSmallerProducts: a stage-1 step (half the heads,
 // neurons and blocks) executes a quarter of the full model's block matrix
 // products, as counted in the kernels, not a masked full product.
 func TestSubnetworkRunsSmallerProducts(t *testing.T) {
-	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
-	B, T := 2, 8
-	ids := make([]int32, B*T)
-	for i := range ids {
-		ids[i] = int32(i * 7 % 61)
-	}
+	cfg, B, T, ids := fourBlocks()
 	run := func(sel *Selection) float64 {
 		ops := &countingOps{Ops: cpu.New()}
 		m, err := NewModel(ops, cfg, cfg.InitParams(1))
@@ -149,12 +156,7 @@ func TestSubnetworkHoldsLessMemory(t *testing.T) {
 // dense update's, and every other weight of a block (and every weight of a
 // skipped block) keeps its initial value.
 func TestSampledUpdate(t *testing.T) {
-	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
-	B, T := 2, 8
-	ids := make([]int32, B*T)
-	for i := range ids {
-		ids[i] = int32(i * 7 % 61)
-	}
+	cfg, B, T, ids := fourBlocks()
 	s := &Sampler{Seed: 5, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 0.5}}}}
 	a, _, _ := s.Sample(0, 0)
 	b, _, _ := s.Sample(0, 1)

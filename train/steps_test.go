@@ -152,12 +152,7 @@ func matchSteps(t *testing.T, name string) {
 // per-tensor counts of skipped blocks survive a checkpoint; a damaged or
 // missing counts file is an error naming it.
 func TestStepCountsCheckpoint(t *testing.T) {
-	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
-	B, T := 2, 8
-	ids := make([]int32, B*T)
-	for i := range ids {
-		ids[i] = int32(i * 7 % 61)
-	}
+	cfg, B, T, ids := fourBlocks()
 	s := &Sampler{Seed: 5, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{10}, Rates: []Rates{{0.5, 0.5, 0.5}}}}
 	ops := cpu.New()
 	m, err := NewModel(ops, cfg, cfg.InitParams(1))

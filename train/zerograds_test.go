@@ -21,12 +21,7 @@ type noZeroing struct{ kernels.Ops }
 // update, and one backward pass runs without a step after it, as a
 // caller may: ZeroGrads must then clear what it wrote.
 func TestGradZeroingSameSteps(t *testing.T) {
-	cfg := ModelConfig{Vocab: 61, Padded: 64, Layers: 4, Heads: 4, Channels: 16, MaxT: 8}
-	B, T := 2, 8
-	ids := make([]int32, B*T)
-	for i := range ids {
-		ids[i] = int32(i * 7 % 61)
-	}
+	cfg, B, T, ids := fourBlocks()
 	s := &Sampler{Seed: 9, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{4, 100}, Rates: []Rates{{0.5, 0.5, 0.5}, {1, 1, 1}}}}
 	init := cfg.InitParams(1)
 	type run struct {
