@@ -365,14 +365,18 @@ var tensorFiles = []string{"model.safetensors", "adam_m.safetensors", "adam_v.sa
 func (g *core) tensorBufs() []kernels.Buf { return []kernels.Buf{g.params, g.m, g.v} }
 
 // SaveTensors writes the parameters and moments into dir, a tensor at a
-// time, and the step counts, and returns the files' sizes and hashes
-// (Model).
+// time in PyTorch's layout (Param.Shape), and the step counts, and returns
+// the files' sizes and hashes (Model).
 func (g *core) SaveTensors(dir string) ([]FileRecord, error) {
 	var recs []FileRecord
+	var tmp []float32 // streamSafetensors reads one tensor at a time
 	for i, buf := range g.tensorBufs() {
 		src := make([]tensorSource, len(g.table))
 		for k, e := range g.table {
-			src[k] = tensorSource{e.Name, e.Shape, e.Size, func(dst []float32) { g.ops.Download(dst, g.ops.Slice(buf, e.Offset, e.Size)) }}
+			src[k] = tensorSource{e.Name, e.Shape, e.Size, func(dst []float32) {
+				g.ops.Download(dst, g.ops.Slice(buf, e.Offset, e.Size))
+				tmp = relayoutTensor(e, dst, tmp, true)
+			}}
 		}
 		r, err := streamSafetensors(filepath.Join(dir, tensorFiles[i]), src, "F32", map[string]string{"format": "estkit"})
 		if err != nil {
@@ -394,8 +398,10 @@ func (g *core) LoadTensors(dir string, moments bool) error {
 	if moments {
 		n = 3
 	}
+	var tmp []float32
 	for i, buf := range g.tensorBufs()[:n] {
 		err := readTensors(filepath.Join(dir, tensorFiles[i]), g.table, func(e Param, v []float32) {
+			tmp = relayoutTensor(e, v, tmp, false)
 			g.ops.Upload(g.ops.Slice(buf, e.Offset, e.Size), v)
 		})
 		if err != nil {

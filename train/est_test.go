@@ -185,6 +185,9 @@ func TestSampledUpdate(t *testing.T) {
 		return out
 	}
 	dense, sampled := train(nil), train(units)
+	for _, v := range [][]float32{init, dense, sampled} { // rows and columns below are PyTorch's
+		cfg.HeldToTorch(v)
+	}
 	HS := cfg.Channels / cfg.Heads
 	moved := 0
 	for _, e := range cfg.Table() {

@@ -57,6 +57,7 @@ func loadFixture(t *testing.T, name string) (*fixture, ModelConfig, *Selection) 
 	c := f.Config
 	cfg := ModelConfig{Arch: c.Arch, Vocab: c.Vocab, Padded: c.Padded, Layers: c.Layers, Heads: c.Heads, KVHeads: c.KVHeads,
 		Channels: c.Channels, FF: c.FF, MaxT: c.MaxT, RopeTheta: c.RopeTheta, NormEps: c.NormEps}
+	heldLayout(cfg, f.Params, f.Grads, f.ParamsAfter)
 	var sel *Selection
 	s := f.Selection
 	if s.Layers != nil || s.Heads != nil || s.Neurons != nil {
@@ -71,6 +72,17 @@ func loadFixture(t *testing.T, name string) (*fixture, ModelConfig, *Selection) 
 		}
 	}
 	return &f, cfg, sel
+}
+
+// heldLayout rewrites a fixture's flat vectors, in PyTorch's layout, in
+// the model's (Param.Held), where each has the model's size (a fixture
+// whose size is wrong is told so by the test that uses it).
+func heldLayout(cfg ModelConfig, vs ...[]float32) {
+	for _, v := range vs {
+		if len(v) == cfg.NumParams() {
+			cfg.TorchToHeld(v)
+		}
+	}
 }
 
 // closeTo compares per tensor of the table: every value within 1e-5 of

@@ -319,9 +319,10 @@ func LoadHF(m Model, path string) error {
 		}
 	}
 	host := make([]float32, c.NumParams())
-	if err := f.hf.load(c, m.Table(), ck, host); err != nil {
+	if err := f.hf.load(c, m.Table(), ck, host); err != nil { // in PyTorch's layout
 		return err
 	}
+	relayout(m.Table(), host, false)
 	return m.SetParams(host)
 }
 
@@ -395,6 +396,7 @@ func ExportHF(m Model, dir string, o ExportOptions) error {
 	if err := m.Ops().Err(); err != nil {
 		return err
 	}
+	relayout(m.Table(), host, true) // the families' mappings read PyTorch's layout
 	names, shapes, data := f.hf.export(c, m.Table(), host)
 	written, err := writeHFWeights(dir, names, shapes, data, dtype, o.MaxShardSize)
 	if err != nil {

@@ -145,6 +145,7 @@ func TestExportHFFolder(t *testing.T) {
 		}
 		host := make([]float32, cfg.NumParams())
 		ops.Download(host, m.Params())
+		cfg.HeldToTorch(host) // as the families' mappings read it
 		ids := []int32{1, 5, 9, 60, 2, 33, 17, 4}
 		for _, dtype := range []string{"bf16", "fp32"} {
 			dir := filepath.Join(t.TempDir(), "hf")
@@ -197,6 +198,7 @@ func TestExportHFFolder(t *testing.T) {
 				for i, x := range host {
 					rounded[i] = bf16Nearest(x)
 				}
+				cfg.TorchToHeld(rounded)
 				ref, _ = NewModel(ops, cfg, rounded)
 			}
 			want, got := logitsOf(t, ref, ids), logitsOf(t, n, ids)

@@ -421,10 +421,15 @@ func (m *model) normBackward(dx, dy, x, mean, rstd kernels.Buf, nv normView, BT 
 
 // sampledMatMul sets c = alpha·op(a)·op(wₛ) + beta·c, where wₛ is the
 // part of weight e (of the buffer W) a step runs (its listed rows or
-// columns, or the whole tensor), op(wₛ) k×n: read where it lies by a
-// backend that can (kernels.SampledMatMuler), else gathered into *dst.
+// columns in PyTorch's layout, or the whole tensor), op(wₛ) k×n: read
+// where it lies by a backend that can (kernels.SampledMatMuler), else
+// gathered into *dst. A weight held transposed (Param.T) is op's other
+// side of what it holds, its columns the rows it holds.
 func (m *model) sampledMatMul(c, a, W kernels.Buf, dst *kernels.Buf, e int, rows, cols []int32, rm, n, k int, tb bool, alpha, beta float32) {
-	w, sh := m.param(W, e), m.table[e].Shape
+	w, sh := m.param(W, e), m.table[e].Held()
+	if m.table[e].T {
+		rows, cols, tb = cols, rows, !tb
+	}
 	if rows == nil && cols == nil {
 		m.ops.MatMul(c, a, w, rm, n, k, false, tb, alpha, beta)
 		return
@@ -479,5 +484,10 @@ func (m *model) linearBackward(dx, dy, x, W kernels.Buf, g *gathered, lv linearV
 		}
 	}
 	m.sampledMatMul(dx, dy, W, &g.w, lv.w, rows, cols, BT, in, out, false, alpha, 0)
-	m.weightGrad(m.param(m.grads, lv.w), dy, x, out, in, BT, alpha, &m.act.gw, rows, cols, m.table[lv.w].Shape[1])
+	dw := m.param(m.grads, lv.w)
+	if e := m.table[lv.w]; e.T { // held [in × out]: add xᵀ·dy into the rows of the listed columns
+		m.weightGrad(dw, x, dy, in, out, BT, alpha, &m.act.gw, cols, rows, e.Held()[1])
+		return
+	}
+	m.weightGrad(dw, dy, x, out, in, BT, alpha, &m.act.gw, rows, cols, m.table[lv.w].Shape[1])
 }

@@ -143,7 +143,9 @@ func (c ModelConfig) NumParams() int {
 
 // InitParams fills a flat parameter vector as the table says: normal
 // weights of each tensor's std, zero biases, unit norm weights; the
-// vocabulary's padding rows are zero.
+// vocabulary's padding rows are zero. Each tensor's values are drawn in
+// PyTorch's layout and held as Param.Held (the same values whichever way a
+// tensor is held).
 func (c ModelConfig) InitParams(seed uint64) []float32 {
 	p := make([]float32, c.NumParams())
 	c.initTensors(seed, func(e Param, x []float32) { copy(p[e.Offset:], x) })
@@ -155,7 +157,7 @@ func (c ModelConfig) InitParams(seed uint64) []float32 {
 func (c ModelConfig) initTensors(seed uint64, put func(e Param, x []float32)) {
 	t := c.Table()
 	r := rand.New(rand.NewPCG(seed, 0x6770743221))
-	var buf []float32
+	var buf, tmp []float32
 	for _, e := range t {
 		if cap(buf) < e.Size {
 			buf = make([]float32, e.Size)
@@ -175,6 +177,7 @@ func (c ModelConfig) initTensors(seed uint64, put func(e Param, x []float32)) {
 		if e.Vocab {
 			clear(x[c.Vocab*c.Channels:])
 		}
+		tmp = relayoutTensor(e, x, tmp, false)
 		put(e, x)
 	}
 }
@@ -182,9 +185,15 @@ func (c ModelConfig) initTensors(seed uint64, put func(e Param, x []float32)) {
 // Param is one entry of the parameter table: it drives the memory layout,
 // checkpoints, Hugging Face names and the optimizer.
 type Param struct {
-	Name   string // GPT-2: GPT2LMHeadModel's name without "transformer."; Llama: LlamaForCausalLM's, q/k/v and gate/up fused
-	Shape  []int  // PyTorch Linear convention: [out, in]
-	Decay  bool   // AdamW weight decay applies
+	Name  string // GPT-2: GPT2LMHeadModel's name without "transformer."; Llama: LlamaForCausalLM's, q/k/v and gate/up fused
+	Shape []int  // PyTorch Linear convention: [out, in]; checkpoints and Hugging Face files keep it
+	// T: held in memory transposed, [in, out] (Held), so that each of its
+	// sampled units, which are PyTorch's columns, is a contiguous row: the
+	// output projections of attention and of the MLP. The flat buffers
+	// (Params, Grads, InitParams, SetParams) hold it so; HeldToTorch and
+	// TorchToHeld convert a flat vector.
+	T      bool
+	Decay  bool // AdamW weight decay applies
 	Std    float64
 	Ones   bool // initialised to 1 (norm weights)
 	Vocab  bool // rows are the (padded) vocabulary
@@ -221,8 +230,59 @@ func (t *table) add(name string, layer int, decay bool, std float64, ones bool, 
 		last := (*t)[len(*t)-1]
 		off = last.Offset + last.Size
 	}
-	*t = append(*t, Param{Name: name, Shape: shape, Decay: decay, Std: std, Ones: ones, Layer: layer, Unit: u, Offset: off, Size: n})
+	tr := u == unitHeadCols || u == unitNeuronCols
+	*t = append(*t, Param{Name: name, Shape: shape, T: tr, Decay: decay, Std: std, Ones: ones, Layer: layer, Unit: u, Offset: off, Size: n})
 	return len(*t) - 1
+}
+
+// Held is the tensor's shape in memory: Shape, or its transpose where T.
+func (e Param) Held() []int {
+	if e.T {
+		return []int{e.Shape[1], e.Shape[0]}
+	}
+	return e.Shape
+}
+
+// HeldToTorch rewrites flat [NumParams], in the model's layout (each
+// tensor as Param.Held), in place into PyTorch's (each as Param.Shape).
+func (c ModelConfig) HeldToTorch(flat []float32) { relayout(c.Table(), flat, true) }
+
+// TorchToHeld is HeldToTorch's inverse.
+func (c ModelConfig) TorchToHeld(flat []float32) { relayout(c.Table(), flat, false) }
+
+// relayout transposes each transposed tensor of table in flat, held to
+// PyTorch's layout (toTorch) or back.
+func relayout(table []Param, flat []float32, toTorch bool) {
+	var tmp []float32
+	for _, e := range table {
+		if e.T {
+			tmp = relayoutTensor(e, flat[e.Offset:e.Offset+e.Size], tmp, toTorch)
+		}
+	}
+}
+
+// relayoutTensor transposes v, tensor e's values, between its held layout
+// and PyTorch's (toTorch: held to PyTorch), in place through tmp, which it
+// returns (grown as needed) for the next call.
+func relayoutTensor(e Param, v, tmp []float32, toTorch bool) []float32 {
+	if !e.T {
+		return tmp
+	}
+	if cap(tmp) < len(v) {
+		tmp = make([]float32, len(v))
+	}
+	tmp = tmp[:len(v)]
+	copy(tmp, v)
+	r, c := e.Shape[0], e.Shape[1] // PyTorch's [r×c]; held [c×r]
+	if toTorch {
+		r, c = c, r
+	}
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			v[j*r+i] = tmp[i*c+j]
+		}
+	}
+	return tmp
 }
 
 // Selection is the subnetwork of one step: the blocks that run, and in
@@ -356,13 +416,15 @@ func (g *core) Table() []Param { return g.table }
 // Ops is the backend the model's buffers live on.
 func (g *core) Ops() kernels.Ops { return g.ops }
 
-// Params are the parameters [NumParams], laid out by the table.
+// Params are the parameters [NumParams], laid out by the table (each
+// tensor as Param.Held).
 func (g *core) Params() kernels.Buf { return g.params }
 
-// Grads are the gradients [NumParams], laid out by the table.
+// Grads are the gradients [NumParams], laid out as Params.
 func (g *core) Grads() kernels.Buf { return g.grads }
 
-// SetParams uploads host [NumParams] as the parameters.
+// SetParams uploads host [NumParams], laid out as Params, as the
+// parameters.
 func (g *core) SetParams(host []float32) error {
 	if len(host) != g.params.Len() {
 		return fmt.Errorf("train: %d parameters given, the model has %d", len(host), g.params.Len())
@@ -614,13 +676,15 @@ func stepCounts(table []Param) [][]int32 {
 }
 
 // unitAxis is the number of separately counted parts of a tensor (its
-// rows, its columns, or 1) and whether they are columns.
+// rows, its columns, or 1: PyTorch's) and whether they are columns of the
+// tensor as it is held (PyTorch's columns are rows of a tensor held
+// transposed).
 func unitAxis(e Param) (n int, cols bool) {
 	switch e.Unit {
 	case unitQKVRows, unitNeuronRows, unitGateUpRows:
 		return e.Shape[0], false
 	case unitHeadCols, unitNeuronCols:
-		return e.Shape[1], true
+		return e.Shape[1], !e.T
 	}
 	return 1, false
 }
@@ -647,7 +711,7 @@ func (g *core) Step(s StepOptions) error {
 		u := s.Sampled[e.Layer]
 		width := 1
 		if len(e.Shape) == 2 {
-			width = e.Shape[1]
+			width = e.Held()[1]
 		}
 		var idx []int32 // the rows or columns that step (nil: all)
 		switch {
@@ -786,7 +850,9 @@ type Model interface {
 	// Ops is the backend the model's buffers live on.
 	Ops() kernels.Ops
 	// Params and Grads are the flat parameters and gradients
-	// [NumParams], laid out by Table. Params is for reading (Download):
+	// [NumParams], laid out by Table, each tensor as Param.Held (the
+	// output projections transposed from PyTorch's layout:
+	// ModelConfig.HeldToTorch converts). Params is for reading (Download):
 	// write parameters through SetParams or LoadTensors, which also
 	// refresh their bfloat16 copy. Grads is written by Backward (and a
 	// reduction of GradViews after it) alone: ZeroGrads trusts that what
@@ -797,7 +863,8 @@ type Model interface {
 	// skipped blocks, in offset order: what a gradient reduction across
 	// processes combines after a step's backward passes.
 	GradViews(skipped map[int]bool) []kernels.Buf
-	// SetParams uploads host [NumParams] as the parameters.
+	// SetParams uploads host [NumParams], laid out as Params, as the
+	// parameters.
 	SetParams(host []float32) error
 	// StepCounts are AdamW's step counts by table entry (a copy).
 	StepCounts() [][]int32

@@ -94,6 +94,10 @@ func matchSteps(t *testing.T, name string) {
 	c := f.Config
 	cfg := ModelConfig{Arch: c.Arch, Vocab: c.Vocab, Padded: c.Padded, Layers: c.Layers, Heads: c.Heads, KVHeads: c.KVHeads,
 		Channels: c.Channels, FF: c.FF, MaxT: c.MaxT, RopeTheta: c.RopeTheta, NormEps: c.NormEps}
+	heldLayout(cfg, f.Params)
+	for _, s := range f.Steps {
+		heldLayout(cfg, s.ParamsAfter)
+	}
 	ops := cpu.New()
 	m, err := NewModel(ops, cfg, f.Params)
 	if err != nil {
