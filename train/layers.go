@@ -304,7 +304,7 @@ func (m *model) Backward(gradScale float32) error {
 	if m.targets == nil {
 		return fmt.Errorf("train: backward without a forward pass with targets")
 	}
-	m.written(m.activeLayers(m.sel))
+	m.written(m.sel)
 	c, o, a := m.Cfg, m.ops, m.act
 	B, T := m.B, m.T
 	C, BT := c.Channels, B*T

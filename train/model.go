@@ -367,6 +367,13 @@ type core struct {
 	// zeros: AdamW left them so (kernels.GradZeroer) and no backward
 	// pass has written them since. ZeroGrads passes them over.
 	zero []bool
+	// nonzero, for a tensor divided among sampled units (Param.Unit),
+	// marks the units' rows or columns (unitAxis) that a backward pass may
+	// have written since ZeroGrads left the tensor zero; nil where any
+	// value may be nonzero (ZeroGrads has not run since its tensor was
+	// last written, or a pass ran all its units). GradNorm reads only the
+	// marked rows.
+	nonzero [][]bool
 	// bs is set when the activations are stored in bfloat16
 	// (SetBF16Activations); pb is then a bfloat16 copy of Params, which
 	// the matrix products read, refreshed by the first pass after the
@@ -389,6 +396,7 @@ func newCore(ops kernels.Ops, cfg ModelConfig, f *Family, table []Param, params 
 	c := core{Cfg: cfg, fam: f, ops: ops, table: table, stale: true}
 	c.steps = stepCounts(c.table)
 	c.zero = make([]bool, len(table))
+	c.nonzero = make([][]bool, len(table))
 	c.params = ops.Alloc(n)
 	if params != nil {
 		ops.Upload(c.params, params)
@@ -584,26 +592,104 @@ func (g *core) ZeroGrads(skipped map[int]bool) {
 	for _, r := range g.tensorSpans(func(i int, e Param) bool { return (e.Layer < 0 || !skipped[e.Layer]) && !g.zero[i] }) {
 		g.ops.Fill(g.ops.Slice(g.grads, r[0], r[1]-r[0]), 0)
 	}
+	for i, e := range g.table {
+		if e.Unit == unitNone || skipped[e.Layer] {
+			continue
+		}
+		if g.nonzero[i] == nil {
+			n, _ := unitAxis(e)
+			g.nonzero[i] = make([]bool, n)
+		}
+		clear(g.nonzero[i])
+	}
 }
 
-// written notes that a backward pass through the blocks layers adds to
-// their gradients and to those of the parameters outside the blocks.
-func (g *core) written(layers []int) {
+// written notes that a backward pass under sel adds to the gradients of
+// the blocks it runs (of their sampled units only) and to those of the
+// parameters outside the blocks.
+func (g *core) written(sel *Selection) {
+	layers := g.activeLayers(sel)
 	for i, e := range g.table {
-		if e.Layer < 0 || slices.Contains(layers, e.Layer) {
-			g.zero[i] = false
+		if e.Layer >= 0 && !slices.Contains(layers, e.Layer) {
+			continue
+		}
+		g.zero[i] = false
+		if g.nonzero[i] == nil {
+			continue
+		}
+		heads, neurons, _, _, _, _, _ := g.blockShape(sel, e.Layer)
+		idx := g.unitIdx(e, Units{heads, neurons})
+		if idx == nil {
+			g.nonzero[i] = nil
+			continue
+		}
+		for _, k := range idx {
+			g.nonzero[i][k] = true
 		}
 	}
 }
 
 // GradNorm is the global L2 norm of the gradients outside the skipped
-// blocks.
+// blocks. Of a tensor whose sampled units ran in part since ZeroGrads, it
+// reads only their rows or columns (core.nonzero): the others hold zeros.
 func (g *core) GradNorm(skipped map[int]bool) float64 {
 	var s float64
-	for _, r := range g.ranges(skipped) {
+	for _, r := range g.tensorSpans(func(i int, e Param) bool {
+		return (e.Layer < 0 || !skipped[e.Layer]) && (g.nonzero[i] == nil || !g.rowsOnly(i))
+	}) {
 		s += g.ops.SumSquares(g.ops.Slice(g.grads, r[0], r[1]-r[0]))
 	}
+	for i, e := range g.table {
+		if (e.Layer >= 0 && skipped[e.Layer]) || g.nonzero[i] == nil || !g.rowsOnly(i) {
+			continue
+		}
+		width := 1
+		if len(e.Shape) == 2 {
+			width = e.Held()[1]
+		}
+		nz := g.nonzero[i]
+		for k := 0; k < len(nz); {
+			if !nz[k] {
+				k++
+				continue
+			}
+			j := k
+			for j < len(nz) && nz[j] {
+				j++
+			}
+			s += g.ops.SumSquares(g.ops.Slice(g.grads, e.Offset+k*width, (j-k)*width))
+			k = j
+		}
+	}
 	return math.Sqrt(s)
+}
+
+// rowsOnly says whether tensor i's units are rows as it is held, so that
+// GradNorm can read a unit's values as one span.
+func (g *core) rowsOnly(i int) bool {
+	_, cols := unitAxis(g.table[i])
+	return !cols
+}
+
+// unitIdx lists the rows or columns (unitAxis) of tensor e that belong to
+// the units u (nil: all of them, where u lists none of e's kind).
+func (g *core) unitIdx(e Param, u Units) []int32 {
+	c := g.Cfg
+	NH, NKV, HS, FF := c.Heads, c.KV(), c.Channels/c.Heads, c.MLP()
+	switch {
+	case e.Layer < 0:
+	case u.Heads != nil && e.Unit == unitQKVRows:
+		return qkvRows(u.Heads, NH, NKV, HS)
+	case u.Heads != nil && e.Unit == unitHeadCols:
+		return headCols(u.Heads, HS)
+	case u.Neurons != nil && e.Unit == unitNeuronRows:
+		return u.Neurons
+	case u.Neurons != nil && e.Unit == unitGateUpRows:
+		return gateUpRows(u.Neurons, FF)
+	case u.Neurons != nil && e.Unit == unitNeuronCols:
+		return u.Neurons
+	}
+	return nil
 }
 
 // ranges are the spans [lo, hi) of the flat buffers that hold the
@@ -694,10 +780,8 @@ func unitAxis(e Param) (n int, cols bool) {
 // can (kernels.GradZeroer), AdamW leaves 0 in each gradient it reads, so
 // that the next ZeroGrads need not write the tensors it read whole.
 func (g *core) Step(s StepOptions) error {
-	c := g.Cfg
 	gz, _ := g.ops.(kernels.GradZeroer)
 	zeroes := gz != nil && gz.ZeroesGrads()
-	NH, NKV, HS, FF := c.Heads, c.KV(), c.Channels/c.Heads, c.MLP()
 	for i, e := range g.table {
 		if e.Layer >= 0 && s.Skipped[e.Layer] {
 			continue
@@ -713,20 +797,7 @@ func (g *core) Step(s StepOptions) error {
 		if len(e.Shape) == 2 {
 			width = e.Held()[1]
 		}
-		var idx []int32 // the rows or columns that step (nil: all)
-		switch {
-		case e.Layer < 0:
-		case u.Heads != nil && e.Unit == unitQKVRows:
-			idx = qkvRows(u.Heads, NH, NKV, HS)
-		case u.Heads != nil && e.Unit == unitHeadCols:
-			idx = headCols(u.Heads, HS)
-		case u.Neurons != nil && e.Unit == unitNeuronRows:
-			idx = u.Neurons
-		case u.Neurons != nil && e.Unit == unitGateUpRows:
-			idx = gateUpRows(u.Neurons, FF)
-		case u.Neurons != nil && e.Unit == unitNeuronCols:
-			idx = u.Neurons
-		}
+		idx := g.unitIdx(e, u) // the rows or columns that step (nil: all)
 		_, cols := unitAxis(e)
 		for _, grp := range advance(g.steps[i], idx) {
 			a.Step = int(grp.step)

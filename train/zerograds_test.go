@@ -98,3 +98,105 @@ func TestGradZeroingSameSteps(t *testing.T) {
 		t.Fatal("no block was skipped at one step and run at a later one: the fixture sees less than it claims")
 	}
 }
+
+// countedNorm counts the gradient values SumSquares reads, keeping the
+// CPU backend's AdamW zeroing (kernels.GradZeroer).
+type countedNorm struct {
+	kernels.Ops
+	read   int
+	zeroes bool // AdamW zeroes the gradients it reads
+}
+
+func (c *countedNorm) SumSquares(b kernels.Buf) float64 {
+	c.read += b.Len()
+	return c.Ops.SumSquares(b)
+}
+
+func (c *countedNorm) ZeroesGrads() bool {
+	gz, ok := c.Ops.(kernels.GradZeroer)
+	return c.zeroes && ok && gz.ZeroesGrads()
+}
+
+// TestGradNormReadsWrittenRows: GradNorm, which reads of a tensor only
+// the rows of the sampled units a backward pass wrote since ZeroGrads,
+// equals the norm of every gradient outside the skipped blocks, over
+// steps whose subnetworks change (a draw per micro-batch, blocks skipped
+// then run again, dense and sampled updates, the full model), with
+// backward passes that no ZeroGrads or no step separates, whether or not
+// AdamW leaves zeros behind it; and under a subnetwork it reads fewer
+// values than the whole.
+func TestGradNormReadsWrittenRows(t *testing.T) {
+	for _, zeroes := range []bool{true, false} {
+		gradNormReadsWrittenRows(t, zeroes)
+	}
+}
+
+func gradNormReadsWrittenRows(t *testing.T, zeroes bool) {
+	cfg, B, T, ids := fourBlocks()
+	s := &Sampler{Seed: 9, Layers: 4, Heads: 4, Neurons: 64, Schedule: Schedule{Ends: []int{5, 100}, Rates: []Rates{{0.5, 0.5, 0.5}, {1, 1, 1}}}}
+	ops := &countedNorm{Ops: cpu.New(), zeroes: zeroes}
+	m, err := NewModel(ops, cfg, cfg.InitParams(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fewer := 0
+	for step := 0; step < 7; step++ {
+		a, _, _ := s.Sample(step, 0)
+		b, _, _ := s.Sample(step, 1)
+		plan := Plan{a, b}
+		skipped := plan.Skipped(cfg.Layers)
+		if step != 2 { // step 2 adds to what step 1's passes and AdamW left
+			m.ZeroGrads(skipped)
+		}
+		for _, sel := range plan {
+			if _, err := m.Forward(ids, ids, B, T, sel); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Backward(0.5); err != nil {
+				t.Fatal(err)
+			}
+			if step == 3 { // the other draw again, without a ZeroGrads between
+				if _, err := m.Forward(ids, ids, B, T, plan[1]); err != nil {
+					t.Fatal(err)
+				}
+				if err := m.Backward(0.5); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		var want float64
+		whole := 0
+		for _, v := range m.GradViews(skipped) {
+			h := make([]float32, v.Len())
+			ops.Download(h, v)
+			for _, x := range h {
+				want += float64(x) * float64(x)
+			}
+			whole += len(h)
+		}
+		want = math.Sqrt(want)
+		ops.read = 0
+		got := m.GradNorm(skipped)
+		if math.Abs(got-want) > 1e-12*want || want == 0 {
+			t.Fatalf("AdamW zeroes %v, step %d: GradNorm %v, the norm of every gradient %v", zeroes, step, got, want)
+		}
+		if ops.read > whole {
+			t.Fatalf("step %d: GradNorm read %d values of %d", step, ops.read, whole)
+		}
+		if ops.read < whole {
+			fewer++
+		}
+		so := StepOptions{AdamWArgs: kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1}, Skipped: skipped}
+		if step%2 == 1 {
+			so.Sampled = plan.Units(cfg.Layers)
+		}
+		if step != 4 { // step 4's gradients are left to step 5's ZeroGrads
+			if err := m.Step(so); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if fewer == 0 {
+		t.Fatal("GradNorm read every gradient at every step: the test compares nothing it skips")
+	}
+}
