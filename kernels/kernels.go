@@ -186,6 +186,16 @@ type GradZeroer interface {
 	ZeroesGrads() bool
 }
 
+// SpanSumSquarer is a backend that sums the squares of many spans of a
+// buffer in one call (the CPU backend): SumSquaresSpans(b, spans) is the
+// sum, in the spans' order, of SumSquares of each span [lo, hi) of b. The
+// gradient norm under EST reads only the rows of the sampled heads and
+// neurons, thousands of spans a step, where a SumSquares per span would
+// cost more than the values it skips.
+type SpanSumSquarer interface {
+	SumSquaresSpans(b Buf, spans [][2]int) float64
+}
+
 // Stager is a backend that moves a micro-batch's token ids and targets
 // to the device ahead of the ops that read them (the CUDA backend):
 // through page-locked host memory and on a copy stream of its own, so that

@@ -630,24 +630,23 @@ func (g *core) written(sel *Selection) {
 }
 
 // GradNorm is the global L2 norm of the gradients outside the skipped
-// blocks. Of a tensor whose sampled units ran in part since ZeroGrads, it
-// reads only their rows or columns (core.nonzero): the others hold zeros.
+// blocks. On a backend that sums many spans in one call
+// (kernels.SpanSumSquarer), it reads of a weight whose sampled units ran
+// in part since ZeroGrads only their rows (core.nonzero): the others hold
+// zeros.
 func (g *core) GradNorm(skipped map[int]bool) float64 {
+	ss, _ := g.ops.(kernels.SpanSumSquarer)
+	rows := func(i int, e Param) bool { return ss != nil && g.nonzero[i] != nil && g.rowWidth(i) > 0 }
 	var s float64
-	for _, r := range g.tensorSpans(func(i int, e Param) bool {
-		return (e.Layer < 0 || !skipped[e.Layer]) && (g.nonzero[i] == nil || !g.rowsOnly(i))
-	}) {
+	for _, r := range g.tensorSpans(func(i int, e Param) bool { return (e.Layer < 0 || !skipped[e.Layer]) && !rows(i, e) }) {
 		s += g.ops.SumSquares(g.ops.Slice(g.grads, r[0], r[1]-r[0]))
 	}
+	var spans [][2]int
 	for i, e := range g.table {
-		if (e.Layer >= 0 && skipped[e.Layer]) || g.nonzero[i] == nil || !g.rowsOnly(i) {
+		if (e.Layer >= 0 && skipped[e.Layer]) || !rows(i, e) {
 			continue
 		}
-		width := 1
-		if len(e.Shape) == 2 {
-			width = e.Held()[1]
-		}
-		nz := g.nonzero[i]
+		w, nz := g.rowWidth(i), g.nonzero[i]
 		for k := 0; k < len(nz); {
 			if !nz[k] {
 				k++
@@ -657,18 +656,25 @@ func (g *core) GradNorm(skipped map[int]bool) float64 {
 			for j < len(nz) && nz[j] {
 				j++
 			}
-			s += g.ops.SumSquares(g.ops.Slice(g.grads, e.Offset+k*width, (j-k)*width))
+			spans = append(spans, [2]int{e.Offset + k*w, e.Offset + j*w})
 			k = j
 		}
+	}
+	if spans != nil {
+		s += ss.SumSquaresSpans(g.grads, spans)
 	}
 	return math.Sqrt(s)
 }
 
-// rowsOnly says whether tensor i's units are rows as it is held, so that
-// GradNorm can read a unit's values as one span.
-func (g *core) rowsOnly(i int) bool {
-	_, cols := unitAxis(g.table[i])
-	return !cols
+// rowWidth is the values of a row of tensor i, where its units are rows
+// as it is held and wide enough to be read a row at a time in GradNorm
+// (a bias, one value a unit, is read whole); else 0.
+func (g *core) rowWidth(i int) int {
+	e := g.table[i]
+	if _, cols := unitAxis(e); cols || len(e.Shape) != 2 {
+		return 0
+	}
+	return e.Held()[1]
 }
 
 // unitIdx lists the rows or columns (unitAxis) of tensor e that belong to

@@ -99,8 +99,9 @@ func TestGradZeroingSameSteps(t *testing.T) {
 	}
 }
 
-// countedNorm counts the gradient values SumSquares reads, keeping the
-// CPU backend's AdamW zeroing (kernels.GradZeroer).
+// countedNorm counts the gradient values SumSquares and SumSquaresSpans
+// read, keeping the CPU backend's AdamW zeroing (kernels.GradZeroer) where
+// zeroes is set.
 type countedNorm struct {
 	kernels.Ops
 	read   int
@@ -110,6 +111,13 @@ type countedNorm struct {
 func (c *countedNorm) SumSquares(b kernels.Buf) float64 {
 	c.read += b.Len()
 	return c.Ops.SumSquares(b)
+}
+
+func (c *countedNorm) SumSquaresSpans(b kernels.Buf, spans [][2]int) float64 {
+	for _, s := range spans {
+		c.read += s[1] - s[0]
+	}
+	return c.Ops.(kernels.SpanSumSquarer).SumSquaresSpans(b, spans)
 }
 
 func (c *countedNorm) ZeroesGrads() bool {

@@ -83,10 +83,35 @@ func (o *Ops) Axpy(y kernels.Buf, a float32, x kernels.Buf) {
 	})
 }
 
+// SumSquaresSpans: kernels.SpanSumSquarer. Each span's sum is
+// SumSquares' (its parts' sumSquares added in order), the spans split
+// between the cores in contiguous groups and their sums added in order:
+// the same result on every run and any number of cores.
+func (o *Ops) SumSquaresSpans(b kernels.Buf, spans [][2]int) float64 {
+	x := f(b)
+	sums := make([]float64, len(spans))
+	o.parallel(len(spans), 64, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := x[spans[i][0]:spans[i][1]]
+			for p := 0; p < len(v); p += sumSquaresPart {
+				sums[i] += sumSquares(v[p:min(p+sumSquaresPart, len(v))])
+			}
+		}
+	})
+	var s float64
+	for _, v := range sums {
+		s += v
+	}
+	return s
+}
+
+// sumSquaresPart is the values SumSquares sums in one part.
+const sumSquaresPart = 1 << 16
+
 func (o *Ops) SumSquares(b kernels.Buf) float64 {
 	x := f(b)
 	// fixed parts, summed in order: the same result on every run
-	const part = 1 << 16
+	const part = sumSquaresPart
 	sums := make([]float64, (len(x)+part-1)/part)
 	o.parallel(len(sums), 1, func(lo, hi int) {
 		if sumSquares4 != nil {

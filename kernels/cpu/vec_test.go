@@ -196,6 +196,41 @@ func TestSumSquaresParts(t *testing.T) {
 	}
 }
 
+// TestSumSquaresSpans: SumSquaresSpans has the bits of SumSquares of each
+// span added in the spans' order, on 1, 2 and 3 workers, for spans short
+// and long (several of SumSquares' parts), empty, overlapping and out of
+// order, few and many (more than a worker's share).
+func TestSumSquaresSpans(t *testing.T) {
+	const part = 1 << 16
+	r := rand.New(rand.NewPCG(15, 16))
+	x := make([]float32, 5*part+77)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * (1 + float64(i%7)))
+	}
+	many := make([][2]int, 300)
+	for i := range many {
+		lo := r.IntN(len(x))
+		many[i] = [2]int{lo, min(len(x), lo+r.IntN(3000))}
+	}
+	for _, spans := range [][][2]int{
+		nil,
+		{{0, len(x)}},
+		{{5, 6}, {0, 0}, {100, 3*part + 9}, {7, 900}, {2 * part, 2*part + 768}},
+		many,
+	} {
+		var want float64
+		for _, s := range spans {
+			want += (&Ops{workers: 1}).SumSquares(Buf(x[s[0]:s[1]]))
+		}
+		for _, workers := range []int{1, 2, 3} {
+			o := &Ops{workers: workers}
+			if got := o.SumSquaresSpans(Buf(x), spans); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("%d spans, %d workers: %v, span by span %v", len(spans), workers, got, want)
+			}
+		}
+	}
+}
+
 // TestScatterAddRowsRepeats: rows that repeat (a batch's token ids, as the
 // token embedding's gradient adds them where there is no position table)
 // each receive every add, in the order of src, whatever the number of
