@@ -77,6 +77,10 @@ func (o *opClock) CrossEntropy(losses, dlogits, logits kernels.Buf, targets []in
 	defer o.time("CrossEntropy")()
 	o.Ops.CrossEntropy(losses, dlogits, logits, targets, rows, V, Vp, scale)
 }
+func (o *opClock) SumSquaresSpans(b kernels.Buf, spans [][2]int) float64 {
+	defer o.time("SumSquares")()
+	return o.Ops.(kernels.SpanSumSquarer).SumSquaresSpans(b, spans)
+}
 func (o *opClock) ZeroesGrads() bool {
 	z, ok := o.Ops.(kernels.GradZeroer)
 	return ok && z.ZeroesGrads()

@@ -91,11 +91,25 @@ func (o *Ops) SumSquaresSpans(b kernels.Buf, spans [][2]int) float64 {
 	x := f(b)
 	sums := make([]float64, len(spans))
 	o.parallel(len(spans), 64, func(lo, hi int) {
+		// each span's parts, in order, and whose they are
+		var parts []int
+		var of []int
 		for i := lo; i < hi; i++ {
-			v := x[spans[i][0]:spans[i][1]]
-			for p := 0; p < len(v); p += sumSquaresPart {
-				sums[i] += sumSquares(v[p:min(p+sumSquaresPart, len(v))])
+			for p := spans[i][0]; p < spans[i][1]; p += sumSquaresPart {
+				parts = append(parts, p, min(p+sumSquaresPart, spans[i][1]))
+				of = append(of, i)
 			}
+		}
+		out := make([]float64, len(of))
+		if sumSquaresPieces != nil {
+			sumSquaresPieces(x, parts, out)
+		} else {
+			for k := range out {
+				out[k] = sumSquares(x[parts[2*k]:parts[2*k+1]])
+			}
+		}
+		for k, i := range of {
+			sums[i] += out[k]
 		}
 	})
 	var s float64
@@ -391,9 +405,10 @@ var (
 	scatterAddColsOne func(d, s []float32, cols []int32, n, width int)    // ScatterAddCols' n rows without runs
 	adamwRange        func(u adamw, p, g, m, v []float32)
 	sumSquaresRange   func(x []float32) float64
-	sumSquares4       func(x0, x1, x2, x3 []float32) [4]float64 // sumSquaresRange of four equal parts at once
-	expShifted        func(x []float32, m float32)              // x[i] = expNeg(x[i] − m)
-	softmaxGradRange  func(dr, p []float32, scale float32)      // softmaxGrad
+	sumSquares4       func(x0, x1, x2, x3 []float32) [4]float64     // sumSquaresRange of four equal parts at once
+	sumSquaresPieces  func(x []float32, spans []int, out []float64) // sumSquaresRange of each span [spans[2k], spans[2k+1]) of x, in out[k]
+	expShifted        func(x []float32, m float32)                  // x[i] = expNeg(x[i] − m)
+	softmaxGradRange  func(dr, p []float32, scale float32)          // softmaxGrad
 	geluRange         func(out, x []float32)
 	geluBackwardRange func(dx, x, g []float32)
 )

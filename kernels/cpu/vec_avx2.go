@@ -358,6 +358,35 @@ __attribute__((target("avx2"))) static double estkit_sumsq(const float *x, long 
 	return estkit_sumsq_end(a, x, i, n);
 }
 
+// estkit_sumsq_ahead moves the cursor (*pi: a span, *pq: a value in it)
+// k values along the n spans sp, asking for each line it passes.
+static inline void estkit_sumsq_ahead(const float *x, const long *sp, long n, long *pi, long *pq, long k) {
+	while (k > 0 && *pi < n) {
+		if (*pq >= sp[2 * *pi + 1]) {
+			if (++*pi < n) *pq = sp[2 * *pi];
+			continue;
+		}
+		__builtin_prefetch(x + *pq);
+		*pq += 16;
+		k -= 16;
+	}
+}
+
+// estkit_sumsq of each of n spans [sp[2i], sp[2i+1]) of x, in out[i],
+// with the lines 16 KiB further along the spans asked for ahead of the
+// sums: rows of a weight read apart (a sampled neuron's) otherwise each
+// wait on memory before the hardware's prefetch follows them (half the
+// rows of c_fc took 85% of the time of all of them).
+__attribute__((target("avx2"))) static void estkit_sumsq_spans(const float *x, const long *sp, long n, double *out) {
+	long pi = 0, pq = n > 0 ? sp[0] : 0;
+	estkit_sumsq_ahead(x, sp, n, &pi, &pq, 4096);
+	for (long i = 0; i < n; i++) {
+		long len = sp[2 * i + 1] - sp[2 * i];
+		estkit_sumsq_ahead(x, sp, n, &pi, &pq, len);
+		out[i] = estkit_sumsq(x + sp[2 * i], len);
+	}
+}
+
 // estkit_sumsq's sums of four parts of n values each, in out, with the
 // same operations per part: four parts' additions interleaved, so that a
 // core reads four streams of memory at once (one stream at a time left
@@ -743,6 +772,7 @@ import "C"
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // With cgo on amd64, GELU, its gradient, the softmax's exponentials,
@@ -798,6 +828,11 @@ func init() {
 			return 0
 		}
 		return float64(C.estkit_sumsq((*C.float)(&x[0]), C.long(len(x))))
+	}
+	sumSquaresPieces = func(x []float32, spans []int, out []float64) {
+		if len(out) > 0 {
+			C.estkit_sumsq_spans((*C.float)(&x[0]), (*C.long)(unsafe.Pointer(&spans[0])), C.long(len(out)), (*C.double)(&out[0]))
+		}
 	}
 	sumSquares4 = func(x0, x1, x2, x3 []float32) (out [4]float64) {
 		n := len(x0)
