@@ -186,6 +186,15 @@ type GradZeroer interface {
 	ZeroesGrads() bool
 }
 
+// GradRowsAdamWer is a backend that updates a whole tensor of rows of
+// width values by AdamW (AdamWArgs as AdamW's) reading the gradient of the
+// rows has marks only: the others' gradients are 0, neither read nor
+// written (the CPU backend). Under EST the rows of the neurons and heads
+// a step did not run hold zeros; AdamW reads a quarter less of them so.
+type GradRowsAdamWer interface {
+	AdamWGradRows(p, g, m, v Buf, width int, has []bool, a AdamWArgs)
+}
+
 // SpanSumSquarer is a backend that sums the squares of many spans of a
 // buffer in one call (the CPU backend): SumSquaresSpans(b, spans) is the
 // sum, in the spans' order, of SumSquares of each span [lo, hi) of b. The

@@ -784,10 +784,13 @@ func unitAxis(e Param) (n int, cols bool) {
 // Step applies AdamW to the parameters the step trained, each with its own
 // step count; it returns the backend's error, if any. On a backend that
 // can (kernels.GradZeroer), AdamW leaves 0 in each gradient it reads, so
-// that the next ZeroGrads need not write the tensors it read whole.
+// that the next ZeroGrads need not write the tensors it read whole; on one
+// that can (kernels.GradRowsAdamWer), it does not read the rows of a
+// weight that no backward pass wrote since ZeroGrads (core.nonzero).
 func (g *core) Step(s StepOptions) error {
 	gz, _ := g.ops.(kernels.GradZeroer)
 	zeroes := gz != nil && gz.ZeroesGrads()
+	ga, _ := g.ops.(kernels.GradRowsAdamWer)
 	for i, e := range g.table {
 		if e.Layer >= 0 && s.Skipped[e.Layer] {
 			continue
@@ -808,6 +811,9 @@ func (g *core) Step(s StepOptions) error {
 		for _, grp := range advance(g.steps[i], idx) {
 			a.Step = int(grp.step)
 			switch {
+			case grp.idx == nil && ga != nil && g.nonzero[i] != nil && g.rowWidth(i) > 0:
+				// the rows no backward pass wrote hold zeros (core.nonzero)
+				ga.AdamWGradRows(p, gr, m, v, g.rowWidth(i), g.nonzero[i], a)
 			case grp.idx == nil:
 				g.ops.AdamW(p, gr, m, v, a)
 			case cols:

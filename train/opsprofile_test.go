@@ -81,6 +81,10 @@ func (o *opClock) SumSquaresSpans(b kernels.Buf, spans [][2]int) float64 {
 	defer o.time("SumSquares")()
 	return o.Ops.(kernels.SpanSumSquarer).SumSquaresSpans(b, spans)
 }
+func (o *opClock) AdamWGradRows(p, g, m, v kernels.Buf, width int, has []bool, a kernels.AdamWArgs) {
+	defer o.time("AdamW")()
+	o.Ops.(kernels.GradRowsAdamWer).AdamWGradRows(p, g, m, v, width, has, a)
+}
 func (o *opClock) ZeroesGrads() bool {
 	z, ok := o.Ops.(kernels.GradZeroer)
 	return ok && z.ZeroesGrads()

@@ -404,6 +404,7 @@ var (
 	gatherColsOne     func(d, s []float32, cols []int32, n, width int)    // GatherCols' n rows without runs
 	scatterAddColsOne func(d, s []float32, cols []int32, n, width int)    // ScatterAddCols' n rows without runs
 	adamwRange        func(u adamw, p, g, m, v []float32)
+	adamwRows         func(u adamw, p, g, m, v []float32, width int, has []bool) // AdamWGradRows' rows
 	sumSquaresRange   func(x []float32) float64
 	sumSquares4       func(x0, x1, x2, x3 []float32) [4]float64     // sumSquaresRange of four equal parts at once
 	sumSquaresPieces  func(x []float32, spans []int, out []float64) // sumSquaresRange of each span [spans[2k], spans[2k+1]) of x, in out[k]
@@ -826,6 +827,36 @@ func (o *Ops) AdamWSub(params, grads, m, v kernels.Buf, width int, rows, cols []
 	})
 }
 
+// AdamWGradRows: kernels.GradRowsAdamWer. The rows split between the
+// cores; the unmarked ones are updated as AdamW would with a gradient of
+// zeros (the same operations, on a zero the kernel makes, not reads).
+func (o *Ops) AdamWGradRows(params, grads, m, v kernels.Buf, width int, has []bool, a kernels.AdamWArgs) {
+	p, g, ms, vs := f(params), f(grads), f(m), f(v)
+	if width <= 0 || len(p) != width*len(has) {
+		panic(fmt.Sprintf("cpu: AdamWGradRows of %d values by rows of %d, %d rows marked", len(p), width, len(has)))
+	}
+	u := newAdamw(a)
+	o.parallel(len(has), 16, func(lo, hi int) {
+		if adamwRows != nil {
+			adamwRows(u, p[lo*width:hi*width], g[lo*width:hi*width], ms[lo*width:hi*width], vs[lo*width:hi*width], width, has[lo:hi])
+			return
+		}
+		for r := lo; r < hi; {
+			e := r + 1
+			for e < hi && has[e] == has[r] {
+				e++
+			}
+			a, b := r*width, e*width
+			if has[r] {
+				u.update(p[a:b], g[a:b], ms[a:b], vs[a:b])
+			} else {
+				u.updateGo(p[a:b], nil, ms[a:b], vs[a:b])
+			}
+			r = e
+		}
+	})
+}
+
 // ZeroesGrads: AdamW and AdamWSub honour AdamWArgs.ZeroGrads
 // (kernels.GradZeroer).
 func (o *Ops) ZeroesGrads() bool { return true }
@@ -860,12 +891,19 @@ func (u adamw) update(ps, gs, mm, vv []float32) {
 	u.updateGo(ps, gs, mm, vv)
 }
 
+// updateGo is update in Go; a nil gs is a gradient of zeros, not read.
 func (u adamw) updateGo(ps, gs, mm, vv []float32) {
-	gs, mm, vv = gs[:len(ps)], mm[:len(ps)], vv[:len(ps)]
+	mm, vv = mm[:len(ps)], vv[:len(ps)]
+	if gs != nil {
+		gs = gs[:len(ps)]
+	}
 	for i := range ps {
-		gi := gs[i]
-		if u.zero {
-			gs[i] = 0
+		var gi float32
+		if gs != nil {
+			gi = gs[i]
+			if u.zero {
+				gs[i] = 0
+			}
 		}
 		if u.scale != 1 {
 			gi *= u.scale

@@ -455,3 +455,70 @@ func TestSwiGLUGradient(t *testing.T) {
 	o.SwiGLUBackward(dh, h, wout, rows, F)
 	checkGrad(t, "dh", h, dh, loss)
 }
+
+// TestAdamWGradRows: AdamWGradRows leaves parameters and moments bit for
+// bit as AdamW over the tensor with zeros in the unmarked rows'
+// gradients, and neither reads nor writes those rows' gradients (NaN
+// there changes nothing and stays); with AdamWArgs.ZeroGrads the marked
+// rows' gradients are 0 after it. Rows of a width the vector loop leaves
+// a tail of, marks in runs, none and all, on 1, 2 and 3 workers, in the
+// C loop and the Go one.
+func TestAdamWGradRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	a := kernels.AdamWArgs{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: 3, GradScale: 0.7}
+	rowsC, rangeC := adamwRows, adamwRange
+	defer func() { adamwRows, adamwRange = rowsC, rangeC }()
+	for _, loop := range []string{"C", "Go"} {
+		if loop == "Go" {
+			adamwRows, adamwRange = nil, nil
+		} else if adamwRows == nil {
+			continue // no C loop in this build
+		}
+		for _, width := range []int{768, 13} {
+			for _, marks := range []string{"random", "none", "all"} {
+				has := make([]bool, 70)
+				for i := range has {
+					has[i] = marks == "all" || marks == "random" && r.IntN(3) > 0
+				}
+				n := width * len(has)
+				p, g, m, v := randBuf(r, n, 1), randBuf(r, n, 0.1), randBuf(r, n, 0.01), randBuf(r, n, 0.001)
+				for i := range v {
+					v[i] = float32(math.Abs(float64(v[i])))
+				}
+				for _, zero := range []bool{false, true} {
+					for workers := 1; workers <= 3; workers++ {
+						o := &Ops{workers: workers}
+						a.ZeroGrads = zero
+						wp, wg, wm, wv := slices.Clone(p), slices.Clone(g), slices.Clone(m), slices.Clone(v)
+						gp, gg, gm, gv := slices.Clone(p), slices.Clone(g), slices.Clone(m), slices.Clone(v)
+						for row, h := range has {
+							if !h {
+								clear(wg[row*width : (row+1)*width])
+								for k := row * width; k < (row+1)*width; k++ {
+									gg[k] = float32(math.NaN())
+								}
+							}
+						}
+						o.AdamW(Buf(wp), Buf(wg), Buf(wm), Buf(wv), a)
+						o.AdamWGradRows(Buf(gp), Buf(gg), Buf(gm), Buf(gv), width, has, a)
+						for i := range gp {
+							row := i / width
+							if math.Float32bits(gp[i]) != math.Float32bits(wp[i]) || math.Float32bits(gm[i]) != math.Float32bits(wm[i]) || math.Float32bits(gv[i]) != math.Float32bits(wv[i]) {
+								t.Fatalf("%s loop, width %d, %s marks, zero %v, %d workers: value %d (row marked %v): p m v %v %v %v, AdamW %v %v %v",
+									loop, width, marks, zero, workers, i, has[row], gp[i], gm[i], gv[i], wp[i], wm[i], wv[i])
+							}
+							switch {
+							case !has[row] && !math.IsNaN(float64(gg[i])):
+								t.Fatalf("%s loop: unmarked row %d's gradient written: %v", loop, row, gg[i])
+							case has[row] && zero && gg[i] != 0:
+								t.Fatalf("%s loop: marked row %d's gradient %v, not zeroed", loop, row, gg[i])
+							case has[row] && !zero && gg[i] != g[i]:
+								t.Fatalf("%s loop: marked row %d's gradient changed", loop, row)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

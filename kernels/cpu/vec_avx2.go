@@ -265,9 +265,10 @@ __attribute__((target("avx2"))) static void estkit_exp_shifted(float *x, float m
 
 // One AdamW update over n elements, as adamw.update in cpu.go does it.
 // With zero set it leaves 0 in each gradient value it has read
-// (AdamWArgs.ZeroGrads).
+// (AdamWArgs.ZeroGrads). A NULL g is a gradient of zeros, not read.
 __attribute__((target("avx2"))) static void estkit_adamw(float *p, float *g, float *m, float *v, long n,
 		float beta1, float beta2, float eps, float scale, float decay, float step, float rbc2, int zero) {
+	if (!g) zero = 0;
 	const float c1 = 1 - beta1, c2 = 1 - beta2;
 	const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2), k1 = _mm256_set1_ps(c1), k2 = _mm256_set1_ps(c2);
 	const __m256 ep = _mm256_set1_ps(eps), sc = _mm256_set1_ps(scale), de = _mm256_set1_ps(decay), st = _mm256_set1_ps(step), rb = _mm256_set1_ps(rbc2);
@@ -275,11 +276,11 @@ __attribute__((target("avx2"))) static void estkit_adamw(float *p, float *g, flo
 	for (; i + 8 <= n; i += 8) {
 		if ((i & 15) == 0) { // each line of the four streams asked for ESTKIT_ADAMW_AHEAD floats ahead
 			_mm_prefetch((const char *)(p + i + ESTKIT_ADAMW_AHEAD), _MM_HINT_T0);
-			_mm_prefetch((const char *)(g + i + ESTKIT_ADAMW_AHEAD), _MM_HINT_T0);
+			if (g) _mm_prefetch((const char *)(g + i + ESTKIT_ADAMW_AHEAD), _MM_HINT_T0);
 			_mm_prefetch((const char *)(m + i + ESTKIT_ADAMW_AHEAD), _MM_HINT_T0);
 			_mm_prefetch((const char *)(v + i + ESTKIT_ADAMW_AHEAD), _MM_HINT_T0);
 		}
-		__m256 gi = _mm256_loadu_ps(g + i);
+		__m256 gi = g ? _mm256_loadu_ps(g + i) : _mm256_setzero_ps();
 		if (zero) _mm256_storeu_ps(g + i, _mm256_setzero_ps());
 		if (scale != 1) gi = _mm256_mul_ps(gi, sc);
 		__m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(k1, gi));
@@ -290,7 +291,7 @@ __attribute__((target("avx2"))) static void estkit_adamw(float *p, float *g, flo
 		_mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(p + i), de), _mm256_div_ps(_mm256_mul_ps(st, mi), denom)));
 	}
 	for (; i < n; i++) {
-		float gi = g[i];
+		float gi = g ? g[i] : 0;
 		if (zero) g[i] = 0;
 		if (scale != 1) gi *= scale;
 		float mi = beta1 * m[i] + c1 * gi;
@@ -299,6 +300,20 @@ __attribute__((target("avx2"))) static void estkit_adamw(float *p, float *g, flo
 		v[i] = vi;
 		float denom = _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(vi))) * rbc2 + eps; // sqrtss: no libm
 		p[i] = p[i] * decay - step * mi / denom;
+	}
+}
+
+// estkit_adamw over nrows rows of width values, reading the gradient of
+// the rows has marks and a gradient of zeros elsewhere, a run of rows of
+// either kind at a time.
+__attribute__((target("avx2"))) static void estkit_adamw_rows(float *p, float *g, float *m, float *v, long width, long nrows,
+		const unsigned char *has, float beta1, float beta2, float eps, float scale, float decay, float step, float rbc2, int zero) {
+	for (long r = 0; r < nrows;) {
+		long e = r + 1;
+		while (e < nrows && !has[e] == !has[r]) e++;
+		long o = r * width;
+		estkit_adamw(p + o, has[r] ? g + o : NULL, m + o, v + o, (e - r) * width, beta1, beta2, eps, scale, decay, step, rbc2, zero);
+		r = e;
 	}
 }
 
@@ -828,6 +843,13 @@ func init() {
 			return 0
 		}
 		return float64(C.estkit_sumsq((*C.float)(&x[0]), C.long(len(x))))
+	}
+	adamwRows = func(u adamw, p, g, m, v []float32, width int, has []bool) {
+		if len(has) > 0 && width > 0 {
+			C.estkit_adamw_rows((*C.float)(&p[0]), (*C.float)(&g[0]), (*C.float)(&m[0]), (*C.float)(&v[0]), C.long(width), C.long(len(has)),
+				(*C.uchar)(unsafe.Pointer(&has[0])), C.float(u.beta1), C.float(u.beta2), C.float(u.eps), C.float(u.scale), C.float(u.decay),
+				C.float(u.stepSize), C.float(u.rbc2), zeroArg(u.zero))
+		}
 	}
 	sumSquaresPieces = func(x []float32, spans []int, out []float64) {
 		if len(out) > 0 {
