@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,8 +19,9 @@ import (
 // the CUDA backend (on a GPU, or emulated on the CPU with -tags cudaemu)
 // as on the CPU backend: the losses and the first step's gradients within
 // float32 rounding, the parameters within that and a hundredth of the
-// learning rate (AdamW's first steps move a weight whose gradient is
-// rounding noise by up to the learning rate, whatever the noise's size).
+// learning rate; a weight whose gradient is rounding noise, which AdamW's
+// first steps move by up to the learning rate whatever the noise's size,
+// within the two steps' learning rate.
 func TestBackendsAgree(t *testing.T) {
 	gpu, err := cuda.New()
 	if err != nil {
@@ -35,6 +37,16 @@ func TestBackendsAgree(t *testing.T) {
 		}
 		rms := rmsOf(wantG)
 		agree(t, "gradient", gotG, wantG, func(w float64) float64 { return 1e-4 * (math.Abs(w) + rms) })
+		// A weight whose first gradient is below the gradients' tolerance
+		// (rounding noise: 1e-9 against an rms of 1e-3, where a product's
+		// order of sums decides even its sign) moves by AdamW's g/(|g|+eps)
+		// of the learning rate: it is held to the two steps' bound only.
+		gotP = slices.Clone(gotP)
+		for i, g := range wantG {
+			if math.Abs(float64(g)) < 1e-4*rms && math.Abs(float64(gotP[i]-wantP[i])) <= 2*backendLR {
+				gotP[i] = wantP[i]
+			}
+		}
 		agree(t, "parameter", gotP, wantP, func(w float64) float64 { return 1e-5*(1+math.Abs(w)) + backendLR/100 })
 	})
 }

@@ -939,7 +939,10 @@ type Model interface {
 	// write parameters through SetParams or LoadTensors, which also
 	// refresh their bfloat16 copy. Grads is written by Backward (and a
 	// reduction of GradViews after it) alone: ZeroGrads trusts that what
-	// the last Step left at 0 stays so until a Backward.
+	// the last Step left at 0 stays so until a Backward, and GradNorm and
+	// Step that the rows of a sampled weight no Backward wrote since
+	// ZeroGrads hold 0 (so a reduction combines processes that ran the
+	// same subnetworks, as the sampler gives every rank).
 	Params() kernels.Buf
 	Grads() kernels.Buf
 	// GradViews are views of Grads holding the parameters outside the
