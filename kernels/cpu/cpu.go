@@ -846,11 +846,11 @@ func (o *Ops) AdamWGradRows(params, grads, m, v kernels.Buf, width int, has []bo
 			for e < hi && has[e] == has[r] {
 				e++
 			}
-			a, b := r*width, e*width
+			x0, x1 := r*width, e*width
 			if has[r] {
-				u.update(p[a:b], g[a:b], ms[a:b], vs[a:b])
+				u.update(p[x0:x1], g[x0:x1], ms[x0:x1], vs[x0:x1])
 			} else {
-				u.updateGo(p[a:b], nil, ms[a:b], vs[a:b])
+				u.updateGo(p[x0:x1], nil, ms[x0:x1], vs[x0:x1])
 			}
 			r = e
 		}
