@@ -230,20 +230,12 @@ type sampledRows struct {
 	qkvRows, projCols, upRows, downCols []int32
 }
 
-func (m *model) sampled(heads, neurons []int32) sampledRows {
-	var s sampledRows
-	c := m.Cfg
-	if heads != nil {
-		HS := c.Channels / c.Heads
-		s.qkvRows, s.projCols = qkvRows(heads, c.Heads, c.KV(), HS), headCols(heads, HS)
-	}
-	if neurons != nil {
-		s.upRows, s.downCols = neurons, neurons
-		if m.fam.mlp == swigluMLP {
-			s.upRows = gateUpRows(neurons, c.MLP())
-		}
-	}
-	return s
+// sampled lists them for block view v running heads and neurons: the
+// rows and columns unitIdx gives, the same lists the gradient norm and
+// AdamW take as what a backward pass wrote.
+func (m *model) sampled(v blockView, heads, neurons []int32) sampledRows {
+	u, t := Units{heads, neurons}, m.table
+	return sampledRows{m.unitIdx(t[v.qkv.w], u), m.unitIdx(t[v.proj.w], u), m.unitIdx(t[v.up.w], u), m.unitIdx(t[v.down.w], u)}
 }
 
 // upWidth is the width of the MLP's input projection for ff neurons.
@@ -265,7 +257,8 @@ func (m *model) blockForward(i, l int, in, W kernels.Buf) (kernels.Buf, error) {
 	B, T := m.B, m.T
 	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
 	D, QKV, U := nh*HS, (nh+2*nkv)*HS, m.upWidth(ff)
-	v, s := m.view.blocks[l], m.sampled(heads, neurons)
+	v := m.view.blocks[l]
+	s := m.sampled(v, heads, neurons)
 	ba := m.slot(i)
 	m.inputs[l] = in
 	// attention: x1 = in + hsc·attention(norm1(in))·projᵀ + bproj
@@ -342,7 +335,8 @@ func (m *model) blockBackward(i, l int, W kernels.Buf) {
 	C, BT, HS := c.Channels, B*T, c.Channels/c.Heads
 	heads, neurons, nh, nkv, ff, hsc, msc := m.blockShape(m.sel, l)
 	D, QKV, U := nh*HS, (nh+2*nkv)*HS, m.upWidth(ff)
-	v, s := m.view.blocks[l], m.sampled(heads, neurons)
+	v := m.view.blocks[l]
+	s := m.sampled(v, heads, neurons)
 	ba := m.slot(i)
 	dres := a.dres
 	// MLP
