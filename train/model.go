@@ -636,14 +636,14 @@ func (g *core) written(sel *Selection) {
 // zeros.
 func (g *core) GradNorm(skipped map[int]bool) float64 {
 	ss, _ := g.ops.(kernels.SpanSumSquarer)
-	rows := func(i int, e Param) bool { return ss != nil && g.nonzero[i] != nil && g.rowWidth(i) > 0 }
+	rows := func(i int) bool { return ss != nil && g.nonzero[i] != nil && g.rowWidth(i) > 0 } // read by rows
 	var s float64
-	for _, r := range g.tensorSpans(func(i int, e Param) bool { return (e.Layer < 0 || !skipped[e.Layer]) && !rows(i, e) }) {
+	for _, r := range g.tensorSpans(func(i int, e Param) bool { return (e.Layer < 0 || !skipped[e.Layer]) && !rows(i) }) {
 		s += g.ops.SumSquares(g.ops.Slice(g.grads, r[0], r[1]-r[0]))
 	}
 	var spans [][2]int
 	for i, e := range g.table {
-		if (e.Layer >= 0 && skipped[e.Layer]) || !rows(i, e) {
+		if (e.Layer >= 0 && skipped[e.Layer]) || !rows(i) {
 			continue
 		}
 		w, nz := g.rowWidth(i), g.nonzero[i]
