@@ -110,6 +110,11 @@ lint: blas
 unit: refs blas minio
 	ESTKIT_REFS=$(REFS) ESTKIT_REQUIRE_REFS=1 ESTKIT_REQUIRE_MINIO=1 $(GO) test -tags '$(TAGS)' -count=1 ./...
 	$(GO) test -count=1 ./kernels/... ./train  # the pure-Go fallback too
+	# OpenBLAS's Haswell kernels (those of every AVX2 CPU), whose sums
+	# depend on where a product is cut, where the machine has not named a
+	# core table already: the bits must not depend on the workers there
+	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(GO) test -tags '$(TAGS)' -count=1 \
+	  -run 'WorkersBitExact|MatMulConcurrent|StepBitsIndependentOfWorkers|Sampled|BackendsAgree' ./kernels/cpu ./train
 	# the CUDA backend's kernels and launches, on the CPU emulator; then the
 	# kernels again under AddressSanitizer (every buffer its own
 	# allocation: a read or write past one fails)

@@ -7,15 +7,17 @@ package cpu
 #define _GNU_SOURCE
 #include <cblas.h>
 void openblas_set_num_threads(int);
+char *openblas_get_corename(void);
 
-// A product split over threads of our own: pool thread p computes part p,
-// a single-threaded sgemm over a range of C's rows or columns, the range
-// Ops.parallel would give (n*p/parts up to n*(p+1)/parts), while the
-// calling thread waits.
+// A product cut into pieces, computed on threads of our own: piece q is a
+// single-threaded sgemm over a range of C's rows or columns, the range
+// goParallel would give (ext*q/pieces up to ext*(q+1)/pieces), and pool
+// thread p computes pieces pieces*p/parts up to pieces*(p+1)/parts, while
+// the calling thread waits.
 typedef struct {
 	float *c;
 	const float *a, *b;
-	int m, n, k, ta, tb, lda, ldb, ldc, parts, cols;
+	int m, n, k, ta, tb, lda, ldb, ldc, pieces, parts, cols;
 	float alpha, beta;
 } estkit_mm;
 
@@ -24,9 +26,9 @@ typedef struct {
 typedef void (*estkit_pool_fn)(void *arg, int p);
 int estkit_pool_run(estkit_pool_fn fn, void *arg, int parts);
 
-static void estkit_mm_part(const estkit_mm *j, int p) {
+static void estkit_mm_piece(const estkit_mm *j, int q) {
 	long ext = j->cols ? j->n : j->m;
-	long lo = ext * p / j->parts, hi = ext * (p + 1) / j->parts;
+	long lo = ext * q / j->pieces, hi = ext * (q + 1) / j->pieces;
 	if (hi <= lo) return;
 	const float *a = j->a, *b = j->b;
 	float *c = j->c;
@@ -42,6 +44,11 @@ static void estkit_mm_part(const estkit_mm *j, int p) {
 	}
 	cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, m, n, j->k, j->alpha,
 		a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+}
+
+static void estkit_mm_part(const estkit_mm *j, int p) {
+	long lo = (long)j->pieces * p / j->parts, hi = (long)j->pieces * (p + 1) / j->parts;
+	for (long q = lo; q < hi; q++) estkit_mm_piece(j, (int)q);
 }
 
 #if defined(__linux__) && defined(__x86_64__)
@@ -172,16 +179,22 @@ import "C"
 // scheduler's handling of a long cgo call and a parked CPU's wake-up;
 // unpinned pool threads measured no better in the step, and threads that
 // spin long between products (2 ms) slowed the Go kernels around them.
+// blasCore is the name of the core table whose kernels OpenBLAS runs
+// (OPENBLAS_CORETYPE, where given, names it).
+func blasCore() string { return C.GoString(C.openblas_get_corename()) }
+
 func init() {
 	C.openblas_set_num_threads(1)
+	core := blasCore()
+	cutForWorkers = core == "SkylakeX" || core == "Cooperlake"
 	sgemm = openblasSgemm
 	sgemmParts = openblasSgemmParts
 }
 
-func openblasSgemmParts(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc, parts int, cols bool) bool {
+func openblasSgemmParts(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc, pieces, parts int, cols bool) bool {
 	return C.estkit_mm_run(C.estkit_mm{c: (*C.float)(&c[0]), a: (*C.float)(&a[0]), b: (*C.float)(&b[0]),
 		m: C.int(m), n: C.int(n), k: C.int(k), ta: cbool(ta), tb: cbool(tb), lda: C.int(lda), ldb: C.int(ldb), ldc: C.int(ldc),
-		parts: C.int(parts), cols: cbool(cols), alpha: C.float(alpha), beta: C.float(beta)}) != 0
+		pieces: C.int(pieces), parts: C.int(parts), cols: cbool(cols), alpha: C.float(alpha), beta: C.float(beta)}) != 0
 }
 
 func cbool(v bool) C.int {

@@ -11,10 +11,34 @@ import (
 )
 
 // TestMatMulWorkersBitExact: a product split over any number of workers,
-// by rows or by columns, gives the bits of the single-threaded sgemm.
-// matmul chooses the split by shape, so the shapes cover both sides,
-// each transpose and sizes that leave uneven parts.
+// by rows or by columns, gives the bits of one worker. matmul chooses the
+// split by shape, so the shapes cover both sides, each transpose and
+// sizes that leave uneven parts; the pieces are cut for 1, 2, 3 and 5
+// CPUs. On OpenBLAS's SkylakeX and Cooperlake kernels, which round a
+// piece of a product as they round the whole, the bits are also the
+// single sgemm call's whatever the cut, so there matmul cuts for the
+// workers (cutForWorkers), and both ways are tried; elsewhere (its
+// Haswell kernels) they are not, and the pieces must not follow the
+// workers.
 func TestMatMulWorkersBitExact(t *testing.T) {
+	defer func(n int, w bool) { pieceCPUs, cutForWorkers = n, w }(pieceCPUs, cutForWorkers)
+	core := blasCore()
+	wholeExact := core == "SkylakeX" || core == "Cooperlake"
+	if cutForWorkers != wholeExact {
+		t.Fatalf("OpenBLAS core %s: products cut for the workers: %v", core, cutForWorkers)
+	}
+	t.Logf("OpenBLAS core %s: pieces give the whole product's bits: %v", core, wholeExact)
+	for _, cut := range []bool{false, true} {
+		if cut && !wholeExact {
+			continue
+		}
+		cutForWorkers = cut
+		matMulWorkersBitExact(t, wholeExact)
+	}
+}
+
+func matMulWorkersBitExact(t *testing.T, wholeExact bool) {
+	core := blasCore()
 	shapes := [][3]int{{256, 3072, 768}, {256, 768, 3072}, {3072, 768, 256}, {768, 1536, 256}, {37, 1000, 333}, {1000, 37, 333}, {100, 2304, 64}, {64, 176, 4096}, {176, 64, 256}, {96, 64, 256}, {64, 176, 256}, {256, 64, 176}, {256, 176, 64}}
 	for _, s := range shapes {
 		m, n, k := s[0], s[1], s[2]
@@ -23,17 +47,27 @@ func TestMatMulWorkersBitExact(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(m), uint64(n)))
 			a, b := normals(r, m*k), normals(r, k*n)
 			c0 := normals(r, m*n)
-			want := append([]float32(nil), c0...)
+			whole := append([]float32(nil), c0...)
 			lda, ldb, ldc := leading(m, n, k, ta, tb)
-			sgemm(want, a, b, m, n, k, ta, tb, 0.5, 1, lda, ldb, ldc)
-			for _, w := range []int{1, 2, 3, 5} {
-				o := New()
-				o.workers = w
-				got := append([]float32(nil), c0...)
-				o.MatMul(Buf(got), Buf(a), Buf(b), m, n, k, ta, tb, 0.5, 1)
-				for i := range want {
-					if got[i] != want[i] {
-						t.Fatalf("%d×%d×%d ta=%v tb=%v, %d workers: element %d is %v, single-threaded %v", m, n, k, ta, tb, w, i, got[i], want[i])
+			sgemm(whole, a, b, m, n, k, ta, tb, 0.5, 1, lda, ldb, ldc)
+			for _, cpus := range []int{1, 2, 3, 5} {
+				pieceCPUs = cpus
+				var want []float32
+				for _, w := range []int{1, 2, 3, 5} {
+					o := New()
+					o.workers = w
+					got := append([]float32(nil), c0...)
+					o.MatMul(Buf(got), Buf(a), Buf(b), m, n, k, ta, tb, 0.5, 1)
+					if want == nil {
+						want = got
+					}
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("%d×%d×%d ta=%v tb=%v, cut for the workers %v, pieces for %d CPUs, %d workers: element %d is %v, on one worker %v", m, n, k, ta, tb, cutForWorkers, cpus, w, i, got[i], want[i])
+						}
+						if wholeExact && got[i] != whole[i] {
+							t.Fatalf("%d×%d×%d ta=%v tb=%v, %s kernels, cut for the workers %v, pieces for %d CPUs, %d workers: element %d is %v, one sgemm call %v", m, n, k, ta, tb, core, cutForWorkers, cpus, w, i, got[i], whole[i])
+						}
 					}
 				}
 			}
@@ -43,7 +77,7 @@ func TestMatMulWorkersBitExact(t *testing.T) {
 
 // TestMatMulConcurrent: products from several goroutines at once (one
 // holds the thread pool, the others split theirs on goroutines) each give
-// the single-threaded sgemm's bits.
+// the bits of one worker.
 func TestMatMulConcurrent(t *testing.T) {
 	const m, n, k = 64, 900, 70
 	var wg sync.WaitGroup
@@ -53,8 +87,9 @@ func TestMatMulConcurrent(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(g), 9))
 			a, b := normals(r, m*k), normals(r, k*n)
 			want := make([]float32, m*n)
-			lda, ldb, ldc := leading(m, n, k, false, true)
-			sgemm(want, a, b, m, n, k, false, true, 1, 0, lda, ldb, ldc)
+			one := New()
+			one.workers = 1
+			one.MatMul(Buf(want), Buf(a), Buf(b), m, n, k, false, true, 1, 0)
 			o := New()
 			o.workers = 2
 			got := make([]float32, m*n)
@@ -62,7 +97,7 @@ func TestMatMulConcurrent(t *testing.T) {
 				o.MatMul(Buf(got), Buf(a), Buf(b), m, n, k, false, true, 1, 0)
 				for i := range want {
 					if got[i] != want[i] {
-						errs <- fmt.Sprintf("goroutine %d: element %d is %v, single-threaded %v", g, i, got[i], want[i])
+						errs <- fmt.Sprintf("goroutine %d: element %d is %v, on one worker %v", g, i, got[i], want[i])
 						return
 					}
 				}
@@ -100,7 +135,8 @@ func splitProduct(o *Ops, c, a, w []float32, m, n, k int, ta, tb, cols, pool boo
 	if cols {
 		ext = n
 	}
-	sgemmSplit(c, a, w, m, n, k, ta, tb, 1, 0, min(o.workers, (ext+15)/16), cols, pool)
+	parts := min(o.workers, (ext+15)/16)
+	sgemmSplit(c, a, w, m, n, k, ta, tb, 1, 0, parts, parts, cols, pool)
 }
 
 // split is how a benchmark splits a product: by rows, by columns, or as
