@@ -179,10 +179,6 @@ import "C"
 // scheduler's handling of a long cgo call and a parked CPU's wake-up;
 // unpinned pool threads measured no better in the step, and threads that
 // spin long between products (2 ms) slowed the Go kernels around them.
-// blasCore is the name of the core table whose kernels OpenBLAS runs
-// (OPENBLAS_CORETYPE, where given, names it).
-func blasCore() string { return C.GoString(C.openblas_get_corename()) }
-
 func init() {
 	C.openblas_set_num_threads(1)
 	core := blasCore()
@@ -190,6 +186,10 @@ func init() {
 	sgemm = openblasSgemm
 	sgemmParts = openblasSgemmParts
 }
+
+// blasCore is the name of the core table whose kernels OpenBLAS runs
+// (OPENBLAS_CORETYPE, where given, names it).
+func blasCore() string { return C.GoString(C.openblas_get_corename()) }
 
 func openblasSgemmParts(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, lda, ldb, ldc, pieces, parts int, cols bool) bool {
 	return C.estkit_mm_run(C.estkit_mm{c: (*C.float)(&c[0]), a: (*C.float)(&a[0]), b: (*C.float)(&b[0]),

@@ -53,6 +53,7 @@ type sampledJob struct {
 	scatter     bool
 	parts       int
 	splitM      bool
+	solo        bool // the parts run one after another on the calling thread
 	sorted      bool // the index list increases
 }
 
@@ -94,8 +95,10 @@ const sampledMin = 28 * 512 * 512
 // 256×128 copy: 5-9% slower in place).
 const sampledMinCopy = 1 << 18
 
-// sampledSplit is the parts matmul would split a product of these shapes
-// into, and along which side; ok says whether sampledRun takes it.
+// sampledSplit is the pieces matmul would cut a product of these shapes
+// into, and along which side; ok says whether sampledRun takes it (it
+// runs a piece a worker, or all of them on one, so not where the pieces
+// outnumber two or more workers).
 func (o *Ops) sampledSplit(m, n, k int, ta bool) (parts int, splitM, ok bool) {
 	if sampledRun == nil || m < 16 || n < 16 || k < 16 {
 		return 0, false, false
@@ -105,8 +108,12 @@ func (o *Ops) sampledSplit(m, n, k int, ta bool) (parts int, splitM, ok bool) {
 	if cols {
 		ext, other = n, m
 	}
-	parts = splitParts(ext, other, k, o.workers)
-	if float64(ext/parts)*float64(other)*float64(k) < sampledMin {
+	cpus := pieceCPUs
+	if cutForWorkers {
+		cpus = o.workers
+	}
+	parts = splitParts(ext, other, k, cpus)
+	if parts > o.workers && o.workers > 1 || float64(ext/parts)*float64(other)*float64(k) < sampledMin {
 		return 0, false, false
 	}
 	return parts, cols, true
@@ -164,7 +171,7 @@ func (o *Ops) matMulSampled(cv, av, wv []float32, m, n, k int, ta, tb bool, alph
 	if R*Cw < sampledMinCopy {
 		return false
 	}
-	j := sampledJob{c: cv, ldc: n, m: n, n: m, k: k, alpha: alpha, beta: beta, parts: parts, splitM: splitM}
+	j := sampledJob{c: cv, ldc: n, m: n, n: m, k: k, alpha: alpha, beta: beta, parts: parts, splitM: splitM, solo: o.workers <= 1}
 	if rows != nil {
 		if len(rows) != R || width != Cw {
 			panic(fmt.Sprintf("cpu: %d rows of width %d for a %d×%d operand", len(rows), width, R, Cw))
@@ -212,7 +219,7 @@ func (o *Ops) matMulScatter(dv, av, bv []float32, m, n, k int, ta, tb bool, alph
 	if len(av) < m*k || len(bv) < k*n {
 		panic("cpu: matmul operands smaller than their shapes")
 	}
-	j := sampledJob{c: dv, ldc: width, m: n, n: m, k: k, alpha: alpha, scatter: true, parts: parts, splitM: splitM}
+	j := sampledJob{c: dv, ldc: width, m: n, n: m, k: k, alpha: alpha, scatter: true, parts: parts, splitM: splitM, solo: o.workers <= 1}
 	if rows != nil {
 		if len(rows) != m || width != n {
 			panic(fmt.Sprintf("cpu: %d rows of width %d for a %d×%d product", len(rows), width, m, n))

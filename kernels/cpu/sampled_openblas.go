@@ -20,16 +20,21 @@ int estkit_pool_run(estkit_pool_fn fn, void *arg, int parts);
 
 // OpenBLAS's level-3 pieces for the CPU it chose: the packing routines
 // and the inner kernel its sgemm driver calls, found by name (the library
-// exports them per core), with the block sizes that driver uses for that
-// core (OpenBLAS 0.3.21's param.h and setparam-ref.c). estkit_ix_init
-// leaves ix_kernel NULL for any other core.
+// exports them per core), with the block sizes and register block
+// (ix_UM × ix_UN) that driver uses for that core (OpenBLAS 0.3.21's
+// param.h and setparam-ref.c; in its DYNAMIC_ARCH build the driver loop
+// itself is one for every core). estkit_ix_init leaves ix_kernel NULL for
+// any other core.
 typedef int (*ix_kernel_fn)(long m, long n, long k, float alpha, float *sa, float *sb, float *c, long ldc);
 typedef int (*ix_copy_fn)(long m, long n, float *a, long lda, float *b);
 static ix_kernel_fn ix_kernel;
 static ix_copy_fn ix_itcopy, ix_incopy, ix_oncopy, ix_otcopy;
-static long ix_P, ix_Q, ix_R;
-#define IX_UM 16
-#define IX_UN 4
+static long ix_P, ix_Q, ix_R, ix_UM, ix_UN;
+// ix_anyN: the kernel's bits for a column do not depend on how many
+// columns a call is given (SkylakeX, Cooperlake), so a scatter may run it
+// on tiles of its own width; the Haswell kernel's do, and a scatter makes
+// the driver's calls (ix_scatter).
+static int ix_anyN;
 
 static void *ix_sym(const char *what, const char *core) {
 	char name[64];
@@ -48,16 +53,20 @@ static const char *estkit_ix_init(void) {
 	const char *core = openblas_get_corename(), *sfx;
 	if (strcmp(core, "SkylakeX") == 0) {
 		sfx = "SKYLAKEX";
-		ix_P = 448, ix_Q = 448;
+		ix_P = 448, ix_Q = 448, ix_UM = 16, ix_UN = 4, ix_anyN = 1;
 	} else if (strcmp(core, "Cooperlake") == 0) {
 		sfx = "COOPERLAKE";
-		ix_P = 640, ix_Q = 320;
+		ix_P = 640, ix_Q = 320, ix_UM = 16, ix_UN = 4, ix_anyN = 1;
+	} else if (strcmp(core, "Haswell") == 0 || strcmp(core, "Zen") == 0) {
+		sfx = core[0] == 'H' ? "HASWELL" : "ZEN";
+		ix_P = 320, ix_Q = 320, ix_UM = 8, ix_UN = 4;
 	} else {
-		static char why[96];
-		snprintf(why, sizeof why, "OpenBLAS runs its %s kernels; their blocking is known for SkylakeX and Cooperlake only", core);
+		static char why[128];
+		snprintf(why, sizeof why, "OpenBLAS runs its %s kernels; their blocking is known for SkylakeX, Cooperlake, Haswell and Zen only", core);
 		return why;
 	}
-	if (!__builtin_cpu_supports("avx512f")) return "OpenBLAS was told of an AVX-512 core (OPENBLAS_CORETYPE?) that has no AVX-512";
+	// the gathers and adds below are AVX-512's
+	if (!__builtin_cpu_supports("avx512f")) return "the in-place products' gathers need AVX-512, which this CPU has not";
 	ix_R = ix_r(ix_P, ix_Q);
 	ix_itcopy = (ix_copy_fn)ix_sym("itcopy", sfx);
 	ix_incopy = (ix_copy_fn)ix_sym("incopy", sfx);
@@ -118,19 +127,19 @@ static int ix_ready(ix_scratch *s, long nsb, long ntmp, long ntile) {
 // makes, so the bits; the others only where they fall.
 static long ix_kblock(long rest) {
 	if (rest >= 2 * ix_Q) return ix_Q;
-	if (rest > ix_Q) return ((rest / 2 + IX_UM - 1) / IX_UM) * IX_UM;
+	if (rest > ix_Q) return ((rest / 2 + ix_UM - 1) / ix_UM) * ix_UM;
 	return rest;
 }
 
 static long ix_iblock(long rest) {
 	if (rest >= 2 * ix_P) return ix_P;
-	if (rest > ix_P) return ((rest / 2 + IX_UM - 1) / IX_UM) * IX_UM;
+	if (rest > ix_P) return ((rest / 2 + ix_UM - 1) / ix_UM) * ix_UM;
 	return rest;
 }
 
 static long ix_jjblock(long rest) {
-	if (rest >= 3 * IX_UN) return 3 * IX_UN;
-	if (rest > IX_UN) return IX_UN;
+	if (rest >= 3 * ix_UN) return 3 * ix_UN;
+	if (rest > ix_UN) return ix_UN;
 	return rest;
 }
 
@@ -241,8 +250,8 @@ __attribute__((target("avx512f"))) static void ix_expand_add(float *d, const flo
 // driver would: itcopy where A's rows are adjacent, incopy where its
 // depth is. An indexed block is first gathered into tmp, laid out as the
 // copy routine reads it: the whole block where A's rows are adjacent,
-// else a strip of IX_UM rows at a time, packed where the whole block's
-// call would have put it (a strip's IX_UM·ml values; the last, shorter
+// else a strip of ix_UM rows at a time, packed where the whole block's
+// call would have put it (a strip's ix_UM·ml values; the last, shorter
 // strip as the whole call packs its tail), with the next strip's rows
 // prefetched.
 static void ix_packA(const ix_opnd *o, long is, long mi, long ls, long ml, float *sa, float *tmp, const uint16_t *masks) {
@@ -264,9 +273,9 @@ static void ix_packA(const ix_opnd *o, long is, long mi, long ls, long ml, float
 		return;
 	}
 	long l0 = o->lm ? o->lm[ls] : ls, span = o->lm ? ix_span(o->lm + ls, ml) : ml;
-	for (long i0 = 0; i0 < mi; i0 += IX_UM) {
-		long n = mi - i0 < IX_UM ? mi - i0 : IX_UM;
-		for (long t = i0 + IX_UM; t < i0 + 2 * IX_UM && t < mi; t++)
+	for (long i0 = 0; i0 < mi; i0 += ix_UM) {
+		long n = mi - i0 < ix_UM ? mi - i0 : ix_UM;
+		for (long t = i0 + ix_UM; t < i0 + 2 * ix_UM && t < mi; t++)
 			ix_prefetch(o->p + (o->im ? (long)o->im[is + t] : is + t) * o->si + l0, span);
 		for (long t = 0; t < n; t++) { // tmp[t·ml + l] = A(i0+t, l)
 			const float *src = o->p + (o->im ? (long)o->im[is + i0 + t] : is + i0 + t) * o->si;
@@ -297,6 +306,7 @@ typedef struct {
 	long M, N, K;
 	float alpha, beta;
 	int scatter, parts, splitM;
+	int solo;   // the parts run one after another on the calling thread
 	int sorted; // the index list is increasing
 	int failed; // a part could not allocate its scratch
 } ix_job;
@@ -350,14 +360,26 @@ static int ix_gemm(const ix_job *j, ix_scratch *s) {
 	return 1;
 }
 
-// ix_scatter is ix_gemm into zeroed tiles of a block of C's rows by
-// IX_TILE columns, each added through the maps as soon as it is done,
-// while it is in cache. The depth must fit one block (K ≤ ix_Q), so that
-// a tile holds what the driver's C would.
+// ix_scatter is ix_gemm into zeroed tiles of a block of C's rows, each
+// added through the maps as soon as it is done, while it is in cache. The
+// depth must fit one block (K ≤ ix_Q), so that a tile holds what the
+// driver's C would. The tiles are IX_TILE columns wide where the kernel's
+// bits allow (ix_anyN); else they are the driver's own calls: the first
+// row block's by ix_jjblock's columns, every later one's over all of them.
 #define IX_TILE 48
+static void ix_tile_add(const ix_job *j, const ix_scratch *s, const uint16_t *masks, long is, long mi, long jj, long mjj) {
+	for (long q = 0; q < mjj; q++) {
+		float *col = j->c + (j->cj ? (long)j->cj[jj + q] : jj + q) * j->ldc;
+		const float *t = s->tile + q * mi;
+		if (j->ci && masks) ix_expand_add(col, t, masks, j->ci[is], j->ci[is + mi - 1]);
+		else if (j->ci) ix_add_at(col, j->ci + is, t, mi);
+		else ix_add(col + is, t, mi);
+	}
+}
+
 static int ix_scatter(const ix_job *j, ix_scratch *s) {
 	long M = j->M, N = j->N, K = j->K;
-	if (!ix_ready(s, K * N, ix_P * ix_Q, ix_P * IX_TILE)) return 0;
+	if (!ix_ready(s, K * N, ix_P * ix_Q, ix_P * (ix_anyN ? IX_TILE : N))) return 0;
 	const uint16_t *masks = ix_job_masks(j, s);
 	for (long jj = 0, mjj; jj < N; jj += mjj) { // B packed as the driver's first row block packs it
 		mjj = ix_jjblock(N - jj);
@@ -367,22 +389,18 @@ static int ix_scatter(const ix_job *j, ix_scratch *s) {
 		mi = ix_iblock(M - is);
 		ix_packA(&j->A, is, mi, 0, K, s->sa, s->tmp, masks);
 		for (long jj = 0, mjj; jj < N; jj += mjj) {
-			mjj = N - jj < IX_TILE ? N - jj : IX_TILE;
+			if (ix_anyN) mjj = N - jj < IX_TILE ? N - jj : IX_TILE;
+			else if (is == 0) mjj = ix_jjblock(N - jj);
+			else mjj = N;
 			// the tile's destination comes in while the kernel runs
-			for (long q = 0; q < mjj; q++) {
+			for (long q = 0; ix_anyN && q < mjj; q++) {
 				const float *col = j->c + (j->cj ? (long)j->cj[jj + q] : jj + q) * j->ldc;
 				if (j->ci) ix_prefetch(col + j->ci[is], ix_span(j->ci + is, mi));
 				else ix_prefetch(col + is, mi);
 			}
 			memset(s->tile, 0, mi * mjj * sizeof(float));
 			ix_kernel(mi, mjj, K, j->alpha, s->sa, s->sb + K * jj, s->tile, mi);
-			for (long q = 0; q < mjj; q++) {
-				float *col = j->c + (j->cj ? (long)j->cj[jj + q] : jj + q) * j->ldc;
-				const float *t = s->tile + q * mi;
-				if (j->ci && masks) ix_expand_add(col, t, masks, j->ci[is], j->ci[is + mi - 1]);
-				else if (j->ci) ix_add_at(col, j->ci + is, t, mi);
-				else ix_add(col + is, t, mi);
-			}
+			ix_tile_add(j, s, masks, is, mi, jj, mjj);
 		}
 	}
 	return 1;
@@ -425,13 +443,13 @@ static void estkit_ix_job(void *arg, int p) { estkit_ix_part((ix_job *)arg, p, &
 static int estkit_ix_run(ix_job j) {
 	if (!ix_kernel) return 0;
 	j.failed = 0;
-	if (j.parts > 1) {
+	if (j.parts > 1 && !j.solo) {
 		if (j.parts > IX_PARTS || !estkit_pool_run(estkit_ix_job, &j, j.parts)) return 0;
 		return j.failed ? -1 : 1;
 	}
 	if (pthread_mutex_trylock(&ix_solo_lock) != 0) return 0;
-	j.parts = 1;
-	estkit_ix_part(&j, 0, &ix_solo_scratch);
+	if (j.parts < 1) j.parts = 1;
+	for (int p = 0; p < j.parts; p++) estkit_ix_part(&j, p, &ix_solo_scratch);
 	pthread_mutex_unlock(&ix_solo_lock);
 	return j.failed ? -1 : 1;
 }
@@ -465,6 +483,6 @@ func openblasSampled(j *sampledJob) int {
 	}
 	return int(C.estkit_ix_run(C.ix_job{A: op(j.a), B: op(j.b), c: (*C.float)(&j.c[0]), ldc: C.long(j.ldc),
 		ci: ip(j.ci), cj: ip(j.cj), M: C.long(j.m), N: C.long(j.n), K: C.long(j.k),
-		alpha: C.float(j.alpha), beta: C.float(j.beta), scatter: cbool(j.scatter), parts: C.int(j.parts), splitM: cbool(j.splitM),
+		alpha: C.float(j.alpha), beta: C.float(j.beta), scatter: cbool(j.scatter), parts: C.int(j.parts), splitM: cbool(j.splitM), solo: cbool(j.solo),
 		sorted: cbool(j.sorted)}))
 }

@@ -206,6 +206,29 @@ func TestMatMulSampledDeclines(t *testing.T) {
 	if !slices.Equal(y, yBefore) {
 		t.Error("a declined product over a small copy wrote")
 	}
+	// where the pieces are cut for the CPUs and outnumber two or more
+	// workers (a process given fewer CPUs than the machine has), the
+	// product is left to the gathered copy's MatMul, which shares them
+	func() {
+		defer func(n int, w bool) { pieceCPUs, cutForWorkers = n, w }(pieceCPUs, cutForWorkers)
+		pieceCPUs, cutForWorkers = 4, false
+		y := randSlice(rng, 256*1024)
+		yBefore := slices.Clone(y)
+		idx := make([]int32, 1024)
+		for i := range idx {
+			idx[i] = int32(2 * i)
+		}
+		if o.MatMulSampled(Buf(y), Buf(randSlice(rng, 256*768)), Buf(randSlice(rng, 2048*768)), 256, 1024, 768, false, true, 1, 0, idx, nil, 768) {
+			t.Error("a product cut into 4 pieces was taken on 2 workers")
+		}
+		if !slices.Equal(y, yBefore) {
+			t.Error("a declined product cut into 4 pieces wrote")
+		}
+		one := &Ops{workers: 1}
+		if !one.MatMulSampled(Buf(y), Buf(randSlice(rng, 256*768)), Buf(randSlice(rng, 2048*768)), 256, 1024, 768, false, true, 1, 0, idx, nil, 768) {
+			t.Error("a product cut into 4 pieces was declined on one worker, which runs them one after another")
+		}
+	}()
 	if o.MatMulSampled(Buf(c), Buf(randSlice(rng, 16*64)), Buf(w), 16, 16, 64, false, true, 1, 0, rows, []int32{1}, 64) {
 		t.Error("a product with both rows and columns listed was taken")
 	}
