@@ -364,8 +364,11 @@ static int ix_gemm(const ix_job *j, ix_scratch *s) {
 // added through the maps as soon as it is done, while it is in cache. The
 // depth must fit one block (K ≤ ix_Q), so that a tile holds what the
 // driver's C would. The tiles are IX_TILE columns wide where the kernel's
-// bits allow (ix_anyN); else they are the driver's own calls: the first
-// row block's by ix_jjblock's columns, every later one's over all of them.
+// bits allow (ix_anyN); else they are the driver's own calls: within each
+// of its column blocks (ix_R wide), the first row block's by ix_jjblock's
+// columns, every later one's over the whole block (TestMatMulScatterWide).
+// B's packing does not depend on how it is cut into calls: panels of
+// ix_UN columns, and every cut falls on one.
 #define IX_TILE 48
 static void ix_tile_add(const ix_job *j, const ix_scratch *s, const uint16_t *masks, long is, long mi, long jj, long mjj) {
 	for (long q = 0; q < mjj; q++) {
@@ -379,7 +382,7 @@ static void ix_tile_add(const ix_job *j, const ix_scratch *s, const uint16_t *ma
 
 static int ix_scatter(const ix_job *j, ix_scratch *s) {
 	long M = j->M, N = j->N, K = j->K;
-	if (!ix_ready(s, K * N, ix_P * ix_Q, ix_P * (ix_anyN ? IX_TILE : N))) return 0;
+	if (!ix_ready(s, K * N, ix_P * ix_Q, ix_P * (ix_anyN ? IX_TILE : N < ix_R ? N : ix_R))) return 0;
 	const uint16_t *masks = ix_job_masks(j, s);
 	for (long jj = 0, mjj; jj < N; jj += mjj) { // B packed as the driver's first row block packs it
 		mjj = ix_jjblock(N - jj);
@@ -390,8 +393,10 @@ static int ix_scatter(const ix_job *j, ix_scratch *s) {
 		ix_packA(&j->A, is, mi, 0, K, s->sa, s->tmp, masks);
 		for (long jj = 0, mjj; jj < N; jj += mjj) {
 			if (ix_anyN) mjj = N - jj < IX_TILE ? N - jj : IX_TILE;
-			else if (is == 0) mjj = ix_jjblock(N - jj);
-			else mjj = N;
+			else { // the driver's column block (ix_R wide) holding jj
+				long je = jj / ix_R * ix_R + ix_R < N ? jj / ix_R * ix_R + ix_R : N;
+				mjj = is == 0 ? ix_jjblock(je - jj) : je - jj;
+			}
 			// the tile's destination comes in while the kernel runs
 			for (long q = 0; ix_anyN && q < mjj; q++) {
 				const float *col = j->c + (j->cj ? (long)j->cj[jj + q] : jj + q) * j->ldc;

@@ -274,3 +274,39 @@ func firstDiff(a, b []float32) int {
 	}
 	return -1
 }
+
+// TestMatMulScatterWide: a scatter whose part is wider than the driver's
+// column block (its sgemm_r, 104512 on the Haswell tables) has the bits
+// of MatMul into a zeroed buffer then ScatterAddRows, whether the path
+// takes it or declines it: OpenBLAS's driver starts its column blocks
+// again there, and the Haswell kernel's bits depend on how many columns a
+// call is given.
+func TestMatMulScatterWide(t *testing.T) {
+	needSampled(t)
+	defer func(n int, w bool) { pieceCPUs, cutForWorkers = n, w }(pieceCPUs, cutForWorkers)
+	rng := rand.New(rand.NewSource(7))
+	const width, depth = 16, 16
+	for _, c := range []struct{ cpus, workers, m int }{{1, 1, 104520}, {2, 2, 2*104512 + 40}, {2, 1, 2*104512 + 40}} {
+		pieceCPUs, cutForWorkers = c.cpus, false
+		o := &Ops{workers: c.workers}
+		m := c.m
+		rows := make([]int32, m)
+		for i := range rows {
+			rows[i] = int32(i)
+		}
+		dy, x := randSlice(rng, depth*m), randSlice(rng, depth*width)
+		want := randSlice(rng, m*width)
+		got := slices.Clone(want)
+		buf := make([]float32, m*width)
+		o.MatMul(Buf(buf), Buf(dy), Buf(x), m, width, depth, true, false, 0.75, 0)
+		o.ScatterAddRows(Buf(want), Buf(buf), rows, width)
+		taken := o.MatMulScatter(Buf(got), Buf(dy), Buf(x), m, width, depth, true, false, 0.75, rows, nil, width)
+		if !taken {
+			o.MatMul(Buf(buf), Buf(dy), Buf(x), m, width, depth, true, false, 0.75, 0)
+			o.ScatterAddRows(Buf(got), Buf(buf), rows, width)
+		}
+		if i := firstDiff(want, got); i >= 0 {
+			t.Fatalf("%d rows of %d, %d deep, pieces for %d CPUs on %d workers (taken %v): element %d (row %d) is %v, scattered %v", m, width, depth, c.cpus, c.workers, taken, i, i/width, got[i], want[i])
+		}
+	}
+}
