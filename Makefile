@@ -114,7 +114,7 @@ unit: refs blas minio
 	# depend on where a product is cut, where the machine has not named a
 	# core table already: the bits must not depend on the workers there
 	OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(GO) test -tags '$(TAGS)' -count=1 \
-	  -run 'WorkersBitExact|MatMulConcurrent|StepBitsIndependentOfWorkers|Sampled|BackendsAgree' ./kernels/cpu ./train
+	  -run 'WorkersBitExact|MatMulConcurrent|StepBitsIndependentOfWorkers|Sampled|Scatter|BackendsAgree' ./kernels/cpu ./train
 	# the CUDA backend's kernels and launches, on the CPU emulator; then the
 	# kernels again under AddressSanitizer (every buffer its own
 	# allocation: a read or write past one fails)
