@@ -195,6 +195,15 @@ type GradRowsAdamWer interface {
 	AdamWGradRows(p, g, m, v Buf, width int, has []bool, a AdamWArgs)
 }
 
+// Arithmeticer is a backend that names how its products sum: two
+// processes whose names differ may give a step other last bits (the CPU
+// backend: OpenBLAS's kernel table, and the CPU count a product is cut for
+// where that table's bits depend on the cut). A run records it with each
+// checkpoint, and a resume where it differs says so.
+type Arithmeticer interface {
+	Arithmetic() string
+}
+
 // SpanSumSquarer is a backend that sums the squares of many spans of a
 // buffer in one call (the CPU backend): SumSquaresSpans(b, spans) is the
 // sum, in the spans' order, of SumSquares of each span [lo, hi) of b. The

@@ -94,10 +94,14 @@ type runState struct {
 	ConfigHash string       `json:"config_hash"`
 	// Settings are the settings a resume may change as this part of the
 	// run had them (config.json keeps those it started with).
-	Settings *Resumable   `json:"settings,omitempty"`
-	Tokens   int64        `json:"tokens"`
-	Stages   []StageStats `json:"stages"`
-	Counts   [][3][]int64 `json:"counts"` // per stage: layers, heads, neurons chosen
+	Settings *Resumable `json:"settings,omitempty"`
+	// Arithmetic is how the backend's products summed for this part of
+	// the run (kernels.Arithmeticer; "" where it does not say): a resume
+	// where it differs warns that the last bits may differ.
+	Arithmetic string       `json:"arithmetic,omitempty"`
+	Tokens     int64        `json:"tokens"`
+	Stages     []StageStats `json:"stages"`
+	Counts     [][3][]int64 `json:"counts"` // per stage: layers, heads, neurons chosen
 }
 
 // Options carry what is not part of the run's identity.

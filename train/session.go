@@ -284,12 +284,16 @@ func (s *Session) resume(ckpt *openedCheckpoint) error {
 		}
 		loaderState = &s.st.Loader
 		s.log.Info("resumed", "checkpoint", ckpt.dir, "step", s.st.Step)
+		if was, now := s.st.Arithmetic, arithmeticOf(s.ops); was != "" && now != "" && was != now {
+			s.log.Warn(fmt.Sprintf("%s was written where the products summed as %s; here they sum as %s: the run goes on from it, and its last bits may differ from those of an uninterrupted run", ckpt.dir, was, now))
+		}
 		if s.opts.Resumed != nil {
 			s.opts.Resumed(s.st.summary())
 		}
 	}
 	settings := resumableOf(cfg)
 	s.st.Settings = &settings // recorded by the next checkpoint
+	s.st.Arithmetic = arithmeticOf(s.ops)
 	lc := shards.Config{Data: s.data, B: cfg.Batch, T: cfg.Seq, Order: string(cfg.Order), Seed: cfg.Seed}
 	if s.opts.world() > 1 {
 		if err := s.rankLoaderState(lc, loaderState); err != nil {
@@ -503,4 +507,12 @@ func (s *Session) Close() {
 		s.data[i].Set.Close()
 	}
 	s.data = nil
+}
+
+// arithmeticOf names how ops' products sum ("" where it does not say).
+func arithmeticOf(ops kernels.Ops) string {
+	if a, ok := ops.(kernels.Arithmeticer); ok {
+		return a.Arithmetic()
+	}
+	return ""
 }

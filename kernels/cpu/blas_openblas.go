@@ -160,6 +160,8 @@ static int estkit_mm_run(estkit_mm j) { return estkit_pool_run(estkit_mm_job, &j
 */
 import "C"
 
+import "fmt"
+
 // With -tags openblas (make build, make test), matrix products go through
 // OpenBLAS's sgemm: measured here at 70-80 GFLOP/s per core against a few
 // for the pure-Go loops, which remain the build without the library.
@@ -185,6 +187,20 @@ func init() {
 	cutForWorkers = core == "SkylakeX" || core == "Cooperlake"
 	sgemm = openblasSgemm
 	sgemmParts = openblasSgemmParts
+}
+
+// arithmetic names OpenBLAS's kernel table and, where its bits depend on
+// the cut, the CPU count the products are cut for.
+func arithmetic() string {
+	core := blasCore()
+	if cutForWorkers {
+		return "OpenBLAS " + core + " kernels"
+	}
+	cpus := "CPUs"
+	if pieceCPUs == 1 {
+		cpus = "CPU"
+	}
+	return fmt.Sprintf("OpenBLAS %s kernels, products cut for %d %s", core, pieceCPUs, cpus)
 }
 
 // blasCore is the name of the core table whose kernels OpenBLAS runs

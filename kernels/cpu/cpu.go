@@ -34,6 +34,9 @@ var (
 
 func (o *Ops) Name() string { return "cpu" }
 
+// Arithmetic names how the products sum (kernels.Arithmeticer).
+func (o *Ops) Arithmetic() string { return arithmetic() }
+
 func f(b kernels.Buf) []float32 {
 	if b == nil {
 		return nil
