@@ -58,11 +58,11 @@ var cutForWorkers bool
 // free, else on goroutines. The pieces, not the workers, decide the bits.
 func sgemmSplit(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32, pieces, workers int, cols, pool bool) {
 	lda, ldb, ldc := leading(m, n, k, ta, tb)
+	ext := m
+	if cols {
+		ext = n
+	}
 	piece := func(q int) {
-		ext := m
-		if cols {
-			ext = n
-		}
 		lo, hi := ext*q/pieces, ext*(q+1)/pieces
 		if hi <= lo {
 			return
@@ -102,6 +102,32 @@ func sgemmSplit(c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta float32
 	})
 }
 
+// cut is how matmul cuts a product over the cores: into pieces ranges
+// along ext, C's rows, or its columns (cols) when C has fewer rows than
+// columns and A is not transposed (other is the other side); each piece
+// is a single-threaded sgemm. Splitting the columns of a wide product lets
+// each worker pack only its half of B (the weights, in a layer's forward
+// and input-gradient products): at B·T=256 rows, 256×3072×768 went from
+// 211 to 227 GFLOP/s and the LM head's 256×50304×768 from 227 to 275. The
+// weight gradients (A transposed, 256 deep) measured 5-10% faster split by
+// rows whatever their shape (BenchmarkMatMulSplit). Where a cut can reach
+// the bits, the pieces are cut for the machine's CPUs (pieceCPUs), not for
+// the workers, so the bits do not depend on the number of workers
+// (TestMatMulWorkersBitExact). The in-place sampled products take the
+// same pieces (sampledSplit), so that their bits are matmul's.
+func (o *Ops) cut(m, n, k int, ta bool) (pieces, ext, other int, cols bool) {
+	cols = m < n && !ta
+	ext, other = m, n
+	if cols {
+		ext, other = n, m
+	}
+	cpus := pieceCPUs
+	if cutForWorkers {
+		cpus = o.workers
+	}
+	return splitParts(ext, other, k, cpus), ext, other, cols
+}
+
 // leading returns the row strides of dense operands.
 func leading(m, n, k int, ta, tb bool) (lda, ldb, ldc int) {
 	lda, ldb, ldc = k, n, n
@@ -126,28 +152,8 @@ func matmul(o *Ops, c, a, b []float32, m, n, k int, ta, tb bool, alpha, beta flo
 		return
 	}
 	if sgemm != nil && k > 0 {
-		// split the rows of C over the cores when it has at least as
-		// many rows as columns or A comes transposed, else its columns;
-		// each part is a single-threaded sgemm. Splitting the columns of
-		// a wide product lets each worker pack only its half of B (the
-		// weights, in a layer's forward and input-gradient products): at
-		// B·T=256 rows, 256×3072×768 went from 211 to 227 GFLOP/s and the
-		// LM head's 256×50304×768 from 227 to 275. The weight gradients
-		// (A transposed, 256 deep) measured 5-10% faster split by rows
-		// whatever their shape (BenchmarkMatMulSplit). Where a cut can
-		// reach the bits, the pieces are cut for the machine's CPUs
-		// (pieceCPUs), not for the workers, so the bits do not depend on
-		// the number of workers (TestMatMulWorkersBitExact).
-		cols := m < n && !ta
-		ext, other := m, n
-		if cols {
-			ext, other = n, m
-		}
-		cpus := pieceCPUs
-		if cutForWorkers {
-			cpus = o.workers
-		}
-		sgemmSplit(c, a, b, m, n, k, ta, tb, alpha, beta, splitParts(ext, other, k, cpus), o.workers, cols, true)
+		pieces, _, _, cols := o.cut(m, n, k, ta)
+		sgemmSplit(c, a, b, m, n, k, ta, tb, alpha, beta, pieces, o.workers, cols, true)
 		return
 	}
 	o.parallel(m, 4, func(lo, hi int) {

@@ -33,12 +33,11 @@ func TestMatMulWorkersBitExact(t *testing.T) {
 			continue
 		}
 		cutForWorkers = cut
-		matMulWorkersBitExact(t, wholeExact)
+		matMulWorkersBitExact(t, core, wholeExact)
 	}
 }
 
-func matMulWorkersBitExact(t *testing.T, wholeExact bool) {
-	core := blasCore()
+func matMulWorkersBitExact(t *testing.T, core string, wholeExact bool) {
 	shapes := [][3]int{{256, 3072, 768}, {256, 768, 3072}, {3072, 768, 256}, {768, 1536, 256}, {37, 1000, 333}, {1000, 37, 333}, {100, 2304, 64}, {64, 176, 4096}, {176, 64, 256}, {96, 64, 256}, {64, 176, 256}, {256, 64, 176}, {256, 176, 64}}
 	for _, s := range shapes {
 		m, n, k := s[0], s[1], s[2]

@@ -103,16 +103,7 @@ func (o *Ops) sampledSplit(m, n, k int, ta bool) (parts int, splitM, ok bool) {
 	if sampledRun == nil || m < 16 || n < 16 || k < 16 {
 		return 0, false, false
 	}
-	cols := m < n && !ta
-	ext, other := m, n
-	if cols {
-		ext, other = n, m
-	}
-	cpus := pieceCPUs
-	if cutForWorkers {
-		cpus = o.workers
-	}
-	parts = splitParts(ext, other, k, cpus)
+	parts, ext, other, cols := o.cut(m, n, k, ta)
 	if parts > o.workers && o.workers > 1 || float64(ext/parts)*float64(other)*float64(k) < sampledMin {
 		return 0, false, false
 	}

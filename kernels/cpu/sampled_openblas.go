@@ -393,15 +393,18 @@ static int ix_scatter(const ix_job *j, ix_scratch *s) {
 		ix_packA(&j->A, is, mi, 0, K, s->sa, s->tmp, masks);
 		for (long jj = 0, mjj; jj < N; jj += mjj) {
 			if (ix_anyN) mjj = N - jj < IX_TILE ? N - jj : IX_TILE;
-			else { // the driver's column block (ix_R wide) holding jj
-				long je = jj / ix_R * ix_R + ix_R < N ? jj / ix_R * ix_R + ix_R : N;
+			else { // within the driver's column block (ix_R wide) holding jj
+				long je = jj / ix_R * ix_R + ix_R;
+				if (je > N) je = N;
 				mjj = is == 0 ? ix_jjblock(je - jj) : je - jj;
 			}
 			// the tile's destination comes in while the kernel runs
-			for (long q = 0; ix_anyN && q < mjj; q++) {
-				const float *col = j->c + (j->cj ? (long)j->cj[jj + q] : jj + q) * j->ldc;
-				if (j->ci) ix_prefetch(col + j->ci[is], ix_span(j->ci + is, mi));
-				else ix_prefetch(col + is, mi);
+			if (ix_anyN) {
+				for (long q = 0; q < mjj; q++) {
+					const float *col = j->c + (j->cj ? (long)j->cj[jj + q] : jj + q) * j->ldc;
+					if (j->ci) ix_prefetch(col + j->ci[is], ix_span(j->ci + is, mi));
+					else ix_prefetch(col + is, mi);
+				}
 			}
 			memset(s->tile, 0, mi * mjj * sizeof(float));
 			ix_kernel(mi, mjj, K, j->alpha, s->sa, s->sb + K * jj, s->tile, mi);
